@@ -1,0 +1,93 @@
+"""Routes of the pfs HTTP API. Every error is ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+from pfs_volume import __version__
+from pfs_volume.api.serialize import branch_json, commit_json, repo_json, summary_json
+from pfs_volume.errors import InvalidRequest, PfsError
+from pfs_volume.names import DEFAULT_BRANCH, check_component, parse_ref
+from pfs_volume.repos import RepoService
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 1_000_000
+
+
+def create_api_app(repos: RepoService) -> Flask:
+    """Build the flask app of the pfs HTTP API over the repo service."""
+    app = Flask("pfs-api")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    @app.errorhandler(PfsError)
+    def pfs_error(exc: PfsError) -> ResponseReturnValue:
+        return _error(exc.code, str(exc), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
+        return _error(
+            (exc.name or "error").lower().replace(" ", "_"), exc.description or "", exc.code or 500
+        )
+
+    @app.errorhandler(Exception)
+    def crash(exc: Exception) -> ResponseReturnValue:
+        log.exception("API request %s %s crashed", request.method, request.path)
+        return _error("internal", f"internal error in pfs: {exc}", 500)
+
+    @app.get("/v1/health")
+    def health() -> ResponseReturnValue:
+        return {"ok": True, "version": __version__}
+
+    @app.get("/v1/repos")
+    def list_repos() -> ResponseReturnValue:
+        return {"repos": [repo_json(r) for r in repos.list_repos()]}
+
+    @app.get("/v1/repos/<repo>")
+    def inspect_repo(repo: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        return summary_json(repos.summary(repo), repos.store.list_mounts(repo))
+
+    @app.delete("/v1/repos/<repo>")
+    def delete_repo(repo: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        repos.delete_repo(repo)
+        return {"deleted": repo}
+
+    @app.get("/v1/repos/<repo>/branches")
+    def list_branches(repo: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        return {"branches": [branch_json(b) for b in repos.list_branches(repo)]}
+
+    @app.get("/v1/repos/<repo>/log")
+    def log_(repo: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        ref = parse_ref(request.args.get("ref", DEFAULT_BRANCH))
+        repos.get_repo(repo)
+        commits = repos.log(repo, ref, _limit(request.args.get("limit")))
+        return {"commits": [commit_json(c) for c in commits]}
+
+    @app.get("/v1/repos/<repo>/commits/<ref>")
+    def inspect_commit(repo: str, ref: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        return commit_json(repos.resolve_commit(repo, parse_ref(ref)))
+
+    return app
+
+
+def _limit(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {text!r}")
+    return int(text)
+
+
+def _error(code: str, message: str, status: int) -> ResponseReturnValue:
+    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    return jsonify(body), status

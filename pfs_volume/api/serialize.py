@@ -1,0 +1,62 @@
+"""Records as JSON objects: the API's stable field names, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pfs_volume.meta import BranchRecord, CommitRecord, MountRecord, RepoRecord, rfc3339
+from pfs_volume.repos import RepoSummary
+
+
+def commit_json(commit: CommitRecord) -> dict[str, Any]:
+    """A commit: id, parent, repo, branch, created (RFC 3339 UTC), message, origin."""
+    return {
+        "id": commit.id,
+        "parent": commit.parent,
+        "repo": commit.repo,
+        "branch": commit.branch,
+        "created": rfc3339(commit.created),
+        "message": commit.message,
+        "origin": commit.origin,
+    }
+
+
+def branch_json(branch: BranchRecord) -> dict[str, Any]:
+    """A branch: repo, name, head (a commit id or null), created."""
+    return {
+        "repo": branch.repo,
+        "name": branch.name,
+        "head": branch.head,
+        "created": rfc3339(branch.created),
+    }
+
+
+def repo_json(repo: RepoRecord) -> dict[str, Any]:
+    """A repo: name, created, description."""
+    return {
+        "name": repo.name,
+        "created": rfc3339(repo.created),
+        "description": repo.description,
+    }
+
+
+def summary_json(summary: RepoSummary, mounts: list[MountRecord]) -> dict[str, Any]:
+    """A repo with its branches, commit count and active mounts."""
+    return {
+        **repo_json(summary.repo),
+        "branches": [branch_json(b) for b in summary.branches],
+        "commit_count": summary.commit_count,
+        "mounts": [mount_json(m) for m in mounts],
+    }
+
+
+def mount_json(mount: MountRecord) -> dict[str, Any]:
+    """A Docker mount: id, volume, repo, branch or commit, created."""
+    return {
+        "id": mount.id,
+        "volume": mount.volume,
+        "repo": mount.repo,
+        "branch": mount.branch,
+        "commit": mount.commit,
+        "created": rfc3339(mount.created),
+    }

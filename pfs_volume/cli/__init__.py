@@ -1,0 +1,1 @@
+"""The ``pfs`` command: ``pfs serve`` runs the daemon, every other verb calls its API."""

@@ -1,0 +1,66 @@
+"""A client of the pfs HTTP API, over the daemon's unix socket or plain HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import requests
+import requests_unixsocket
+
+from pfs_volume.errors import PfsError, error_from_code
+
+REQUEST_TIMEOUT = 120.0
+
+
+class ApiClient:
+    """Calls ``/v1/...`` on a daemon.
+
+    Args:
+        address: a unix socket path (``/run/pfs/api.sock``) or an ``http://`` URL.
+    """
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        if address.startswith(("http://", "https://")):
+            self.base = address.rstrip("/")
+            self.session: requests.Session = requests.Session()
+        else:
+            self.base = "http+unix://" + quote(address, safe="")
+            self.session = requests_unixsocket.Session()  # type: ignore[no-untyped-call]
+
+    def request(self, method: str, path: str, **params: Any) -> Any:
+        """Call the API and return the decoded JSON body.
+
+        Raises:
+            PfsError: (the matching subclass) for an error the daemon reported, or when
+                the daemon cannot be reached.
+        """
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            response = self.session.request(
+                method, self.base + path, params=query, timeout=REQUEST_TIMEOUT
+            )
+        except requests.RequestException as exc:
+            raise PfsError(
+                f"cannot reach the pfs daemon at {self.address} ({exc.__class__.__name__}); "
+                "is 'pfs serve' running? --api or PFS_API point elsewhere"
+            ) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            raise PfsError(
+                f"the daemon at {self.address} answered {response.status_code} without JSON"
+            ) from None
+        if response.status_code >= 400:
+            error = body.get("error", {}) if isinstance(body, dict) else {}
+            raise error_from_code(error.get("code", ""), error.get("message", str(body)))
+        return body
+
+    def get(self, path: str, **params: Any) -> Any:
+        """GET ``path``."""
+        return self.request("GET", path, **params)
+
+    def delete(self, path: str, **params: Any) -> Any:
+        """DELETE ``path``."""
+        return self.request("DELETE", path, **params)

@@ -1,0 +1,279 @@
+"""``pfs``: run the daemon (``pfs serve``) or talk to it (every other verb)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from pfs_volume.cli.client import ApiClient
+from pfs_volume.cli.tables import short_id, table, when
+from pfs_volume.config import (
+    DEFAULT_API_SOCKET,
+    DEFAULT_DRIVER_NAME,
+    DEFAULT_POOL_SIZE,
+    DEFAULT_STATE_DIR,
+    Settings,
+    parse_size,
+)
+from pfs_volume.errors import PfsError
+from pfs_volume.names import DEFAULT_BRANCH, parse_ref, parse_repo_ref
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def reports_errors(func: F) -> F:
+    """Turn a PfsError into ``pfs: error: ...`` on stderr and exit status 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PfsError as exc:
+            click.echo(f"pfs: error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def json_option(func: F) -> F:
+    """Add ``--json``: print the API's JSON instead of a table."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+def _client() -> ApiClient:
+    return ApiClient(click.get_current_context().find_root().params["api"])
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--api",
+    envvar="PFS_API",
+    default=str(DEFAULT_API_SOCKET),
+    show_default=True,
+    help="The daemon's API: a unix socket path or an http:// URL (env PFS_API).",
+)
+@click.version_option(package_name="pfs")
+def main(api: str) -> None:
+    """pfs: every Docker volume a versioned data repository."""
+
+
+@main.command()
+@click.option(
+    "--state-dir",
+    envvar="PFS_STATE_DIR",
+    default=str(DEFAULT_STATE_DIR),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the pool and metadata live (env PFS_STATE_DIR).",
+)
+@click.option(
+    "--pool-size",
+    envvar="PFS_POOL_SIZE",
+    default=DEFAULT_POOL_SIZE,
+    show_default=True,
+    help="Size of the sparse pool image made when the state dir is not on btrfs "
+    "(env PFS_POOL_SIZE).",
+)
+@click.option(
+    "--driver-name",
+    envvar="PFS_DRIVER_NAME",
+    default=DEFAULT_DRIVER_NAME,
+    show_default=True,
+    help="Docker volume driver name; also the volume-name prefix (env PFS_DRIVER_NAME).",
+)
+@click.option(
+    "--api-socket",
+    envvar="PFS_API_SOCKET",
+    default=str(DEFAULT_API_SOCKET),
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Unix socket of the pfs HTTP API (env PFS_API_SOCKET).",
+)
+@click.option(
+    "--log-level",
+    envvar="PFS_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@reports_errors
+def serve(
+    state_dir: Path, pool_size: str, driver_name: str, api_socket: Path, log_level: str
+) -> None:
+    """Run the node daemon (Docker volume plugin and pfs API)."""
+    from pfs_volume.daemon import Daemon
+
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    settings = Settings(
+        state_dir=state_dir.absolute(),
+        pool_size=parse_size(pool_size),
+        driver_name=driver_name,
+        api_socket=api_socket.absolute(),
+    )
+    daemon = Daemon(settings)
+    daemon.start()
+    click.echo(
+        f"pfs serving driver {settings.driver_name!r} on {settings.plugin_socket}, "
+        f"API on {settings.api_socket}, state in {settings.state_dir}",
+        err=True,
+    )
+    daemon.wait()
+
+
+@main.group()
+def repo() -> None:
+    """Repos: list, inspect, delete."""
+
+
+@repo.command("list")
+@json_option
+@reports_errors
+def repo_list(as_json: bool) -> None:
+    """List repos."""
+    repos = _client().get("/v1/repos")["repos"]
+    if as_json:
+        _print_json(repos)
+        return
+    click.echo(
+        table(
+            ["repo", "created", "description"],
+            [[r["name"], when(r["created"]), r["description"]] for r in repos],
+        )
+    )
+
+
+@repo.command("inspect")
+@click.argument("name")
+@json_option
+@reports_errors
+def repo_inspect(name: str, as_json: bool) -> None:
+    """Show a repo: branches with their heads, commit count, active mounts."""
+    info = _client().get(f"/v1/repos/{_segment(name)}")
+    if as_json:
+        _print_json(info)
+        return
+    click.echo(f"Repo:     {info['name']}")
+    click.echo(f"Created:  {when(info['created'])}")
+    click.echo(f"Commits:  {info['commit_count']}")
+    click.echo(f"Mounts:   {len(info['mounts'])}")
+    click.echo("")
+    click.echo(
+        table(["branch", "head"], [[b["name"], short_id(b["head"])] for b in info["branches"]])
+    )
+
+
+@repo.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@reports_errors
+def repo_delete(name: str, yes: bool, as_json: bool) -> None:
+    """Delete a repo and ALL its data (refused while a volume of it is mounted)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("deleting a repo needs --yes when not run on a terminal")
+        click.confirm(f"Delete repo {name} with all its commits and data?", abort=True)
+    result = _client().delete(f"/v1/repos/{_segment(name)}")
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"deleted repo {result['deleted']}")
+
+
+@main.group()
+def branch() -> None:
+    """Branches: list."""
+
+
+@branch.command("list")
+@click.argument("repo_name", metavar="REPO")
+@json_option
+@reports_errors
+def branch_list(repo_name: str, as_json: bool) -> None:
+    """List a repo's branches with their heads."""
+    branches = _client().get(f"/v1/repos/{_segment(repo_name)}/branches")["branches"]
+    if as_json:
+        _print_json(branches)
+        return
+    click.echo(
+        table(
+            ["branch", "head", "created"],
+            [[b["name"], short_id(b["head"]), when(b["created"])] for b in branches],
+        )
+    )
+
+
+@main.command("log")
+@click.argument("target", metavar="REPO[/BRANCH]|REPO@REF")
+@click.option("--limit", type=click.IntRange(min=1), help="Show at most this many commits.")
+@json_option
+@reports_errors
+def log_(target: str, limit: int | None, as_json: bool) -> None:
+    """Show commits, newest first, from a branch head (master by default) or a ref."""
+    if "@" in target:
+        repo_name, ref = parse_repo_ref(target)
+    else:
+        repo_name, _, branch_name = target.partition("/")
+        ref = parse_ref(branch_name or DEFAULT_BRANCH)
+    commits = _client().get(f"/v1/repos/{_segment(repo_name)}/log", ref=str(ref), limit=limit)[
+        "commits"
+    ]
+    if as_json:
+        _print_json(commits)
+        return
+    click.echo(
+        table(
+            ["commit", "parent", "branch", "created", "origin", "message"],
+            [
+                [
+                    short_id(c["id"]),
+                    short_id(c["parent"]),
+                    c["branch"],
+                    when(c["created"]),
+                    c["origin"],
+                    c["message"],
+                ]
+                for c in commits
+            ],
+        )
+    )
+
+
+@main.group()
+def commit() -> None:
+    """Commits: inspect."""
+
+
+@commit.command("inspect")
+@click.argument("target", metavar="REPO@REF")
+@json_option
+@reports_errors
+def commit_inspect(target: str, as_json: bool) -> None:
+    """Show one commit (REF: a branch, a commit id or prefix, optionally ~N)."""
+    repo_name, ref = parse_repo_ref(target)
+    info = _client().get(f"/v1/repos/{_segment(repo_name)}/commits/{_segment(str(ref))}")
+    if as_json:
+        _print_json(info)
+        return
+    for key in ("id", "parent", "repo", "branch", "created", "origin", "message"):
+        click.echo(f"{key.capitalize() + ':':9} {info[key] if info[key] is not None else '-'}")
+
+
+def _segment(text: str) -> str:
+    """Quote a path segment so that nothing in it can change the route."""
+    from urllib.parse import quote
+
+    return quote(text, safe="")

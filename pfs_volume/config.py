@@ -1,0 +1,58 @@
+"""Daemon settings: defaults, ``PFS_*`` environment variables and options, validated."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pfs_volume.errors import InvalidRequest
+from pfs_volume.names import check_component
+
+DEFAULT_STATE_DIR = Path("/var/lib/pfs")
+DEFAULT_POOL_SIZE = "20G"
+DEFAULT_DRIVER_NAME = "pfs"
+DEFAULT_API_SOCKET = Path("/run/pfs/api.sock")
+PLUGIN_DIR = Path("/run/docker/plugins")
+"""Where Docker looks for legacy plugins' sockets."""
+
+_SIZE = re.compile(r"([0-9]+)([KMGT]?)(i?B)?", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"20G"``, ``"512M"``, ``"1GiB"`` or a plain number (binary units).
+
+    Raises:
+        InvalidRequest: for anything else.
+    """
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        raise InvalidRequest(
+            f"size {text!r} is not understood; give a number of bytes with an optional "
+            "unit K, M, G or T (powers of 1024), e.g. 20G"
+        )
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``pfs serve`` needs to start."""
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    pool_size: int = parse_size(DEFAULT_POOL_SIZE)
+    driver_name: str = DEFAULT_DRIVER_NAME
+    api_socket: Path = DEFAULT_API_SOCKET
+    plugin_dir: Path = PLUGIN_DIR
+
+    def __post_init__(self) -> None:
+        check_component(self.driver_name, "driver")
+        if self.driver_name != self.driver_name.lower():
+            raise InvalidRequest(
+                f"driver name {self.driver_name!r} must be lowercase (Docker plugin names are)"
+            )
+
+    @property
+    def plugin_socket(self) -> Path:
+        """The socket Docker finds the driver by: ``/run/docker/plugins/NAME.sock``."""
+        return self.plugin_dir / f"{self.driver_name}.sock"

@@ -1,0 +1,144 @@
+"""The node daemon: one state dir, one pool, one store, two sockets.
+
+Start-up order matters for crash safety: take the state dir's lock, mount the pool, open
+the store, reconcile disk and metadata, and only then accept Docker's calls.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from pfs_volume.api import create_api_app
+from pfs_volume.btrfs import BtrfsPool, PoolImage, prepare_pool
+from pfs_volume.config import Settings
+from pfs_volume.errors import Conflict, StorageError
+from pfs_volume.meta import SqliteStore
+from pfs_volume.repos import RepoService
+from pfs_volume.transport import UnixSocketServer
+from pfs_volume.volumes import SCOPE, VolumeService
+from plugin import create_plugin_app
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "daemon.lock"
+META_NAME = "meta.db"
+
+
+class Daemon:
+    """A running pfs node.
+
+    Args:
+        settings: where state, pool and sockets live.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock_file: IO[str] | None = None
+        self._image: PoolImage | None = None
+        self._servers: list[UnixSocketServer] = []
+        self._stopping = threading.Event()
+        self.store: SqliteStore | None = None
+        self.repos: RepoService | None = None
+        self.volumes: VolumeService | None = None
+
+    def start(self) -> None:
+        """Lock the state dir, bring up pool and store, reconcile, serve.
+
+        Raises:
+            Conflict: another daemon holds the state dir, or serves on a socket.
+            StorageError: the pool cannot be prepared.
+        """
+        settings = self.settings
+        self._lock_state_dir()
+        try:
+            root, self._image = prepare_pool(settings.state_dir, settings.pool_size)
+            self.store = SqliteStore(root / META_NAME)
+            self.repos = RepoService(self.store, BtrfsPool(root))
+            report = self.repos.recover()
+            log.info(
+                "recovered: %d commit(s) finished, %d redone, %d abandoned, %d repo(s) purged",
+                len(report.finished),
+                len(report.redone),
+                len(report.abandoned),
+                len(report.purged_repos),
+            )
+            self.volumes = VolumeService(self.repos, self.store, prefix=settings.driver_name)
+            self._serve(
+                create_plugin_app(self.volumes, scope=SCOPE),
+                settings.plugin_socket,
+                "Docker volume plugin",
+            )
+            self._serve(create_api_app(self.repos), settings.api_socket, "pfs API")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _serve(self, app: object, path: Path, label: str) -> None:
+        server = UnixSocketServer(app, path, label)  # type: ignore[arg-type]
+        server.start()
+        self._servers.append(server)
+
+    def _lock_state_dir(self) -> None:
+        state_dir = self.settings.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(state_dir / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise Conflict(
+                f"another pfs daemon (pid {holder}) is using the state dir {state_dir}; "
+                "stop it first or give another --state-dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle
+
+    def wait(self) -> None:
+        """Block until SIGTERM or SIGINT, then stop."""
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %d: stopping", signum)
+            self._stopping.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self._stopping.wait()
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop serving; unmount the pool image when no container has a volume mounted."""
+        for server in reversed(self._servers):
+            server.stop()
+        self._servers.clear()
+        mounted = self.store.list_mounts() if self.store is not None else []
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        if self._image is not None:
+            if mounted:
+                log.info(
+                    "pool left mounted at %s: %d volume mount(s) active",
+                    self._image.mountpoint,
+                    len(mounted),
+                )
+            else:
+                try:
+                    self._image.unmount()
+                except StorageError as exc:
+                    log.warning("pool left mounted: %s", exc)
+            self._image = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None

@@ -1,0 +1,90 @@
+"""One exception hierarchy for pfs.
+
+Every error a user can see is a ``PfsError``. Each class knows its HTTP status and a
+stable machine-readable ``code``; the plugin layer sends ``str(error)`` as Docker's
+``Err`` text and the API layer sends ``{"error": {"code", "message"}}``. Nothing else
+translates errors.
+"""
+
+from __future__ import annotations
+
+
+class PfsError(Exception):
+    """Base class of every error pfs reports to a user."""
+
+    status = 500
+    code = "internal"
+
+
+class InvalidName(PfsError):
+    """A volume, repo, branch or ref name does not follow the grammar."""
+
+    status = 400
+    code = "invalid_name"
+
+
+class InvalidRequest(PfsError):
+    """A request body, option or argument is malformed."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class NotFound(PfsError):
+    """The named repo, branch, commit or volume does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(PfsError):
+    """The request contradicts the current state (exists already, head moved, ...)."""
+
+    status = 409
+    code = "conflict"
+
+
+class InUse(Conflict):
+    """The object is mounted by a container and cannot be changed now."""
+
+    code = "in_use"
+
+
+class ReadOnly(Conflict):
+    """A write was asked of a read-only commit."""
+
+    code = "read_only"
+
+
+class StorageError(PfsError):
+    """The btrfs pool or the metadata store failed."""
+
+    status = 500
+    code = "storage"
+
+
+ERRORS_BY_CODE: dict[str, type[PfsError]] = {
+    cls.code: cls
+    for cls in (
+        PfsError,
+        InvalidName,
+        InvalidRequest,
+        NotFound,
+        Conflict,
+        InUse,
+        ReadOnly,
+        StorageError,
+    )
+}
+
+
+def error_from_code(code: str, message: str) -> PfsError:
+    """Rebuild the exception a server reported, from its code and message.
+
+    Args:
+        code: the ``code`` field of an API error body.
+        message: the human message.
+    Returns:
+        An instance of the matching class, ``PfsError`` for an unknown code.
+    """
+    return ERRORS_BY_CODE.get(code, PfsError)(message)

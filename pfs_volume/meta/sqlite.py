@@ -1,0 +1,349 @@
+"""The embedded MetadataStore: one SQLite file, for a single host with no server.
+
+One connection shared by the daemon's threads behind a lock; write-ahead logging with
+``synchronous=FULL`` so that a transaction that returned survives a crash of the process
+or the machine.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pfs_volume.errors import Conflict, StorageError
+from pfs_volume.failpoints import failpoint
+from pfs_volume.meta.records import (
+    BranchRecord,
+    CommitIntent,
+    CommitRecord,
+    MountRecord,
+    RepoRecord,
+    VolumeRecord,
+)
+from pfs_volume.meta.store import MetadataStore
+
+BUSY_TIMEOUT = 30.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS repos (
+    name TEXT PRIMARY KEY, created TEXT NOT NULL, description TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS branches (
+    repo TEXT NOT NULL REFERENCES repos(name), name TEXT NOT NULL, head TEXT,
+    created TEXT NOT NULL, clean_generation INTEGER, PRIMARY KEY (repo, name));
+CREATE TABLE IF NOT EXISTS commits (
+    repo TEXT NOT NULL REFERENCES repos(name), id TEXT NOT NULL, branch TEXT NOT NULL,
+    parent TEXT, created TEXT NOT NULL, message TEXT NOT NULL, origin TEXT NOT NULL,
+    PRIMARY KEY (repo, id));
+CREATE TABLE IF NOT EXISTS intents (
+    repo TEXT NOT NULL, id TEXT NOT NULL, branch TEXT NOT NULL, parent TEXT,
+    created TEXT NOT NULL, message TEXT NOT NULL, origin TEXT NOT NULL, mount_id TEXT,
+    PRIMARY KEY (repo, id));
+CREATE TABLE IF NOT EXISTS mounts (
+    id TEXT PRIMARY KEY, volume TEXT NOT NULL, repo TEXT NOT NULL, branch TEXT,
+    commit_id TEXT, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY, repo TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deleted_repos (name TEXT PRIMARY KEY);
+"""
+
+_COMMIT_COLUMNS = "id, repo, branch, parent, created, message, origin"
+
+
+class SqliteStore(MetadataStore):
+    """MetadataStore in a SQLite database file.
+
+    Args:
+        path: the database file; created with its schema when missing.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the metadata store {path}: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all or nothing."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StorageError(f"metadata store {self.path}: {exc}") from exc
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"metadata store {self.path}: {exc}") from exc
+
+    # repos
+
+    def create_repo(self, repo: RepoRecord) -> None:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM repos WHERE name=?", (repo.name,)).fetchone():
+                raise Conflict(f"repo {repo.name!r} exists already")
+            db.execute("DELETE FROM deleted_repos WHERE name=?", (repo.name,))
+            db.execute(
+                "INSERT INTO repos VALUES (?,?,?)",
+                (repo.name, repo.created.isoformat(), repo.description),
+            )
+
+    def get_repo(self, name: str) -> RepoRecord | None:
+        rows = self._read("SELECT name, created, description FROM repos WHERE name=?", (name,))
+        return _repo(rows[0]) if rows else None
+
+    def list_repos(self) -> list[RepoRecord]:
+        rows = self._read("SELECT name, created, description FROM repos ORDER BY name")
+        return [_repo(row) for row in rows]
+
+    def delete_repo(self, name: str) -> None:
+        with self._write() as db:
+            for table in ("branches", "commits", "intents", "mounts", "volumes"):
+                db.execute(f"DELETE FROM {table} WHERE repo=?", (name,))
+            db.execute("DELETE FROM repos WHERE name=?", (name,))
+            db.execute("INSERT OR IGNORE INTO deleted_repos VALUES (?)", (name,))
+
+    def list_deleted_repos(self) -> list[str]:
+        return [row[0] for row in self._read("SELECT name FROM deleted_repos ORDER BY name")]
+
+    def forget_deleted_repo(self, name: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM deleted_repos WHERE name=?", (name,))
+
+    # branches
+
+    def create_branch(self, branch: BranchRecord) -> None:
+        with self._write() as db:
+            exists = db.execute(
+                "SELECT 1 FROM branches WHERE repo=? AND name=?", (branch.repo, branch.name)
+            ).fetchone()
+            if exists:
+                raise Conflict(f"branch {branch.repo}/{branch.name} exists already")
+            db.execute(
+                "INSERT INTO branches VALUES (?,?,?,?,?)",
+                (
+                    branch.repo,
+                    branch.name,
+                    branch.head,
+                    branch.created.isoformat(),
+                    branch.clean_generation,
+                ),
+            )
+
+    def get_branch(self, repo: str, name: str) -> BranchRecord | None:
+        rows = self._read(
+            "SELECT repo, name, head, created, clean_generation FROM branches "
+            "WHERE repo=? AND name=?",
+            (repo, name),
+        )
+        return _branch(rows[0]) if rows else None
+
+    def list_branches(self, repo: str) -> list[BranchRecord]:
+        rows = self._read(
+            "SELECT repo, name, head, created, clean_generation FROM branches "
+            "WHERE repo=? ORDER BY name",
+            (repo,),
+        )
+        return [_branch(row) for row in rows]
+
+    def set_clean_generation(self, repo: str, branch: str, generation: int) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE branches SET clean_generation=? WHERE repo=? AND name=?",
+                (generation, repo, branch),
+            )
+
+    # commits
+
+    def get_commit(self, repo: str, commit_id: str) -> CommitRecord | None:
+        rows = self._read(
+            f"SELECT {_COMMIT_COLUMNS} FROM commits WHERE repo=? AND id=?", (repo, commit_id)
+        )
+        return _commit(rows[0]) if rows else None
+
+    def find_commit_ids(self, repo: str, prefix: str) -> list[str]:
+        rows = self._read(
+            "SELECT id FROM commits WHERE repo=? AND id >= ? AND id < ? ORDER BY id LIMIT 10",
+            (repo, prefix, prefix + "g"),
+        )
+        return [row[0] for row in rows]
+
+    def count_commits(self, repo: str) -> int:
+        return int(self._read("SELECT count(*) FROM commits WHERE repo=?", (repo,))[0][0])
+
+    def begin_commit(self, intent: CommitIntent) -> None:
+        c = intent.commit
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO intents VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    c.repo,
+                    c.id,
+                    c.branch,
+                    c.parent,
+                    c.created.isoformat(),
+                    c.message,
+                    c.origin,
+                    intent.mount_id,
+                ),
+            )
+
+    def finish_commit(self, intent: CommitIntent, generation: int) -> None:
+        c = intent.commit
+        with self._write() as db:
+            row = db.execute(
+                "SELECT head FROM branches WHERE repo=? AND name=?", (c.repo, c.branch)
+            ).fetchone()
+            if row is None or row[0] != c.parent:
+                raise Conflict(
+                    f"branch {c.repo}/{c.branch} moved: its head is "
+                    f"{row[0] if row else 'gone'}, the commit expected {c.parent}"
+                )
+            db.execute(
+                f"INSERT INTO commits ({_COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                (c.id, c.repo, c.branch, c.parent, c.created.isoformat(), c.message, c.origin),
+            )
+            failpoint("commit.between_record_and_head")
+            db.execute(
+                "UPDATE branches SET head=?, clean_generation=? WHERE repo=? AND name=?",
+                (c.id, generation, c.repo, c.branch),
+            )
+            db.execute("DELETE FROM intents WHERE repo=? AND id=?", (c.repo, c.id))
+            if intent.mount_id is not None:
+                db.execute("DELETE FROM mounts WHERE id=?", (intent.mount_id,))
+
+    def abandon_commit(self, intent: CommitIntent) -> None:
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM intents WHERE repo=? AND id=?",
+                (intent.commit.repo, intent.commit.id),
+            )
+
+    def list_intents(self) -> list[CommitIntent]:
+        rows = self._read(f"SELECT {_COMMIT_COLUMNS}, mount_id FROM intents ORDER BY created")
+        return [CommitIntent(_commit(row[:7]), row[7]) for row in rows]
+
+    # mounts
+
+    def add_mount(self, mount: MountRecord) -> MountRecord:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT id, volume, repo, branch, commit_id, created FROM mounts WHERE id=?",
+                (mount.id,),
+            ).fetchone()
+            if row:
+                return _mount(row)
+            db.execute(
+                "INSERT INTO mounts VALUES (?,?,?,?,?,?)",
+                (
+                    mount.id,
+                    mount.volume,
+                    mount.repo,
+                    mount.branch,
+                    mount.commit,
+                    mount.created.isoformat(),
+                ),
+            )
+            return mount
+
+    def get_mount(self, mount_id: str) -> MountRecord | None:
+        rows = self._read(
+            "SELECT id, volume, repo, branch, commit_id, created FROM mounts WHERE id=?",
+            (mount_id,),
+        )
+        return _mount(rows[0]) if rows else None
+
+    def list_mounts(self, repo: str | None = None) -> list[MountRecord]:
+        sql = "SELECT id, volume, repo, branch, commit_id, created FROM mounts"
+        rows = (
+            self._read(sql + " WHERE repo=? ORDER BY created", (repo,))
+            if repo is not None
+            else self._read(sql + " ORDER BY created")
+        )
+        return [_mount(row) for row in rows]
+
+    def delete_mount(self, mount_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM mounts WHERE id=?", (mount_id,))
+
+    # Docker volume names
+
+    def add_volume(self, volume: VolumeRecord) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO volumes VALUES (?,?,?)",
+                (volume.name, volume.repo, volume.created.isoformat()),
+            )
+
+    def get_volume(self, name: str) -> VolumeRecord | None:
+        rows = self._read("SELECT name, repo, created FROM volumes WHERE name=?", (name,))
+        return _volume(rows[0]) if rows else None
+
+    def list_volumes(self) -> list[VolumeRecord]:
+        rows = self._read("SELECT name, repo, created FROM volumes ORDER BY name")
+        return [_volume(row) for row in rows]
+
+    def delete_volume(self, name: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM volumes WHERE name=?", (name,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _repo(row: tuple[Any, ...]) -> RepoRecord:
+    return RepoRecord(name=row[0], created=_time(row[1]), description=row[2])
+
+
+def _branch(row: tuple[Any, ...]) -> BranchRecord:
+    return BranchRecord(
+        repo=row[0], name=row[1], head=row[2], created=_time(row[3]), clean_generation=row[4]
+    )
+
+
+def _commit(row: tuple[Any, ...]) -> CommitRecord:
+    return CommitRecord(
+        id=row[0],
+        repo=row[1],
+        branch=row[2],
+        parent=row[3],
+        created=_time(row[4]),
+        message=row[5],
+        origin=row[6],
+    )
+
+
+def _mount(row: tuple[Any, ...]) -> MountRecord:
+    return MountRecord(
+        id=row[0], volume=row[1], repo=row[2], branch=row[3], commit=row[4], created=_time(row[5])
+    )
+
+
+def _volume(row: tuple[Any, ...]) -> VolumeRecord:
+    return VolumeRecord(name=row[0], repo=row[1], created=_time(row[2]))

@@ -1,0 +1,144 @@
+"""The MetadataStore interface: everything pfs remembers besides the data itself.
+
+Two backends implement it: embedded SQLite (one host, the default) and etcd (a
+cluster). Each method is atomic on its own; the ones that must change several records at
+once (``finish_commit``, ``delete_repo``) say so and do it in one transaction.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from pfs_volume.meta.records import (
+    BranchRecord,
+    CommitIntent,
+    CommitRecord,
+    MountRecord,
+    RepoRecord,
+    VolumeRecord,
+)
+
+
+class MetadataStore(ABC):
+    """Repos, branches, commits, in-flight commits, mounts and Docker volume names."""
+
+    # repos
+
+    @abstractmethod
+    def create_repo(self, repo: RepoRecord) -> None:
+        """Add a repo. Raises Conflict when the name is taken."""
+
+    @abstractmethod
+    def get_repo(self, name: str) -> RepoRecord | None:
+        """The repo called ``name``, or None."""
+
+    @abstractmethod
+    def list_repos(self) -> list[RepoRecord]:
+        """Every repo, by name."""
+
+    @abstractmethod
+    def delete_repo(self, name: str) -> None:
+        """In one transaction: drop the repo and every record under it, and leave a
+        tombstone so that start-up finishes deleting its data if a crash interrupts."""
+
+    @abstractmethod
+    def list_deleted_repos(self) -> list[str]:
+        """Repos whose records are gone but whose data may still be on disk."""
+
+    @abstractmethod
+    def forget_deleted_repo(self, name: str) -> None:
+        """Drop a tombstone once the repo's data is gone."""
+
+    # branches
+
+    @abstractmethod
+    def create_branch(self, branch: BranchRecord) -> None:
+        """Add a branch. Raises Conflict when it exists."""
+
+    @abstractmethod
+    def get_branch(self, repo: str, name: str) -> BranchRecord | None:
+        """The branch, or None."""
+
+    @abstractmethod
+    def list_branches(self, repo: str) -> list[BranchRecord]:
+        """The repo's branches, by name."""
+
+    @abstractmethod
+    def set_clean_generation(self, repo: str, branch: str, generation: int) -> None:
+        """Record the working copy's generation at which it equals the head."""
+
+    # commits
+
+    @abstractmethod
+    def get_commit(self, repo: str, commit_id: str) -> CommitRecord | None:
+        """The commit with this exact id, or None."""
+
+    @abstractmethod
+    def find_commit_ids(self, repo: str, prefix: str) -> list[str]:
+        """Ids of the repo's commits that start with ``prefix`` (at most a few)."""
+
+    @abstractmethod
+    def count_commits(self, repo: str) -> int:
+        """How many commits the repo has."""
+
+    @abstractmethod
+    def begin_commit(self, intent: CommitIntent) -> None:
+        """Record a commit about to be snapshotted (it is not visible yet)."""
+
+    @abstractmethod
+    def finish_commit(self, intent: CommitIntent, generation: int) -> None:
+        """In one transaction: write the commit record, move the branch head from
+        ``intent.commit.parent`` to the commit (compare-and-swap), set the branch's clean
+        generation, drop the intent and the mount it releases.
+
+        Raises:
+            Conflict: when the head is no longer ``intent.commit.parent``; nothing changes.
+        """
+
+    @abstractmethod
+    def abandon_commit(self, intent: CommitIntent) -> None:
+        """Drop an intent whose commit will not be made."""
+
+    @abstractmethod
+    def list_intents(self) -> list[CommitIntent]:
+        """Commits begun and neither finished nor abandoned (only after a crash)."""
+
+    # mounts
+
+    @abstractmethod
+    def add_mount(self, mount: MountRecord) -> MountRecord:
+        """Record a mount; if its id is recorded already, return that record unchanged."""
+
+    @abstractmethod
+    def get_mount(self, mount_id: str) -> MountRecord | None:
+        """The mount with this Docker mount ID, or None."""
+
+    @abstractmethod
+    def list_mounts(self, repo: str | None = None) -> list[MountRecord]:
+        """Every mount, or those of one repo, oldest first."""
+
+    @abstractmethod
+    def delete_mount(self, mount_id: str) -> None:
+        """Forget a mount (no error when it is unknown)."""
+
+    # Docker volume names
+
+    @abstractmethod
+    def add_volume(self, volume: VolumeRecord) -> None:
+        """Remember a Docker volume name (no error when known already)."""
+
+    @abstractmethod
+    def get_volume(self, name: str) -> VolumeRecord | None:
+        """The remembered volume name, or None."""
+
+    @abstractmethod
+    def list_volumes(self) -> list[VolumeRecord]:
+        """Every remembered volume name."""
+
+    @abstractmethod
+    def delete_volume(self, name: str) -> None:
+        """Forget a Docker volume name (no error when it is unknown)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store's resources."""

@@ -1,0 +1,200 @@
+"""The volume-name grammar (DESIGN.md, "The volume name"); pure functions only.
+
+    name   = [ PREFIX "/" ] repo [ "/" branch ] [ "@" ref ]
+    repo   = branch = 1..63 of [A-Za-z0-9_.-], first a letter or digit
+    ref    = a branch name | a commit id or a unique prefix of one (>= 6 hex) | REF "~" N
+
+Parsing says only what a name *says*; which branch or commit it *means* depends on the
+repo's state and is decided by the repo service.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pfs_volume.errors import InvalidName
+
+DEFAULT_BRANCH = "master"
+MAX_COMPONENT = 63
+MAX_NAME = 255
+MIN_COMMIT_PREFIX = 6
+COMMIT_ID_LENGTH = 32
+
+GRAMMAR = (
+    "expected [PREFIX/]REPO[/BRANCH][@REF], where REPO and BRANCH are 1-63 characters "
+    "of A-Z a-z 0-9 _ . - starting with a letter or digit, and REF is a branch, a commit "
+    "id or a unique prefix of one (at least 6 hex digits), optionally followed by ~N "
+    "(N generations back), e.g. pfs/photos, pfs/photos/dev, pfs/photos@3f2a9c, "
+    "pfs/photos@master~2"
+)
+
+_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ALLOWED = re.compile(r"[A-Za-z0-9_.-]")
+_HEX = re.compile(r"[0-9a-f]+")
+_COMMIT_ID = re.compile(r"[0-9a-f]{32}")
+_STEPS = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference inside a repo: ``base`` (branch name or commit id/prefix) ``~back``."""
+
+    base: str
+    back: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.base}~{self.back}" if self.back else self.base
+
+    @property
+    def could_be_commit(self) -> bool:
+        """True when ``base`` has the form of a commit id or of a usable prefix of one."""
+        return is_commit_prefix(self.base)
+
+
+@dataclass(frozen=True)
+class VolumeName:
+    """What a volume name says: a repo, maybe a branch, maybe a ref."""
+
+    repo: str
+    branch: str | None = None
+    ref: Ref | None = None
+
+    def __str__(self) -> str:
+        text = self.repo
+        if self.branch is not None:
+            text += f"/{self.branch}"
+        if self.ref is not None:
+            text += f"@{self.ref}"
+        return text
+
+
+def is_commit_prefix(text: str) -> bool:
+    """True when ``text`` is 6 to 32 lowercase hex digits."""
+    return MIN_COMMIT_PREFIX <= len(text) <= COMMIT_ID_LENGTH and bool(_HEX.fullmatch(text))
+
+
+def is_commit_id(text: str) -> bool:
+    """True when ``text`` is a whole commit id (32 lowercase hex digits)."""
+    return bool(_COMMIT_ID.fullmatch(text))
+
+
+def check_component(text: str, what: str) -> str:
+    """Validate a repo or branch name.
+
+    Args:
+        text: the candidate name.
+        what: ``"repo"`` or ``"branch"``, used in the error message.
+    Returns:
+        ``text`` unchanged.
+    Raises:
+        InvalidName: saying what is wrong, with the grammar.
+    """
+    if not text:
+        raise InvalidName(f"the {what} name is empty; {GRAMMAR}")
+    if len(text) > MAX_COMPONENT:
+        raise InvalidName(
+            f"the {what} name {_shorten(text)!r} is {len(text)} characters long; "
+            f"at most {MAX_COMPONENT} are allowed; {GRAMMAR}"
+        )
+    bad = next((ch for ch in text if not _ALLOWED.fullmatch(ch)), None)
+    if bad is not None:
+        raise InvalidName(
+            f"the {what} name {text!r} contains {bad!r}, which is not one of "
+            f"A-Z a-z 0-9 _ . -; {GRAMMAR}"
+        )
+    if not _COMPONENT.fullmatch(text):
+        raise InvalidName(f"the {what} name {text!r} must start with a letter or digit; {GRAMMAR}")
+    return text
+
+
+def parse_ref(text: str) -> Ref:
+    """Parse a ref: ``BASE`` or ``BASE~N`` (``~N`` may repeat and adds up).
+
+    Raises:
+        InvalidName: for an empty ref, a bad base or a ``~`` not followed by digits.
+    """
+    if not text:
+        raise InvalidName(
+            "nothing follows '@': a ref is required after it (a branch, a commit id or "
+            f"a prefix of at least {MIN_COMMIT_PREFIX} hex digits); {GRAMMAR}"
+        )
+    base, *steps = text.split("~")
+    check_component(base, "ref")
+    back = 0
+    for step in steps:
+        if not _STEPS.fullmatch(step):
+            raise InvalidName(
+                f"the ref {text!r} has '~' followed by {step!r}; '~' must be followed by "
+                f"a number of generations, as in {base}~1; {GRAMMAR}"
+            )
+        back += int(step)
+    return Ref(base, back)
+
+
+def parse_volume_name(name: str, prefix: str | None = None) -> VolumeName:
+    """Parse a Docker volume name.
+
+    Args:
+        name: the name Docker passed, e.g. ``pfs/photos/dev@3f2a9c~1``.
+        prefix: the driver's name prefix without the slash (``"pfs"``); a name that
+            starts with ``PREFIX/`` has it stripped first.
+    Returns:
+        The parsed ``VolumeName``.
+    Raises:
+        InvalidName: saying what is wrong, with the grammar.
+    """
+    if not isinstance(name, str):
+        raise InvalidName(f"the volume name must be a string, not {type(name).__name__}")
+    if not name:
+        raise InvalidName(f"the volume name is empty; {GRAMMAR}")
+    if len(name) > MAX_NAME:
+        raise InvalidName(
+            f"the volume name {_shorten(name)!r} is {len(name)} characters long; at most "
+            f"{MAX_NAME} are allowed; {GRAMMAR}"
+        )
+    rest = name
+    if prefix and rest.startswith(prefix + "/"):
+        rest = rest[len(prefix) + 1 :]
+    path, at, ref_text = rest.partition("@")
+    if "@" in ref_text:
+        raise InvalidName(f"the volume name {name!r} has more than one '@'; {GRAMMAR}")
+    parts = path.split("/")
+    if len(parts) > 2:
+        raise InvalidName(
+            f"the volume name {name!r} has too many '/': at most REPO/BRANCH may follow "
+            f"the prefix; {GRAMMAR}"
+        )
+    repo = check_component(parts[0], "repo")
+    branch = check_component(parts[1], "branch") if len(parts) == 2 else None
+    ref = parse_ref(ref_text) if at else None
+    return VolumeName(repo=repo, branch=branch, ref=ref)
+
+
+def parse_repo_branch(text: str) -> tuple[str, str | None]:
+    """Parse ``REPO`` or ``REPO/BRANCH`` (as the CLI takes them).
+
+    Raises:
+        InvalidName: for anything else.
+    """
+    parts = text.split("/")
+    if len(parts) > 2 or "@" in text:
+        raise InvalidName(f"{text!r} is not REPO or REPO/BRANCH; {GRAMMAR}")
+    repo = check_component(parts[0], "repo")
+    return repo, (check_component(parts[1], "branch") if len(parts) == 2 else None)
+
+
+def parse_repo_ref(text: str) -> tuple[str, Ref]:
+    """Parse ``REPO@REF`` (as ``pfs commit inspect`` takes it).
+
+    Raises:
+        InvalidName: for anything else.
+    """
+    repo, at, ref_text = text.partition("@")
+    if not at:
+        raise InvalidName(f"{text!r} is not REPO@REF; {GRAMMAR}")
+    return check_component(repo, "repo"), parse_ref(ref_text)
+
+
+def _shorten(text: str, keep: int = 40) -> str:
+    return text if len(text) <= keep else text[:keep] + "..."

@@ -1,0 +1,449 @@
+"""The commit graph: repos, branches, commits, refs, and their place in the pool.
+
+    <pool>/repos/<repo>/branches/<branch>   writable working copy (a subvolume)
+    <pool>/repos/<repo>/commits/<id>        read-only snapshot, one per commit
+    <pool>/incoming/                        partial receives; emptied at start
+
+A commit is made in three steps, so that a crash at any point leaves either no commit or
+a whole one (DESIGN.md, invariant 2): record an intent, snapshot the working copy
+read-only, then in one metadata transaction write the commit record, move the head by
+compare-and-swap and release the mount that asked for it. ``recover`` finishes or undoes
+whatever a crash interrupted; it never deletes a working copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from pfs_volume.btrfs import BtrfsPool
+from pfs_volume.errors import Conflict, InUse, InvalidName, NotFound
+from pfs_volume.failpoints import failpoint
+from pfs_volume.meta import (
+    BranchRecord,
+    CommitIntent,
+    CommitRecord,
+    MetadataStore,
+    RepoRecord,
+    utcnow,
+)
+from pfs_volume.names import DEFAULT_BRANCH, Ref, check_component, is_commit_prefix
+
+log = logging.getLogger(__name__)
+
+
+def new_commit_id() -> str:
+    """A fresh commit id: 32 random lowercase hex digits."""
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class RepoSummary:
+    """A repo with its branches and how many commits it has."""
+
+    repo: RepoRecord
+    branches: list[BranchRecord]
+    commit_count: int
+
+
+@dataclass
+class RecoveryReport:
+    """What start-up reconciliation did."""
+
+    finished: list[str] = field(default_factory=list)
+    redone: list[str] = field(default_factory=list)
+    abandoned: list[str] = field(default_factory=list)
+    purged_repos: list[str] = field(default_factory=list)
+    unknown_snapshots: list[Path] = field(default_factory=list)
+
+
+class KeyedLocks:
+    """One re-entrant lock per key, made on first use."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, ...], threading.RLock] = {}
+
+    @contextmanager
+    def hold(self, *key: str) -> Iterator[None]:
+        """Hold the lock of ``key`` for the ``with`` block."""
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.RLock())
+        with lock:
+            yield
+
+
+class RepoService:
+    """Repos, branches and commits of one node's pool.
+
+    Args:
+        store: the metadata store.
+        pool: the btrfs pool.
+        clock: returns the current UTC time (injected so tests can fix it).
+        new_id: returns a fresh commit id.
+    """
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        pool: BtrfsPool,
+        clock: Callable[[], datetime] = utcnow,
+        new_id: Callable[[], str] = new_commit_id,
+    ) -> None:
+        self.store = store
+        self.pool = pool
+        self.clock = clock
+        self.new_id = new_id
+        self.structure_lock = threading.RLock()
+        """Held while repos, branches or working copies are created or deleted."""
+        self._branch_locks = KeyedLocks()
+        self.repos_dir = pool.root / "repos"
+        self.incoming_dir = pool.root / "incoming"
+        self.repos_dir.mkdir(exist_ok=True)
+        self.incoming_dir.mkdir(exist_ok=True)
+
+    # paths
+
+    def repo_dir(self, repo: str) -> Path:
+        """The folder that holds a repo's working copies and snapshots."""
+        return self.repos_dir / repo
+
+    def branch_path(self, repo: str, branch: str) -> Path:
+        """Where a branch's working copy lives (it may not exist yet)."""
+        return self.repos_dir / repo / "branches" / branch
+
+    def commit_path(self, repo: str, commit_id: str) -> Path:
+        """Where a commit's read-only snapshot lives."""
+        return self.repos_dir / repo / "commits" / commit_id
+
+    @contextmanager
+    def branch_lock(self, repo: str, branch: str) -> Iterator[None]:
+        """Serialise everything that mounts, commits or changes one branch's working copy."""
+        with self._branch_locks.hold(repo, branch):
+            yield
+
+    # repos
+
+    def create_repo(self, name: str, description: str = "") -> RepoRecord:
+        """Create an empty repo with an empty ``master`` branch.
+
+        Raises:
+            InvalidName: for a bad name. Conflict: when it exists.
+        """
+        check_component(name, "repo")
+        with self.structure_lock:
+            record = RepoRecord(name=name, created=self.clock(), description=description)
+            self.store.create_repo(record)
+            for sub in ("branches", "commits"):
+                (self.repo_dir(name) / sub).mkdir(parents=True, exist_ok=True)
+            self.store.create_branch(
+                BranchRecord(repo=name, name=DEFAULT_BRANCH, head=None, created=record.created)
+            )
+            log.info("repo=%s created", name)
+            return record
+
+    def ensure_repo(self, name: str) -> RepoRecord:
+        """The repo called ``name``, created empty if it does not exist."""
+        with self.structure_lock:
+            return self.store.get_repo(name) or self.create_repo(name)
+
+    def get_repo(self, name: str) -> RepoRecord:
+        """The repo called ``name``. Raises NotFound."""
+        record = self.store.get_repo(name)
+        if record is None:
+            raise NotFound(f"there is no repo {name!r}")
+        return record
+
+    def list_repos(self) -> list[RepoRecord]:
+        """Every repo, by name."""
+        return self.store.list_repos()
+
+    def summary(self, name: str) -> RepoSummary:
+        """A repo with its branches and commit count. Raises NotFound."""
+        return RepoSummary(
+            repo=self.get_repo(name),
+            branches=self.store.list_branches(name),
+            commit_count=self.store.count_commits(name),
+        )
+
+    def delete_repo(self, name: str) -> None:
+        """Delete a repo with all its branches, commits and data.
+
+        Raises:
+            NotFound: no such repo. InUse: a container has one of its volumes mounted.
+        """
+        with self.structure_lock:
+            self.get_repo(name)
+            mounts = self.store.list_mounts(name)
+            if mounts:
+                volumes = sorted({m.volume for m in mounts})
+                raise InUse(
+                    f"repo {name!r} is mounted by {len(mounts)} container(s) through "
+                    f"{', '.join(volumes)}; stop them first"
+                )
+            self.store.delete_repo(name)
+            self._purge(name)
+            self.store.forget_deleted_repo(name)
+            log.info("repo=%s deleted", name)
+
+    def _purge(self, name: str) -> None:
+        """Delete every subvolume and folder of a repo whose records are gone."""
+        top = self.repo_dir(name)
+        for sub in ("branches", "commits"):
+            folder = top / sub
+            if folder.is_dir():
+                for child in folder.iterdir():
+                    if self.pool.is_subvolume(child):
+                        self.pool.delete_subvolume(child)
+        shutil.rmtree(top, ignore_errors=True)
+
+    # branches
+
+    def find_branch(self, repo: str, name: str) -> BranchRecord | None:
+        """The branch, or None."""
+        return self.store.get_branch(repo, name)
+
+    def get_branch(self, repo: str, name: str) -> BranchRecord:
+        """The branch. Raises NotFound."""
+        record = self.store.get_branch(repo, name)
+        if record is None:
+            self.get_repo(repo)
+            raise NotFound(f"repo {repo!r} has no branch {name!r}")
+        return record
+
+    def list_branches(self, repo: str) -> list[BranchRecord]:
+        """The repo's branches. Raises NotFound for an unknown repo."""
+        self.get_repo(repo)
+        return self.store.list_branches(repo)
+
+    def ensure_branch(self, repo: str, name: str, start: str | None) -> BranchRecord:
+        """The branch, created with head ``start`` (a commit id, or None) if absent.
+
+        Its working copy is made on first use (``working_copy``), so a crash between the
+        two leaves nothing to clean up.
+        """
+        check_component(name, "branch")
+        with self.structure_lock:
+            existing = self.store.get_branch(repo, name)
+            if existing is not None:
+                return existing
+            record = BranchRecord(repo=repo, name=name, head=start, created=self.clock())
+            self.store.create_branch(record)
+            log.info("repo=%s branch=%s created at commit=%s", repo, name, start)
+            return record
+
+    def working_copy(self, repo: str, branch: str) -> Path:
+        """The branch's working copy, made from its head (or empty) if it does not exist."""
+        path = self.branch_path(repo, branch)
+        with self.branch_lock(repo, branch), self.structure_lock:
+            if self.pool.is_subvolume(path):
+                return path
+            record = self.get_branch(repo, branch)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if record.head is None:
+                self.pool.create_subvolume(path)
+            else:
+                self.pool.snapshot(self.commit_path(repo, record.head), path, readonly=False)
+            self.store.set_clean_generation(repo, branch, self.pool.generation(path))
+            log.info("repo=%s branch=%s working copy made at %s", repo, branch, path)
+            return path
+
+    # refs and commits
+
+    def get_commit(self, repo: str, commit_id: str) -> CommitRecord:
+        """The commit with this exact id. Raises NotFound."""
+        record = self.store.get_commit(repo, commit_id)
+        if record is None:
+            raise NotFound(f"repo {repo!r} has no commit {commit_id}")
+        return record
+
+    def resolve_commit(self, repo: str, ref: Ref) -> CommitRecord:
+        """The commit a ref names: a branch's head, a commit (prefix), then ``~N`` back.
+
+        A branch name wins over a commit prefix.
+
+        Raises:
+            NotFound: no such repo, branch or commit, or too few ancestors.
+            InvalidName: an ambiguous commit prefix.
+        """
+        self.get_repo(repo)
+        commit = self._base_commit(repo, ref.base)
+        for step in range(ref.back):
+            if commit.parent is None:
+                raise NotFound(
+                    f"{repo}@{ref}: commit {commit.id} is {step} generation(s) back from "
+                    f"{ref.base!r} and has no parent"
+                )
+            commit = self.get_commit(repo, commit.parent)
+        return commit
+
+    def _base_commit(self, repo: str, base: str) -> CommitRecord:
+        branch = self.store.get_branch(repo, base)
+        if branch is not None:
+            if branch.head is None:
+                raise NotFound(f"branch {repo}/{base} has no commits yet")
+            return self.get_commit(repo, branch.head)
+        if is_commit_prefix(base):
+            ids = self.store.find_commit_ids(repo, base)
+            if len(ids) == 1:
+                return self.get_commit(repo, ids[0])
+            if len(ids) > 1:
+                raise InvalidName(
+                    f"the commit prefix {base!r} is ambiguous in repo {repo!r}: it matches "
+                    f"{', '.join(ids)}; give more digits"
+                )
+        raise NotFound(f"repo {repo!r} has no branch or commit {base!r}")
+
+    def log(self, repo: str, ref: Ref, limit: int | None = None) -> list[CommitRecord]:
+        """Commits from the one ``ref`` names back to the first, newest first.
+
+        An empty list for a branch with no commits yet.
+        """
+        branch = self.store.get_branch(repo, ref.base) if not ref.back else None
+        if branch is not None and branch.head is None:
+            return []
+        commits: list[CommitRecord] = []
+        current: CommitRecord | None = self.resolve_commit(repo, ref)
+        while current is not None and (limit is None or len(commits) < limit):
+            commits.append(current)
+            current = self.get_commit(repo, current.parent) if current.parent else None
+        return commits
+
+    def commit_working_copy(
+        self,
+        repo: str,
+        branch: str,
+        message: str,
+        origin: str,
+        mount_id: str | None = None,
+    ) -> CommitRecord | None:
+        """Commit what changed in a branch's working copy; release ``mount_id`` with it.
+
+        Returns:
+            The new commit, or None when nothing changed since the head (then the mount
+            is released all the same).
+        Raises:
+            Conflict: the head moved under the commit (the snapshot is removed again).
+        """
+        with self.branch_lock(repo, branch):
+            record = self.get_branch(repo, branch)
+            path = self.branch_path(repo, branch)
+            if not self.pool.is_subvolume(path) or (
+                self.pool.generation(path) == record.clean_generation
+            ):
+                if mount_id is not None:
+                    self.store.delete_mount(mount_id)
+                log.info("repo=%s branch=%s mount=%s unchanged: no commit", repo, branch, mount_id)
+                return None
+            commit = CommitRecord(
+                id=self.new_id(),
+                repo=repo,
+                branch=branch,
+                parent=record.head,
+                created=self.clock(),
+                message=message,
+                origin=origin,
+            )
+            intent = CommitIntent(commit=commit, mount_id=mount_id)
+            self.store.begin_commit(intent)
+            failpoint("commit.after_intent")
+            snapshot = self.commit_path(repo, commit.id)
+            try:
+                snapshot.parent.mkdir(parents=True, exist_ok=True)
+                self.pool.snapshot(path, snapshot, readonly=True)
+                failpoint("commit.after_snapshot")
+                # The snapshot committed a transaction that includes the working copy's
+                # new generation, so no further sync is needed to read it.
+                self.store.finish_commit(intent, self.pool.info(path).generation)
+            except Exception:
+                self._undo(intent)
+                raise
+            failpoint("commit.after_finish")
+            log.info(
+                "repo=%s branch=%s commit=%s parent=%s mount=%s committed",
+                repo,
+                branch,
+                commit.id,
+                commit.parent,
+                mount_id,
+            )
+            return commit
+
+    def _undo(self, intent: CommitIntent) -> None:
+        snapshot = self.commit_path(intent.commit.repo, intent.commit.id)
+        if self.pool.is_subvolume(snapshot):
+            self.pool.delete_subvolume(snapshot)
+        self.store.abandon_commit(intent)
+
+    # start-up
+
+    def recover(self) -> RecoveryReport:
+        """Reconcile disk and metadata after a crash; run once before serving.
+
+        Finishes commits whose snapshot was taken, redoes those whose snapshot was not
+        (the working copy still holds the data), finishes interrupted repo deletions and
+        empties ``incoming/``. Snapshots it knows nothing of are reported, never deleted.
+        """
+        report = RecoveryReport()
+        for name in self.store.list_deleted_repos():
+            self._purge(name)
+            self.store.forget_deleted_repo(name)
+            report.purged_repos.append(name)
+        for child in self.incoming_dir.iterdir():
+            if self.pool.is_subvolume(child):
+                self.pool.delete_subvolume(child)
+            else:
+                shutil.rmtree(child, ignore_errors=True)
+        for intent in self.store.list_intents():
+            self._recover_intent(intent, report)
+        for repo in self.store.list_repos():
+            folder = self.repo_dir(repo.name) / "commits"
+            if not folder.is_dir():
+                continue
+            for child in folder.iterdir():
+                if self.store.get_commit(repo.name, child.name) is None:
+                    log.warning("repo=%s snapshot %s has no commit record; kept", repo.name, child)
+                    report.unknown_snapshots.append(child)
+        return report
+
+    def _recover_intent(self, intent: CommitIntent, report: RecoveryReport) -> None:
+        commit = intent.commit
+        snapshot = self.commit_path(commit.repo, commit.id)
+        branch = self.store.get_branch(commit.repo, commit.branch)
+        whole = self.pool.is_subvolume(snapshot) and self.pool.info(snapshot).readonly
+        if branch is not None and whole and branch.head == commit.parent:
+            generation = self.pool.generation(self.branch_path(commit.repo, commit.branch))
+            try:
+                self.store.finish_commit(intent, generation)
+            except Conflict:
+                self._undo(intent)
+                raise
+            log.info(
+                "repo=%s branch=%s commit=%s finished after a crash",
+                commit.repo,
+                commit.branch,
+                commit.id,
+            )
+            report.finished.append(commit.id)
+            return
+        self._undo(intent)
+        report.abandoned.append(commit.id)
+        log.info(
+            "repo=%s branch=%s commit=%s abandoned after a crash",
+            commit.repo,
+            commit.branch,
+            commit.id,
+        )
+        if branch is not None and intent.mount_id and self.store.get_mount(intent.mount_id):
+            redone = self.commit_working_copy(
+                commit.repo, commit.branch, commit.message, commit.origin, intent.mount_id
+            )
+            if redone is not None:
+                report.redone.append(redone.id)

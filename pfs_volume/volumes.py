@@ -1,0 +1,367 @@
+"""VolumeService: what a Docker volume name means, mounts, and commit on last unmount.
+
+A name resolves to a *target*: a branch's writable working copy, or a commit's read-only
+snapshot (the table in DESIGN.md, "The volume name"). Every Docker mount is recorded
+durably by its mount ID before the path is handed to Docker, so an Unmount that arrives
+after a daemon restart still finds it and still commits. Several mounts of one branch
+share its working copy; the last one to go commits what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pfs_volume.errors import Conflict, InUse, InvalidRequest, NotFound, PfsError
+from pfs_volume.meta import MetadataStore, MountRecord, VolumeRecord, rfc3339, utcnow
+from pfs_volume.names import DEFAULT_BRANCH, VolumeName, parse_volume_name
+from pfs_volume.repos import RepoService
+
+log = logging.getLogger(__name__)
+
+SCOPE = "local"
+"""Docker's volume scope: each node serves its own pool (the cluster changes this)."""
+UNMOUNT_ORIGIN = "unmount"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a volume name resolves to right now.
+
+    Exactly one of ``branch`` (writable working copy) and ``commit`` (read-only snapshot)
+    is set. ``repo_exists``/``branch_exists`` say what a mount would have to create;
+    ``start`` is the commit a new branch starts at.
+    """
+
+    repo: str
+    branch: str | None = None
+    commit: str | None = None
+    head: str | None = None
+    start: str | None = None
+    repo_exists: bool = True
+    branch_exists: bool = True
+
+    @property
+    def writable(self) -> bool:
+        """A branch working copy is writable; a commit never is."""
+        return self.branch is not None
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """What Docker's Get and List report of one volume."""
+
+    name: str
+    mountpoint: str
+    created: datetime | None
+    status: Mapping[str, Any]
+
+
+class VolumeService:
+    """The Docker-facing semantics of pfs volumes.
+
+    Args:
+        repos: the commit graph service.
+        store: the metadata store (mount records and volume names live there).
+        prefix: the driver's name prefix, e.g. ``"pfs"``; names under ``PREFIX/`` are
+            claimed even before Docker created them.
+        clock: returns the current UTC time.
+    """
+
+    def __init__(
+        self,
+        repos: RepoService,
+        store: MetadataStore,
+        prefix: str,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.repos = repos
+        self.store = store
+        self.prefix = prefix
+        self.clock = clock
+
+    # resolving names
+
+    def parse(self, name: str) -> VolumeName:
+        """Parse a Docker volume name with this driver's prefix. Raises InvalidName."""
+        return parse_volume_name(name, self.prefix)
+
+    def resolve(self, name: str) -> Target:
+        """What ``name`` means now, without creating anything.
+
+        Raises:
+            InvalidName: a malformed name or an ambiguous commit prefix.
+            NotFound: a ref that names no branch or commit.
+            Conflict: ``repo/branch@REF`` where the branch exists at another commit.
+        """
+        parsed = self.parse(name)
+        repo = parsed.repo
+        repo_exists = self.repos.store.get_repo(repo) is not None
+        ref = parsed.ref
+        if ref is None or (
+            parsed.branch is None
+            and ref.back == 0
+            and (
+                ref.base == DEFAULT_BRANCH
+                or (repo_exists and self.repos.find_branch(repo, ref.base) is not None)
+            )
+        ):
+            branch = parsed.branch or (ref.base if ref is not None else DEFAULT_BRANCH)
+            return self._branch_target(repo, branch, repo_exists, start=None)
+        if not repo_exists:
+            raise NotFound(
+                f"there is no repo {repo!r}, so it has no commit {ref.base!r}; "
+                f"mount {self.prefix}/{repo} to create it"
+            )
+        commit = self.repos.resolve_commit(repo, ref)
+        if parsed.branch is None:
+            return Target(repo=repo, commit=commit.id, head=commit.id)
+        existing = self.repos.find_branch(repo, parsed.branch)
+        if existing is not None and existing.head != commit.id:
+            raise Conflict(
+                f"branch {repo}/{parsed.branch} exists with head {existing.head}, not "
+                f"{commit.id}; mount {self.prefix}/{repo}/{parsed.branch} to use it as it is"
+            )
+        return self._branch_target(repo, parsed.branch, True, start=commit.id)
+
+    def _branch_target(
+        self, repo: str, branch: str, repo_exists: bool, start: str | None
+    ) -> Target:
+        existing = self.repos.find_branch(repo, branch) if repo_exists else None
+        if existing is not None:
+            return Target(repo=repo, branch=branch, head=existing.head)
+        if start is None and repo_exists:
+            master = self.repos.find_branch(repo, DEFAULT_BRANCH)
+            start = master.head if master is not None else None
+        return Target(
+            repo=repo,
+            branch=branch,
+            head=start,
+            start=start,
+            repo_exists=repo_exists,
+            branch_exists=False,
+        )
+
+    def path_of(self, target: Target) -> Path:
+        """Where the target lives in the pool."""
+        if target.branch is not None:
+            return self.repos.branch_path(target.repo, target.branch)
+        assert target.commit is not None
+        return self.repos.commit_path(target.repo, target.commit)
+
+    def _materialise(self, target: Target) -> Path:
+        """Create the repo, branch and working copy a target needs; return its path."""
+        if target.branch is None:
+            path = self.path_of(target)
+            if not self.repos.pool.is_subvolume(path):
+                raise NotFound(f"the snapshot of commit {target.commit} is missing from {path}")
+            return path
+        self.repos.ensure_repo(target.repo)
+        self.repos.ensure_branch(target.repo, target.branch, target.start)
+        return self.repos.working_copy(target.repo, target.branch)
+
+    # the Docker volume driver
+
+    def create(self, name: str, options: Mapping[str, Any]) -> None:
+        """Docker's Create: check the name, make its repo and branch, remember the name.
+
+        Raises:
+            InvalidRequest: for any option (pfs takes none yet).
+            InvalidName, NotFound, Conflict: as ``resolve``.
+        """
+        if options:
+            raise InvalidRequest(
+                f"pfs volumes take no options (-o); got {', '.join(sorted(options))}"
+            )
+        self._mount_target(name)
+        self.store.add_volume(
+            VolumeRecord(name=name, repo=self.parse(name).repo, created=self.clock())
+        )
+        log.info("volume=%s created", name)
+
+    def remove(self, name: str) -> None:
+        """Docker's Remove: forget the volume name. Repo data is never deleted here.
+
+        Raises:
+            InUse: when a container still has this volume mounted.
+        """
+        mounts = [m for m in self.store.list_mounts() if m.volume == name]
+        if mounts:
+            raise InUse(f"volume {name} is mounted by {len(mounts)} container(s)")
+        self.store.delete_volume(name)
+        log.info("volume=%s forgotten (repo data kept)", name)
+
+    def get(self, name: str) -> VolumeInfo:
+        """Docker's Get: describe a known volume, or claim a name under the prefix.
+
+        Raises:
+            NotFound: for a name that is neither remembered nor under the prefix (so that
+                Docker asks its other drivers).
+            InvalidName, Conflict: for a name under the prefix that cannot be mounted.
+        """
+        known = self.store.get_volume(name)
+        if known is None and not name.startswith(self.prefix + "/"):
+            raise NotFound(
+                f"no pfs volume is called {name!r}; names under {self.prefix}/ are always "
+                "pfs volumes, other names once created with --driver " + self.prefix
+            )
+        try:
+            target = self.resolve(name)
+        except PfsError as exc:
+            if known is None:
+                raise
+            return VolumeInfo(name, "", known.created, {"error": str(exc)})
+        return self._info(name, target, known.created if known else None)
+
+    def list(self) -> list[VolumeInfo]:
+        """Docker's List: every remembered volume name."""
+        infos = []
+        for volume in self.store.list_volumes():
+            try:
+                mountpoint = self._existing_path(self.resolve(volume.name))
+            except PfsError:
+                mountpoint = ""
+            infos.append(VolumeInfo(volume.name, mountpoint, volume.created, {}))
+        return infos
+
+    def path(self, name: str) -> str:
+        """Docker's Path: where the volume is, or "" when it has not been made yet."""
+        mounts = [m for m in self.store.list_mounts() if m.volume == name]
+        if mounts:
+            return str(self._mount_path(mounts[0]))
+        return self._existing_path(self.resolve(name))
+
+    def mount(self, name: str, mount_id: str) -> Path:
+        """Docker's Mount: make the target if needed, record the mount, return the path.
+
+        Idempotent per mount ID: Docker may send the same ID again.
+
+        Raises:
+            InvalidRequest: an empty mount ID, or one already used for another volume.
+            InvalidName, NotFound, Conflict: as ``resolve``.
+        """
+        if not mount_id:
+            raise InvalidRequest("the mount ID is empty; Docker sends one with every Mount")
+        known = self.store.get_mount(mount_id)
+        if known is not None:
+            if known.volume != name:
+                raise InvalidRequest(
+                    f"mount ID {mount_id} is already used for volume {known.volume}"
+                )
+            return self._mount_path(known)
+        target, path = self._mount_target(name, record_mount=mount_id)
+        self.store.add_volume(VolumeRecord(name=name, repo=target.repo, created=self.clock()))
+        log.info(
+            "volume=%s repo=%s branch=%s commit=%s mount=%s mounted at %s",
+            name,
+            target.repo,
+            target.branch,
+            target.commit,
+            mount_id,
+            path,
+        )
+        return path
+
+    def unmount(self, name: str, mount_id: str) -> None:
+        """Docker's Unmount: release a mount; the last one of a branch commits.
+
+        An unknown mount ID is not an error (Docker may repeat an Unmount).
+        """
+        record = self.store.get_mount(mount_id)
+        if record is None:
+            log.info("volume=%s mount=%s unknown or released already", name, mount_id)
+            return
+        if record.branch is None:
+            self.store.delete_mount(mount_id)
+            log.info("volume=%s mount=%s released (read-only)", name, mount_id)
+            return
+        with self.repos.branch_lock(record.repo, record.branch):
+            others = [
+                m
+                for m in self.store.list_mounts(record.repo)
+                if m.branch == record.branch and m.id != mount_id
+            ]
+            if others:
+                self.store.delete_mount(mount_id)
+                log.info(
+                    "volume=%s mount=%s released; %d other mount(s) keep branch %s/%s open",
+                    name,
+                    mount_id,
+                    len(others),
+                    record.repo,
+                    record.branch,
+                )
+                return
+            self.repos.commit_working_copy(
+                record.repo,
+                record.branch,
+                message=f"auto-commit on last unmount of {record.volume} (mount {mount_id})",
+                origin=UNMOUNT_ORIGIN,
+                mount_id=mount_id,
+            )
+
+    # internals
+
+    def _mount_target(self, name: str, record_mount: str | None = None) -> tuple[Target, Path]:
+        """Resolve and materialise ``name`` under the locks; record a mount if asked."""
+        target = self.resolve(name)
+        if target.branch is None:
+            path = self._materialise(target)
+            if record_mount:
+                self._record(record_mount, name, target)
+            return target, path
+        with self.repos.branch_lock(target.repo, target.branch), self.repos.structure_lock:
+            target = self.resolve(name)
+            path = self._materialise(target)
+            if record_mount:
+                self._record(record_mount, name, target)
+            return target, path
+
+    def _record(self, mount_id: str, name: str, target: Target) -> None:
+        self.store.add_mount(
+            MountRecord(
+                id=mount_id,
+                volume=name,
+                repo=target.repo,
+                branch=target.branch,
+                commit=target.commit,
+                created=self.clock(),
+            )
+        )
+
+    def _mount_path(self, mount: MountRecord) -> Path:
+        if mount.branch is not None:
+            return self.repos.branch_path(mount.repo, mount.branch)
+        assert mount.commit is not None
+        return self.repos.commit_path(mount.repo, mount.commit)
+
+    def _existing_path(self, target: Target) -> str:
+        path = self.path_of(target)
+        return str(path) if self.repos.pool.is_subvolume(path) else ""
+
+    def _info(self, name: str, target: Target, created: datetime | None) -> VolumeInfo:
+        mounts = [
+            m
+            for m in self.store.list_mounts(target.repo)
+            if (m.branch, m.commit) == (target.branch, target.commit)
+        ]
+        status: dict[str, Any] = {
+            "repo": target.repo,
+            "writable": target.writable,
+            "head": target.head,
+            "mounts": len(mounts),
+            "mount_ids": [m.id for m in mounts],
+        }
+        if target.branch is not None:
+            status["branch"] = target.branch
+            if not target.branch_exists:
+                status["created_on_mount"] = True
+        else:
+            status["commit"] = target.commit
+        if created is not None:
+            status["created"] = rfc3339(created)
+        return VolumeInfo(name, self._existing_path(target), created, status)

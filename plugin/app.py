@@ -1,0 +1,137 @@
+"""Flask handlers for the volume-plugin protocol: each a few lines over the Driver."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Flask, Response, request
+
+from pfs_volume.errors import InvalidRequest, PfsError
+from pfs_volume.meta import rfc3339
+from plugin import protocol
+from plugin.protocol import Driver, VolumeInfo
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+BODY_HINT = 'expected a JSON object such as {"Name": "pfs/photos@master"}'
+
+
+def create_plugin_app(driver: Driver, scope: str = "local") -> Flask:
+    """Build the flask app that serves Docker's volume-plugin protocol for ``driver``."""
+    app = Flask("pfs-plugin")
+
+    def endpoint(path: str) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            @wraps(handler)
+            def view() -> Response:
+                try:
+                    body = handler(_body())
+                    status = 200
+                except PfsError as exc:
+                    log.info("%s failed: %s", path, exc)
+                    body, status = {"Err": str(exc)}, 500
+                except Exception as exc:  # the daemon must answer Docker, whatever happens
+                    log.exception("%s crashed", path)
+                    body, status = {"Err": f"internal error in pfs: {exc}"}, 500
+                return Response(json.dumps(body), status, content_type=protocol.CONTENT_TYPE)
+
+            app.add_url_rule(path, path, view, methods=["POST"])
+            return handler
+
+        return register
+
+    @endpoint(protocol.ACTIVATE)
+    def activate(_: dict[str, Any]) -> dict[str, Any]:
+        return {"Implements": protocol.IMPLEMENTS}
+
+    @endpoint(protocol.CREATE)
+    def create(body: dict[str, Any]) -> dict[str, Any]:
+        options = body.get("Opts") or {}
+        if not isinstance(options, dict):
+            raise InvalidRequest(f"Opts must be an object of strings; {BODY_HINT}")
+        driver.create(_name(body), options)
+        return {}
+
+    @endpoint(protocol.REMOVE)
+    def remove(body: dict[str, Any]) -> dict[str, Any]:
+        driver.remove(_name(body))
+        return {}
+
+    @endpoint(protocol.MOUNT)
+    def mount(body: dict[str, Any]) -> dict[str, Any]:
+        return {"Mountpoint": str(driver.mount(_name(body), _mount_id(body)))}
+
+    @endpoint(protocol.UNMOUNT)
+    def unmount(body: dict[str, Any]) -> dict[str, Any]:
+        driver.unmount(_name(body), _mount_id(body))
+        return {}
+
+    @endpoint(protocol.PATH)
+    def path(body: dict[str, Any]) -> dict[str, Any]:
+        return {"Mountpoint": driver.path(_name(body))}
+
+    @endpoint(protocol.GET)
+    def get(body: dict[str, Any]) -> dict[str, Any]:
+        return {"Volume": _volume(driver.get(_name(body)), with_status=True)}
+
+    @endpoint(protocol.LIST)
+    def list_(_: dict[str, Any]) -> dict[str, Any]:
+        return {"Volumes": [_volume(info, with_status=False) for info in driver.list()]}
+
+    @endpoint(protocol.CAPABILITIES)
+    def capabilities(_: dict[str, Any]) -> dict[str, Any]:
+        return {"Capabilities": {"Scope": scope}}
+
+    return app
+
+
+def _body() -> dict[str, Any]:
+    """The request body as a JSON object; Docker sends no Content-Type, so force it."""
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest(f"the request body is not valid JSON ({exc}); {BODY_HINT}") from exc
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise InvalidRequest(
+            f"the request body is a JSON {type(body).__name__}, not an object; {BODY_HINT}"
+        )
+    return body
+
+
+def _name(body: dict[str, Any]) -> str:
+    name = body.get("Name")
+    if name is None:
+        raise InvalidRequest(f"the request has no Name; {BODY_HINT}")
+    if not isinstance(name, str):
+        raise InvalidRequest(f"Name must be a string, not {type(name).__name__}; {BODY_HINT}")
+    return name
+
+
+def _mount_id(body: dict[str, Any]) -> str:
+    mount_id = body.get("ID")
+    if not isinstance(mount_id, str) or not mount_id:
+        raise InvalidRequest(
+            'Mount and Unmount need a non-empty string ID, as in {"Name": "pfs/photos", '
+            '"ID": "abc123"}'
+        )
+    return mount_id
+
+
+def _volume(info: VolumeInfo, *, with_status: bool) -> dict[str, Any]:
+    wire: dict[str, Any] = {"Name": info.name, "Mountpoint": info.mountpoint}
+    if info.created is not None:
+        wire["CreatedAt"] = rfc3339(info.created)
+    if with_status:
+        wire["Status"] = dict(info.status)
+    return wire

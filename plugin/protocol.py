@@ -1,0 +1,65 @@
+"""The volume-plugin protocol: endpoint paths, wire fields and the Driver interface.
+
+Quirks of Docker's side, handled in ``plugin.app``:
+* Docker sends no Content-Type: every body is parsed as JSON regardless.
+* Docker may repeat a Mount ID and may call Create for a volume that exists.
+* Docker calls Get on every volume plugin for a name it does not know yet (and ignores
+  their errors), which is how ``PREFIX/...`` names work without ``--volume-driver``.
+* Docker waits about two minutes for Mount and less for everything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from pfs_volume.volumes import VolumeInfo
+
+CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
+IMPLEMENTS = ["VolumeDriver"]
+
+ACTIVATE = "/Plugin.Activate"
+CREATE = "/VolumeDriver.Create"
+REMOVE = "/VolumeDriver.Remove"
+MOUNT = "/VolumeDriver.Mount"
+UNMOUNT = "/VolumeDriver.Unmount"
+PATH = "/VolumeDriver.Path"
+GET = "/VolumeDriver.Get"
+LIST = "/VolumeDriver.List"
+CAPABILITIES = "/VolumeDriver.Capabilities"
+
+ENDPOINTS = (ACTIVATE, CREATE, REMOVE, MOUNT, UNMOUNT, PATH, GET, LIST, CAPABILITIES)
+
+MOUNT_TIMEOUT = 120.0
+"""Seconds Docker's plugin client waits for Mount (its ``longTimeout``)."""
+CALL_TIMEOUT = 60.0
+"""Seconds Docker's plugin client waits for the other calls (its ``shortTimeout``)."""
+
+
+class Driver(Protocol):
+    """One method per endpoint; raise ``PfsError`` to answer with ``Err``."""
+
+    def create(self, name: str, options: Mapping[str, Any]) -> None:
+        """VolumeDriver.Create."""
+
+    def remove(self, name: str) -> None:
+        """VolumeDriver.Remove."""
+
+    def mount(self, name: str, mount_id: str) -> Path:
+        """VolumeDriver.Mount: the path Docker bind-mounts into the container."""
+
+    def unmount(self, name: str, mount_id: str) -> None:
+        """VolumeDriver.Unmount."""
+
+    def path(self, name: str) -> str:
+        """VolumeDriver.Path: the volume's path, or "" when it has none yet."""
+
+    def get(self, name: str) -> VolumeInfo:
+        """VolumeDriver.Get."""
+
+    def list(self) -> list[VolumeInfo]:
+        """VolumeDriver.List."""
+
+
+__all__ = ["Driver", "VolumeInfo"]

@@ -1,0 +1,162 @@
+"""A real ``pfs serve`` process for tests: its own state dir, pool image, driver name
+and sockets, so runs never collide with each other or with a pfs the machine runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+import requests_unixsocket
+
+from pfs_volume.btrfs.pool_image import is_mountpoint
+from pfs_volume.config import PLUGIN_DIR
+
+PFS = str(Path(sys.executable).with_name("pfs"))
+START_TIMEOUT = 60.0
+CALL_TIMEOUT = 120.0
+
+
+def unique_driver_name(stem: str = "pfstest") -> str:
+    """A driver name no other run uses (Docker finds plugins in a global folder)."""
+    return f"{stem}{os.getpid()}x{secrets.token_hex(3)}"
+
+
+class PfsNode:
+    """One pfs daemon under test.
+
+    Args:
+        state_dir: its state dir (the pool image goes there).
+        driver_name: its Docker driver name; unique per run when omitted.
+        pool_size: size of its pool image.
+        env: extra environment (``PFS_FAILPOINTS``, ...).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        driver_name: str | None = None,
+        pool_size: str = "2G",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.driver_name = driver_name or unique_driver_name()
+        self.pool_size = pool_size
+        self.api_socket = state_dir / "api.sock"
+        self.plugin_socket = PLUGIN_DIR / f"{self.driver_name}.sock"
+        self.log_path = state_dir / "daemon.log"
+        self.env = dict(env or {})
+        self.process: subprocess.Popen[bytes] | None = None
+        self._session = requests_unixsocket.Session()
+
+    @property
+    def pool_root(self) -> Path:
+        """Where the node's btrfs pool is mounted."""
+        return self.state_dir / "pool"
+
+    def start(self, env: dict[str, str] | None = None) -> PfsNode:
+        """Start the daemon and wait until both sockets answer."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        full_env = {**os.environ, **self.env, **(env or {})}
+        full_env.pop("PFS_API", None)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.process = subprocess.Popen(
+            [
+                PFS, "serve",
+                "--state-dir", str(self.state_dir),
+                "--driver-name", self.driver_name,
+                "--api-socket", str(self.api_socket),
+                "--pool-size", self.pool_size,
+                "--log-level", "debug",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"pfs serve exited {self.process.returncode}:\n{self.log()}")
+            try:
+                self.plugin("Plugin.Activate")
+                self.api("GET", "/v1/health")
+                return self
+            except (requests.ConnectionError, OSError):
+                time.sleep(0.05)
+        raise RuntimeError(f"pfs serve did not come up in {START_TIMEOUT}s:\n{self.log()}")
+
+    def log(self) -> str:
+        """Everything the daemon printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the daemon: no cleanup at all, as a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        """Wait for the daemon to exit by itself (e.g. at a failpoint); its status."""
+        assert self.process is not None
+        code = self.process.wait(timeout=timeout)
+        self.process = None
+        return code
+
+    def stop(self) -> None:
+        """SIGTERM the daemon and wait for it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        self.process = None
+
+    def cleanup(self) -> None:
+        """Stop the daemon, unmount its pool (detaching the loop device), drop sockets."""
+        self.stop()
+        if is_mountpoint(self.pool_root):
+            subprocess.run(["umount", str(self.pool_root)], check=False, capture_output=True)
+            if is_mountpoint(self.pool_root):
+                subprocess.run(["umount", "-l", str(self.pool_root)], check=False)
+        self.plugin_socket.unlink(missing_ok=True)
+        self.api_socket.unlink(missing_ok=True)
+
+    def plugin(self, method: str, body: Any = None, raw: bytes | None = None) -> Any:
+        """POST to the plugin socket as Docker does (no Content-Type); decoded reply."""
+        url = "http+unix://" + str(self.plugin_socket).replace("/", "%2F") + "/" + method
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        response = self._session.post(url, data=data, timeout=CALL_TIMEOUT)
+        return response.json()
+
+    def api(self, method: str, path: str, **params: Any) -> requests.Response:
+        """Call the pfs HTTP API; the raw response."""
+        url = "http+unix://" + str(self.api_socket).replace("/", "%2F") + path
+        return self._session.request(method, url, params=params, timeout=CALL_TIMEOUT)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the ``pfs`` CLI against this node."""
+        done = subprocess.run(
+            [PFS, "--api", str(self.api_socket), *args],
+            capture_output=True,
+            text=True,
+            timeout=CALL_TIMEOUT,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"pfs {' '.join(args)} failed: {done.stderr}")
+        return done
+
+    def cli_json(self, *args: str) -> Any:
+        """Run a CLI verb with ``--json`` and decode its output."""
+        return json.loads(self.cli(*args, "--json").stdout)
