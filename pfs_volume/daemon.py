@@ -21,7 +21,7 @@ from pfs_volume.config import Settings
 from pfs_volume.errors import Conflict, StorageError
 from pfs_volume.meta import SqliteStore
 from pfs_volume.repos import RepoService
-from pfs_volume.transport import UnixSocketServer
+from pfs_volume.transport import UnixSocketServer, socket_in_use
 from pfs_volume.volumes import SCOPE, VolumeService
 from plugin import create_plugin_app
 
@@ -58,6 +58,9 @@ class Daemon:
         settings = self.settings
         self._lock_state_dir()
         try:
+            for path in (settings.plugin_socket, settings.api_socket):
+                if socket_in_use(path):
+                    raise Conflict(f"another process is serving on {path} already")
             root, self._image = prepare_pool(settings.state_dir, settings.pool_size)
             self.store = SqliteStore(root / META_NAME)
             self.repos = RepoService(self.store, BtrfsPool(root))
@@ -136,6 +139,7 @@ class Daemon:
             else:
                 try:
                     self._image.unmount()
+                    log.info("pool unmounted from %s", self._image.mountpoint)
                 except StorageError as exc:
                     log.warning("pool left mounted: %s", exc)
             self._image = None

@@ -38,13 +38,27 @@ _STEPS = re.compile(r"[0-9]+")
 
 @dataclass(frozen=True)
 class Ref:
-    """A reference inside a repo: ``base`` (branch name or commit id/prefix) ``~back``."""
+    """A reference inside a repo: ``base`` (branch name or commit id/prefix) ``~back``.
+
+    ``back`` is None when no ``~`` was written: only such a ref can name a branch's
+    working copy; ``master~0`` names master's head commit.
+    """
 
     base: str
-    back: int = 0
+    back: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.base}~{self.back}" if self.back else self.base
+        return self.base if self.back is None else f"{self.base}~{self.back}"
+
+    @property
+    def plain(self) -> bool:
+        """True when the ref is a bare name (no ``~N``)."""
+        return self.back is None
+
+    @property
+    def steps(self) -> int:
+        """How many generations back from ``base``."""
+        return self.back or 0
 
     @property
     def could_be_commit(self) -> bool:
@@ -121,6 +135,8 @@ def parse_ref(text: str) -> Ref:
         )
     base, *steps = text.split("~")
     check_component(base, "ref")
+    if not steps:
+        return Ref(base)
     back = 0
     for step in steps:
         if not _STEPS.fullmatch(step):

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pfs_volume.btrfs import BtrfsPool
-from pfs_volume.errors import Conflict, InUse, InvalidName, NotFound
+from pfs_volume.errors import InUse, InvalidName, NotFound
 from pfs_volume.failpoints import failpoint
 from pfs_volume.meta import (
     BranchRecord,
@@ -275,7 +275,7 @@ class RepoService:
         """
         self.get_repo(repo)
         commit = self._base_commit(repo, ref.base)
-        for step in range(ref.back):
+        for step in range(ref.steps):
             if commit.parent is None:
                 raise NotFound(
                     f"{repo}@{ref}: commit {commit.id} is {step} generation(s) back from "
@@ -306,7 +306,7 @@ class RepoService:
 
         An empty list for a branch with no commits yet.
         """
-        branch = self.store.get_branch(repo, ref.base) if not ref.back else None
+        branch = self.store.get_branch(repo, ref.base) if ref.plain else None
         if branch is not None and branch.head is None:
             return []
         commits: list[CommitRecord] = []
@@ -419,12 +419,9 @@ class RepoService:
         branch = self.store.get_branch(commit.repo, commit.branch)
         whole = self.pool.is_subvolume(snapshot) and self.pool.info(snapshot).readonly
         if branch is not None and whole and branch.head == commit.parent:
+            # Nothing else runs during start-up, so the head cannot move under us here.
             generation = self.pool.generation(self.branch_path(commit.repo, commit.branch))
-            try:
-                self.store.finish_commit(intent, generation)
-            except Conflict:
-                self._undo(intent)
-                raise
+            self.store.finish_commit(intent, generation)
             log.info(
                 "repo=%s branch=%s commit=%s finished after a crash",
                 commit.repo,

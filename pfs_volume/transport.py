@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 from waitress.server import create_server
@@ -20,6 +21,8 @@ SOCKET_GROUP = "docker"
 """Members of this group may use the sockets; without it they are root's alone."""
 THREADS = 8
 CONNECT_PROBE_TIMEOUT = 1.0
+STOP_TIMEOUT = 5.0
+"""Seconds a stop waits for requests in progress."""
 
 
 def socket_in_use(path: Path) -> bool:
@@ -50,8 +53,11 @@ class UnixSocketServer:
         self.app = app
         self.path = path
         self.label = label
-        self._server: object | None = None
+        self._server: Any = None
         self._thread: threading.Thread | None = None
+        # waitress serves every connection in this map; owning it lets ``stop`` close
+        # idle keep-alive connections, which would otherwise keep the loop running.
+        self._channels: dict[int, Any] = {}
 
     def start(self) -> None:
         """Bind the socket and start serving.
@@ -65,6 +71,7 @@ class UnixSocketServer:
         group = _socket_group()
         server = create_server(
             self.app,
+            map=self._channels,
             unix_socket=str(self.path),
             unix_socket_perms="660" if group is not None else "600",
             threads=THREADS,
@@ -79,12 +86,12 @@ class UnixSocketServer:
 
     def stop(self) -> None:
         """Stop accepting, finish the thread and remove the socket file."""
-        server = self._server
-        if server is not None:
-            server.close()  # type: ignore[attr-defined]
-            server.task_dispatcher.shutdown()  # type: ignore[attr-defined]
+        if self._server is not None:
+            for channel in list(self._channels.values()):
+                channel.close()
+            self._server.task_dispatcher.shutdown(timeout=STOP_TIMEOUT)
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=STOP_TIMEOUT)
         self.path.unlink(missing_ok=True)
 
 

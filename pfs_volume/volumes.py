@@ -104,7 +104,7 @@ class VolumeService:
         ref = parsed.ref
         if ref is None or (
             parsed.branch is None
-            and ref.back == 0
+            and ref.plain
             and (
                 ref.base == DEFAULT_BRANCH
                 or (repo_exists and self.repos.find_branch(repo, ref.base) is not None)

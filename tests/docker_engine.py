@@ -17,8 +17,25 @@ import time
 from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")
-BUSYBOX_TOOLS = ("sh", "cat", "echo", "ls", "rm", "mkdir", "sleep", "touch", "true",
-                 "wc", "md5sum", "dd", "test", "find", "sync", "head", "seq")
+BUSYBOX_TOOLS = (
+    "sh",
+    "cat",
+    "echo",
+    "ls",
+    "rm",
+    "mkdir",
+    "sleep",
+    "touch",
+    "true",
+    "wc",
+    "md5sum",
+    "dd",
+    "test",
+    "find",
+    "sync",
+    "head",
+    "seq",
+)
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 
@@ -52,15 +69,21 @@ class DockerEngine:
         self.process = subprocess.Popen(
             [
                 "dockerd",
-                "--data-root", str(self.root / "data"),
-                "--exec-root", str(self.root / "exec"),
-                "--pidfile", str(self.root / "dockerd.pid"),
-                "-H", self.host,
+                "--data-root",
+                str(self.root / "data"),
+                "--exec-root",
+                str(self.root / "exec"),
+                "--pidfile",
+                str(self.root / "dockerd.pid"),
+                "-H",
+                self.host,
                 "--bridge=none",
                 "--iptables=false",
                 "--ip6tables=false",
-                "--containerd-namespace", self.namespace,
-                "--containerd-plugins-namespace", self.namespace + "p",
+                "--containerd-namespace",
+                self.namespace,
+                "--containerd-plugins-namespace",
+                self.namespace + "p",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -123,8 +146,14 @@ class DockerEngine:
     ) -> subprocess.CompletedProcess[str]:
         """``docker run --rm --pull=never --network none ARGS``."""
         return self.docker(
-            "run", "--rm", "--pull=never", "--network", "none", *args,
-            check=check, timeout=timeout,
+            "run",
+            "--rm",
+            "--pull=never",
+            "--network",
+            "none",
+            *args,
+            check=check,
+            timeout=timeout,
         )
 
     def stop(self) -> None:

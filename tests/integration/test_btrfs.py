@@ -1,0 +1,96 @@
+"""The btrfs layer against a real loop-mounted pool."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pfs_volume.btrfs import BtrfsCommandError, BtrfsPool, filesystem_type, prepare_pool
+from pfs_volume.btrfs.pool_image import is_mountpoint
+from pfs_volume.errors import InvalidRequest
+
+
+def test_pool_image_is_sparse_btrfs_mounted_noatime(pool: BtrfsPool) -> None:
+    image = pool.root.parent / "pool.img"
+    assert image.stat().st_size == 512 * 1024**2
+    assert image.stat().st_blocks * 512 < image.stat().st_size // 4
+    assert filesystem_type(pool.root) == "btrfs"
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        line = next(x for x in handle if x.split()[4] == str(pool.root))
+    assert "noatime" in line.split()[5]
+
+
+def test_prepare_pool_reuses_a_mounted_pool(pool: BtrfsPool) -> None:
+    (pool.root / "marker").write_text("x")
+    root, image = prepare_pool(pool.root.parent, 512 * 1024**2)
+    assert root == pool.root and image is not None
+    assert (root / "marker").read_text() == "x"
+
+
+def test_prepare_pool_remounts_an_existing_image(tmp_path: Path) -> None:
+    root, image = prepare_pool(tmp_path, 300 * 1024**2)
+    assert image is not None
+    (root / "kept").write_text("data")
+    image.unmount()
+    assert not is_mountpoint(root)
+    root, image = prepare_pool(tmp_path, 300 * 1024**2)
+    assert image is not None
+    try:
+        assert (root / "kept").read_text() == "data"
+    finally:
+        image.unmount()
+
+
+def test_too_small_pool_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidRequest, match="at least"):
+        prepare_pool(tmp_path, 10 * 1024**2)
+    assert not (tmp_path / "pool.img").exists()
+
+
+def test_readonly_snapshot_keeps_content_and_refuses_writes(pool: BtrfsPool) -> None:
+    work = pool.root / "work"
+    pool.create_subvolume(work)
+    (work / "a").write_text("one")
+    pool.snapshot(work, pool.root / "snap", readonly=True)
+    (work / "a").write_text("two")
+    assert (pool.root / "snap" / "a").read_text() == "one"
+    info = pool.info(pool.root / "snap")
+    assert info.readonly and info.parent_uuid == pool.info(work).uuid
+    assert info.received_uuid is None
+    with pytest.raises(OSError) as caught:
+        (pool.root / "snap" / "b").write_text("x")
+    assert caught.value.errno == 30  # EROFS
+    assert pool.is_subvolume(work) and not pool.is_subvolume(work / "a")
+
+
+def test_generation_moves_with_changes_and_not_with_reads(pool: BtrfsPool) -> None:
+    work = pool.root / "work"
+    pool.create_subvolume(work)
+    (work / "a").write_text("one")
+    clean = pool.generation(work)
+    (work / "a").read_text()
+    os.listdir(work)
+    assert pool.generation(work) == clean
+    (work / "a").unlink()
+    deleted = pool.generation(work)
+    assert deleted != clean
+    pool.snapshot(work, pool.root / "s", readonly=True)
+    after = pool.info(work).generation
+    assert pool.generation(work) == after
+
+
+def test_failed_commands_carry_stderr(pool: BtrfsPool) -> None:
+    with pytest.raises(BtrfsCommandError) as caught:
+        pool.info(pool.root / "nope")
+    assert "btrfs subvolume show" in str(caught.value)
+    assert caught.value.stderr
+
+
+def test_delete_subvolume(pool: BtrfsPool) -> None:
+    pool.create_subvolume(pool.root / "gone")
+    pool.snapshot(pool.root / "gone", pool.root / "gone-ro", readonly=True)
+    pool.delete_subvolume(pool.root / "gone-ro")
+    pool.delete_subvolume(pool.root / "gone")
+    assert not (pool.root / "gone").exists() and not (pool.root / "gone-ro").exists()

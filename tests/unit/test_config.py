@@ -1,0 +1,41 @@
+"""Daemon settings: sizes and driver names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pfs_volume.config import Settings, parse_size
+from pfs_volume.errors import InvalidName, InvalidRequest
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("20G", 20 * 1024**3),
+        ("512M", 512 * 1024**2),
+        ("1GiB", 1024**3),
+        ("4096", 4096),
+        ("2t", 2 * 1024**4),
+        ("10k", 10240),
+    ],
+)
+def test_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "G", "1.5G", "-1G", "12X", "ten"])
+def test_bad_sizes_say_what_is_accepted(text: str) -> None:
+    with pytest.raises(InvalidRequest, match="K, M, G or T"):
+        parse_size(text)
+
+
+def test_plugin_socket_follows_the_driver_name() -> None:
+    assert Settings(driver_name="pfsx").plugin_socket == Path("/run/docker/plugins/pfsx.sock")
+
+
+@pytest.mark.parametrize("name", ["", "Pfs", "p/fs", "../pfs"])
+def test_bad_driver_names_are_refused(name: str) -> None:
+    with pytest.raises((InvalidName, InvalidRequest)):
+        Settings(driver_name=name)
