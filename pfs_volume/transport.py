@@ -84,11 +84,16 @@ class UnixSocketServer:
         self._thread.start()
         log.info("serving the %s on %s", self.label, self.path)
 
+    def _close_channels(self) -> None:
+        for channel in list(self._channels.values()):
+            channel.close()
+
     def stop(self) -> None:
         """Stop accepting, finish the thread and remove the socket file."""
         if self._server is not None:
-            for channel in list(self._channels.values()):
-                channel.close()
+            # Channels may only be closed on the loop's own thread (else its select()
+            # sees a closed descriptor); waitress's trigger runs a function there.
+            self._server.trigger.pull_trigger(self._close_channels)
             self._server.task_dispatcher.shutdown(timeout=STOP_TIMEOUT)
         if self._thread is not None:
             self._thread.join(timeout=STOP_TIMEOUT)

@@ -1,4 +1,5 @@
-"""Fixtures on a real btrfs pool: a loop-mounted image made by the product's own code."""
+"""Shared fixtures: a real btrfs pool (a loop-mounted image made by the product's own
+code), a SQLite store on it, and the services over them."""
 
 from __future__ import annotations
 

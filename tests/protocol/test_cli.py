@@ -1,0 +1,85 @@
+"""The pfs CLI against a real API socket: tables, --json, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pfs_volume.api import create_api_app
+from pfs_volume.cli.main import main
+from pfs_volume.repos import RepoService
+from pfs_volume.transport import UnixSocketServer
+from pfs_volume.volumes import VolumeService
+
+
+@pytest.fixture
+def api_socket(repos: RepoService, volumes: VolumeService, tmp_path: Path) -> Iterator[str]:
+    for mount_id, name, file in [
+        ("m1", "pfs/photos", "a"),
+        ("m2", "pfs/photos", "b"),
+        ("m3", "pfs/photos/dev", "c"),
+    ]:
+        path = volumes.mount(name, mount_id)
+        (path / file).write_text(file)
+        volumes.unmount(name, mount_id)
+    server = UnixSocketServer(create_api_app(repos), tmp_path / "api.sock", "api")
+    server.start()
+    try:
+        yield str(server.path)
+    finally:
+        server.stop()
+
+
+def pfs(api: str, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["--api", api, *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_log_table_and_json(api_socket: str) -> None:
+    code, out, _ = pfs(api_socket, "log", "photos")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["COMMIT", "PARENT", "BRANCH"]
+    assert len(lines) == 3 and "auto-commit on last unmount of pfs/photos (mount m2)" in lines[1]
+    code, out, _ = pfs(api_socket, "log", "photos", "--json")
+    commits = json.loads(out)
+    assert [c["message"][-10:] for c in commits] == ["(mount m2)", "(mount m1)"]
+    code, out, _ = pfs(api_socket, "log", "photos/dev", "--json", "--limit", "1")
+    assert [c["branch"] for c in json.loads(out)] == ["dev"]
+    code, out, _ = pfs(api_socket, "log", "photos@master~1", "--json")
+    assert [c["id"] for c in json.loads(out)] == [commits[1]["id"]]
+
+
+def test_repo_branch_and_commit_verbs(api_socket: str) -> None:
+    code, out, _ = pfs(api_socket, "repo", "list")
+    assert code == 0 and out.splitlines()[1].startswith("photos")
+    code, out, _ = pfs(api_socket, "repo", "inspect", "photos")
+    assert "Commits:  3" in out and "dev" in out
+    code, out, _ = pfs(api_socket, "branch", "list", "photos", "--json")
+    assert sorted(b["name"] for b in json.loads(out)) == ["dev", "master"]
+    master = next(b["head"] for b in json.loads(out) if b["name"] == "master")
+    code, out, _ = pfs(api_socket, "commit", "inspect", f"photos@{master[:8]}", "--json")
+    assert json.loads(out)["id"] == master
+    code, out, _ = pfs(api_socket, "commit", "inspect", "photos@master")
+    assert f"Id:       {master}" in out
+
+
+def test_errors_exit_1_with_the_message(api_socket: str, tmp_path: Path) -> None:
+    code, _, err = pfs(api_socket, "repo", "inspect", "nope")
+    assert code == 1 and err.startswith("pfs: error: there is no repo 'nope'")
+    code, _, err = pfs(api_socket, "commit", "inspect", "photos")
+    assert code == 1 and "is not REPO@REF" in err
+    code, _, err = pfs(str(tmp_path / "absent.sock"), "repo", "list")
+    assert code == 1 and "cannot reach the pfs daemon" in err
+    code, _, err = pfs(api_socket, "repo", "delete", "photos")
+    assert code == 2 and "needs --yes" in err
+    assert pfs(api_socket, "repo", "list", "--json")[1].count('"photos"') == 1
+
+
+def test_repo_delete(api_socket: str) -> None:
+    code, out, _ = pfs(api_socket, "repo", "delete", "photos", "--yes")
+    assert code == 0 and out.strip() == "deleted repo photos"
+    assert json.loads(pfs(api_socket, "repo", "list", "--json")[1]) == []
