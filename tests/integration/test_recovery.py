@@ -1,0 +1,71 @@
+"""Start-up reconciliation of disk and metadata, on a real pool."""
+
+from __future__ import annotations
+
+from pfs_volume.btrfs import BtrfsPool
+from pfs_volume.meta import CommitIntent, CommitRecord, SqliteStore, utcnow
+from pfs_volume.names import parse_ref
+from pfs_volume.repos import RepoService
+from pfs_volume.volumes import VolumeService
+
+
+def committed(volumes: VolumeService, repo: str, text: str) -> str:
+    path = volumes.mount(f"pfs/{repo}", "m-" + text)
+    (path / "f").write_text(text)
+    volumes.unmount(f"pfs/{repo}", "m-" + text)
+    return volumes.repos.get_branch(repo, "master").head or ""
+
+
+def test_interrupted_repo_delete_is_finished(
+    volumes: VolumeService, repos: RepoService, store: SqliteStore
+) -> None:
+    committed(volumes, "doomed", "x")
+    committed(volumes, "kept", "y")
+    store.delete_repo("doomed")  # the records went; the crash came before the data did
+    assert repos.repo_dir("doomed").exists()
+    report = repos.recover()
+    assert report.purged_repos == ["doomed"]
+    assert not repos.repo_dir("doomed").exists()
+    assert store.list_deleted_repos() == []
+    assert (repos.branch_path("kept", "master") / "f").read_text() == "y"
+
+
+def test_unknown_snapshots_are_reported_and_kept(
+    volumes: VolumeService, repos: RepoService, pool: BtrfsPool
+) -> None:
+    head = committed(volumes, "r", "x")
+    stray = repos.commit_path("r", "f" * 32)
+    pool.snapshot(repos.commit_path("r", head), stray, readonly=True)
+    report = repos.recover()
+    assert report.unknown_snapshots == [stray]
+    assert (stray / "f").read_text() == "x", "data pfs does not understand is never deleted"
+
+
+def test_incoming_is_emptied(repos: RepoService, pool: BtrfsPool) -> None:
+    pool.create_subvolume(repos.incoming_dir / "partial")
+    (repos.incoming_dir / "junk").mkdir()
+    repos.recover()
+    assert list(repos.incoming_dir.iterdir()) == []
+
+
+def test_intent_for_a_moved_head_is_abandoned_without_touching_data(
+    volumes: VolumeService, repos: RepoService, store: SqliteStore, pool: BtrfsPool
+) -> None:
+    first = committed(volumes, "r", "one")
+    second = committed(volumes, "r", "two")
+    stale = CommitRecord(
+        id="e" * 32,
+        repo="r",
+        branch="master",
+        parent=first,
+        created=utcnow(),
+        message="stale",
+        origin="unmount",
+    )
+    store.begin_commit(CommitIntent(stale))
+    pool.snapshot(repos.branch_path("r", "master"), repos.commit_path("r", stale.id), readonly=True)
+    report = repos.recover()
+    assert report.abandoned == [stale.id] and report.finished == []
+    assert not repos.commit_path("r", stale.id).exists()
+    assert [c.id for c in repos.log("r", parse_ref("master"))] == [second, first]
+    assert (repos.branch_path("r", "master") / "f").read_text() == "two"
