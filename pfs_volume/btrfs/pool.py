@@ -1,27 +1,24 @@
-"""Subvolume operations on a mounted btrfs file system (the pool)."""
+"""Subvolume operations on a mounted btrfs file system (the pool).
+
+Snapshots, subvolume info and syncs (the commit path) are ioctls (``ioctl.py``); the
+rest runs the ``btrfs`` command.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from pfs_volume.btrfs import ioctl
 from pfs_volume.btrfs.command import run_command
+from pfs_volume.btrfs.ioctl import SubvolumeInfo
+from pfs_volume.errors import StorageError
 
 BTRFS = "btrfs"
 SUBVOLUME_ROOT_INODE = 256
 """Every btrfs subvolume's root directory has this inode number."""
 
-
-@dataclass(frozen=True)
-class SubvolumeInfo:
-    """What ``btrfs subvolume show`` tells about one subvolume."""
-
-    uuid: str
-    parent_uuid: str | None
-    received_uuid: str | None
-    generation: int
-    readonly: bool
+__all__ = ["BtrfsPool", "SubvolumeInfo"]
 
 
 class BtrfsPool:
@@ -44,10 +41,7 @@ class BtrfsPool:
         A snapshot flushes the source's dirty data first, so right after a large write it
         costs what that flush costs.
         """
-        args = [BTRFS, "subvolume", "snapshot"]
-        if readonly:
-            args.append("-r")
-        run_command([*args, str(source), str(target)])
+        ioctl.snapshot(source, target, readonly=readonly)
 
     def delete_subvolume(self, path: Path) -> None:
         """Delete the subvolume at ``path`` (read-only ones too)."""
@@ -55,26 +49,17 @@ class BtrfsPool:
 
     def sync(self, path: Path) -> None:
         """Commit the file system's current transaction, so generations are current."""
-        run_command([BTRFS, "filesystem", "sync", str(path)])
+        ioctl.sync(path)
 
     def info(self, path: Path) -> SubvolumeInfo:
         """Describe the subvolume at ``path``.
 
         Raises:
-            BtrfsCommandError: when ``path`` is not a subvolume.
+            StorageError: when ``path`` is not a subvolume.
         """
-        fields: dict[str, str] = {}
-        for line in run_command([BTRFS, "subvolume", "show", str(path)]).splitlines():
-            key, sep, value = line.strip().partition(":")
-            if sep and key not in fields:
-                fields[key.strip()] = value.strip()
-        return SubvolumeInfo(
-            uuid=fields["UUID"],
-            parent_uuid=_uuid_or_none(fields.get("Parent UUID", "-")),
-            received_uuid=_uuid_or_none(fields.get("Received UUID", "-")),
-            generation=int(fields["Generation"]),
-            readonly="readonly" in fields.get("Flags", ""),
-        )
+        if not self.is_subvolume(path):
+            raise StorageError(f"{path} is not a btrfs subvolume")
+        return ioctl.subvolume_info(path)
 
     def generation(self, path: Path) -> int:
         """The subvolume's generation once every pending change is committed.
@@ -93,7 +78,3 @@ class BtrfsPool:
             return os.stat(path, follow_symlinks=False).st_ino == SUBVOLUME_ROOT_INODE
         except FileNotFoundError:
             return False
-
-
-def _uuid_or_none(text: str) -> str | None:
-    return None if text in ("", "-") else text

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from pfs_volume.btrfs import BtrfsCommandError, BtrfsPool, filesystem_type, prepare_pool
 from pfs_volume.btrfs.pool_image import is_mountpoint
-from pfs_volume.errors import InvalidRequest
+from pfs_volume.errors import InvalidRequest, StorageError
 
 
 def test_pool_image_is_sparse_btrfs_mounted_noatime(pool: BtrfsPool) -> None:
@@ -83,9 +84,37 @@ def test_generation_moves_with_changes_and_not_with_reads(pool: BtrfsPool) -> No
 
 def test_failed_commands_carry_stderr(pool: BtrfsPool) -> None:
     with pytest.raises(BtrfsCommandError) as caught:
-        pool.info(pool.root / "nope")
-    assert "btrfs subvolume show" in str(caught.value)
+        pool.delete_subvolume(pool.root / "nope")
+    assert "btrfs subvolume delete" in str(caught.value)
     assert caught.value.stderr
+
+
+def test_ioctls_agree_with_the_btrfs_command(pool: BtrfsPool) -> None:
+    work = pool.root / "work"
+    pool.create_subvolume(work)
+    (work / "a").write_text("x")
+    pool.snapshot(work, pool.root / "snap", readonly=True)
+    for path in (work, pool.root / "snap"):
+        shown = subprocess.run(
+            ["btrfs", "subvolume", "show", str(path)], check=True, capture_output=True, text=True
+        ).stdout
+        fields = dict(
+            (k.strip(), v.strip()) for k, _, v in (x.partition(":") for x in shown.splitlines())
+        )
+        info = pool.info(path)
+        assert info.generation == int(fields["Generation"])
+        assert info.uuid == fields["UUID"]
+        assert (info.parent_uuid or "-") == fields["Parent UUID"]
+        assert (info.received_uuid or "-") == fields["Received UUID"]
+        assert info.readonly == ("readonly" in fields["Flags"])
+
+
+def test_info_of_a_plain_folder_is_refused(pool: BtrfsPool) -> None:
+    (pool.root / "plain").mkdir()
+    with pytest.raises(StorageError, match="not a btrfs subvolume"):
+        pool.info(pool.root / "plain")
+    with pytest.raises(StorageError, match="cannot open"):
+        pool.snapshot(pool.root / "absent", pool.root / "x", readonly=True)
 
 
 def test_delete_subvolume(pool: BtrfsPool) -> None:
