@@ -34,6 +34,8 @@ _ALLOWED = re.compile(r"[A-Za-z0-9_.-]")
 _HEX = re.compile(r"[0-9a-f]+")
 _COMMIT_ID = re.compile(r"[0-9a-f]{32}")
 _STEPS = re.compile(r"[0-9]+")
+_ANONYMOUS = re.compile(r"[0-9a-f]{64}")
+"""Docker names an anonymous volume (``-v /data``) with 64 random hex digits."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,12 @@ def parse_volume_name(name: str, prefix: str | None = None) -> VolumeName:
         raise InvalidName(
             f"the volume name {_shorten(name)!r} is {len(name)} characters long; at most "
             f"{MAX_NAME} are allowed; {GRAMMAR}"
+        )
+    if _ANONYMOUS.fullmatch(name):
+        raise InvalidName(
+            f"{name[:12]}... is the name Docker gives an anonymous volume (-v /data); pfs "
+            f"volumes need a name that says which repo they are, e.g. "
+            f"-v {prefix or 'pfs'}/photos:/data; {GRAMMAR}"
         )
     rest = name
     if prefix and rest.startswith(prefix + "/"):

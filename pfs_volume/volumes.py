@@ -196,7 +196,7 @@ class VolumeService:
         log.info("volume=%s forgotten (repo data kept)", name)
 
     def get(self, name: str) -> VolumeInfo:
-        """Docker's Get: describe a known volume, or claim a name under the prefix.
+        """Docker's Get: describe a known volume, or claim (create) a name under the prefix.
 
         Raises:
             NotFound: for a name that is neither remembered nor under the prefix (so that
@@ -204,11 +204,17 @@ class VolumeService:
             InvalidName, Conflict: for a name under the prefix that cannot be mounted.
         """
         known = self.store.get_volume(name)
-        if known is None and not name.startswith(self.prefix + "/"):
-            raise NotFound(
-                f"no pfs volume is called {name!r}; names under {self.prefix}/ are always "
-                "pfs volumes, other names once created with --driver " + self.prefix
-            )
+        if known is None:
+            if not name.startswith(self.prefix + "/"):
+                raise NotFound(
+                    f"no pfs volume is called {name!r}; names under {self.prefix}/ are "
+                    f"always pfs volumes, other names once created with --driver {self.prefix}"
+                )
+            # Docker calls Get before Create and skips Create when Get answers (and asks
+            # every plugin's Get about names it does not know): claiming a name is the
+            # only chance to make it, so a claimed name is created here.
+            self.create(name, {})
+            known = self.store.get_volume(name)
         try:
             target = self.resolve(name)
         except PfsError as exc:

@@ -229,12 +229,17 @@ def test_bad_names_change_nothing(
     assert state(store) == before
 
 
-def test_get_claims_the_prefix_only(volumes: VolumeService, store: SqliteStore) -> None:
+def test_get_claims_and_creates_names_under_the_prefix_only(
+    volumes: VolumeService, store: SqliteStore
+) -> None:
+    # Docker calls Get before Create and skips Create when Get answers.
     info = volumes.get("pfs/newrepo")
-    assert info.status["created_on_mount"] is True and info.mountpoint == ""
-    assert store.get_repo("newrepo") is None, "Get must not create anything"
+    assert info.status["repo"] == "newrepo" and info.mountpoint
+    assert store.get_repo("newrepo") is not None
+    assert [v.name for v in volumes.list()] == ["pfs/newrepo"]
     with pytest.raises(NotFound, match="no pfs volume"):
         volumes.get("someoneelses")
+    assert store.get_repo("someoneelses") is None
     volumes.create("mine", {})
     assert volumes.get("mine").status["repo"] == "mine"
     assert store.get_repo("mine") is not None

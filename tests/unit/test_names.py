@@ -64,6 +64,7 @@ def test_valid_names_parse(name: str, expected: VolumeName) -> None:
         ("pfs/a/", "branch name is empty"),
         ("pfs//a", "repo name is empty"),
         ("pfs/a@~1", "ref name is empty"),
+        ("0123456789abcdef" * 4, "anonymous volume"),
     ],
 )
 def test_bad_names_say_what_is_wrong_and_show_the_grammar(name: str, says: str) -> None:

@@ -1,0 +1,137 @@
+"""Fixtures for end-to-end tests: a private Docker engine, real pfs daemons, a user.
+
+One Docker engine serves the whole session. Every test gets a fresh pfs daemon (its own
+state dir and pool), but all of them serve under ONE driver name per session: Docker
+keeps every volume plugin it has ever talked to in its driver list for as long as it
+runs, and each later ``docker volume ls`` or driver-less ``docker run -v NAME`` then
+waits about 15 s for every such driver that is gone. With one name, the next test's
+daemon answers on the very socket Docker already knows.
+
+When a test fails, the tails of its daemon log and of the dockerd log are attached to the
+failure report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.docker_engine import DockerEngine
+from tests.e2e.docker_user import DockerUser
+from tests.pfs_node import PfsNode, unique_driver_name
+
+LOG_TAIL = 20_000
+DOCKERD_LOG_TAIL = 5_000
+TEARDOWN_TIMEOUT = 60.0
+
+LOGS_KEY = pytest.StashKey[list[tuple[str, Path]]]()
+"""Log files to attach to the report of a failing test: (label, path)."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the daemon logs (and the tail of dockerd's) to a failing test's report."""
+    report = yield
+    if report.failed:
+        for label, path in item.stash.get(LOGS_KEY, []):
+            text = path.read_text(errors="replace") if path.exists() else "(no log file)"
+            report.sections.append((label, text[-LOG_TAIL:]))
+        engine = getattr(item, "funcargs", {}).get("docker_engine")
+        if isinstance(engine, DockerEngine):
+            report.sections.append(("dockerd log (tail)", engine.log()[-DOCKERD_LOG_TAIL:]))
+    return report
+
+
+@pytest.fixture
+def attach_log(request: pytest.FixtureRequest) -> Callable[[str, Path], None]:
+    """Register a log file to be shown when the test fails."""
+
+    def attach(label: str, path: Path) -> None:
+        request.node.stash.setdefault(LOGS_KEY, []).append((label, path))
+
+    return attach
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
+    """A private dockerd for the session (no network, images from local files only)."""
+    engine = DockerEngine(tmp_path_factory.mktemp("docker")).start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture(scope="session")
+def image(docker_engine: DockerEngine) -> str:
+    """The tag of a busybox image imported from the local static binary."""
+    return docker_engine.busybox_image()
+
+
+@pytest.fixture(scope="session")
+def driver_name() -> str:
+    """The session's one pfs driver name (see the module docstring for why only one)."""
+    return unique_driver_name("pfse2e")
+
+
+@pytest.fixture
+def pfs(
+    tmp_path: Path,
+    docker_engine: DockerEngine,
+    driver_name: str,
+    attach_log: Callable[[str, Path], None],
+) -> Iterator[PfsNode]:
+    """A fresh pfs daemon in ``tmp_path``; containers and volumes are gone afterwards.
+
+    A test may stop or kill the daemon; teardown starts it again first, because Docker
+    waits about 15 s on every call to a driver that does not answer.
+    """
+    node = PfsNode(tmp_path / "pfs", driver_name=driver_name)
+    attach_log(f"pfs daemon log ({node.state_dir})", node.log_path)
+    try:
+        node.start()
+    except BaseException:
+        node.cleanup()
+        raise
+    try:
+        yield node
+    finally:
+        if node.process is None or node.process.poll() is not None:
+            revive(node)
+        forget_docker_state(docker_engine, driver_name)
+        node.cleanup()
+
+
+@pytest.fixture
+def user(docker_engine: DockerEngine, image: str, pfs: PfsNode) -> DockerUser:
+    """Someone using the ``pfs`` node through Docker and the pfs CLI."""
+    return DockerUser(docker_engine, image, pfs)
+
+
+def forget_docker_state(engine: DockerEngine, driver: str) -> None:
+    """Remove every container (the engine is private) and every volume of ``driver``.
+
+    Run while the daemon still answers, so that Docker's Unmount and Remove calls land.
+    """
+    containers = engine.docker("ps", "-aq", check=False).stdout.split()
+    if containers:
+        engine.docker("rm", "-f", *containers, check=False, timeout=TEARDOWN_TIMEOUT)
+    listed = engine.docker(
+        "volume", "ls", "-q", "--filter", f"driver={driver}", check=False, timeout=TEARDOWN_TIMEOUT
+    )
+    volumes = listed.stdout.split()
+    if volumes:
+        engine.docker("volume", "rm", "-f", *volumes, check=False, timeout=TEARDOWN_TIMEOUT)
+
+
+def revive(node: PfsNode) -> None:
+    """Start a stopped node again so that Docker's calls to its driver are answered."""
+    node.process = None
+    try:
+        node.start()
+    except RuntimeError as exc:
+        print(f"teardown could not restart the pfs daemon: {exc}")
