@@ -12,14 +12,17 @@ import argparse
 import random
 import secrets
 import shutil
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench._common import (
+    PluginClient,
     fmt_ratio,
     fmt_seconds,
+    load_average,
     machine_notes,
     median,
     print_notes,
@@ -30,7 +33,8 @@ from bench._common import (
     verdict,
     write_results,
 )
-from tests.pfs_node import PfsNode
+from pfs_volume.btrfs import BtrfsPool
+from tests.pfs_node import PfsNode, unique_driver_name
 
 MiB = 1024**2
 FULL_SIZES = [(MiB, 10), (100 * MiB, 1_000), (1024 * MiB, 10_000)]
@@ -65,17 +69,17 @@ def write_files(root: Path, files: list[tuple[str, bytes]]) -> None:
         path.write_bytes(data)
 
 
-def rewrite_one(root: Path, files: list[tuple[str, bytes]], rep: int) -> None:
-    """The "one file changed" edit: the first file rewritten with 1 MiB of new bytes."""
-    (root / files[0][0]).write_bytes(random.Random(rep).randbytes(CHANGED_BYTES))
-
-
-def is_subvolume(path: Path) -> bool:
-    return path.stat().st_ino == 256
+def rewrite(path: Path, rep: int) -> None:
+    """The "one file changed" edit: one file rewritten with 1 MiB of new bytes."""
+    path.write_bytes(random.Random(rep).randbytes(CHANGED_BYTES))
 
 
 def settle(pool: Path) -> None:
-    """Let earlier deletions finish in the background cleaner, then flush everything."""
+    """Let earlier deletions finish in the background cleaner, then flush everything.
+
+    The cleaner only wakes at a transaction commit (up to 30 s later), hence the first sync.
+    """
+    run(["btrfs", "filesystem", "sync", str(pool)])
     run(["btrfs", "subvolume", "sync", str(pool)])
     run(["sync"])
 
@@ -92,6 +96,7 @@ class Pfs:
         self.made = 0
         self.repo = ""
         self.commits = 0
+        self.client = PluginClient(node.plugin_socket)
 
     def new_wc(self, files: list[tuple[str, bytes]]) -> None:
         self.made += 1
@@ -120,7 +125,7 @@ class Pfs:
 
     def _call(self, method: str) -> dict[str, Any]:
         name = f"{self.node.driver_name}/{self.repo}"
-        reply: dict[str, Any] = self.node.plugin(method, {"Name": name, "ID": self.mount_id})
+        reply = self.client.call(method, {"Name": name, "ID": self.mount_id})
         if reply.get("Err"):
             raise RuntimeError(f"{method} {name}: {reply['Err']}")
         return reply
@@ -161,7 +166,7 @@ class Baseline:
 
     def discard(self) -> None:
         for child in self.area.iterdir():
-            if is_subvolume(child):
+            if BtrfsPool.is_subvolume(child):
                 run(["btrfs", "subvolume", "delete", str(child)])
             else:
                 shutil.rmtree(child)
@@ -233,7 +238,7 @@ def one_changed(
             tool.verify()
         for rep in range(max(t.reps for t in tools)):
             for tool in (t for t in tools if rep < t.reps):
-                rewrite_one(tool.reopen(), files, rep)
+                rewrite(tool.reopen() / files[0][0], rep)
                 settle(pool)
                 samples[tool.label].append(timed(tool.commit))
                 tool.verify()
@@ -291,12 +296,88 @@ def targets(scenario: str, results: dict[str, dict[str, list[float]]]) -> list[d
     return [dict(zip(("what", "size", "value", "target", "met"), t, strict=True)) for t in found]
 
 
+def breakdown(node: PfsNode, runs: int) -> dict[str, list[float]]:
+    """pfs's commit path (repos.commit_working_copy) replayed step by step on the same pool.
+
+    Each run rewrites 1 MiB in a pfs volume and in a plain subvolume, syncs, times the
+    Unmount, then times each step pfs takes, one by one, on the plain subvolume. The btrfs
+    steps call pfs's own BtrfsPool, so they follow whatever pfs does (command or ioctl).
+    """
+    pool = node.pool_root
+    btrfs = BtrfsPool(pool)
+    area = pool / "bench" / "steps"
+    wc = area / "wc"
+    area.mkdir(parents=True)
+    btrfs.create_subvolume(wc)
+    # The same settings as pfs's metadata store (pfs_volume/meta/sqlite.py).
+    db = sqlite3.connect(area / "steps.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE t (x)")
+
+    def transaction() -> None:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t VALUES (?)", (secrets.token_hex(16),))
+        db.execute("COMMIT")
+
+    def dest() -> Path:
+        return area / secrets.token_hex(8)
+
+    client = PluginClient(node.plugin_socket)
+    steps = {
+        "BtrfsPool.sync (generation check)": lambda: btrfs.sync(wc),
+        "BtrfsPool.info (generation check)": lambda: btrfs.info(wc),
+        "SQLite transaction (intent)": transaction,
+        "BtrfsPool.snapshot readonly": lambda: btrfs.snapshot(wc, dest(), readonly=True),
+        "BtrfsPool.info (new generation)": lambda: btrfs.info(wc),
+        "SQLite transaction (commit)": transaction,
+    }
+    extra = {
+        "`btrfs subvolume snapshot -r` (the floor)": lambda: run(
+            ["btrfs", "subvolume", "snapshot", "-r", str(wc), str(dest())]
+        ),
+        "process spawn (`true`)": lambda: run(["true"]),
+        "plugin round trip (Capabilities)": lambda: client.call("VolumeDriver.Capabilities", {}),
+    }
+    samples: dict[str, list[float]] = {"pfs Unmount (total)": []}
+    samples.update({name: [] for name in [*steps, *extra]})
+    pfs = Pfs(node, "steps", runs)
+    pfs.new_wc([("f", b"first")])
+    pfs.commit()
+    pfs.verify()
+    try:
+        for rep in range(runs):
+            rewrite(pfs.reopen() / "f", rep)
+            rewrite(wc / "f", rep)
+            settle(pool)
+            samples["pfs Unmount (total)"].append(timed(pfs.commit))
+            pfs.verify()
+            run(["sync"])
+            for name, step in {**steps, **extra}.items():
+                samples[name].append(timed(step))
+    finally:
+        db.close()
+        pfs.discard()
+        for child in area.iterdir():
+            if BtrfsPool.is_subvolume(child):
+                run(["btrfs", "subvolume", "delete", str(child)])
+    rows = [[name, fmt_seconds(median(values))] for name, values in samples.items()]
+    replayed = sum(median(samples[name]) for name in steps)
+    rest = median(samples["pfs Unmount (total)"]) - replayed
+    rest -= median(samples["plugin round trip (Capabilities)"])
+    rows.insert(len(steps) + 1, ["sum of the replayed steps", fmt_seconds(replayed)])
+    rows.append(["rest of Unmount (Python: reads, locks, logs)", fmt_seconds(rest)])
+    print(f"\nwhere pfs's commit time goes (1 MiB rewritten, synced; median of {runs} runs)")
+    print(table(["step", "median"], rows))
+    return samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="1 MiB and 100 MiB only, fewer runs: a smoke run of a minute",
+        help="1 MiB and 100 MiB only, fewer runs: a smoke run of about 30 s",
     )
     args = parser.parse_args()
     require_root()
@@ -304,7 +385,7 @@ def main() -> None:
     fast, slow = (3, 2) if args.quick else (FAST_REPS, SLOW_REPS)
     started = time.monotonic()
     state = Path(tempfile.mkdtemp(prefix="pfsbench-commit-"))
-    node = PfsNode(state, pool_size=POOL_SIZE)
+    node = PfsNode(state, unique_driver_name("pfsbench"), pool_size=POOL_SIZE)
     results: dict[str, Any] = {}
     try:
         node.start()
@@ -328,7 +409,7 @@ def main() -> None:
                     Copy(area / "copy", slow, "never"),
                     Git(area / "git", slow),
                 ]
-                results[scenario][f"{label}"] = measure(tools, files, pool)
+                results[scenario][label] = measure(tools, files, pool)
                 shutil.rmtree(area)
         labels = list(next(iter(results["all new"].values())))
         summary: dict[str, Any] = {}
@@ -336,8 +417,11 @@ def main() -> None:
             report(scenario, by_size, labels)
         for scenario, by_size in results.items():
             summary[scenario] = targets(scenario, by_size)
+        steps = breakdown(node, 10 if args.quick else 20)
         elapsed = time.monotonic() - started
         print(f"\ntotal run time {elapsed:.0f} s")
+        notes["load average at end"] = load_average()
+        print(f"load average at end: {notes['load average at end']}")
         path = write_results(
             "commit_latency",
             {
@@ -345,6 +429,7 @@ def main() -> None:
                 "sizes": [[s, c] for s, c in sizes],
                 "samples": results,
                 "targets": summary,
+                "pfs_steps": steps,
                 "elapsed_s": elapsed,
             },
         )

@@ -335,8 +335,8 @@ class RepoService:
         with self.branch_lock(repo, branch):
             record = self.get_branch(repo, branch)
             path = self.branch_path(repo, branch)
-            if not self.pool.is_subvolume(path) or (
-                self.pool.generation(path) == record.clean_generation
+            if not self.pool.is_subvolume(path) or not self.pool.changed_since(
+                path, record.clean_generation
             ):
                 if mount_id is not None:
                     self.store.delete_mount(mount_id)

@@ -71,6 +71,16 @@ class BtrfsPool:
         self.sync(path)
         return self.info(path).generation
 
+    def changed_since(self, path: Path, generation: int | None) -> bool:
+        """True when the subvolume changed after it was at ``generation``.
+
+        Generations only grow, so a committed generation that differs already answers
+        yes; only an equal one needs a sync to rule out changes not yet committed.
+        """
+        if generation is None or self.info(path).generation != generation:
+            return True
+        return self.generation(path) != generation
+
     @staticmethod
     def is_subvolume(path: Path) -> bool:
         """True when ``path`` is the root of a subvolume (cheap: one ``stat``)."""

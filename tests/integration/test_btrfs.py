@@ -123,3 +123,17 @@ def test_delete_subvolume(pool: BtrfsPool) -> None:
     pool.delete_subvolume(pool.root / "gone-ro")
     pool.delete_subvolume(pool.root / "gone")
     assert not (pool.root / "gone").exists() and not (pool.root / "gone-ro").exists()
+
+
+def test_changed_since_sees_committed_and_uncommitted_changes(pool: BtrfsPool) -> None:
+    work = pool.root / "work"
+    pool.create_subvolume(work)
+    clean = pool.generation(work)
+    assert not pool.changed_since(work, clean)
+    (work / "a").write_text("not yet committed by btrfs")
+    assert pool.changed_since(work, clean)
+    clean = pool.generation(work)
+    (work / "a").unlink()
+    pool.sync(work)
+    assert pool.changed_since(work, clean)
+    assert pool.changed_since(work, None)
