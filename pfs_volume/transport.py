@@ -23,6 +23,8 @@ THREADS = 8
 CONNECT_PROBE_TIMEOUT = 1.0
 STOP_TIMEOUT = 5.0
 """Seconds a stop waits for requests in progress."""
+POLL_INTERVAL = 0.2
+"""Seconds between checks for a stop; a request never waits for it."""
 
 
 def socket_in_use(path: Path) -> bool:
@@ -55,9 +57,10 @@ class UnixSocketServer:
         self.label = label
         self._server: Any = None
         self._thread: threading.Thread | None = None
-        # waitress serves every connection in this map; owning it lets ``stop`` close
-        # idle keep-alive connections, which would otherwise keep the loop running.
+        # waitress serves every connection in this map; owning it lets the serving
+        # thread close idle keep-alive connections, which would keep a loop running.
         self._channels: dict[int, Any] = {}
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         """Bind the socket and start serving.
@@ -80,21 +83,29 @@ class UnixSocketServer:
         if group is not None:
             os.chown(self.path, 0, group)
         self._server = server
-        self._thread = threading.Thread(target=server.run, name=f"pfs-{self.label}", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=f"pfs-{self.label}", daemon=True)
         self._thread.start()
         log.info("serving the %s on %s", self.label, self.path)
 
-    def _close_channels(self) -> None:
+    def _serve(self) -> None:
+        """waitress's loop in short polls, so that this thread alone closes channels."""
+        server = self._server
+        while not self._stopping.is_set():
+            server.asyncore.loop(
+                timeout=POLL_INTERVAL,
+                map=self._channels,
+                use_poll=server.adj.asyncore_use_poll,
+                count=1,
+            )
         for channel in list(self._channels.values()):
             channel.close()
 
     def stop(self) -> None:
-        """Stop accepting, finish the thread and remove the socket file."""
+        """Finish requests in progress, close every connection, remove the socket file."""
         if self._server is not None:
-            # Channels may only be closed on the loop's own thread (else its select()
-            # sees a closed descriptor); waitress's trigger runs a function there.
-            self._server.trigger.pull_trigger(self._close_channels)
+            # The loop still runs here: it writes out what those requests answer.
             self._server.task_dispatcher.shutdown(timeout=STOP_TIMEOUT)
+        self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=STOP_TIMEOUT)
         self.path.unlink(missing_ok=True)
