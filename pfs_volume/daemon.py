@@ -78,7 +78,7 @@ class Daemon:
                 settings.plugin_socket,
                 "Docker volume plugin",
             )
-            self._serve(create_api_app(self.repos), settings.api_socket, "pfs API")
+            self._serve(create_api_app(self.repos, self.volumes), settings.api_socket, "pfs API")
         except BaseException:
             self.stop()
             raise

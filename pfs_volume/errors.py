@@ -56,6 +56,13 @@ class ReadOnly(Conflict):
     code = "read_only"
 
 
+class Busy(PfsError):
+    """Another operation holds what this one needs for longer than it may wait."""
+
+    status = 503
+    code = "busy"
+
+
 class StorageError(PfsError):
     """The btrfs pool or the metadata store failed."""
 
@@ -73,6 +80,7 @@ ERRORS_BY_CODE: dict[str, type[PfsError]] = {
         Conflict,
         InUse,
         ReadOnly,
+        Busy,
         StorageError,
     )
 }

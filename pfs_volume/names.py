@@ -32,8 +32,7 @@ GRAMMAR = (
 _COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ALLOWED = re.compile(r"[A-Za-z0-9_.-]")
 _HEX = re.compile(r"[0-9a-f]+")
-_COMMIT_ID = re.compile(r"[0-9a-f]{32}")
-_STEPS = re.compile(r"[0-9]+")
+_STEPS = re.compile(r"[0-9]{1,9}")
 _ANONYMOUS = re.compile(r"[0-9a-f]{64}")
 """Docker names an anonymous volume (``-v /data``) with 64 random hex digits."""
 
@@ -62,11 +61,6 @@ class Ref:
         """How many generations back from ``base``."""
         return self.back or 0
 
-    @property
-    def could_be_commit(self) -> bool:
-        """True when ``base`` has the form of a commit id or of a usable prefix of one."""
-        return is_commit_prefix(self.base)
-
 
 @dataclass(frozen=True)
 class VolumeName:
@@ -88,11 +82,6 @@ class VolumeName:
 def is_commit_prefix(text: str) -> bool:
     """True when ``text`` is 6 to 32 lowercase hex digits."""
     return MIN_COMMIT_PREFIX <= len(text) <= COMMIT_ID_LENGTH and bool(_HEX.fullmatch(text))
-
-
-def is_commit_id(text: str) -> bool:
-    """True when ``text`` is a whole commit id (32 lowercase hex digits)."""
-    return bool(_COMMIT_ID.fullmatch(text))
 
 
 def check_component(text: str, what: str) -> str:
@@ -143,8 +132,9 @@ def parse_ref(text: str) -> Ref:
     for step in steps:
         if not _STEPS.fullmatch(step):
             raise InvalidName(
-                f"the ref {text!r} has '~' followed by {step!r}; '~' must be followed by "
-                f"a number of generations, as in {base}~1; {GRAMMAR}"
+                f"the ref {_shorten(text)!r} has '~' followed by {_shorten(step)!r}; '~' must "
+                f"be followed by a number of generations (1 to 9 digits), as in {base}~1; "
+                f"{GRAMMAR}"
             )
         back += int(step)
     return Ref(base, back)

@@ -24,13 +24,14 @@ from datetime import datetime
 from pathlib import Path
 
 from pfs_volume.btrfs import BtrfsPool
-from pfs_volume.errors import InUse, InvalidName, NotFound
+from pfs_volume.errors import Busy, Conflict, InUse, InvalidName, NotFound, PfsError
 from pfs_volume.failpoints import failpoint
 from pfs_volume.meta import (
     BranchRecord,
     CommitIntent,
     CommitRecord,
     MetadataStore,
+    MountRecord,
     RepoRecord,
     utcnow,
 )
@@ -51,6 +52,7 @@ class RepoSummary:
     repo: RepoRecord
     branches: list[BranchRecord]
     commit_count: int
+    mounts: list[MountRecord]
 
 
 @dataclass
@@ -61,7 +63,13 @@ class RecoveryReport:
     redone: list[str] = field(default_factory=list)
     abandoned: list[str] = field(default_factory=list)
     purged_repos: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
     unknown_snapshots: list[Path] = field(default_factory=list)
+
+
+LOCK_TIMEOUT = 50.0
+"""Seconds an operation waits for a repo or branch lock: below the 60 s Docker gives
+every plugin call but Mount, so a busy repo answers "busy" instead of timing out."""
 
 
 class KeyedLocks:
@@ -72,16 +80,30 @@ class KeyedLocks:
         self._locks: dict[tuple[str, ...], threading.RLock] = {}
 
     @contextmanager
-    def hold(self, *key: str) -> Iterator[None]:
-        """Hold the lock of ``key`` for the ``with`` block."""
+    def hold(self, *key: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+        """Hold the lock of ``key`` for the ``with`` block.
+
+        Raises:
+            Busy: when it cannot be had within ``timeout`` seconds.
+        """
         with self._guard:
             lock = self._locks.setdefault(key, threading.RLock())
-        with lock:
+        if not lock.acquire(timeout=timeout):
+            raise Busy(f"{'/'.join(key)} is busy with another operation; try again")
+        try:
             yield
+        finally:
+            lock.release()
 
 
 class RepoService:
     """Repos, branches and commits of one node's pool.
+
+    Two kinds of lock, always taken in this order: a branch's lock (held while its working
+    copy is mounted, committed or made) and then its repo's lock (held while the repo,
+    its branches and working copies are created or deleted, and while a mount is
+    recorded). Commits take only the branch lock, so a commit never waits for another
+    repo or branch.
 
     Args:
         store: the metadata store.
@@ -101,8 +123,7 @@ class RepoService:
         self.pool = pool
         self.clock = clock
         self.new_id = new_id
-        self.structure_lock = threading.RLock()
-        """Held while repos, branches or working copies are created or deleted."""
+        self._repo_locks = KeyedLocks()
         self._branch_locks = KeyedLocks()
         self.repos_dir = pool.root / "repos"
         self.incoming_dir = pool.root / "incoming"
@@ -129,6 +150,24 @@ class RepoService:
         with self._branch_locks.hold(repo, branch):
             yield
 
+    @contextmanager
+    def repo_lock(self, repo: str) -> Iterator[None]:
+        """Serialise creating and deleting a repo, its branches, working copies and mounts."""
+        with self._repo_locks.hold(repo):
+            yield
+
+    def repo_exists(self, name: str) -> bool:
+        """True when the repo exists."""
+        return self.store.get_repo(name) is not None
+
+    def snapshot_exists(self, repo: str, commit_id: str) -> bool:
+        """True when the commit's snapshot is in the pool."""
+        return self.pool.is_subvolume(self.commit_path(repo, commit_id))
+
+    def is_working_copy(self, repo: str, branch: str) -> bool:
+        """True when the branch's working copy has been made."""
+        return self.pool.is_subvolume(self.branch_path(repo, branch))
+
     # repos
 
     def create_repo(self, name: str, description: str = "") -> RepoRecord:
@@ -138,20 +177,20 @@ class RepoService:
             InvalidName: for a bad name. Conflict: when it exists.
         """
         check_component(name, "repo")
-        with self.structure_lock:
+        with self.repo_lock(name):
+            if name in self.store.list_deleted_repos():
+                self._finish_delete(name)
             record = RepoRecord(name=name, created=self.clock(), description=description)
-            self.store.create_repo(record)
+            master = BranchRecord(repo=name, name=DEFAULT_BRANCH, head=None, created=record.created)
+            self.store.create_repo(record, master)
             for sub in ("branches", "commits"):
                 (self.repo_dir(name) / sub).mkdir(parents=True, exist_ok=True)
-            self.store.create_branch(
-                BranchRecord(repo=name, name=DEFAULT_BRANCH, head=None, created=record.created)
-            )
             log.info("repo=%s created", name)
             return record
 
     def ensure_repo(self, name: str) -> RepoRecord:
         """The repo called ``name``, created empty if it does not exist."""
-        with self.structure_lock:
+        with self.repo_lock(name):
             return self.store.get_repo(name) or self.create_repo(name)
 
     def get_repo(self, name: str) -> RepoRecord:
@@ -166,11 +205,12 @@ class RepoService:
         return self.store.list_repos()
 
     def summary(self, name: str) -> RepoSummary:
-        """A repo with its branches and commit count. Raises NotFound."""
+        """A repo with its branches, commit count and mounts. Raises NotFound."""
         return RepoSummary(
             repo=self.get_repo(name),
             branches=self.store.list_branches(name),
             commit_count=self.store.count_commits(name),
+            mounts=self.store.list_mounts(name),
         )
 
     def delete_repo(self, name: str) -> None:
@@ -178,8 +218,9 @@ class RepoService:
 
         Raises:
             NotFound: no such repo. InUse: a container has one of its volumes mounted.
+            Conflict: a working copy holds changes that no commit holds (invariant 1).
         """
-        with self.structure_lock:
+        with self.repo_lock(name):
             self.get_repo(name)
             mounts = self.store.list_mounts(name)
             if mounts:
@@ -188,13 +229,23 @@ class RepoService:
                     f"repo {name!r} is mounted by {len(mounts)} container(s) through "
                     f"{', '.join(volumes)}; stop them first"
                 )
+            dirty = [
+                b.name
+                for b in self.store.list_branches(name)
+                if self.is_working_copy(name, b.name)
+                and self.pool.changed_since(self.branch_path(name, b.name), b.clean_generation)
+            ]
+            if dirty:
+                raise Conflict(
+                    f"repo {name!r} has changes no commit holds, in the working copy of "
+                    f"branch(es) {', '.join(dirty)}; mount and unmount them to commit first"
+                )
             self.store.delete_repo(name)
-            self._purge(name)
-            self.store.forget_deleted_repo(name)
+            self._finish_delete(name)
             log.info("repo=%s deleted", name)
 
-    def _purge(self, name: str) -> None:
-        """Delete every subvolume and folder of a repo whose records are gone."""
+    def _finish_delete(self, name: str) -> None:
+        """Delete the data of a repo whose records are gone, then its tombstone."""
         top = self.repo_dir(name)
         for sub in ("branches", "commits"):
             folder = top / sub
@@ -203,6 +254,7 @@ class RepoService:
                     if self.pool.is_subvolume(child):
                         self.pool.delete_subvolume(child)
         shutil.rmtree(top, ignore_errors=True)
+        self.store.forget_deleted_repo(name)
 
     # branches
 
@@ -230,7 +282,7 @@ class RepoService:
         two leaves nothing to clean up.
         """
         check_component(name, "branch")
-        with self.structure_lock:
+        with self.repo_lock(repo):
             existing = self.store.get_branch(repo, name)
             if existing is not None:
                 return existing
@@ -242,7 +294,7 @@ class RepoService:
     def working_copy(self, repo: str, branch: str) -> Path:
         """The branch's working copy, made from its head (or empty) if it does not exist."""
         path = self.branch_path(repo, branch)
-        with self.branch_lock(repo, branch), self.structure_lock:
+        with self.branch_lock(repo, branch), self.repo_lock(repo):
             if self.pool.is_subvolume(path):
                 return path
             record = self.get_branch(repo, branch)
@@ -305,7 +357,11 @@ class RepoService:
         """Commits from the one ``ref`` names back to the first, newest first.
 
         An empty list for a branch with no commits yet.
+
+        Raises:
+            NotFound: no such repo, or a ref that names nothing.
         """
+        self.get_repo(repo)
         branch = self.store.get_branch(repo, ref.base) if ref.plain else None
         if branch is not None and branch.head is None:
             return []
@@ -331,50 +387,70 @@ class RepoService:
             is released all the same).
         Raises:
             Conflict: the head moved under the commit (the snapshot is removed again).
+            StorageError: the snapshot or the metadata failed. The mount is released all
+                the same, as Docker never repeats an Unmount: the changes stay in the
+                working copy and the branch's next commit takes them.
         """
         with self.branch_lock(repo, branch):
-            record = self.get_branch(repo, branch)
-            path = self.branch_path(repo, branch)
-            if not self.pool.is_subvolume(path) or not self.pool.changed_since(
-                path, record.clean_generation
-            ):
-                if mount_id is not None:
-                    self.store.delete_mount(mount_id)
-                log.info("repo=%s branch=%s mount=%s unchanged: no commit", repo, branch, mount_id)
-                return None
-            commit = CommitRecord(
-                id=self.new_id(),
-                repo=repo,
-                branch=branch,
-                parent=record.head,
-                created=self.clock(),
-                message=message,
-                origin=origin,
-            )
-            intent = CommitIntent(commit=commit, mount_id=mount_id)
-            self.store.begin_commit(intent)
-            failpoint("commit.after_intent")
-            snapshot = self.commit_path(repo, commit.id)
             try:
-                snapshot.parent.mkdir(parents=True, exist_ok=True)
-                self.pool.snapshot(path, snapshot, readonly=True)
-                failpoint("commit.after_snapshot")
-                # The snapshot committed a transaction that includes the working copy's
-                # new generation, so no further sync is needed to read it.
-                self.store.finish_commit(intent, self.pool.info(path).generation)
+                return self._commit(repo, branch, message, origin, mount_id)
             except Exception:
-                self._undo(intent)
+                if mount_id is not None:
+                    log.error(
+                        "repo=%s branch=%s mount=%s commit failed; mount released, the "
+                        "changes stay in the working copy for the next commit",
+                        repo,
+                        branch,
+                        mount_id,
+                    )
+                    self.store.delete_mount(mount_id)
                 raise
-            failpoint("commit.after_finish")
-            log.info(
-                "repo=%s branch=%s commit=%s parent=%s mount=%s committed",
-                repo,
-                branch,
-                commit.id,
-                commit.parent,
-                mount_id,
-            )
-            return commit
+
+    def _commit(
+        self, repo: str, branch: str, message: str, origin: str, mount_id: str | None
+    ) -> CommitRecord | None:
+        record = self.get_branch(repo, branch)
+        path = self.branch_path(repo, branch)
+        if not self.pool.is_subvolume(path) or not self.pool.changed_since(
+            path, record.clean_generation
+        ):
+            if mount_id is not None:
+                self.store.delete_mount(mount_id)
+            log.info("repo=%s branch=%s mount=%s unchanged: no commit", repo, branch, mount_id)
+            return None
+        commit = CommitRecord(
+            id=self.new_id(),
+            repo=repo,
+            branch=branch,
+            parent=record.head,
+            created=self.clock(),
+            message=message,
+            origin=origin,
+        )
+        intent = CommitIntent(commit=commit, mount_id=mount_id)
+        self.store.begin_commit(intent)
+        failpoint("commit.after_intent")
+        snapshot = self.commit_path(repo, commit.id)
+        try:
+            snapshot.parent.mkdir(parents=True, exist_ok=True)
+            self.pool.snapshot(path, snapshot, readonly=True)
+            failpoint("commit.after_snapshot")
+            # The snapshot committed a transaction that includes the working copy's
+            # new generation, so no further sync is needed to read it.
+            self.store.finish_commit(intent, self.pool.info(path).generation)
+        except Exception:
+            self._undo(intent)
+            raise
+        failpoint("commit.after_finish")
+        log.info(
+            "repo=%s branch=%s commit=%s parent=%s mount=%s committed",
+            repo,
+            branch,
+            commit.id,
+            commit.parent,
+            mount_id,
+        )
+        return commit
 
     def _undo(self, intent: CommitIntent) -> None:
         snapshot = self.commit_path(intent.commit.repo, intent.commit.id)
@@ -393,16 +469,28 @@ class RepoService:
         """
         report = RecoveryReport()
         for name in self.store.list_deleted_repos():
-            self._purge(name)
-            self.store.forget_deleted_repo(name)
-            report.purged_repos.append(name)
+            try:
+                self._finish_delete(name)
+                report.purged_repos.append(name)
+            except PfsError as exc:
+                log.error("repo=%s deleting its data failed again: %s", name, exc)
+                report.failed.append(f"delete {name}: {exc}")
         for child in self.incoming_dir.iterdir():
             if self.pool.is_subvolume(child):
                 self.pool.delete_subvolume(child)
             else:
                 shutil.rmtree(child, ignore_errors=True)
         for intent in self.store.list_intents():
-            self._recover_intent(intent, report)
+            try:
+                self._recover_intent(intent, report)
+            except PfsError as exc:
+                log.error(
+                    "repo=%s commit=%s recovery failed; retried at the next start: %s",
+                    intent.commit.repo,
+                    intent.commit.id,
+                    exc,
+                )
+                report.failed.append(f"commit {intent.commit.id}: {exc}")
         for repo in self.store.list_repos():
             folder = self.repo_dir(repo.name) / "commits"
             if not folder.is_dir():

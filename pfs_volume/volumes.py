@@ -10,13 +10,14 @@ share its working copy; the last one to go commits what changed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pfs_volume.errors import Conflict, InUse, InvalidRequest, NotFound, PfsError
+from pfs_volume.errors import Busy, Conflict, InUse, InvalidRequest, NotFound, PfsError
 from pfs_volume.meta import MetadataStore, MountRecord, VolumeRecord, rfc3339, utcnow
 from pfs_volume.names import DEFAULT_BRANCH, VolumeName, parse_volume_name
 from pfs_volume.repos import RepoService
@@ -100,7 +101,7 @@ class VolumeService:
         """
         parsed = self.parse(name)
         repo = parsed.repo
-        repo_exists = self.repos.store.get_repo(repo) is not None
+        repo_exists = self.repos.repo_exists(repo)
         ref = parsed.ref
         if ref is None or (
             parsed.branch is None
@@ -156,10 +157,12 @@ class VolumeService:
     def _materialise(self, target: Target) -> Path:
         """Create the repo, branch and working copy a target needs; return its path."""
         if target.branch is None:
-            path = self.path_of(target)
-            if not self.repos.pool.is_subvolume(path):
-                raise NotFound(f"the snapshot of commit {target.commit} is missing from {path}")
-            return path
+            assert target.commit is not None
+            if not self.repos.snapshot_exists(target.repo, target.commit):
+                raise NotFound(
+                    f"the snapshot of commit {target.commit} is missing from this node's pool"
+                )
+            return self.path_of(target)
         self.repos.ensure_repo(target.repo)
         self.repos.ensure_branch(target.repo, target.branch, target.start)
         return self.repos.working_copy(target.repo, target.branch)
@@ -281,6 +284,10 @@ class VolumeService:
         if record is None:
             log.info("volume=%s mount=%s unknown or released already", name, mount_id)
             return
+        if record.volume != name:
+            raise InvalidRequest(
+                f"mount ID {mount_id} belongs to volume {record.volume}, not {name}"
+            )
         if record.branch is None:
             self.store.delete_mount(mount_id)
             log.info("volume=%s mount=%s released (read-only)", name, mount_id)
@@ -310,18 +317,38 @@ class VolumeService:
                 mount_id=mount_id,
             )
 
+    def mounts(self) -> Sequence[MountRecord]:
+        """Every recorded mount, oldest first."""
+        return self.store.list_mounts()
+
+    def release(self, mount_id: str) -> None:
+        """Release a mount Docker will never unmount (its container is gone), exactly as
+        Docker's Unmount would: the last mount of a branch commits.
+
+        Raises:
+            NotFound: no mount has this ID.
+        """
+        record = self.store.get_mount(mount_id)
+        if record is None:
+            raise NotFound(f"there is no mount {mount_id}")
+        self.unmount(record.volume, mount_id)
+
     # internals
 
     def _mount_target(self, name: str, record_mount: str | None = None) -> tuple[Target, Path]:
-        """Resolve and materialise ``name`` under the locks; record a mount if asked."""
-        target = self.resolve(name)
-        if target.branch is None:
-            path = self._materialise(target)
-            if record_mount:
-                self._record(record_mount, name, target)
-            return target, path
-        with self.repos.branch_lock(target.repo, target.branch), self.repos.structure_lock:
+        """Resolve and materialise ``name`` under its locks; record a mount if asked.
+
+        The repo lock makes this atomic with ``delete_repo``: a mount is never recorded for
+        a repo that is being deleted, nor handed a path that is going away.
+        """
+        first = self.resolve(name)
+        with ExitStack() as locks:
+            if first.branch is not None:
+                locks.enter_context(self.repos.branch_lock(first.repo, first.branch))
+            locks.enter_context(self.repos.repo_lock(first.repo))
             target = self.resolve(name)
+            if (target.repo, target.branch) != (first.repo, first.branch):
+                raise Busy(f"volume {name} changed meaning while it was being mounted; retry")
             path = self._materialise(target)
             if record_mount:
                 self._record(record_mount, name, target)
@@ -340,14 +367,15 @@ class VolumeService:
         )
 
     def _mount_path(self, mount: MountRecord) -> Path:
-        if mount.branch is not None:
-            return self.repos.branch_path(mount.repo, mount.branch)
-        assert mount.commit is not None
-        return self.repos.commit_path(mount.repo, mount.commit)
+        return self.path_of(Target(repo=mount.repo, branch=mount.branch, commit=mount.commit))
 
     def _existing_path(self, target: Target) -> str:
-        path = self.path_of(target)
-        return str(path) if self.repos.pool.is_subvolume(path) else ""
+        if target.branch is not None:
+            exists = self.repos.is_working_copy(target.repo, target.branch)
+        else:
+            assert target.commit is not None
+            exists = self.repos.snapshot_exists(target.repo, target.commit)
+        return str(self.path_of(target)) if exists else ""
 
     def _info(self, name: str, target: Target, created: datetime | None) -> VolumeInfo:
         mounts = [

@@ -52,7 +52,9 @@ def create_plugin_app(driver: Driver, scope: str = "local") -> Flask:
 
     @endpoint(protocol.CREATE)
     def create(body: dict[str, Any]) -> dict[str, Any]:
-        options = body.get("Opts") or {}
+        options = body.get("Opts")
+        if options is None:
+            options = {}
         if not isinstance(options, dict):
             raise InvalidRequest(f"Opts must be an object of strings; {BODY_HINT}")
         driver.create(_name(body), options)

@@ -5,7 +5,8 @@ Quirks of Docker's side, handled in ``plugin.app``:
 * Docker may repeat a Mount ID and may call Create for a volume that exists.
 * Docker calls Get on every volume plugin for a name it does not know yet (and ignores
   their errors), which is how ``PREFIX/...`` names work without ``--volume-driver``.
-* Docker waits about two minutes for Mount and less for everything else.
+* Docker waits two minutes for Mount and one for everything else; pfs's waits for
+  locks stay below that (``pfs_volume.repos.LOCK_TIMEOUT``) and answer "busy".
 """
 
 from __future__ import annotations
@@ -30,11 +31,6 @@ LIST = "/VolumeDriver.List"
 CAPABILITIES = "/VolumeDriver.Capabilities"
 
 ENDPOINTS = (ACTIVATE, CREATE, REMOVE, MOUNT, UNMOUNT, PATH, GET, LIST, CAPABILITIES)
-
-MOUNT_TIMEOUT = 120.0
-"""Seconds Docker's plugin client waits for Mount (its ``longTimeout``)."""
-CALL_TIMEOUT = 60.0
-"""Seconds Docker's plugin client waits for the other calls (its ``shortTimeout``)."""
 
 
 class Driver(Protocol):

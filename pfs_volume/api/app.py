@@ -10,18 +10,25 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from pfs_volume import __version__
-from pfs_volume.api.serialize import branch_json, commit_json, repo_json, summary_json
+from pfs_volume.api.serialize import (
+    branch_json,
+    commit_json,
+    mount_json,
+    repo_json,
+    summary_json,
+)
 from pfs_volume.errors import InvalidRequest, PfsError
 from pfs_volume.names import DEFAULT_BRANCH, check_component, parse_ref
 from pfs_volume.repos import RepoService
+from pfs_volume.volumes import VolumeService
 
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 1_000_000
 
 
-def create_api_app(repos: RepoService) -> Flask:
-    """Build the flask app of the pfs HTTP API over the repo service."""
+def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
+    """Build the flask app of the pfs HTTP API over the repo and volume services."""
     app = Flask("pfs-api")
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
@@ -51,7 +58,7 @@ def create_api_app(repos: RepoService) -> Flask:
     @app.get("/v1/repos/<repo>")
     def inspect_repo(repo: str) -> ResponseReturnValue:
         check_component(repo, "repo")
-        return summary_json(repos.summary(repo), repos.store.list_mounts(repo))
+        return summary_json(repos.summary(repo))
 
     @app.delete("/v1/repos/<repo>")
     def delete_repo(repo: str) -> ResponseReturnValue:
@@ -68,9 +75,17 @@ def create_api_app(repos: RepoService) -> Flask:
     def log_(repo: str) -> ResponseReturnValue:
         check_component(repo, "repo")
         ref = parse_ref(request.args.get("ref", DEFAULT_BRANCH))
-        repos.get_repo(repo)
         commits = repos.log(repo, ref, _limit(request.args.get("limit")))
         return {"commits": [commit_json(c) for c in commits]}
+
+    @app.get("/v1/mounts")
+    def list_mounts() -> ResponseReturnValue:
+        return {"mounts": [mount_json(m) for m in volumes.mounts()]}
+
+    @app.delete("/v1/mounts/<mount_id>")
+    def release_mount(mount_id: str) -> ResponseReturnValue:
+        volumes.release(mount_id)
+        return {"released": mount_id}
 
     @app.get("/v1/repos/<repo>/commits/<ref>")
     def inspect_commit(repo: str, ref: str) -> ResponseReturnValue:
@@ -83,7 +98,9 @@ def create_api_app(repos: RepoService) -> Flask:
 def _limit(text: str | None) -> int | None:
     if text is None:
         return None
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not (text.isascii() and text.isdecimal() and len(text) <= 7) or not (
+        1 <= int(text) <= MAX_LIMIT
+    ):
         raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}, not {text!r}")
     return int(text)
 

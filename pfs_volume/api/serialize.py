@@ -40,13 +40,13 @@ def repo_json(repo: RepoRecord) -> dict[str, Any]:
     }
 
 
-def summary_json(summary: RepoSummary, mounts: list[MountRecord]) -> dict[str, Any]:
+def summary_json(summary: RepoSummary) -> dict[str, Any]:
     """A repo with its branches, commit count and active mounts."""
     return {
         **repo_json(summary.repo),
         "branches": [branch_json(b) for b in summary.branches],
         "commit_count": summary.commit_count,
-        "mounts": [mount_json(m) for m in mounts],
+        "mounts": [mount_json(m) for m in summary.mounts],
     }
 
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from pfs_volume.btrfs import ioctl
-from pfs_volume.btrfs.command import run_command
+from pfs_volume.btrfs.command import BtrfsCommandError, run_command
 from pfs_volume.btrfs.ioctl import SubvolumeInfo
 from pfs_volume.errors import StorageError
 
@@ -44,8 +44,27 @@ class BtrfsPool:
         ioctl.snapshot(source, target, readonly=readonly)
 
     def delete_subvolume(self, path: Path) -> None:
-        """Delete the subvolume at ``path`` (read-only ones too)."""
-        run_command([BTRFS, "subvolume", "delete", str(path)])
+        """Delete the subvolume at ``path`` (read-only ones too), with any subvolumes
+        nested in it (a container may create one inside its working copy)."""
+        try:
+            run_command([BTRFS, "subvolume", "delete", str(path)])
+        except BtrfsCommandError:
+            nested = self._nested_subvolumes(path)
+            if not nested:
+                raise
+            for inner in nested:
+                self.delete_subvolume(inner)
+            run_command([BTRFS, "subvolume", "delete", str(path)])
+
+    def _nested_subvolumes(self, path: Path) -> list[Path]:
+        """Subvolumes directly inside ``path``'s subvolume (a walk: only on the error path)."""
+        found = []
+        for folder, children, _files in os.walk(path):
+            for child in list(children):
+                if self.is_subvolume(Path(folder, child)):
+                    found.append(Path(folder, child))
+                    children.remove(child)
+        return found
 
     def sync(self, path: Path) -> None:
         """Commit the file system's current transaction, so generations are current."""

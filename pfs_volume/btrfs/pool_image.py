@@ -80,13 +80,16 @@ def prepare_pool(state_dir: Path, size: int) -> tuple[Path, PoolImage | None]:
                 "(256M) are needed"
             )
         log.info("creating a %d-byte sparse pool image at %s", size, image.image)
-        with open(image.image, "xb") as handle:
+        # Formatted under another name, so a crash never leaves a half-made pool.img.
+        partial = image.image.with_suffix(".partial")
+        with open(partial, "wb") as handle:
             os.truncate(handle.fileno(), size)
         try:
-            run_command(["mkfs.btrfs", "-q", str(image.image)])
+            run_command(["mkfs.btrfs", "-q", "-f", str(partial)])
         except StorageError:
-            image.image.unlink()
+            partial.unlink()
             raise
+        partial.rename(image.image)
     run_command(["mount", "-o", MOUNT_OPTIONS, str(image.image), str(root)])
     log.info("mounted pool image %s at %s", image.image, root)
     return root, image

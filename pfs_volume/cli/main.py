@@ -9,6 +9,7 @@ from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import click
 
@@ -23,7 +24,7 @@ from pfs_volume.config import (
     parse_size,
 )
 from pfs_volume.errors import PfsError
-from pfs_volume.names import DEFAULT_BRANCH, parse_ref, parse_repo_ref
+from pfs_volume.names import DEFAULT_BRANCH, parse_ref, parse_repo_branch, parse_repo_ref
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -226,7 +227,7 @@ def log_(target: str, limit: int | None, as_json: bool) -> None:
     if "@" in target:
         repo_name, ref = parse_repo_ref(target)
     else:
-        repo_name, _, branch_name = target.partition("/")
+        repo_name, branch_name = parse_repo_branch(target)
         ref = parse_ref(branch_name or DEFAULT_BRANCH)
     commits = _client().get(f"/v1/repos/{_segment(repo_name)}/log", ref=str(ref), limit=limit)[
         "commits"
@@ -272,8 +273,52 @@ def commit_inspect(target: str, as_json: bool) -> None:
         click.echo(f"{key.capitalize() + ':':9} {info[key] if info[key] is not None else '-'}")
 
 
+@main.group()
+def mount() -> None:
+    """Docker mounts of pfs volumes: list, release."""
+
+
+@mount.command("list")
+@json_option
+@reports_errors
+def mount_list(as_json: bool) -> None:
+    """List the mounts Docker holds (one per container using a volume)."""
+    mounts = _client().get("/v1/mounts")["mounts"]
+    if as_json:
+        _print_json(mounts)
+        return
+    click.echo(
+        table(
+            ["mount", "volume", "repo", "branch", "commit", "since"],
+            [
+                [
+                    m["id"][:12],
+                    m["volume"],
+                    m["repo"],
+                    m["branch"],
+                    short_id(m["commit"]),
+                    when(m["created"]),
+                ]
+                for m in mounts
+            ],
+        )
+    )
+
+
+@mount.command("release")
+@click.argument("mount_id", metavar="MOUNT_ID")
+@json_option
+@reports_errors
+def mount_release(mount_id: str, as_json: bool) -> None:
+    """Release a mount whose container is gone but Docker never unmounted (after a
+    crash): as Docker's Unmount would, the last mount of a branch commits."""
+    result = _client().delete(f"/v1/mounts/{_segment(mount_id)}")
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"released mount {result['released']}")
+
+
 def _segment(text: str) -> str:
     """Quote a path segment so that nothing in it can change the route."""
-    from urllib.parse import quote
-
     return quote(text, safe="")

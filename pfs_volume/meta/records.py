@@ -76,11 +76,6 @@ class MountRecord:
     commit: str | None
     created: datetime
 
-    @property
-    def writable(self) -> bool:
-        """A branch working copy is writable; a commit never is."""
-        return self.branch is not None
-
 
 @dataclass(frozen=True)
 class VolumeRecord:

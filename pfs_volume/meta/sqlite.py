@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS deleted_repos (name TEXT PRIMARY KEY);
 """
 
 _COMMIT_COLUMNS = "id, repo, branch, parent, created, message, origin"
+_MOUNT_COLUMNS = "id, volume, repo, branch, commit_id, created"
 
 
 class SqliteStore(MetadataStore):
@@ -99,15 +100,17 @@ class SqliteStore(MetadataStore):
 
     # repos
 
-    def create_repo(self, repo: RepoRecord) -> None:
+    def create_repo(self, repo: RepoRecord, default_branch: BranchRecord) -> None:
         with self._write() as db:
             if db.execute("SELECT 1 FROM repos WHERE name=?", (repo.name,)).fetchone():
                 raise Conflict(f"repo {repo.name!r} exists already")
-            db.execute("DELETE FROM deleted_repos WHERE name=?", (repo.name,))
+            if db.execute("SELECT 1 FROM deleted_repos WHERE name=?", (repo.name,)).fetchone():
+                raise Conflict(f"repo {repo.name!r} is still being deleted")
             db.execute(
                 "INSERT INTO repos VALUES (?,?,?)",
                 (repo.name, repo.created.isoformat(), repo.description),
             )
+            self._insert_branch(db, default_branch)
 
     def get_repo(self, name: str) -> RepoRecord | None:
         rows = self._read("SELECT name, created, description FROM repos WHERE name=?", (name,))
@@ -140,16 +143,20 @@ class SqliteStore(MetadataStore):
             ).fetchone()
             if exists:
                 raise Conflict(f"branch {branch.repo}/{branch.name} exists already")
-            db.execute(
-                "INSERT INTO branches VALUES (?,?,?,?,?)",
-                (
-                    branch.repo,
-                    branch.name,
-                    branch.head,
-                    branch.created.isoformat(),
-                    branch.clean_generation,
-                ),
-            )
+            self._insert_branch(db, branch)
+
+    @staticmethod
+    def _insert_branch(db: sqlite3.Connection, branch: BranchRecord) -> None:
+        db.execute(
+            "INSERT INTO branches VALUES (?,?,?,?,?)",
+            (
+                branch.repo,
+                branch.name,
+                branch.head,
+                branch.created.isoformat(),
+                branch.clean_generation,
+            ),
+        )
 
     def get_branch(self, repo: str, name: str) -> BranchRecord | None:
         rows = self._read(
@@ -249,7 +256,7 @@ class SqliteStore(MetadataStore):
     def add_mount(self, mount: MountRecord) -> MountRecord:
         with self._write() as db:
             row = db.execute(
-                "SELECT id, volume, repo, branch, commit_id, created FROM mounts WHERE id=?",
+                f"SELECT {_MOUNT_COLUMNS} FROM mounts WHERE id=?",
                 (mount.id,),
             ).fetchone()
             if row:
@@ -269,13 +276,13 @@ class SqliteStore(MetadataStore):
 
     def get_mount(self, mount_id: str) -> MountRecord | None:
         rows = self._read(
-            "SELECT id, volume, repo, branch, commit_id, created FROM mounts WHERE id=?",
+            f"SELECT {_MOUNT_COLUMNS} FROM mounts WHERE id=?",
             (mount_id,),
         )
         return _mount(rows[0]) if rows else None
 
     def list_mounts(self, repo: str | None = None) -> list[MountRecord]:
-        sql = "SELECT id, volume, repo, branch, commit_id, created FROM mounts"
+        sql = f"SELECT {_MOUNT_COLUMNS} FROM mounts"
         rows = (
             self._read(sql + " WHERE repo=? ORDER BY created", (repo,))
             if repo is not None

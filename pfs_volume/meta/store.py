@@ -25,8 +25,9 @@ class MetadataStore(ABC):
     # repos
 
     @abstractmethod
-    def create_repo(self, repo: RepoRecord) -> None:
-        """Add a repo. Raises Conflict when the name is taken."""
+    def create_repo(self, repo: RepoRecord, default_branch: BranchRecord) -> None:
+        """In one transaction: add a repo and its default branch. Raises Conflict when the
+        name is taken."""
 
     @abstractmethod
     def get_repo(self, name: str) -> RepoRecord | None:

@@ -65,6 +65,6 @@ def plugin_http(
 
 @pytest.fixture(params=["flask", "socket"])
 def api_http(
-    request: pytest.FixtureRequest, repos: RepoService, tmp_path: Path
+    request: pytest.FixtureRequest, repos: RepoService, volumes: VolumeService, tmp_path: Path
 ) -> Iterator[Transport]:
-    yield from _transport(request, create_api_app(repos), tmp_path, "api")
+    yield from _transport(request, create_api_app(repos, volumes), tmp_path, "api")

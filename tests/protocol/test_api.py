@@ -94,3 +94,21 @@ def test_delete_refused_while_mounted_then_done(
     history.unmount("pfs/photos", "busy")
     assert api_http.request("DELETE", "/v1/repos/photos")[:2] == (200, {"deleted": "photos"})
     assert api_http.request("GET", "/v1/repos")[1] == {"repos": []}
+
+
+def test_mounts_can_be_listed_and_released(api_http: Transport, history: VolumeService) -> None:
+    path = history.mount("pfs/photos", "stale")
+    (path / "z").write_text("left behind by a crash")
+    status, body, _ = api_http.request("GET", "/v1/mounts")
+    assert status == 200 and [m["id"] for m in body["mounts"]] == ["stale"]
+    assert api_http.request("DELETE", "/v1/mounts/stale")[:2] == (200, {"released": "stale"})
+    assert api_http.request("GET", "/v1/mounts")[1] == {"mounts": []}
+    assert api_http.request("GET", "/v1/repos/photos")[1]["commit_count"] == 4
+    status, body, _ = api_http.request("DELETE", "/v1/mounts/stale")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize("limit", ["²", "٣", "99999999999999", "1e3", "-1", ""])
+def test_odd_limits_are_refused(api_http: Transport, history: VolumeService, limit: str) -> None:
+    status, body, _ = api_http.request("GET", "/v1/repos/photos/log", params={"limit": limit})
+    assert (status, body["error"]["code"]) == (400, "invalid_request")

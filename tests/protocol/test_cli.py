@@ -26,7 +26,7 @@ def api_socket(repos: RepoService, volumes: VolumeService, tmp_path: Path) -> It
         path = volumes.mount(name, mount_id)
         (path / file).write_text(file)
         volumes.unmount(name, mount_id)
-    server = UnixSocketServer(create_api_app(repos), tmp_path / "api.sock", "api")
+    server = UnixSocketServer(create_api_app(repos, volumes), tmp_path / "api.sock", "api")
     server.start()
     try:
         yield str(server.path)
@@ -83,3 +83,16 @@ def test_repo_delete(api_socket: str) -> None:
     code, out, _ = pfs(api_socket, "repo", "delete", "photos", "--yes")
     assert code == 0 and out.strip() == "deleted repo photos"
     assert json.loads(pfs(api_socket, "repo", "list", "--json")[1]) == []
+
+
+def test_mount_list_and_release(api_socket: str, volumes: VolumeService) -> None:
+    path = volumes.mount("pfs/photos", "orphaned")
+    (path / "late").write_text("x")
+    code, out, _ = pfs(api_socket, "mount", "list")
+    assert code == 0 and out.splitlines()[1].split()[:3] == ["orphaned", "pfs/photos", "photos"]
+    code, out, _ = pfs(api_socket, "mount", "release", "orphaned")
+    assert code == 0 and out.strip() == "released mount orphaned"
+    assert json.loads(pfs(api_socket, "mount", "list", "--json")[1]) == []
+    assert len(json.loads(pfs(api_socket, "log", "photos", "--json")[1])) == 3
+    code, _, err = pfs(api_socket, "log", "photos/dev/x")
+    assert code == 1 and "is not REPO or REPO/BRANCH" in err
