@@ -24,7 +24,15 @@ from datetime import datetime
 from pathlib import Path
 
 from pfs_volume.btrfs import BtrfsPool
-from pfs_volume.errors import Busy, Conflict, InUse, InvalidName, NotFound, PfsError
+from pfs_volume.errors import (
+    Busy,
+    Conflict,
+    InUse,
+    InvalidName,
+    InvalidRequest,
+    NotFound,
+    PfsError,
+)
 from pfs_volume.failpoints import failpoint
 from pfs_volume.meta import (
     BranchRecord,
@@ -67,6 +75,7 @@ class RecoveryReport:
     unknown_snapshots: list[Path] = field(default_factory=list)
 
 
+MAX_DESCRIPTION = 4096
 LOCK_TIMEOUT = 50.0
 """Seconds an operation waits for a repo or branch lock: below the 60 s Docker gives
 every plugin call but Mount, so a busy repo answers "busy" instead of timing out."""
@@ -177,6 +186,11 @@ class RepoService:
             InvalidName: for a bad name. Conflict: when it exists.
         """
         check_component(name, "repo")
+        if len(description) > MAX_DESCRIPTION:
+            raise InvalidRequest(
+                f"the description is {len(description)} characters long; at most "
+                f"{MAX_DESCRIPTION} are allowed"
+            )
         with self.repo_lock(name):
             if name in self.store.list_deleted_repos():
                 self._finish_delete(name)
@@ -306,6 +320,77 @@ class RepoService:
             self.store.set_clean_generation(repo, branch, self.pool.generation(path))
             log.info("repo=%s branch=%s working copy made at %s", repo, branch, path)
             return path
+
+    def create_branch(self, repo: str, name: str, start: Ref | None = None) -> BranchRecord:
+        """Create branch ``name`` at the commit ``start`` names (default: master's head).
+
+        Raises:
+            InvalidName, NotFound: a bad name or a ref that names nothing.
+            Conflict: the branch exists.
+        """
+        check_component(name, "branch")
+        with self.repo_lock(repo):
+            self.get_repo(repo)
+            if self.store.get_branch(repo, name) is not None:
+                raise Conflict(f"branch {repo}/{name} exists already")
+            if start is not None:
+                head: str | None = self.resolve_commit(repo, start).id
+            else:
+                master = self.store.get_branch(repo, DEFAULT_BRANCH)
+                head = master.head if master is not None else None
+            return self.ensure_branch(repo, name, head)
+
+    def delete_branch(self, repo: str, name: str) -> None:
+        """Delete a branch and its working copy; its commits stay, reachable by id.
+
+        Raises:
+            NotFound: no such branch. InUse: it is mounted.
+            Conflict: its working copy holds changes no commit holds.
+        """
+        with self.branch_lock(repo, name), self.repo_lock(repo):
+            self.get_branch(repo, name)
+            self._refuse_if_busy(repo, name, "delete")
+            path = self.branch_path(repo, name)
+            if self.pool.is_subvolume(path):
+                self.pool.delete_subvolume(path)
+            self.store.delete_branch(repo, name)
+            log.info("repo=%s branch=%s deleted", repo, name)
+
+    def reset_branch(self, repo: str, name: str, ref: Ref) -> tuple[str | None, BranchRecord]:
+        """Move a branch's head to the commit ``ref`` names; the old head stays reachable
+        by id. Returns the old head and the branch as it is now.
+
+        Raises:
+            NotFound: no such branch or commit. InUse: the branch is mounted.
+            Conflict: its working copy holds changes no commit holds, or the head moved.
+        """
+        with self.branch_lock(repo, name), self.repo_lock(repo):
+            old = self.get_branch(repo, name)
+            target = self.resolve_commit(repo, ref)
+            self._refuse_if_busy(repo, name, "reset")
+            # The working copy goes first: it is clean (checked above), so a crash before
+            # the head moves loses nothing, and the next mount makes it from the new head.
+            path = self.branch_path(repo, name)
+            if self.pool.is_subvolume(path):
+                self.pool.delete_subvolume(path)
+            self.store.move_head(repo, name, old.head, target.id)
+            log.info("repo=%s branch=%s reset from %s to %s", repo, name, old.head, target.id)
+            return old.head, self.get_branch(repo, name)
+
+    def _refuse_if_busy(self, repo: str, branch: str, verb: str) -> None:
+        mounts = [m for m in self.store.list_mounts(repo) if m.branch == branch]
+        if mounts:
+            raise InUse(
+                f"cannot {verb} branch {repo}/{branch}: {len(mounts)} container(s) have it "
+                "mounted; stop them first"
+            )
+        record = self.get_branch(repo, branch)
+        path = self.branch_path(repo, branch)
+        if self.pool.is_subvolume(path) and self.pool.changed_since(path, record.clean_generation):
+            raise Conflict(
+                f"cannot {verb} branch {repo}/{branch}: its working copy holds changes no "
+                "commit holds; commit them first (pfs commit)"
+            )
 
     # refs and commits
 

@@ -55,6 +55,11 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
     def list_repos() -> ResponseReturnValue:
         return {"repos": [repo_json(r) for r in repos.list_repos()]}
 
+    @app.post("/v1/repos")
+    def create_repo() -> ResponseReturnValue:
+        body = _body({"name": str}, {"description": str})
+        return repo_json(repos.create_repo(body["name"], body.get("description", ""))), 201
+
     @app.get("/v1/repos/<repo>")
     def inspect_repo(repo: str) -> ResponseReturnValue:
         check_component(repo, "repo")
@@ -70,6 +75,36 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
     def list_branches(repo: str) -> ResponseReturnValue:
         check_component(repo, "repo")
         return {"branches": [branch_json(b) for b in repos.list_branches(repo)]}
+
+    @app.post("/v1/repos/<repo>/branches")
+    def create_branch(repo: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        body = _body({"name": str}, {"from": str})
+        start = parse_ref(body["from"]) if "from" in body else None
+        return branch_json(repos.create_branch(repo, body["name"], start)), 201
+
+    @app.delete("/v1/repos/<repo>/branches/<branch>")
+    def delete_branch(repo: str, branch: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        check_component(branch, "branch")
+        repos.delete_branch(repo, branch)
+        return {"deleted": f"{repo}/{branch}"}
+
+    @app.post("/v1/repos/<repo>/branches/<branch>/reset")
+    def reset_branch(repo: str, branch: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        check_component(branch, "branch")
+        ref = parse_ref(_body({"ref": str})["ref"])
+        old_head, record = repos.reset_branch(repo, branch, ref)
+        return {**branch_json(record), "old_head": old_head}
+
+    @app.post("/v1/repos/<repo>/branches/<branch>/commit")
+    def commit_branch(repo: str, branch: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        check_component(branch, "branch")
+        message = _body({}, {"message": str}).get("message", "")
+        made = repos.commit_working_copy(repo, branch, message or "commit", origin="api")
+        return {"commit": commit_json(made) if made else None}
 
     @app.get("/v1/repos/<repo>/log")
     def log_(repo: str) -> ResponseReturnValue:
@@ -93,6 +128,32 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
         return commit_json(repos.resolve_commit(repo, parse_ref(ref)))
 
     return app
+
+
+def _body(required: dict[str, type], optional: dict[str, type] | None = None) -> dict[str, Any]:
+    """The request's JSON object, with exactly these fields of these types.
+
+    Raises:
+        InvalidRequest: saying what is wrong and which fields are accepted.
+    """
+    accepted = {**required, **(optional or {})}
+    shape = ", ".join(f'"{k}": {t.__name__}' for k, t in accepted.items()) or "nothing"
+    body = request.get_json(force=True, silent=True) if request.get_data() else {}
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"the request body must be a JSON object with {{{shape}}}")
+    unknown = sorted(set(body) - set(accepted))
+    if unknown:
+        raise InvalidRequest(f"unknown field(s) {', '.join(unknown)}; accepted: {{{shape}}}")
+    missing = sorted(set(required) - set(body))
+    if missing:
+        raise InvalidRequest(f"missing field(s) {', '.join(missing)}; expected {{{shape}}}")
+    for key, value in body.items():
+        if not isinstance(value, accepted[key]):
+            raise InvalidRequest(
+                f"field {key} must be a {accepted[key].__name__}, not "
+                f"{type(value).__name__}; expected {{{shape}}}"
+            )
+    return body
 
 
 def _limit(text: str | None) -> int | None:

@@ -36,10 +36,11 @@ class ApiClient:
             PfsError: (the matching subclass) for an error the daemon reported, or when
                 the daemon cannot be reached.
         """
+        body = params.pop("json", None)
         query = {k: v for k, v in params.items() if v is not None}
         try:
             response = self.session.request(
-                method, self.base + path, params=query, timeout=REQUEST_TIMEOUT
+                method, self.base + path, params=query, json=body, timeout=REQUEST_TIMEOUT
             )
         except requests.RequestException as exc:
             raise PfsError(

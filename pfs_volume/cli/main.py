@@ -139,6 +139,20 @@ def repo() -> None:
     """Repos: list, inspect, delete."""
 
 
+@repo.command("create")
+@click.argument("name")
+@click.option("--description", "-d", default="", help="What the repo holds.")
+@json_option
+@reports_errors
+def repo_create(name: str, description: str, as_json: bool) -> None:
+    """Create an empty repo (mounting a volume of a new repo does this too)."""
+    result = _client().request("POST", "/v1/repos", json={"name": name, "description": description})
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"created repo {result['name']}")
+
+
 @repo.command("list")
 @json_option
 @reports_errors
@@ -196,7 +210,63 @@ def repo_delete(name: str, yes: bool, as_json: bool) -> None:
 
 @main.group()
 def branch() -> None:
-    """Branches: list."""
+    """Branches: create, list, delete."""
+
+
+@branch.command("create")
+@click.argument("target", metavar="REPO/NEW")
+@click.option("--from", "start", metavar="REF", help="Start at this ref (default: master).")
+@json_option
+@reports_errors
+def branch_create(target: str, start: str | None, as_json: bool) -> None:
+    """Create a branch at a ref (a branch, a commit id or prefix, REF~N)."""
+    repo_name, name = parse_repo_branch(target)
+    if name is None:
+        raise click.UsageError(f"{target!r} names no branch; give REPO/NEW")
+    body: dict[str, str] = {"name": name}
+    if start is not None:
+        body["from"] = str(parse_ref(start))
+    result = _client().request("POST", f"/v1/repos/{_segment(repo_name)}/branches", json=body)
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"created branch {repo_name}/{name} at {short_id(result['head'])}")
+
+
+@branch.command("delete")
+@click.argument("target", metavar="REPO/BRANCH")
+@json_option
+@reports_errors
+def branch_delete(target: str, as_json: bool) -> None:
+    """Delete a branch (refused while mounted); its commits stay reachable by id."""
+    repo_name, name = _repo_and_branch(target)
+    result = _client().delete(f"/v1/repos/{_segment(repo_name)}/branches/{_segment(name)}")
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"deleted branch {result['deleted']}")
+
+
+@main.command("reset")
+@click.argument("target", metavar="REPO/BRANCH")
+@click.argument("ref", metavar="REF")
+@json_option
+@reports_errors
+def reset(target: str, ref: str, as_json: bool) -> None:
+    """Move a branch's head to REF (refused while mounted); the old head stays
+    reachable by its id."""
+    repo_name, name = _repo_and_branch(target)
+    result = _client().request(
+        "POST",
+        f"/v1/repos/{_segment(repo_name)}/branches/{_segment(name)}/reset",
+        json={"ref": str(parse_ref(ref))},
+    )
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(
+            f"{repo_name}/{name}: {short_id(result['old_head'])} -> {short_id(result['head'])}"
+        )
 
 
 @branch.command("list")
@@ -253,9 +323,36 @@ def log_(target: str, limit: int | None, as_json: bool) -> None:
     )
 
 
-@main.group()
+class _CommitGroup(click.Group):
+    """``pfs commit REPO/BRANCH -m MSG`` commits; ``pfs commit inspect ...`` inspects."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["create", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_CommitGroup)
 def commit() -> None:
-    """Commits: inspect."""
+    """Commits: pfs commit REPO/BRANCH -m MSG, or pfs commit inspect REPO@REF."""
+
+
+@commit.command("create", hidden=True)
+@click.argument("target", metavar="REPO/BRANCH")
+@click.option("--message", "-m", default="", help="The commit message.")
+@json_option
+@reports_errors
+def commit_create(target: str, message: str, as_json: bool) -> None:
+    """Commit what changed in a branch's working copy, also while containers use it."""
+    repo_name, name = parse_repo_branch(target)
+    path = f"/v1/repos/{_segment(repo_name)}/branches/{_segment(name or DEFAULT_BRANCH)}/commit"
+    result = _client().request("POST", path, json={"message": message})
+    if as_json:
+        _print_json(result["commit"])
+    elif result["commit"] is None:
+        click.echo("nothing changed: no commit made")
+    else:
+        click.echo(f"committed {result['commit']['id']}")
 
 
 @commit.command("inspect")
@@ -317,6 +414,13 @@ def mount_release(mount_id: str, as_json: bool) -> None:
         _print_json(result)
     else:
         click.echo(f"released mount {result['released']}")
+
+
+def _repo_and_branch(target: str) -> tuple[str, str]:
+    repo_name, name = parse_repo_branch(target)
+    if name is None:
+        raise click.UsageError(f"{target!r} names no branch; give REPO/BRANCH")
+    return repo_name, name
 
 
 def _segment(text: str) -> str:

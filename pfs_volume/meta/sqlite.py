@@ -174,6 +174,25 @@ class SqliteStore(MetadataStore):
         )
         return [_branch(row) for row in rows]
 
+    def delete_branch(self, repo: str, name: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM branches WHERE repo=? AND name=?", (repo, name))
+
+    def move_head(self, repo: str, branch: str, expected: str | None, new: str) -> None:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT head FROM branches WHERE repo=? AND name=?", (repo, branch)
+            ).fetchone()
+            if row is None or row[0] != expected:
+                raise Conflict(
+                    f"branch {repo}/{branch} moved: its head is "
+                    f"{row[0] if row else 'gone'}, not {expected}"
+                )
+            db.execute(
+                "UPDATE branches SET head=?, clean_generation=NULL WHERE repo=? AND name=?",
+                (new, repo, branch),
+            )
+
     def set_clean_generation(self, repo: str, branch: str, generation: int) -> None:
         with self._write() as db:
             db.execute(

@@ -65,6 +65,19 @@ class MetadataStore(ABC):
         """The repo's branches, by name."""
 
     @abstractmethod
+    def delete_branch(self, repo: str, name: str) -> None:
+        """Drop a branch record (its commits stay). No error when it is unknown."""
+
+    @abstractmethod
+    def move_head(self, repo: str, branch: str, expected: str | None, new: str) -> None:
+        """Compare-and-swap the branch head from ``expected`` to ``new``; the working copy
+        state is forgotten (clean generation unset).
+
+        Raises:
+            Conflict: when the head is not ``expected``; nothing changes.
+        """
+
+    @abstractmethod
     def set_clean_generation(self, repo: str, branch: str, generation: int) -> None:
         """Record the working copy's generation at which it equals the head."""
 

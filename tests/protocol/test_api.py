@@ -63,7 +63,7 @@ def test_repos_branches_log_and_commits(api_http: Transport, history: VolumeServ
         ("GET", "/v1/repos/photos/log", {"limit": "0"}, 400, "invalid_request", "1 to"),
         ("GET", "/v1/repos/photos/log", {"limit": "x"}, 400, "invalid_request", "whole num"),
         ("GET", "/v1/nothing", None, 404, "not_found", "not found"),
-        ("POST", "/v1/repos", None, 405, "method_not_allowed", "not allowed"),
+        ("PUT", "/v1/repos", None, 405, "method_not_allowed", "not allowed"),
         ("DELETE", "/v1/repos/nope", None, 404, "not_found", "no repo 'nope'"),
     ],
 )

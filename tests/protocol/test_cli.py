@@ -96,3 +96,30 @@ def test_mount_list_and_release(api_socket: str, volumes: VolumeService) -> None
     assert len(json.loads(pfs(api_socket, "log", "photos", "--json")[1])) == 3
     code, _, err = pfs(api_socket, "log", "photos/dev/x")
     assert code == 1 and "is not REPO or REPO/BRANCH" in err
+
+
+def test_repo_branch_reset_and_commit_verbs(api_socket: str, volumes: VolumeService) -> None:
+    code, out, _ = pfs(api_socket, "repo", "create", "notes", "-d", "my notes")
+    assert code == 0 and out.strip() == "created repo notes"
+    listed = {r["name"]: r for r in json.loads(pfs(api_socket, "repo", "list", "--json")[1])}
+    assert listed["notes"]["description"] == "my notes"
+    code, out, _ = pfs(api_socket, "branch", "create", "photos/old", "--from", "master~1")
+    assert code == 0 and out.startswith("created branch photos/old at ")
+    path = volumes.mount("pfs/photos", "c1")
+    (path / "z").write_text("z")
+    code, out, _ = pfs(api_socket, "commit", "photos/master", "-m", "checkpoint")
+    assert code == 0 and out.startswith("committed ")
+    code, out, _ = pfs(api_socket, "commit", "photos", "-m", "again")
+    assert code == 0 and out.strip() == "nothing changed: no commit made"
+    volumes.unmount("pfs/photos", "c1")
+    log = json.loads(pfs(api_socket, "log", "photos", "--json")[1])
+    assert log[0]["message"] == "checkpoint"
+    code, out, _ = pfs(api_socket, "reset", "photos/master", "master~1")
+    assert code == 0 and "->" in out
+    assert json.loads(pfs(api_socket, "log", "photos", "--json")[1])[0]["id"] == log[1]["id"]
+    code, out, _ = pfs(api_socket, "branch", "delete", "photos/old")
+    assert code == 0 and out.strip() == "deleted branch photos/old"
+    code, _, err = pfs(api_socket, "branch", "delete", "photos")
+    assert code == 2 and "names no branch" in err
+    code, out, _ = pfs(api_socket, "commit", "inspect", f"photos@{log[0]['id']}")
+    assert code == 0 and "checkpoint" in out
