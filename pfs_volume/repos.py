@@ -349,7 +349,7 @@ class RepoService:
         """
         with self.branch_lock(repo, name), self.repo_lock(repo):
             self.get_branch(repo, name)
-            self._refuse_if_busy(repo, name, "delete")
+            self.refuse_if_busy(repo, name, "delete")
             path = self.branch_path(repo, name)
             if self.pool.is_subvolume(path):
                 self.pool.delete_subvolume(path)
@@ -367,7 +367,7 @@ class RepoService:
         with self.branch_lock(repo, name), self.repo_lock(repo):
             old = self.get_branch(repo, name)
             target = self.resolve_commit(repo, ref)
-            self._refuse_if_busy(repo, name, "reset")
+            self.refuse_if_busy(repo, name, "reset")
             # The working copy goes first: it is clean (checked above), so a crash before
             # the head moves loses nothing, and the next mount makes it from the new head.
             path = self.branch_path(repo, name)
@@ -377,7 +377,12 @@ class RepoService:
             log.info("repo=%s branch=%s reset from %s to %s", repo, name, old.head, target.id)
             return old.head, self.get_branch(repo, name)
 
-    def _refuse_if_busy(self, repo: str, branch: str, verb: str) -> None:
+    def refuse_if_busy(self, repo: str, branch: str, verb: str) -> None:
+        """Refuse to change a branch that is mounted or holds uncommitted changes.
+
+        Raises:
+            InUse: it is mounted. Conflict: its working copy is dirty.
+        """
         mounts = [m for m in self.store.list_mounts(repo) if m.branch == branch]
         if mounts:
             raise InUse(

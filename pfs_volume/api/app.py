@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request, send_file
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -18,6 +19,7 @@ from pfs_volume.api.serialize import (
     summary_json,
 )
 from pfs_volume.errors import InvalidRequest, PfsError
+from pfs_volume.files import FileService
 from pfs_volume.names import DEFAULT_BRANCH, check_component, parse_ref
 from pfs_volume.repos import RepoService
 from pfs_volume.volumes import VolumeService
@@ -30,6 +32,7 @@ MAX_LIMIT = 1_000_000
 def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
     """Build the flask app of the pfs HTTP API over the repo and volume services."""
     app = Flask("pfs-api")
+    files = FileService(repos)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     @app.errorhandler(PfsError)
@@ -122,6 +125,49 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
         volumes.release(mount_id)
         return {"released": mount_id}
 
+    @app.get("/v1/repos/<repo>/commits/<ref>/files")
+    def list_files(repo: str, ref: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        entries = files.list(repo, parse_ref(ref), request.args.get("path", ""))
+        return {"entries": [asdict(e) for e in entries]}
+
+    @app.get("/v1/repos/<repo>/commits/<ref>/content")
+    def file_content(repo: str, ref: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        handle = files.open(repo, parse_ref(ref), _required_arg("path"))
+        return send_file(handle, mimetype="application/octet-stream")
+
+    @app.get("/v1/repos/<repo>/commits/<ref>/tar")
+    def file_tar(repo: str, ref: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        chunks = files.tar(repo, parse_ref(ref), request.args.get("path", ""))
+        return Response(chunks, mimetype="application/x-tar")
+
+    @app.put("/v1/repos/<repo>/branches/<branch>/files")
+    def put_file(repo: str, branch: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        check_component(branch, "branch")
+        made = files.put(
+            repo, branch, _required_arg("path"), request.stream, request.args.get("message", "")
+        )
+        return {"commit": commit_json(made)}
+
+    @app.delete("/v1/repos/<repo>/branches/<branch>/files")
+    def remove_file(repo: str, branch: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        check_component(branch, "branch")
+        recursive = request.args.get("recursive", "false")
+        if recursive not in ("true", "false"):
+            raise InvalidRequest(f"recursive must be true or false, not {recursive!r}")
+        made = files.remove(
+            repo,
+            branch,
+            _required_arg("path"),
+            recursive == "true",
+            request.args.get("message", ""),
+        )
+        return {"commit": commit_json(made)}
+
     @app.get("/v1/repos/<repo>/commits/<ref>")
     def inspect_commit(repo: str, ref: str) -> ResponseReturnValue:
         check_component(repo, "repo")
@@ -154,6 +200,13 @@ def _body(required: dict[str, type], optional: dict[str, type] | None = None) ->
                 f"{type(value).__name__}; expected {{{shape}}}"
             )
     return body
+
+
+def _required_arg(name: str) -> str:
+    value = request.args.get(name)
+    if not value:
+        raise InvalidRequest(f"the query parameter {name} is required")
+    return value
 
 
 def _limit(text: str | None) -> int | None:

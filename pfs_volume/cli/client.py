@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import requests
@@ -29,7 +29,7 @@ class ApiClient:
             self.base = "http+unix://" + quote(address, safe="")
             self.session = requests_unixsocket.Session()  # type: ignore[no-untyped-call]
 
-    def request(self, method: str, path: str, **params: Any) -> Any:
+    def request(self, method: str, route: str, /, **params: Any) -> Any:
         """Call the API and return the decoded JSON body.
 
         Raises:
@@ -40,7 +40,7 @@ class ApiClient:
         query = {k: v for k, v in params.items() if v is not None}
         try:
             response = self.session.request(
-                method, self.base + path, params=query, json=body, timeout=REQUEST_TIMEOUT
+                method, self.base + route, params=query, json=body, timeout=REQUEST_TIMEOUT
             )
         except requests.RequestException as exc:
             raise PfsError(
@@ -58,10 +58,40 @@ class ApiClient:
             raise error_from_code(error.get("code", ""), error.get("message", str(body)))
         return body
 
-    def get(self, path: str, **params: Any) -> Any:
-        """GET ``path``."""
-        return self.request("GET", path, **params)
+    def stream(
+        self, method: str, route: str, /, data: IO[bytes] | None = None, **params: Any
+    ) -> requests.Response:
+        """Call the API for a binary answer (or with a streamed body); the open response.
 
-    def delete(self, path: str, **params: Any) -> Any:
-        """DELETE ``path``."""
-        return self.request("DELETE", path, **params)
+        Raises:
+            PfsError: as ``request``.
+        """
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            response = self.session.request(
+                method,
+                self.base + route,
+                params=query,
+                data=data,
+                stream=True,
+                timeout=REQUEST_TIMEOUT,
+            )
+        except requests.RequestException as exc:
+            raise PfsError(
+                f"cannot reach the pfs daemon at {self.address} ({exc.__class__.__name__})"
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                error = response.json().get("error", {})
+            except ValueError:
+                error = {}
+            raise error_from_code(error.get("code", ""), error.get("message", response.reason))
+        return response
+
+    def get(self, route: str, /, **params: Any) -> Any:
+        """GET ``route``."""
+        return self.request("GET", route, **params)
+
+    def delete(self, route: str, /, **params: Any) -> Any:
+        """DELETE ``route``."""
+        return self.request("DELETE", route, **params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tarfile
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -28,6 +29,7 @@ from pfs_volume.names import DEFAULT_BRANCH, parse_ref, parse_repo_branch, parse
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+CHUNK = 1024 * 1024
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -414,6 +416,117 @@ def mount_release(mount_id: str, as_json: bool) -> None:
         _print_json(result)
     else:
         click.echo(f"released mount {result['released']}")
+
+
+@main.command("ls")
+@click.argument("target", metavar="REPO@REF")
+@click.argument("path", default="")
+@json_option
+@reports_errors
+def ls(target: str, path: str, as_json: bool) -> None:
+    """List a folder of a commit."""
+    repo_name, ref = parse_repo_ref(target)
+    entries = _client().get(_commit_url(repo_name, str(ref), "files"), path=path)["entries"]
+    if as_json:
+        _print_json(entries)
+        return
+    click.echo(
+        table(
+            ["name", "type", "size", "mode"],
+            [[e["name"], e["kind"], e["size"], e["mode"]] for e in entries],
+        )
+    )
+
+
+@main.command("cat")
+@click.argument("target", metavar="REPO@REF")
+@click.argument("path")
+@reports_errors
+def cat(target: str, path: str) -> None:
+    """Write a file of a commit to standard output (streamed, any size)."""
+    repo_name, ref = parse_repo_ref(target)
+    response = _client().stream("GET", _commit_url(repo_name, str(ref), "content"), path=path)
+    out = sys.stdout.buffer
+    for chunk in response.iter_content(CHUNK):
+        out.write(chunk)
+    out.flush()
+
+
+@main.command("get")
+@click.argument("target", metavar="REPO@REF")
+@click.argument("path", default="")
+@click.option(
+    "-o",
+    "--output",
+    "dest",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write into (made if missing).",
+)
+@reports_errors
+def get(target: str, path: str, dest: Path) -> None:
+    """Copy a folder (or file) of a commit to a local folder."""
+    repo_name, ref = parse_repo_ref(target)
+    response = _client().stream("GET", _commit_url(repo_name, str(ref), "tar"), path=path)
+    dest.mkdir(parents=True, exist_ok=True)
+    response.raw.decode_content = True
+    with tarfile.open(fileobj=response.raw, mode="r|") as tar:
+        # The "data" filter refuses absolute names, links out of dest and device files.
+        tar.extractall(dest, filter="data")
+    click.echo(f"wrote {dest}", err=True)
+
+
+@main.command("put")
+@click.argument("target", metavar="REPO/BRANCH")
+@click.argument("path")
+@click.option("--message", "-m", default="", help="The commit message.")
+@json_option
+@reports_errors
+def put(target: str, path: str, message: str, as_json: bool) -> None:
+    """Write standard input to PATH on a branch and commit it (no container needed)."""
+    repo_name, name = parse_repo_branch(target)
+    response = _client().stream(
+        "PUT",
+        _branch_url(repo_name, name or DEFAULT_BRANCH, "files"),
+        data=sys.stdin.buffer,
+        path=path,
+        message=message or None,
+    )
+    _print_commit(response.json()["commit"], as_json)
+
+
+@main.command("rm")
+@click.argument("target", metavar="REPO/BRANCH")
+@click.argument("path")
+@click.option("-r", "--recursive", is_flag=True, help="Remove a folder and what it holds.")
+@click.option("--message", "-m", default="", help="The commit message.")
+@json_option
+@reports_errors
+def rm(target: str, path: str, recursive: bool, message: str, as_json: bool) -> None:
+    """Remove PATH from a branch and commit it (no container needed)."""
+    repo_name, name = parse_repo_branch(target)
+    result = _client().delete(
+        _branch_url(repo_name, name or DEFAULT_BRANCH, "files"),
+        path=path,
+        recursive="true" if recursive else "false",
+        message=message or None,
+    )
+    _print_commit(result["commit"], as_json)
+
+
+def _print_commit(commit: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(commit)
+    else:
+        click.echo(f"committed {commit['id']}")
+
+
+def _commit_url(repo_name: str, ref: str, what: str) -> str:
+    return f"/v1/repos/{_segment(repo_name)}/commits/{_segment(ref)}/{what}"
+
+
+def _branch_url(repo_name: str, branch_name: str, what: str) -> str:
+    return f"/v1/repos/{_segment(repo_name)}/branches/{_segment(branch_name)}/{what}"
 
 
 def _repo_and_branch(target: str) -> tuple[str, str]:

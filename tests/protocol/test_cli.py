@@ -123,3 +123,23 @@ def test_repo_branch_reset_and_commit_verbs(api_socket: str, volumes: VolumeServ
     assert code == 2 and "names no branch" in err
     code, out, _ = pfs(api_socket, "commit", "inspect", f"photos@{log[0]['id']}")
     assert code == 0 and "checkpoint" in out
+
+
+def test_files_verbs(api_socket: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["--api", api_socket, "put", "photos/master", "/x/y.txt"], input=b"hello\n"
+    )
+    assert result.exit_code == 0 and result.stdout.startswith("committed ")
+    code, out, _ = pfs(api_socket, "ls", "photos@master", "x")
+    assert out.splitlines()[1].split() == ["y.txt", "file", "6", "644"]
+    result = runner.invoke(main, ["--api", api_socket, "cat", "photos@master", "x/y.txt"])
+    assert result.exit_code == 0 and result.stdout_bytes == b"hello\n"
+    code, _, err = pfs(api_socket, "get", "photos@master", "x", "-o", str(tmp_path / "out"))
+    assert code == 0 and (tmp_path / "out" / "x" / "y.txt").read_text() == "hello\n"
+    code, out, _ = pfs(api_socket, "rm", "photos", "x/y.txt")
+    assert code == 0 and out.startswith("committed ")
+    code, _, err = pfs(api_socket, "cat", "photos@master", "x/y.txt")
+    assert code == 1 and "has no /x/y.txt" in err
+    code, _, err = pfs(api_socket, "cat", "photos@master~1", "../y")
+    assert code == 1 and "climbs out" in err
