@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from pfs_volume.errors import InvalidRequest
@@ -33,6 +34,25 @@ def parse_size(text: str) -> int:
             "unit K, M, G or T (powers of 1024), e.g. 20G"
         )
     return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+_DURATION = re.compile(r"([0-9]{1,9})([smhdw])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration from ``"30d"``, ``"12h"``, ``"90m"``, ``"45s"`` or ``"2w"``.
+
+    Raises:
+        InvalidRequest: for anything else.
+    """
+    match = _DURATION.fullmatch(text.strip())
+    if not match:
+        raise InvalidRequest(
+            f"duration {text!r} is not understood; give a whole number and a unit: s, m, "
+            "h, d or w, e.g. 30d"
+        )
+    return timedelta(seconds=int(match.group(1)) * _SECONDS[match.group(2)])
 
 
 @dataclass(frozen=True)

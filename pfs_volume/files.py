@@ -87,7 +87,7 @@ class FileService:
         self.repos = repos
 
     def _commit_root(self, repo: str, ref: Ref) -> tuple[CommitRecord, Path]:
-        commit = self.repos.resolve_commit(repo, ref)
+        commit = self.repos.require_data(self.repos.resolve_commit(repo, ref))
         if not self.repos.snapshot_exists(repo, commit.id):
             raise NotFound(f"the snapshot of commit {commit.id} is missing from this pool")
         return commit, self.repos.commit_path(repo, commit.id)

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pfs_volume.btrfs import BtrfsPool
@@ -61,6 +61,14 @@ class RepoSummary:
     branches: list[BranchRecord]
     commit_count: int
     mounts: list[MountRecord]
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """What gc pruned and about how much space that gave back."""
+
+    pruned: list[str]
+    bytes_freed: int
 
 
 @dataclass
@@ -334,7 +342,7 @@ class RepoService:
             if self.store.get_branch(repo, name) is not None:
                 raise Conflict(f"branch {repo}/{name} exists already")
             if start is not None:
-                head: str | None = self.resolve_commit(repo, start).id
+                head: str | None = self.require_data(self.resolve_commit(repo, start)).id
             else:
                 master = self.store.get_branch(repo, DEFAULT_BRANCH)
                 head = master.head if master is not None else None
@@ -366,7 +374,7 @@ class RepoService:
         """
         with self.branch_lock(repo, name), self.repo_lock(repo):
             old = self.get_branch(repo, name)
-            target = self.resolve_commit(repo, ref)
+            target = self.require_data(self.resolve_commit(repo, ref))
             self.refuse_if_busy(repo, name, "reset")
             # The working copy goes first: it is clean (checked above), so a crash before
             # the head moves loses nothing, and the next mount makes it from the new head.
@@ -396,6 +404,64 @@ class RepoService:
                 f"cannot {verb} branch {repo}/{branch}: its working copy holds changes no "
                 "commit holds; commit them first (pfs commit)"
             )
+
+    def gc(
+        self,
+        repo: str,
+        keep_last: int | None = None,
+        older_than: timedelta | None = None,
+    ) -> GcReport:
+        """Delete the snapshots of old commits; their records stay, marked pruned.
+
+        A commit is pruned when it is not among the ``keep_last`` newest and (if given)
+        older than ``older_than``. Branch heads and mounted commits are always kept.
+
+        Raises:
+            InvalidRequest: neither limit given, or a negative one. NotFound: no repo.
+        """
+        if keep_last is None and older_than is None:
+            raise InvalidRequest("gc needs --keep-last N or --older-than DURATION (or both)")
+        if keep_last is not None and keep_last < 0:
+            raise InvalidRequest(f"keep-last must be 0 or more, not {keep_last}")
+        with self.repo_lock(repo):
+            self.get_repo(repo)
+            commits = [c for c in self.store.list_commits(repo) if not c.pruned]
+            keep = {b.head for b in self.store.list_branches(repo)}
+            keep |= {m.commit for m in self.store.list_mounts(repo)}
+            candidates = commits[keep_last:] if keep_last is not None else commits
+            if older_than is not None:
+                cutoff = self.clock() - older_than
+                candidates = [c for c in candidates if c.created < cutoff]
+            doomed = [c.id for c in candidates if c.id not in keep]
+            if not doomed:
+                return GcReport([], 0)
+            before = self.pool.free_bytes()
+            self.store.mark_pruned(repo, doomed)
+            self._delete_pruned(repo, doomed)
+            freed = max(0, self.pool.free_bytes() - before)
+            log.info(
+                "repo=%s gc pruned %d commit(s), about %d bytes freed", repo, len(doomed), freed
+            )
+            return GcReport(doomed, freed)
+
+    def _delete_pruned(self, repo: str, commit_ids: list[str]) -> None:
+        for commit_id in commit_ids:
+            path = self.commit_path(repo, commit_id)
+            if self.pool.is_subvolume(path):
+                self.pool.delete_subvolume(path)
+
+    def require_data(self, commit: CommitRecord) -> CommitRecord:
+        """The commit, if its data is still there.
+
+        Raises:
+            NotFound: it was pruned by gc.
+        """
+        if commit.pruned:
+            raise NotFound(
+                f"commit {commit.id} of repo {commit.repo} was pruned by gc: its record "
+                "stays in the log, its files are gone"
+            )
+        return commit
 
     # refs and commits
 
@@ -582,6 +648,8 @@ class RepoService:
                 )
                 report.failed.append(f"commit {intent.commit.id}: {exc}")
         for repo in self.store.list_repos():
+            pruned = [c.id for c in self.store.list_commits(repo.name) if c.pruned]
+            self._delete_pruned(repo.name, pruned)  # a gc a crash interrupted
             folder = self.repo_dir(repo.name) / "commits"
             if not folder.is_dir():
                 continue

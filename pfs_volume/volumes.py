@@ -118,7 +118,7 @@ class VolumeService:
                 f"there is no repo {repo!r}, so it has no commit {ref.base!r}; "
                 f"mount {self.prefix}/{repo} to create it"
             )
-        commit = self.repos.resolve_commit(repo, ref)
+        commit = self.repos.require_data(self.repos.resolve_commit(repo, ref))
         if parsed.branch is None:
             return Target(repo=repo, commit=commit.id, head=commit.id)
         existing = self.repos.find_branch(repo, parsed.branch)

@@ -18,6 +18,7 @@ from pfs_volume.api.serialize import (
     repo_json,
     summary_json,
 )
+from pfs_volume.config import parse_duration
 from pfs_volume.errors import InvalidRequest, PfsError
 from pfs_volume.files import FileService
 from pfs_volume.names import DEFAULT_BRANCH, check_component, parse_ref
@@ -115,6 +116,16 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
         ref = parse_ref(request.args.get("ref", DEFAULT_BRANCH))
         commits = repos.log(repo, ref, _limit(request.args.get("limit")))
         return {"commits": [commit_json(c) for c in commits]}
+
+    @app.post("/v1/repos/<repo>/gc")
+    def gc(repo: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        body = _body({}, {"keep_last": int, "older_than": str})
+        if isinstance(body.get("keep_last"), bool):
+            raise InvalidRequest("field keep_last must be an int, not bool")
+        older = parse_duration(body["older_than"]) if "older_than" in body else None
+        report = repos.gc(repo, body.get("keep_last"), older)
+        return {"pruned": report.pruned, "bytes_freed": report.bytes_freed}
 
     @app.get("/v1/mounts")
     def list_mounts() -> ResponseReturnValue:

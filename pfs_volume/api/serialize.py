@@ -18,6 +18,7 @@ def commit_json(commit: CommitRecord) -> dict[str, Any]:
         "created": rfc3339(commit.created),
         "message": commit.message,
         "origin": commit.origin,
+        "pruned": commit.pruned,
     }
 
 

@@ -66,6 +66,16 @@ class BtrfsPool:
                     children.remove(child)
         return found
 
+    def free_bytes(self) -> int:
+        """Bytes free in the pool, once deleted subvolumes are really gone."""
+        # The cleaner removes deleted subvolumes only after a commit, and what it frees
+        # counts only after the next one.
+        self.sync(self.root)
+        run_command([BTRFS, "subvolume", "sync", str(self.root)])
+        self.sync(self.root)
+        stats = os.statvfs(self.root)
+        return stats.f_bavail * stats.f_frsize
+
     def sync(self, path: Path) -> None:
         """Commit the file system's current transaction, so generations are current."""
         ioctl.sync(path)

@@ -312,7 +312,7 @@ def log_(target: str, limit: int | None, as_json: bool) -> None:
             ["commit", "parent", "branch", "created", "origin", "message"],
             [
                 [
-                    short_id(c["id"]),
+                    short_id(c["id"]) + (" (pruned)" if c["pruned"] else ""),
                     short_id(c["parent"]),
                     c["branch"],
                     when(c["created"]),
@@ -416,6 +416,32 @@ def mount_release(mount_id: str, as_json: bool) -> None:
         _print_json(result)
     else:
         click.echo(f"released mount {result['released']}")
+
+
+@main.command("gc")
+@click.argument("repo_name", metavar="REPO")
+@click.option("--keep-last", type=click.IntRange(min=0), help="Keep the N newest commits.")
+@click.option(
+    "--older-than", metavar="DURATION", help="Prune only commits older than this (e.g. 30d, 12h)."
+)
+@json_option
+@reports_errors
+def gc(repo_name: str, keep_last: int | None, older_than: str | None, as_json: bool) -> None:
+    """Delete the data of old commits that no branch head is; they stay in the log,
+    marked pruned."""
+    body: dict[str, Any] = {}
+    if keep_last is not None:
+        body["keep_last"] = keep_last
+    if older_than is not None:
+        body["older_than"] = older_than
+    result = _client().request("POST", f"/v1/repos/{_segment(repo_name)}/gc", json=body)
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(
+            f"pruned {len(result['pruned'])} commit(s), about "
+            f"{result['bytes_freed'] / 1024**2:.1f} MiB freed"
+        )
 
 
 @main.command("ls")

@@ -51,6 +51,8 @@ class CommitRecord:
     created: datetime
     message: str
     origin: str
+    pruned: bool = False
+    """True once gc deleted the snapshot: the record stays, the data is gone."""
 
 
 @dataclass(frozen=True)

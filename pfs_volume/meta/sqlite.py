@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS branches (
 CREATE TABLE IF NOT EXISTS commits (
     repo TEXT NOT NULL REFERENCES repos(name), id TEXT NOT NULL, branch TEXT NOT NULL,
     parent TEXT, created TEXT NOT NULL, message TEXT NOT NULL, origin TEXT NOT NULL,
-    PRIMARY KEY (repo, id));
+    pruned INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (repo, id));
+CREATE INDEX IF NOT EXISTS commits_by_time ON commits (repo, created);
 CREATE TABLE IF NOT EXISTS intents (
     repo TEXT NOT NULL, id TEXT NOT NULL, branch TEXT NOT NULL, parent TEXT,
     created TEXT NOT NULL, message TEXT NOT NULL, origin TEXT NOT NULL, mount_id TEXT,
@@ -73,6 +74,9 @@ class SqliteStore(MetadataStore):
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(commits)")}
+            if "pruned" not in columns:  # a store made before gc existed
+                self._db.execute("ALTER TABLE commits ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the metadata store {path}: {exc}") from exc
 
@@ -204,9 +208,24 @@ class SqliteStore(MetadataStore):
 
     def get_commit(self, repo: str, commit_id: str) -> CommitRecord | None:
         rows = self._read(
-            f"SELECT {_COMMIT_COLUMNS} FROM commits WHERE repo=? AND id=?", (repo, commit_id)
+            f"SELECT {_COMMIT_COLUMNS}, pruned FROM commits WHERE repo=? AND id=?",
+            (repo, commit_id),
         )
         return _commit(rows[0]) if rows else None
+
+    def list_commits(self, repo: str) -> list[CommitRecord]:
+        rows = self._read(
+            f"SELECT {_COMMIT_COLUMNS}, pruned FROM commits WHERE repo=? ORDER BY created DESC, id",
+            (repo,),
+        )
+        return [_commit(row) for row in rows]
+
+    def mark_pruned(self, repo: str, commit_ids: list[str]) -> None:
+        with self._write() as db:
+            db.executemany(
+                "UPDATE commits SET pruned=1 WHERE repo=? AND id=?",
+                [(repo, commit_id) for commit_id in commit_ids],
+            )
 
     def find_commit_ids(self, repo: str, prefix: str) -> list[str]:
         rows = self._read(
@@ -362,6 +381,7 @@ def _commit(row: tuple[Any, ...]) -> CommitRecord:
         created=_time(row[4]),
         message=row[5],
         origin=row[6],
+        pruned=bool(row[7]) if len(row) > 7 else False,
     )
 
 

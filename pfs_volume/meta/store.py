@@ -92,6 +92,14 @@ class MetadataStore(ABC):
         """Ids of the repo's commits that start with ``prefix`` (at most a few)."""
 
     @abstractmethod
+    def list_commits(self, repo: str) -> list[CommitRecord]:
+        """Every commit of the repo, newest first."""
+
+    @abstractmethod
+    def mark_pruned(self, repo: str, commit_ids: list[str]) -> None:
+        """Mark commits as pruned (their snapshots are about to go), in one transaction."""
+
+    @abstractmethod
     def count_commits(self, repo: str) -> int:
         """How many commits the repo has."""
 

@@ -69,3 +69,14 @@ def test_intent_for_a_moved_head_is_abandoned_without_touching_data(
     assert not repos.commit_path("r", stale.id).exists()
     assert [c.id for c in repos.log("r", parse_ref("master"))] == [second, first]
     assert (repos.branch_path("r", "master") / "f").read_text() == "two"
+
+
+def test_a_gc_interrupted_after_marking_is_finished(
+    volumes: VolumeService, repos: RepoService, store: SqliteStore
+) -> None:
+    old = committed(volumes, "r", "one")
+    committed(volumes, "r", "two")
+    store.mark_pruned("r", [old])  # the crash came before the snapshot was deleted
+    repos.recover()
+    assert not repos.commit_path("r", old).exists()
+    assert store.get_commit("r", old).pruned  # type: ignore[union-attr]

@@ -41,7 +41,16 @@ def test_repos_branches_log_and_commits(api_http: Transport, history: VolumeServ
     assert log[0]["id"] == heads["master"] and len(log) == 2
     assert log[0]["parent"] == log[1]["id"] and log[1]["parent"] is None
     for c in log:
-        assert set(c) == {"id", "parent", "repo", "branch", "created", "message", "origin"}
+        assert set(c) == {
+            "id",
+            "parent",
+            "repo",
+            "branch",
+            "created",
+            "message",
+            "origin",
+            "pruned",
+        }
         assert RFC3339_UTC.fullmatch(c["created"]) and c["origin"] == "unmount"
     status, body, _ = api_http.request(
         "GET", "/v1/repos/photos/log", params={"ref": "dev", "limit": "1"}

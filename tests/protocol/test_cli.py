@@ -143,3 +143,12 @@ def test_files_verbs(api_socket: str, tmp_path: Path) -> None:
     assert code == 1 and "has no /x/y.txt" in err
     code, _, err = pfs(api_socket, "cat", "photos@master~1", "../y")
     assert code == 1 and "climbs out" in err
+
+
+def test_gc_verb(api_socket: str) -> None:
+    code, out, _ = pfs(api_socket, "gc", "photos", "--keep-last", "1")
+    assert code == 0 and out.startswith("pruned 1 commit(s), about ")
+    code, out, _ = pfs(api_socket, "log", "photos")
+    assert out.splitlines()[2].split()[1] == "(pruned)"
+    code, _, err = pfs(api_socket, "gc", "photos")
+    assert code == 1 and "needs --keep-last N or --older-than" in err

@@ -1,0 +1,189 @@
+"""What changed between two commit snapshots: ``btrfs send --no-data | receive --dump``.
+
+``btrfs send -p PARENT CHILD`` walks only the parts of the two trees that differ, so the
+listing costs time in proportion to the change, not to the repo's size; ``--no-data``
+leaves the file data out (a changed range shows as ``update_extent``). Both snapshots
+must be read-only and on the same file system. With no parent, ``send`` lists the whole
+child: the first commit's diff costs what that commit holds.
+
+The two processes are joined by a pipe, never a shell. Their stderr goes to temporary
+files (it is read only when they fail, and a file never fills up and blocks a process,
+as an unread pipe would); the listing is read as it comes, under one deadline for the
+whole run. ``pfs_volume.diff`` turns the listing into changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import subprocess
+import tempfile
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import IO
+
+from pfs_volume.btrfs.command import BtrfsCommandError
+from pfs_volume.diff import Change, MtimeChanged, changes_from_dump
+
+log = logging.getLogger(__name__)
+
+BTRFS = "btrfs"
+CHANGES_TIMEOUT = 600.0
+"""Seconds one listing may take, both processes together (a large change is slow)."""
+READ_SIZE = 64 * 1024
+DUMP_ENVIRONMENT = {**os.environ, "LC_ALL": "C"}
+"""receive --dump escapes what the C library calls unprintable: fix the locale."""
+
+
+DUMP_COMMAND = [BTRFS, "receive", "--dump"]
+
+
+def send_command(parent: Path | None, child: Path) -> list[str]:
+    """The ``btrfs send`` half of the pipeline (global ``-q``: stderr holds only errors)."""
+    relative_to = ["-p", str(parent)] if parent is not None else []
+    return [BTRFS, "-q", "send", "--no-data", *relative_to, str(child)]
+
+
+def dump_lines(
+    parent: Path | None, child: Path, *, timeout: float = CHANGES_TIMEOUT
+) -> Iterator[str]:
+    """Yield the ``btrfs receive --dump`` listing of what turns ``parent`` into ``child``.
+
+    The processes run while the caller iterates; leaving the loop early (or an error)
+    kills and reaps both.
+
+    Args:
+        parent: a read-only snapshot, or None to list all of ``child``.
+        child: a read-only snapshot on the same file system.
+        timeout: seconds for the whole listing.
+    Yields:
+        The listing's lines without their line ends (bytes that are not UTF-8 are
+        kept as surrogate escapes; the dump escapes paths, but not xattr values).
+    Raises:
+        BtrfsCommandError: when either command fails (both stderrs are in the
+            message), cannot be started, or the listing takes longer than ``timeout``.
+    """
+    send_args = send_command(parent, child)
+    shown = [*send_args, "|", *DUMP_COMMAND]
+    deadline = time.monotonic() + timeout
+    log.debug("running %s", shown)
+    with tempfile.TemporaryFile() as send_err, tempfile.TemporaryFile() as dump_err:
+        try:
+            sender = subprocess.Popen(
+                send_args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=send_err
+            )
+        except OSError as exc:
+            raise BtrfsCommandError(shown, -1, str(exc)) from exc
+        assert sender.stdout is not None
+        try:
+            dumper = subprocess.Popen(
+                DUMP_COMMAND,
+                stdin=sender.stdout,
+                stdout=subprocess.PIPE,
+                stderr=dump_err,
+                env=DUMP_ENVIRONMENT,
+            )
+        except OSError as exc:
+            _stop(sender)
+            raise BtrfsCommandError(shown, -1, str(exc)) from exc
+        finally:
+            # Only receive reads the pipe now: if it dies, send gets EPIPE, not a hang.
+            sender.stdout.close()
+        assert dumper.stdout is not None
+        try:
+            unfinished = yield from _lines(dumper.stdout, deadline, shown, timeout)
+            for process in (dumper, sender):
+                try:
+                    process.wait(timeout=max(deadline - time.monotonic(), 0.0))
+                except subprocess.TimeoutExpired as exc:
+                    raise _timed_out(shown, timeout) from exc
+        finally:
+            for process in (dumper, sender):
+                _stop(process)
+            dumper.stdout.close()
+        if sender.returncode != 0 or dumper.returncode != 0:
+            stderr = "; ".join(
+                f"{what}: {_read(err) or f'exit {process.returncode}'}"
+                for what, process, err in (
+                    ("send", sender, send_err),
+                    ("receive --dump", dumper, dump_err),
+                )
+                if process.returncode != 0
+            )
+            returncode = sender.returncode or dumper.returncode
+            raise BtrfsCommandError(shown, returncode, stderr)
+    if unfinished:
+        yield unfinished
+
+
+def changes(parent: Path | None, child: Path, *, timeout: float = CHANGES_TIMEOUT) -> list[Change]:
+    """The paths that differ between two commit snapshots, sorted by path.
+
+    Costs time in proportion to the change: the listing, plus one ``lstat`` in each
+    snapshot for every entry whose only change is its times (to tell a real mtime
+    change from a ctime-only one).
+
+    Args:
+        parent: the older read-only snapshot, or None for "everything in ``child``
+            was added" (a first commit).
+        child: the newer read-only snapshot, on the same file system.
+        timeout: seconds for the listing.
+    Returns:
+        One ``Change`` per path (see ``pfs_volume.diff`` for what is reported).
+    Raises:
+        BtrfsCommandError: when the listing fails or times out.
+        DumpFormatError: when the listing cannot be followed.
+    """
+    lines = dump_lines(parent, child, timeout=timeout)
+    check = _mtime_check(parent, child) if parent is not None else None
+    return changes_from_dump(lines, mtime_changed=check)
+
+
+def _mtime_check(parent: Path, child: Path) -> MtimeChanged:
+    def mtime_changed(old_path: str, new_path: str) -> bool:
+        try:
+            before = os.lstat(parent / old_path).st_mtime_ns
+            after = os.lstat(child / new_path).st_mtime_ns
+        except OSError:
+            return True
+        return before != after
+
+    return mtime_changed
+
+
+def _lines(
+    stream: IO[bytes], deadline: float, shown: list[str], timeout: float
+) -> Generator[str, None, str]:
+    """Yield the stream's complete lines as they come, raising once ``deadline`` passes;
+    return the text after the last line end (held back until the commands succeeded)."""
+    partial = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                raise _timed_out(shown, timeout)
+            chunk = os.read(stream.fileno(), READ_SIZE)
+            if not chunk:
+                break
+            *complete, partial = (partial + chunk).split(b"\n")
+            for line in complete:
+                yield line.decode("utf-8", "surrogateescape")
+    return partial.decode("utf-8", "surrogateescape")
+
+
+def _timed_out(shown: list[str], timeout: float) -> BtrfsCommandError:
+    return BtrfsCommandError(shown, -1, f"timed out after {timeout:g} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+def _read(handle: IO[bytes]) -> str:
+    handle.seek(0)
+    return handle.read().decode("utf-8", "replace").strip()

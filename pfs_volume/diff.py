@@ -1,0 +1,417 @@
+"""What changed between two commits, from a ``btrfs receive --dump`` listing (pure logic).
+
+``btrfs send --no-data -p A B | btrfs receive --dump`` prints the operations that turn
+snapshot A into B, one per line, in time proportional to the change (see
+``pfs_volume/btrfs/changes.py``, which runs it). They are replayed here on a model of
+the tree that holds only the entries the operations touch, so the cost stays
+proportional to the change too. The dump's quirks, as btrfs-progs 6.2 prints them:
+
+* Every path is prefixed with ``./NAME`` (the sent subvolume's name, given by the first
+  line, ``snapshot`` or ``subvol``); the root itself is ``./NAME/``. ``link``'s ``dest``
+  is relative to the subvolume, ``rename``'s ``dest`` carries the prefix.
+* Paths are C-escaped: ``\\ `` for a space, ``\\\\``, ``\\n``, ``\\t`` and the other named
+  escapes, and ``\\ooo`` (octal) for every other byte outside printable ASCII, so a
+  UTF-8 ``é`` is ``\\303\\251``. A path's escaped text never holds a space or a newline.
+* New inodes are made under temporary names ``oINO-GEN-IDX`` at the root and renamed
+  into place; a directory being deleted may first be renamed to such a name, and its
+  entries are then unlinked under it. A file rename is sometimes ``rename`` and
+  sometimes ``link NEW dest=OLD`` followed by ``unlink OLD``.
+* ``set_xattr`` prints the attribute's value raw (up to its first NUL byte), so a
+  value with a newline spills onto following lines, the last of which ends with
+  `` len=N``; those lines are skipped. A value crafted to end a line with `` len=N``
+  and go on like further operations cannot be told from them: the dump, and so the
+  commits' contents, are trusted. (Reading the binary send stream instead of the
+  dump would lift that.)
+
+What is reported, one ``Change`` per path, sorted by path:
+
+* ``added`` / ``deleted``: files, directories, symlinks and other entries, each one,
+  also everything inside an added or deleted directory (the dump lists those one by
+  one anyway). A new hard link to an existing file is an added path; removing one
+  name of a file that keeps another is a deleted path.
+* ``renamed`` (with ``old_path``): an entry that kept its inode but moved. For a
+  renamed directory only the directory is reported, not everything under it (that
+  would cost a walk of the tree); entries under it that changed are reported at their
+  new paths. ``modified`` is set when a renamed file also changed. The dump does not
+  tell apart the names of a hard-linked file: when one of them moves and another goes,
+  the name btrfs linked from counts as moved (either reading gives the same tree).
+* ``modified``: content (``update_extent``, ``write``, ``clone``, ``truncate``),
+  mode, owner or extended attributes changed, or the entry was replaced by a new
+  inode at the same path (an editor's save-by-rename, a file that became a
+  directory). Timestamps: btrfs sends ``utimes`` whenever an inode changed at all,
+  ctime included, so ``utimes`` alone counts only when a ``mtime_changed`` check says
+  the modification time really moved. For a directory, only when none of its
+  entries changed in this diff: a directory is never "modified" because files came
+  or went in it. The root directory is never reported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pfs_volume.errors import StorageError
+
+ChangeKind = Literal["added", "modified", "deleted", "renamed"]
+
+MtimeChanged = Callable[[str, str], bool]
+"""``(path in the parent, path in the child) -> True`` when the modification time of
+that entry differs between the two snapshots (checked only for ``utimes``-only entries).
+"""
+
+HEADER_OPS = frozenset({"subvol", "snapshot"})
+FIELDLESS_OPS = frozenset({"mkfile", "mkdir", "mkfifo", "mksock", "unlink", "rmdir"})
+"""Operations the dump prints with a path and nothing after it."""
+CREATE_OPS = frozenset({"mkfile", "mkdir", "mknod", "mkfifo", "mksock", "symlink"})
+
+TITLE_WIDTH = 16
+"""The dump prints the operation name left-aligned in 16 columns, then the path."""
+
+_TITLE = re.compile(r"[a-z_]+")
+_XATTR_END = re.compile(r" len=\d+$")
+_NAMED_ESCAPES = {
+    ord("a"): 0x07,
+    ord("b"): 0x08,
+    ord("e"): 0x1B,
+    ord("f"): 0x0C,
+    ord("n"): 0x0A,
+    ord("r"): 0x0D,
+    ord("t"): 0x09,
+    ord("v"): 0x0B,
+    ord(" "): 0x20,
+    ord("\\"): 0x5C,
+}
+_OCTAL = frozenset(b"01234567")
+
+
+class DumpFormatError(StorageError):
+    """A ``btrfs receive --dump`` listing that this module cannot follow."""
+
+
+@dataclass(frozen=True, order=True)
+class Change:
+    """One path that differs between two commits.
+
+    Attributes:
+        path: the path relative to the commit's root (for ``deleted``, where it was).
+            Bytes that are not UTF-8 are kept as surrogate escapes (``os.fsdecode``).
+        kind: ``added``, ``modified``, ``deleted`` or ``renamed``.
+        old_path: for ``renamed``, where the entry was; None otherwise.
+        modified: for ``renamed``, whether the entry also changed; False otherwise.
+    """
+
+    path: str
+    kind: ChangeKind
+    old_path: str | None = None
+    modified: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.kind == "renamed") != (self.old_path is not None):
+            raise ValueError("old_path is given exactly for renamed changes")
+        if self.modified and self.kind != "renamed":
+            raise ValueError("the modified flag is for renamed changes only")
+
+
+@dataclass(frozen=True)
+class DumpRecord:
+    """One operation of the dump, paths unescaped and relative to the subvolume.
+
+    Attributes:
+        op: the operation (``mkfile``, ``rename``, ``utimes``, ...).
+        path: the path it applies to; ``""`` is the subvolume's root.
+        dest: for ``rename`` and ``link``, the other path (``rename``: the new name;
+            ``link``: the existing file the new name points to); None otherwise.
+    """
+
+    op: str
+    path: str
+    dest: str | None = None
+
+
+def unescape_path(text: str) -> str:
+    """Undo btrfs-progs' C-style escaping of a path in the dump.
+
+    Args:
+        text: an escaped path as printed (plain ASCII).
+    Returns:
+        The path, bytes that are not UTF-8 kept as surrogate escapes.
+    Raises:
+        DumpFormatError: for a malformed escape.
+    """
+    raw = text.encode("utf-8", "surrogateescape")
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        byte = raw[i]
+        if byte != 0x5C:
+            out.append(byte)
+            i += 1
+            continue
+        following = raw[i + 1 : i + 2]
+        digits = raw[i + 1 : i + 4]
+        if following and following[0] in _NAMED_ESCAPES:
+            out.append(_NAMED_ESCAPES[following[0]])
+            i += 2
+        elif len(digits) == 3 and all(d in _OCTAL for d in digits):
+            out.append(int(digits, 8) & 0xFF)
+            i += 4
+        else:
+            raise DumpFormatError(f"bad escape in dump path {text!r}")
+    return out.decode("utf-8", "surrogateescape")
+
+
+def _split_path(text: str) -> tuple[str, str]:
+    """The escaped path at the start of ``text`` (it ends at an unescaped space), and
+    the rest with the padding removed."""
+    i = 0
+    while i < len(text) and text[i] != " ":
+        i += 2 if text[i] == "\\" else 1
+    return text[:i], text[i:].lstrip(" ")
+
+
+def parse_dump(lines: Iterable[str]) -> Iterator[DumpRecord]:
+    """Turn the dump's lines into records, paths relative to the sent subvolume.
+
+    Args:
+        lines: the output of ``btrfs receive --dump`` for ONE subvolume, line by line
+            (with or without the line ends).
+    Yields:
+        One record per operation; the header (``snapshot``/``subvol``) comes first,
+        with path ``""``.
+    Raises:
+        DumpFormatError: for a line that is not an operation (other than the spill of
+            an extended attribute's value), a path outside the subvolume, a second
+            subvolume or no header.
+    """
+    prefix: str | None = None
+    in_xattr_value = False
+    for raw_line in lines:
+        line = raw_line.rstrip("\n")
+        if in_xattr_value:
+            # The value spilled onto this line; the dump ends it with " len=N".
+            in_xattr_value = not _XATTR_END.search(line)
+            continue
+        title = line[:TITLE_WIDTH].rstrip(" ")
+        if _TITLE.fullmatch(title) is None or len(line) <= TITLE_WIDTH or line[TITLE_WIDTH] == " ":
+            raise DumpFormatError(f"unexpected line in btrfs receive --dump: {line!r}")
+        escaped, rest = _split_path(line[TITLE_WIDTH:])
+        if title in HEADER_OPS:
+            if prefix is not None:
+                raise DumpFormatError(f"a second subvolume in one dump: {line!r}")
+            prefix = escaped + "/"
+            yield DumpRecord(title, "")
+            continue
+        if prefix is None:
+            raise DumpFormatError(f"dump does not start with a subvolume: {line!r}")
+        if not escaped.startswith(prefix):
+            raise DumpFormatError(f"dump path outside the subvolume: {line!r}")
+        if rest and title in FIELDLESS_OPS:
+            raise DumpFormatError(f"unexpected text after {title}: {line!r}")
+        path = unescape_path(escaped[len(prefix) :])
+        dest = None
+        if title in ("rename", "link"):
+            if not rest.startswith("dest="):
+                raise DumpFormatError(f"{title} without dest: {line!r}")
+            target = rest[len("dest=") :]
+            # rename's dest carries the prefix; link's is relative (6.2; strip either way).
+            dest = unescape_path(target.removeprefix(prefix))
+        in_xattr_value = title == "set_xattr" and not _XATTR_END.search(line)
+        yield DumpRecord(title, path, dest)
+    if prefix is None:
+        raise DumpFormatError("empty btrfs receive --dump output")
+
+
+class _Inode:
+    """A file or directory; several entries share one when it has hard links."""
+
+    def __init__(self, *, existed: bool) -> None:
+        self.existed = existed
+        self.changed = False
+        self.utimes = False
+        self.dropped_names: list[str] = []
+        """Where its entries were in the parent, for the ones removed since."""
+
+
+_ABSENT: object = object()
+
+
+@dataclass(eq=False)
+class _Entry:
+    """A name in a directory, as far as the dump touched it.
+
+    ``origin`` is the path the entry had in the parent snapshot, None for one made in
+    this diff. ``children`` holds only the entries touched; a name that is not there
+    is untouched since the parent (in a directory that existed there) or absent. None
+    marks a name whose entry went away.
+    """
+
+    inode: _Inode
+    origin: str | None
+    name: str = ""
+    parent: _Entry | None = None
+    children: dict[str, _Entry | None] = field(default_factory=dict)
+    entries_changed: bool = False
+
+
+class _Tree:
+    """The receiving side's tree, replayed operation by operation."""
+
+    def __init__(self, *, full: bool) -> None:
+        self.root = _Entry(_Inode(existed=not full), None if full else "")
+        self.removed: list[_Entry] = []
+
+    def lookup(self, path: str) -> _Entry:
+        node = self.root
+        for name in _components(path):
+            child = node.children.get(name, _ABSENT)
+            if child is _ABSENT:
+                if node.origin is None:
+                    raise DumpFormatError(f"dump uses {path!r}, which does not exist")
+                child = _Entry(_Inode(existed=True), _join(node.origin, name), name, node)
+                node.children[name] = child
+            if not isinstance(child, _Entry):
+                raise DumpFormatError(f"dump uses {path!r} after it went away")
+            node = child
+        return node
+
+    def attach(self, entry: _Entry, path: str) -> None:
+        parent_path, _, name = path.rpartition("/")
+        parent = self.lookup(parent_path)
+        if isinstance(parent.children.get(name), _Entry):
+            raise DumpFormatError(f"dump creates {path!r}, which exists")
+        entry.name, entry.parent = name, parent
+        parent.children[name] = entry
+        parent.entries_changed = True
+
+    def detach(self, path: str) -> _Entry:
+        entry = self.lookup(path)
+        if entry.parent is None:
+            raise DumpFormatError("dump moves or removes the subvolume's root")
+        entry.parent.children[entry.name] = None
+        entry.parent.entries_changed = True
+        entry.parent = None
+        return entry
+
+    def apply(self, record: DumpRecord) -> None:
+        op, path = record.op, record.path
+        if op in HEADER_OPS:
+            return
+        if op in CREATE_OPS:
+            self.attach(_Entry(_Inode(existed=False), None), path)
+        elif op == "rename":
+            self.attach(self.detach(path), _required(record))
+        elif op == "link":
+            self.attach(_Entry(self.lookup(_required(record)).inode, None), path)
+        elif op in ("unlink", "rmdir"):
+            entry = self.detach(path)
+            self.removed.append(entry)
+            if entry.origin is not None:
+                entry.inode.dropped_names.append(entry.origin)
+        elif op == "utimes":
+            self.lookup(path).inode.utimes = True
+        else:
+            # write, update_extent, clone, truncate, chmod, chown, set_xattr,
+            # remove_xattr; and whatever a newer btrfs may add: it changed the entry.
+            self.lookup(path).inode.changed = True
+
+    def present(self) -> Iterator[tuple[str, _Entry]]:
+        """Every entry the dump touched that is in the child, with its path there."""
+        stack: list[tuple[str, _Entry]] = [("", self.root)]
+        while stack:
+            path, node = stack.pop()
+            for name, child in node.children.items():
+                if child is not None:
+                    child_path = _join(path, name)
+                    yield child_path, child
+                    stack.append((child_path, child))
+
+
+def changes_from_dump(
+    lines: Iterable[str], *, mtime_changed: MtimeChanged | None = None
+) -> list[Change]:
+    """The changes a ``btrfs receive --dump`` listing describes, one per path.
+
+    Args:
+        lines: the dump of ``btrfs send --no-data [-p PARENT] CHILD``, line by line.
+        mtime_changed: tells whether an entry's modification time moved, for entries
+            whose only operation is ``utimes``. Without it such entries count as
+            unchanged (btrfs sends ``utimes`` for a ctime change alone).
+    Returns:
+        The changes, sorted by path (see the module's docstring for what is reported).
+    Raises:
+        DumpFormatError: when the listing cannot be followed.
+    """
+    records = parse_dump(lines)
+    header = next(records)
+    tree = _Tree(full=header.op == "subvol")
+    for record in records:
+        tree.apply(record)
+
+    found: dict[str, Change] = {}
+    relinked: list[tuple[str, _Entry]] = []
+    for path, entry in tree.present():
+        if entry.origin is None and entry.inode.existed:
+            relinked.append((path, entry))
+        elif entry.origin is None:
+            found[path] = Change(path, "added")
+        elif _moved(entry):
+            moved = _is_modified(entry, entry.origin, path, mtime_changed)
+            found[path] = Change(path, "renamed", entry.origin, moved)
+        elif _is_modified(entry, entry.origin, path, mtime_changed):
+            found[path] = Change(path, "modified")
+    for path, entry in relinked:
+        old = _take_dropped_name(entry.inode)
+        if old is None:
+            found[path] = Change(path, "added")
+        else:
+            moved = _is_modified(entry, old, path, mtime_changed)
+            found[path] = Change(path, "renamed", old, moved)
+
+    for entry in tree.removed:
+        if entry.origin is None or entry.origin not in entry.inode.dropped_names:
+            continue  # made in this diff, or its name was taken up as a rename's source
+        there = found.get(entry.origin)
+        if there is None:
+            found[entry.origin] = Change(entry.origin, "deleted")
+        elif there.kind == "added":
+            found[entry.origin] = Change(entry.origin, "modified")
+    return sorted(found.values())
+
+
+def _moved(entry: _Entry) -> bool:
+    """Whether the entry itself moved: not where its parent's origin and its name say
+    (an entry inside a renamed directory moved only with it)."""
+    parent = entry.parent
+    return (
+        parent is None or parent.origin is None or _join(parent.origin, entry.name) != entry.origin
+    )
+
+
+def _is_modified(entry: _Entry, old: str, new: str, mtime_changed: MtimeChanged | None) -> bool:
+    """Whether an entry that was in the parent changed (besides moving)."""
+    if entry.inode.changed:
+        return True
+    if not entry.inode.utimes or entry.entries_changed or mtime_changed is None:
+        return False
+    return mtime_changed(old, new)
+
+
+def _take_dropped_name(inode: _Inode) -> str | None:
+    """Pair a new name of an existing inode with one of its removed names: a rename."""
+    return inode.dropped_names.pop(0) if inode.dropped_names else None
+
+
+def _required(record: DumpRecord) -> str:
+    if record.dest is None:
+        raise DumpFormatError(f"{record.op} of {record.path!r} has no dest")
+    return record.dest
+
+
+def _components(path: str) -> list[str]:
+    return [part for part in path.split("/") if part]
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
