@@ -11,6 +11,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from pfs_volume import __version__
+from pfs_volume.api.openapi import openapi_document
 from pfs_volume.api.serialize import (
     branch_json,
     commit_json,
@@ -54,6 +55,10 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
     @app.get("/v1/health")
     def health() -> ResponseReturnValue:
         return {"ok": True, "version": __version__}
+
+    @app.get("/v1/openapi.json")
+    def openapi() -> ResponseReturnValue:
+        return openapi_document()
 
     @app.get("/v1/repos")
     def list_repos() -> ResponseReturnValue:

@@ -1,0 +1,265 @@
+"""The OpenAPI 3.0 description of the pfs HTTP API, served at /v1/openapi.json.
+
+A test checks that it and the flask routes name exactly the same operations, and throws
+generated requests at every one of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pfs_volume import __version__
+
+NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"}
+REF = {"type": "string", "description": "a branch, a commit id or prefix (>= 6 hex), ~N"}
+TIME = {"type": "string", "format": "date-time"}
+ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query(name: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+def _json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    if required:
+        schema["required"] = required
+    return {"required": bool(required), "content": {"application/json": {"schema": schema}}}
+
+
+def _op(
+    summary: str,
+    ok: dict[str, Any] | None,
+    *params: dict[str, Any],
+    body: dict[str, Any] | None = None,
+    status: str = "200",
+    media: str = "application/json",
+) -> dict[str, Any]:
+    content = {media: {"schema": ok or {"type": "string", "format": "binary"}}}
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "parameters": list(params),
+        "responses": {
+            status: {"description": "done", "content": content},
+            "default": {
+                "description": "an error",
+                "content": {"application/json": {"schema": _ref("Error")}},
+            },
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+def _object(**properties: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties}
+
+
+REPO = _path_param("repo", NAME)
+BRANCH = _path_param("branch", NAME)
+COMMIT_REF = _path_param("ref", REF)
+FILE_PATH = _query("path", {"type": "string"})
+COMMIT_OUT = _object(commit=_ref("Commit"))
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/v1/health": {"get": _op("Is the daemon up", _object(ok={"type": "boolean"}))},
+    "/v1/openapi.json": {"get": _op("This document", {"type": "object"})},
+    "/v1/repos": {
+        "get": _op("List repos", _object(repos={"type": "array", "items": _ref("Repo")})),
+        "post": _op(
+            "Create a repo",
+            _ref("Repo"),
+            body=_json_body({"name": NAME, "description": {"type": "string"}}, ["name"]),
+            status="201",
+        ),
+    },
+    "/v1/repos/{repo}": {
+        "get": _op("Inspect a repo", _ref("RepoSummary"), REPO),
+        "delete": _op("Delete a repo and its data", _object(deleted=NAME), REPO),
+    },
+    "/v1/repos/{repo}/branches": {
+        "get": _op(
+            "List branches", _object(branches={"type": "array", "items": _ref("Branch")}), REPO
+        ),
+        "post": _op(
+            "Create a branch",
+            _ref("Branch"),
+            REPO,
+            body=_json_body({"name": NAME, "from": REF}, ["name"]),
+            status="201",
+        ),
+    },
+    "/v1/repos/{repo}/branches/{branch}": {
+        "delete": _op("Delete a branch", _object(deleted={"type": "string"}), REPO, BRANCH),
+    },
+    "/v1/repos/{repo}/branches/{branch}/reset": {
+        "post": _op(
+            "Move a branch head",
+            _ref("Branch"),
+            REPO,
+            BRANCH,
+            body=_json_body({"ref": REF}, ["ref"]),
+        ),
+    },
+    "/v1/repos/{repo}/branches/{branch}/commit": {
+        "post": _op(
+            "Commit a working copy",
+            COMMIT_OUT,
+            REPO,
+            BRANCH,
+            body=_json_body({"message": {"type": "string"}}, []),
+        ),
+    },
+    "/v1/repos/{repo}/branches/{branch}/files": {
+        "put": {
+            **_op(
+                "Write a file and commit",
+                COMMIT_OUT,
+                REPO,
+                BRANCH,
+                _query("path", {"type": "string"}, required=True),
+                _query("message", {"type": "string"}),
+            ),
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            },
+        },
+        "delete": _op(
+            "Remove a path and commit",
+            COMMIT_OUT,
+            REPO,
+            BRANCH,
+            _query("path", {"type": "string"}, required=True),
+            _query("recursive", {"type": "string", "enum": ["true", "false"]}),
+            _query("message", {"type": "string"}),
+        ),
+    },
+    "/v1/repos/{repo}/log": {
+        "get": _op(
+            "Commits, newest first",
+            _object(commits={"type": "array", "items": _ref("Commit")}),
+            REPO,
+            _query("ref", REF),
+            _query("limit", {"type": "integer", "minimum": 1}),
+        ),
+    },
+    "/v1/repos/{repo}/commits/{ref}": {
+        "get": _op("Inspect a commit", _ref("Commit"), REPO, COMMIT_REF),
+    },
+    "/v1/repos/{repo}/commits/{ref}/files": {
+        "get": _op(
+            "List a folder of a commit",
+            _object(entries={"type": "array", "items": _ref("Entry")}),
+            REPO,
+            COMMIT_REF,
+            FILE_PATH,
+        ),
+    },
+    "/v1/repos/{repo}/commits/{ref}/content": {
+        "get": _op(
+            "Read a file of a commit",
+            None,
+            REPO,
+            COMMIT_REF,
+            _query("path", {"type": "string"}, required=True),
+            media="application/octet-stream",
+        ),
+    },
+    "/v1/repos/{repo}/commits/{ref}/tar": {
+        "get": _op(
+            "A folder of a commit as a tar stream",
+            None,
+            REPO,
+            COMMIT_REF,
+            FILE_PATH,
+            media="application/x-tar",
+        ),
+    },
+    "/v1/repos/{repo}/gc": {
+        "post": _op(
+            "Prune old commits' data",
+            _object(pruned={"type": "array", "items": ID}, bytes_freed={"type": "integer"}),
+            REPO,
+            body=_json_body(
+                {"keep_last": {"type": "integer", "minimum": 0}, "older_than": {"type": "string"}},
+                [],
+            ),
+        ),
+    },
+    "/v1/mounts": {
+        "get": _op(
+            "Mounts Docker holds", _object(mounts={"type": "array", "items": _ref("Mount")})
+        ),
+    },
+    "/v1/mounts/{mount_id}": {
+        "delete": _op(
+            "Release a mount as Docker's Unmount would",
+            _object(released={"type": "string"}),
+            _path_param("mount_id", {"type": "string"}),
+        ),
+    },
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _object(error=_object(code={"type": "string"}, message={"type": "string"})),
+    "Repo": _object(name=NAME, created=TIME, description={"type": "string"}),
+    "RepoSummary": _object(
+        name=NAME,
+        created=TIME,
+        description={"type": "string"},
+        branches={"type": "array", "items": _ref("Branch")},
+        commit_count={"type": "integer"},
+        mounts={"type": "array", "items": _ref("Mount")},
+    ),
+    "Branch": _object(repo=NAME, name=NAME, head={**ID, "nullable": True}, created=TIME),
+    "Commit": _object(
+        id=ID,
+        parent={**ID, "nullable": True},
+        repo=NAME,
+        branch=NAME,
+        created=TIME,
+        message={"type": "string"},
+        origin={"type": "string"},
+        pruned={"type": "boolean"},
+    ),
+    "Mount": _object(
+        id={"type": "string"},
+        volume={"type": "string"},
+        repo=NAME,
+        branch={**NAME, "nullable": True},
+        commit={**ID, "nullable": True},
+        created=TIME,
+    ),
+    "Entry": _object(
+        name={"type": "string"},
+        kind={"type": "string"},
+        size={"type": "integer"},
+        mode={"type": "string"},
+    ),
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The whole OpenAPI document."""
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "pfs API", "version": __version__},
+        "paths": PATHS,
+        "components": {"schemas": SCHEMAS},
+    }
