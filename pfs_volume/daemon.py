@@ -21,6 +21,7 @@ from pfs_volume.config import Settings
 from pfs_volume.errors import Conflict, StorageError
 from pfs_volume.meta import SqliteStore
 from pfs_volume.repos import RepoService
+from pfs_volume.transfer import recover_imports
 from pfs_volume.transport import UnixSocketServer, socket_in_use
 from pfs_volume.volumes import SCOPE, VolumeService
 from plugin import create_plugin_app
@@ -65,6 +66,8 @@ class Daemon:
             self.store = SqliteStore(root / META_NAME)
             self.repos = RepoService(self.store, BtrfsPool(root))
             report = self.repos.recover()
+            for name in recover_imports(self.repos):
+                log.info("repo=%s: an import interrupted by a crash was undone", name)
             log.info(
                 "recovered: %d commit(s) finished, %d redone, %d abandoned, %d repo(s) purged",
                 len(report.finished),

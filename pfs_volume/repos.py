@@ -635,7 +635,7 @@ class RepoService:
             if self.pool.is_subvolume(child):
                 self.pool.delete_subvolume(child)
             else:
-                shutil.rmtree(child, ignore_errors=True)
+                self.pool.delete_tree(child)
         for intent in self.store.list_intents():
             try:
                 self._recover_intent(intent, report)

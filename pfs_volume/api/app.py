@@ -24,6 +24,7 @@ from pfs_volume.errors import InvalidRequest, PfsError
 from pfs_volume.files import FileService
 from pfs_volume.names import DEFAULT_BRANCH, check_component, parse_ref
 from pfs_volume.repos import RepoService
+from pfs_volume.transfer import export_repo, import_repo
 from pfs_volume.volumes import VolumeService
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,16 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
         older = parse_duration(body["older_than"]) if "older_than" in body else None
         report = repos.gc(repo, body.get("keep_last"), older)
         return {"pruned": report.pruned, "bytes_freed": report.bytes_freed}
+
+    @app.get("/v1/repos/<repo>/export")
+    def export(repo: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        return Response(export_repo(repos, repo), mimetype="application/octet-stream")
+
+    @app.post("/v1/imports")
+    def import_() -> ResponseReturnValue:
+        name = request.args.get("as") or None
+        return repo_json(import_repo(repos, request.stream, name)), 201
 
     @app.get("/v1/mounts")
     def list_mounts() -> ResponseReturnValue:

@@ -202,6 +202,25 @@ PATHS: dict[str, dict[str, Any]] = {
             ),
         ),
     },
+    "/v1/repos/{repo}/export": {
+        "get": _op("The repo with its history as an export file", None, REPO),
+    },
+    "/v1/imports": {
+        "post": {
+            **_op(
+                "Import an export file as a new repo",
+                _ref("Repo"),
+                _query("as", NAME),
+                status="201",
+            ),
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            },
+        },
+    },
     "/v1/mounts": {
         "get": _op(
             "Mounts Docker holds", _object(mounts={"type": "array", "items": _ref("Mount")})

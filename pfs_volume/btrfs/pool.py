@@ -7,6 +7,7 @@ rest runs the ``btrfs`` command.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from pfs_volume.btrfs import ioctl
@@ -55,6 +56,12 @@ class BtrfsPool:
             for inner in nested:
                 self.delete_subvolume(inner)
             run_command([BTRFS, "subvolume", "delete", str(path)])
+
+    def delete_tree(self, path: Path) -> None:
+        """Delete a folder with everything in it, subvolumes (read-only ones too) first."""
+        for inner in self._nested_subvolumes(path):
+            self.delete_subvolume(inner)
+        shutil.rmtree(path)
 
     def _nested_subvolumes(self, path: Path) -> list[Path]:
         """Subvolumes directly inside ``path``'s subvolume (a walk: only on the error path)."""

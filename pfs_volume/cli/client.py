@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -59,7 +60,12 @@ class ApiClient:
         return body
 
     def stream(
-        self, method: str, route: str, /, data: IO[bytes] | None = None, **params: Any
+        self,
+        method: str,
+        route: str,
+        /,
+        data: IO[bytes] | io.RawIOBase | None = None,
+        **params: Any,
     ) -> requests.Response:
         """Call the API for a binary answer (or with a streamed body); the open response.
 

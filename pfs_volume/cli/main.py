@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -9,7 +10,7 @@ import tarfile
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import quote
 
 import click
@@ -153,6 +154,71 @@ def repo_create(name: str, description: str, as_json: bool) -> None:
         _print_json(result)
     else:
         click.echo(f"created repo {result['name']}")
+
+
+@repo.command("export")
+@click.argument("name")
+@click.option(
+    "-o",
+    "--output",
+    "dest",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write.",
+)
+@reports_errors
+def repo_export(name: str, dest: Path) -> None:
+    """Write a repo with all its history (every commit) to one file."""
+    response = _client().stream("GET", f"/v1/repos/{_segment(name)}/export")
+    written = 0
+    show = sys.stderr.isatty()
+    with open(dest, "wb") as out:
+        for chunk in response.iter_content(CHUNK):
+            out.write(chunk)
+            written += len(chunk)
+            if show:
+                click.echo(f"\rexported {written / 1024**2:,.1f} MiB", nl=False, err=True)
+    click.echo(
+        f"{chr(13) if show else ''}exported repo {name} to {dest} ({written / 1024**2:,.1f} MiB)",
+        err=True,
+    )
+
+
+@repo.command("import")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "name", help="Import under this name (default: the exported one).")
+@json_option
+@reports_errors
+def repo_import(source: Path, name: str | None, as_json: bool) -> None:
+    """Restore a repo from an export file, with identical commit ids and history."""
+    size = source.stat().st_size
+    with (
+        open(source, "rb") as raw,
+        click.progressbar(length=size, label="importing", file=sys.stderr) as bar,
+    ):
+        reader = _Progress(raw, bar.update)
+        response = _client().stream("POST", "/v1/imports", data=reader, **{"as": name})
+    result = response.json()
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"imported repo {result['name']}")
+
+
+class _Progress(io.RawIOBase):
+    """A file that reports how much has been read of it."""
+
+    def __init__(self, raw: IO[bytes], advance: Callable[[int], None]) -> None:
+        self.raw = raw
+        self.advance = advance
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.advance(len(data))
+        return data
 
 
 @repo.command("list")

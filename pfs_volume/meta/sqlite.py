@@ -116,6 +116,37 @@ class SqliteStore(MetadataStore):
             )
             self._insert_branch(db, default_branch)
 
+    def import_repo(
+        self, repo: RepoRecord, branches: list[BranchRecord], commits: list[CommitRecord]
+    ) -> None:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM repos WHERE name=?", (repo.name,)).fetchone():
+                raise Conflict(f"repo {repo.name!r} exists already")
+            if db.execute("SELECT 1 FROM deleted_repos WHERE name=?", (repo.name,)).fetchone():
+                raise Conflict(f"repo {repo.name!r} is still being deleted")
+            db.execute(
+                "INSERT INTO repos VALUES (?,?,?)",
+                (repo.name, repo.created.isoformat(), repo.description),
+            )
+            db.executemany(
+                f"INSERT INTO commits ({_COMMIT_COLUMNS}, pruned) VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        c.id,
+                        repo.name,
+                        c.branch,
+                        c.parent,
+                        c.created.isoformat(),
+                        c.message,
+                        c.origin,
+                        int(c.pruned),
+                    )
+                    for c in commits
+                ],
+            )
+            for branch in branches:
+                self._insert_branch(db, branch)
+
     def get_repo(self, name: str) -> RepoRecord | None:
         rows = self._read("SELECT name, created, description FROM repos WHERE name=?", (name,))
         return _repo(rows[0]) if rows else None

@@ -30,6 +30,13 @@ class MetadataStore(ABC):
         name is taken."""
 
     @abstractmethod
+    def import_repo(
+        self, repo: RepoRecord, branches: list[BranchRecord], commits: list[CommitRecord]
+    ) -> None:
+        """In one transaction: add a repo with its branches and commits (an import).
+        Raises Conflict when the name is taken."""
+
+    @abstractmethod
     def get_repo(self, name: str) -> RepoRecord | None:
         """The repo called ``name``, or None."""
 

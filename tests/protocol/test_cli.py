@@ -152,3 +152,16 @@ def test_gc_verb(api_socket: str) -> None:
     assert out.splitlines()[2].split()[1] == "(pruned)"
     code, _, err = pfs(api_socket, "gc", "photos")
     assert code == 1 and "needs --keep-last N or --older-than" in err
+
+
+def test_export_and_import_verbs(api_socket: str, tmp_path: Path) -> None:
+    dump = tmp_path / "photos.pfs"
+    code, _, err = pfs(api_socket, "repo", "export", "photos", "-o", str(dump))
+    assert code == 0 and "exported repo photos" in err and dump.stat().st_size > 0
+    code, out, _ = pfs(api_socket, "repo", "import", str(dump), "--as", "photos2")
+    assert code == 0 and out.strip().endswith("imported repo photos2")
+    original = json.loads(pfs(api_socket, "log", "photos", "--json")[1])
+    copy = json.loads(pfs(api_socket, "log", "photos2", "--json")[1])
+    assert [c["id"] for c in copy] == [c["id"] for c in original]
+    code, _, err = pfs(api_socket, "repo", "import", str(dump), "--as", "photos2")
+    assert code == 1 and "exists already" in err

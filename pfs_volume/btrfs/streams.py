@@ -1,0 +1,90 @@
+"""``btrfs send`` and ``btrfs receive`` as streams of bytes (argument lists, no shell).
+
+Received subvolumes are only trusted once they are read-only and carry a received UUID:
+an interrupted receive leaves a writable partial subvolume, which is deleted.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from pfs_volume.btrfs import ioctl
+from pfs_volume.btrfs.command import BtrfsCommandError
+from pfs_volume.btrfs.pool import BTRFS
+from pfs_volume.errors import StorageError
+
+CHUNK = 1024 * 1024
+STREAM_TIMEOUT = 3600.0
+
+
+def send(snapshot: Path, parent: Path | None = None) -> Iterator[bytes]:
+    """The send stream of a read-only ``snapshot``, incremental against ``parent``.
+
+    Raises:
+        BtrfsCommandError: when ``btrfs send`` fails (its stderr in the message).
+    """
+    args = [BTRFS, "send", "-q"]
+    if parent is not None:
+        args += ["-p", str(parent)]
+    args.append(str(snapshot))
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        while chunk := process.stdout.read(CHUNK):
+            yield chunk
+        stderr = process.stderr.read().decode(errors="replace")
+        if process.wait(timeout=STREAM_TIMEOUT) != 0:
+            raise BtrfsCommandError(args, process.returncode, stderr)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
+def receive(chunks: Iterable[bytes], into: Path) -> Path:
+    """Receive one send stream into the folder ``into``; the new read-only subvolume.
+
+    Raises:
+        StorageError: when ``btrfs receive`` fails or leaves no whole snapshot (any
+            partial subvolume it left is deleted).
+    """
+    before = set(into.iterdir())
+    args = [BTRFS, "receive", "-q", str(into)]
+    process = subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert process.stdin is not None and process.stderr is not None
+    try:
+        for chunk in chunks:
+            process.stdin.write(chunk)
+        process.stdin.close()
+    except BrokenPipeError:
+        pass
+    except BaseException:
+        process.kill()
+        process.wait()
+        _discard_new(into, before)
+        raise
+    stderr = process.stderr.read().decode(errors="replace")
+    process.stderr.close()
+    if process.wait(timeout=STREAM_TIMEOUT) != 0:
+        _discard_new(into, before)
+        raise BtrfsCommandError(args, process.returncode, stderr)
+    made = sorted(set(into.iterdir()) - before)
+    if len(made) != 1:
+        _discard_new(into, before)
+        raise StorageError(f"btrfs receive into {into} made {len(made)} subvolumes, not one")
+    info = ioctl.subvolume_info(made[0])
+    if not info.readonly or info.received_uuid is None:
+        _discard_new(into, before)
+        raise StorageError(f"btrfs receive left a partial subvolume {made[0]}; deleted")
+    return made[0]
+
+
+def _discard_new(into: Path, before: set[Path]) -> None:
+    for path in set(into.iterdir()) - before:
+        subprocess.run([BTRFS, "subvolume", "delete", str(path)], capture_output=True, check=False)
