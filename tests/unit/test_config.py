@@ -39,3 +39,21 @@ def test_plugin_socket_follows_the_driver_name() -> None:
 def test_bad_driver_names_are_refused(name: str) -> None:
     with pytest.raises((InvalidName, InvalidRequest)):
         Settings(driver_name=name)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30d", 30 * 86400), ("12h", 43200), ("90m", 5400), ("45s", 45), ("2w", 1209600)],
+)
+def test_durations(text: str, seconds: int) -> None:
+    from pfs_volume.config import parse_duration
+
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "d", "1.5d", "-1d", "3y", "9999999999d"])
+def test_bad_durations_say_what_is_accepted(text: str) -> None:
+    from pfs_volume.config import parse_duration
+
+    with pytest.raises(InvalidRequest, match="s, m, h, d or w"):
+        parse_duration(text)
