@@ -23,9 +23,12 @@ proportional to the change too. The dump's quirks, as btrfs-progs 6.2 prints the
   commits' contents, are trusted. (Reading the binary send stream instead of the
   dump would lift that.)
 
-What is reported, one ``Change`` per path, sorted by path:
+What is reported, sorted by path: one ``Change`` for each path of the child that is
+new or changed, and one for each path of the parent that is gone:
 
 * ``added`` / ``deleted``: files, directories, symlinks and other entries, each one,
+  a deleted one at its path in the parent (under a directory renamed in the same diff
+  that is the directory's old path), every other kind at its path in the child;
   also everything inside an added or deleted directory (the dump lists those one by
   one anyway). A new hard link to an existing file is an added path; removing one
   name of a file that keeps another is a deleted path.
@@ -34,15 +37,17 @@ What is reported, one ``Change`` per path, sorted by path:
   would cost a walk of the tree); entries under it that changed are reported at their
   new paths. ``modified`` is set when a renamed file also changed. The dump does not
   tell apart the names of a hard-linked file: when one of them moves and another goes,
-  the name btrfs linked from counts as moved (either reading gives the same tree).
+  the name btrfs linked from counts as moved (either reading gives the same tree), and
+  a change in place to such a file is reported under the one name the dump uses.
 * ``modified``: content (``update_extent``, ``write``, ``clone``, ``truncate``),
   mode, owner or extended attributes changed, or the entry was replaced by a new
   inode at the same path (an editor's save-by-rename, a file that became a
-  directory). Timestamps: btrfs sends ``utimes`` whenever an inode changed at all,
-  ctime included, so ``utimes`` alone counts only when a ``mtime_changed`` check says
-  the modification time really moved. For a directory, only when none of its
-  entries changed in this diff: a directory is never "modified" because files came
-  or went in it. The root directory is never reported.
+  directory; a directory replaced by a directory only when its mode or owner
+  differ). Timestamps: btrfs sends ``utimes`` whenever an inode changed at all,
+  ctime included, so ``utimes`` alone counts only when a ``metadata_changed`` check
+  finds the modification time really moved. A directory's times never count: a
+  directory is not "modified" because entries came or went in it (even ones that
+  came and went again, which the dump does not show). The root is never reported.
 """
 
 from __future__ import annotations
@@ -56,10 +61,11 @@ from pfs_volume.errors import StorageError
 
 ChangeKind = Literal["added", "modified", "deleted", "renamed"]
 
-MtimeChanged = Callable[[str, str], bool]
-"""``(path in the parent, path in the child) -> True`` when the modification time of
-that entry differs between the two snapshots (checked only for ``utimes``-only entries).
-"""
+MetadataChanged = Callable[[str, str], bool]
+"""``(path in the parent, path in the child) -> True`` when the entry's mode or owner
+differ between the two snapshots, or its modification time unless it is a directory.
+Asked only of entries the dump cannot decide alone (``utimes`` and nothing else; a
+directory deleted and made again), so it costs in proportion to the change."""
 
 HEADER_OPS = frozenset({"subvol", "snapshot"})
 FIELDLESS_OPS = frozenset({"mkfile", "mkdir", "mkfifo", "mksock", "unlink", "rmdir"})
@@ -230,6 +236,7 @@ class _Inode:
         self.existed = existed
         self.changed = False
         self.utimes = False
+        self.is_dir = False
         self.dropped_names: list[str] = []
         """Where its entries were in the parent, for the ones removed since."""
 
@@ -242,7 +249,8 @@ class _Entry:
     """A name in a directory, as far as the dump touched it.
 
     ``origin`` is the path the entry had in the parent snapshot, None for one made in
-    this diff. ``children`` holds only the entries touched; a name that is not there
+    this diff; ``origin_parent`` the directory it was in there (which may have moved
+    since). ``children`` holds only the entries touched; a name that is not there
     is untouched since the parent (in a directory that existed there) or absent. None
     marks a name whose entry went away.
     """
@@ -251,6 +259,7 @@ class _Entry:
     origin: str | None
     name: str = ""
     parent: _Entry | None = None
+    origin_parent: _Entry | None = None
     children: dict[str, _Entry | None] = field(default_factory=dict)
     entries_changed: bool = False
 
@@ -269,7 +278,7 @@ class _Tree:
             if child is _ABSENT:
                 if node.origin is None:
                     raise DumpFormatError(f"dump uses {path!r}, which does not exist")
-                child = _Entry(_Inode(existed=True), _join(node.origin, name), name, node)
+                child = _Entry(_Inode(existed=True), _join(node.origin, name), name, node, node)
                 node.children[name] = child
             if not isinstance(child, _Entry):
                 raise DumpFormatError(f"dump uses {path!r} after it went away")
@@ -299,13 +308,16 @@ class _Tree:
         if op in HEADER_OPS:
             return
         if op in CREATE_OPS:
-            self.attach(_Entry(_Inode(existed=False), None), path)
+            inode = _Inode(existed=False)
+            inode.is_dir = op == "mkdir"
+            self.attach(_Entry(inode, None), path)
         elif op == "rename":
             self.attach(self.detach(path), _required(record))
         elif op == "link":
             self.attach(_Entry(self.lookup(_required(record)).inode, None), path)
         elif op in ("unlink", "rmdir"):
             entry = self.detach(path)
+            entry.inode.is_dir = op == "rmdir"
             self.removed.append(entry)
             if entry.origin is not None:
                 entry.inode.dropped_names.append(entry.origin)
@@ -329,15 +341,15 @@ class _Tree:
 
 
 def changes_from_dump(
-    lines: Iterable[str], *, mtime_changed: MtimeChanged | None = None
+    lines: Iterable[str], *, metadata_changed: MetadataChanged | None = None
 ) -> list[Change]:
     """The changes a ``btrfs receive --dump`` listing describes, one per path.
 
     Args:
         lines: the dump of ``btrfs send --no-data [-p PARENT] CHILD``, line by line.
-        mtime_changed: tells whether an entry's modification time moved, for entries
-            whose only operation is ``utimes``. Without it such entries count as
-            unchanged (btrfs sends ``utimes`` for a ctime change alone).
+        metadata_changed: the check for entries that the dump alone cannot decide.
+            Without it they count as unchanged (btrfs sends ``utimes`` for a ctime
+            change alone).
     Returns:
         The changes, sorted by path (see the module's docstring for what is reported).
     Raises:
@@ -350,52 +362,77 @@ def changes_from_dump(
         tree.apply(record)
 
     found: dict[str, Change] = {}
+    slots: dict[tuple[_Entry, str], str] = {}
     relinked: list[tuple[str, _Entry]] = []
+    new_dirs: set[str] = set()
     for path, entry in tree.present():
+        assert entry.parent is not None
+        slots[(entry.parent, entry.name)] = path
         if entry.origin is None and entry.inode.existed:
             relinked.append((path, entry))
         elif entry.origin is None:
             found[path] = Change(path, "added")
-        elif _moved(entry):
-            moved = _is_modified(entry, entry.origin, path, mtime_changed)
-            found[path] = Change(path, "renamed", entry.origin, moved)
-        elif _is_modified(entry, entry.origin, path, mtime_changed):
-            found[path] = Change(path, "modified")
+            if entry.inode.is_dir:
+                new_dirs.add(path)
+        else:
+            moved = entry.parent is not entry.origin_parent or entry.name != _base(entry.origin)
+            _record(found, entry, entry.origin, path, metadata_changed, moved=moved)
     for path, entry in relinked:
         old = _take_dropped_name(entry.inode)
         if old is None:
             found[path] = Change(path, "added")
         else:
-            moved = _is_modified(entry, old, path, mtime_changed)
-            found[path] = Change(path, "renamed", old, moved)
+            _record(found, entry, old, path, metadata_changed, moved=old != path)
 
+    deleted: list[Change] = []
     for entry in tree.removed:
         if entry.origin is None or entry.origin not in entry.inode.dropped_names:
             continue  # made in this diff, or its name was taken up as a rename's source
-        there = found.get(entry.origin)
-        if there is None:
-            found[entry.origin] = Change(entry.origin, "deleted")
+        # What is now where the entry was (its directory may have moved since).
+        assert entry.origin_parent is not None
+        now = slots.get((entry.origin_parent, _base(entry.origin)))
+        there = found.get(now) if now is not None else None
+        if now is None or there is None:
+            deleted.append(Change(entry.origin, "deleted"))
+        elif there.kind == "added" and not (entry.inode.is_dir and now in new_dirs):
+            found[now] = Change(now, "modified")  # replaced by a new inode
         elif there.kind == "added":
-            found[entry.origin] = Change(entry.origin, "modified")
-    return sorted(found.values())
+            # A directory deleted and made again: the same directory, unless its mode
+            # or owner differ; its entries are reported one by one.
+            if metadata_changed is not None and metadata_changed(entry.origin, now):
+                found[now] = Change(now, "modified")
+            else:
+                del found[now]
+    return sorted([*found.values(), *deleted])
 
 
-def _moved(entry: _Entry) -> bool:
-    """Whether the entry itself moved: not where its parent's origin and its name say
-    (an entry inside a renamed directory moved only with it)."""
-    parent = entry.parent
-    return (
-        parent is None or parent.origin is None or _join(parent.origin, entry.name) != entry.origin
-    )
+def _record(
+    found: dict[str, Change],
+    entry: _Entry,
+    old: str,
+    path: str,
+    metadata_changed: MetadataChanged | None,
+    *,
+    moved: bool,
+) -> None:
+    """Report an entry that was in the parent at ``old`` and is now at ``path``;
+    ``moved`` when it moved itself, not only with a renamed directory."""
+    modified = _is_modified(entry, old, path, metadata_changed)
+    if moved and old != path:
+        found[path] = Change(path, "renamed", old, modified)
+    elif modified:
+        found[path] = Change(path, "modified")
 
 
-def _is_modified(entry: _Entry, old: str, new: str, mtime_changed: MtimeChanged | None) -> bool:
+def _is_modified(
+    entry: _Entry, old: str, new: str, metadata_changed: MetadataChanged | None
+) -> bool:
     """Whether an entry that was in the parent changed (besides moving)."""
     if entry.inode.changed:
         return True
-    if not entry.inode.utimes or entry.entries_changed or mtime_changed is None:
+    if not entry.inode.utimes or entry.entries_changed or metadata_changed is None:
         return False
-    return mtime_changed(old, new)
+    return metadata_changed(old, new)
 
 
 def _take_dropped_name(inode: _Inode) -> str | None:
@@ -407,6 +444,10 @@ def _required(record: DumpRecord) -> str:
     if record.dest is None:
         raise DumpFormatError(f"{record.op} of {record.path!r} has no dest")
     return record.dest
+
+
+def _base(path: str) -> str:
+    return path.rpartition("/")[2]
 
 
 def _components(path: str) -> list[str]:

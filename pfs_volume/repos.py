@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from pfs_volume.btrfs import BtrfsPool
+from pfs_volume.btrfs.changes import changes
+from pfs_volume.diff import Change
 from pfs_volume.errors import (
     Busy,
     Conflict,
@@ -449,6 +451,26 @@ class RepoService:
             path = self.commit_path(repo, commit_id)
             if self.pool.is_subvolume(path):
                 self.pool.delete_subvolume(path)
+
+    def diff(
+        self, repo: str, to: Ref, base: Ref | None = None
+    ) -> tuple[CommitRecord | None, CommitRecord, list[Change]]:
+        """What changed from ``base`` (default: the parent of ``to``) to ``to``, in time
+        proportional to the change. Returns (base commit or None, to commit, changes).
+
+        Raises:
+            NotFound: no such repo or commit, or one whose data was pruned.
+        """
+        new = self.require_data(self.resolve_commit(repo, to))
+        if base is not None:
+            old: CommitRecord | None = self.require_data(self.resolve_commit(repo, base))
+        else:
+            old = self.require_data(self.get_commit(repo, new.parent)) if new.parent else None
+        found = changes(
+            self.commit_path(repo, old.id) if old is not None else None,
+            self.commit_path(repo, new.id),
+        )
+        return old, new, found
 
     def require_data(self, commit: CommitRecord) -> CommitRecord:
         """The commit, if its data is still there.

@@ -133,6 +133,19 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
         report = repos.gc(repo, body.get("keep_last"), older)
         return {"pruned": report.pruned, "bytes_freed": report.bytes_freed}
 
+    @app.get("/v1/repos/<repo>/diff")
+    def diff(repo: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        base = request.args.get("from")
+        old, new, found = repos.diff(
+            repo, parse_ref(_required_arg("to")), parse_ref(base) if base else None
+        )
+        return {
+            "from": old.id if old is not None else None,
+            "to": new.id,
+            "changes": [asdict(change) for change in found],
+        }
+
     @app.get("/v1/repos/<repo>/export")
     def export(repo: str) -> ResponseReturnValue:
         check_component(repo, "repo")

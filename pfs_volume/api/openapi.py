@@ -202,6 +202,21 @@ PATHS: dict[str, dict[str, Any]] = {
             ),
         ),
     },
+    "/v1/repos/{repo}/diff": {
+        "get": _op(
+            "What changed between two commits",
+            _object(
+                **{
+                    "from": {**ID, "nullable": True},
+                    "to": ID,
+                    "changes": {"type": "array", "items": _ref("Change")},
+                }
+            ),
+            REPO,
+            _query("to", REF, required=True),
+            _query("from", REF),
+        ),
+    },
     "/v1/repos/{repo}/export": {
         "get": _op("The repo with its history as an export file", None, REPO),
     },
@@ -264,6 +279,12 @@ SCHEMAS: dict[str, Any] = {
         branch={**NAME, "nullable": True},
         commit={**ID, "nullable": True},
         created=TIME,
+    ),
+    "Change": _object(
+        path={"type": "string"},
+        kind={"type": "string", "enum": ["added", "modified", "deleted", "renamed"]},
+        old_path={"type": "string", "nullable": True},
+        modified={"type": "boolean"},
     ),
     "Entry": _object(
         name={"type": "string"},

@@ -9,7 +9,9 @@ child: the first commit's diff costs what that commit holds.
 The two processes are joined by a pipe, never a shell. Their stderr goes to temporary
 files (it is read only when they fail, and a file never fills up and blocks a process,
 as an unread pipe would); the listing is read as it comes, under one deadline for the
-whole run. ``pfs_volume.diff`` turns the listing into changes.
+whole run. ``receive --dump`` stops at the stream's end command, so ``send`` may die of
+SIGPIPE after a complete stream: that is not an error. ``pfs_volume.diff`` turns the
+listing into changes.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ from __future__ import annotations
 import logging
 import os
 import selectors
+import signal
+import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import IO
 
 from pfs_volume.btrfs.command import BtrfsCommandError
-from pfs_volume.diff import Change, MtimeChanged, changes_from_dump
+from pfs_volume.diff import Change, MetadataChanged, changes_from_dump
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +37,10 @@ BTRFS = "btrfs"
 CHANGES_TIMEOUT = 600.0
 """Seconds one listing may take, both processes together (a large change is slow)."""
 READ_SIZE = 64 * 1024
-DUMP_ENVIRONMENT = {**os.environ, "LC_ALL": "C"}
-"""receive --dump escapes what the C library calls unprintable: fix the locale."""
-
-
 DUMP_COMMAND = [BTRFS, "receive", "--dump"]
 
 
-def send_command(parent: Path | None, child: Path) -> list[str]:
+def _send_command(parent: Path | None, child: Path) -> list[str]:
     """The ``btrfs send`` half of the pipeline (global ``-q``: stderr holds only errors)."""
     relative_to = ["-p", str(parent)] if parent is not None else []
     return [BTRFS, "-q", "send", "--no-data", *relative_to, str(child)]
@@ -48,7 +48,7 @@ def send_command(parent: Path | None, child: Path) -> list[str]:
 
 def dump_lines(
     parent: Path | None, child: Path, *, timeout: float = CHANGES_TIMEOUT
-) -> Iterator[str]:
+) -> Generator[str, None, None]:
     """Yield the ``btrfs receive --dump`` listing of what turns ``parent`` into ``child``.
 
     The processes run while the caller iterates; leaving the loop early (or an error)
@@ -65,7 +65,7 @@ def dump_lines(
         BtrfsCommandError: when either command fails (both stderrs are in the
             message), cannot be started, or the listing takes longer than ``timeout``.
     """
-    send_args = send_command(parent, child)
+    send_args = _send_command(parent, child)
     shown = [*send_args, "|", *DUMP_COMMAND]
     deadline = time.monotonic() + timeout
     log.debug("running %s", shown)
@@ -83,7 +83,8 @@ def dump_lines(
                 stdin=sender.stdout,
                 stdout=subprocess.PIPE,
                 stderr=dump_err,
-                env=DUMP_ENVIRONMENT,
+                # It escapes what the C library calls unprintable: fix the locale.
+                env={**os.environ, "LC_ALL": "C"},
             )
         except OSError as exc:
             _stop(sender)
@@ -103,17 +104,23 @@ def dump_lines(
             for process in (dumper, sender):
                 _stop(process)
             dumper.stdout.close()
-        if sender.returncode != 0 or dumper.returncode != 0:
+        failed = [
+            (what, process, err)
+            for what, process, err in (
+                ("send", sender, send_err),
+                ("receive --dump", dumper, dump_err),
+            )
+            if process.returncode != 0
+        ]
+        # receive --dump exits as soon as it reads the stream's end command, and send's
+        # last splice(2) then meets a pipe with no reader: SIGPIPE after a whole
+        # stream. (send still holds the pipe open, so receive did not stop at EOF.)
+        if failed and not (dumper.returncode == 0 and sender.returncode == -signal.SIGPIPE):
             stderr = "; ".join(
                 f"{what}: {_read(err) or f'exit {process.returncode}'}"
-                for what, process, err in (
-                    ("send", sender, send_err),
-                    ("receive --dump", dumper, dump_err),
-                )
-                if process.returncode != 0
+                for what, process, err in failed
             )
-            returncode = sender.returncode or dumper.returncode
-            raise BtrfsCommandError(shown, returncode, stderr)
+            raise BtrfsCommandError(shown, failed[0][1].returncode, stderr)
     if unfinished:
         yield unfinished
 
@@ -123,7 +130,7 @@ def changes(parent: Path | None, child: Path, *, timeout: float = CHANGES_TIMEOU
 
     Costs time in proportion to the change: the listing, plus one ``lstat`` in each
     snapshot for every entry whose only change is its times (to tell a real mtime
-    change from a ctime-only one).
+    change from a ctime-only one) or that is a directory deleted and made again.
 
     Args:
         parent: the older read-only snapshot, or None for "everything in ``child``
@@ -137,20 +144,23 @@ def changes(parent: Path | None, child: Path, *, timeout: float = CHANGES_TIMEOU
         DumpFormatError: when the listing cannot be followed.
     """
     lines = dump_lines(parent, child, timeout=timeout)
-    check = _mtime_check(parent, child) if parent is not None else None
-    return changes_from_dump(lines, mtime_changed=check)
+    check = _metadata_check(parent, child) if parent is not None else None
+    return changes_from_dump(lines, metadata_changed=check)
 
 
-def _mtime_check(parent: Path, child: Path) -> MtimeChanged:
-    def mtime_changed(old_path: str, new_path: str) -> bool:
+def _metadata_check(parent: Path, child: Path) -> MetadataChanged:
+    def metadata_changed(old_path: str, new_path: str) -> bool:
         try:
-            before = os.lstat(parent / old_path).st_mtime_ns
-            after = os.lstat(child / new_path).st_mtime_ns
+            before = os.lstat(parent / old_path)
+            after = os.lstat(child / new_path)
         except OSError:
             return True
-        return before != after
+        # A directory's mtime moves whenever an entry comes or goes: never counted.
+        times = not stat.S_ISDIR(after.st_mode) and before.st_mtime_ns != after.st_mtime_ns
+        owner = (before.st_mode, before.st_uid, before.st_gid)
+        return times or owner != (after.st_mode, after.st_uid, after.st_gid)
 
-    return mtime_changed
+    return metadata_changed
 
 
 def _lines(

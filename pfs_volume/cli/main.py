@@ -484,6 +484,32 @@ def mount_release(mount_id: str, as_json: bool) -> None:
         click.echo(f"released mount {result['released']}")
 
 
+@main.command("diff")
+@click.argument("first", metavar="REPO@A")
+@click.argument("second", metavar="[REPO@B]", required=False)
+@json_option
+@reports_errors
+def diff(first: str, second: str | None, as_json: bool) -> None:
+    """What changed from A to B, or in A (against its parent) when B is not given."""
+    repo_name, ref_a = parse_repo_ref(first)
+    params: dict[str, str] = {"to": str(ref_a)}
+    if second is not None:
+        other_repo, ref_b = parse_repo_ref(second)
+        if other_repo != repo_name:
+            raise click.UsageError("both refs must name the same repo")
+        params = {"from": str(ref_a), "to": str(ref_b)}
+    result = _client().get(f"/v1/repos/{_segment(repo_name)}/diff", **params)
+    if as_json:
+        _print_json(result)
+        return
+    marks = {"added": "A", "modified": "M", "deleted": "D", "renamed": "R"}
+    for change in result["changes"]:
+        where = change["path"]
+        if change["kind"] == "renamed":
+            where = f"{change['old_path']} -> {where}"
+        click.echo(f"{marks[change['kind']]}  {where}")
+
+
 @main.command("gc")
 @click.argument("repo_name", metavar="REPO")
 @click.option("--keep-last", type=click.IntRange(min=0), help="Keep the N newest commits.")

@@ -68,3 +68,22 @@ def api_http(
     request: pytest.FixtureRequest, repos: RepoService, volumes: VolumeService, tmp_path: Path
 ) -> Iterator[Transport]:
     yield from _transport(request, create_api_app(repos, volumes), tmp_path, "api")
+
+
+@pytest.fixture
+def api_socket(repos: RepoService, volumes: VolumeService, tmp_path: Path) -> Iterator[str]:
+    """Three commits (photos: a, then b on master; c on dev) served on a real API socket."""
+    for mount_id, name, file in [
+        ("m1", "pfs/photos", "a"),
+        ("m2", "pfs/photos", "b"),
+        ("m3", "pfs/photos/dev", "c"),
+    ]:
+        path = volumes.mount(name, mount_id)
+        (path / file).write_text(file)
+        volumes.unmount(name, mount_id)
+    server = UnixSocketServer(create_api_app(repos, volumes), tmp_path / "api.sock", "api")
+    server.start()
+    try:
+        yield str(server.path)
+    finally:
+        server.stop()

@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
-from pfs_volume.api import create_api_app
 from pfs_volume.cli.main import main
-from pfs_volume.repos import RepoService
-from pfs_volume.transport import UnixSocketServer
 from pfs_volume.volumes import VolumeService
-
-
-@pytest.fixture
-def api_socket(repos: RepoService, volumes: VolumeService, tmp_path: Path) -> Iterator[str]:
-    for mount_id, name, file in [
-        ("m1", "pfs/photos", "a"),
-        ("m2", "pfs/photos", "b"),
-        ("m3", "pfs/photos/dev", "c"),
-    ]:
-        path = volumes.mount(name, mount_id)
-        (path / file).write_text(file)
-        volumes.unmount(name, mount_id)
-    server = UnixSocketServer(create_api_app(repos, volumes), tmp_path / "api.sock", "api")
-    server.start()
-    try:
-        yield str(server.path)
-    finally:
-        server.stop()
 
 
 def pfs(api: str, *args: str) -> tuple[int, str, str]:
