@@ -106,28 +106,14 @@ class SqliteStore(MetadataStore):
 
     def create_repo(self, repo: RepoRecord, default_branch: BranchRecord) -> None:
         with self._write() as db:
-            if db.execute("SELECT 1 FROM repos WHERE name=?", (repo.name,)).fetchone():
-                raise Conflict(f"repo {repo.name!r} exists already")
-            if db.execute("SELECT 1 FROM deleted_repos WHERE name=?", (repo.name,)).fetchone():
-                raise Conflict(f"repo {repo.name!r} is still being deleted")
-            db.execute(
-                "INSERT INTO repos VALUES (?,?,?)",
-                (repo.name, repo.created.isoformat(), repo.description),
-            )
+            self._insert_repo(db, repo)
             self._insert_branch(db, default_branch)
 
     def import_repo(
         self, repo: RepoRecord, branches: list[BranchRecord], commits: list[CommitRecord]
     ) -> None:
         with self._write() as db:
-            if db.execute("SELECT 1 FROM repos WHERE name=?", (repo.name,)).fetchone():
-                raise Conflict(f"repo {repo.name!r} exists already")
-            if db.execute("SELECT 1 FROM deleted_repos WHERE name=?", (repo.name,)).fetchone():
-                raise Conflict(f"repo {repo.name!r} is still being deleted")
-            db.execute(
-                "INSERT INTO repos VALUES (?,?,?)",
-                (repo.name, repo.created.isoformat(), repo.description),
-            )
+            self._insert_repo(db, repo)
             db.executemany(
                 f"INSERT INTO commits ({_COMMIT_COLUMNS}, pruned) VALUES (?,?,?,?,?,?,?,?)",
                 [
@@ -179,6 +165,17 @@ class SqliteStore(MetadataStore):
             if exists:
                 raise Conflict(f"branch {branch.repo}/{branch.name} exists already")
             self._insert_branch(db, branch)
+
+    @staticmethod
+    def _insert_repo(db: sqlite3.Connection, repo: RepoRecord) -> None:
+        if db.execute("SELECT 1 FROM repos WHERE name=?", (repo.name,)).fetchone():
+            raise Conflict(f"repo {repo.name!r} exists already")
+        if db.execute("SELECT 1 FROM deleted_repos WHERE name=?", (repo.name,)).fetchone():
+            raise Conflict(f"repo {repo.name!r} is still being deleted")
+        db.execute(
+            "INSERT INTO repos VALUES (?,?,?)",
+            (repo.name, repo.created.isoformat(), repo.description),
+        )
 
     @staticmethod
     def _insert_branch(db: sqlite3.Connection, branch: BranchRecord) -> None:
