@@ -22,6 +22,7 @@ from pfs_volume.api.serialize import (
 from pfs_volume.config import parse_duration
 from pfs_volume.errors import InvalidRequest, PfsError
 from pfs_volume.files import FileService
+from pfs_volume.history import HistoryService
 from pfs_volume.names import DEFAULT_BRANCH, check_component, parse_ref
 from pfs_volume.repos import RepoService
 from pfs_volume.transfer import export_repo, import_repo
@@ -36,6 +37,7 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
     """Build the flask app of the pfs HTTP API over the repo and volume services."""
     app = Flask("pfs-api")
     files = FileService(repos)
+    history = HistoryService(repos)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     @app.errorhandler(PfsError)
@@ -132,6 +134,13 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
         older = parse_duration(body["older_than"]) if "older_than" in body else None
         report = repos.gc(repo, body.get("keep_last"), older)
         return {"pruned": report.pruned, "bytes_freed": report.bytes_freed}
+
+    @app.post("/v1/repos/<repo>/branches/<branch>/revert")
+    def revert(repo: str, branch: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        check_component(branch, "branch")
+        ref = parse_ref(_body({"commit": str})["commit"])
+        return {"commit": commit_json(history.revert(repo, branch, ref))}
 
     @app.get("/v1/repos/<repo>/diff")
     def diff(repo: str) -> ResponseReturnValue:

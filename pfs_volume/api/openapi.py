@@ -123,6 +123,15 @@ PATHS: dict[str, dict[str, Any]] = {
             body=_json_body({"message": {"type": "string"}}, []),
         ),
     },
+    "/v1/repos/{repo}/branches/{branch}/revert": {
+        "post": _op(
+            "Undo a commit with a new commit",
+            COMMIT_OUT,
+            REPO,
+            BRANCH,
+            body=_json_body({"commit": REF}, ["commit"]),
+        ),
+    },
     "/v1/repos/{repo}/branches/{branch}/files": {
         "put": {
             **_op(

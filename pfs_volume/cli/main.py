@@ -510,6 +510,20 @@ def diff(first: str, second: str | None, as_json: bool) -> None:
         click.echo(f"{marks[change['kind']]}  {where}")
 
 
+@main.command("revert")
+@click.argument("target", metavar="REPO/BRANCH")
+@click.argument("commit_ref", metavar="COMMIT")
+@json_option
+@reports_errors
+def revert(target: str, commit_ref: str, as_json: bool) -> None:
+    """Make a new commit on a branch that undoes COMMIT's changes."""
+    repo_name, name = _repo_and_branch(target)
+    result = _client().request(
+        "POST", _branch_url(repo_name, name, "revert"), json={"commit": str(parse_ref(commit_ref))}
+    )
+    _print_commit(result["commit"], as_json)
+
+
 @main.command("gc")
 @click.argument("repo_name", metavar="REPO")
 @click.option("--keep-last", type=click.IntRange(min=0), help="Keep the N newest commits.")
