@@ -142,6 +142,19 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
         ref = parse_ref(_body({"commit": str})["commit"])
         return {"commit": commit_json(history.revert(repo, branch, ref))}
 
+    @app.post("/v1/repos/<repo>/branches/<branch>/merge")
+    def merge(repo: str, branch: str) -> ResponseReturnValue:
+        check_component(repo, "repo")
+        check_component(branch, "branch")
+        body = _body({"from": str}, {"strategy": str})
+        source = check_component(body["from"], "branch")
+        result = history.merge(repo, source, branch, body.get("strategy"))
+        return {
+            "outcome": result.outcome,
+            "head": result.head,
+            "commit": commit_json(result.commit) if result.commit else None,
+        }
+
     @app.get("/v1/repos/<repo>/diff")
     def diff(repo: str) -> ResponseReturnValue:
         check_component(repo, "repo")

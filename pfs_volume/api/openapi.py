@@ -132,6 +132,19 @@ PATHS: dict[str, dict[str, Any]] = {
             body=_json_body({"commit": REF}, ["commit"]),
         ),
     },
+    "/v1/repos/{repo}/branches/{branch}/merge": {
+        "post": _op(
+            "Merge another branch into this one",
+            _object(
+                outcome={"type": "string"}, head=ID, commit={**_ref("Commit"), "nullable": True}
+            ),
+            REPO,
+            BRANCH,
+            body=_json_body(
+                {"from": NAME, "strategy": {"type": "string", "enum": ["ours", "theirs"]}}, ["from"]
+            ),
+        ),
+    },
     "/v1/repos/{repo}/branches/{branch}/files": {
         "put": {
             **_op(

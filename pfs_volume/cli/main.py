@@ -524,6 +524,27 @@ def revert(target: str, commit_ref: str, as_json: bool) -> None:
     _print_commit(result["commit"], as_json)
 
 
+@main.command("merge")
+@click.argument("source", metavar="REPO/SRC")
+@click.option("--into", "target", required=True, metavar="DST", help="The branch to merge into.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["ours", "theirs"]),
+    help="Settle every conflict: keep DST's version (ours) or SRC's (theirs).",
+)
+@json_option
+@reports_errors
+def merge(source: str, target: str, strategy: str | None, as_json: bool) -> None:
+    """Merge branch SRC into DST: fast-forward when possible, else file by file."""
+    repo_name, name = _repo_and_branch(source)
+    body = {"from": name, **({"strategy": strategy} if strategy else {})}
+    result = _client().request("POST", _branch_url(repo_name, target, "merge"), json=body)
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"{result['outcome']}: {repo_name}/{target} is at {short_id(result['head'])}")
+
+
 @main.command("gc")
 @click.argument("repo_name", metavar="REPO")
 @click.option("--keep-last", type=click.IntRange(min=0), help="Keep the N newest commits.")
