@@ -14,6 +14,7 @@ whatever a crash interrupted; it never deletes a working copy.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shutil
 import threading
@@ -63,6 +64,8 @@ class RepoSummary:
     branches: list[BranchRecord]
     commit_count: int
     mounts: list[MountRecord]
+    size: int
+    """Bytes the repo uses on disk, data shared between its commits counted once."""
 
 
 @dataclass(frozen=True)
@@ -235,7 +238,17 @@ class RepoService:
             branches=self.store.list_branches(name),
             commit_count=self.store.count_commits(name),
             mounts=self.store.list_mounts(name),
+            size=self.pool.disk_usage(self.repo_dir(name)),
         )
+
+    def commit_details(self, repo: str, ref: Ref) -> tuple[CommitRecord, int | None, int | None]:
+        """A commit with the bytes its files hold and how many paths it changed (None for
+        a pruned commit)."""
+        commit = self.resolve_commit(repo, ref)
+        if commit.pruned:
+            return commit, None, None
+        size = _apparent_size(self.commit_path(repo, commit.id))
+        return commit, size, len(self.diff(repo, Ref(commit.id))[2])
 
     def delete_repo(self, name: str) -> None:
         """Delete a repo with all its branches, commits and data.
@@ -712,3 +725,12 @@ class RepoService:
             )
             if redone is not None:
                 report.redone.append(redone.id)
+
+
+def _apparent_size(root: Path) -> int:
+    """Bytes the files under ``root`` hold (links counted as links, not followed)."""
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            total += os.lstat(os.path.join(folder, name)).st_size
+    return total

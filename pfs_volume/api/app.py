@@ -233,7 +233,8 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
     @app.get("/v1/repos/<repo>/commits/<ref>")
     def inspect_commit(repo: str, ref: str) -> ResponseReturnValue:
         check_component(repo, "repo")
-        return commit_json(repos.resolve_commit(repo, parse_ref(ref)))
+        commit, size, changed = repos.commit_details(repo, parse_ref(ref))
+        return {**commit_json(commit), "size": size, "files_changed": changed}
 
     return app
 

@@ -182,7 +182,20 @@ PATHS: dict[str, dict[str, Any]] = {
         ),
     },
     "/v1/repos/{repo}/commits/{ref}": {
-        "get": _op("Inspect a commit", _ref("Commit"), REPO, COMMIT_REF),
+        "get": _op(
+            "Inspect a commit",
+            {
+                "allOf": [
+                    _ref("Commit"),
+                    _object(
+                        size={"type": "integer", "nullable": True},
+                        files_changed={"type": "integer", "nullable": True},
+                    ),
+                ]
+            },
+            REPO,
+            COMMIT_REF,
+        ),
     },
     "/v1/repos/{repo}/commits/{ref}/files": {
         "get": _op(
@@ -281,6 +294,7 @@ SCHEMAS: dict[str, Any] = {
         description={"type": "string"},
         branches={"type": "array", "items": _ref("Branch")},
         commit_count={"type": "integer"},
+        size={"type": "integer"},
         mounts={"type": "array", "items": _ref("Mount")},
     ),
     "Branch": _object(repo=NAME, name=NAME, head={**ID, "nullable": True}, created=TIME),

@@ -47,6 +47,7 @@ def summary_json(summary: RepoSummary) -> dict[str, Any]:
         **repo_json(summary.repo),
         "branches": [branch_json(b) for b in summary.branches],
         "commit_count": summary.commit_count,
+        "size": summary.size,
         "mounts": [mount_json(m) for m in summary.mounts],
     }
 

@@ -73,6 +73,14 @@ class BtrfsPool:
                     children.remove(child)
         return found
 
+    def disk_usage(self, path: Path) -> int:
+        """Bytes of data extents used under ``path``, shared extents counted once, from
+        ``btrfs filesystem du`` (no qgroups needed). Small files stored inline in the
+        metadata are not counted."""
+        last = run_command([BTRFS, "filesystem", "du", "-s", "--raw", str(path)]).splitlines()[-1]
+        _total, exclusive, shared = (int(field) for field in last.split()[:3])
+        return exclusive + shared
+
     def free_bytes(self) -> int:
         """Bytes free in the pool, once deleted subvolumes are really gone."""
         # The cleaner removes deleted subvolumes only after a commit, and what it frees

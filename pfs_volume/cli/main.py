@@ -251,6 +251,7 @@ def repo_inspect(name: str, as_json: bool) -> None:
     click.echo(f"Repo:     {info['name']}")
     click.echo(f"Created:  {when(info['created'])}")
     click.echo(f"Commits:  {info['commit_count']}")
+    click.echo(f"Size:     {info['size'] / 1024**2:,.1f} MiB on disk")
     click.echo(f"Mounts:   {len(info['mounts'])}")
     click.echo("")
     click.echo(
@@ -434,8 +435,20 @@ def commit_inspect(target: str, as_json: bool) -> None:
     if as_json:
         _print_json(info)
         return
-    for key in ("id", "parent", "repo", "branch", "created", "origin", "message"):
-        click.echo(f"{key.capitalize() + ':':9} {info[key] if info[key] is not None else '-'}")
+    for key in (
+        "id",
+        "parent",
+        "repo",
+        "branch",
+        "created",
+        "origin",
+        "message",
+        "size",
+        "files_changed",
+        "pruned",
+    ):
+        label = key.replace("_", " ").capitalize() + ":"
+        click.echo(f"{label:9} {info[key] if info[key] is not None else '-'}")
 
 
 @main.group()

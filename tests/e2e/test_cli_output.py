@@ -46,7 +46,11 @@ def test_log_and_commit_inspect_describe_auto_commits(user: DockerUser) -> None:
     assert user.node.cli_json("log", "photos", "--limit", "1") == [newest]
     assert user.node.cli_json("log", f"photos@{oldest['id'][:8]}") == [oldest]
 
-    inspect = user.node.cli_json
+    def inspect(*args: str) -> dict[str, object]:
+        shown = dict(user.node.cli_json(*args))
+        assert isinstance(shown.pop("size"), int) and isinstance(shown.pop("files_changed"), int)
+        return shown
+
     assert inspect("commit", "inspect", "photos@master") == newest
     assert inspect("commit", "inspect", "photos@master~1") == oldest
     assert inspect("commit", "inspect", f"photos@{oldest['id']}") == oldest

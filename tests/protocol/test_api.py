@@ -57,9 +57,10 @@ def test_repos_branches_log_and_commits(api_http: Transport, history: VolumeServ
     )
     assert [c["id"] for c in body["commits"]] == [heads["dev"]]
     status, one, _ = api_http.request("GET", "/v1/repos/photos/commits/master~1")
-    assert status == 200 and one == log[1]
+    assert status == 200 and {k: one[k] for k in log[1]} == log[1]
+    assert (one["size"], one["files_changed"]) == (1, 1)  # the first commit: file a, 1 byte
     status, one, _ = api_http.request("GET", f"/v1/repos/photos/commits/{log[0]['id'][:7]}")
-    assert one == log[0]
+    assert one == {**log[0], "size": 2, "files_changed": 1}  # files a and b; b is new
 
 
 @pytest.mark.parametrize(
