@@ -84,7 +84,8 @@ def _export_stream(
             continue
         base = repos.commit_path(name, entry["base"]) if entry["base"] else None
         for chunk in streams.send(repos.commit_path(name, entry["id"]), base):
-            yield FRAME.pack(len(chunk)) + chunk
+            yield FRAME.pack(len(chunk))
+            yield chunk
         yield FRAME.pack(0)
     log.info("repo=%s exported %d commit(s)", name, len(entries))
 

@@ -6,9 +6,12 @@ an interrupted receive leaves a writable partial subvolume, which is deleted.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 from pfs_volume.btrfs import ioctl
 from pfs_volume.btrfs.command import BtrfsCommandError
@@ -17,6 +20,15 @@ from pfs_volume.errors import StorageError
 
 CHUNK = 1024 * 1024
 STREAM_TIMEOUT = 3600.0
+PIPE_SIZE = 1024 * 1024
+"""Bytes a pipe to or from btrfs holds: the default 64 KiB costs a context switch per
+64 KiB, about a fifth of the throughput of a bare ``btrfs send | btrfs receive``."""
+
+
+def _widen(pipe: IO[bytes]) -> None:
+    # Above /proc/sys/fs/pipe-max-size this fails, and the default size still works.
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
 
 
 def send(snapshot: Path, parent: Path | None = None) -> Iterator[bytes]:
@@ -31,6 +43,7 @@ def send(snapshot: Path, parent: Path | None = None) -> Iterator[bytes]:
     args.append(str(snapshot))
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None
+    _widen(process.stdout)
     try:
         while chunk := process.stdout.read(CHUNK):
             yield chunk
@@ -58,6 +71,7 @@ def receive(chunks: Iterable[bytes], into: Path) -> Path:
         args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     assert process.stdin is not None and process.stderr is not None
+    _widen(process.stdin)
     try:
         for chunk in chunks:
             process.stdin.write(chunk)
