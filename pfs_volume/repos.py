@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -266,12 +265,7 @@ class RepoService:
                     f"repo {name!r} is mounted by {len(mounts)} container(s) through "
                     f"{', '.join(volumes)}; stop them first"
                 )
-            dirty = [
-                b.name
-                for b in self.store.list_branches(name)
-                if self.is_working_copy(name, b.name)
-                and self.pool.changed_since(self.branch_path(name, b.name), b.clean_generation)
-            ]
+            dirty = [b.name for b in self.store.list_branches(name) if self._is_dirty(b)]
             if dirty:
                 raise Conflict(
                     f"repo {name!r} has changes no commit holds, in the working copy of "
@@ -284,13 +278,8 @@ class RepoService:
     def _finish_delete(self, name: str) -> None:
         """Delete the data of a repo whose records are gone, then its tombstone."""
         top = self.repo_dir(name)
-        for sub in ("branches", "commits"):
-            folder = top / sub
-            if folder.is_dir():
-                for child in folder.iterdir():
-                    if self.pool.is_subvolume(child):
-                        self.pool.delete_subvolume(child)
-        shutil.rmtree(top, ignore_errors=True)
+        if top.exists():
+            self.pool.delete_tree(top)
         self.store.forget_deleted_repo(name)
 
     # branches
@@ -412,13 +401,18 @@ class RepoService:
                 f"cannot {verb} branch {repo}/{branch}: {len(mounts)} container(s) have it "
                 "mounted; stop them first"
             )
-        record = self.get_branch(repo, branch)
-        path = self.branch_path(repo, branch)
-        if self.pool.is_subvolume(path) and self.pool.changed_since(path, record.clean_generation):
+        if self._is_dirty(self.get_branch(repo, branch)):
             raise Conflict(
                 f"cannot {verb} branch {repo}/{branch}: its working copy holds changes no "
                 "commit holds; commit them first (pfs commit)"
             )
+
+    def _is_dirty(self, branch: BranchRecord) -> bool:
+        """True when the branch's working copy holds changes no commit holds."""
+        path = self.branch_path(branch.repo, branch.name)
+        return self.pool.is_subvolume(path) and self.pool.changed_since(
+            path, branch.clean_generation
+        )
 
     def gc(
         self,

@@ -40,6 +40,13 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
     history = HistoryService(repos)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
+    @app.url_value_preprocessor
+    def check_names(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+        """Every route's <repo> and <branch> follow the grammar, checked here once."""
+        for key in ("repo", "branch"):
+            if values and key in values:
+                check_component(values[key], key)
+
     @app.errorhandler(PfsError)
     def pfs_error(exc: PfsError) -> ResponseReturnValue:
         return _error(exc.code, str(exc), exc.status)
@@ -74,60 +81,48 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
 
     @app.get("/v1/repos/<repo>")
     def inspect_repo(repo: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
         return summary_json(repos.summary(repo))
 
     @app.delete("/v1/repos/<repo>")
     def delete_repo(repo: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
         repos.delete_repo(repo)
         return {"deleted": repo}
 
     @app.get("/v1/repos/<repo>/branches")
     def list_branches(repo: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
         return {"branches": [branch_json(b) for b in repos.list_branches(repo)]}
 
     @app.post("/v1/repos/<repo>/branches")
     def create_branch(repo: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
         body = _body({"name": str}, {"from": str})
         start = parse_ref(body["from"]) if "from" in body else None
         return branch_json(repos.create_branch(repo, body["name"], start)), 201
 
     @app.delete("/v1/repos/<repo>/branches/<branch>")
     def delete_branch(repo: str, branch: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
-        check_component(branch, "branch")
         repos.delete_branch(repo, branch)
         return {"deleted": f"{repo}/{branch}"}
 
     @app.post("/v1/repos/<repo>/branches/<branch>/reset")
     def reset_branch(repo: str, branch: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
-        check_component(branch, "branch")
         ref = parse_ref(_body({"ref": str})["ref"])
         old_head, record = repos.reset_branch(repo, branch, ref)
         return {**branch_json(record), "old_head": old_head}
 
     @app.post("/v1/repos/<repo>/branches/<branch>/commit")
     def commit_branch(repo: str, branch: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
-        check_component(branch, "branch")
         message = _body({}, {"message": str}).get("message", "")
         made = repos.commit_working_copy(repo, branch, message or "commit", origin="api")
         return {"commit": commit_json(made) if made else None}
 
     @app.get("/v1/repos/<repo>/log")
     def log_(repo: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
         ref = parse_ref(request.args.get("ref", DEFAULT_BRANCH))
         commits = repos.log(repo, ref, _limit(request.args.get("limit")))
         return {"commits": [commit_json(c) for c in commits]}
 
     @app.post("/v1/repos/<repo>/gc")
     def gc(repo: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
         body = _body({}, {"keep_last": int, "older_than": str})
         if isinstance(body.get("keep_last"), bool):
             raise InvalidRequest("field keep_last must be an int, not bool")
@@ -137,15 +132,11 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
 
     @app.post("/v1/repos/<repo>/branches/<branch>/revert")
     def revert(repo: str, branch: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
-        check_component(branch, "branch")
         ref = parse_ref(_body({"commit": str})["commit"])
         return {"commit": commit_json(history.revert(repo, branch, ref))}
 
     @app.post("/v1/repos/<repo>/branches/<branch>/merge")
     def merge(repo: str, branch: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
-        check_component(branch, "branch")
         body = _body({"from": str}, {"strategy": str})
         source = check_component(body["from"], "branch")
         result = history.merge(repo, source, branch, body.get("strategy"))
@@ -157,7 +148,6 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
 
     @app.get("/v1/repos/<repo>/diff")
     def diff(repo: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
         base = request.args.get("from")
         old, new, found = repos.diff(
             repo, parse_ref(_required_arg("to")), parse_ref(base) if base else None
@@ -170,7 +160,6 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
 
     @app.get("/v1/repos/<repo>/export")
     def export(repo: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
         return Response(export_repo(repos, repo), mimetype="application/octet-stream")
 
     @app.post("/v1/imports")
@@ -189,26 +178,21 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
 
     @app.get("/v1/repos/<repo>/commits/<ref>/files")
     def list_files(repo: str, ref: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
         entries = files.list(repo, parse_ref(ref), request.args.get("path", ""))
         return {"entries": [asdict(e) for e in entries]}
 
     @app.get("/v1/repos/<repo>/commits/<ref>/content")
     def file_content(repo: str, ref: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
         handle = files.open(repo, parse_ref(ref), _required_arg("path"))
         return send_file(handle, mimetype="application/octet-stream")
 
     @app.get("/v1/repos/<repo>/commits/<ref>/tar")
     def file_tar(repo: str, ref: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
         chunks = files.tar(repo, parse_ref(ref), request.args.get("path", ""))
         return Response(chunks, mimetype="application/x-tar")
 
     @app.put("/v1/repos/<repo>/branches/<branch>/files")
     def put_file(repo: str, branch: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
-        check_component(branch, "branch")
         made = files.put(
             repo, branch, _required_arg("path"), request.stream, request.args.get("message", "")
         )
@@ -216,8 +200,6 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
 
     @app.delete("/v1/repos/<repo>/branches/<branch>/files")
     def remove_file(repo: str, branch: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
-        check_component(branch, "branch")
         recursive = request.args.get("recursive", "false")
         if recursive not in ("true", "false"):
             raise InvalidRequest(f"recursive must be true or false, not {recursive!r}")
@@ -232,7 +214,6 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
 
     @app.get("/v1/repos/<repo>/commits/<ref>")
     def inspect_commit(repo: str, ref: str) -> ResponseReturnValue:
-        check_component(repo, "repo")
         commit, size, changed = repos.commit_details(repo, parse_ref(ref))
         return {**commit_json(commit), "size": size, "files_changed": changed}
 

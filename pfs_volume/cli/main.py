@@ -61,6 +61,14 @@ def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2))
 
 
+def _show(value: Any, as_json: bool, text: str) -> None:
+    """Print ``value`` as JSON with --json, else the line ``text``."""
+    if as_json:
+        _print_json(value)
+    else:
+        click.echo(text)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--api",
@@ -150,10 +158,7 @@ def repo() -> None:
 def repo_create(name: str, description: str, as_json: bool) -> None:
     """Create an empty repo (mounting a volume of a new repo does this too)."""
     result = _client().request("POST", "/v1/repos", json={"name": name, "description": description})
-    if as_json:
-        _print_json(result)
-    else:
-        click.echo(f"created repo {result['name']}")
+    _show(result, as_json, f"created repo {result['name']}")
 
 
 @repo.command("export")
@@ -199,10 +204,7 @@ def repo_import(source: Path, name: str | None, as_json: bool) -> None:
         reader = _Progress(raw, bar.update)
         response = _client().stream("POST", "/v1/imports", data=reader, **{"as": name})
     result = response.json()
-    if as_json:
-        _print_json(result)
-    else:
-        click.echo(f"imported repo {result['name']}")
+    _show(result, as_json, f"imported repo {result['name']}")
 
 
 class _Progress(io.RawIOBase):
@@ -271,10 +273,7 @@ def repo_delete(name: str, yes: bool, as_json: bool) -> None:
             raise click.UsageError("deleting a repo needs --yes when not run on a terminal")
         click.confirm(f"Delete repo {name} with all its commits and data?", abort=True)
     result = _client().delete(f"/v1/repos/{_segment(name)}")
-    if as_json:
-        _print_json(result)
-    else:
-        click.echo(f"deleted repo {result['deleted']}")
+    _show(result, as_json, f"deleted repo {result['deleted']}")
 
 
 @main.group()
@@ -296,10 +295,7 @@ def branch_create(target: str, start: str | None, as_json: bool) -> None:
     if start is not None:
         body["from"] = str(parse_ref(start))
     result = _client().request("POST", f"/v1/repos/{_segment(repo_name)}/branches", json=body)
-    if as_json:
-        _print_json(result)
-    else:
-        click.echo(f"created branch {repo_name}/{name} at {short_id(result['head'])}")
+    _show(result, as_json, f"created branch {repo_name}/{name} at {short_id(result['head'])}")
 
 
 @branch.command("delete")
@@ -310,10 +306,7 @@ def branch_delete(target: str, as_json: bool) -> None:
     """Delete a branch (refused while mounted); its commits stay reachable by id."""
     repo_name, name = _repo_and_branch(target)
     result = _client().delete(f"/v1/repos/{_segment(repo_name)}/branches/{_segment(name)}")
-    if as_json:
-        _print_json(result)
-    else:
-        click.echo(f"deleted branch {result['deleted']}")
+    _show(result, as_json, f"deleted branch {result['deleted']}")
 
 
 @main.command("reset")
@@ -330,12 +323,11 @@ def reset(target: str, ref: str, as_json: bool) -> None:
         f"/v1/repos/{_segment(repo_name)}/branches/{_segment(name)}/reset",
         json={"ref": str(parse_ref(ref))},
     )
-    if as_json:
-        _print_json(result)
-    else:
-        click.echo(
-            f"{repo_name}/{name}: {short_id(result['old_head'])} -> {short_id(result['head'])}"
-        )
+    _show(
+        result,
+        as_json,
+        f"{repo_name}/{name}: {short_id(result['old_head'])} -> {short_id(result['head'])}",
+    )
 
 
 @branch.command("list")
@@ -491,10 +483,7 @@ def mount_release(mount_id: str, as_json: bool) -> None:
     """Release a mount whose container is gone but Docker never unmounted (after a
     crash): as Docker's Unmount would, the last mount of a branch commits."""
     result = _client().delete(f"/v1/mounts/{_segment(mount_id)}")
-    if as_json:
-        _print_json(result)
-    else:
-        click.echo(f"released mount {result['released']}")
+    _show(result, as_json, f"released mount {result['released']}")
 
 
 @main.command("diff")
@@ -552,10 +541,11 @@ def merge(source: str, target: str, strategy: str | None, as_json: bool) -> None
     repo_name, name = _repo_and_branch(source)
     body = {"from": name, **({"strategy": strategy} if strategy else {})}
     result = _client().request("POST", _branch_url(repo_name, target, "merge"), json=body)
-    if as_json:
-        _print_json(result)
-    else:
-        click.echo(f"{result['outcome']}: {repo_name}/{target} is at {short_id(result['head'])}")
+    _show(
+        result,
+        as_json,
+        f"{result['outcome']}: {repo_name}/{target} is at {short_id(result['head'])}",
+    )
 
 
 @main.command("gc")
@@ -575,13 +565,12 @@ def gc(repo_name: str, keep_last: int | None, older_than: str | None, as_json: b
     if older_than is not None:
         body["older_than"] = older_than
     result = _client().request("POST", f"/v1/repos/{_segment(repo_name)}/gc", json=body)
-    if as_json:
-        _print_json(result)
-    else:
-        click.echo(
-            f"pruned {len(result['pruned'])} commit(s), about "
-            f"{result['bytes_freed'] / 1024**2:.1f} MiB freed"
-        )
+    _show(
+        result,
+        as_json,
+        f"pruned {len(result['pruned'])} commit(s), about "
+        f"{result['bytes_freed'] / 1024**2:.1f} MiB freed",
+    )
 
 
 @main.command("ls")
@@ -681,10 +670,7 @@ def rm(target: str, path: str, recursive: bool, message: str, as_json: bool) -> 
 
 
 def _print_commit(commit: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        _print_json(commit)
-    else:
-        click.echo(f"committed {commit['id']}")
+    _show(commit, as_json, f"committed {commit['id']}")
 
 
 def _commit_url(repo_name: str, ref: str, what: str) -> str:
