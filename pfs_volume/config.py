@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,6 +37,29 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2).upper()]
 
 
+_URL = re.compile(r"http://([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):([0-9]{1,5})/?")
+
+
+def _check_url(url: str, what: str) -> str:
+    match = _URL.fullmatch(url)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise InvalidRequest(
+            f"{what} {url!r} is not understood; give http://HOST:PORT, e.g. http://127.0.0.1:2379"
+        )
+    return url
+
+
+def parse_endpoints(text: str) -> tuple[str, ...]:
+    """etcd endpoints from ``"http://a:2379,http://b:2379"`` (empty text: none).
+
+    Raises:
+        InvalidRequest: for a malformed URL.
+    """
+    return tuple(
+        _check_url(part.strip(), "--etcd endpoint") for part in text.split(",") if part.strip()
+    )
+
+
 _DURATION = re.compile(r"([0-9]{1,9})([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -64,13 +88,51 @@ class Settings:
     driver_name: str = DEFAULT_DRIVER_NAME
     api_socket: Path = DEFAULT_API_SOCKET
     plugin_dir: Path = PLUGIN_DIR
+    node_id: str = field(default_factory=socket.gethostname)
+    etcd: tuple[str, ...] = ()
+    """etcd client URLs; empty: the embedded store on one host."""
+    advertise: str = ""
+    """The node API's URL its peers use, e.g. ``http://127.0.0.2:7070`` (cluster only)."""
+    cluster_token: str = ""
+    replicas: int = 2
+    lease_ttl: int = 10
+    etcd_prefix: str = "/pfs"
 
     def __post_init__(self) -> None:
+        check_component(self.node_id, "node id")
         check_component(self.driver_name, "driver")
         if self.driver_name != self.driver_name.lower():
             raise InvalidRequest(
                 f"driver name {self.driver_name!r} must be lowercase (Docker plugin names are)"
             )
+
+        if self.etcd:
+            for url in self.etcd:
+                _check_url(url, "--etcd endpoint")
+            _check_url(self.advertise, "--advertise")
+            if len(self.cluster_token) < 16:
+                raise InvalidRequest(
+                    "a cluster node needs --cluster-token (env PFS_CLUSTER_TOKEN) of at least "
+                    "16 characters, the same on every node: peers refuse requests without it"
+                )
+            if not 1 <= self.replicas <= 16:
+                raise InvalidRequest(f"--replicas must be from 1 to 16, not {self.replicas}")
+            if not 2 <= self.lease_ttl <= 300:
+                raise InvalidRequest(
+                    f"--lease-ttl must be from 2 to 300 seconds, not {self.lease_ttl}"
+                )
+
+    @property
+    def cluster(self) -> bool:
+        """True when the node runs in a cluster (etcd endpoints were given)."""
+        return bool(self.etcd)
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        """Host and port the node API binds: those of ``advertise``."""
+        match = _URL.fullmatch(self.advertise)
+        assert match is not None
+        return match.group(1), int(match.group(2))
 
     @property
     def plugin_socket(self) -> Path:

@@ -18,11 +18,11 @@ from typing import IO
 from pfs_volume.api import create_api_app
 from pfs_volume.btrfs import BtrfsPool, PoolImage, prepare_pool
 from pfs_volume.config import Settings
-from pfs_volume.errors import Conflict, StorageError
-from pfs_volume.meta import SqliteStore
-from pfs_volume.repos import RepoService
+from pfs_volume.errors import Conflict, PfsError, StorageError
+from pfs_volume.meta import MetadataStore, SqliteStore
+from pfs_volume.repos import RepoService, SingleHost
 from pfs_volume.transfer import recover_imports
-from pfs_volume.transport import UnixSocketServer, socket_in_use
+from pfs_volume.transport import TcpServer, UnixSocketServer, socket_in_use
 from pfs_volume.volumes import SCOPE, VolumeService
 from plugin import create_plugin_app
 
@@ -45,7 +45,8 @@ class Daemon:
         self._image: PoolImage | None = None
         self._servers: list[UnixSocketServer] = []
         self._stopping = threading.Event()
-        self.store: SqliteStore | None = None
+        self._cluster: Cluster | None = None
+        self.store: MetadataStore | None = None
         self.repos: RepoService | None = None
         self.volumes: VolumeService | None = None
 
@@ -63,8 +64,14 @@ class Daemon:
                 if socket_in_use(path):
                     raise Conflict(f"another process is serving on {path} already")
             root, self._image = prepare_pool(settings.state_dir, settings.pool_size)
-            self.store = SqliteStore(root / META_NAME)
-            self.repos = RepoService(self.store, BtrfsPool(root))
+            pool = BtrfsPool(root)
+            if settings.cluster:
+                self._cluster = Cluster(settings, pool)
+                self.store = self._cluster.store
+                self.repos = RepoService(self.store, pool, coordinator=self._cluster.coordinator)
+            else:
+                self.store = SqliteStore(root / META_NAME)
+                self.repos = RepoService(self.store, pool, coordinator=SingleHost(settings.node_id))
             report = self.repos.recover()
             for name in recover_imports(self.repos):
                 log.info("repo=%s: an import interrupted by a crash was undone", name)
@@ -76,12 +83,19 @@ class Daemon:
                 len(report.purged_repos),
             )
             self.volumes = VolumeService(self.repos, self.store, prefix=settings.driver_name)
+            nodes = None
+            if self._cluster is not None:
+                peer_server = self._cluster.start(self.repos)
+                self._servers.append(peer_server)
+                nodes = self._cluster.registry.live_nodes
             self._serve(
                 create_plugin_app(self.volumes, scope=SCOPE),
                 settings.plugin_socket,
                 "Docker volume plugin",
             )
-            self._serve(create_api_app(self.repos, self.volumes), settings.api_socket, "pfs API")
+            self._serve(
+                create_api_app(self.repos, self.volumes, nodes), settings.api_socket, "pfs API"
+            )
         except BaseException:
             self.stop()
             raise
@@ -128,7 +142,14 @@ class Daemon:
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
-        mounted = self.store.list_mounts() if self.store is not None else []
+        try:
+            mounted = len(self.store.list_mounts()) if self.store is not None else 0
+        except PfsError as exc:
+            log.warning("mounts unknown (%s): the pool stays mounted", exc)
+            mounted = -1
+        if self._cluster is not None:
+            self._cluster.stop()
+            self._cluster = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -137,7 +158,7 @@ class Daemon:
                 log.info(
                     "pool left mounted at %s: %d volume mount(s) active",
                     self._image.mountpoint,
-                    len(mounted),
+                    mounted,
                 )
             else:
                 try:
@@ -149,3 +170,58 @@ class Daemon:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+class Cluster:
+    """A node's cluster parts: the etcd store, membership, locks, replication and the
+    node API for peers.
+
+    Args:
+        settings: the node's settings (etcd endpoints, id, address, token).
+        pool: the node's pool.
+    """
+
+    def __init__(self, settings: Settings, pool: BtrfsPool) -> None:
+        from pfs_volume.cluster.coordinator import ClusterCoordinator
+        from pfs_volume.cluster.locks import BranchLocks
+        from pfs_volume.cluster.membership import NodeRegistry
+        from pfs_volume.meta.etcd import EtcdStore
+        from pfs_volume.meta.etcd_client import EtcdClient
+
+        self.settings = settings
+        self.client = EtcdClient(settings.etcd)
+        self.store = EtcdStore(self.client, settings.node_id, prefix=settings.etcd_prefix)
+        self.registry = NodeRegistry(
+            self.client,
+            settings.node_id,
+            settings.advertise.rstrip("/"),
+            pool.space,
+            ttl=settings.lease_ttl,
+            prefix=settings.etcd_prefix,
+        )
+        self.registry.start()
+        self.locks = BranchLocks(self.client, self.registry, prefix=settings.etcd_prefix)
+        self.coordinator = ClusterCoordinator(self.registry, self.locks, settings.replicas)
+
+    def start(self, repos: RepoService) -> TcpServer:
+        """Reconcile holders, serve the node API, start pushing and repairing."""
+        from pfs_volume.api.peer import create_peer_app
+        from pfs_volume.cluster.peer import PeerClient
+        from pfs_volume.cluster.replication import Replicator
+
+        replicator = Replicator(repos, self.registry, PeerClient(self.settings.cluster_token))
+        self.coordinator.attach(replicator)
+        replicator.reconcile()
+        host, port = self.settings.listen
+        server = TcpServer(
+            create_peer_app(replicator, self.settings.cluster_token), host, port, "node API"
+        )
+        server.start()
+        self.coordinator.start()
+        return server
+
+    def stop(self) -> None:
+        """Stop background work and leave the cluster (the lease is given back)."""
+        self.coordinator.stop()
+        self.registry.stop()
+        self.client.close()

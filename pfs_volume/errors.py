@@ -63,6 +63,27 @@ class Busy(PfsError):
     code = "busy"
 
 
+class Unavailable(PfsError):
+    """A service pfs depends on (etcd, a peer node) cannot be reached now."""
+
+    status = 503
+    code = "unavailable"
+
+
+class AmbiguousWrite(Unavailable):
+    """A write to the metadata store failed after it may have reached the server: it may
+    or may not have been applied. Read the state back before deciding what to do."""
+
+    ambiguous = True
+
+
+class Unauthorized(PfsError):
+    """A peer request came without the cluster token, or with a wrong one."""
+
+    status = 401
+    code = "unauthorized"
+
+
 class StorageError(PfsError):
     """The btrfs pool or the metadata store failed."""
 
@@ -81,6 +102,8 @@ ERRORS_BY_CODE: dict[str, type[PfsError]] = {
         InUse,
         ReadOnly,
         Busy,
+        Unavailable,
+        Unauthorized,
         StorageError,
     )
 }

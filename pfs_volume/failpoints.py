@@ -1,20 +1,34 @@
-"""Crash injection for tests of crash safety.
+"""Crash and pause injection for tests of crash safety and fencing.
 
 ``PFS_FAILPOINTS=commit.after_snapshot`` (comma-separated names) makes the daemon die at
-that point exactly as ``kill -9`` would: no cleanup, no flush, no reply. Unset, a
-failpoint costs one dictionary lookup.
+that point exactly as ``kill -9`` would: no cleanup, no flush, no reply.
+``NAME=stop`` instead stops the daemon there with SIGSTOP, once, as if the machine
+froze; a test resumes it with SIGCONT. Unset, a failpoint costs one dictionary lookup.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 
 ENV = "PFS_FAILPOINTS"
 KILLED_EXIT = 137
+_fired: set[str] = set()
+_guard = threading.Lock()
 
 
 def failpoint(name: str) -> None:
-    """Die at once when ``name`` is armed in ``PFS_FAILPOINTS``."""
+    """Die (or stop, for ``NAME=stop``) at once when ``name`` is armed in PFS_FAILPOINTS."""
     armed = os.environ.get(ENV)
-    if armed and name in armed.split(","):
+    if not armed:
+        return
+    entries = armed.split(",")
+    if name in entries:
         os._exit(KILLED_EXIT)
+    if f"{name}=stop" in entries:
+        with _guard:
+            if name in _fired:
+                return
+            _fired.add(name)
+        os.kill(os.getpid(), signal.SIGSTOP)

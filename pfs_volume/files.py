@@ -90,7 +90,7 @@ class FileService:
         commit = self.repos.require_data(self.repos.resolve_commit(repo, ref))
         if not self.repos.snapshot_exists(repo, commit.id):
             raise NotFound(f"the snapshot of commit {commit.id} is missing from this pool")
-        return commit, self.repos.commit_path(repo, commit.id)
+        return commit, self.repos.local_commit(repo, commit.id)
 
     def _existing(self, root: Path, path: PurePosixPath, where: str) -> Path:
         full = locate(root, path)

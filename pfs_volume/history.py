@@ -67,9 +67,9 @@ class HistoryService:
             if head is None:
                 raise Conflict(f"branch {repo}/{branch} has no commits to revert on")
             self.repos.refuse_if_busy(repo, branch, "revert on")
-            now = self.repos.commit_path(repo, head)
-            then = self.repos.commit_path(repo, target.id)
-            before = self.repos.commit_path(repo, undone.id) if undone else None
+            now = self.repos.local_commit(repo, head)
+            then = self.repos.local_commit(repo, target.id)
+            before = self.repos.local_commit(repo, undone.id) if undone else None
             touched = sorted({p for c in changes for p in (c.path, c.old_path) if p})
             clashes = [p for p in touched if not _same(now / p, then / p)]
             if clashes:
@@ -122,8 +122,8 @@ class HistoryService:
         self.repos.refuse_if_busy(repo, target, "merge into")
         ancestors = self._ancestry(repo, theirs)
         base = next((c for c in self._ancestry(repo, ours) if c in ancestors), None)
-        ours_root = self.repos.commit_path(repo, ours)
-        theirs_root = self.repos.commit_path(repo, theirs)
+        ours_root = self.repos.local_commit(repo, ours)
+        theirs_root = self.repos.local_commit(repo, theirs)
         base_ref = Ref(base) if base is not None else None
         changed_theirs = _paths(self._changes(repo, theirs, base_ref))
         changed_ours = _paths(self._changes(repo, ours, base_ref))
@@ -157,7 +157,7 @@ class HistoryService:
         (two branches that share no commit)."""
         if base is not None:
             return self.repos.diff(repo, Ref(commit), base)[2]
-        root = self.repos.commit_path(repo, commit)
+        root = self.repos.local_commit(repo, commit)
         return [Change(str(p.relative_to(root)), "added") for p in root.rglob("*")]
 
     def _ancestry(self, repo: str, commit: str) -> list[str]:

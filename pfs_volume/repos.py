@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.btrfs.changes import changes
@@ -34,12 +35,14 @@ from pfs_volume.errors import (
     InvalidRequest,
     NotFound,
     PfsError,
+    Unavailable,
 )
 from pfs_volume.failpoints import failpoint
 from pfs_volume.meta import (
     BranchRecord,
     CommitIntent,
     CommitRecord,
+    Fence,
     MetadataStore,
     MountRecord,
     RepoRecord,
@@ -87,10 +90,66 @@ class RecoveryReport:
     unknown_snapshots: list[Path] = field(default_factory=list)
 
 
+IMPORT_MARKER = ".pfs-import"
+"""In a repo folder that an import moved into place before its records were written."""
 MAX_DESCRIPTION = 4096
 LOCK_TIMEOUT = 50.0
 """Seconds an operation waits for a repo or branch lock: below the 60 s Docker gives
 every plugin call but Mount, so a busy repo answers "busy" instead of timing out."""
+
+
+class Coordinator(Protocol):
+    """What the commit graph needs from the cluster: placement, branch write locks,
+    moving snapshots between nodes. ``SingleHost`` is the one-node answer; the cluster
+    package implements it over etcd and the node API."""
+
+    node_id: str
+
+    def place(self, repo: str, replicas: int | None) -> tuple[int, tuple[str, ...]]:
+        """The replica count and replica set of a new repo. Raises InvalidRequest."""
+
+    def acquire(self, repo: str, branch: str) -> Fence | None:
+        """Take (or return the held) cluster-wide write lock of a branch. Raises Conflict
+        naming the node that holds it, Unavailable."""
+
+    def release(self, repo: str, branch: str) -> None:
+        """Give a branch's write lock back."""
+
+    def fetch(self, repo: str, commit_id: str) -> None:
+        """Bring a commit's snapshot into this node's pool. Raises NotFound, Unavailable."""
+
+    def committed(self, commit: CommitRecord) -> None:
+        """A commit was made on this node (replicate it, in the background)."""
+
+
+class SingleHost:
+    """The coordinator of a node on its own: one copy, no locks beyond the process's."""
+
+    def __init__(self, node_id: str = "local") -> None:
+        self.node_id = node_id
+
+    def place(self, repo: str, replicas: int | None) -> tuple[int, tuple[str, ...]]:
+        """One copy, on this host. Raises InvalidRequest for more."""
+        if replicas is not None and (isinstance(replicas, bool) or replicas != 1):
+            raise InvalidRequest(
+                f"repo {repo!r}: {replicas} replicas need a cluster (pfs serve --etcd ...); "
+                "a single host keeps 1 copy"
+            )
+        return 1, ()
+
+    def acquire(self, repo: str, branch: str) -> Fence | None:
+        """No cluster lock: the branch's process-local lock is the only writer."""
+        return None
+
+    def release(self, repo: str, branch: str) -> None:
+        """Nothing to give back."""
+
+    def fetch(self, repo: str, commit_id: str) -> None:
+        """There is nowhere to fetch from. Raises NotFound."""
+        raise NotFound(f"the snapshot of commit {commit_id} is missing from this node's pool")
+
+    def committed(self, commit: CommitRecord) -> None:
+        """Nothing to replicate."""
 
 
 class KeyedLocks:
@@ -131,6 +190,7 @@ class RepoService:
         pool: the btrfs pool.
         clock: returns the current UTC time (injected so tests can fix it).
         new_id: returns a fresh commit id.
+        coordinator: placement, write locks and replication (default: a single host).
     """
 
     def __init__(
@@ -139,13 +199,16 @@ class RepoService:
         pool: BtrfsPool,
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_commit_id,
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
         self.clock = clock
         self.new_id = new_id
+        self.coordinator: Coordinator = coordinator or SingleHost()
         self._repo_locks = KeyedLocks()
         self._branch_locks = KeyedLocks()
+        self._write_depth: dict[tuple[str, str], int] = {}
         self.repos_dir = pool.root / "repos"
         self.incoming_dir = pool.root / "incoming"
         self.repos_dir.mkdir(exist_ok=True)
@@ -167,9 +230,48 @@ class RepoService:
 
     @contextmanager
     def branch_lock(self, repo: str, branch: str) -> Iterator[None]:
-        """Serialise everything that mounts, commits or changes one branch's working copy."""
+        """Serialise everything that mounts, commits or changes one branch's working copy,
+        on this node and (through the coordinator's write lock) in the whole cluster.
+
+        The cluster lock is taken on entry and given back on the outermost exit unless a
+        container still has the branch mounted here (then the last unmount gives it back).
+
+        Raises:
+            Busy: another operation here holds the branch too long.
+            Conflict: another node holds the branch's write lock. Unavailable: etcd.
+        """
+        key = (repo, branch)
         with self._branch_locks.hold(repo, branch):
-            yield
+            depth = self._write_depth.get(key, 0)
+            if depth == 0:
+                self.coordinator.acquire(repo, branch)
+            self._write_depth[key] = depth + 1
+            try:
+                yield
+            finally:
+                if depth == 0:
+                    del self._write_depth[key]
+                    self._release_if_idle(repo, branch)
+                else:
+                    self._write_depth[key] = depth
+
+    def _release_if_idle(self, repo: str, branch: str) -> None:
+        try:
+            if not any(m.branch == branch for m in self.store.list_mounts(repo)):
+                self.coordinator.release(repo, branch)
+        except PfsError as exc:
+            log.warning("repo=%s branch=%s write lock not released yet: %s", repo, branch, exc)
+
+    def release_idle_locks(self, held: list[tuple[str, str]]) -> None:
+        """Give back the write locks among ``held`` that nothing here uses any more (a
+        release that failed while etcd was away)."""
+        for repo, branch in held:
+            try:
+                with self._branch_locks.hold(repo, branch, timeout=0.1):
+                    if (repo, branch) not in self._write_depth:
+                        self._release_if_idle(repo, branch)
+            except Busy:
+                continue  # in use right now, so not idle
 
     @contextmanager
     def repo_lock(self, repo: str) -> Iterator[None]:
@@ -182,8 +284,20 @@ class RepoService:
         return self.store.get_repo(name) is not None
 
     def snapshot_exists(self, repo: str, commit_id: str) -> bool:
-        """True when the commit's snapshot is in the pool."""
-        return self.pool.is_subvolume(self.commit_path(repo, commit_id))
+        """True when the commit's whole snapshot is in the pool: a read-only subvolume
+        (a receive a crash interrupted leaves a writable one, never trusted)."""
+        path = self.commit_path(repo, commit_id)
+        return self.pool.is_subvolume(path) and self.pool.info(path).readonly
+
+    def local_commit(self, repo: str, commit_id: str) -> Path:
+        """The commit's snapshot in this node's pool, fetched from a peer if missing.
+
+        Raises:
+            NotFound: no node holds it. Unavailable: no holder can be reached.
+        """
+        if not self.snapshot_exists(repo, commit_id):
+            self.coordinator.fetch(repo, commit_id)
+        return self.commit_path(repo, commit_id)
 
     def is_working_copy(self, repo: str, branch: str) -> bool:
         """True when the branch's working copy has been made."""
@@ -191,11 +305,15 @@ class RepoService:
 
     # repos
 
-    def create_repo(self, name: str, description: str = "") -> RepoRecord:
-        """Create an empty repo with an empty ``master`` branch.
+    def create_repo(
+        self, name: str, description: str = "", replicas: int | None = None
+    ) -> RepoRecord:
+        """Create an empty repo with an empty ``master`` branch, placed on ``replicas``
+        nodes (default: the cluster's default).
 
         Raises:
-            InvalidName: for a bad name. Conflict: when it exists.
+            InvalidName: for a bad name. InvalidRequest: a bad description or replica
+            count. Conflict: when it exists.
         """
         check_component(name, "repo")
         if len(description) > MAX_DESCRIPTION:
@@ -206,7 +324,14 @@ class RepoService:
         with self.repo_lock(name):
             if name in self.store.list_deleted_repos():
                 self._finish_delete(name)
-            record = RepoRecord(name=name, created=self.clock(), description=description)
+            count, placement = self.coordinator.place(name, replicas)
+            record = RepoRecord(
+                name=name,
+                created=self.clock(),
+                description=description,
+                replicas=count,
+                placement=placement,
+            )
             master = BranchRecord(repo=name, name=DEFAULT_BRANCH, head=None, created=record.created)
             self.store.create_repo(record, master)
             for sub in ("branches", "commits"):
@@ -242,9 +367,11 @@ class RepoService:
 
     def commit_details(self, repo: str, ref: Ref) -> tuple[CommitRecord, int | None, int | None]:
         """A commit with the bytes its files hold and how many paths it changed (None for
-        a pruned commit)."""
+        a pruned commit, and for one whose data, or whose parent's, is not on this node:
+        inspecting never fetches)."""
         commit = self.resolve_commit(repo, ref)
-        if commit.pruned:
+        local = [commit.id] + ([commit.parent] if commit.parent else [])
+        if commit.pruned or not all(self.snapshot_exists(repo, c) for c in local):
             return commit, None, None
         size = _apparent_size(self.commit_path(repo, commit.id))
         return commit, size, len(self.diff(repo, Ref(commit.id))[2])
@@ -281,6 +408,33 @@ class RepoService:
         if top.exists():
             self.pool.delete_tree(top)
         self.store.forget_deleted_repo(name)
+
+    def purge_unknown_repos(self) -> list[str]:
+        """Delete this pool's data of repos that no longer exist (in a cluster: deleted
+        through another node) and that nothing here mounts; their names."""
+        removed = []
+        for folder in sorted(self.repos_dir.iterdir()):
+            if (folder / IMPORT_MARKER).exists():
+                continue  # an import in progress; start-up settles interrupted ones
+            with self.repo_lock(folder.name):
+                if self.store.get_repo(folder.name) is None and not self.store.list_mounts(
+                    folder.name
+                ):
+                    self.pool.delete_tree(folder)
+                    removed.append(folder.name)
+                    log.info("repo=%s deleted elsewhere: its data here is gone too", folder.name)
+        return removed
+
+    def drop_pruned_copies(self, repo: str) -> list[str]:
+        """Delete this pool's snapshots of commits gc pruned (on any node) that nothing here
+        mounts; their ids."""
+        mounted = {m.commit for m in self.store.list_mounts(repo)}
+        dropped = []
+        for commit in self.store.list_commits(repo):
+            if commit.pruned and commit.id not in mounted and self.snapshot_exists(repo, commit.id):
+                self.pool.delete_subvolume(self.commit_path(repo, commit.id))
+                dropped.append(commit.id)
+        return dropped
 
     # branches
 
@@ -321,17 +475,51 @@ class RepoService:
         """The branch's working copy, made from its head (or empty) if it does not exist."""
         path = self.branch_path(repo, branch)
         with self.branch_lock(repo, branch), self.repo_lock(repo):
-            if self.pool.is_subvolume(path):
-                return path
             record = self.get_branch(repo, branch)
+            if self.pool.is_subvolume(path):
+                if not self._is_stale(record):
+                    return path
+                self._retire_stale(record)
+            source = self.local_commit(repo, record.head) if record.head is not None else None
             path.parent.mkdir(parents=True, exist_ok=True)
-            if record.head is None:
+            if source is None:
                 self.pool.create_subvolume(path)
             else:
-                self.pool.snapshot(self.commit_path(repo, record.head), path, readonly=False)
-            self.store.set_clean_generation(repo, branch, self.pool.generation(path))
+                self.pool.snapshot(source, path, readonly=False)
+            self.store.set_clean_generation(repo, branch, self.pool.generation(path), record.head)
             log.info("repo=%s branch=%s working copy made at %s", repo, branch, path)
             return path
+
+    @staticmethod
+    def _is_stale(record: BranchRecord) -> bool:
+        """True when this node's working copy was made from or committed as another
+        commit than the head (another node has written the branch since)."""
+        return record.clean_generation is not None and record.working_base != record.head
+
+    def _retire_stale(self, record: BranchRecord) -> None:
+        """Drop a stale working copy; one holding changes no commit holds (a writer
+        fenced off by another node) is moved to ``detached/``, never deleted."""
+        path = self.branch_path(record.repo, record.name)
+        if not self.pool.changed_since(path, record.clean_generation):
+            self.pool.delete_subvolume(path)
+            return
+        base = (record.working_base or "empty")[:12]
+        keep = (
+            self.repo_dir(record.repo)
+            / "detached"
+            / f"{record.name}.{base}.{self.clock():%Y%m%dT%H%M%S}"
+        )
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(keep)
+        log.warning(
+            "repo=%s branch=%s working copy held changes on top of commit=%s, but another "
+            "node moved the head to %s: the changes were kept in %s, not committed",
+            record.repo,
+            record.name,
+            record.working_base,
+            record.head,
+            keep,
+        )
 
     def create_branch(self, repo: str, name: str, start: Ref | None = None) -> BranchRecord:
         """Create branch ``name`` at the commit ``start`` names (default: master's head).
@@ -385,7 +573,9 @@ class RepoService:
             path = self.branch_path(repo, name)
             if self.pool.is_subvolume(path):
                 self.pool.delete_subvolume(path)
-            self.store.move_head(repo, name, old.head, target.id)
+            self.store.move_head(
+                repo, name, old.head, target.id, self.coordinator.acquire(repo, name)
+            )
             log.info("repo=%s branch=%s reset from %s to %s", repo, name, old.head, target.id)
             return old.head, self.get_branch(repo, name)
 
@@ -474,8 +664,8 @@ class RepoService:
         else:
             old = self.require_data(self.get_commit(repo, new.parent)) if new.parent else None
         found = changes(
-            self.commit_path(repo, old.id) if old is not None else None,
-            self.commit_path(repo, new.id),
+            self.local_commit(repo, old.id) if old is not None else None,
+            self.local_commit(repo, new.id),
         )
         return old, new, found
 
@@ -578,7 +768,7 @@ class RepoService:
         """
         with self.branch_lock(repo, branch):
             try:
-                return self._commit(repo, branch, message, origin, mount_id)
+                made = self._commit(repo, branch, message, origin, mount_id)
             except Exception:
                 if mount_id is not None:
                     log.error(
@@ -588,14 +778,29 @@ class RepoService:
                         branch,
                         mount_id,
                     )
-                    self.store.delete_mount(mount_id)
+                    self._forget_mount(mount_id)
                 raise
+        if made is not None:
+            self.coordinator.committed(made)
+        return made
+
+    def _forget_mount(self, mount_id: str) -> None:
+        try:
+            self.store.delete_mount(mount_id)
+        except PfsError as exc:
+            log.error("mount=%s could not be released (retried at start-up): %s", mount_id, exc)
 
     def _commit(
         self, repo: str, branch: str, message: str, origin: str, mount_id: str | None
     ) -> CommitRecord | None:
         record = self.get_branch(repo, branch)
         path = self.branch_path(repo, branch)
+        if self.pool.is_subvolume(path) and self._is_stale(record):
+            raise Conflict(
+                f"branch {repo}/{branch} moved to commit {record.head} on another node while "
+                f"this node's working copy was based on {record.working_base}; the changes "
+                "here were not committed (the next writable mount here keeps them aside)"
+            )
         if not self.pool.is_subvolume(path) or not self.pool.changed_since(
             path, record.clean_generation
         ):
@@ -611,6 +816,7 @@ class RepoService:
             created=self.clock(),
             message=message,
             origin=origin,
+            holders=(self.coordinator.node_id,),
         )
         intent = CommitIntent(commit=commit, mount_id=mount_id)
         self.store.begin_commit(intent)
@@ -622,7 +828,21 @@ class RepoService:
             failpoint("commit.after_snapshot")
             # The snapshot committed a transaction that includes the working copy's
             # new generation, so no further sync is needed to read it.
-            self.store.finish_commit(intent, self.pool.info(path).generation)
+            generation = self.pool.info(path).generation
+            fence = self.coordinator.acquire(repo, branch)
+            failpoint("commit.before_finish")
+            self.store.finish_commit(intent, generation, fence)
+        except Unavailable:
+            # The store may have applied the commit before the answer was lost: keep the
+            # snapshot and the intent; start-up recovery sees which happened.
+            log.error(
+                "repo=%s branch=%s commit=%s outcome unknown (metadata store unreachable); "
+                "snapshot and intent kept for recovery",
+                repo,
+                branch,
+                commit.id,
+            )
+            raise
         except Exception:
             self._undo(intent)
             raise
@@ -683,6 +903,11 @@ class RepoService:
             if not folder.is_dir():
                 continue
             for child in folder.iterdir():
+                if self.pool.is_subvolume(child) and not self.pool.info(child).readonly:
+                    # Only an interrupted receive leaves a writable subvolume here.
+                    log.warning("repo=%s partial received snapshot %s deleted", repo.name, child)
+                    self.pool.delete_subvolume(child)
+                    continue
                 if self.store.get_commit(repo.name, child.name) is None:
                     log.warning("repo=%s snapshot %s has no commit record; kept", repo.name, child)
                     report.unknown_snapshots.append(child)
@@ -693,10 +918,17 @@ class RepoService:
         snapshot = self.commit_path(commit.repo, commit.id)
         branch = self.store.get_branch(commit.repo, commit.branch)
         whole = self.pool.is_subvolume(snapshot) and self.pool.info(snapshot).readonly
+        if self.store.get_commit(commit.repo, commit.id) is not None:
+            # The commit landed but its answer was lost: only the intent is left over.
+            self.store.abandon_commit(intent)
+            report.finished.append(commit.id)
+            return
         if branch is not None and whole and branch.head == commit.parent:
             # Nothing else runs during start-up, so the head cannot move under us here.
             generation = self.pool.generation(self.branch_path(commit.repo, commit.branch))
-            self.store.finish_commit(intent, generation)
+            with self.branch_lock(commit.repo, commit.branch):
+                fence = self.coordinator.acquire(commit.repo, commit.branch)
+                self.store.finish_commit(intent, generation, fence)
             log.info(
                 "repo=%s branch=%s commit=%s finished after a crash",
                 commit.repo,

@@ -27,7 +27,7 @@ from pfs_volume.btrfs import streams
 from pfs_volume.errors import Conflict, InvalidRequest, PfsError
 from pfs_volume.meta import BranchRecord, CommitRecord, RepoRecord, rfc3339
 from pfs_volume.names import check_component, is_commit_prefix
-from pfs_volume.repos import RepoService
+from pfs_volume.repos import IMPORT_MARKER, RepoService
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,6 @@ FORMAT = 1
 FRAME = struct.Struct(">Q")
 MAX_FRAME = 64 * 1024 * 1024
 MAX_METADATA = 256 * 1024 * 1024
-IMPORT_MARKER = ".pfs-import"
-"""In a repo folder that an import moved into place before its records were written."""
 
 
 def export_repo(repos: RepoService, name: str) -> Iterator[bytes]:
@@ -82,8 +80,8 @@ def _export_stream(
     for entry in entries:
         if not entry["stream"]:
             continue
-        base = repos.commit_path(name, entry["base"]) if entry["base"] else None
-        for chunk in streams.send(repos.commit_path(name, entry["id"]), base):
+        base = repos.local_commit(name, entry["base"]) if entry["base"] else None
+        for chunk in streams.send(repos.local_commit(name, entry["id"]), base):
             yield FRAME.pack(len(chunk))
             yield chunk
         yield FRAME.pack(0)
@@ -128,8 +126,13 @@ def import_repo(repos: RepoService, source: IO[bytes], name: str | None = None) 
 def _install(
     repos: RepoService, staging: Path, target: str, metadata: dict[str, Any]
 ) -> RepoRecord:
+    replicas, placement = repos.coordinator.place(target, None)
     repo = RepoRecord(
-        target, datetime.fromisoformat(metadata["repo"]["created"]), metadata["repo"]["description"]
+        target,
+        datetime.fromisoformat(metadata["repo"]["created"]),
+        metadata["repo"]["description"],
+        replicas=replicas,
+        placement=placement,
     )
     commits = [
         CommitRecord(
@@ -141,6 +144,7 @@ def _install(
             message=c["message"],
             origin=c["origin"],
             pruned=not c["stream"],
+            holders=(repos.coordinator.node_id,) if c["stream"] else (),
         )
         for c in metadata["commits"]
     ]

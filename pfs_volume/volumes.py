@@ -158,11 +158,7 @@ class VolumeService:
         """Create the repo, branch and working copy a target needs; return its path."""
         if target.branch is None:
             assert target.commit is not None
-            if not self.repos.snapshot_exists(target.repo, target.commit):
-                raise NotFound(
-                    f"the snapshot of commit {target.commit} is missing from this node's pool"
-                )
-            return self.path_of(target)
+            return self.repos.local_commit(target.repo, target.commit)
         self.repos.ensure_repo(target.repo)
         self.repos.ensure_branch(target.repo, target.branch, target.start)
         return self.repos.working_copy(target.repo, target.branch)
@@ -292,6 +288,19 @@ class VolumeService:
             self.store.delete_mount(mount_id)
             log.info("volume=%s mount=%s released (read-only)", name, mount_id)
             return
+        try:
+            self._unmount_branch(record)
+        except PfsError:
+            # Docker never repeats an Unmount: whatever failed (another node took the
+            # branch's lock while this daemon was down, say), the mount is released and
+            # the changes stay in the working copy.
+            if self.store.get_mount(mount_id) is not None:
+                self.store.delete_mount(mount_id)
+            raise
+
+    def _unmount_branch(self, record: MountRecord) -> None:
+        name, mount_id = record.volume, record.id
+        assert record.branch is not None
         with self.repos.branch_lock(record.repo, record.branch):
             others = [
                 m
@@ -342,6 +351,10 @@ class VolumeService:
         a repo that is being deleted, nor handed a path that is going away.
         """
         first = self.resolve(name)
+        if first.head is not None and not self.repos.snapshot_exists(first.repo, first.head):
+            # In a cluster, bring the commit here before taking any lock: a fetch takes
+            # as long as the data, and nothing else of this repo should wait for it.
+            self.repos.local_commit(first.repo, first.head)
         with ExitStack() as locks:
             if first.branch is not None:
                 locks.enter_context(self.repos.branch_lock(first.repo, first.branch))

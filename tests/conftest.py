@@ -1,9 +1,10 @@
 """Shared fixtures: a real btrfs pool (a loop-mounted image made by the product's own
-code), a SQLite store on it, and the services over them."""
+code), a SQLite store on it, and the services over them; and daemon logs attached to
+the report of a failing test."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,32 @@ from pfs_volume.repos import RepoService
 from pfs_volume.volumes import VolumeService
 
 POOL_SIZE = 512 * 1024**2
+LOG_TAIL = 20_000
+LOGS_KEY = pytest.StashKey[list[tuple[str, Path]]]()
+"""Log files to attach to the report of a failing test: (label, path)."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the tails of the logs a test registered (``attach_log``) to its failure."""
+    report = yield
+    if report.failed:
+        for label, path in item.stash.get(LOGS_KEY, []):
+            text = path.read_text(errors="replace") if path.exists() else "(no log file)"
+            report.sections.append((f"{label} (tail)", text[-LOG_TAIL:]))
+    return report
+
+
+@pytest.fixture
+def attach_log(request: pytest.FixtureRequest) -> Callable[[str, Path], None]:
+    """Register a log file to be shown when the test fails."""
+
+    def attach(label: str, path: Path) -> None:
+        request.node.stash.setdefault(LOGS_KEY, []).append((label, path))
+
+    return attach
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ class PfsNode:
         driver_name: its Docker driver name; unique per run when omitted.
         pool_size: size of its pool image.
         env: extra environment (``PFS_FAILPOINTS``, ...).
+        args: extra ``pfs serve`` options (a cluster node's ``--etcd``, ...).
     """
 
     def __init__(
@@ -45,8 +46,10 @@ class PfsNode:
         driver_name: str | None = None,
         pool_size: str = "2G",
         env: dict[str, str] | None = None,
+        args: list[str] | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.args = list(args or [])
         self.driver_name = driver_name or unique_driver_name()
         self.pool_size = pool_size
         self.api_socket = state_dir / "api.sock"
@@ -81,6 +84,7 @@ class PfsNode:
                 self.pool_size,
                 "--log-level",
                 "debug",
+                *self.args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -110,6 +114,16 @@ class PfsNode:
             self.process.wait(timeout=30)
         self.process = None
 
+    def pause(self) -> None:
+        """SIGSTOP the daemon: it stays alive but does nothing (renews no lease)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused daemon."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def wait_exit(self, timeout: float = 30.0) -> int:
         """Wait for the daemon to exit by itself (e.g. at a failpoint); its status."""
         assert self.process is not None
@@ -120,6 +134,7 @@ class PfsNode:
     def stop(self) -> None:
         """SIGTERM the daemon and wait for it."""
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -16,9 +17,11 @@ from pfs_volume.api.serialize import (
     branch_json,
     commit_json,
     mount_json,
+    node_json,
     repo_json,
     summary_json,
 )
+from pfs_volume.cluster.membership import NodeInfo
 from pfs_volume.config import parse_duration
 from pfs_volume.errors import InvalidRequest, PfsError
 from pfs_volume.files import FileService
@@ -33,8 +36,18 @@ log = logging.getLogger(__name__)
 MAX_LIMIT = 1_000_000
 
 
-def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
-    """Build the flask app of the pfs HTTP API over the repo and volume services."""
+def create_api_app(
+    repos: RepoService,
+    volumes: VolumeService,
+    nodes: Callable[[], list[NodeInfo]] | None = None,
+) -> Flask:
+    """Build the flask app of the pfs HTTP API over the repo and volume services.
+
+    Args:
+        repos: the commit graph. volumes: the Docker-facing volume service.
+        nodes: the cluster's live nodes (None on a single host: the node list is this
+            host alone).
+    """
     app = Flask("pfs-api")
     files = FileService(repos)
     history = HistoryService(repos)
@@ -47,20 +60,7 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
             if values and key in values:
                 check_component(values[key], key)
 
-    @app.errorhandler(PfsError)
-    def pfs_error(exc: PfsError) -> ResponseReturnValue:
-        return _error(exc.code, str(exc), exc.status)
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> ResponseReturnValue:
-        return _error(
-            (exc.name or "error").lower().replace(" ", "_"), exc.description or "", exc.code or 500
-        )
-
-    @app.errorhandler(Exception)
-    def crash(exc: Exception) -> ResponseReturnValue:
-        log.exception("API request %s %s crashed", request.method, request.path)
-        return _error("internal", f"internal error in pfs: {exc}", 500)
+    install_error_handlers(app)
 
     @app.get("/v1/health")
     def health() -> ResponseReturnValue:
@@ -70,14 +70,23 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
     def openapi() -> ResponseReturnValue:
         return openapi_document()
 
+    @app.get("/v1/nodes")
+    def list_nodes() -> ResponseReturnValue:
+        if nodes is None:
+            free, total = repos.pool.space()
+            here = NodeInfo(repos.coordinator.node_id, "", repos.clock(), free, total)
+            return {"cluster": False, "nodes": [node_json(here)]}
+        return {"cluster": True, "nodes": [node_json(n) for n in nodes()]}
+
     @app.get("/v1/repos")
     def list_repos() -> ResponseReturnValue:
         return {"repos": [repo_json(r) for r in repos.list_repos()]}
 
     @app.post("/v1/repos")
     def create_repo() -> ResponseReturnValue:
-        body = _body({"name": str}, {"description": str})
-        return repo_json(repos.create_repo(body["name"], body.get("description", ""))), 201
+        body = json_body({"name": str}, {"description": str, "replicas": int})
+        made = repos.create_repo(body["name"], body.get("description", ""), body.get("replicas"))
+        return repo_json(made), 201
 
     @app.get("/v1/repos/<repo>")
     def inspect_repo(repo: str) -> ResponseReturnValue:
@@ -94,7 +103,7 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
 
     @app.post("/v1/repos/<repo>/branches")
     def create_branch(repo: str) -> ResponseReturnValue:
-        body = _body({"name": str}, {"from": str})
+        body = json_body({"name": str}, {"from": str})
         start = parse_ref(body["from"]) if "from" in body else None
         return branch_json(repos.create_branch(repo, body["name"], start)), 201
 
@@ -105,13 +114,13 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
 
     @app.post("/v1/repos/<repo>/branches/<branch>/reset")
     def reset_branch(repo: str, branch: str) -> ResponseReturnValue:
-        ref = parse_ref(_body({"ref": str})["ref"])
+        ref = parse_ref(json_body({"ref": str})["ref"])
         old_head, record = repos.reset_branch(repo, branch, ref)
         return {**branch_json(record), "old_head": old_head}
 
     @app.post("/v1/repos/<repo>/branches/<branch>/commit")
     def commit_branch(repo: str, branch: str) -> ResponseReturnValue:
-        message = _body({}, {"message": str}).get("message", "")
+        message = json_body({}, {"message": str}).get("message", "")
         made = repos.commit_working_copy(repo, branch, message or "commit", origin="api")
         return {"commit": commit_json(made) if made else None}
 
@@ -123,7 +132,7 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
 
     @app.post("/v1/repos/<repo>/gc")
     def gc(repo: str) -> ResponseReturnValue:
-        body = _body({}, {"keep_last": int, "older_than": str})
+        body = json_body({}, {"keep_last": int, "older_than": str})
         if isinstance(body.get("keep_last"), bool):
             raise InvalidRequest("field keep_last must be an int, not bool")
         older = parse_duration(body["older_than"]) if "older_than" in body else None
@@ -132,12 +141,12 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
 
     @app.post("/v1/repos/<repo>/branches/<branch>/revert")
     def revert(repo: str, branch: str) -> ResponseReturnValue:
-        ref = parse_ref(_body({"commit": str})["commit"])
+        ref = parse_ref(json_body({"commit": str})["commit"])
         return {"commit": commit_json(history.revert(repo, branch, ref))}
 
     @app.post("/v1/repos/<repo>/branches/<branch>/merge")
     def merge(repo: str, branch: str) -> ResponseReturnValue:
-        body = _body({"from": str}, {"strategy": str})
+        body = json_body({"from": str}, {"strategy": str})
         source = check_component(body["from"], "branch")
         result = history.merge(repo, source, branch, body.get("strategy"))
         return {
@@ -220,7 +229,26 @@ def create_api_app(repos: RepoService, volumes: VolumeService) -> Flask:
     return app
 
 
-def _body(required: dict[str, type], optional: dict[str, type] | None = None) -> dict[str, Any]:
+def install_error_handlers(app: Flask) -> None:
+    """Every error as ``{"error": {"code", "message"}}`` with its HTTP status."""
+
+    @app.errorhandler(PfsError)
+    def pfs_error(exc: PfsError) -> ResponseReturnValue:
+        return _error(exc.code, str(exc), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
+        return _error(
+            (exc.name or "error").lower().replace(" ", "_"), exc.description or "", exc.code or 500
+        )
+
+    @app.errorhandler(Exception)
+    def crash(exc: Exception) -> ResponseReturnValue:
+        log.exception("API request %s %s crashed", request.method, request.path)
+        return _error("internal", f"internal error in pfs: {exc}", 500)
+
+
+def json_body(required: dict[str, type], optional: dict[str, type] | None = None) -> dict[str, Any]:
     """The request's JSON object, with exactly these fields of these types.
 
     Raises:

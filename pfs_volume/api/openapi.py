@@ -77,12 +77,25 @@ COMMIT_OUT = _object(commit=_ref("Commit"))
 PATHS: dict[str, dict[str, Any]] = {
     "/v1/health": {"get": _op("Is the daemon up", _object(ok={"type": "boolean"}))},
     "/v1/openapi.json": {"get": _op("This document", {"type": "object"})},
+    "/v1/nodes": {
+        "get": _op(
+            "Live nodes (this host alone without a cluster)",
+            _object(cluster={"type": "boolean"}, nodes={"type": "array", "items": _ref("Node")}),
+        )
+    },
     "/v1/repos": {
         "get": _op("List repos", _object(repos={"type": "array", "items": _ref("Repo")})),
         "post": _op(
             "Create a repo",
             _ref("Repo"),
-            body=_json_body({"name": NAME, "description": {"type": "string"}}, ["name"]),
+            body=_json_body(
+                {
+                    "name": NAME,
+                    "description": {"type": "string"},
+                    "replicas": {"type": "integer", "minimum": 1, "maximum": 16},
+                },
+                ["name"],
+            ),
             status="201",
         ),
     },
@@ -287,11 +300,27 @@ PATHS: dict[str, dict[str, Any]] = {
 
 SCHEMAS: dict[str, Any] = {
     "Error": _object(error=_object(code={"type": "string"}, message={"type": "string"})),
-    "Repo": _object(name=NAME, created=TIME, description={"type": "string"}),
+    "Repo": _object(
+        name=NAME,
+        created=TIME,
+        description={"type": "string"},
+        replicas={"type": "integer"},
+        placement={"type": "array", "items": {"type": "string"}},
+    ),
+    "Node": _object(
+        id={"type": "string"},
+        address={"type": "string"},
+        state={"type": "string"},
+        started=TIME,
+        free_bytes={"type": "integer"},
+        pool_bytes={"type": "integer"},
+    ),
     "RepoSummary": _object(
         name=NAME,
         created=TIME,
         description={"type": "string"},
+        replicas={"type": "integer"},
+        placement={"type": "array", "items": {"type": "string"}},
         branches={"type": "array", "items": _ref("Branch")},
         commit_count={"type": "integer"},
         size={"type": "integer"},
@@ -307,6 +336,8 @@ SCHEMAS: dict[str, Any] = {
         message={"type": "string"},
         origin={"type": "string"},
         pruned={"type": "boolean"},
+        holders={"type": "array", "items": {"type": "string"}},
+        copies={"type": "integer"},
     ),
     "Mount": _object(
         id={"type": "string"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pfs_volume.cluster.membership import NodeInfo
 from pfs_volume.meta import BranchRecord, CommitRecord, MountRecord, RepoRecord, rfc3339
 from pfs_volume.repos import RepoSummary
 
@@ -19,6 +20,8 @@ def commit_json(commit: CommitRecord) -> dict[str, Any]:
         "message": commit.message,
         "origin": commit.origin,
         "pruned": commit.pruned,
+        "holders": list(commit.holders),
+        "copies": len(commit.holders),
     }
 
 
@@ -33,11 +36,25 @@ def branch_json(branch: BranchRecord) -> dict[str, Any]:
 
 
 def repo_json(repo: RepoRecord) -> dict[str, Any]:
-    """A repo: name, created, description."""
+    """A repo: name, created, description, replicas and placement."""
     return {
         "name": repo.name,
         "created": rfc3339(repo.created),
         "description": repo.description,
+        "replicas": repo.replicas,
+        "placement": list(repo.placement),
+    }
+
+
+def node_json(node: NodeInfo) -> dict[str, Any]:
+    """A node: id, address, state, started, free and total pool bytes."""
+    return {
+        "id": node.id,
+        "address": node.address,
+        "state": node.state,
+        "started": rfc3339(node.started),
+        "free_bytes": node.free_bytes,
+        "pool_bytes": node.pool_bytes,
     }
 
 

@@ -91,6 +91,12 @@ class BtrfsPool:
         stats = os.statvfs(self.root)
         return stats.f_bavail * stats.f_frsize
 
+    def space(self) -> tuple[int, int]:
+        """(free, total) bytes of the pool as the file system reports them now (cheap:
+        space that deleted subvolumes still hold counts as used)."""
+        stats = os.statvfs(self.root)
+        return stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize
+
     def sync(self, path: Path) -> None:
         """Commit the file system's current transaction, so generations are current."""
         ioctl.sync(path)

@@ -58,14 +58,17 @@ def send(snapshot: Path, parent: Path | None = None) -> Iterator[bytes]:
         process.stderr.close()
 
 
-def receive(chunks: Iterable[bytes], into: Path) -> Path:
+def receive(chunks: Iterable[bytes], into: Path, name: str | None = None) -> Path:
     """Receive one send stream into the folder ``into``; the new read-only subvolume.
+
+    With ``name`` (the sent snapshot's name), other receives may run into the same folder
+    at once: only ``into/name`` is looked at, and only it is deleted on failure.
 
     Raises:
         StorageError: when ``btrfs receive`` fails or leaves no whole snapshot (any
             partial subvolume it left is deleted).
     """
-    before = set(into.iterdir())
+    before = set(into.iterdir()) if name is None else {p for p in into.iterdir() if p.name != name}
     args = [BTRFS, "receive", "-q", str(into)]
     process = subprocess.Popen(
         args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -81,24 +84,28 @@ def receive(chunks: Iterable[bytes], into: Path) -> Path:
     except BaseException:
         process.kill()
         process.wait()
-        _discard_new(into, before)
+        _discard_new(into, before, name)
         raise
     stderr = process.stderr.read().decode(errors="replace")
     process.stderr.close()
     if process.wait(timeout=STREAM_TIMEOUT) != 0:
-        _discard_new(into, before)
+        _discard_new(into, before, name)
         raise BtrfsCommandError(args, process.returncode, stderr)
     made = sorted(set(into.iterdir()) - before)
+    if name is not None:
+        made = [path for path in made if path.name == name]
     if len(made) != 1:
-        _discard_new(into, before)
+        _discard_new(into, before, name)
         raise StorageError(f"btrfs receive into {into} made {len(made)} subvolumes, not one")
     info = ioctl.subvolume_info(made[0])
     if not info.readonly or info.received_uuid is None:
-        _discard_new(into, before)
+        _discard_new(into, before, name)
         raise StorageError(f"btrfs receive left a partial subvolume {made[0]}; deleted")
     return made[0]
 
 
-def _discard_new(into: Path, before: set[Path]) -> None:
+def _discard_new(into: Path, before: set[Path], name: str | None = None) -> None:
     for path in set(into.iterdir()) - before:
+        if name is not None and path.name != name:
+            continue
         subprocess.run([BTRFS, "subvolume", "delete", str(path)], capture_output=True, check=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
 import sys
 import tarfile
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from pfs_volume.config import (
     DEFAULT_POOL_SIZE,
     DEFAULT_STATE_DIR,
     Settings,
+    parse_endpoints,
     parse_size,
 )
 from pfs_volume.errors import PfsError
@@ -121,9 +123,63 @@ def main(api: str) -> None:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option(
+    "--etcd",
+    envvar="PFS_ETCD",
+    default="",
+    metavar="URL[,URL...]",
+    help="Join a cluster coordinated by these etcd endpoints (env PFS_ETCD); without it "
+    "the node keeps its metadata in the pool (SQLite).",
+)
+@click.option(
+    "--node-id",
+    envvar="PFS_NODE_ID",
+    default=socket.gethostname(),
+    show_default="the host name",
+    help="This node's id in the cluster (env PFS_NODE_ID).",
+)
+@click.option(
+    "--advertise",
+    envvar="PFS_ADVERTISE",
+    default="",
+    metavar="http://HOST:PORT",
+    help="Where peers reach this node's API; it is served there (env PFS_ADVERTISE).",
+)
+@click.option(
+    "--cluster-token",
+    envvar="PFS_CLUSTER_TOKEN",
+    default="",
+    help="Shared secret of the cluster's nodes (env PFS_CLUSTER_TOKEN).",
+)
+@click.option(
+    "--replicas",
+    envvar="PFS_REPLICAS",
+    default=2,
+    show_default=True,
+    type=int,
+    help="Copies of each commit a new repo keeps (env PFS_REPLICAS).",
+)
+@click.option(
+    "--lease-ttl",
+    envvar="PFS_LEASE_TTL",
+    default=10,
+    show_default=True,
+    type=int,
+    help="Seconds a silent node stays a member (env PFS_LEASE_TTL).",
+)
 @reports_errors
 def serve(
-    state_dir: Path, pool_size: str, driver_name: str, api_socket: Path, log_level: str
+    state_dir: Path,
+    pool_size: str,
+    driver_name: str,
+    api_socket: Path,
+    log_level: str,
+    etcd: str,
+    node_id: str,
+    advertise: str,
+    cluster_token: str,
+    replicas: int,
+    lease_ttl: int,
 ) -> None:
     """Run the node daemon (Docker volume plugin and pfs API)."""
     from pfs_volume.daemon import Daemon
@@ -134,6 +190,12 @@ def serve(
         pool_size=parse_size(pool_size),
         driver_name=driver_name,
         api_socket=api_socket.absolute(),
+        node_id=node_id,
+        etcd=parse_endpoints(etcd),
+        advertise=advertise,
+        cluster_token=cluster_token,
+        replicas=replicas,
+        lease_ttl=lease_ttl,
     )
     daemon = Daemon(settings)
     daemon.start()
@@ -153,12 +215,21 @@ def repo() -> None:
 @repo.command("create")
 @click.argument("name")
 @click.option("--description", "-d", default="", help="What the repo holds.")
+@click.option(
+    "--replicas",
+    type=int,
+    help="Copies of each commit in a cluster (default: the node's --replicas).",
+)
 @json_option
 @reports_errors
-def repo_create(name: str, description: str, as_json: bool) -> None:
+def repo_create(name: str, description: str, replicas: int | None, as_json: bool) -> None:
     """Create an empty repo (mounting a volume of a new repo does this too)."""
-    result = _client().request("POST", "/v1/repos", json={"name": name, "description": description})
-    _show(result, as_json, f"created repo {result['name']}")
+    body: dict[str, Any] = {"name": name, "description": description}
+    if replicas is not None:
+        body["replicas"] = replicas
+    result = _client().request("POST", "/v1/repos", json=body)
+    placed = f" on {', '.join(result['placement'])}" if result["placement"] else ""
+    _show(result, as_json, f"created repo {result['name']}{placed}")
 
 
 @repo.command("export")
@@ -438,9 +509,43 @@ def commit_inspect(target: str, as_json: bool) -> None:
         "size",
         "files_changed",
         "pruned",
+        "copies",
     ):
         label = key.replace("_", " ").capitalize() + ":"
         click.echo(f"{label:9} {info[key] if info[key] is not None else '-'}")
+    click.echo(f"{'Holders:':9} {', '.join(info['holders']) or '-'}")
+
+
+@main.group()
+def node() -> None:
+    """Nodes of the cluster: list."""
+
+
+@node.command("list")
+@json_option
+@reports_errors
+def node_list(as_json: bool) -> None:
+    """List the live nodes: id, API address, state, free and total pool space."""
+    nodes = _client().get("/v1/nodes")["nodes"]
+    if as_json:
+        _print_json(nodes)
+        return
+    click.echo(
+        table(
+            ["node", "address", "state", "free", "pool", "since"],
+            [
+                [
+                    n["id"],
+                    n["address"],
+                    n["state"],
+                    f"{n['free_bytes'] / 1024**3:,.1f} GiB",
+                    f"{n['pool_bytes'] / 1024**3:,.1f} GiB",
+                    when(n["started"]),
+                ]
+                for n in nodes
+            ],
+        )
+    )
 
 
 @main.group()

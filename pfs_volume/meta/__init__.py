@@ -1,9 +1,12 @@
 """Metadata: one interface (``MetadataStore``), backends behind it."""
 
+from pfs_volume.meta.etcd import EtcdStore
+from pfs_volume.meta.etcd_client import EtcdClient
 from pfs_volume.meta.records import (
     BranchRecord,
     CommitIntent,
     CommitRecord,
+    Fence,
     MountRecord,
     RepoRecord,
     VolumeRecord,
@@ -17,6 +20,9 @@ __all__ = [
     "BranchRecord",
     "CommitIntent",
     "CommitRecord",
+    "EtcdClient",
+    "EtcdStore",
+    "Fence",
     "MetadataStore",
     "MountRecord",
     "RepoRecord",

@@ -23,14 +23,21 @@ class RepoRecord:
     name: str
     created: datetime
     description: str = ""
+    replicas: int = 1
+    """How many nodes should hold each commit (1 on a single host)."""
+    placement: tuple[str, ...] = ()
+    """The node ids chosen to hold the repo's commits (empty on a single host)."""
 
 
 @dataclass(frozen=True)
 class BranchRecord:
     """A branch: its head commit (None before the first commit) and working copy state.
 
-    ``clean_generation`` is the btrfs generation of the branch's working copy when it last
-    held exactly the head's content; None until the working copy exists.
+    ``clean_generation`` is the btrfs generation of this node's working copy of the branch
+    when it last held exactly the content of commit ``working_base`` (None for an empty
+    branch); both are None until the working copy exists, and both are node-local: in a
+    cluster each node has its own working copy, and ``working_base`` differs from
+    ``head`` when another node moved the head since.
     """
 
     repo: str
@@ -38,6 +45,7 @@ class BranchRecord:
     head: str | None
     created: datetime
     clean_generation: int | None = None
+    working_base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,8 @@ class CommitRecord:
     origin: str
     pruned: bool = False
     """True once gc deleted the snapshot: the record stays, the data is gone."""
+    holders: tuple[str, ...] = ()
+    """Ids of the nodes whose pool holds the snapshot, sorted."""
 
 
 @dataclass(frozen=True)
@@ -86,3 +96,13 @@ class VolumeRecord:
     name: str
     repo: str
     created: datetime
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Proof of holding a branch's cluster-wide write lock: the lock key and the etcd
+    revision at which this holder created it. A head move made with a fence succeeds only
+    while that same lock key still exists with that create revision."""
+
+    key: str
+    revision: int

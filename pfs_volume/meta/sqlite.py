@@ -3,24 +3,33 @@
 One connection shared by the daemon's threads behind a lock; write-ahead logging with
 ``synchronous=FULL`` so that a transaction that returned survives a crash of the process
 or the machine.
+
+Fences are ignored here: on one host there is no cluster-wide lock to lose, and the local
+branch lock of ``RepoService`` is the only writer of a branch head; the compare-and-swap
+on the head still guards against any other path moving it. Working copy state
+(``clean_generation``, ``working_base``) sits in the branch row, as there is one node.
+Databases made by earlier versions get the columns they lack when opened.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pfs_volume.errors import Conflict, StorageError
+from pfs_volume.errors import Conflict, NotFound, StorageError
 from pfs_volume.failpoints import failpoint
 from pfs_volume.meta.records import (
     BranchRecord,
     CommitIntent,
     CommitRecord,
+    Fence,
     MountRecord,
     RepoRecord,
     VolumeRecord,
@@ -31,19 +40,22 @@ BUSY_TIMEOUT = 30.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS repos (
-    name TEXT PRIMARY KEY, created TEXT NOT NULL, description TEXT NOT NULL);
+    name TEXT PRIMARY KEY, created TEXT NOT NULL, description TEXT NOT NULL,
+    replicas INTEGER NOT NULL DEFAULT 1, placement TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS branches (
     repo TEXT NOT NULL REFERENCES repos(name), name TEXT NOT NULL, head TEXT,
-    created TEXT NOT NULL, clean_generation INTEGER, PRIMARY KEY (repo, name));
+    created TEXT NOT NULL, clean_generation INTEGER, working_base TEXT,
+    PRIMARY KEY (repo, name));
 CREATE TABLE IF NOT EXISTS commits (
     repo TEXT NOT NULL REFERENCES repos(name), id TEXT NOT NULL, branch TEXT NOT NULL,
     parent TEXT, created TEXT NOT NULL, message TEXT NOT NULL, origin TEXT NOT NULL,
-    pruned INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (repo, id));
+    pruned INTEGER NOT NULL DEFAULT 0, holders TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (repo, id));
 CREATE INDEX IF NOT EXISTS commits_by_time ON commits (repo, created);
 CREATE TABLE IF NOT EXISTS intents (
     repo TEXT NOT NULL, id TEXT NOT NULL, branch TEXT NOT NULL, parent TEXT,
     created TEXT NOT NULL, message TEXT NOT NULL, origin TEXT NOT NULL, mount_id TEXT,
-    PRIMARY KEY (repo, id));
+    holders TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (repo, id));
 CREATE TABLE IF NOT EXISTS mounts (
     id TEXT PRIMARY KEY, volume TEXT NOT NULL, repo TEXT NOT NULL, branch TEXT,
     commit_id TEXT, created TEXT NOT NULL);
@@ -52,7 +64,26 @@ CREATE TABLE IF NOT EXISTS volumes (
 CREATE TABLE IF NOT EXISTS deleted_repos (name TEXT PRIMARY KEY);
 """
 
-_COMMIT_COLUMNS = "id, repo, branch, parent, created, message, origin"
+ADDED_COLUMNS = {
+    "repos": {
+        "replicas": "INTEGER NOT NULL DEFAULT 1",
+        "placement": "TEXT NOT NULL DEFAULT '[]'",
+    },
+    "branches": {"working_base": "TEXT"},
+    "commits": {
+        "pruned": "INTEGER NOT NULL DEFAULT 0",
+        "holders": "TEXT NOT NULL DEFAULT '[]'",
+    },
+    "intents": {"holders": "TEXT NOT NULL DEFAULT '[]'"},
+}
+"""Columns added since the first release, by table: a store made before them gets them
+(with these definitions) when it is opened. ``CREATE TABLE IF NOT EXISTS`` leaves an
+existing table as it is, so this is how an old table learns new columns."""
+
+_REPO_COLUMNS = "name, created, description, replicas, placement"
+_BRANCH_COLUMNS = "repo, name, head, created, clean_generation, working_base"
+_COMMIT_COLUMNS = "id, repo, branch, parent, created, message, origin, pruned, holders"
+_INTENT_COLUMNS = "id, repo, branch, parent, created, message, origin, mount_id, holders"
 _MOUNT_COLUMNS = "id, volume, repo, branch, commit_id, created"
 
 
@@ -60,7 +91,10 @@ class SqliteStore(MetadataStore):
     """MetadataStore in a SQLite database file.
 
     Args:
-        path: the database file; created with its schema when missing.
+        path: the database file; created with its schema when missing, brought up to the
+            current schema when made by an earlier version.
+    Raises:
+        StorageError: the file cannot be opened or is not a pfs store.
     """
 
     def __init__(self, path: Path) -> None:
@@ -74,11 +108,16 @@ class SqliteStore(MetadataStore):
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(commits)")}
-            if "pruned" not in columns:  # a store made before gc existed
-                self._db.execute("ALTER TABLE commits ADD COLUMN pruned INTEGER NOT NULL DEFAULT 0")
+            self._add_missing_columns()
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the metadata store {path}: {exc}") from exc
+
+    def _add_missing_columns(self) -> None:
+        for table, columns in ADDED_COLUMNS.items():
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column, definition in columns.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -115,30 +154,18 @@ class SqliteStore(MetadataStore):
         with self._write() as db:
             self._insert_repo(db, repo)
             db.executemany(
-                f"INSERT INTO commits ({_COMMIT_COLUMNS}, pruned) VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        c.id,
-                        repo.name,
-                        c.branch,
-                        c.parent,
-                        c.created.isoformat(),
-                        c.message,
-                        c.origin,
-                        int(c.pruned),
-                    )
-                    for c in commits
-                ],
+                f"INSERT INTO commits ({_COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                [_commit_row(_in_repo(c, repo.name)) for c in commits],
             )
             for branch in branches:
                 self._insert_branch(db, branch)
 
     def get_repo(self, name: str) -> RepoRecord | None:
-        rows = self._read("SELECT name, created, description FROM repos WHERE name=?", (name,))
+        rows = self._read(f"SELECT {_REPO_COLUMNS} FROM repos WHERE name=?", (name,))
         return _repo(rows[0]) if rows else None
 
     def list_repos(self) -> list[RepoRecord]:
-        rows = self._read("SELECT name, created, description FROM repos ORDER BY name")
+        rows = self._read(f"SELECT {_REPO_COLUMNS} FROM repos ORDER BY name")
         return [_repo(row) for row in rows]
 
     def delete_repo(self, name: str) -> None:
@@ -164,6 +191,8 @@ class SqliteStore(MetadataStore):
             ).fetchone()
             if exists:
                 raise Conflict(f"branch {branch.repo}/{branch.name} exists already")
+            if not db.execute("SELECT 1 FROM repos WHERE name=?", (branch.repo,)).fetchone():
+                raise NotFound(f"there is no repo {branch.repo!r}")
             self._insert_branch(db, branch)
 
     @staticmethod
@@ -173,36 +202,39 @@ class SqliteStore(MetadataStore):
         if db.execute("SELECT 1 FROM deleted_repos WHERE name=?", (repo.name,)).fetchone():
             raise Conflict(f"repo {repo.name!r} is still being deleted")
         db.execute(
-            "INSERT INTO repos VALUES (?,?,?)",
-            (repo.name, repo.created.isoformat(), repo.description),
+            f"INSERT INTO repos ({_REPO_COLUMNS}) VALUES (?,?,?,?,?)",
+            (
+                repo.name,
+                repo.created.isoformat(),
+                repo.description,
+                repo.replicas,
+                json.dumps(list(repo.placement)),
+            ),
         )
 
     @staticmethod
     def _insert_branch(db: sqlite3.Connection, branch: BranchRecord) -> None:
         db.execute(
-            "INSERT INTO branches VALUES (?,?,?,?,?)",
+            f"INSERT INTO branches ({_BRANCH_COLUMNS}) VALUES (?,?,?,?,?,?)",
             (
                 branch.repo,
                 branch.name,
                 branch.head,
                 branch.created.isoformat(),
                 branch.clean_generation,
+                branch.working_base,
             ),
         )
 
     def get_branch(self, repo: str, name: str) -> BranchRecord | None:
         rows = self._read(
-            "SELECT repo, name, head, created, clean_generation FROM branches "
-            "WHERE repo=? AND name=?",
-            (repo, name),
+            f"SELECT {_BRANCH_COLUMNS} FROM branches WHERE repo=? AND name=?", (repo, name)
         )
         return _branch(rows[0]) if rows else None
 
     def list_branches(self, repo: str) -> list[BranchRecord]:
         rows = self._read(
-            "SELECT repo, name, head, created, clean_generation FROM branches "
-            "WHERE repo=? ORDER BY name",
-            (repo,),
+            f"SELECT {_BRANCH_COLUMNS} FROM branches WHERE repo=? ORDER BY name", (repo,)
         )
         return [_branch(row) for row in rows]
 
@@ -210,40 +242,75 @@ class SqliteStore(MetadataStore):
         with self._write() as db:
             db.execute("DELETE FROM branches WHERE repo=? AND name=?", (repo, name))
 
-    def move_head(self, repo: str, branch: str, expected: str | None, new: str) -> None:
+    def move_head(
+        self,
+        repo: str,
+        branch: str,
+        expected: str | None,
+        new: str,
+        fence: Fence | None = None,
+    ) -> None:
+        """Compare-and-swap the head; ``fence`` is ignored (see the module docstring)."""
         with self._write() as db:
-            row = db.execute(
-                "SELECT head FROM branches WHERE repo=? AND name=?", (repo, branch)
-            ).fetchone()
-            if row is None or row[0] != expected:
-                raise Conflict(
-                    f"branch {repo}/{branch} moved: its head is "
-                    f"{row[0] if row else 'gone'}, not {expected}"
-                )
+            _check_head(db, repo, branch, expected)
             db.execute(
-                "UPDATE branches SET head=?, clean_generation=NULL WHERE repo=? AND name=?",
+                "UPDATE branches SET head=?, clean_generation=NULL, working_base=NULL "
+                "WHERE repo=? AND name=?",
                 (new, repo, branch),
             )
 
-    def set_clean_generation(self, repo: str, branch: str, generation: int) -> None:
+    def set_clean_generation(
+        self, repo: str, branch: str, generation: int, base: str | None
+    ) -> None:
         with self._write() as db:
+            updated = db.execute(
+                "UPDATE branches SET clean_generation=?, working_base=? WHERE repo=? AND name=?",
+                (generation, base, repo, branch),
+            ).rowcount
+            if not updated:
+                raise NotFound(f"repo {repo!r} has no branch {branch!r}")
+
+    def set_placement(self, repo: str, expected: tuple[str, ...], new: tuple[str, ...]) -> bool:
+        with self._write() as db:
+            row = db.execute("SELECT placement FROM repos WHERE name=?", (repo,)).fetchone()
+            if row is None:
+                raise NotFound(f"there is no repo {repo!r}")
+            if tuple(json.loads(row[0])) != tuple(expected):
+                return False
+            db.execute("UPDATE repos SET placement=? WHERE name=?", (json.dumps(list(new)), repo))
+            return True
+
+    def add_holder(self, repo: str, commit_id: str, node: str) -> None:
+        self._change_holders(repo, commit_id, lambda held: held | {node})
+
+    def remove_holder(self, repo: str, commit_id: str, node: str) -> None:
+        self._change_holders(repo, commit_id, lambda held: held - {node})
+
+    def _change_holders(
+        self, repo: str, commit_id: str, change: Callable[[set[str]], set[str]]
+    ) -> None:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT holders FROM commits WHERE repo=? AND id=?", (repo, commit_id)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"repo {repo!r} has no commit {commit_id}")
+            holders = json.dumps(sorted(change(set(json.loads(row[0])))))
             db.execute(
-                "UPDATE branches SET clean_generation=? WHERE repo=? AND name=?",
-                (generation, repo, branch),
+                "UPDATE commits SET holders=? WHERE repo=? AND id=?", (holders, repo, commit_id)
             )
 
     # commits
 
     def get_commit(self, repo: str, commit_id: str) -> CommitRecord | None:
         rows = self._read(
-            f"SELECT {_COMMIT_COLUMNS}, pruned FROM commits WHERE repo=? AND id=?",
-            (repo, commit_id),
+            f"SELECT {_COMMIT_COLUMNS} FROM commits WHERE repo=? AND id=?", (repo, commit_id)
         )
         return _commit(rows[0]) if rows else None
 
     def list_commits(self, repo: str) -> list[CommitRecord]:
         rows = self._read(
-            f"SELECT {_COMMIT_COLUMNS}, pruned FROM commits WHERE repo=? ORDER BY created DESC, id",
+            f"SELECT {_COMMIT_COLUMNS} FROM commits WHERE repo=? ORDER BY created DESC, id",
             (repo,),
         )
         return [_commit(row) for row in rows]
@@ -269,38 +336,37 @@ class SqliteStore(MetadataStore):
         c = intent.commit
         with self._write() as db:
             db.execute(
-                "INSERT INTO intents VALUES (?,?,?,?,?,?,?,?)",
+                f"INSERT INTO intents ({_INTENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
-                    c.repo,
                     c.id,
+                    c.repo,
                     c.branch,
                     c.parent,
                     c.created.isoformat(),
                     c.message,
                     c.origin,
                     intent.mount_id,
+                    json.dumps(sorted(c.holders)),
                 ),
             )
 
-    def finish_commit(self, intent: CommitIntent, generation: int) -> None:
+    def finish_commit(
+        self, intent: CommitIntent, generation: int, fence: Fence | None = None
+    ) -> None:
+        """The commit lands in one transaction; ``fence`` is ignored (see the module
+        docstring)."""
         c = intent.commit
         with self._write() as db:
-            row = db.execute(
-                "SELECT head FROM branches WHERE repo=? AND name=?", (c.repo, c.branch)
-            ).fetchone()
-            if row is None or row[0] != c.parent:
-                raise Conflict(
-                    f"branch {c.repo}/{c.branch} moved: its head is "
-                    f"{row[0] if row else 'gone'}, the commit expected {c.parent}"
-                )
+            _check_head(db, c.repo, c.branch, c.parent)
             db.execute(
-                f"INSERT INTO commits ({_COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
-                (c.id, c.repo, c.branch, c.parent, c.created.isoformat(), c.message, c.origin),
+                f"INSERT INTO commits ({_COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                _commit_row(c),
             )
             failpoint("commit.between_record_and_head")
             db.execute(
-                "UPDATE branches SET head=?, clean_generation=? WHERE repo=? AND name=?",
-                (c.id, generation, c.repo, c.branch),
+                "UPDATE branches SET head=?, clean_generation=?, working_base=? "
+                "WHERE repo=? AND name=?",
+                (c.id, generation, c.id, c.repo, c.branch),
             )
             db.execute("DELETE FROM intents WHERE repo=? AND id=?", (c.repo, c.id))
             if intent.mount_id is not None:
@@ -314,8 +380,8 @@ class SqliteStore(MetadataStore):
             )
 
     def list_intents(self) -> list[CommitIntent]:
-        rows = self._read(f"SELECT {_COMMIT_COLUMNS}, mount_id FROM intents ORDER BY created")
-        return [CommitIntent(_commit(row[:7]), row[7]) for row in rows]
+        rows = self._read(f"SELECT {_INTENT_COLUMNS} FROM intents ORDER BY created, id")
+        return [CommitIntent(_commit((*row[:7], 0, row[8])), mount_id=row[7]) for row in rows]
 
     # mounts
 
@@ -328,7 +394,7 @@ class SqliteStore(MetadataStore):
             if row:
                 return _mount(row)
             db.execute(
-                "INSERT INTO mounts VALUES (?,?,?,?,?,?)",
+                f"INSERT INTO mounts ({_MOUNT_COLUMNS}) VALUES (?,?,?,?,?,?)",
                 (
                     mount.id,
                     mount.volume,
@@ -350,9 +416,9 @@ class SqliteStore(MetadataStore):
     def list_mounts(self, repo: str | None = None) -> list[MountRecord]:
         sql = f"SELECT {_MOUNT_COLUMNS} FROM mounts"
         rows = (
-            self._read(sql + " WHERE repo=? ORDER BY created", (repo,))
+            self._read(sql + " WHERE repo=? ORDER BY created, id", (repo,))
             if repo is not None
-            else self._read(sql + " ORDER BY created")
+            else self._read(sql + " ORDER BY created, id")
         )
         return [_mount(row) for row in rows]
 
@@ -365,7 +431,7 @@ class SqliteStore(MetadataStore):
     def add_volume(self, volume: VolumeRecord) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT OR IGNORE INTO volumes VALUES (?,?,?)",
+                "INSERT OR IGNORE INTO volumes (name, repo, created) VALUES (?,?,?)",
                 (volume.name, volume.repo, volume.created.isoformat()),
             )
 
@@ -386,17 +452,60 @@ class SqliteStore(MetadataStore):
             self._db.close()
 
 
+def _check_head(db: sqlite3.Connection, repo: str, branch: str, expected: str | None) -> None:
+    """Raise unless the branch exists with head ``expected`` (inside a write transaction).
+
+    Raises:
+        NotFound: no such branch. Conflict: its head is another.
+    """
+    row = db.execute("SELECT head FROM branches WHERE repo=? AND name=?", (repo, branch)).fetchone()
+    if row is None:
+        raise NotFound(f"repo {repo!r} has no branch {branch!r}")
+    if row[0] != expected:
+        raise Conflict(f"branch {repo}/{branch} moved: its head is {row[0]}, not {expected}")
+
+
+def _in_repo(commit: CommitRecord, repo: str) -> CommitRecord:
+    """The commit as a record of ``repo`` (an import may rename the repo)."""
+    return commit if commit.repo == repo else dataclasses.replace(commit, repo=repo)
+
+
+def _commit_row(c: CommitRecord) -> tuple[Any, ...]:
+    return (
+        c.id,
+        c.repo,
+        c.branch,
+        c.parent,
+        c.created.isoformat(),
+        c.message,
+        c.origin,
+        int(c.pruned),
+        json.dumps(sorted(c.holders)),
+    )
+
+
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
 def _repo(row: tuple[Any, ...]) -> RepoRecord:
-    return RepoRecord(name=row[0], created=_time(row[1]), description=row[2])
+    return RepoRecord(
+        name=row[0],
+        created=_time(row[1]),
+        description=row[2],
+        replicas=int(row[3]),
+        placement=tuple(json.loads(row[4])),
+    )
 
 
 def _branch(row: tuple[Any, ...]) -> BranchRecord:
     return BranchRecord(
-        repo=row[0], name=row[1], head=row[2], created=_time(row[3]), clean_generation=row[4]
+        repo=row[0],
+        name=row[1],
+        head=row[2],
+        created=_time(row[3]),
+        clean_generation=row[4],
+        working_base=row[5],
     )
 
 
@@ -409,7 +518,8 @@ def _commit(row: tuple[Any, ...]) -> CommitRecord:
         created=_time(row[4]),
         message=row[5],
         origin=row[6],
-        pruned=bool(row[7]) if len(row) > 7 else False,
+        pruned=bool(row[7]),
+        holders=tuple(json.loads(row[8])),
     )
 
 

@@ -13,6 +13,7 @@ from pfs_volume.meta.records import (
     BranchRecord,
     CommitIntent,
     CommitRecord,
+    Fence,
     MountRecord,
     RepoRecord,
     VolumeRecord,
@@ -76,17 +77,45 @@ class MetadataStore(ABC):
         """Drop a branch record (its commits stay). No error when it is unknown."""
 
     @abstractmethod
-    def move_head(self, repo: str, branch: str, expected: str | None, new: str) -> None:
-        """Compare-and-swap the branch head from ``expected`` to ``new``; the working copy
-        state is forgotten (clean generation unset).
+    def move_head(
+        self,
+        repo: str,
+        branch: str,
+        expected: str | None,
+        new: str,
+        fence: Fence | None = None,
+    ) -> None:
+        """Compare-and-swap the branch head from ``expected`` to ``new``; this node's
+        working copy state is forgotten (clean generation and base unset).
+
+        With a ``fence``, the swap also requires the fence's lock key to exist with the
+        fence's create revision, in the same transaction (a backend without cluster locks
+        ignores it).
 
         Raises:
-            Conflict: when the head is not ``expected``; nothing changes.
+            Conflict: when the head is not ``expected``, or the fence's lock is gone or
+                held anew; nothing changes.
         """
 
     @abstractmethod
-    def set_clean_generation(self, repo: str, branch: str, generation: int) -> None:
-        """Record the working copy's generation at which it equals the head."""
+    def set_clean_generation(
+        self, repo: str, branch: str, generation: int, base: str | None
+    ) -> None:
+        """Record this node's working copy generation at which it equals commit ``base``
+        (None: the empty tree). Raises NotFound for an unknown branch."""
+
+    @abstractmethod
+    def set_placement(self, repo: str, expected: tuple[str, ...], new: tuple[str, ...]) -> bool:
+        """Compare-and-swap the repo's placement; True when it was ``expected`` and is now
+        ``new``, False (nothing changed) otherwise. Raises NotFound for an unknown repo."""
+
+    @abstractmethod
+    def add_holder(self, repo: str, commit_id: str, node: str) -> None:
+        """Add ``node`` to the commit's holders (atomic, idempotent). Raises NotFound."""
+
+    @abstractmethod
+    def remove_holder(self, repo: str, commit_id: str, node: str) -> None:
+        """Drop ``node`` from the commit's holders (atomic, idempotent). Raises NotFound."""
 
     # commits
 
@@ -115,13 +144,18 @@ class MetadataStore(ABC):
         """Record a commit about to be snapshotted (it is not visible yet)."""
 
     @abstractmethod
-    def finish_commit(self, intent: CommitIntent, generation: int) -> None:
-        """In one transaction: write the commit record, move the branch head from
-        ``intent.commit.parent`` to the commit (compare-and-swap), set the branch's clean
-        generation, drop the intent and the mount it releases.
+    def finish_commit(
+        self, intent: CommitIntent, generation: int, fence: Fence | None = None
+    ) -> None:
+        """In one transaction: write the commit record (holders as in ``intent.commit``),
+        move the branch head from ``intent.commit.parent`` to the commit
+        (compare-and-swap, fenced as in ``move_head``), set this node's clean generation
+        to ``generation`` with the commit as base, drop the intent and the mount it
+        releases.
 
         Raises:
-            Conflict: when the head is no longer ``intent.commit.parent``; nothing changes.
+            Conflict: when the head is no longer ``intent.commit.parent`` or the fence
+                failed; nothing changes.
         """
 
     @abstractmethod

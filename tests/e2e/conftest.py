@@ -22,38 +22,22 @@ from tests.docker_engine import DockerEngine
 from tests.e2e.docker_user import DockerUser
 from tests.pfs_node import PfsNode, unique_driver_name
 
-LOG_TAIL = 20_000
 DOCKERD_LOG_TAIL = 5_000
 TEARDOWN_TIMEOUT = 60.0
-
-LOGS_KEY = pytest.StashKey[list[tuple[str, Path]]]()
-"""Log files to attach to the report of a failing test: (label, path)."""
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Attach the daemon logs (and the tail of dockerd's) to a failing test's report."""
+    """Attach the tail of dockerd's log to a failing test's report (the daemon logs come
+    through ``attach_log``, in tests/conftest.py)."""
     report = yield
     if report.failed:
-        for label, path in item.stash.get(LOGS_KEY, []):
-            text = path.read_text(errors="replace") if path.exists() else "(no log file)"
-            report.sections.append((label, text[-LOG_TAIL:]))
         engine = getattr(item, "funcargs", {}).get("docker_engine")
         if isinstance(engine, DockerEngine):
             report.sections.append(("dockerd log (tail)", engine.log()[-DOCKERD_LOG_TAIL:]))
     return report
-
-
-@pytest.fixture
-def attach_log(request: pytest.FixtureRequest) -> Callable[[str, Path], None]:
-    """Register a log file to be shown when the test fails."""
-
-    def attach(label: str, path: Path) -> None:
-        request.node.stash.setdefault(LOGS_KEY, []).append((label, path))
-
-    return attach
 
 
 @pytest.fixture(scope="session")

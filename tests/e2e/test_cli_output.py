@@ -13,7 +13,18 @@ pytestmark = pytest.mark.e2e
 
 COMMIT_ID = re.compile(r"[0-9a-f]{32}")
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
-COMMIT_FIELDS = ["id", "parent", "repo", "branch", "created", "message", "origin", "pruned"]
+COMMIT_FIELDS = [
+    "id",
+    "parent",
+    "repo",
+    "branch",
+    "created",
+    "message",
+    "origin",
+    "pruned",
+    "holders",
+    "copies",
+]
 
 
 def test_log_and_commit_inspect_describe_auto_commits(user: DockerUser) -> None:

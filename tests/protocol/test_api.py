@@ -50,7 +50,10 @@ def test_repos_branches_log_and_commits(api_http: Transport, history: VolumeServ
             "message",
             "origin",
             "pruned",
+            "holders",
+            "copies",
         }
+        assert c["copies"] == len(c["holders"]) == 1
         assert RFC3339_UTC.fullmatch(c["created"]) and c["origin"] == "unmount"
     status, body, _ = api_http.request(
         "GET", "/v1/repos/photos/log", params={"ref": "dev", "limit": "1"}

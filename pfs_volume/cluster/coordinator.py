@@ -1,0 +1,118 @@
+"""The cluster's answer to what the commit graph needs (``repos.Coordinator``):
+placement over live nodes, etcd write locks, fetch and push through peers, and the
+background loop that repairs placement and copies."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from pfs_volume.cluster import placement
+from pfs_volume.cluster.locks import BranchLocks
+from pfs_volume.cluster.membership import NodeRegistry
+from pfs_volume.cluster.replication import Replicator
+from pfs_volume.errors import InvalidRequest, PfsError, StorageError
+from pfs_volume.meta import CommitRecord, Fence
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REPLICAS = 2
+MAX_REPLICAS = 16
+REPAIR_INTERVAL = 2.0
+"""Seconds between repair passes: a dead node's lease expires after the TTL, and the
+next pass after that re-places its repos."""
+
+
+def check_replicas(replicas: int) -> int:
+    """The replica count, if it is within 1..MAX_REPLICAS. Raises InvalidRequest."""
+    if (
+        isinstance(replicas, bool)
+        or not isinstance(replicas, int)
+        or not (1 <= replicas <= MAX_REPLICAS)
+    ):
+        raise InvalidRequest(
+            f"replicas must be a whole number from 1 to {MAX_REPLICAS}, not {replicas!r}"
+        )
+    return replicas
+
+
+class ClusterCoordinator:
+    """Placement, locks and replication for one node of a cluster.
+
+    Args:
+        registry: this node's membership.
+        locks: the branch write locks.
+        default_replicas: copies of each commit a repo gets unless it says otherwise.
+    """
+
+    def __init__(
+        self, registry: NodeRegistry, locks: BranchLocks, default_replicas: int = DEFAULT_REPLICAS
+    ) -> None:
+        self.registry = registry
+        self.locks = locks
+        self.node_id = registry.node_id
+        self.default_replicas = check_replicas(default_replicas)
+        self.replicator: Replicator | None = None
+        self._stopping = threading.Event()
+        self._loop: threading.Thread | None = None
+
+    def attach(self, replicator: Replicator) -> None:
+        """Give the coordinator the replicator (made after the commit graph)."""
+        self.replicator = replicator
+
+    def _replicator(self) -> Replicator:
+        if self.replicator is None:
+            raise StorageError("replication is not set up yet")
+        return self.replicator
+
+    def place(self, repo: str, replicas: int | None) -> tuple[int, tuple[str, ...]]:
+        """The replica count (default if None) and the live nodes chosen for it."""
+        count = self.default_replicas if replicas is None else check_replicas(replicas)
+        live = [node.id for node in self.registry.live_nodes()]
+        return count, placement.choose(repo, live, count)
+
+    def acquire(self, repo: str, branch: str) -> Fence | None:
+        """The branch's write lock for this node. Raises Conflict, Unavailable."""
+        return self.locks.acquire(repo, branch)
+
+    def release(self, repo: str, branch: str) -> None:
+        """Give the branch's write lock back."""
+        self.locks.release(repo, branch)
+
+    def fetch(self, repo: str, commit_id: str) -> None:
+        """Pull a commit's snapshot from a holder. Raises NotFound, Unavailable."""
+        self._replicator().fetch(repo, commit_id)
+
+    def committed(self, commit: CommitRecord) -> None:
+        """Push a new commit to the repo's replicas in the background (before start-up
+        finished, the repair loop pushes it instead)."""
+        if self.replicator is not None:
+            self.replicator.push_later(commit)
+
+    def start(self) -> None:
+        """Start the pusher and the repair loop."""
+        self._replicator().start()
+        self._loop = threading.Thread(target=self._repair_loop, name="pfs-repair", daemon=True)
+        self._loop.start()
+
+    def _repair_loop(self) -> None:
+        while not self._stopping.wait(REPAIR_INTERVAL):
+            try:
+                replicator = self._replicator()
+                try:
+                    replicator.repos.release_idle_locks(self.locks.held_keys())
+                except PfsError as exc:
+                    log.warning("idle write locks not released (retried): %s", exc)
+                replicator.repair()
+            except PfsError as exc:
+                log.warning("repair pass failed (retried): %s", exc)
+            except Exception:
+                log.exception("repair pass crashed (retried)")
+
+    def stop(self) -> None:
+        """Stop the background work."""
+        self._stopping.set()
+        if self._loop is not None:
+            self._loop.join(timeout=10)
+        if self.replicator is not None:
+            self.replicator.stop()

@@ -1,0 +1,156 @@
+"""Talking to other nodes' APIs: commit streams and fetch requests, with the cluster
+token on every request.
+
+A commit travels as its ``btrfs send`` stream cut into frames (an 8-byte big-endian
+length, then that many bytes) and ended by a zero-length frame. The end frame is what
+makes a stream whole: a sender that dies mid-stream leaves the receiver without it, and
+the receiver then kills ``btrfs receive`` before it can finish the snapshot.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import requests
+import urllib3
+
+from pfs_volume.errors import PfsError, StorageError, Unavailable, error_from_code
+
+FRAME = struct.Struct(">Q")
+MAX_FRAME = 64 * 1024 * 1024
+TOKEN_HEADER = "Authorization"
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 20.0
+"""Seconds a stream may stall before the transfer is given up."""
+FETCH_REQUEST_TIMEOUT = 600.0
+"""Seconds a peer may take to fetch a commit it was asked to replicate."""
+
+
+def encode_frames(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Frame a byte stream, ended by the zero-length frame."""
+    for chunk in chunks:
+        if chunk:
+            yield FRAME.pack(len(chunk)) + chunk
+    yield FRAME.pack(0)
+
+
+def decode_frames(read: Any) -> Iterator[bytes]:
+    """The payload of a framed stream read with ``read(n)``.
+
+    Raises:
+        Unavailable: the stream ended before its end frame (the sender died or the
+            connection broke).
+    """
+    while True:
+        header = _read_exactly(read, FRAME.size)
+        (length,) = FRAME.unpack(header)
+        if length == 0:
+            return
+        if length > MAX_FRAME:
+            raise StorageError(f"a commit stream frame of {length} bytes is too long")
+        yield _read_exactly(read, length)
+
+
+def _read_exactly(read: Any, size: int) -> bytes:
+    parts = []
+    left = size
+    while left:
+        try:
+            data = read(left)
+        except (
+            requests.RequestException,
+            urllib3.exceptions.HTTPError,
+            OSError,
+            ValueError,
+        ) as exc:
+            raise Unavailable(f"the commit stream broke off: {exc}") from None
+        if not data:
+            raise Unavailable("the commit stream ended before it was whole (sender gone?)")
+        parts.append(data)
+        left -= len(data)
+    return b"".join(parts)
+
+
+class PeerClient:
+    """HTTP calls to other nodes' APIs.
+
+    Args:
+        token: the cluster token every node shares.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._headers = {TOKEN_HEADER: f"Bearer {token}"}
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            self._local.session = session
+        return session
+
+    def stream(
+        self, address: str, repo: str, commit_id: str, parent: str | None
+    ) -> Iterator[bytes]:
+        """The send stream of a commit from the node at ``address``, incremental against
+        ``parent`` when given, as chunks.
+
+        Raises:
+            Unavailable: the node cannot be reached or the stream broke off.
+            NotFound, Conflict: the node lacks the commit or the parent.
+        """
+        url = f"{address}/v1/peer/repos/{repo}/commits/{commit_id}/stream"
+        try:
+            response = self._session().get(
+                url,
+                params={"parent": parent} if parent else None,
+                headers=self._headers,
+                stream=True,
+                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+            )
+        except requests.RequestException as exc:
+            raise Unavailable(f"node at {address} cannot be reached: {exc}") from None
+        _raise_for_error(response, address)
+        return _stream_body(response)
+
+    def request_fetch(self, address: str, repo: str, commit_id: str, source: str) -> list[str]:
+        """Ask the node at ``address`` to fetch a commit (it pulls the stream from
+        ``source`` or another holder); returns the commit's holders afterwards.
+
+        Raises:
+            Unavailable: the node cannot be reached. PfsError: what the node reported.
+        """
+        url = f"{address}/v1/peer/repos/{repo}/commits/{commit_id}/fetch"
+        try:
+            response = self._session().post(
+                url,
+                json={"from": source},
+                headers=self._headers,
+                timeout=(CONNECT_TIMEOUT, FETCH_REQUEST_TIMEOUT),
+            )
+        except requests.RequestException as exc:
+            raise Unavailable(f"node at {address} cannot be reached: {exc}") from None
+        _raise_for_error(response, address)
+        return list(response.json()["holders"])
+
+
+def _stream_body(response: requests.Response) -> Iterator[bytes]:
+    try:
+        yield from decode_frames(response.raw.read)
+    finally:
+        response.close()
+
+
+def _raise_for_error(response: requests.Response, address: str) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        error = response.json()["error"]
+        exc: PfsError = error_from_code(error["code"], f"node at {address}: {error['message']}")
+    except (ValueError, KeyError, TypeError):
+        exc = Unavailable(f"node at {address} answered HTTP {response.status_code}")
+    response.close()
+    raise exc

@@ -1,0 +1,300 @@
+"""Moving commits between nodes: fetch on demand, push after a commit, repair.
+
+Every copy is made the same way: the node that needs a commit pulls its send stream
+from a live holder, incremental against the newest ancestor both have, receives it
+straight into ``repos/<repo>/commits/`` and records itself as a holder. A receive that
+does not finish leaves a writable subvolume there, which is deleted at once (or at
+start-up) and is never taken for a commit: only read-only ones are.
+
+A push is a request to a replica to pull: the stream still flows from this node to the
+replica, and the receiving side alone decides what it has.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+
+from pfs_volume.btrfs import streams
+from pfs_volume.cluster import placement
+from pfs_volume.cluster.membership import NodeInfo, NodeRegistry
+from pfs_volume.cluster.peer import PeerClient, encode_frames
+from pfs_volume.errors import Conflict, NotFound, PfsError, StorageError, Unavailable
+from pfs_volume.failpoints import failpoint
+from pfs_volume.meta import CommitRecord
+from pfs_volume.repos import KeyedLocks, RepoService
+
+log = logging.getLogger(__name__)
+
+FETCH_LOCK_TIMEOUT = 100.0
+"""Seconds a mount waits for a fetch of the same commit already under way: inside the
+two minutes Docker gives a Mount."""
+ANCESTOR_SEARCH = 64
+"""How many generations back a fetch looks for a common base."""
+PUSH_ATTEMPTS = 3
+
+
+class Replicator:
+    """This node's side of replication.
+
+    Args:
+        repos: this node's commit graph.
+        registry: membership (live nodes and their addresses).
+        peers: the client for other nodes' APIs.
+    """
+
+    def __init__(self, repos: RepoService, registry: NodeRegistry, peers: PeerClient) -> None:
+        self.repos = repos
+        self.store = repos.store
+        self.registry = registry
+        self.peers = peers
+        self.node_id = registry.node_id
+        self._fetch_locks = KeyedLocks()
+        self._pushes: queue.Queue[CommitRecord | None] = queue.Queue()
+        self._pusher: threading.Thread | None = None
+
+    # receiving
+
+    def fetch(self, repo: str, commit_id: str, source: str | None = None) -> list[str]:
+        """Bring a commit's snapshot into this pool (from ``source`` first, if given)
+        and record this node as a holder; the commit's holders afterwards.
+
+        Raises:
+            NotFound: no such commit, pruned, or no live node holds it.
+            Unavailable: every holder failed or etcd is unreachable.
+        """
+        with self._fetch_locks.hold(repo, commit_id, timeout=FETCH_LOCK_TIMEOUT):
+            commit = self.repos.require_data(self.repos.get_commit(repo, commit_id))
+            listed = self.node_id in commit.holders
+            if self.repos.snapshot_exists(repo, commit_id):
+                if listed:
+                    return list(commit.holders)
+                # A copy nobody accepted (see ``reconcile``): replaced, never trusted.
+                self.repos.pool.delete_subvolume(self.repos.commit_path(repo, commit_id))
+            self._pull(commit, source)
+            if not listed:
+                self.store.add_holder(repo, commit_id, self.node_id)
+            return sorted({*commit.holders, self.node_id})
+
+    def _pull(self, commit: CommitRecord, source: str | None) -> None:
+        live = {node.id: node for node in self.registry.live_nodes()}
+        holders = [h for h in commit.holders if h in live and h != self.node_id]
+        if not holders:
+            raise NotFound(
+                f"commit {commit.id} of repo {commit.repo} is held by "
+                f"{', '.join(commit.holders) or 'no node'}, and none of them is up now"
+            )
+        ordered = placement.rank(commit.id, holders)
+        if source in ordered:
+            ordered.remove(source)
+            ordered.insert(0, source)
+        failures = []
+        for holder in ordered:
+            for base in dict.fromkeys([self._base(commit, holder), None]):
+                try:
+                    self._receive(commit, live[holder], base)
+                    return
+                except (Unavailable, StorageError, Conflict, NotFound) as exc:
+                    log.warning(
+                        "repo=%s commit=%s fetch from node=%s (base %s) failed: %s",
+                        commit.repo,
+                        commit.id,
+                        holder,
+                        base,
+                        exc,
+                    )
+                    failures.append(f"{holder}: {exc}")
+        raise Unavailable(
+            f"commit {commit.id} of repo {commit.repo} could not be fetched: " + "; ".join(failures)
+        )
+
+    def _base(self, commit: CommitRecord, holder: str) -> str | None:
+        """The newest ancestor of ``commit`` in this pool that ``holder`` also holds."""
+        current = commit.parent
+        for _ in range(ANCESTOR_SEARCH):
+            if current is None:
+                return None
+            record = self.store.get_commit(commit.repo, current)
+            if record is None:
+                return None
+            if (
+                not record.pruned
+                and holder in record.holders
+                and self.repos.snapshot_exists(commit.repo, current)
+            ):
+                return current
+            current = record.parent
+        return None
+
+    def _receive(self, commit: CommitRecord, source: NodeInfo, base: str | None) -> None:
+        folder = self.repos.commit_path(commit.repo, commit.id).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        leftover = folder / commit.id
+        if self.repos.pool.is_subvolume(leftover):
+            self.repos.pool.delete_subvolume(leftover)  # a partial receive (not read-only)
+        stream = self.peers.stream(source.address, commit.repo, commit.id, base)
+        streams.receive(_after_first(stream, "fetch.mid_stream"), folder, name=commit.id)
+        log.info(
+            "repo=%s commit=%s fetched from node=%s (%s)",
+            commit.repo,
+            commit.id,
+            source.id,
+            f"incremental on {base}" if base else "full",
+        )
+
+    # sending
+
+    def send(self, repo: str, commit_id: str, parent: str | None) -> Iterator[bytes]:
+        """A commit's framed send stream for a peer, incremental against ``parent``.
+
+        Raises (before the first chunk):
+            NotFound: this node lacks the commit. Conflict: it lacks the parent.
+        """
+        if not self.repos.snapshot_exists(repo, commit_id):
+            raise NotFound(f"node {self.node_id} does not hold commit {commit_id} of {repo}")
+        base = None
+        if parent is not None:
+            if not self.repos.snapshot_exists(repo, parent):
+                raise Conflict(
+                    f"node {self.node_id} does not hold commit {parent} of {repo} to send "
+                    "against; ask for a full stream"
+                )
+            base = self.repos.commit_path(repo, parent)
+        chunks = streams.send(self.repos.commit_path(repo, commit_id), base)
+        return _after_first(encode_frames(chunks), "send.mid_stream")
+
+    # pushing
+
+    def start(self) -> None:
+        """Start the background pusher."""
+        self._pusher = threading.Thread(target=self._push_loop, name="pfs-push", daemon=True)
+        self._pusher.start()
+
+    def stop(self) -> None:
+        """Stop the pusher (pushes not made yet are left to repair)."""
+        self._pushes.put(None)
+        if self._pusher is not None:
+            self._pusher.join(timeout=5)
+
+    def push_later(self, commit: CommitRecord) -> None:
+        """Queue a commit for its repo's replicas."""
+        self._pushes.put(commit)
+
+    def _push_loop(self) -> None:
+        while (commit := self._pushes.get()) is not None:
+            try:
+                self.push(commit.repo, commit.id)
+            except PfsError as exc:
+                log.warning(
+                    "repo=%s commit=%s push failed (repair retries): %s",
+                    commit.repo,
+                    commit.id,
+                    exc,
+                )
+
+    def push(self, repo: str, commit_id: str) -> list[str]:
+        """Have each live replica of the repo that lacks the commit pull it from this
+        node; the holders afterwards. Failures are logged and left to repair."""
+        record = self.repos.get_repo(repo)
+        commit = self.repos.get_commit(repo, commit_id)
+        holders = set(commit.holders)
+        live = {node.id: node for node in self.registry.live_nodes()}
+        for node_id in record.placement:
+            if node_id in holders or node_id == self.node_id or node_id not in live:
+                continue
+            for attempt in range(1, PUSH_ATTEMPTS + 1):
+                try:
+                    holders.update(
+                        self.peers.request_fetch(
+                            live[node_id].address, repo, commit_id, self.node_id
+                        )
+                    )
+                    break
+                except PfsError as exc:
+                    log.warning(
+                        "repo=%s commit=%s push to node=%s attempt %d failed: %s",
+                        repo,
+                        commit_id,
+                        node_id,
+                        attempt,
+                        exc,
+                    )
+        return sorted(holders)
+
+    # repair
+
+    def reconcile(self) -> None:
+        """Make holder lists and this pool agree, before serving (start-up).
+
+        A copy counts only once this node is among its commit's holders: a commit made
+        here is recorded with its holder in the same transaction, and a received one is
+        added only after the whole stream arrived. A read-only copy that is not listed is
+        a receive a crash cut off (``btrfs receive`` finishes a snapshot at any clean end
+        of its input, even one its sender never meant): it is deleted when another node
+        holds the commit, and otherwise kept but never served. A listed copy that is
+        missing is unlisted.
+        """
+        for repo in self.store.list_repos():
+            for commit in self.store.list_commits(repo.name):
+                has = self.repos.snapshot_exists(repo.name, commit.id)
+                listed = self.node_id in commit.holders
+                if has and not listed and commit.holders:
+                    log.warning(
+                        "repo=%s commit=%s copy here was never accepted (an interrupted "
+                        "receive): deleted",
+                        repo.name,
+                        commit.id,
+                    )
+                    self.repos.pool.delete_subvolume(self.repos.commit_path(repo.name, commit.id))
+                elif has and not listed:
+                    log.warning(
+                        "repo=%s commit=%s copy here is not recorded and no node holds the "
+                        "commit: kept, not served",
+                        repo.name,
+                        commit.id,
+                    )
+                elif listed and (commit.pruned or not has):
+                    self.store.remove_holder(repo.name, commit.id, self.node_id)
+
+    def repair(self) -> None:
+        """One pass of repair: re-place repos that lost a replica, then fetch every commit
+        this node should hold and lacks."""
+        live = [node.id for node in self.registry.live_nodes()]
+        self.repos.purge_unknown_repos()
+        for repo in self.store.list_repos():
+            self.repos.drop_pruned_copies(repo.name)
+            for commit in self.store.list_commits(repo.name):
+                if commit.pruned and self.node_id in commit.holders:
+                    self.store.remove_holder(repo.name, commit.id, self.node_id)
+            wanted = placement.repair(repo.name, repo.placement, live, repo.replicas)
+            if wanted != repo.placement and self.store.set_placement(
+                repo.name, repo.placement, wanted
+            ):
+                log.info(
+                    "repo=%s placement %s -> %s (live nodes: %s)",
+                    repo.name,
+                    ",".join(repo.placement),
+                    ",".join(wanted),
+                    ",".join(live),
+                )
+            if self.node_id not in wanted:
+                continue
+            for commit in reversed(self.store.list_commits(repo.name)):
+                if commit.pruned or self.node_id in commit.holders:
+                    continue
+                try:
+                    self.fetch(repo.name, commit.id)
+                except PfsError as exc:
+                    log.warning(
+                        "repo=%s commit=%s repair fetch failed: %s", repo.name, commit.id, exc
+                    )
+
+
+def _after_first(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
+    """``chunks``, with the failpoint ``name`` after the first (for crash tests)."""
+    for index, chunk in enumerate(chunks):
+        yield chunk
+        if index == 0:
+            failpoint(name)
