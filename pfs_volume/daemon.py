@@ -85,6 +85,7 @@ class Daemon:
             self.volumes = VolumeService(self.repos, self.store, prefix=settings.driver_name)
             nodes = None
             if self._cluster is not None:
+                self._cluster.relock(self.store)
                 peer_server = self._cluster.start(self.repos)
                 self._servers.append(peer_server)
                 nodes = self._cluster.registry.live_nodes
@@ -148,7 +149,9 @@ class Daemon:
             log.warning("mounts unknown (%s): the pool stays mounted", exc)
             mounted = -1
         if self._cluster is not None:
-            self._cluster.stop()
+            # With branches mounted for writing, the lease is left to expire rather than
+            # given back: a quick restart then finds (and keeps) its locks.
+            self._cluster.stop(leave=mounted == 0)
             self._cluster = None
         if self.store is not None:
             self.store.close()
@@ -201,6 +204,7 @@ class Cluster:
         )
         self.registry.start()
         self.locks = BranchLocks(self.client, self.registry, prefix=settings.etcd_prefix)
+        self.registry.on_lease_lost(self.locks.forget_all)
         self.coordinator = ClusterCoordinator(self.registry, self.locks, settings.replicas)
 
     def start(self, repos: RepoService) -> TcpServer:
@@ -220,8 +224,27 @@ class Cluster:
         self.coordinator.start()
         return server
 
-    def stop(self) -> None:
-        """Stop background work and leave the cluster (the lease is given back)."""
+    def relock(self, store: MetadataStore) -> None:
+        """Take the write locks of the branches containers here still have mounted (after
+        a restart); a branch another node took meanwhile is logged, and its last unmount
+        here keeps the changes without committing them."""
+        for mount in store.list_mounts():
+            if mount.branch is None:
+                continue
+            try:
+                self.coordinator.acquire(mount.repo, mount.branch)
+            except Conflict as exc:
+                log.error(
+                    "repo=%s branch=%s mount=%s still mounted here, but: %s",
+                    mount.repo,
+                    mount.branch,
+                    mount.id,
+                    exc,
+                )
+
+    def stop(self, leave: bool = True) -> None:
+        """Stop background work; with ``leave``, give the lease back (the node leaves at
+        once and its locks go), else let it expire."""
         self.coordinator.stop()
-        self.registry.stop()
+        self.registry.stop(revoke=leave)
         self.client.close()

@@ -246,12 +246,17 @@ class RepoService:
             if depth == 0:
                 self.coordinator.acquire(repo, branch)
             self._write_depth[key] = depth + 1
+            etcd_down = False
             try:
                 yield
+            except Unavailable:
+                etcd_down = True
+                raise
             finally:
                 if depth == 0:
                     del self._write_depth[key]
-                    self._release_if_idle(repo, branch)
+                    if not etcd_down:  # else the repair loop releases it later
+                        self._release_if_idle(repo, branch)
                 else:
                     self._write_depth[key] = depth
 
@@ -409,20 +414,39 @@ class RepoService:
             self.pool.delete_tree(top)
         self.store.forget_deleted_repo(name)
 
-    def purge_unknown_repos(self) -> list[str]:
-        """Delete this pool's data of repos that no longer exist (in a cluster: deleted
-        through another node) and that nothing here mounts; their names."""
+    def purge_deleted_repos(self) -> list[str]:
+        """Remove this pool's data of repos deleted through another node (the store says
+        so; a missing record alone is no evidence) that nothing here mounts; their names.
+
+        Commit copies are deleted. A repo with working copies here is moved whole to
+        ``<pool>/retired/`` instead: a working copy may hold changes no commit holds
+        (invariant 1), so only a person deletes it.
+        """
         removed = []
         for folder in sorted(self.repos_dir.iterdir()):
             if (folder / IMPORT_MARKER).exists():
                 continue  # an import in progress; start-up settles interrupted ones
             with self.repo_lock(folder.name):
-                if self.store.get_repo(folder.name) is None and not self.store.list_mounts(
-                    folder.name
-                ):
+                if not self.store.repo_deleted(folder.name) or self.store.list_mounts(folder.name):
+                    continue
+                working = [p for sub in ("branches", "detached") for p in _children(folder / sub)]
+                if working:
+                    keep = (
+                        self.pool.root / "retired" / f"{folder.name}.{self.clock():%Y%m%dT%H%M%S}"
+                    )
+                    keep.parent.mkdir(exist_ok=True)
+                    if (folder / "commits").exists():
+                        self.pool.delete_tree(folder / "commits")
+                    folder.rename(keep)
+                    log.warning(
+                        "repo=%s deleted elsewhere: its working copies here were moved to %s",
+                        folder.name,
+                        keep,
+                    )
+                else:
                     self.pool.delete_tree(folder)
-                    removed.append(folder.name)
                     log.info("repo=%s deleted elsewhere: its data here is gone too", folder.name)
+                removed.append(folder.name)
         return removed
 
     def drop_pruned_copies(self, repo: str) -> list[str]:
@@ -500,6 +524,13 @@ class RepoService:
         """Drop a stale working copy; one holding changes no commit holds (a writer
         fenced off by another node) is moved to ``detached/``, never deleted."""
         path = self.branch_path(record.repo, record.name)
+        users = [m for m in self.store.list_mounts(record.repo) if m.branch == record.name]
+        if users:
+            raise Conflict(
+                f"branch {record.repo}/{record.name} moved to commit {record.head} on another "
+                f"node while {len(users)} container(s) here still use this node's older "
+                "working copy; stop them first (their changes are kept, not committed)"
+            )
         if not self.pool.changed_since(path, record.clean_generation):
             self.pool.delete_subvolume(path)
             return
@@ -769,8 +800,8 @@ class RepoService:
         with self.branch_lock(repo, branch):
             try:
                 made = self._commit(repo, branch, message, origin, mount_id)
-            except Exception:
-                if mount_id is not None:
+            except Exception as exc:
+                if mount_id is not None and not isinstance(exc, Unavailable):
                     log.error(
                         "repo=%s branch=%s mount=%s commit failed; mount released, the "
                         "changes stay in the working copy for the next commit",
@@ -926,6 +957,16 @@ class RepoService:
         if branch is not None and whole and branch.head == commit.parent:
             # Nothing else runs during start-up, so the head cannot move under us here.
             generation = self.pool.generation(self.branch_path(commit.repo, commit.branch))
+            others = [
+                m
+                for m in self.store.list_mounts(commit.repo)
+                if m.branch == commit.branch and m.id != intent.mount_id
+            ]
+            if others:
+                # Containers may have written since the snapshot (even while the daemon
+                # was down): the working copy must not look clean, or the last unmount
+                # would skip their changes. 0 is older than any generation.
+                generation = 0
             with self.branch_lock(commit.repo, commit.branch):
                 fence = self.coordinator.acquire(commit.repo, commit.branch)
                 self.store.finish_commit(intent, generation, fence)
@@ -951,6 +992,10 @@ class RepoService:
             )
             if redone is not None:
                 report.redone.append(redone.id)
+
+
+def _children(folder: Path) -> list[Path]:
+    return list(folder.iterdir()) if folder.is_dir() else []
 
 
 def _apparent_size(root: Path) -> int:

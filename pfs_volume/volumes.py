@@ -17,7 +17,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pfs_volume.errors import Busy, Conflict, InUse, InvalidRequest, NotFound, PfsError
+from pfs_volume.errors import (
+    Busy,
+    Conflict,
+    InUse,
+    InvalidRequest,
+    NotFound,
+    PfsError,
+    Unavailable,
+)
 from pfs_volume.meta import MetadataStore, MountRecord, VolumeRecord, rfc3339, utcnow
 from pfs_volume.names import DEFAULT_BRANCH, VolumeName, parse_volume_name
 from pfs_volume.repos import RepoService
@@ -290,12 +298,19 @@ class VolumeService:
             return
         try:
             self._unmount_branch(record)
-        except PfsError:
+        except Unavailable:
+            raise  # the mount record stays; `pfs mount release` once etcd is back
+        except PfsError as exc:
             # Docker never repeats an Unmount: whatever failed (another node took the
             # branch's lock while this daemon was down, say), the mount is released and
             # the changes stay in the working copy.
             if self.store.get_mount(mount_id) is not None:
                 self.store.delete_mount(mount_id)
+            if isinstance(exc, Conflict):
+                raise Conflict(
+                    f"{name}: the changes were not committed; they stay in this node's "
+                    f"working copy of {record.repo}/{record.branch} ({exc})"
+                ) from exc
             raise
 
     def _unmount_branch(self, record: MountRecord) -> None:
@@ -351,10 +366,11 @@ class VolumeService:
         a repo that is being deleted, nor handed a path that is going away.
         """
         first = self.resolve(name)
-        if first.head is not None and not self.repos.snapshot_exists(first.repo, first.head):
-            # In a cluster, bring the commit here before taking any lock: a fetch takes
-            # as long as the data, and nothing else of this repo should wait for it.
-            self.repos.local_commit(first.repo, first.head)
+        if first.commit is not None and not self.repos.snapshot_exists(first.repo, first.commit):
+            # In a cluster, bring a commit here before taking any lock: a fetch takes as
+            # long as the data, and nothing else of this repo should wait for it. (A
+            # branch's head is fetched under the branch's write lock, once it is ours.)
+            self.repos.local_commit(first.repo, first.commit)
         with ExitStack() as locks:
             if first.branch is not None:
                 locks.enter_context(self.repos.branch_lock(first.repo, first.branch))

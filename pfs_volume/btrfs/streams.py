@@ -18,6 +18,10 @@ from pfs_volume.btrfs.command import BtrfsCommandError
 from pfs_volume.btrfs.pool import BTRFS
 from pfs_volume.errors import StorageError
 
+SETPRIV = "setpriv"
+"""util-linux's setpriv: ``--pdeathsig KILL`` makes ``btrfs receive`` die with pfs.
+``btrfs receive`` finishes a snapshot at a clean end of its input, and the pipe of a
+parent that died looks exactly like one."""
 CHUNK = 1024 * 1024
 STREAM_TIMEOUT = 3600.0
 PIPE_SIZE = 1024 * 1024
@@ -69,9 +73,12 @@ def receive(chunks: Iterable[bytes], into: Path, name: str | None = None) -> Pat
             partial subvolume it left is deleted).
     """
     before = set(into.iterdir()) if name is None else {p for p in into.iterdir() if p.name != name}
-    args = [BTRFS, "receive", "-q", str(into)]
+    args = [SETPRIV, "--pdeathsig", "KILL", "--", BTRFS, "receive", "-q", str(into)]
     process = subprocess.Popen(
-        args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     assert process.stdin is not None and process.stderr is not None
     _widen(process.stdin)

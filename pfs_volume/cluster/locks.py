@@ -109,21 +109,45 @@ class BranchLocks:
         return fence
 
     def release(self, repo: str, branch: str) -> None:
-        """Give the lock back (only if it is still this node's exact lock)."""
+        """Give the lock back, if it is still this node's: the one it got, or one a lost
+        answer left bound to this node. A failed release is kept for a retry
+        (``held_keys`` lists it again)."""
+        key = self.key(repo, branch)
         with self._guard:
-            fence = self._held.pop((repo, branch), None)
+            fence = self._held.get((repo, branch))
         if fence is None:
-            return
+            current = self.client.get(key)
+            if current is None or json.loads(current.value).get("node") != self.registry.node_id:
+                return
+            fence = Fence(key=key, revision=current.create_revision)
         self.client.txn(
             compare=[create_revision_equals(fence.key, fence.revision)],
             success=[delete_op(fence.key)],
         )
+        with self._guard:
+            if self._held.get((repo, branch)) == fence:
+                del self._held[(repo, branch)]
         log.info("repo=%s branch=%s write lock released", repo, branch)
 
-    def held_keys(self) -> list[tuple[str, str]]:
-        """(repo, branch) of every lock this node holds."""
+    def forget_all(self) -> None:
+        """Forget every fence (this node's lease expired, so its locks are gone): the
+        next write acquires anew, and any head move under an old fence is refused."""
         with self._guard:
-            return list(self._held)
+            lost = list(self._held)
+            self._held.clear()
+        for repo, branch in lost:
+            log.warning("repo=%s branch=%s write lock lost with the node's lease", repo, branch)
+
+    def held_keys(self) -> list[tuple[str, str]]:
+        """(repo, branch) of every lock this node holds, including ones etcd binds to
+        this node that it lost track of (a release or an acquire whose answer was lost)."""
+        with self._guard:
+            keys = set(self._held)
+        for kv in self.client.get_prefix(f"{self.prefix}/locks/"):
+            if json.loads(kv.value).get("node") == self.registry.node_id:
+                repo, branch = kv.key[len(self.prefix) + len("/locks/") :].split("/", 1)
+                keys.add((repo, branch))
+        return sorted(keys)
 
     def holder(self, repo: str, branch: str) -> str | None:
         """The node that holds the branch's lock now, or None."""

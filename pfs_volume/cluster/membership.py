@@ -183,14 +183,15 @@ class NodeRegistry:
         kv = self.client.get(self.node_key(node_id))
         return None if kv is None else str(json.loads(kv.value)["address"])
 
-    def stop(self) -> None:
-        """Stop renewing and give the lease back (the node leaves at once)."""
+    def stop(self, revoke: bool = True) -> None:
+        """Stop renewing; with ``revoke``, give the lease back (the node leaves at once),
+        else it expires after the TTL."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=self.ttl)
         with self._lease_guard:
             lease, self._lease = self._lease, None
-        if lease is not None:
+        if lease is not None and revoke:
             try:
                 self.client.revoke_lease(lease)
             except PfsError as exc:

@@ -53,6 +53,8 @@ class Replicator:
         self.node_id = registry.node_id
         self._fetch_locks = KeyedLocks()
         self._pushes: queue.Queue[CommitRecord | None] = queue.Queue()
+        self._received: set[tuple[str, str]] = set()
+        """Commits this process received whole (their end frame seen)."""
         self._pusher: threading.Thread | None = None
 
     # receiving
@@ -71,20 +73,35 @@ class Replicator:
             if self.repos.snapshot_exists(repo, commit_id):
                 if listed:
                     return list(commit.holders)
-                # A copy nobody accepted (see ``reconcile``): replaced, never trusted.
-                self.repos.pool.delete_subvolume(self.repos.commit_path(repo, commit_id))
-            self._pull(commit, source)
-            if not listed:
-                self.store.add_holder(repo, commit_id, self.node_id)
+                if (repo, commit_id) not in self._received:
+                    # A copy nobody accepted (see ``reconcile``): replaced, never trusted.
+                    self._discard_unaccepted(repo, commit_id)
+                    self._pull(commit, source)
+            else:
+                if listed:
+                    # Listed but gone: unlist it first, so that a copy this pull leaves
+                    # behind if the node dies mid-way is never taken as whole.
+                    self.store.remove_holder(repo, commit_id, self.node_id)
+                self._pull(commit, source)
+            self._received.add((repo, commit_id))
+            self.store.add_holder(repo, commit_id, self.node_id)
             return sorted({*commit.holders, self.node_id})
+
+    def _discard_unaccepted(self, repo: str, commit_id: str) -> None:
+        if any(m.commit == commit_id for m in self.store.list_mounts(repo)):
+            raise Conflict(
+                f"commit {commit_id} of repo {repo}: the copy here is not recorded as whole "
+                "and a container has it mounted; it is replaced once that container stops"
+            )
+        self.repos.pool.delete_subvolume(self.repos.commit_path(repo, commit_id))
 
     def _pull(self, commit: CommitRecord, source: str | None) -> None:
         live = {node.id: node for node in self.registry.live_nodes()}
         holders = [h for h in commit.holders if h in live and h != self.node_id]
         if not holders:
             raise NotFound(
-                f"commit {commit.id} of repo {commit.repo} is held by "
-                f"{', '.join(commit.holders) or 'no node'}, and none of them is up now"
+                f"commit {commit.id} of repo {commit.repo} is held by no live node (holders: "
+                f"{', '.join(commit.holders) or 'none'}; live: {', '.join(sorted(live))})"
             )
         ordered = placement.rank(commit.id, holders)
         if source in ordered:
@@ -193,6 +210,10 @@ class Replicator:
                     commit.id,
                     exc,
                 )
+            except Exception:
+                log.exception(
+                    "repo=%s commit=%s push crashed (repair retries)", commit.repo, commit.id
+                )
 
     def push(self, repo: str, commit_id: str) -> list[str]:
         """Have each live replica of the repo that lacks the commit pull it from this
@@ -262,7 +283,7 @@ class Replicator:
         """One pass of repair: re-place repos that lost a replica, then fetch every commit
         this node should hold and lacks."""
         live = [node.id for node in self.registry.live_nodes()]
-        self.repos.purge_unknown_repos()
+        self.repos.purge_deleted_repos()
         for repo in self.store.list_repos():
             self.repos.drop_pruned_copies(repo.name)
             for commit in self.store.list_commits(repo.name):

@@ -143,6 +143,10 @@ class EtcdStore(MetadataStore):
     def _volume_key(self, name: str) -> str:
         return f"{self._local}volumes/{quote(name, safe='')}"
 
+    def _gone_key(self, repo: str) -> str:
+        """Cluster-wide: the repo was deleted (removed when the name is created again)."""
+        return f"{self.prefix}/gone/{_check_component(repo, 'repo')}"
+
     def _tombstone_key(self, repo: str) -> str:
         return f"{self._local}deleted/{_check_component(repo, 'repo')}"
 
@@ -150,7 +154,14 @@ class EtcdStore(MetadataStore):
 
     def create_repo(self, repo: RepoRecord, default_branch: BranchRecord) -> None:
         repo_put = put_op(self._repo_key(repo.name), _repo_json(repo))
-        self._create_name(repo.name, [repo_put, *self._branch_ops(repo.name, default_branch)])
+        self._create_name(
+            repo.name,
+            [
+                repo_put,
+                delete_op(self._gone_key(repo.name)),
+                *self._branch_ops(repo.name, default_branch),
+            ],
+        )
 
     def import_repo(
         self, repo: RepoRecord, branches: list[BranchRecord], commits: list[CommitRecord]
@@ -171,8 +182,8 @@ class EtcdStore(MetadataStore):
         for branch in branches:
             records += self._branch_ops(repo.name, branch)
         repo_put = put_op(self._repo_key(repo.name), _repo_json(repo))
-        if len(records) + 1 <= MAX_TXN_OPS:
-            self._create_name(repo.name, [repo_put, *records])
+        if len(records) + 2 <= MAX_TXN_OPS:
+            self._create_name(repo.name, [repo_put, delete_op(self._gone_key(repo.name)), *records])
             return
         self._import_in_batches(repo.name, repo_put, records)
 
@@ -256,8 +267,9 @@ class EtcdStore(MetadataStore):
             if mine is None or _load(mine).get("token") != token:
                 raise Conflict(f"the import of repo {repo!r} lost its claim on the name")
             held = create_revision_equals(claim_key, mine.create_revision)
-            # The last transaction also writes the repo record and drops the claim.
-            split = max(0, len(records) - (MAX_TXN_OPS - 2))
+            # The last transaction also writes the repo record, drops the claim and clears
+            # the name's "deleted" mark.
+            split = max(0, len(records) - (MAX_TXN_OPS - 3))
             body, tail = records[:split], records[split:]
             renewed = time.monotonic()
             for start in range(0, len(body), MAX_TXN_OPS):
@@ -271,7 +283,7 @@ class EtcdStore(MetadataStore):
                     )
             done = self.client.txn(
                 [held, create_revision_equals(self._repo_key(repo), 0)],
-                [*tail, repo_put, delete_op(claim_key)],
+                [*tail, repo_put, delete_op(claim_key), delete_op(self._gone_key(repo))],
             )
             if not done:
                 raise Conflict(f"the import of repo {repo!r} lost its claim on the name")
@@ -315,6 +327,7 @@ class EtcdStore(MetadataStore):
             delete_prefix_op(self._wc_prefix(name)),
             delete_prefix_op(self._intents_prefix(name)),
             put_op(self._tombstone_key(name), _dump({"deleted": rfc3339(utcnow())})),
+            put_op(self._gone_key(name), _dump({"deleted": rfc3339(utcnow()), "by": self.node_id})),
             *(delete_op(key) for key in mounts + volumes),
         ]
         for start in range(0, len(ops), MAX_TXN_OPS):
@@ -323,6 +336,10 @@ class EtcdStore(MetadataStore):
     def list_deleted_repos(self) -> list[str]:
         found = self.client.get_prefix(f"{self._local}deleted/", keys_only=True)
         return [_last(kv.key) for kv in found]
+
+    def repo_deleted(self, name: str) -> bool:
+        gone, repo = self.client.get_many([self._gone_key(name), self._repo_key(name)])
+        return gone is not None and repo is None
 
     def forget_deleted_repo(self, name: str) -> None:
         self.client.delete(self._tombstone_key(name))

@@ -66,12 +66,13 @@ no reply in 2 s most likely went to a member that forwarded it to a leader that 
 etcd drops it and answers only when its own request timeout ends (5 s plus two election
 timeouts, 7 s by default). Every request is safe to send again (writes are fenced), so
 waiting longer would only delay the retry that succeeds."""
-OPERATION_BUDGET = 20.0
+OPERATION_BUDGET = 10.0
 """Seconds one call may spend retrying across endpoints before it gives up with
-Unavailable (or AmbiguousWrite). Docker gives most plugin calls about 60 s and a plugin
-request makes a few etcd calls, the first failure ending it, so a call must give up well
-inside that; 20 s still covers an etcd leader election (about a second with etcd's
-defaults) several times over, and a restarting member."""
+Unavailable (or AmbiguousWrite). Docker gives most plugin calls about 60 s; a request
+that fails makes at most about four etcd calls before it answers (the failing one, then
+cleanup that the services skip once etcd is known unreachable), so 10 s keeps even that
+inside Docker's limit, and still covers an etcd leader election (about a second with
+etcd's defaults) several times over."""
 RETRY_DELAY = 0.05
 MAX_RETRY_DELAY = 0.5
 """Seconds between rounds over the endpoints: doubling from ``RETRY_DELAY`` up to this, so

@@ -118,6 +118,13 @@ class SqliteStore(MetadataStore):
             for column, definition in columns.items():
                 if column not in present:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                    if (table, column) == ("branches", "working_base"):
+                        # Before this column a clean generation always meant "equals the
+                        # head": say so, or every branch would look stale after upgrade.
+                        self._db.execute(
+                            "UPDATE branches SET working_base = head "
+                            "WHERE clean_generation IS NOT NULL"
+                        )
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -177,6 +184,9 @@ class SqliteStore(MetadataStore):
 
     def list_deleted_repos(self) -> list[str]:
         return [row[0] for row in self._read("SELECT name FROM deleted_repos ORDER BY name")]
+
+    def repo_deleted(self, name: str) -> bool:
+        return name in self.list_deleted_repos() and self.get_repo(name) is None
 
     def forget_deleted_repo(self, name: str) -> None:
         with self._write() as db:

@@ -55,6 +55,11 @@ class MetadataStore(ABC):
         """Repos whose records are gone but whose data may still be on disk."""
 
     @abstractmethod
+    def repo_deleted(self, name: str) -> bool:
+        """True when a repo of this name was deleted (through any node of a cluster) and
+        not created again: positive evidence, unlike a missing record."""
+
+    @abstractmethod
     def forget_deleted_repo(self, name: str) -> None:
         """Drop a tombstone once the repo's data is gone."""
 

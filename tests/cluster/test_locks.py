@@ -100,3 +100,21 @@ def test_paused_writer_is_fenced_and_the_new_holders_commits_survive(cluster: Cl
 def _is_stopped(pid: int) -> bool:
     state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     return state == "T"
+
+
+def test_a_restarted_writer_keeps_its_lock_for_containers_still_mounted(
+    cluster: Cluster,
+) -> None:
+    a, b, _c = cluster.nodes
+    a.write_commit("kept", {"x": b"1"})
+    reply = a.mount(a.volume("kept"), "a1")
+    assert not reply.get("Err"), reply
+    a.stop()  # a graceful restart while a container still has the branch mounted
+    a.start()
+    time.sleep(LEASE_TTL + 1)  # past the old lease: the lock must not have gone with it
+    refused = b.mount(b.volume("kept"), "b1")
+    assert "node0" in refused.get("Err", ""), refused
+    (Path(reply["Mountpoint"]) / "y").write_bytes(b"2")
+    assert not a.unmount(a.volume("kept"), "a1").get("Err")
+    head = a.cli_json("commit", "inspect", "kept@master")["id"]
+    assert set(b.read_commit("kept", head)) == {"x", "y"}

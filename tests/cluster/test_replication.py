@@ -161,12 +161,20 @@ def test_gc_and_repo_delete_reach_every_node(cluster: Cluster) -> None:
     wait_for(copies_gone, REPAIR_WAIT, "every node to drop its copy of the pruned commit")
     assert holders(a, "tidy", old) == []
     assert b.read_commit("tidy", new)
+    b.write_commit("tidy", {"from_b.txt": b"b\n"})  # B has a working copy now
+    # A folder no record explains is not evidence of a deletion: it stays.
+    (c.pool_root / "repos" / "stranger" / "commits").mkdir(parents=True)
     a.cli("repo", "delete", "tidy", "--yes")
     wait_for(
         lambda: all(not (n.pool_root / "repos" / "tidy").exists() for n in (a, b, c)),
         REPAIR_WAIT,
-        "every node to delete the repo's data",
+        "every node to remove the repo's data",
     )
+    retired = list((b.pool_root / "retired").iterdir())
+    assert [p.name.split(".")[0] for p in retired] == ["tidy"]
+    assert (retired[0] / "branches" / "master").is_dir(), "working copies are kept"
+    assert not (retired[0] / "commits").exists()
+    assert (c.pool_root / "repos" / "stranger").is_dir()
 
 
 def test_node_api_refuses_requests_without_the_cluster_token(cluster: Cluster) -> None:

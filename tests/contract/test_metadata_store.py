@@ -194,6 +194,17 @@ def test_a_tombstone_blocks_the_name_until_forgotten(store: MetadataStore) -> No
     assert store.count_commits("photos") == 0
 
 
+def test_repo_deleted_is_evidence_not_absence(store: MetadataStore) -> None:
+    assert not store.repo_deleted("photos"), "a name never used was not deleted"
+    with_repo(store)
+    assert not store.repo_deleted("photos")
+    store.delete_repo("photos")
+    assert store.repo_deleted("photos")
+    store.forget_deleted_repo("photos")
+    with_repo(store)
+    assert not store.repo_deleted("photos"), "created again"
+
+
 # branches
 
 
@@ -623,8 +634,9 @@ def test_a_store_made_by_an_earlier_version_opens(backend: str, tmp_path: Path) 
     old = SqliteStore(path)
     try:
         assert old.get_repo("photos") == RepoRecord("photos", T0, "d", 1, ())
+        # The clean generation meant "equals the head" before working_base existed.
         assert old.get_branch("photos", "master") == BranchRecord(
-            "photos", "master", cid(1), T0, 12, None
+            "photos", "master", cid(1), T0, 12, cid(1)
         )
         assert old.get_commit("photos", cid(1)) == CommitRecord(
             cid(1), "photos", "master", None, at(1), "m", "o", False, ()

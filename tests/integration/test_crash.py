@@ -114,3 +114,23 @@ def test_second_daemon_on_the_same_socket_is_refused(node: PfsNode, tmp_path: Pa
         twin.start()
     assert not (twin.state_dir / "pool.img").exists(), "refused before touching anything"
     assert node.plugin("Plugin.Activate") == {"Implements": ["VolumeDriver"]}
+
+
+def test_crash_in_a_commit_while_mounted_keeps_later_writes_for_the_unmount(
+    node: PfsNode,
+) -> None:
+    node.start(env={"PFS_FAILPOINTS": "commit.after_snapshot"})
+    name = f"{node.driver_name}/photos"
+    path = node.plugin("VolumeDriver.Mount", {"Name": name, "ID": "m1"})["Mountpoint"]
+    Path(path, "a").write_text("committed by hand")
+    assert node.cli("commit", "photos/master", "-m", "by hand", check=False).returncode != 0
+    assert node.wait_exit() == 137
+    Path(path, "b").write_text("written while the daemon was down")
+    node.start()
+    [by_hand] = node.cli_json("log", "photos")
+    assert by_hand["message"] == "by hand"
+    assert node.plugin("VolumeDriver.Unmount", {"Name": name, "ID": "m1"}) == {}
+    newest = node.cli_json("log", "photos")[0]
+    assert newest["id"] != by_hand["id"], "the unmount must commit the later write"
+    snapshot = node.pool_root / "repos" / "photos" / "commits" / newest["id"]
+    assert (snapshot / "b").read_text() == "written while the daemon was down"
