@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import random
 import secrets
 import signal
 import socket
@@ -39,11 +40,23 @@ default ten heartbeats of 100 ms plus a 1 s election timeout."""
 _PR_SET_PDEATHSIG = 1
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+LISTEN_PORTS = range(20000, 32000)
+"""Where test servers listen: below the kernel's ephemeral range (32768-60999), from which
+every outgoing connection takes its local port. A port the kernel picked with bind(0)
+could be taken by such a connection before the server binds it (seen in CI)."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing uses now, outside the ephemeral range."""
+    for _ in range(200):
+        port = random.choice(LISTEN_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on {host} in {LISTEN_PORTS}")
 
 
 _LIBC = ctypes.CDLL(None, use_errno=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,18 +18,11 @@ from typing import Any
 
 import pytest
 
-from tests.etcd_cluster import EtcdCluster
+from tests.etcd_cluster import EtcdCluster, free_port
 from tests.pfs_node import PfsNode
 
 LEASE_TTL = 3
 """Seconds: short, so that lease expiry tests take seconds, not minutes."""
-
-
-def free_port(host: str) -> int:
-    """A TCP port nothing listens on at ``host`` now."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 class ClusterNode(PfsNode):
