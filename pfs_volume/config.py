@@ -97,6 +97,9 @@ class Settings:
     replicas: int = 2
     lease_ttl: int = 10
     etcd_prefix: str = "/pfs"
+    docker_host: str = ""
+    """The Docker engine pipelines run their containers on (default: DOCKER_HOST, else
+    the local engine)."""
 
     def __post_init__(self) -> None:
         check_component(self.node_id, "node id")

@@ -11,15 +11,19 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 from pfs_volume.api import create_api_app
 from pfs_volume.btrfs import BtrfsPool, PoolImage, prepare_pool
+from pfs_volume.cluster import placement
 from pfs_volume.config import Settings
 from pfs_volume.errors import Conflict, PfsError, StorageError
 from pfs_volume.meta import MetadataStore, SqliteStore
+from pfs_volume.pipelines.runner import JobRunner
+from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.repos import RepoService, SingleHost
 from pfs_volume.transfer import recover_imports
 from pfs_volume.transport import TcpServer, UnixSocketServer, socket_in_use
@@ -49,6 +53,7 @@ class Daemon:
         self.store: MetadataStore | None = None
         self.repos: RepoService | None = None
         self.volumes: VolumeService | None = None
+        self.pipelines: PipelineService | None = None
 
     def start(self) -> None:
         """Lock the state dir, bring up pool and store, reconcile, serve.
@@ -94,12 +99,37 @@ class Daemon:
                 settings.plugin_socket,
                 "Docker volume plugin",
             )
+            self.pipelines = self._pipelines(self.repos)
             self._serve(
-                create_api_app(self.repos, self.volumes, nodes), settings.api_socket, "pfs API"
+                create_api_app(self.repos, self.volumes, nodes, self.pipelines),
+                settings.api_socket,
+                "pfs API",
             )
+            self.pipelines.start()
         except BaseException:
             self.stop()
             raise
+
+    def _pipelines(self, repos: RepoService) -> PipelineService:
+        host = self.settings.docker_host
+
+        def client() -> Any:
+            import docker
+
+            return docker.DockerClient(base_url=host) if host else docker.from_env()
+
+        owns: Callable[[str], bool] | None = None
+        if self._cluster is not None:
+            registry, node_id = self._cluster.registry, self.settings.node_id
+
+            def one_node(name: str) -> bool:
+                live = [node.id for node in registry.live_nodes()]
+                return placement.choose(name, live, 1) == (node_id,)
+
+            owns = one_node
+
+        runner = JobRunner(repos, client, self.settings.driver_name)
+        return PipelineService(repos, runner, owns) if owns else PipelineService(repos, runner)
 
     def _serve(self, app: object, path: Path, label: str) -> None:
         server = UnixSocketServer(app, path, label)  # type: ignore[arg-type]
@@ -140,6 +170,9 @@ class Daemon:
 
     def stop(self) -> None:
         """Stop serving; unmount the pool image when no container has a volume mounted."""
+        if self.pipelines is not None:
+            self.pipelines.stop()
+            self.pipelines = None
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()

@@ -785,8 +785,12 @@ class RepoService:
         message: str,
         origin: str,
         mount_id: str | None = None,
+        provenance: tuple[str, ...] = (),
+        job: str | None = None,
     ) -> CommitRecord | None:
         """Commit what changed in a branch's working copy; release ``mount_id`` with it.
+        A pipeline's output commit records its ``provenance`` (input commits as
+        ``REPO@ID``) and ``job``.
 
         Returns:
             The new commit, or None when nothing changed since the head (then the mount
@@ -799,7 +803,7 @@ class RepoService:
         """
         with self.branch_lock(repo, branch):
             try:
-                made = self._commit(repo, branch, message, origin, mount_id)
+                made = self._commit(repo, branch, message, origin, mount_id, provenance, job)
             except Exception as exc:
                 if mount_id is not None and not isinstance(exc, Unavailable):
                     log.error(
@@ -822,7 +826,14 @@ class RepoService:
             log.error("mount=%s could not be released (retried at start-up): %s", mount_id, exc)
 
     def _commit(
-        self, repo: str, branch: str, message: str, origin: str, mount_id: str | None
+        self,
+        repo: str,
+        branch: str,
+        message: str,
+        origin: str,
+        mount_id: str | None,
+        provenance: tuple[str, ...] = (),
+        job: str | None = None,
     ) -> CommitRecord | None:
         record = self.get_branch(repo, branch)
         path = self.branch_path(repo, branch)
@@ -848,6 +859,8 @@ class RepoService:
             message=message,
             origin=origin,
             holders=(self.coordinator.node_id,),
+            provenance=provenance,
+            job=job,
         )
         intent = CommitIntent(commit=commit, mount_id=mount_id)
         self.store.begin_commit(intent)

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from pfs_volume import __version__
 from pfs_volume.api.openapi import openapi_document
+from pfs_volume.api.pipelines import add_pipeline_routes
 from pfs_volume.api.serialize import (
     branch_json,
     commit_json,
@@ -23,10 +24,12 @@ from pfs_volume.api.serialize import (
 )
 from pfs_volume.cluster.membership import NodeInfo
 from pfs_volume.config import parse_duration
-from pfs_volume.errors import InvalidRequest, PfsError
+from pfs_volume.errors import InvalidRequest, PfsError, StorageError
 from pfs_volume.files import FileService
 from pfs_volume.history import HistoryService
 from pfs_volume.names import DEFAULT_BRANCH, check_component, parse_ref
+from pfs_volume.pipelines.runner import JobRunner
+from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.repos import RepoService
 from pfs_volume.transfer import export_repo, import_repo
 from pfs_volume.volumes import VolumeService
@@ -40,6 +43,7 @@ def create_api_app(
     repos: RepoService,
     volumes: VolumeService,
     nodes: Callable[[], list[NodeInfo]] | None = None,
+    pipelines: PipelineService | None = None,
 ) -> Flask:
     """Build the flask app of the pfs HTTP API over the repo and volume services.
 
@@ -61,6 +65,10 @@ def create_api_app(
                 check_component(values[key], key)
 
     install_error_handlers(app)
+    add_pipeline_routes(
+        app,
+        pipelines or PipelineService(repos, JobRunner(repos, _no_docker, volumes.prefix)),
+    )
 
     @app.get("/v1/health")
     def health() -> ResponseReturnValue:
@@ -227,6 +235,10 @@ def create_api_app(
         return {**commit_json(commit), "size": size, "files_changed": changed}
 
     return app
+
+
+def _no_docker() -> Any:
+    raise StorageError("this API serves no Docker engine: pipelines cannot run jobs here")
 
 
 def install_error_handlers(app: Flask) -> None:

@@ -73,6 +73,15 @@ BRANCH = _path_param("branch", NAME)
 COMMIT_REF = _path_param("ref", REF)
 FILE_PATH = _query("path", {"type": "string"})
 COMMIT_OUT = _object(commit=_ref("Commit"))
+PIPELINE = _path_param("name", NAME)
+JOB = _path_param("job_id", {"type": "string"})
+SPEC_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "application/yaml": {"schema": {"type": "string"}},
+    },
+}
 
 PATHS: dict[str, dict[str, Any]] = {
     "/v1/health": {"get": _op("Is the daemon up", _object(ok={"type": "boolean"}))},
@@ -284,6 +293,52 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "/v1/pipelines": {
+        "get": _op(
+            "List pipelines", _object(pipelines={"type": "array", "items": _ref("Pipeline")})
+        ),
+        "post": _op(
+            "Create a pipeline (JSON or YAML spec; every problem is listed)",
+            _ref("Pipeline"),
+            body=SPEC_BODY,
+            status="201",
+        ),
+    },
+    "/v1/pipelines/{name}": {
+        "get": _op("Inspect a pipeline and its latest jobs", _ref("Pipeline"), PIPELINE),
+        "put": _op("Replace a pipeline's spec", _ref("Pipeline"), PIPELINE, body=SPEC_BODY),
+        "delete": _op("Delete a pipeline", _object(deleted={"type": "string"}), PIPELINE),
+    },
+    "/v1/jobs": {
+        "get": _op(
+            "List jobs, oldest first",
+            _object(jobs={"type": "array", "items": _ref("Job")}),
+            _query("pipeline", NAME),
+        )
+    },
+    "/v1/jobs/{job_id}": {"get": _op("Inspect a job", _ref("Job"), JOB)},
+    "/v1/jobs/{job_id}/logs": {
+        "get": _op(
+            "A job's container output by datum",
+            _object(logs={"type": "object", "additionalProperties": {"type": "string"}}),
+            JOB,
+        )
+    },
+    "/v1/jobs/{job_id}/rerun": {
+        "post": _op("Run a job again on the same inputs", _ref("Job"), JOB, status="201")
+    },
+    "/v1/repos/{repo}/commits/{ref}/provenance": {
+        "get": _op(
+            "What made a commit and what it fed",
+            _object(
+                commit={"type": "string"},
+                upstream={"type": "array", "items": {"type": "string"}},
+                downstream={"type": "array", "items": {"type": "string"}},
+            ),
+            REPO,
+            COMMIT_REF,
+        )
+    },
     "/v1/mounts": {
         "get": _op(
             "Mounts Docker holds", _object(mounts={"type": "array", "items": _ref("Mount")})
@@ -338,6 +393,8 @@ SCHEMAS: dict[str, Any] = {
         pruned={"type": "boolean"},
         holders={"type": "array", "items": {"type": "string"}},
         copies={"type": "integer"},
+        provenance={"type": "array", "items": {"type": "string"}},
+        job={"type": "string", "nullable": True},
     ),
     "Mount": _object(
         id={"type": "string"},
@@ -346,6 +403,20 @@ SCHEMAS: dict[str, Any] = {
         branch={**NAME, "nullable": True},
         commit={**ID, "nullable": True},
         created=TIME,
+    ),
+    "Pipeline": {"type": "object", "description": "a pipeline spec, every default filled in"},
+    "Job": _object(
+        id={"type": "string"},
+        pipeline=NAME,
+        inputs={"type": "object", "additionalProperties": {"type": "string"}},
+        state={"type": "string", "enum": ["queued", "running", "success", "failure", "killed"]},
+        created=TIME,
+        started={**TIME, "nullable": True},
+        finished={**TIME, "nullable": True},
+        output={"type": "string", "nullable": True},
+        error={"type": "string", "nullable": True},
+        fingerprint={"type": "string"},
+        datums={"type": "array", "items": {"type": "object"}},
     ),
     "Change": _object(
         path={"type": "string"},

@@ -22,6 +22,8 @@ def commit_json(commit: CommitRecord) -> dict[str, Any]:
         "pruned": commit.pruned,
         "holders": list(commit.holders),
         "copies": len(commit.holders),
+        "provenance": list(commit.provenance),
+        "job": commit.job,
     }
 
 

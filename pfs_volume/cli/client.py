@@ -38,10 +38,16 @@ class ApiClient:
                 the daemon cannot be reached.
         """
         body = params.pop("json", None)
+        raw = params.pop("data", None)
         query = {k: v for k, v in params.items() if v is not None}
         try:
             response = self.session.request(
-                method, self.base + route, params=query, json=body, timeout=REQUEST_TIMEOUT
+                method,
+                self.base + route,
+                params=query,
+                json=body,
+                data=raw,
+                timeout=REQUEST_TIMEOUT,
             )
         except requests.RequestException as exc:
             raise PfsError(

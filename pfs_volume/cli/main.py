@@ -160,6 +160,14 @@ def main(api: str) -> None:
     help="Copies of each commit a new repo keeps (env PFS_REPLICAS).",
 )
 @click.option(
+    "--docker-host",
+    envvar="PFS_DOCKER_HOST",
+    default="",
+    metavar="URL",
+    help="The Docker engine that runs pipeline containers (env PFS_DOCKER_HOST; default: "
+    "DOCKER_HOST, else the local engine).",
+)
+@click.option(
     "--lease-ttl",
     envvar="PFS_LEASE_TTL",
     default=10,
@@ -180,6 +188,7 @@ def serve(
     cluster_token: str,
     replicas: int,
     lease_ttl: int,
+    docker_host: str,
 ) -> None:
     """Run the node daemon (Docker volume plugin and pfs API)."""
     from pfs_volume.daemon import Daemon
@@ -196,6 +205,7 @@ def serve(
         cluster_token=cluster_token,
         replicas=replicas,
         lease_ttl=lease_ttl,
+        docker_host=docker_host,
     )
     daemon = Daemon(settings)
     daemon.start()
@@ -514,6 +524,171 @@ def commit_inspect(target: str, as_json: bool) -> None:
         label = key.replace("_", " ").capitalize() + ":"
         click.echo(f"{label:9} {info[key] if info[key] is not None else '-'}")
     click.echo(f"{'Holders:':9} {', '.join(info['holders']) or '-'}")
+
+
+@main.group()
+def pipeline() -> None:
+    """Pipelines: containers run on every new commit of their inputs."""
+
+
+def _spec_file(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+SPEC_FILE = click.option(
+    "-f",
+    "--file",
+    "spec_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The spec, JSON or YAML.",
+)
+
+
+@pipeline.command("create")
+@SPEC_FILE
+@json_option
+@reports_errors
+def pipeline_create(spec_path: Path, as_json: bool) -> None:
+    """Create a pipeline; its first job runs on the current input commits."""
+    result = _client().request("POST", "/v1/pipelines", data=_spec_file(spec_path))
+    _show(result, as_json, f"created pipeline {result['name']}")
+
+
+@pipeline.command("update")
+@SPEC_FILE
+@json_option
+@reports_errors
+def pipeline_update(spec_path: Path, as_json: bool) -> None:
+    """Replace a pipeline's spec (named inside the file)."""
+    from pfs_volume.pipelines.spec import parse_spec
+
+    name = parse_spec(spec_path.read_bytes(), filename_hint=spec_path.name).name
+    result = _client().request("PUT", f"/v1/pipelines/{_segment(name)}", data=_spec_file(spec_path))
+    _show(result, as_json, f"updated pipeline {result['name']}")
+
+
+@pipeline.command("list")
+@json_option
+@reports_errors
+def pipeline_list(as_json: bool) -> None:
+    """List pipelines: name, inputs, image, output."""
+    specs = _client().get("/v1/pipelines")["pipelines"]
+    if as_json:
+        _print_json(specs)
+        return
+    rows = []
+    for spec in specs:
+        inputs = spec["input"]
+        items = inputs.get("cross") or inputs.get("union") or [inputs]
+        rows.append(
+            [
+                spec["name"],
+                ", ".join(f"{i['repo']}/{i.get('branch', 'master')}" for i in items),
+                spec["transform"]["image"],
+                f"{spec['output']['repo']}/{spec['output'].get('branch', 'master')}",
+            ]
+        )
+    click.echo(table(["pipeline", "input", "image", "output"], rows))
+
+
+@pipeline.command("inspect")
+@click.argument("name")
+@json_option
+@reports_errors
+def pipeline_inspect(name: str, as_json: bool) -> None:
+    """Show a pipeline's spec and its latest jobs."""
+    _print_json(_client().get(f"/v1/pipelines/{_segment(name)}"))
+
+
+@pipeline.command("delete")
+@click.argument("name")
+@json_option
+@reports_errors
+def pipeline_delete(name: str, as_json: bool) -> None:
+    """Delete a pipeline (its jobs' records and output commits stay)."""
+    result = _client().delete(f"/v1/pipelines/{_segment(name)}")
+    _show(result, as_json, f"deleted pipeline {name}")
+
+
+@main.group()
+def job() -> None:
+    """Jobs: list, inspect, logs, rerun."""
+
+
+@job.command("list")
+@click.option("--pipeline", "name", help="Only this pipeline's jobs.")
+@json_option
+@reports_errors
+def job_list(name: str | None, as_json: bool) -> None:
+    """List jobs, oldest first: id, pipeline, state, datums run and reused, output."""
+    jobs = _client().get("/v1/jobs", pipeline=name)["jobs"]
+    if as_json:
+        _print_json(jobs)
+        return
+    rows = [
+        [
+            j["id"],
+            j["pipeline"],
+            j["state"],
+            sum(1 for d in j["datums"] if d["state"] != "reused"),
+            sum(1 for d in j["datums"] if d["state"] == "reused"),
+            j["output"] or "",
+        ]
+        for j in jobs
+    ]
+    click.echo(table(["job", "pipeline", "state", "ran", "reused", "output"], rows))
+
+
+@job.command("inspect")
+@click.argument("job_id")
+@json_option
+@reports_errors
+def job_inspect(job_id: str, as_json: bool) -> None:
+    """Show a job: inputs, state, timings, datums, output, error."""
+    _print_json(_client().get(f"/v1/jobs/{_segment(job_id)}"))
+
+
+@job.command("logs")
+@click.argument("job_id")
+@reports_errors
+def job_logs(job_id: str) -> None:
+    """Print the container output of each of a job's datums."""
+    for datum, text in _client().get(f"/v1/jobs/{_segment(job_id)}/logs")["logs"].items():
+        click.echo(f"=== datum {datum}")
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+@job.command("rerun")
+@click.argument("job_id")
+@json_option
+@reports_errors
+def job_rerun(job_id: str, as_json: bool) -> None:
+    """Run a job again on the same input commits."""
+    result = _client().request("POST", f"/v1/jobs/{_segment(job_id)}/rerun")
+    _show(result, as_json, f"queued job {result['id']}")
+
+
+@main.command("provenance")
+@click.argument("target", metavar="REPO@REF")
+@json_option
+@reports_errors
+def provenance(target: str, as_json: bool) -> None:
+    """What produced a commit (upstream) and which commits it fed (downstream)."""
+    repo_name, ref = parse_repo_ref(target)
+    result = _client().get(
+        f"/v1/repos/{_segment(repo_name)}/commits/{_segment(str(ref))}/provenance"
+    )
+    if as_json:
+        _print_json(result)
+        return
+    click.echo(f"commit {result['commit']}")
+    click.echo("made from:")
+    for item in result["upstream"] or ["(nothing: not a pipeline's output)"]:
+        click.echo(f"  {item}")
+    click.echo("fed into:")
+    for item in result["downstream"] or ["(nothing yet)"]:
+        click.echo(f"  {item}")
 
 
 @main.group()

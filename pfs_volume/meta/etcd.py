@@ -55,6 +55,7 @@ from pfs_volume.meta.etcd_client import (
     mod_revision_equals,
     prefix_empty,
     put_op,
+    version_equals,
 )
 from pfs_volume.meta.records import (
     BranchRecord,
@@ -612,6 +613,40 @@ class EtcdStore(MetadataStore):
     def _local_records(self, prefix: str, decode: Callable[[KeyValue], T]) -> list[T]:
         return [decode(kv) for kv in self.client.get_prefix(prefix)]
 
+    # documents
+
+    def _document_key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}/docs/{kind}/{quote(name, safe='')}"
+
+    def put_document(self, kind: str, name: str, body: str, expected: int | None) -> int:
+        key = self._document_key(kind, name)
+        guard = (
+            create_revision_equals(key, 0) if expected is None else version_equals(key, expected)
+        )
+        if self.client.txn([guard], [put_op(key, body)]):
+            found = self.client.get(key)
+            return found.version if found is not None else (expected or 0) + 1
+        found = self.client.get(key)
+        if found is None:
+            raise Conflict(f"there is no {kind} {name!r} (it was deleted)")
+        if expected is None:
+            raise Conflict(f"{kind} {name!r} exists already")
+        raise Conflict(f"{kind} {name!r} is at version {found.version}, not {expected}")
+
+    def get_document(self, kind: str, name: str) -> tuple[str, int] | None:
+        found = self.client.get(self._document_key(kind, name))
+        return None if found is None else (found.value.decode(), found.version)
+
+    def list_documents(self, kind: str) -> list[tuple[str, str, int]]:
+        prefix = f"{self.prefix}/docs/{kind}/"
+        return [
+            (unquote(kv.key[len(prefix) :]), kv.value.decode(), kv.version)
+            for kv in self.client.get_prefix(prefix)
+        ]
+
+    def delete_document(self, kind: str, name: str) -> None:
+        self.client.delete(self._document_key(kind, name))
+
     def close(self) -> None:
         """Nothing to release: the client belongs to whoever made it."""
 
@@ -703,6 +738,8 @@ def _commit_fields(c: CommitRecord) -> dict[str, Any]:
         "origin": c.origin,
         "pruned": c.pruned,
         "holders": sorted(c.holders),
+        "provenance": list(c.provenance),
+        "job": c.job,
     }
 
 
@@ -721,6 +758,8 @@ def _commit_from(repo: str, value: dict[str, Any]) -> CommitRecord:
         origin=value["origin"],
         pruned=bool(value.get("pruned", False)),
         holders=tuple(value.get("holders", ())),
+        provenance=tuple(value.get("provenance", ())),
+        job=value.get("job"),
     )
 
 

@@ -63,6 +63,10 @@ class CommitRecord:
     """True once gc deleted the snapshot: the record stays, the data is gone."""
     holders: tuple[str, ...] = ()
     """Ids of the nodes whose pool holds the snapshot, sorted."""
+    provenance: tuple[str, ...] = ()
+    """For a pipeline's output: every input commit it was made from, as ``REPO@ID``."""
+    job: str | None = None
+    """For a pipeline's output: the id of the job that made it."""
 
 
 @dataclass(frozen=True)

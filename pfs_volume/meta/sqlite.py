@@ -50,18 +50,22 @@ CREATE TABLE IF NOT EXISTS commits (
     repo TEXT NOT NULL REFERENCES repos(name), id TEXT NOT NULL, branch TEXT NOT NULL,
     parent TEXT, created TEXT NOT NULL, message TEXT NOT NULL, origin TEXT NOT NULL,
     pruned INTEGER NOT NULL DEFAULT 0, holders TEXT NOT NULL DEFAULT '[]',
-    PRIMARY KEY (repo, id));
+    lineage TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (repo, id));
 CREATE INDEX IF NOT EXISTS commits_by_time ON commits (repo, created);
 CREATE TABLE IF NOT EXISTS intents (
     repo TEXT NOT NULL, id TEXT NOT NULL, branch TEXT NOT NULL, parent TEXT,
     created TEXT NOT NULL, message TEXT NOT NULL, origin TEXT NOT NULL, mount_id TEXT,
-    holders TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (repo, id));
+    holders TEXT NOT NULL DEFAULT '[]', lineage TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (repo, id));
 CREATE TABLE IF NOT EXISTS mounts (
     id TEXT PRIMARY KEY, volume TEXT NOT NULL, repo TEXT NOT NULL, branch TEXT,
     commit_id TEXT, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS volumes (
     name TEXT PRIMARY KEY, repo TEXT NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deleted_repos (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS documents (
+    kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (kind, name));
 """
 
 ADDED_COLUMNS = {
@@ -73,8 +77,12 @@ ADDED_COLUMNS = {
     "commits": {
         "pruned": "INTEGER NOT NULL DEFAULT 0",
         "holders": "TEXT NOT NULL DEFAULT '[]'",
+        "lineage": "TEXT NOT NULL DEFAULT '{}'",
     },
-    "intents": {"holders": "TEXT NOT NULL DEFAULT '[]'"},
+    "intents": {
+        "holders": "TEXT NOT NULL DEFAULT '[]'",
+        "lineage": "TEXT NOT NULL DEFAULT '{}'",
+    },
 }
 """Columns added since the first release, by table: a store made before them gets them
 (with these definitions) when it is opened. ``CREATE TABLE IF NOT EXISTS`` leaves an
@@ -82,8 +90,8 @@ existing table as it is, so this is how an old table learns new columns."""
 
 _REPO_COLUMNS = "name, created, description, replicas, placement"
 _BRANCH_COLUMNS = "repo, name, head, created, clean_generation, working_base"
-_COMMIT_COLUMNS = "id, repo, branch, parent, created, message, origin, pruned, holders"
-_INTENT_COLUMNS = "id, repo, branch, parent, created, message, origin, mount_id, holders"
+_COMMIT_COLUMNS = "id, repo, branch, parent, created, message, origin, pruned, holders, lineage"
+_INTENT_COLUMNS = "id, repo, branch, parent, created, message, origin, mount_id, holders, lineage"
 _MOUNT_COLUMNS = "id, volume, repo, branch, commit_id, created"
 
 
@@ -161,7 +169,7 @@ class SqliteStore(MetadataStore):
         with self._write() as db:
             self._insert_repo(db, repo)
             db.executemany(
-                f"INSERT INTO commits ({_COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO commits ({_COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [_commit_row(_in_repo(c, repo.name)) for c in commits],
             )
             for branch in branches:
@@ -346,7 +354,7 @@ class SqliteStore(MetadataStore):
         c = intent.commit
         with self._write() as db:
             db.execute(
-                f"INSERT INTO intents ({_INTENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO intents ({_INTENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     c.id,
                     c.repo,
@@ -357,6 +365,7 @@ class SqliteStore(MetadataStore):
                     c.origin,
                     intent.mount_id,
                     json.dumps(sorted(c.holders)),
+                    _lineage(c),
                 ),
             )
 
@@ -369,7 +378,7 @@ class SqliteStore(MetadataStore):
         with self._write() as db:
             _check_head(db, c.repo, c.branch, c.parent)
             db.execute(
-                f"INSERT INTO commits ({_COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO commits ({_COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 _commit_row(c),
             )
             failpoint("commit.between_record_and_head")
@@ -391,7 +400,9 @@ class SqliteStore(MetadataStore):
 
     def list_intents(self) -> list[CommitIntent]:
         rows = self._read(f"SELECT {_INTENT_COLUMNS} FROM intents ORDER BY created, id")
-        return [CommitIntent(_commit((*row[:7], 0, row[8])), mount_id=row[7]) for row in rows]
+        return [
+            CommitIntent(_commit((*row[:7], 0, row[8], row[9])), mount_id=row[7]) for row in rows
+        ]
 
     # mounts
 
@@ -457,6 +468,43 @@ class SqliteStore(MetadataStore):
         with self._write() as db:
             db.execute("DELETE FROM volumes WHERE name=?", (name,))
 
+    # documents
+
+    def put_document(self, kind: str, name: str, body: str, expected: int | None) -> int:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT version FROM documents WHERE kind=? AND name=?", (kind, name)
+            ).fetchone()
+            found = None if row is None else int(row[0])
+            if found != expected:
+                if expected is None:
+                    raise Conflict(f"{kind} {name!r} exists already")
+                if found is None:
+                    raise Conflict(f"there is no {kind} {name!r} (it was deleted)")
+                raise Conflict(f"{kind} {name!r} is at version {found}, not {expected}")
+            version = (found or 0) + 1
+            db.execute(
+                "INSERT OR REPLACE INTO documents (kind, name, body, version) VALUES (?,?,?,?)",
+                (kind, name, body, version),
+            )
+            return version
+
+    def get_document(self, kind: str, name: str) -> tuple[str, int] | None:
+        rows = self._read(
+            "SELECT body, version FROM documents WHERE kind=? AND name=?", (kind, name)
+        )
+        return (rows[0][0], int(rows[0][1])) if rows else None
+
+    def list_documents(self, kind: str) -> list[tuple[str, str, int]]:
+        rows = self._read(
+            "SELECT name, body, version FROM documents WHERE kind=? ORDER BY name", (kind,)
+        )
+        return [(row[0], row[1], int(row[2])) for row in rows]
+
+    def delete_document(self, kind: str, name: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM documents WHERE kind=? AND name=?", (kind, name))
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -491,7 +539,15 @@ def _commit_row(c: CommitRecord) -> tuple[Any, ...]:
         c.origin,
         int(c.pruned),
         json.dumps(sorted(c.holders)),
+        _lineage(c),
     )
+
+
+def _lineage(c: CommitRecord) -> str:
+    """A pipeline output's provenance and job, as JSON (``{}`` for other commits)."""
+    if not c.provenance and c.job is None:
+        return "{}"
+    return json.dumps({"provenance": list(c.provenance), "job": c.job})
 
 
 def _time(text: str) -> datetime:
@@ -520,6 +576,7 @@ def _branch(row: tuple[Any, ...]) -> BranchRecord:
 
 
 def _commit(row: tuple[Any, ...]) -> CommitRecord:
+    lineage = json.loads(row[9]) if len(row) > 9 else {}
     return CommitRecord(
         id=row[0],
         repo=row[1],
@@ -530,6 +587,8 @@ def _commit(row: tuple[Any, ...]) -> CommitRecord:
         origin=row[6],
         pruned=bool(row[7]),
         holders=tuple(json.loads(row[8])),
+        provenance=tuple(lineage.get("provenance", ())),
+        job=lineage.get("job"),
     )
 
 

@@ -207,6 +207,29 @@ class MetadataStore(ABC):
     def delete_volume(self, name: str) -> None:
         """Forget a Docker volume name (no error when it is unknown)."""
 
+    # documents (pipelines, jobs): JSON bodies under a kind and a name
+
+    @abstractmethod
+    def put_document(self, kind: str, name: str, body: str, expected: int | None) -> int:
+        """Compare-and-swap a document: write ``body`` if its version is ``expected`` (None:
+        it must not exist yet); the new version.
+
+        Raises:
+            Conflict: the document is not at ``expected``; nothing changes.
+        """
+
+    @abstractmethod
+    def get_document(self, kind: str, name: str) -> tuple[str, int] | None:
+        """A document's body and version, or None."""
+
+    @abstractmethod
+    def list_documents(self, kind: str) -> list[tuple[str, str, int]]:
+        """Every document of a kind as (name, body, version), by name."""
+
+    @abstractmethod
+    def delete_document(self, kind: str, name: str) -> None:
+        """Drop a document (no error when it is unknown)."""
+
     @abstractmethod
     def close(self) -> None:
         """Release the store's resources."""

@@ -657,3 +657,36 @@ def test_a_store_made_by_an_earlier_version_opens(backend: str, tmp_path: Path) 
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
+
+
+# pipelines' records
+
+
+def test_a_commit_keeps_its_provenance_and_job(store: MetadataStore) -> None:
+    with_repo(store)
+    commit = commit_record(1, provenance=("text@" + cid(7), "stop@" + cid(8)), job="j1")
+    store.begin_commit(CommitIntent(commit))
+    assert store.list_intents()[0].commit.provenance == commit.provenance
+    store.finish_commit(store.list_intents()[0], 5)
+    found = store.get_commit("photos", cid(1))
+    assert found is not None and found.provenance == commit.provenance and found.job == "j1"
+    plain = with_commit(store, 2, cid(1))
+    assert store.get_commit("photos", plain.id).provenance == ()  # type: ignore[union-attr]
+
+
+def test_documents_are_swapped_by_version(store: MetadataStore) -> None:
+    assert store.get_document("pipeline", "wc") is None
+    first = store.put_document("pipeline", "wc", '{"v": 1}', None)
+    with pytest.raises(Conflict, match="exists already"):
+        store.put_document("pipeline", "wc", '{"v": 9}', None)
+    second = store.put_document("pipeline", "wc", '{"v": 2}', first)
+    with pytest.raises(Conflict, match="version"):
+        store.put_document("pipeline", "wc", '{"v": 9}', first)
+    assert store.get_document("pipeline", "wc") == ('{"v": 2}', second)
+    store.put_document("pipeline", "a/b c", "{}", None)
+    store.put_document("job", "wc", "{}", None)
+    assert [name for name, _body, _v in store.list_documents("pipeline")] == ["a/b c", "wc"]
+    store.delete_document("pipeline", "wc")
+    store.delete_document("pipeline", "wc")
+    assert store.get_document("pipeline", "wc") is None
+    assert store.get_document("job", "wc") == ("{}", store.get_document("job", "wc")[1])  # type: ignore[index]

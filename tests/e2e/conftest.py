@@ -74,7 +74,9 @@ def pfs(
     A test may stop or kill the daemon; teardown starts it again first, because Docker
     waits about 15 s on every call to a driver that does not answer.
     """
-    node = PfsNode(tmp_path / "pfs", driver_name=driver_name)
+    node = PfsNode(
+        tmp_path / "pfs", driver_name=driver_name, env={"PFS_DOCKER_HOST": docker_engine.host}
+    )
     attach_log(f"pfs daemon log ({node.state_dir})", node.log_path)
     try:
         node.start()

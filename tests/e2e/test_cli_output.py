@@ -24,6 +24,8 @@ COMMIT_FIELDS = [
     "pruned",
     "holders",
     "copies",
+    "provenance",
+    "job",
 ]
 
 

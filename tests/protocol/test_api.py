@@ -52,6 +52,8 @@ def test_repos_branches_log_and_commits(api_http: Transport, history: VolumeServ
             "pruned",
             "holders",
             "copies",
+            "provenance",
+            "job",
         }
         assert c["copies"] == len(c["holders"]) == 1
         assert RFC3339_UTC.fullmatch(c["created"]) and c["origin"] == "unmount"

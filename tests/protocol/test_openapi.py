@@ -63,6 +63,8 @@ def state(store: SqliteStore) -> tuple[object, ...]:
         [store.list_commits(r.name) for r in repos],
         store.list_mounts(),
         store.list_volumes(),
+        store.list_documents("pipeline"),
+        store.list_documents("job"),
     )
 
 
@@ -83,6 +85,10 @@ NOTHING_TO_VIOLATE = {
     "GET /v1/mounts",
     "GET /v1/repos",
     "DELETE /v1/mounts/{mount_id}",
+    "GET /v1/pipelines",
+    "GET /v1/jobs/{job_id}",
+    "GET /v1/jobs/{job_id}/logs",
+    "POST /v1/jobs/{job_id}/rerun",
 }
 CASES = [(label, GenerationMode.POSITIVE) for label in OPERATIONS] + [
     (label, GenerationMode.NEGATIVE) for label in OPERATIONS if label not in NOTHING_TO_VIOLATE

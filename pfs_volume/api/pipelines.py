@@ -1,0 +1,91 @@
+"""Routes of the pipelines API: specs, jobs, logs and provenance (``/v1/pipelines``,
+``/v1/jobs``, ``/v1/repos/<repo>/commits/<ref>/provenance``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from flask import Flask, request
+from flask.typing import ResponseReturnValue
+
+from pfs_volume.errors import InvalidRequest
+from pfs_volume.names import check_component, parse_ref
+from pfs_volume.pipelines.jobs import JobRecord
+from pfs_volume.pipelines.service import PipelineService
+from pfs_volume.pipelines.spec import parse_spec, spec_to_json
+
+MAX_SPEC = 1024 * 1024
+
+
+def job_json(job: JobRecord) -> dict[str, Any]:
+    """A job: id, pipeline, inputs, state, times, output, error and its datums."""
+    body = asdict(job)
+    body.pop("version")
+    body["datums"] = [asdict(d) for d in job.datums]
+    return body
+
+
+def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
+    """Register the pipelines API on ``app``."""
+
+    def spec_body() -> Any:
+        data = request.get_data(cache=False)
+        if len(data) > MAX_SPEC:
+            raise InvalidRequest(f"a pipeline spec may be at most {MAX_SPEC} bytes")
+        return parse_spec(data)
+
+    @app.post("/v1/pipelines")
+    def create_pipeline() -> ResponseReturnValue:
+        spec = pipelines.create(spec_to_json(spec_body()))
+        return spec_to_json(spec), 201
+
+    @app.get("/v1/pipelines")
+    def list_pipelines() -> ResponseReturnValue:
+        return {"pipelines": [spec_to_json(s) for s in pipelines.list_specs()]}
+
+    @app.get("/v1/pipelines/<name>")
+    def inspect_pipeline(name: str) -> ResponseReturnValue:
+        check_component(name, "pipeline")
+        spec = pipelines.get(name)
+        jobs = pipelines.jobs.list(name)
+        return {**spec_to_json(spec), "jobs": [job_json(j) for j in jobs[-10:]]}
+
+    @app.put("/v1/pipelines/<name>")
+    def update_pipeline(name: str) -> ResponseReturnValue:
+        check_component(name, "pipeline")
+        spec = spec_body()
+        if spec.name != name:
+            raise InvalidRequest(f"the spec is of pipeline {spec.name!r}, not {name!r}")
+        return spec_to_json(pipelines.update(spec_to_json(spec)))
+
+    @app.delete("/v1/pipelines/<name>")
+    def delete_pipeline(name: str) -> ResponseReturnValue:
+        check_component(name, "pipeline")
+        pipelines.delete(name)
+        return {"deleted": name}
+
+    @app.get("/v1/jobs")
+    def list_jobs() -> ResponseReturnValue:
+        name = request.args.get("pipeline")
+        if name is not None:
+            check_component(name, "pipeline")
+        return {"jobs": [job_json(j) for j in pipelines.jobs.list(name)]}
+
+    @app.get("/v1/jobs/<job_id>")
+    def inspect_job(job_id: str) -> ResponseReturnValue:
+        return job_json(pipelines.job(job_id))
+
+    @app.get("/v1/jobs/<job_id>/logs")
+    def job_logs(job_id: str) -> ResponseReturnValue:
+        return {"logs": pipelines.logs(job_id)}
+
+    @app.post("/v1/jobs/<job_id>/rerun")
+    def rerun_job(job_id: str) -> ResponseReturnValue:
+        return job_json(pipelines.rerun(job_id)), 201
+
+    @app.get("/v1/repos/<repo>/commits/<ref>/provenance")
+    def provenance(repo: str, ref: str) -> ResponseReturnValue:
+        commit = pipelines.repos.resolve_commit(repo, parse_ref(ref))
+        upstream, downstream = pipelines.provenance(repo, commit.id)
+        return {"commit": f"{repo}@{commit.id}", "upstream": upstream, "downstream": downstream}

@@ -1,0 +1,342 @@
+"""Running one job: datums in containers, their outputs combined into one commit.
+
+For each datum the runner starts a container (docker SDK) with every input commit
+mounted read-only as the pfs volume ``DRIVER/REPO@COMMIT`` at ``/pfs/in/<input>``, and
+a fresh writable subvolume of its own at ``/pfs/out``. ``PFS_DATUM`` tells the command
+which paths are its datum (Docker 20.10 cannot mount a volume's sub-path). A datum's
+output is kept read-only under ``<pool>/pipelines/<pipeline>/datums/<datum>/<job>`` so a
+later job whose datum did not change reuses it instead of running it again.
+
+When every datum succeeded, their outputs are combined into the output branch's working
+copy (a path written by two datums fails the job) and committed with the job's
+provenance. A job that fails changes nothing on its output branch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pfs_volume.errors import PfsError, StorageError
+from pfs_volume.meta import CommitRecord
+from pfs_volume.names import Ref
+from pfs_volume.pipelines.datums import Datum, datums, dirty_datums
+from pfs_volume.pipelines.jobs import DatumResult, JobRecord
+from pfs_volume.pipelines.spec import PipelineSpec, fingerprint
+from pfs_volume.repos import RepoService
+
+log = logging.getLogger(__name__)
+
+JOB_LABEL = "pfs.job"
+PIPELINE_LABEL = "pfs.pipeline"
+DATUM_TIMEOUT = 24 * 3600
+"""Seconds a datum's container may run."""
+
+
+class DatumFailed(PfsError):
+    """A datum's container exited non-zero, or could not run."""
+
+    status = 500
+    code = "datum_failed"
+
+
+class JobRunner:
+    """Runs jobs on this node.
+
+    Args:
+        repos: the commit graph (inputs are read and outputs committed through it).
+        docker: makes the ``docker.DockerClient`` of the engine that runs the containers
+            (called on first use: the daemon starts without a Docker engine).
+        driver: this daemon's volume driver name (the prefix of pfs volume names).
+    """
+
+    def __init__(self, repos: RepoService, docker: Callable[[], Any], driver: str) -> None:
+        self.repos = repos
+        self._make_docker = docker
+        self._docker: Any = None
+        self.driver = driver
+        self.root = repos.pool.root / "pipelines"
+        self.root.mkdir(exist_ok=True)
+
+    @property
+    def docker(self) -> Any:
+        """The Docker client, made on first use."""
+        if self._docker is None:
+            self._docker = self._make_docker()
+        return self._docker
+
+    def logs_dir(self, pipeline: str, job_id: str) -> Path:
+        """Where a job's per-datum container output is kept."""
+        return self.root / pipeline / "jobs" / job_id
+
+    def run(
+        self, spec: PipelineSpec, job: JobRecord, previous: JobRecord | None
+    ) -> tuple[list[DatumResult], CommitRecord | None]:
+        """Run ``job``'s datums (reusing ``previous``'s where nothing changed), then
+        commit the combined output. Returns the datum results and the output commit
+        (None when the output did not change).
+
+        Raises:
+            DatumFailed: a datum failed (the results so far are in the exception's args).
+            Conflict: the output branch is mounted or holds uncommitted changes.
+        """
+        commits = {name: ref.split("@", 1)[1] for name, ref in job.inputs.items()}
+        by_name = {i.name: i for i in spec.inputs}
+        entries = {
+            name: _entries(
+                self.repos.local_commit(by_name[name].repo, commit), _depth(by_name[name].glob)
+            )
+            for name, commit in commits.items()
+        }
+        planned = datums(spec, entries)
+        dirty = self._dirty(spec, job, previous, planned)
+        reusable = {d.id: d for d in (previous.datums if previous else ()) if d.state != "failure"}
+        results: dict[str, DatumResult] = {}
+        to_run: list[Datum] = []
+        for datum in planned:
+            earlier = reusable.get(datum.id)
+            if earlier is not None and datum not in dirty and self._output(spec, earlier).is_dir():
+                results[datum.id] = replace(earlier, state="reused")
+            else:
+                to_run.append(datum)
+        logs = self.logs_dir(spec.name, job.id)
+        logs.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=spec.parallelism) as pool:
+            for result in pool.map(lambda d: self._run_datum(spec, job, d, commits, logs), to_run):
+                results[result.id] = result
+        ordered = [results[d.id] for d in planned]
+        failed = [r for r in ordered if r.state == "failure"]
+        if failed:
+            raise DatumFailed(
+                f"{len(failed)} of {len(ordered)} datum(s) failed: "
+                + ", ".join(f"{_label(r)} (exit {r.exit_code})" for r in failed[:5])
+                + "; pfs job logs "
+                + job.id,
+                ordered,
+            )
+        made = self._combine(spec, job, ordered)
+        return ordered, made
+
+    def _dirty(
+        self,
+        spec: PipelineSpec,
+        job: JobRecord,
+        previous: JobRecord | None,
+        planned: list[Datum],
+    ) -> set[Datum]:
+        """Datums whose input paths changed since ``previous`` (all, without one)."""
+        if previous is None or fingerprint(spec) != previous.fingerprint:
+            return set(planned)
+        changed: dict[str, set[str]] = {}
+        for name, ref in job.inputs.items():
+            before = previous.inputs.get(name)
+            repo, commit = ref.split("@", 1)
+            if before is None:
+                changed[name] = {""}
+                continue
+            old_repo, old_commit = before.split("@", 1)
+            if old_repo != repo:
+                changed[name] = {""}
+                continue
+            if old_commit == commit:
+                changed[name] = set()
+                continue
+            _old, _new, found = self.repos.diff(repo, Ref(commit), Ref(old_commit))
+            paths: set[str] = set()
+            for change in found:
+                paths.add(change.path)
+                if change.old_path:
+                    paths.add(change.old_path)
+            changed[name] = paths
+        return dirty_datums(planned, {name: paths for name, paths in changed.items() if paths})
+
+    def _output(self, spec: PipelineSpec, result: DatumResult) -> Path:
+        return self.root / spec.name / "datums" / result.id / result.job
+
+    def _run_datum(
+        self,
+        spec: PipelineSpec,
+        job: JobRecord,
+        datum: Datum,
+        commits: Mapping[str, str],
+        logs: Path,
+    ) -> DatumResult:
+        by_name = {i.name: i for i in spec.inputs}
+        scratch = self.root / spec.name / "scratch" / job.id / datum.id
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        if self.repos.pool.is_subvolume(scratch):
+            self.repos.pool.delete_subvolume(scratch)
+        self.repos.pool.create_subvolume(scratch)
+        paths = dict(datum.parts)
+        env = dict(spec.transform.env)
+        env["PFS_JOB"] = job.id
+        env["PFS_DATUM_ID"] = datum.id
+        env["PFS_DATUM"] = " ".join(
+            f"/pfs/in/{name}/{path}".rstrip("/") for name, path in datum.parts
+        )
+        for name, path in datum.parts:
+            env[f"PFS_DATUM_{_env_name(name)}"] = path
+        volumes = {
+            f"{self.driver}/{by_name[name].repo}@{commit}": {
+                "bind": f"/pfs/in/{name}",
+                "mode": "ro",
+            }
+            for name, commit in commits.items()
+        }
+        volumes[str(scratch)] = {"bind": "/pfs/out", "mode": "rw"}
+        started = time.monotonic()
+        exit_code: int | None = None
+        log_path = logs / f"{datum.id}.log"
+        container = None
+        try:
+            container = self.docker.containers.run(
+                spec.transform.image,
+                command=list(spec.transform.cmd),
+                environment=env,
+                volumes=volumes,
+                network_mode="none",
+                detach=True,
+                labels={JOB_LABEL: job.id, PIPELINE_LABEL: spec.name},
+                mem_limit=spec.resources.memory_bytes,
+                nano_cpus=int(spec.resources.cpus * 1e9) if spec.resources.cpus else None,
+            )
+            exit_code = int(container.wait(timeout=DATUM_TIMEOUT)["StatusCode"])
+            log_path.write_bytes(container.logs(stdout=True, stderr=True))
+        except Exception as exc:  # the docker SDK raises its own kinds
+            log_path.write_text(f"pfs: the datum's container could not run: {exc}\n")
+            exit_code = exit_code if exit_code is not None else -1
+        finally:
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except Exception as exc:
+                    log.warning("job=%s datum=%s container not removed: %s", job.id, datum.id, exc)
+        seconds = time.monotonic() - started
+        state = "success" if exit_code == 0 else "failure"
+        result = DatumResult(datum.id, paths, state, seconds, exit_code, job.id)
+        if state == "success":
+            kept = self._output(spec, result)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            self.repos.pool.snapshot(scratch, kept, readonly=True)
+        self.repos.pool.delete_subvolume(scratch)
+        log.info(
+            "pipeline=%s job=%s datum=%s %s in %.2f s (exit %s)",
+            spec.name,
+            job.id,
+            datum.id,
+            state,
+            seconds,
+            exit_code,
+        )
+        return result
+
+    def _combine(
+        self, spec: PipelineSpec, job: JobRecord, results: list[DatumResult]
+    ) -> CommitRecord | None:
+        owners: dict[str, DatumResult] = {}
+        clashes = []
+        for result in results:
+            for path in _files(self._output(spec, result)):
+                if path in owners:
+                    clashes.append(f"{path} (datums {_label(owners[path])} and {_label(result)})")
+                owners.setdefault(path, result)
+        if clashes:
+            raise DatumFailed(
+                f"{len(clashes)} path(s) written by more than one datum: " + "; ".join(clashes[:5]),
+                results,
+            )
+        repo, branch = spec.output.repo, spec.output.branch
+        self.repos.ensure_repo(repo)
+        self.repos.ensure_branch(repo, branch, None)
+        with self.repos.branch_lock(repo, branch):
+            self.repos.refuse_if_busy(repo, branch, "write the output of a job to")
+            work = self.repos.working_copy(repo, branch)
+            try:
+                for child in list(work.iterdir()):
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+                for result in results:
+                    source = self._output(spec, result)
+                    if any(source.iterdir()):
+                        subprocess.run(
+                            ["cp", "-a", "--reflink=auto", f"{source}/.", f"{work}/"],
+                            check=True,
+                            capture_output=True,
+                        )
+                provenance = tuple(sorted(job.inputs.values()))
+                return self.repos.commit_working_copy(
+                    repo,
+                    branch,
+                    message=f"output of job {job.id} of pipeline {spec.name}",
+                    origin="pipeline",
+                    provenance=provenance,
+                    job=job.id,
+                )
+            except (OSError, subprocess.CalledProcessError, PfsError) as exc:
+                # The working copy was clean before: dropping it loses nothing, and the
+                # next use makes it again from the head.
+                self.repos.pool.delete_subvolume(work)
+                raise StorageError(f"combining the datums' outputs failed: {exc}") from exc
+
+    def drop_scratch(self, pipeline: str, job_id: str) -> None:
+        """Delete the scratch outputs of a job a crash interrupted."""
+        folder = self.root / pipeline / "scratch" / job_id
+        if folder.exists():
+            self.repos.pool.delete_tree(folder)
+
+    def cleanup(self, job_ids: Iterable[str]) -> int:
+        """Remove containers left by jobs a crash interrupted; how many were removed."""
+        wanted = set(job_ids)
+        removed = 0
+        for container in self.docker.containers.list(all=True, filters={"label": JOB_LABEL}):
+            if container.labels.get(JOB_LABEL) in wanted:
+                container.remove(force=True)
+                removed += 1
+        return removed
+
+
+def _label(result: DatumResult) -> str:
+    return ",".join(f"{name}:/{path}" for name, path in sorted(result.paths.items()))
+
+
+def _env_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name).upper()
+
+
+def _depth(glob: str) -> int:
+    return len([part for part in glob.split("/") if part])
+
+
+def _entries(root: Path, depth: int) -> list[str]:
+    """Relative paths under ``root`` down to ``depth`` levels (files and folders)."""
+    found: list[str] = []
+    if depth == 0:
+        return found
+    for folder, dirs, files in os.walk(root):
+        rel = os.path.relpath(folder, root)
+        level = 0 if rel == "." else rel.count(os.sep) + 1
+        for name in dirs + files:
+            found.append(name if rel == "." else f"{rel}/{name}")
+        if level + 1 >= depth:
+            dirs.clear()
+    return sorted(found)
+
+
+def _files(root: Path) -> list[str]:
+    if not root.is_dir():
+        return []
+    paths = []
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            paths.append(os.path.relpath(os.path.join(folder, name), root))
+    return paths

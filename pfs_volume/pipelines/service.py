@@ -1,0 +1,320 @@
+"""Pipelines: their specs, the triggers that start jobs, and provenance.
+
+A pipeline is stored as a document of kind ``pipeline`` holding its spec and the input
+commits its last job ran on. A trigger loop compares each pipeline's input branch heads
+with those and queues a job when they differ; jobs of one pipeline run one at a time,
+oldest first. A pipeline whose input is another pipeline's output branch therefore runs
+after it: the upstream job's commit is what moves that branch (a DAG, in order).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from pfs_volume.errors import Conflict, NotFound, PfsError
+from pfs_volume.meta import CommitRecord, rfc3339, utcnow
+from pfs_volume.pipelines.jobs import JobRecord, JobStore, new_job_id
+from pfs_volume.pipelines.runner import DatumFailed, JobRunner
+from pfs_volume.pipelines.spec import PipelineSpec, fingerprint, spec_to_json, validate
+from pfs_volume.repos import RepoService
+
+log = logging.getLogger(__name__)
+
+KIND = "pipeline"
+INTERRUPTED = "the pfs daemon stopped during the job; it runs again"
+TRIGGER_INTERVAL = 1.0
+"""Seconds between looks at the input branches."""
+
+
+class PipelineService:
+    """Pipelines of this pfs: create, update, delete, trigger and run their jobs.
+
+    Args:
+        repos: the commit graph.
+        runner: runs one job (containers, datums, the output commit).
+        owns: whether this node runs a pipeline's jobs (in a cluster, one live node per
+            pipeline, picked by rendezvous hashing; on a single host, always).
+    """
+
+    def __init__(
+        self,
+        repos: RepoService,
+        runner: JobRunner,
+        owns: Callable[[str], bool] = lambda _name: True,
+    ) -> None:
+        self.repos = repos
+        self.owns = owns
+        self.node_id = repos.coordinator.node_id
+        self.store = repos.store
+        self.jobs = JobStore(repos.store)
+        self.runner = runner
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    # specs
+
+    def create(self, raw: Any) -> PipelineSpec:
+        """Validate and store a pipeline; its first job starts on the current inputs.
+
+        Raises:
+            InvalidRequest: every problem of the spec. Conflict: the name is taken.
+        """
+        spec = validate(raw)
+        self._check_inputs(spec)
+        self.store.put_document(KIND, spec.name, json.dumps({"spec": spec_to_json(spec)}), None)
+        self.repos.ensure_repo(spec.output.repo)
+        self.repos.ensure_branch(spec.output.repo, spec.output.branch, None)
+        log.info("pipeline=%s created", spec.name)
+        self._wake.set()
+        return spec
+
+    def update(self, raw: Any) -> PipelineSpec:
+        """Replace a pipeline's spec; the next job runs with it (all datums, if the
+        transform or the inputs changed). Raises InvalidRequest, NotFound."""
+        spec = validate(raw)
+        self._check_inputs(spec)
+        _, version = self._document(spec.name)
+        self.store.put_document(KIND, spec.name, json.dumps({"spec": spec_to_json(spec)}), version)
+        self._wake.set()
+        return spec
+
+    def _check_inputs(self, spec: PipelineSpec) -> None:
+        for item in spec.inputs:
+            self.repos.get_repo(item.repo)
+
+    def get(self, name: str) -> PipelineSpec:
+        """A pipeline's spec. Raises NotFound."""
+        body, _ = self._document(name)
+        return validate(body["spec"])
+
+    def _document(self, name: str) -> tuple[dict[str, Any], int]:
+        found = self.store.get_document(KIND, name)
+        if found is None:
+            raise NotFound(f"there is no pipeline {name!r}")
+        return json.loads(found[0]), found[1]
+
+    def list_specs(self) -> list[PipelineSpec]:
+        """Every pipeline, by name."""
+        return [
+            validate(json.loads(body)["spec"]) for _n, body, _v in self.store.list_documents(KIND)
+        ]
+
+    def delete(self, name: str) -> None:
+        """Drop a pipeline (its jobs' records and its output commits stay). NotFound."""
+        self._document(name)
+        self.store.delete_document(KIND, name)
+        log.info("pipeline=%s deleted", name)
+
+    # jobs
+
+    def rerun(self, job_id: str) -> JobRecord:
+        """Queue a new job on the same input commits as ``job_id``. Raises NotFound."""
+        old = self.job(job_id)
+        spec = self.get(old.pipeline)
+        job = self.jobs.add(
+            JobRecord(
+                id=new_job_id(),
+                pipeline=spec.name,
+                inputs=old.inputs,
+                fingerprint=fingerprint(spec),
+            )
+        )
+        self._wake.set()
+        return job
+
+    def job(self, job_id: str) -> JobRecord:
+        """A job. Raises NotFound."""
+        found = self.jobs.get(job_id)
+        if found is None:
+            raise NotFound(f"there is no job {job_id!r}")
+        return found
+
+    def logs(self, job_id: str) -> dict[str, str]:
+        """A job's container output, by datum id."""
+        job = self.job(job_id)
+        folder = self.runner.logs_dir(job.pipeline, job.id)
+        return (
+            {path.stem: path.read_text(errors="replace") for path in sorted(folder.glob("*.log"))}
+            if folder.is_dir()
+            else {}
+        )
+
+    # provenance
+
+    def provenance(self, repo: str, commit_id: str) -> tuple[list[str], list[str]]:
+        """What produced a commit (every input commit, transitively) and what it fed
+        (every output commit downstream, transitively), each as ``REPO@ID``."""
+        start = self.repos.get_commit(repo, commit_id)
+        upstream: list[str] = []
+        seen: set[str] = set()
+        todo = list(start.provenance)
+        while todo:
+            ref = todo.pop(0)
+            if ref in seen:
+                continue
+            seen.add(ref)
+            upstream.append(ref)
+            r, c = ref.split("@", 1)
+            found = self.store.get_commit(r, c)
+            if found is not None:
+                todo.extend(found.provenance)
+        fed: dict[str, list[str]] = {}
+        for record in self.store.list_repos():
+            for commit in self.store.list_commits(record.name):
+                for source in commit.provenance:
+                    fed.setdefault(source, []).append(f"{record.name}@{commit.id}")
+        downstream: list[str] = []
+        todo = [f"{repo}@{commit_id}"]
+        seen = set()
+        while todo:
+            ref = todo.pop(0)
+            for child in fed.get(ref, []):
+                if child not in seen:
+                    seen.add(child)
+                    downstream.append(child)
+                    todo.append(child)
+        return upstream, downstream
+
+    # the trigger loop
+
+    def start(self) -> None:
+        """Settle jobs a crash interrupted, then watch inputs and run jobs."""
+        self.recover()
+        self._thread = threading.Thread(target=self._loop, name="pfs-pipelines", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (a job under way is marked killed at the next start)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def recover(self) -> list[str]:
+        """Mark jobs a crash left running as failed and remove their containers; the
+        trigger then runs their inputs again. Their ids."""
+        interrupted = [
+            j for j in self.jobs.list() if j.state == "running" and j.node in ("", self.node_id)
+        ]
+        for job in interrupted:
+            self.jobs.save(
+                replace(
+                    job,
+                    state="failure",
+                    finished=rfc3339(utcnow()),
+                    error=INTERRUPTED,
+                )
+            )
+        for job in interrupted:
+            self.runner.drop_scratch(job.pipeline, job.id)
+        if interrupted:
+            try:
+                removed = self.runner.cleanup(j.id for j in interrupted)
+                log.info("removed %d container(s) of interrupted jobs", removed)
+            except Exception as exc:
+                log.warning("containers of interrupted jobs not removed: %s", exc)
+        return [j.id for j in interrupted]
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(TRIGGER_INTERVAL)
+            self._wake.clear()
+            try:
+                self.tick()
+            except PfsError as exc:
+                log.warning("pipelines: trigger pass failed (retried): %s", exc)
+            except Exception:
+                log.exception("pipelines: trigger pass crashed (retried)")
+
+    def tick(self, run: Callable[[JobRecord], None] | None = None) -> None:
+        """One pass: queue a job for each pipeline whose inputs moved, then run queued
+        jobs oldest first."""
+        for spec in self.list_specs():
+            if not self.owns(spec.name):
+                continue
+            heads = self._heads(spec)
+            if heads is None:
+                continue
+            jobs = [j for j in self.jobs.list(spec.name) if j.inputs == heads]
+            # A job that failed on its own stays failed (``pfs job rerun`` retries it);
+            # one the daemon's stop interrupted runs again.
+            if all(j.state == "failure" and j.error == INTERRUPTED for j in jobs):
+                self.jobs.add(
+                    JobRecord(
+                        id=new_job_id(),
+                        pipeline=spec.name,
+                        inputs=heads,
+                        fingerprint=fingerprint(spec),
+                    )
+                )
+        for job in self.jobs.list():
+            if job.state == "queued" and self.owns(job.pipeline):
+                (run or self.run_job)(job)
+
+    def _heads(self, spec: PipelineSpec) -> dict[str, str] | None:
+        heads = {}
+        for item in spec.inputs:
+            branch = self.store.get_branch(item.repo, item.branch)
+            if branch is None or branch.head is None:
+                return None
+            heads[item.name] = f"{item.repo}@{branch.head}"
+        return heads
+
+    def run_job(self, job: JobRecord) -> JobRecord:
+        """Run one queued job to its end; the job as it ended."""
+        try:
+            spec = self.get(job.pipeline)
+        except NotFound:
+            return self.jobs.save(replace(job, state="killed", error="the pipeline was deleted"))
+        try:
+            job = self.jobs.save(
+                replace(job, state="running", started=rfc3339(utcnow()), node=self.node_id)
+            )
+        except Conflict:
+            return job  # another pass took it
+        previous = next(
+            (
+                j
+                for j in reversed(self.jobs.list(spec.name))
+                if j.state == "success" and j.id != job.id
+            ),
+            None,
+        )
+        try:
+            results, made = self.runner.run(spec, job, previous)
+        except DatumFailed as exc:
+            results = list(exc.args[1]) if len(exc.args) > 1 else []
+            return self._end(job, "failure", str(exc.args[0]), results, None)
+        except PfsError as exc:
+            return self._end(job, "failure", str(exc), [], None)
+        return self._end(job, "success", None, results, made)
+
+    def _end(
+        self,
+        job: JobRecord,
+        state: str,
+        error: str | None,
+        results: list[Any],
+        made: CommitRecord | None,
+    ) -> JobRecord:
+        output = f"{made.repo}@{made.id}" if made is not None else None
+        ended = self.jobs.save(
+            replace(
+                job,
+                state=state,
+                error=error,
+                finished=rfc3339(utcnow()),
+                datums=tuple(results),
+                output=output,
+            )
+        )
+        log.info(
+            "pipeline=%s job=%s %s%s", job.pipeline, job.id, state, f": {error}" if error else ""
+        )
+        return ended

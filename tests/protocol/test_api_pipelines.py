@@ -1,0 +1,69 @@
+"""Pipeline specs through the API (in process and over the socket): create, list,
+inspect, update, delete, and bad specs refused with every problem listed. Jobs need a
+Docker engine and are covered end to end in tests/e2e/test_pipelines.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pfs_volume.meta import SqliteStore
+from tests.protocol.conftest import Transport
+
+SPEC = {
+    "name": "wc",
+    "input": {"repo": "text", "glob": "/*"},
+    "transform": {"image": "busybox", "cmd": ["sh", "-c", "true"]},
+}
+
+
+def send(http: Transport, method: str, path: str, body: bytes = b"") -> tuple[int, Any]:
+    status, reply, _ = http.request(method, path, body)
+    return status, reply
+
+
+def test_pipeline_lifecycle(api_http: Transport, store: SqliteStore) -> None:
+    send(api_http, "POST", "/v1/repos", json.dumps({"name": "text"}).encode())
+    status, made = send(api_http, "POST", "/v1/pipelines", json.dumps(SPEC).encode())
+    assert status == 201 and made["name"] == "wc" and made["output"]["repo"] == "wc"
+    assert store.get_repo("wc") is not None, "the output repo is made with the pipeline"
+    status, again = send(api_http, "POST", "/v1/pipelines", json.dumps(SPEC).encode())
+    assert status == 409 and "exists already" in again["error"]["message"]
+    assert [p["name"] for p in send(api_http, "GET", "/v1/pipelines")[1]["pipelines"]] == ["wc"]
+    status, shown = send(api_http, "GET", "/v1/pipelines/wc")
+    assert status == 200 and shown["jobs"] == [] and shown["transform"]["image"] == "busybox"
+    yaml_spec = (
+        "name: wc\ninput: {repo: text, glob: /*}\n"
+        "transform: {image: 'busybox:2', cmd: [sh, -c, 'true']}\nparallelism: 3\n"
+    )
+    status, updated = send(api_http, "PUT", "/v1/pipelines/wc", yaml_spec.encode())
+    assert status == 200 and updated["parallelism"] == 3
+    assert send(api_http, "GET", "/v1/pipelines/wc")[1]["transform"]["image"] == "busybox:2"
+    status, wrong = send(api_http, "PUT", "/v1/pipelines/other", yaml_spec.encode())
+    assert status == 400 and "not 'other'" in wrong["error"]["message"]
+    assert send(api_http, "DELETE", "/v1/pipelines/wc")[0] == 200
+    assert send(api_http, "GET", "/v1/pipelines/wc")[0] == 404
+    assert send(api_http, "GET", "/v1/jobs")[1] == {"jobs": []}
+    assert send(api_http, "GET", "/v1/jobs/nope")[0] == 404
+
+
+def test_a_bad_spec_lists_every_problem_and_stores_nothing(
+    api_http: Transport, store: SqliteStore
+) -> None:
+    bad = {"name": "a b", "input": {"repo": "text", "glob": "/../x"}, "transform": {"cmd": []}}
+    status, reply = send(api_http, "POST", "/v1/pipelines", json.dumps(bad).encode())
+    assert status == 400
+    message = reply["error"]["message"]
+    for path in ("name:", "input.glob:", "transform.image:", "transform.cmd:"):
+        assert path in message, message
+    status, reply = send(api_http, "POST", "/v1/pipelines", b"{not json or yaml: [")
+    assert status == 400
+    status, reply = send(api_http, "POST", "/v1/pipelines", json.dumps(SPEC).encode())
+    assert status == 404 and "text" in reply["error"]["message"], "an unknown input repo"
+    assert store.list_documents("pipeline") == []
+
+
+def test_provenance_needs_a_commit(api_http: Transport) -> None:
+    send(api_http, "POST", "/v1/repos", json.dumps({"name": "plain"}).encode())
+    assert send(api_http, "GET", "/v1/repos/nothing/commits/master/provenance")[0] == 404
+    assert send(api_http, "GET", "/v1/repos/plain/commits/master/provenance")[0] == 404
