@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -25,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pfs_volume.errors import PfsError, StorageError
+from pfs_volume.errors import Conflict, NotFound, PfsError, StorageError
 from pfs_volume.meta import CommitRecord
 from pfs_volume.names import Ref
 from pfs_volume.pipelines.datums import Datum, datums, dirty_datums
@@ -149,7 +148,13 @@ class JobRunner:
             if old_commit == commit:
                 changed[name] = set()
                 continue
-            _old, _new, found = self.repos.diff(repo, Ref(commit), Ref(old_commit))
+            try:
+                _old, _new, found = self.repos.diff(repo, Ref(commit), Ref(old_commit))
+            except NotFound:
+                # The earlier input commit was pruned (or its repo made anew): nothing
+                # to compare with, so every datum of this input runs again.
+                changed[name] = {""}
+                continue
             paths: set[str] = set()
             for change in found:
                 paths.add(change.path)
@@ -184,14 +189,12 @@ class JobRunner:
         )
         for name, path in datum.parts:
             env[f"PFS_DATUM_{_env_name(name)}"] = path
-        volumes = {
-            f"{self.driver}/{by_name[name].repo}@{commit}": {
-                "bind": f"/pfs/in/{name}",
-                "mode": "ro",
-            }
+        # A list, not a dict keyed by volume: two inputs may be the same commit.
+        volumes = [
+            f"{self.driver}/{by_name[name].repo}@{commit}:/pfs/in/{name}:ro"
             for name, commit in commits.items()
-        }
-        volumes[str(scratch)] = {"bind": "/pfs/out", "mode": "rw"}
+        ]
+        volumes.append(f"{scratch}:/pfs/out:rw")
         started = time.monotonic()
         exit_code: int | None = None
         log_path = logs / f"{datum.id}.log"
@@ -253,40 +256,54 @@ class JobRunner:
                 f"{len(clashes)} path(s) written by more than one datum: " + "; ".join(clashes[:5]),
                 results,
             )
+        # The whole output is built aside first and swapped in as the output branch's
+        # working copy in one rename, so that branch never holds half an output.
+        combined = self.root / spec.name / "scratch" / job.id / "combined"
+        combined.parent.mkdir(parents=True, exist_ok=True)
+        if self.repos.pool.is_subvolume(combined):
+            self.repos.pool.delete_subvolume(combined)
+        self.repos.pool.create_subvolume(combined)
+        try:
+            for result in results:
+                source = self._output(spec, result)
+                if any(source.iterdir()):
+                    subprocess.run(
+                        ["cp", "-a", "--reflink=auto", f"{source}/.", f"{combined}/"],
+                        check=True,
+                        capture_output=True,
+                    )
+        except (OSError, subprocess.CalledProcessError) as exc:
+            self.repos.pool.delete_subvolume(combined)
+            detail = getattr(exc, "stderr", b"") or b""
+            raise StorageError(
+                f"combining the datums' outputs failed: {exc} {detail.decode(errors='replace')}"
+            ) from exc
         repo, branch = spec.output.repo, spec.output.branch
         self.repos.ensure_repo(repo)
         self.repos.ensure_branch(repo, branch, None)
         with self.repos.branch_lock(repo, branch):
-            self.repos.refuse_if_busy(repo, branch, "write the output of a job to")
-            work = self.repos.working_copy(repo, branch)
-            try:
-                for child in list(work.iterdir()):
-                    if child.is_dir() and not child.is_symlink():
-                        shutil.rmtree(child)
-                    else:
-                        child.unlink()
-                for result in results:
-                    source = self._output(spec, result)
-                    if any(source.iterdir()):
-                        subprocess.run(
-                            ["cp", "-a", "--reflink=auto", f"{source}/.", f"{work}/"],
-                            check=True,
-                            capture_output=True,
-                        )
-                provenance = tuple(sorted(job.inputs.values()))
-                return self.repos.commit_working_copy(
-                    repo,
-                    branch,
-                    message=f"output of job {job.id} of pipeline {spec.name}",
-                    origin="pipeline",
-                    provenance=provenance,
-                    job=job.id,
+            mounted = [m for m in self.repos.store.list_mounts(repo) if m.branch == branch]
+            if mounted:
+                self.repos.pool.delete_subvolume(combined)
+                raise Conflict(
+                    f"the output branch {repo}/{branch} is mounted by {len(mounted)} "
+                    "container(s); a pipeline's output branch is written by its jobs only"
                 )
-            except (OSError, subprocess.CalledProcessError, PfsError) as exc:
-                # The working copy was clean before: dropping it loses nothing, and the
-                # next use makes it again from the head.
+            work = self.repos.branch_path(repo, branch)
+            if self.repos.pool.is_subvolume(work):
+                # Pipelines own their output branches: whatever is in the working copy
+                # (at most an earlier job's output a crash left uncommitted) goes.
                 self.repos.pool.delete_subvolume(work)
-                raise StorageError(f"combining the datums' outputs failed: {exc}") from exc
+            work.parent.mkdir(parents=True, exist_ok=True)
+            combined.rename(work)
+            return self.repos.commit_working_copy(
+                repo,
+                branch,
+                message=f"output of job {job.id} of pipeline {spec.name}",
+                origin="pipeline",
+                provenance=tuple(sorted(job.inputs.values())),
+                job=job.id,
+            )
 
     def drop_scratch(self, pipeline: str, job_id: str) -> None:
         """Delete the scratch outputs of a job a crash interrupted."""

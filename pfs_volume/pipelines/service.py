@@ -67,7 +67,9 @@ class PipelineService:
         """
         spec = validate(raw)
         self._check_inputs(spec)
-        self.store.put_document(KIND, spec.name, json.dumps({"spec": spec_to_json(spec)}), None)
+        self._check_graph(spec)
+        body = {"spec": spec_to_json(spec), "epoch": new_job_id()}
+        self.store.put_document(KIND, spec.name, json.dumps(body), None)
         self.repos.ensure_repo(spec.output.repo)
         self.repos.ensure_branch(spec.output.repo, spec.output.branch, None)
         log.info("pipeline=%s created", spec.name)
@@ -79,14 +81,48 @@ class PipelineService:
         transform or the inputs changed). Raises InvalidRequest, NotFound."""
         spec = validate(raw)
         self._check_inputs(spec)
-        _, version = self._document(spec.name)
-        self.store.put_document(KIND, spec.name, json.dumps({"spec": spec_to_json(spec)}), version)
+        self._check_graph(spec)
+        body, version = self._document(spec.name)
+        body["spec"] = spec_to_json(spec)
+        self.store.put_document(KIND, spec.name, json.dumps(body), version)
         self._wake.set()
         return spec
 
     def _check_inputs(self, spec: PipelineSpec) -> None:
-        for item in spec.inputs:
-            self.repos.get_repo(item.repo)
+        missing = sorted({i.repo for i in spec.inputs if not self.repos.repo_exists(i.repo)})
+        if missing:
+            raise NotFound(
+                f"pipeline {spec.name}: no repo {', '.join(map(repr, missing))} to read; "
+                "create the input repos first"
+            )
+
+    def _check_graph(self, spec: PipelineSpec) -> None:
+        """Refuse an output branch another pipeline writes, and a cycle of pipelines
+        (each would trigger the next for ever)."""
+        others = [s for s in self.list_specs() if s.name != spec.name]
+        out = (spec.output.repo, spec.output.branch)
+        for other in others:
+            if (other.output.repo, other.output.branch) == out:
+                raise Conflict(
+                    f"pipeline {other.name} writes {out[0]}/{out[1]} already; give "
+                    f"{spec.name} another output"
+                )
+        feeds: dict[tuple[str, str], list[PipelineSpec]] = {}
+        for item in [*others, spec]:
+            for source in item.inputs:
+                feeds.setdefault((source.repo, source.branch), []).append(item)
+        seen: set[str] = set()
+        todo = list(feeds.get(out, []))
+        while todo:
+            item = todo.pop()
+            if item.name == spec.name:
+                raise Conflict(
+                    f"pipeline {spec.name} would feed itself through other pipelines (a "
+                    "cycle): pipelines must form a DAG"
+                )
+            if item.name not in seen:
+                seen.add(item.name)
+                todo.extend(feeds.get((item.output.repo, item.output.branch), []))
 
     def get(self, name: str) -> PipelineSpec:
         """A pipeline's spec. Raises NotFound."""
@@ -139,6 +175,11 @@ class PipelineService:
         """A job's container output, by datum id."""
         job = self.job(job_id)
         folder = self.runner.logs_dir(job.pipeline, job.id)
+        if job.node and job.node != self.node_id and not folder.is_dir():
+            raise NotFound(
+                f"job {job_id} ran on node {job.node}: its logs are kept there "
+                "(pfs --api pointing at that node shows them)"
+            )
         return (
             {path.stem: path.read_text(errors="replace") for path in sorted(folder.glob("*.log"))}
             if folder.is_dir()
@@ -211,14 +252,17 @@ class PipelineService:
                     error=INTERRUPTED,
                 )
             )
-        for job in interrupted:
-            self.runner.drop_scratch(job.pipeline, job.id)
         if interrupted:
             try:
                 removed = self.runner.cleanup(j.id for j in interrupted)
                 log.info("removed %d container(s) of interrupted jobs", removed)
             except Exception as exc:
                 log.warning("containers of interrupted jobs not removed: %s", exc)
+        for job in interrupted:  # after the containers: nothing writes there any more
+            try:
+                self.runner.drop_scratch(job.pipeline, job.id)
+            except PfsError as exc:
+                log.warning("job=%s scratch outputs not removed: %s", job.id, exc)
         return [j.id for j in interrupted]
 
     def _loop(self) -> None:
@@ -241,10 +285,19 @@ class PipelineService:
             heads = self._heads(spec)
             if heads is None:
                 continue
-            jobs = [j for j in self.jobs.list(spec.name) if j.inputs == heads]
-            # A job that failed on its own stays failed (``pfs job rerun`` retries it);
+            body, _ = self._document(spec.name)
+            epoch = str(body.get("epoch", ""))
+            jobs = [j for j in self.jobs.list(spec.name) if j.id > epoch]
+            latest = jobs[-1] if jobs else None
+            # The latest job decides: on other inputs or with another spec, run anew. A
+            # job that failed on its own stays failed (``pfs job rerun`` retries it);
             # one the daemon's stop interrupted runs again.
-            if all(j.state == "failure" and j.error == INTERRUPTED for j in jobs):
+            if (
+                latest is None
+                or latest.inputs != heads
+                or latest.fingerprint != fingerprint(spec)
+                or (latest.state == "failure" and latest.error == INTERRUPTED)
+            ):
                 self.jobs.add(
                     JobRecord(
                         id=new_job_id(),
@@ -286,6 +339,15 @@ class PipelineService:
             ),
             None,
         )
+        if set(job.inputs) != {i.name for i in spec.inputs}:
+            return self._end(
+                job,
+                "failure",
+                "the pipeline's inputs changed since this job was queued "
+                f"({', '.join(sorted(job.inputs))}); a new job runs on the new ones",
+                [],
+                None,
+            )
         try:
             results, made = self.runner.run(spec, job, previous)
         except DatumFailed as exc:
@@ -293,6 +355,9 @@ class PipelineService:
             return self._end(job, "failure", str(exc.args[0]), results, None)
         except PfsError as exc:
             return self._end(job, "failure", str(exc), [], None)
+        except Exception as exc:
+            log.exception("pipeline=%s job=%s crashed", job.pipeline, job.id)
+            return self._end(job, "failure", f"internal error in pfs: {exc!r}", [], None)
         return self._end(job, "success", None, results, made)
 
     def _end(

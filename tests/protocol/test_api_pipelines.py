@@ -67,3 +67,22 @@ def test_provenance_needs_a_commit(api_http: Transport) -> None:
     send(api_http, "POST", "/v1/repos", json.dumps({"name": "plain"}).encode())
     assert send(api_http, "GET", "/v1/repos/nothing/commits/master/provenance")[0] == 404
     assert send(api_http, "GET", "/v1/repos/plain/commits/master/provenance")[0] == 404
+
+
+def test_pipelines_must_form_a_dag_with_one_writer_per_output(api_http: Transport) -> None:
+    send(api_http, "POST", "/v1/repos", json.dumps({"name": "text"}).encode())
+
+    def spec(name: str, source: str, output: str) -> bytes:
+        body = {**SPEC, "name": name, "input": {"repo": source}, "output": {"repo": output}}
+        return json.dumps(body).encode()
+
+    assert send(api_http, "POST", "/v1/pipelines", spec("a", "text", "a"))[0] == 201
+    assert send(api_http, "POST", "/v1/pipelines", spec("b", "a", "b"))[0] == 201
+    status, reply = send(api_http, "POST", "/v1/pipelines", spec("c", "b", "text"))
+    assert status == 409 and "cycle" in reply["error"]["message"]
+    status, reply = send(api_http, "POST", "/v1/pipelines", spec("d", "text", "b"))
+    assert status == 409 and "pipeline b writes b/master" in reply["error"]["message"]
+    assert [p["name"] for p in send(api_http, "GET", "/v1/pipelines")[1]["pipelines"]] == [
+        "a",
+        "b",
+    ]
