@@ -358,6 +358,8 @@ class PipelineService:
         except Exception as exc:
             log.exception("pipeline=%s job=%s crashed", job.pipeline, job.id)
             return self._end(job, "failure", f"internal error in pfs: {exc!r}", [], None)
+        finally:
+            self.runner.forget_volumes(spec, job)
         return self._end(job, "success", None, results, made)
 
     def _end(

@@ -156,3 +156,19 @@ def test_daemon_killed_mid_job_fails_it_cleans_up_and_runs_it_again(
     assert pfs.cli("cat", "slowpoke@master", "result").stdout.strip() == "done"
     scratch = pfs.pool_root / "pipelines" / "slowpoke" / "scratch" / job["id"]
     assert not scratch.exists()
+
+
+def test_a_job_leaves_no_docker_volumes_behind(
+    pfs: PfsNode, image: str, tmp_path: Path, docker_engine: DockerEngine
+) -> None:
+    pfs.cli("repo", "create", "tidy")
+    put(pfs, "tidy/master", "f", b"1\n")
+    spec = tmp_path / "tidy.yaml"
+    spec.write_text(
+        f"name: tidied\ninput: {{repo: tidy}}\ntransform: {{image: '{image}', cmd: [sh, -c, 'true']}}\n"
+    )
+    pfs.cli("pipeline", "create", "-f", str(spec))
+    [job] = wait_jobs(pfs, "tidied", 1)
+    assert job["state"] == "success", job
+    listed = docker_engine.docker("volume", "ls", "-q").stdout.split()
+    assert not [v for v in listed if "tidy@" in v], listed
