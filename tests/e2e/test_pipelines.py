@@ -165,7 +165,8 @@ def test_a_job_leaves_no_docker_volumes_behind(
     put(pfs, "tidy/master", "f", b"1\n")
     spec = tmp_path / "tidy.yaml"
     spec.write_text(
-        f"name: tidied\ninput: {{repo: tidy}}\ntransform: {{image: '{image}', cmd: [sh, -c, 'true']}}\n"
+        "name: tidied\ninput: {repo: tidy}\n"
+        f"transform: {{image: '{image}', cmd: [sh, -c, 'true']}}\n"
     )
     pfs.cli("pipeline", "create", "-f", str(spec))
     [job] = wait_jobs(pfs, "tidied", 1)
