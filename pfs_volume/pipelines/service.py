@@ -351,16 +351,17 @@ class PipelineService:
         try:
             results, made = self.runner.run(spec, job, previous)
         except DatumFailed as exc:
-            results = list(exc.args[1]) if len(exc.args) > 1 else []
-            return self._end(job, "failure", str(exc.args[0]), results, None)
+            partial = list(exc.args[1]) if len(exc.args) > 1 else []
+            ended = self._end(job, "failure", str(exc.args[0]), partial, None)
         except PfsError as exc:
-            return self._end(job, "failure", str(exc), [], None)
+            ended = self._end(job, "failure", str(exc), [], None)
         except Exception as exc:
             log.exception("pipeline=%s job=%s crashed", job.pipeline, job.id)
-            return self._end(job, "failure", f"internal error in pfs: {exc!r}", [], None)
-        finally:
-            self.runner.forget_volumes(spec, job)
-        return self._end(job, "success", None, results, made)
+            ended = self._end(job, "failure", f"internal error in pfs: {exc!r}", [], None)
+        else:
+            ended = self._end(job, "success", None, results, made)
+        self.runner.forget_volumes(spec, job)  # after the job's end is recorded
+        return ended
 
     def _end(
         self,
