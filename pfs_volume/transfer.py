@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import struct
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import IO, Any
 
 from pfs_volume.btrfs import streams
 from pfs_volume.errors import Conflict, InvalidRequest, PfsError
+from pfs_volume.frames import decode_frames, encode_frames
 from pfs_volume.meta import BranchRecord, CommitRecord, RepoRecord, rfc3339
 from pfs_volume.names import check_component, is_commit_prefix
 from pfs_volume.repos import IMPORT_MARKER, RepoService
@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"PFSEXPORT1\n"
 FORMAT = 1
-FRAME = struct.Struct(">Q")
-MAX_FRAME = 64 * 1024 * 1024
 MAX_METADATA = 256 * 1024 * 1024
 
 
@@ -81,10 +79,7 @@ def _export_stream(
         if not entry["stream"]:
             continue
         base = repos.local_commit(name, entry["base"]) if entry["base"] else None
-        for chunk in streams.send(repos.local_commit(name, entry["id"]), base):
-            yield FRAME.pack(len(chunk))
-            yield chunk
-        yield FRAME.pack(0)
+        yield from encode_frames(streams.send(repos.local_commit(name, entry["id"]), base))
     log.info("repo=%s exported %d commit(s)", name, len(entries))
 
 
@@ -190,19 +185,11 @@ def recover_imports(repos: RepoService) -> list[str]:
 
 
 def _frames(source: IO[bytes]) -> Iterator[bytes]:
-    while True:
-        header = source.read(FRAME.size)
-        if len(header) != FRAME.size:
-            raise InvalidRequest("the export file is truncated")
-        (length,) = FRAME.unpack(header)
-        if length == 0:
-            return
-        if length > MAX_FRAME:
-            raise InvalidRequest("the export file is damaged: a frame is too long")
-        data = source.read(length)
-        if len(data) != length:
-            raise InvalidRequest("the export file is truncated")
-        yield data
+    return decode_frames(
+        source.read,
+        truncated=lambda: InvalidRequest("the export file is truncated"),
+        too_long=lambda _n: InvalidRequest("the export file is damaged: a frame is too long"),
+    )
 
 
 def _metadata(line: bytes) -> dict[str, Any]:

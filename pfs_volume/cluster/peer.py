@@ -9,18 +9,15 @@ the receiver then kills ``btrfs receive`` before it can finish the snapshot.
 
 from __future__ import annotations
 
-import struct
 import threading
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import requests
 import urllib3
 
 from pfs_volume.errors import PfsError, StorageError, Unavailable, error_from_code
+from pfs_volume.frames import decode_frames
 
-FRAME = struct.Struct(">Q")
-MAX_FRAME = 64 * 1024 * 1024
 TOKEN_HEADER = "Authorization"
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 20.0
@@ -29,37 +26,18 @@ FETCH_REQUEST_TIMEOUT = 600.0
 """Seconds a peer may take to fetch a commit it was asked to replicate."""
 
 
-def encode_frames(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Frame a byte stream, ended by the zero-length frame."""
-    for chunk in chunks:
-        if chunk:
-            yield FRAME.pack(len(chunk)) + chunk
-    yield FRAME.pack(0)
-
-
-def decode_frames(read: Any) -> Iterator[bytes]:
-    """The payload of a framed stream read with ``read(n)``.
+def decode_stream(read: Callable[[int], bytes]) -> Iterator[bytes]:
+    """The payload of a framed commit stream read with ``read(n)``.
 
     Raises:
         Unavailable: the stream ended before its end frame (the sender died or the
             connection broke).
+        StorageError: a frame is too long.
     """
-    while True:
-        header = _read_exactly(read, FRAME.size)
-        (length,) = FRAME.unpack(header)
-        if length == 0:
-            return
-        if length > MAX_FRAME:
-            raise StorageError(f"a commit stream frame of {length} bytes is too long")
-        yield _read_exactly(read, length)
 
-
-def _read_exactly(read: Any, size: int) -> bytes:
-    parts = []
-    left = size
-    while left:
+    def checked(size: int) -> bytes:
         try:
-            data = read(left)
+            return read(size)
         except (
             requests.RequestException,
             urllib3.exceptions.HTTPError,
@@ -67,11 +45,12 @@ def _read_exactly(read: Any, size: int) -> bytes:
             ValueError,
         ) as exc:
             raise Unavailable(f"the commit stream broke off: {exc}") from None
-        if not data:
-            raise Unavailable("the commit stream ended before it was whole (sender gone?)")
-        parts.append(data)
-        left -= len(data)
-    return b"".join(parts)
+
+    return decode_frames(
+        checked,
+        truncated=lambda: Unavailable("the commit stream ended before it was whole (sender gone?)"),
+        too_long=lambda n: StorageError(f"a commit stream frame of {n} bytes is too long"),
+    )
 
 
 class PeerClient:
@@ -139,7 +118,7 @@ class PeerClient:
 
 def _stream_body(response: requests.Response) -> Iterator[bytes]:
     try:
-        yield from decode_frames(response.raw.read)
+        yield from decode_stream(response.raw.read)
     finally:
         response.close()
 

@@ -20,9 +20,10 @@ from collections.abc import Iterable, Iterator
 from pfs_volume.btrfs import streams
 from pfs_volume.cluster import placement
 from pfs_volume.cluster.membership import NodeInfo, NodeRegistry
-from pfs_volume.cluster.peer import PeerClient, encode_frames
+from pfs_volume.cluster.peer import PeerClient
 from pfs_volume.errors import Conflict, NotFound, PfsError, StorageError, Unavailable
 from pfs_volume.failpoints import failpoint
+from pfs_volume.frames import encode_frames
 from pfs_volume.meta import CommitRecord
 from pfs_volume.repos import KeyedLocks, RepoService
 

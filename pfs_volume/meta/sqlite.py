@@ -355,18 +355,8 @@ class SqliteStore(MetadataStore):
         with self._write() as db:
             db.execute(
                 f"INSERT INTO intents ({_INTENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    c.id,
-                    c.repo,
-                    c.branch,
-                    c.parent,
-                    c.created.isoformat(),
-                    c.message,
-                    c.origin,
-                    intent.mount_id,
-                    json.dumps(sorted(c.holders)),
-                    _lineage(c),
-                ),
+                # The commit's row, with the mount in the place of ``pruned``.
+                (*_commit_row(c)[:7], intent.mount_id, *_commit_row(c)[8:]),
             )
 
     def finish_commit(

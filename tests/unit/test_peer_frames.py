@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pfs_volume.cluster.peer import FRAME, MAX_FRAME, decode_frames, encode_frames
+from pfs_volume.cluster.peer import decode_stream as decode_frames
 from pfs_volume.errors import StorageError, Unavailable
+from pfs_volume.frames import FRAME, MAX_FRAME, encode_frames
 
 
 @given(st.lists(st.binary(max_size=300), max_size=20))
