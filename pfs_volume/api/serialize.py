@@ -14,6 +14,7 @@ def commit_json(commit: CommitRecord) -> dict[str, Any]:
     return {
         "id": commit.id,
         "parent": commit.parent,
+        "parents": list(commit.parents),
         "repo": commit.repo,
         "branch": commit.branch,
         "created": rfc3339(commit.created),

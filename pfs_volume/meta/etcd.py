@@ -5,7 +5,8 @@ Key layout (values are small JSON documents; times RFC 3339 UTC)::
     {prefix}/repos/<repo>                        {created, description, replicas, placement}
     {prefix}/branches/<repo>/<branch>            {head, created}
     {prefix}/commits/<repo>/<id>                 {branch, parent, created, message, origin,
-                                                  pruned, holders}
+                                                  pruned, holders, provenance, job,
+                                                  merge_parents}
     {prefix}/imports/<repo>                      {node, token, started}: an import in
                                                   progress, bound to a lease
     {prefix}/local/<node>/wc/<repo>/<branch>     {generation, base}: this node's working copy
@@ -740,6 +741,7 @@ def _commit_fields(c: CommitRecord) -> dict[str, Any]:
         "holders": sorted(c.holders),
         "provenance": list(c.provenance),
         "job": c.job,
+        "merge_parents": list(c.merge_parents),
     }
 
 
@@ -760,6 +762,7 @@ def _commit_from(repo: str, value: dict[str, Any]) -> CommitRecord:
         holders=tuple(value.get("holders", ())),
         provenance=tuple(value.get("provenance", ())),
         job=value.get("job"),
+        merge_parents=tuple(value.get("merge_parents", ())),
     )
 
 

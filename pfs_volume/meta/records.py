@@ -67,6 +67,13 @@ class CommitRecord:
     """For a pipeline's output: every input commit it was made from, as ``REPO@ID``."""
     job: str | None = None
     """For a pipeline's output: the id of the job that made it."""
+    merge_parents: tuple[str, ...] = ()
+    """For a merge commit: the parents after the first (the merged-in heads, in order)."""
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        """Every parent, the first (the branch's previous head) first; () for a root."""
+        return (self.parent, *self.merge_parents) if self.parent is not None else ()
 
 
 @dataclass(frozen=True)

@@ -534,10 +534,14 @@ def _commit_row(c: CommitRecord) -> tuple[Any, ...]:
 
 
 def _lineage(c: CommitRecord) -> str:
-    """A pipeline output's provenance and job, as JSON (``{}`` for other commits)."""
-    if not c.provenance and c.job is None:
-        return "{}"
-    return json.dumps({"provenance": list(c.provenance), "job": c.job})
+    """A pipeline output's provenance and job and a merge's further parents, as JSON
+    (``{}`` for other commits; rows written before a key existed simply lack it)."""
+    fields: dict[str, Any] = {}
+    if c.provenance or c.job is not None:
+        fields.update(provenance=list(c.provenance), job=c.job)
+    if c.merge_parents:
+        fields["merge_parents"] = list(c.merge_parents)
+    return json.dumps(fields)
 
 
 def _time(text: str) -> datetime:
@@ -579,6 +583,7 @@ def _commit(row: tuple[Any, ...]) -> CommitRecord:
         holders=tuple(json.loads(row[8])),
         provenance=tuple(lineage.get("provenance", ())),
         job=lineage.get("job"),
+        merge_parents=tuple(lineage.get("merge_parents", ())),
     )
 
 
