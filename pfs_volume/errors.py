@@ -2,7 +2,8 @@
 
 Every error a user can see is a ``PfsError``. Each class knows its HTTP status and a
 stable machine-readable ``code``; the plugin layer sends ``str(error)`` as Docker's
-``Err`` text and the API layer sends ``{"error": {"code", "message"}}``. Nothing else
+``Err`` text and the API layer sends ``{"error": {"code", "message"}}`` (a merge
+conflict adds ``conflicts``). Nothing else
 translates errors.
 """
 
@@ -42,6 +43,17 @@ class Conflict(PfsError):
 
     status = 409
     code = "conflict"
+
+
+class MergeConflict(Conflict):
+    """A merge or revert that some paths refuse; ``conflicts`` lists them (each a dict
+    with the path and what each side did there), sent as the error's ``conflicts``."""
+
+    code = "merge_conflict"
+
+    def __init__(self, message: str, conflicts: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts or []
 
 
 class InUse(Conflict):
@@ -99,6 +111,7 @@ ERRORS_BY_CODE: dict[str, type[PfsError]] = {
         InvalidRequest,
         NotFound,
         Conflict,
+        MergeConflict,
         InUse,
         ReadOnly,
         Busy,

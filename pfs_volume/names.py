@@ -2,7 +2,8 @@
 
     name   = [ PREFIX "/" ] repo [ "/" branch ] [ "@" ref ]
     repo   = branch = 1..63 of [A-Za-z0-9_.-], first a letter or digit
-    ref    = a branch name | a commit id or a unique prefix of one (>= 6 hex) | REF "~" N
+    ref    = a branch name | a commit id or a unique prefix of one (>= 6 hex)
+             | REF "~" N   (N first parents back)  | REF "^" [N]   (the N-th parent)
 
 Parsing says only what a name *says*; which branch or commit it *means* depends on the
 repo's state and is decided by the repo service.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pfs_volume.errors import InvalidName
 
@@ -25,41 +27,56 @@ GRAMMAR = (
     "expected [PREFIX/]REPO[/BRANCH][@REF], where REPO and BRANCH are 1-63 characters "
     "of A-Z a-z 0-9 _ . - starting with a letter or digit, and REF is a branch, a commit "
     "id or a unique prefix of one (at least 6 hex digits), optionally followed by ~N "
-    "(N generations back), e.g. pfs/photos, pfs/photos/dev, pfs/photos@3f2a9c, "
-    "pfs/photos@master~2"
+    "(N generations back along first parents) or ^N (a merge commit's N-th parent), e.g. "
+    "pfs/photos, pfs/photos/dev, pfs/photos@3f2a9c, pfs/photos@master~2, pfs/photos@master^2"
 )
 
 _COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _ALLOWED = re.compile(r"[A-Za-z0-9_.-]")
 _HEX = re.compile(r"[0-9a-f]+")
 _STEPS = re.compile(r"[0-9]{1,9}")
+_HOP = re.compile(r"([~^])([^~^]*)")
+MAX_PARENT = 99
+"""The highest parent number ``^N`` takes (a merge records two today)."""
 _ANONYMOUS = re.compile(r"[0-9a-f]{64}")
 """Docker names an anonymous volume (``-v /data``) with 64 random hex digits."""
 
 
+class Hop(NamedTuple):
+    """One step of a ref's walk back: go to parent number ``parent`` (1 is the first,
+    the branch's previous head; 2 a merge's merged-in head), ``times`` times."""
+
+    parent: int
+    times: int
+
+    def __str__(self) -> str:
+        return f"~{self.times}" if self.parent == 1 else f"^{self.parent}"
+
+
 @dataclass(frozen=True)
 class Ref:
-    """A reference inside a repo: ``base`` (branch name or commit id/prefix) ``~back``.
+    """A reference inside a repo: ``base`` (branch name or commit id/prefix), then a walk
+    back through parents (``~N``: N first parents; ``^N``: the N-th parent; ``^``: ``^1``).
 
-    ``back`` is None when no ``~`` was written: only such a ref can name a branch's
+    ``walk`` is None when nothing follows the base: only such a ref can name a branch's
     working copy; ``master~0`` names master's head commit.
     """
 
     base: str
-    back: int | None = None
+    walk: tuple[Hop, ...] | None = None
 
     def __str__(self) -> str:
-        return self.base if self.back is None else f"{self.base}~{self.back}"
+        return self.base + "".join(str(hop) for hop in self.walk or ())
 
     @property
     def plain(self) -> bool:
-        """True when the ref is a bare name (no ``~N``)."""
-        return self.back is None
+        """True when the ref is a bare name (no ``~N`` or ``^N``)."""
+        return self.walk is None
 
-    @property
-    def steps(self) -> int:
-        """How many generations back from ``base``."""
-        return self.back or 0
+
+def back(base: str, generations: int) -> Ref:
+    """The ref ``BASE~GENERATIONS``."""
+    return Ref(base, (Hop(1, generations),))
 
 
 @dataclass(frozen=True)
@@ -114,30 +131,48 @@ def check_component(text: str, what: str) -> str:
 
 
 def parse_ref(text: str) -> Ref:
-    """Parse a ref: ``BASE`` or ``BASE~N`` (``~N`` may repeat and adds up).
+    """Parse a ref: ``BASE`` then any of ``~N`` (N first parents back; repeated ``~``
+    add up), ``^N`` (the N-th parent; ``^0`` the commit itself) and ``^`` (``^1``).
 
     Raises:
-        InvalidName: for an empty ref, a bad base or a ``~`` not followed by digits.
+        InvalidName: for an empty ref, a bad base or a ``~``/``^`` with a bad number.
     """
     if not text:
         raise InvalidName(
             "nothing follows '@': a ref is required after it (a branch, a commit id or "
             f"a prefix of at least {MIN_COMMIT_PREFIX} hex digits); {GRAMMAR}"
         )
-    base, *steps = text.split("~")
+    cut = min((i for i, ch in enumerate(text) if ch in "~^"), default=len(text))
+    base, rest = text[:cut], text[cut:]
     check_component(base, "ref")
-    if not steps:
+    if not rest:
         return Ref(base)
-    back = 0
-    for step in steps:
-        if not _STEPS.fullmatch(step):
-            raise InvalidName(
-                f"the ref {_shorten(text)!r} has '~' followed by {_shorten(step)!r}; '~' must "
-                f"be followed by a number of generations (1 to 9 digits), as in {base}~1; "
-                f"{GRAMMAR}"
-            )
-        back += int(step)
-    return Ref(base, back)
+    walk: list[Hop] = []
+    for match in _HOP.finditer(rest):
+        hop = _hop(text, base, match.group(1), match.group(2))
+        if walk and hop.parent == 1 and walk[-1].parent == 1:
+            hop = Hop(1, walk.pop().times + hop.times)
+        walk.append(hop)
+    return Ref(base, tuple(walk))
+
+
+def _hop(text: str, base: str, sign: str, number: str) -> Hop:
+    if sign == "^" and not number:
+        return Hop(1, 1)
+    if not _STEPS.fullmatch(number):
+        raise InvalidName(
+            f"the ref {_shorten(text)!r} has {sign!r} followed by {_shorten(number)!r}; "
+            f"'~' must be followed by a number of generations (1 to 9 digits), as in "
+            f"{base}~1, and '^' by a parent number or nothing, as in {base}^2; {GRAMMAR}"
+        )
+    if sign == "~":
+        return Hop(1, int(number))
+    if int(number) > MAX_PARENT:
+        raise InvalidName(
+            f"the ref {_shorten(text)!r} asks for parent {int(number)}; a commit has at "
+            f"most {MAX_PARENT} parents (^1 is the first, ^2 a merge's second); {GRAMMAR}"
+        )
+    return Hop(1, 0) if int(number) == 0 else Hop(int(number), 1)
 
 
 def parse_volume_name(name: str, prefix: str | None = None) -> VolumeName:

@@ -13,6 +13,7 @@ whatever a crash interrupted; it never deletes a working copy.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import secrets
@@ -610,6 +611,16 @@ class RepoService:
             log.info("repo=%s branch=%s reset from %s to %s", repo, name, old.head, target.id)
             return old.head, self.get_branch(repo, name)
 
+    def drop_working_copy(self, repo: str, branch: str) -> None:
+        """Delete a branch's CLEAN working copy after a change to it failed half way; the
+        next use makes it again from the head. Only for a copy that held no uncommitted
+        change before the failed change began (merge and revert check that first)."""
+        path = self.branch_path(repo, branch)
+        with self.branch_lock(repo, branch):
+            if self.pool.is_subvolume(path):
+                self.pool.delete_subvolume(path)
+                log.warning("repo=%s branch=%s working copy dropped after a failure", repo, branch)
+
     def refuse_if_busy(self, repo: str, branch: str, verb: str) -> None:
         """Refuse to change a branch that is mounted or holds uncommitted changes.
 
@@ -723,23 +734,26 @@ class RepoService:
         return record
 
     def resolve_commit(self, repo: str, ref: Ref) -> CommitRecord:
-        """The commit a ref names: a branch's head, a commit (prefix), then ``~N`` back.
+        """The commit a ref names: a branch's head or a commit (prefix), then its walk
+        back (``~N`` along first parents, ``^N`` to the N-th parent).
 
         A branch name wins over a commit prefix.
 
         Raises:
-            NotFound: no such repo, branch or commit, or too few ancestors.
+            NotFound: no such repo, branch or commit, or too few ancestors or parents.
             InvalidName: an ambiguous commit prefix.
         """
         self.get_repo(repo)
         commit = self._base_commit(repo, ref.base)
-        for step in range(ref.steps):
-            if commit.parent is None:
-                raise NotFound(
-                    f"{repo}@{ref}: commit {commit.id} is {step} generation(s) back from "
-                    f"{ref.base!r} and has no parent"
-                )
-            commit = self.get_commit(repo, commit.parent)
+        for hop in ref.walk or ():
+            for step in range(hop.times):
+                parents = commit.parents
+                if len(parents) < hop.parent:
+                    have = f"{len(parents)} parent(s)" if parents else "no parent"
+                    raise NotFound(
+                        f"{repo}@{ref}: commit {commit.id} ({step} step(s) into {hop}) has {have}"
+                    )
+                commit = self.get_commit(repo, parents[hop.parent - 1])
         return commit
 
     def _base_commit(self, repo: str, base: str) -> CommitRecord:
@@ -759,8 +773,13 @@ class RepoService:
                 )
         raise NotFound(f"repo {repo!r} has no branch or commit {base!r}")
 
-    def log(self, repo: str, ref: Ref, limit: int | None = None) -> list[CommitRecord]:
-        """Commits from the one ``ref`` names back to the first, newest first.
+    def log(
+        self, repo: str, ref: Ref, limit: int | None = None, first_parent: bool = False
+    ) -> list[CommitRecord]:
+        """The commit ``ref`` names and its ancestors, newest first: through every parent
+        of a merge (what the merged branch brought is history too), or with
+        ``first_parent`` only the branch's own line. Reads only the commits it returns
+        and their parents' records.
 
         An empty list for a branch with no commits yet.
 
@@ -771,11 +790,19 @@ class RepoService:
         branch = self.store.get_branch(repo, ref.base) if ref.plain else None
         if branch is not None and branch.head is None:
             return []
+        start = self.resolve_commit(repo, ref)
         commits: list[CommitRecord] = []
-        current: CommitRecord | None = self.resolve_commit(repo, ref)
-        while current is not None and (limit is None or len(commits) < limit):
+        seen = {start.id}
+        queue = [(-start.created.timestamp(), start.id, start)]
+        while queue and (limit is None or len(commits) < limit):
+            current = heapq.heappop(queue)[2]
             commits.append(current)
-            current = self.get_commit(repo, current.parent) if current.parent else None
+            parents = current.parents[:1] if first_parent else current.parents
+            for parent_id in parents:
+                if parent_id not in seen:
+                    seen.add(parent_id)
+                    parent = self.get_commit(repo, parent_id)
+                    heapq.heappush(queue, (-parent.created.timestamp(), parent.id, parent))
         return commits
 
     def commit_working_copy(
@@ -787,14 +814,16 @@ class RepoService:
         mount_id: str | None = None,
         provenance: tuple[str, ...] = (),
         job: str | None = None,
+        merge_parents: tuple[str, ...] = (),
     ) -> CommitRecord | None:
         """Commit what changed in a branch's working copy; release ``mount_id`` with it.
         A pipeline's output commit records its ``provenance`` (input commits as
-        ``REPO@ID``) and ``job``.
+        ``REPO@ID``) and ``job``; a merge commit its ``merge_parents`` (the merged heads),
+        and it is made even when no file changed (the graph must show the merge).
 
         Returns:
-            The new commit, or None when nothing changed since the head (then the mount
-            is released all the same).
+            The new commit, or None when nothing changed since the head and it is no
+            merge (then the mount is released all the same).
         Raises:
             Conflict: the head moved under the commit (the snapshot is removed again).
             StorageError: the snapshot or the metadata failed. The mount is released all
@@ -803,7 +832,9 @@ class RepoService:
         """
         with self.branch_lock(repo, branch):
             try:
-                made = self._commit(repo, branch, message, origin, mount_id, provenance, job)
+                made = self._commit(
+                    repo, branch, message, origin, mount_id, provenance, job, merge_parents
+                )
             except Exception as exc:
                 if mount_id is not None and not isinstance(exc, Unavailable):
                     log.error(
@@ -834,6 +865,7 @@ class RepoService:
         mount_id: str | None,
         provenance: tuple[str, ...] = (),
         job: str | None = None,
+        merge_parents: tuple[str, ...] = (),
     ) -> CommitRecord | None:
         record = self.get_branch(repo, branch)
         path = self.branch_path(repo, branch)
@@ -843,8 +875,9 @@ class RepoService:
                 f"this node's working copy was based on {record.working_base}; the changes "
                 "here were not committed (the next writable mount here keeps them aside)"
             )
-        if not self.pool.is_subvolume(path) or not self.pool.changed_since(
-            path, record.clean_generation
+        if not merge_parents and (
+            not self.pool.is_subvolume(path)
+            or not self.pool.changed_since(path, record.clean_generation)
         ):
             if mount_id is not None:
                 self.store.delete_mount(mount_id)
@@ -861,6 +894,7 @@ class RepoService:
             holders=(self.coordinator.node_id,),
             provenance=provenance,
             job=job,
+            merge_parents=merge_parents,
         )
         intent = CommitIntent(commit=commit, mount_id=mount_id)
         self.store.begin_commit(intent)

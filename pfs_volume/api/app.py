@@ -24,7 +24,7 @@ from pfs_volume.api.serialize import (
 )
 from pfs_volume.cluster.membership import NodeInfo
 from pfs_volume.config import parse_duration
-from pfs_volume.errors import InvalidRequest, PfsError, StorageError
+from pfs_volume.errors import InvalidRequest, MergeConflict, PfsError, StorageError
 from pfs_volume.files import FileService
 from pfs_volume.history import HistoryService
 from pfs_volume.names import DEFAULT_BRANCH, check_component, parse_ref
@@ -135,7 +135,8 @@ def create_api_app(
     @app.get("/v1/repos/<repo>/log")
     def log_(repo: str) -> ResponseReturnValue:
         ref = parse_ref(request.args.get("ref", DEFAULT_BRANCH))
-        commits = repos.log(repo, ref, _limit(request.args.get("limit")))
+        first_parent = _flag("first_parent")
+        commits = repos.log(repo, ref, _limit(request.args.get("limit")), first_parent)
         return {"commits": [commit_json(c) for c in commits]}
 
     @app.post("/v1/repos/<repo>/gc")
@@ -246,6 +247,8 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(PfsError)
     def pfs_error(exc: PfsError) -> ResponseReturnValue:
+        if isinstance(exc, MergeConflict):
+            return _error(exc.code, str(exc), exc.status, conflicts=exc.conflicts)
         return _error(exc.code, str(exc), exc.status)
 
     @app.errorhandler(HTTPException)
@@ -293,6 +296,14 @@ def _required_arg(name: str) -> str:
     return value
 
 
+def _flag(name: str) -> bool:
+    """A ``true``/``false`` query parameter (absent: false)."""
+    text = request.args.get(name, "false")
+    if text not in ("true", "false"):
+        raise InvalidRequest(f"the query parameter {name} must be true or false, not {text!r}")
+    return text == "true"
+
+
 def _limit(text: str | None) -> int | None:
     if text is None:
         return None
@@ -303,6 +314,6 @@ def _limit(text: str | None) -> int | None:
     return int(text)
 
 
-def _error(code: str, message: str, status: int) -> ResponseReturnValue:
-    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+def _error(code: str, message: str, status: int, **more: Any) -> ResponseReturnValue:
+    body: dict[str, Any] = {"error": {"code": code, "message": message, **more}}
     return jsonify(body), status

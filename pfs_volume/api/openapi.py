@@ -196,11 +196,12 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/v1/repos/{repo}/log": {
         "get": _op(
-            "Commits, newest first",
+            "Commits, newest first: every ancestor, or only first parents",
             _object(commits={"type": "array", "items": _ref("Commit")}),
             REPO,
             _query("ref", REF),
             _query("limit", {"type": "integer", "minimum": 1}),
+            _query("first_parent", {"type": "string", "enum": ["true", "false"]}),
         ),
     },
     "/v1/repos/{repo}/commits/{ref}": {
@@ -385,6 +386,7 @@ SCHEMAS: dict[str, Any] = {
     "Commit": _object(
         id=ID,
         parent={**ID, "nullable": True},
+        parents={"type": "array", "items": ID},
         repo=NAME,
         branch=NAME,
         created=TIME,

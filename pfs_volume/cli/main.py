@@ -432,28 +432,33 @@ def branch_list(repo_name: str, as_json: bool) -> None:
 @main.command("log")
 @click.argument("target", metavar="REPO[/BRANCH]|REPO@REF")
 @click.option("--limit", type=click.IntRange(min=1), help="Show at most this many commits.")
+@click.option(
+    "--first-parent", is_flag=True, help="Follow only first parents (the branch's own line)."
+)
 @json_option
 @reports_errors
-def log_(target: str, limit: int | None, as_json: bool) -> None:
-    """Show commits, newest first, from a branch head (master by default) or a ref."""
+def log_(target: str, limit: int | None, first_parent: bool, as_json: bool) -> None:
+    """Show commits, newest first, from a branch head (master by default) or a ref, with
+    what merges brought (REF~N follows first parents, REF^2 a merge's second)."""
     if "@" in target:
         repo_name, ref = parse_repo_ref(target)
     else:
         repo_name, branch_name = parse_repo_branch(target)
         ref = parse_ref(branch_name or DEFAULT_BRANCH)
-    commits = _client().get(f"/v1/repos/{_segment(repo_name)}/log", ref=str(ref), limit=limit)[
-        "commits"
-    ]
+    query: dict[str, Any] = {"ref": str(ref), "limit": limit}
+    if first_parent:
+        query["first_parent"] = "true"
+    commits = _client().get(f"/v1/repos/{_segment(repo_name)}/log", **query)["commits"]
     if as_json:
         _print_json(commits)
         return
     click.echo(
         table(
-            ["commit", "parent", "branch", "created", "origin", "message"],
+            ["commit", "parents", "branch", "created", "origin", "message"],
             [
                 [
                     short_id(c["id"]) + (" (pruned)" if c["pruned"] else ""),
-                    short_id(c["parent"]),
+                    " ".join(short_id(p) for p in c["parents"]) or short_id(None),
                     c["branch"],
                     when(c["created"]),
                     c["origin"],
@@ -510,7 +515,7 @@ def commit_inspect(target: str, as_json: bool) -> None:
         return
     for key in (
         "id",
-        "parent",
+        "parents",
         "repo",
         "branch",
         "created",
@@ -522,7 +527,8 @@ def commit_inspect(target: str, as_json: bool) -> None:
         "copies",
     ):
         label = key.replace("_", " ").capitalize() + ":"
-        click.echo(f"{label:9} {info[key] if info[key] is not None else '-'}")
+        value = " ".join(info[key]) if isinstance(info[key], list) else info[key]
+        click.echo(f"{label:9} {value if value not in (None, '') else '-'}")
     click.echo(f"{'Holders:':9} {', '.join(info['holders']) or '-'}")
 
 

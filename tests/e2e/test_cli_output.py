@@ -16,6 +16,7 @@ RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 COMMIT_FIELDS = [
     "id",
     "parent",
+    "parents",
     "repo",
     "branch",
     "created",

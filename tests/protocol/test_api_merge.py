@@ -79,7 +79,11 @@ def test_conflicts_are_listed_and_change_nothing_unless_a_strategy_settles_them(
     edit(volumes, "dev", {"shared": "dev", "d": "1"})
     head = edit(volumes, "master", {"shared": "master"})
     status, body = merge(api_http, "dev", "master")
-    assert status == 409 and "differently: shared;" in body["error"]["message"]
+    assert status == 409 and body["error"]["code"] == "merge_conflict"
+    assert "shared (master: modified; dev: modified)" in body["error"]["message"]
+    assert body["error"]["conflicts"] == [
+        {"path": "shared", "ours": "modified", "theirs": "modified"}
+    ]
     assert volumes.repos.get_branch("r", "master").head == head
     assert merge(api_http, "dev", "master", strategy="ours")[0] == 200
     assert tree(volumes, "master")["shared"] == "master" and tree(volumes, "master")["d"] == "1"

@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 from pfs_volume.errors import InvalidName
 from pfs_volume.names import (
     GRAMMAR,
+    Hop,
     Ref,
     VolumeName,
+    back,
     is_commit_prefix,
     parse_ref,
     parse_repo_branch,
@@ -34,9 +36,9 @@ components = st.builds(
         ("pfs/photos/dev", VolumeName("photos", "dev")),
         ("pfs/photos@master", VolumeName("photos", None, Ref("master"))),
         ("pfs/photos@3f2a9c", VolumeName("photos", None, Ref("3f2a9c"))),
-        ("pfs/photos/b@master~2", VolumeName("photos", "b", Ref("master", 2))),
-        ("pfs/photos@abcdef~1~2", VolumeName("photos", None, Ref("abcdef", 3))),
-        ("pfs/photos@master~0", VolumeName("photos", None, Ref("master", 0))),
+        ("pfs/photos/b@master~2", VolumeName("photos", "b", back("master", 2))),
+        ("pfs/photos@abcdef~1~2", VolumeName("photos", None, back("abcdef", 3))),
+        ("pfs/photos@master~0", VolumeName("photos", None, back("master", 0))),
         ("pfs/pfs", VolumeName("pfs")),
         ("pfs/pfs/x", VolumeName("pfs", "x")),
         ("a.b_c-d/e.f", VolumeName("a.b_c-d", "e.f")),
@@ -83,12 +85,20 @@ def test_non_string_name_is_rejected() -> None:
     repo=components,
     branch=st.none() | components,
     ref=st.none() | components,
-    back=st.none() | st.integers(min_value=0, max_value=99),
+    walk=st.none() | st.lists(st.integers(min_value=-99, max_value=99), min_size=1, max_size=6),
 )
 def test_every_grammatical_name_round_trips(
-    repo: str, branch: str | None, ref: str | None, back: int | None
+    repo: str, branch: str | None, ref: str | None, walk: list[int] | None
 ) -> None:
-    parsed = VolumeName(repo, branch, Ref(ref, back) if ref is not None else None)
+    # A negative number stands for ^N, others for ~N; adjacent first-parent steps add up.
+    hops: list[Hop] = []
+    for n in walk or ():
+        hop = Hop(-n, 1) if n < -1 else Hop(1, abs(n))
+        if hops and hop.parent == 1 and hops[-1].parent == 1:
+            hop = Hop(1, hops.pop().times + hop.times)
+        hops.append(hop)
+    at = Ref(ref, None if walk is None else tuple(hops)) if ref is not None else None
+    parsed = VolumeName(repo, branch, at)
     assert parse_volume_name("pfs/" + str(parsed), "pfs") == parsed
     assert parse_volume_name(str(parsed), "pfs") == parsed
 
@@ -120,9 +130,30 @@ def test_other_text_is_no_commit_prefix(text: str) -> None:
 def test_cli_forms() -> None:
     assert parse_repo_branch("photos") == ("photos", None)
     assert parse_repo_branch("photos/dev") == ("photos", "dev")
-    assert parse_repo_ref("photos@dev~3") == ("photos", Ref("dev", 3))
+    assert parse_repo_ref("photos@dev~3") == ("photos", back("dev", 3))
     assert str(parse_ref("dev~3")) == "dev~3"
     with pytest.raises(InvalidName):
         parse_repo_branch("photos@dev")
     with pytest.raises(InvalidName):
         parse_repo_ref("photos")
+
+
+@pytest.mark.parametrize(
+    ("text", "walk"),
+    [
+        ("m^", (Hop(1, 1),)),
+        ("m^2", (Hop(2, 1),)),
+        ("m^0", (Hop(1, 0),)),
+        ("m^2~3", (Hop(2, 1), Hop(1, 3))),
+        ("m~1^^", (Hop(1, 3),)),
+        ("m^2^2", (Hop(2, 1), Hop(2, 1))),
+    ],
+)
+def test_caret_names_a_parent(text: str, walk: tuple[Hop, ...]) -> None:
+    assert parse_ref(text) == Ref("m", walk)
+
+
+@pytest.mark.parametrize("text", ["m^x", "m~", "m^100", "m~-1", "m^2x", "^2", "m~1.5"])
+def test_bad_parent_steps_are_refused_with_the_grammar(text: str) -> None:
+    with pytest.raises(InvalidName, match="REF is a branch"):
+        parse_ref(text)

@@ -1,0 +1,137 @@
+"""Writing a merge's plan into a working copy: for each path the plan takes from their
+side, make the working copy hold exactly what their snapshot holds there.
+
+The working copy holds exactly our side (merge and revert refuse a dirty one), and
+both it and the snapshot hold what containers wrote: every folder is opened without
+following a link (``FolderWalker``), entries are created with ``O_EXCL``/``mkdirat``
+semantics in a folder descriptor, and special files are made as what they are (a
+symlink with ``symlink``, a FIFO with ``mkfifo``, a device or socket with ``mknod``),
+never read. Files are copied by reflink (O(1) on btrfs), with their mode, owner and
+modification time.
+
+Removals go first, deepest paths first; then creations, shallowest first, so every
+folder exists before what goes in it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from pfs_volume.errors import StorageError
+from pfs_volume.history.snapshots import FolderWalker, SnapshotTrees, split
+from pfs_volume.history.threeway import Node, Side
+
+FICLONE = 0x40049409
+"""ioctl(dest, FICLONE, src): share all of src's extents (a reflink copy)."""
+_SPECIAL = {
+    "fifo": stat.S_IFIFO,
+    "socket": stat.S_IFSOCK,
+    "char": stat.S_IFCHR,
+    "block": stat.S_IFBLK,
+}
+
+
+def apply_plan(work: Path, trees: SnapshotTrees, take: list[str]) -> None:
+    """Make ``work`` (holding our side) hold their side at every path of ``take``.
+
+    Raises:
+        StorageError: when the working copy does not hold what our side holds, or a
+            file system call fails.
+    """
+    with FolderWalker(work) as target:
+        source = trees.walkers.get(Side.THEIRS)
+        for path in sorted(take, key=_depth, reverse=True):
+            ours, theirs = trees.node(Side.OURS, path), trees.node(Side.THEIRS, path)
+            if ours is not None and not (ours.kind == "dir" and theirs and theirs.kind == "dir"):
+                _remove(target, path)
+        for path in sorted(take, key=_depth):
+            theirs = trees.node(Side.THEIRS, path)
+            if theirs is None:
+                continue
+            assert source is not None
+            _create(target, source, path, theirs)
+
+
+def _depth(path: str) -> tuple[int, str]:
+    return path.count("/"), path
+
+
+def _folder(walker: FolderWalker, path: str) -> int:
+    fd = walker.folder(path)
+    if fd is None:
+        raise StorageError(
+            f"the working copy {walker.root} has no folder {path!r} where the merge "
+            "expected one; nothing was committed"
+        )
+    return fd
+
+
+def _remove(target: FolderWalker, path: str) -> None:
+    folder, name = split(path)
+    fd = target.folder(folder)
+    if fd is None:
+        return  # its folder went already, with it
+    try:
+        info = os.lstat(name, dir_fd=fd)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        target.forget(path)
+        shutil.rmtree(name, dir_fd=fd)
+    else:
+        os.unlink(name, dir_fd=fd)
+
+
+def _create(target: FolderWalker, source: FolderWalker, path: str, node: Node) -> None:
+    folder, name = split(path)
+    fd = _folder(target, folder)
+    if node.kind == "dir":
+        try:
+            os.mkdir(name, 0o700, dir_fd=fd)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(name, dir_fd=fd).st_mode):
+                raise
+    elif node.kind == "file":
+        _copy_file(source, path, fd, name, node)
+        return
+    elif node.kind == "symlink":
+        assert node.target is not None
+        os.symlink(node.target, name, dir_fd=fd)
+        os.chown(name, node.uid, node.gid, dir_fd=fd, follow_symlinks=False)
+        return
+    else:
+        os.mknod(name, _SPECIAL[node.kind] | 0o600, node.rdev, dir_fd=fd)
+    # A folder or special file that was just made (or checked) here: not a link.
+    os.chown(name, node.uid, node.gid, dir_fd=fd, follow_symlinks=False)
+    os.chmod(name, node.mode, dir_fd=fd)
+
+
+def _copy_file(source: FolderWalker, path: str, fd: int, name: str, node: Node) -> None:
+    src = source.open_file(path)
+    try:
+        dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)
+        try:
+            try:
+                fcntl.ioctl(dst, FICLONE, src)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                _copy_bytes(src, dst)
+            info = os.fstat(src)
+            os.fchown(dst, node.uid, node.gid)
+            os.fchmod(dst, node.mode)  # after chown, which clears setuid bits
+            os.utime(dst, ns=(info.st_atime_ns, info.st_mtime_ns))
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def _copy_bytes(src: int, dst: int) -> None:
+    while os.copy_file_range(src, dst, 1 << 30):
+        pass

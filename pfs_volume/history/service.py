@@ -1,0 +1,242 @@
+"""Operations that combine commits on a branch: revert and merge, exact on trees.
+
+Both are a three-way merge (``threeway``) of snapshots read without following links
+(``snapshots``) and written into the branch's working copy (``apply``), then committed:
+
+* merge SOURCE into TARGET: base = the nearest common ancestor in the commit graph,
+  ours = TARGET's head, theirs = SOURCE's head. The merge commit records both heads
+  (``parents``), so the next merge of the same branches starts from this one and only
+  sees what changed since. When one head descends from the other it is up to date or a
+  fast-forward instead.
+* revert C on a branch: base = C, ours = the branch's head, theirs = C's first parent
+  (the empty tree for a first commit), as git reverts: C's changes are undone unless
+  the branch changed the same paths again since.
+
+A conflict refuses the whole operation with every conflicting path and what each side
+did there, and changes nothing; for merge a strategy (``ours``/``theirs``) settles them.
+A failure while writing the working copy drops it (it was clean: the next use makes it
+again from the head), so a failed merge or revert changes nothing either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pfs_volume.diff import Change
+from pfs_volume.errors import Conflict, InvalidRequest, MergeConflict, NotFound
+from pfs_volume.history.ancestry import GraphNode, merge_bases
+from pfs_volume.history.apply import apply_plan
+from pfs_volume.history.snapshots import SnapshotTrees
+from pfs_volume.history.threeway import PathConflict, Plan, Side, plan
+from pfs_volume.meta import CommitRecord
+from pfs_volume.names import Ref
+from pfs_volume.repos import RepoService
+
+log = logging.getLogger(__name__)
+
+REVERT_ORIGIN = "revert"
+MERGE_ORIGIN = "merge"
+STRATEGIES = {"ours": Side.OURS, "theirs": Side.THEIRS}
+SHOWN_CONFLICTS = 20
+"""Conflicts named in the error's message; the error's ``conflicts`` lists them all."""
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """How a merge went: "fast-forward", "merged" or "up-to-date", and the new head."""
+
+    outcome: str
+    head: str
+    commit: CommitRecord | None = None
+
+
+class HistoryService:
+    """Revert and merge on branches.
+
+    Args:
+        repos: the commit graph service.
+    """
+
+    def __init__(self, repos: RepoService) -> None:
+        self.repos = repos
+
+    def revert(self, repo: str, branch: str, ref: Ref) -> CommitRecord:
+        """Make a new commit on ``branch`` that undoes the commit ``ref`` names (a merge
+        commit is undone against its first parent).
+
+        Raises:
+            NotFound: no such repo, branch or commit, or pruned data.
+            InUse: the branch is mounted. Conflict: its working copy is dirty, or the
+                commit changed nothing that can be undone. MergeConflict: the branch
+                changed some of the commit's paths again since (each listed).
+        """
+        target = self.repos.require_data(self.repos.resolve_commit(repo, ref))
+        parent = (
+            self.repos.require_data(self.repos.get_commit(repo, target.parent))
+            if (target.parent)
+            else None
+        )
+        with self.repos.branch_lock(repo, branch):
+            head = self.repos.get_branch(repo, branch).head
+            if head is None:
+                raise Conflict(f"branch {repo}/{branch} has no commits to revert on")
+            self.repos.refuse_if_busy(repo, branch, "revert on")
+            undo = self._plan(repo, target.id, head, parent.id if parent else None, None)
+            if undo.conflicts:
+                raise _refusal(
+                    f"cannot revert {target.id} on {repo}/{branch}: the branch changed these "
+                    "paths again since",
+                    undo.conflicts,
+                    ours="the branch since",
+                    theirs="the revert",
+                )
+            if not undo.take:
+                raise Conflict(f"commit {target.id} changed nothing that could be undone")
+            made = self._write(
+                repo,
+                branch,
+                undo,
+                (target.id, head, parent.id if parent else None),
+                f"revert {target.id[:12]}: {target.message}",
+                REVERT_ORIGIN,
+            )
+            if made is None:
+                raise Conflict(f"commit {target.id} changed nothing that could be undone")
+            log.info("repo=%s branch=%s commit=%s reverted %s", repo, branch, made.id, target.id)
+            return made
+
+    def merge(
+        self, repo: str, source: str, target: str, strategy: str | None = None
+    ) -> MergeResult:
+        """Merge branch ``source`` into branch ``target``.
+
+        Raises:
+            InvalidRequest: an unknown strategy, or a branch merged into itself.
+            NotFound: no such branch, or a source with no commits.
+            InUse: the target is mounted. Conflict: a dirty working copy.
+            MergeConflict: paths the two sides changed in ways that cannot both hold (each
+                listed with what each side did), and no strategy given.
+        """
+        if strategy is not None and strategy not in STRATEGIES:
+            raise InvalidRequest(f"strategy must be ours or theirs, not {strategy!r}")
+        if source == target:
+            raise InvalidRequest(f"cannot merge branch {source} into itself")
+        theirs = self.repos.get_branch(repo, source).head
+        if theirs is None:
+            raise NotFound(f"branch {repo}/{source} has no commits to merge")
+        with self.repos.branch_lock(repo, target):
+            ours = self.repos.get_branch(repo, target).head
+            bases = self.merge_bases(repo, ours, theirs) if ours is not None else []
+            if ours is not None and theirs in bases:
+                return MergeResult("up-to-date", ours)
+            if ours is None or ours in bases:
+                _, record = self.repos.reset_branch(repo, target, Ref(theirs))
+                log.info("repo=%s merged %s into %s by fast-forward", repo, source, target)
+                return MergeResult("fast-forward", record.head or theirs)
+            self.repos.refuse_if_busy(repo, target, "merge into")
+            base = bases[0] if bases else None
+            if len(bases) > 1:
+                log.info("repo=%s %d merge bases; using the newest, %s", repo, len(bases), base)
+            merged = self._plan(repo, base, ours, theirs, STRATEGIES.get(strategy or ""))
+            if merged.conflicts:
+                raise _refusal(
+                    f"cannot merge {source} into {target}: both changed these paths in ways "
+                    "that cannot both hold; give --strategy ours or theirs to settle them",
+                    merged.conflicts,
+                    ours=target,
+                    theirs=source,
+                )
+            made = self._write(
+                repo,
+                target,
+                merged,
+                (base, ours, theirs),
+                f"merge {source} ({theirs[:12]}) into {target}",
+                MERGE_ORIGIN,
+                merge_parents=(theirs,),
+            )
+            assert made is not None  # a merge commit is made even when no file changed
+            log.info("repo=%s merged %s into %s: %s", repo, source, target, made.id)
+            return MergeResult("merged", made.id, made)
+
+    def merge_bases(self, repo: str, ours: str, theirs: str) -> list[str]:
+        """The nearest common ancestors of two commits, newest first (see ``ancestry``)."""
+
+        def lookup(commit_id: str) -> GraphNode:
+            commit = self.repos.get_commit(repo, commit_id)
+            return GraphNode(commit.id, commit.created, commit.parents)
+
+        return merge_bases(ours, theirs, lookup)
+
+    def _plan(
+        self, repo: str, base: str | None, ours: str, theirs: str | None, strategy: Side | None
+    ) -> Plan:
+        with self._trees(repo, base, ours, theirs) as trees:
+            touched_ours = trees.touched(Side.OURS, self._changes(repo, base, ours))
+            touched_theirs = trees.touched(Side.THEIRS, self._changes(repo, base, theirs))
+            return plan(trees, touched_ours, touched_theirs, strategy)
+
+    def _write(
+        self,
+        repo: str,
+        branch: str,
+        chosen: Plan,
+        commits: tuple[str | None, str, str | None],
+        message: str,
+        origin: str,
+        merge_parents: tuple[str, ...] = (),
+    ) -> CommitRecord | None:
+        """Write the plan into the branch's (clean) working copy and commit it; on any
+        failure drop the working copy, so the branch is as it was."""
+        base, ours, theirs = commits
+        try:
+            work = self.repos.working_copy(repo, branch)
+            with self._trees(repo, base, ours, theirs) as trees:
+                apply_plan(work, trees, chosen.take)
+            return self.repos.commit_working_copy(
+                repo, branch, message, origin, merge_parents=merge_parents
+            )
+        except BaseException:
+            if self.repos.get_branch(repo, branch).head == ours:
+                self.repos.drop_working_copy(repo, branch)
+            raise
+
+    @contextmanager
+    def _trees(
+        self, repo: str, base: str | None, ours: str, theirs: str | None
+    ) -> Iterator[SnapshotTrees]:
+        roots = [self._root(repo, c) for c in (base, ours, theirs)]
+        with SnapshotTrees(*roots) as trees:
+            yield trees
+
+    def _root(self, repo: str, commit: str | None) -> Path | None:
+        if commit is None:
+            return None
+        return self.repos.local_commit(
+            repo, self.repos.require_data(self.repos.get_commit(repo, commit)).id
+        )
+
+    def _changes(self, repo: str, base: str | None, side: str | None) -> list[Change] | None:
+        """What ``btrfs send`` lists from ``base`` to ``side``; None when either is the
+        empty tree (every path of the other counts then)."""
+        if base is None or side is None:
+            return None
+        return self.repos.diff(repo, Ref(side), Ref(base))[2]
+
+
+def _refusal(
+    message: str, conflicts: list[PathConflict], *, ours: str, theirs: str
+) -> MergeConflict:
+    shown = "; ".join(
+        f"{c.path} ({ours}: {c.ours}; {theirs}: {c.theirs})" for c in conflicts[:SHOWN_CONFLICTS]
+    )
+    more = len(conflicts) - SHOWN_CONFLICTS
+    tail = f"; and {more} more" if more > 0 else ""
+    return MergeConflict(
+        f"{message}: {shown}{tail}",
+        [{"path": c.path, "ours": c.ours, "theirs": c.theirs} for c in conflicts],
+    )

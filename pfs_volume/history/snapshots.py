@@ -1,0 +1,250 @@
+"""The three trees of a merge, read from read-only snapshots without following links.
+
+Commits hold what containers wrote, links and special files included, and the daemon
+is root: every path is walked one folder at a time from the snapshot's root, each
+folder opened with ``O_NOFOLLOW | O_DIRECTORY``, so a link anywhere on the way means
+"no such path" in that tree, never a path somewhere else. Files are opened only to
+compare bytes, and only after ``fstat`` says they are regular files.
+
+Which paths a side touched comes from ``btrfs send --no-data`` (see
+``pfs_volume/btrfs/changes.py``), in time proportional to the change. The listing names
+a renamed folder once, not what is inside it; every path under it counts as touched at
+both its old and its new place (the rename is a deletion there and an addition here),
+found by walking just that folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from pfs_volume.diff import Change
+from pfs_volume.errors import StorageError
+from pfs_volume.history.threeway import Node, Side, kind_of
+
+FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+CHUNK = 1024 * 1024
+OPEN_FOLDERS = 64
+"""Folder descriptors kept open per run (most paths of a change share folders)."""
+_GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+
+
+def split(path: str) -> tuple[str, str]:
+    """(folder, name) of a relative path; the folder of a top-level name is ""."""
+    folder, _, name = path.rpartition("/")
+    return folder, name
+
+
+def node_of(info: os.stat_result, target: str | None = None) -> Node:
+    """The ``Node`` an ``lstat`` describes (``target``: a symlink's)."""
+    kind = kind_of(info.st_mode)
+    return Node(
+        kind=kind,
+        mode=stat.S_IMODE(info.st_mode),
+        uid=info.st_uid,
+        gid=info.st_gid,
+        size=info.st_size if kind == "file" else 0,
+        target=target,
+        rdev=info.st_rdev if kind in ("char", "block") else 0,
+    )
+
+
+class FolderWalker:
+    """Opens folders of one tree by relative path, never through a link, and keeps the
+    most recently used ones open. Close it (or use it as a context manager)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._open: OrderedDict[str, int] = OrderedDict()
+
+    def folder(self, path: str) -> int | None:
+        """A descriptor of the folder at ``path`` ("" is the root; owned by the walker),
+        or None when no folder is there (absent, a file, or a link on the way)."""
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        if path == "":
+            fd = os.open(self.root, FOLDER_FLAGS)
+        else:
+            parent_path, name = split(path)
+            parent = self.folder(parent_path)
+            if parent is None:
+                return None
+            try:
+                fd = os.open(name, FOLDER_FLAGS, dir_fd=parent)
+            except OSError as exc:
+                if exc.errno in _GONE:
+                    return None
+                raise
+        self._open[path] = fd
+        while len(self._open) > OPEN_FOLDERS:
+            _, old = self._open.popitem(last=False)
+            os.close(old)
+        return fd
+
+    def forget(self, path: str) -> None:
+        """Close the descriptors of the folder at ``path`` and those under it (it is
+        about to be removed)."""
+        for known in [k for k in self._open if k == path or k.startswith(path + "/")]:
+            os.close(self._open.pop(known))
+
+    def node(self, path: str) -> Node | None:
+        """What the tree holds at ``path``, never following a link; None for nothing."""
+        folder, name = split(path)
+        fd = self.folder(folder)
+        if fd is None:
+            return None
+        try:
+            info = os.lstat(name, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno in _GONE:
+                return None
+            raise
+        target = os.readlink(name, dir_fd=fd) if stat.S_ISLNK(info.st_mode) else None
+        return node_of(info, target)
+
+    def open_file(self, path: str) -> int:
+        """A read-only descriptor of the regular file at ``path`` (the caller closes it).
+
+        Raises:
+            StorageError: when no regular file is there.
+        """
+        folder, name = split(path)
+        fd = self.folder(folder)
+        if fd is not None:
+            try:
+                handle = os.open(name, FILE_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno not in _GONE:
+                    raise
+            else:
+                if stat.S_ISREG(os.fstat(handle).st_mode):
+                    return handle
+                os.close(handle)
+        raise StorageError(f"{path} in {self.root} is not a regular file any more")
+
+    def walk(self, path: str) -> Iterator[str]:
+        """Every path under the folder at ``path`` (not ``path`` itself), links listed
+        and never followed, nothing else opened; nothing when no folder is there."""
+        top = self.folder(path)
+        if top is None:
+            return
+        pending = [(path, os.open(".", FOLDER_FLAGS, dir_fd=top))]
+        try:
+            while pending:
+                folder, fd = pending.pop()
+                try:
+                    with os.scandir(fd) as entries:
+                        names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+                    for name, is_folder in names:
+                        inner = f"{folder}/{name}" if folder else name
+                        yield inner
+                        if is_folder:
+                            pending.append((inner, os.open(name, FOLDER_FLAGS, dir_fd=fd)))
+                finally:
+                    os.close(fd)
+        finally:
+            for _, fd in pending:
+                os.close(fd)
+
+    def close(self) -> None:
+        """Close every folder descriptor it holds."""
+        while self._open:
+            os.close(self._open.popitem()[1])
+
+    def __enter__(self) -> FolderWalker:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class SnapshotTrees:
+    """``threeway.Trees`` over three snapshots (None: the empty tree); answers cached.
+
+    Args:
+        base, ours, theirs: the snapshots' roots, or None for an empty tree.
+    """
+
+    def __init__(self, base: Path | None, ours: Path | None, theirs: Path | None) -> None:
+        roots = {Side.BASE: base, Side.OURS: ours, Side.THEIRS: theirs}
+        self.walkers = {side: FolderWalker(root) for side, root in roots.items() if root}
+        self._nodes: dict[tuple[Side, str], Node | None] = {}
+
+    def node(self, side: Side, path: str) -> Node | None:
+        """What ``side`` holds at ``path``."""
+        key = (side, path)
+        if key not in self._nodes:
+            walker = self.walkers.get(side)
+            self._nodes[key] = walker.node(path) if walker is not None else None
+        return self._nodes[key]
+
+    def same_bytes(self, a: Side, b: Side, path: str) -> bool:
+        """True when the two sides' files at ``path`` hold the same bytes."""
+        first = self.walkers[a].open_file(path)
+        try:
+            second = self.walkers[b].open_file(path)
+            try:
+                return _same_content(first, second)
+            finally:
+                os.close(second)
+        finally:
+            os.close(first)
+
+    def touched(self, side: Side, changes: list[Change] | None) -> set[str]:
+        """Every path ``side`` may hold differently from the base.
+
+        Args:
+            side: ``Side.OURS`` or ``Side.THEIRS``.
+            changes: what ``btrfs send`` listed from the base to that side; None when
+                one of the two is the empty tree (then every path of either counts).
+        """
+        if changes is None:
+            found: set[str] = set()
+            for walker in (self.walkers.get(Side.BASE), self.walkers.get(side)):
+                if walker is not None:
+                    found.update(walker.walk(""))
+            return found
+        found = set()
+        for change in changes:
+            found.add(change.path)
+            if change.old_path is None:
+                continue
+            found.add(change.old_path)
+            # A renamed folder: everything in it moved too (the listing names it once).
+            found.update(self.walkers[side].walk(change.path))
+            found.update(self.walkers[Side.BASE].walk(change.old_path))
+        return found
+
+    def close(self) -> None:
+        """Close every descriptor."""
+        for walker in self.walkers.values():
+            walker.close()
+
+    def __enter__(self) -> SnapshotTrees:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _same_content(first: int, second: int) -> bool:
+    if os.fstat(first).st_size != os.fstat(second).st_size:
+        return False
+    while True:
+        a = os.read(first, CHUNK)
+        b = os.read(second, CHUNK)
+        if a != b:
+            return False
+        if not a:
+            return True
