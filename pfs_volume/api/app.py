@@ -31,6 +31,7 @@ from pfs_volume.names import DEFAULT_BRANCH, check_component, parse_ref
 from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.repos import RepoService
+from pfs_volume.strict_json import loads, read_body
 from pfs_volume.transfer import export_repo, import_repo
 from pfs_volume.volumes import VolumeService
 
@@ -261,14 +262,19 @@ def install_error_handlers(app: Flask) -> None:
 
 
 def json_body(required: dict[str, type], optional: dict[str, type] | None = None) -> dict[str, Any]:
-    """The request's JSON object, with exactly these fields of these types.
+    """The request's JSON object, with exactly these fields of these types, parsed
+    strictly (``strict_json``: size, depth, Unicode and duplicate keys are checked).
 
     Raises:
         InvalidRequest: saying what is wrong and which fields are accepted.
     """
     accepted = {**required, **(optional or {})}
     shape = ", ".join(f'"{k}": {t.__name__}' for k, t in accepted.items()) or "nothing"
-    body = request.get_json(force=True, silent=True) if request.get_data() else {}
+    try:
+        data = read_body(request.stream, request.content_length, "the request body")
+        body = loads(data, "the request body") if data.strip() else {}
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"{exc}; expected a JSON object {{{shape}}}") from None
     if not isinstance(body, dict):
         raise InvalidRequest(f"the request body must be a JSON object with {{{shape}}}")
     unknown = sorted(set(body) - set(accepted))
