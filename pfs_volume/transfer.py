@@ -54,11 +54,14 @@ def export_repo(repos: RepoService, name: str) -> Iterator[bytes]:
     """The export file of repo ``name``, in chunks.
 
     Raises (before the first chunk):
-        NotFound: no such repo.
+        NotFound: no such repo, or a commit whose data no node holds.
+        Unavailable: a commit this node lacks cannot be fetched now.
     """
     repo = repos.get_repo(name)
     commits = parents_first(repos.store.list_commits(name))
     have = {c.id for c in commits if not c.pruned}
+    for commit_id in have:
+        repos.local_commit(name, commit_id)  # only copies this node holds: fetched if not
     entries = [
         commit_entry(
             commit,
