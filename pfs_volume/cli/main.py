@@ -524,6 +524,8 @@ def commit_inspect(target: str, as_json: bool) -> None:
         label = key.replace("_", " ").capitalize() + ":"
         click.echo(f"{label:9} {info[key] if info[key] is not None else '-'}")
     click.echo(f"{'Holders:':9} {', '.join(info['holders']) or '-'}")
+    if info.get("dead_holders"):
+        click.echo(f"{'Down:':9} {', '.join(info['dead_holders'])} (holders not live now)")
 
 
 @main.group()
