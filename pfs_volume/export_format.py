@@ -9,12 +9,12 @@ reads format 1 only refuses a format 2 file rather than dropping those fields.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from pfs_volume import strict_json
 from pfs_volume.errors import InvalidRequest, PfsError
 from pfs_volume.meta import CommitRecord, rfc3339
 from pfs_volume.names import check_component
@@ -22,6 +22,8 @@ from pfs_volume.names import check_component
 FORMAT = 2
 READABLE = (1, 2)
 COMMIT_ID = re.compile(r"[0-9a-f]{32}")
+MAX_METADATA = 256 * 1024 * 1024
+"""Bytes the metadata line may have."""
 MAX_JOB = 256
 """Characters a job id may have (pfs makes ~28)."""
 DAMAGED = "the export file is damaged"
@@ -96,15 +98,18 @@ def check_metadata(line: bytes) -> dict[str, Any]:
     Raises:
         InvalidRequest: it is cut short, not JSON, of a format this pfs does not read, or
             inconsistent (a parent or base that is not an earlier commit of the file, a
-            malformed id, name, time, provenance or job).
+            malformed id, name, time, provenance or job; a lone surrogate, a key twice,
+            nesting too deep: see ``strict_json``).
     """
     if not line.endswith(b"\n"):
         raise InvalidRequest(f"{DAMAGED}: its metadata line is cut short or too long")
     try:
-        metadata = _parse(line)
-        version = metadata["format"]
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise InvalidRequest(f"{DAMAGED}: its metadata is not a JSON object ({exc})") from None
+        metadata = strict_json.loads(line, "its metadata", MAX_METADATA)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"{DAMAGED}: {exc}") from None
+    if not isinstance(metadata, dict) or "format" not in metadata:
+        raise InvalidRequest(f"{DAMAGED}: its metadata is not a JSON object with a format")
+    version = metadata["format"]
     if isinstance(version, bool) or version not in READABLE:
         raise InvalidRequest(
             f"the export file is of format {version!r}; this pfs reads formats "
@@ -116,13 +121,6 @@ def check_metadata(line: bytes) -> dict[str, Any]:
         raise InvalidRequest(f"{DAMAGED}: its metadata lacks the field {exc}") from None
     except (ValueError, TypeError, AttributeError, PfsError) as exc:
         raise InvalidRequest(f"{DAMAGED}: its metadata is inconsistent ({exc})") from None
-    return metadata
-
-
-def _parse(line: bytes) -> dict[str, Any]:
-    metadata = json.loads(line)
-    if not isinstance(metadata, dict):
-        raise ValueError("the metadata line is not a JSON object")
     return metadata
 
 

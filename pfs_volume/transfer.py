@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from pfs_volume.btrfs import streams
-from pfs_volume.errors import Conflict, InvalidRequest, StorageError
+from pfs_volume.errors import Conflict, InvalidRequest, StorageError, Unavailable
 from pfs_volume.export_format import (
     DAMAGED,
     FORMAT,
+    MAX_METADATA,
     check_metadata,
     commit_entry,
     commit_record,
@@ -45,7 +46,6 @@ from pfs_volume.repos import IMPORT_MARKER, RepoService
 log = logging.getLogger(__name__)
 
 MAGIC = b"PFSEXPORT1\n"
-MAX_METADATA = 256 * 1024 * 1024
 DIGEST_SIZE = hashlib.sha256().digest_size
 NO_SPACE = "No space left on device"
 
@@ -261,7 +261,13 @@ def _install(
         # One rename puts every snapshot in place; the marker says the records may not be
         # written yet (start-up removes such a folder).
         staging.rename(repos.repo_dir(target))
-        repos.store.import_repo(repo, branches, commits)
+        try:
+            repos.store.import_repo(repo, branches, commits)
+        except Unavailable:
+            raise  # maybe written after all: start-up's recover_imports looks
+        except BaseException:
+            repos.pool.delete_tree(repos.repo_dir(target))
+            raise
         (repos.repo_dir(target) / IMPORT_MARKER).unlink()
     log.info("repo=%s imported with %d commit(s)", target, len(commits))
     return repo

@@ -260,6 +260,10 @@ def test_format_1_files_are_still_read(history: RepoService, other_pool: RepoSer
         (lambda c: c[1].update(job=""), "job must be null or a string"),
         (lambda c: c[1].pop("job"), "lacks the field 'job'"),
         (lambda c: c[1].update(parent=c[-1]["id"]), "listed before it"),
+        (
+            lambda c: c[1].update(message="LONE"),
+            "lone UTF-16 surrogate (\\ud800) at commits[1].message",
+        ),
     ],
 )
 def test_inconsistent_metadata_is_refused(
@@ -269,8 +273,9 @@ def test_inconsistent_metadata_is_refused(
     header, rest = data[len(MAGIC) :].split(b"\n", 1)
     metadata = json.loads(header)
     change(metadata["commits"])
+    line = json.dumps(metadata).replace("LONE", "\\ud800").encode()
     with pytest.raises(InvalidRequest, match="the export file is damaged: its metadata") as e:
-        import_repo(other_pool, io.BytesIO(MAGIC + json.dumps(metadata).encode() + b"\n" + rest))
+        import_repo(other_pool, io.BytesIO(MAGIC + line + b"\n" + rest))
     assert says in str(e.value)
     assert_nothing_left(other_pool)
 

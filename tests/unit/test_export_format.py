@@ -73,7 +73,7 @@ def metadata_line(**changes: object) -> bytes:
     ("line", "says"),
     [
         (metadata_line()[:-1], "cut short"),
-        (b"[" * 100_000 + b"\n", "not a JSON object"),
+        (b"[" * 100_000 + b"\n", "nested too deeply"),
         (b"[]\n", "not a JSON object"),
         (metadata_line(format=3), "this pfs reads formats 1, 2"),
         (metadata_line(format=True), "this pfs reads formats 1, 2"),
