@@ -77,6 +77,7 @@ def create_api_app(
         return None if nodes is None else {node.id for node in nodes()}
 
     def commit_view(commit: CommitRecord) -> dict[str, Any]:
+        """A commit as JSON, its copies counted over the live nodes."""
         return commit_json(commit, live())
 
     @app.get("/v1/health")
