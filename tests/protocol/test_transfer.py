@@ -342,11 +342,14 @@ def test_a_flipped_byte_anywhere_is_refused_as_damaged(
     small_export: bytes, other_pool: RepoService
 ) -> None:
     messages = set()
-    for offset in sample_offsets(len(small_export), 40, seed=2):
-        if offset < len(MAGIC):
-            continue  # a changed header is "not an export file" (tested elsewhere)
+    for offset in [0, len(MAGIC) - 1, *sample_offsets(len(small_export), 40, seed=2)]:
         flipped = bytearray(small_export)
         flipped[offset] ^= 0x41
+        if offset < len(MAGIC):  # another header: not taken for an export file at all
+            with pytest.raises(InvalidRequest, match="this is not a pfs export file"):
+                import_repo(other_pool, io.BytesIO(bytes(flipped)))
+            assert_nothing_left(other_pool)
+            continue
         messages.add(refused_cleanly(other_pool, bytes(flipped)).split(" (")[0][:60])
     assert len(messages) > 1, messages  # refused at different checks, not one by luck
 
