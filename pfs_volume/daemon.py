@@ -75,7 +75,7 @@ class Daemon:
                 self.store = self._cluster.store
                 self.repos = RepoService(self.store, pool, coordinator=self._cluster.coordinator)
             else:
-                self.store = SqliteStore(root / META_NAME)
+                self.store = SqliteStore(root / META_NAME, settings.node_id)
                 self.repos = RepoService(self.store, pool, coordinator=SingleHost(settings.node_id))
             report = self.repos.recover()
             for name in recover_imports(self.repos):

@@ -147,7 +147,10 @@ class SingleHost:
 
     def fetch(self, repo: str, commit_id: str) -> None:
         """There is nowhere to fetch from. Raises NotFound."""
-        raise NotFound(f"the snapshot of commit {commit_id} is missing from this node's pool")
+        raise NotFound(
+            f"commit {commit_id} of repo {repo} has no copy in this node's pool that its "
+            "record lists as held here, and a single host has nowhere to fetch one from"
+        )
 
     def committed(self, commit: CommitRecord) -> None:
         """Nothing to replicate."""
@@ -289,14 +292,32 @@ class RepoService:
         """True when the repo exists."""
         return self.store.get_repo(name) is not None
 
-    def snapshot_exists(self, repo: str, commit_id: str) -> bool:
-        """True when the commit's whole snapshot is in the pool: a read-only subvolume
-        (a receive a crash interrupted leaves a writable one, never trusted)."""
+    def snapshot_on_disk(self, repo: str, commit_id: str) -> bool:
+        """True when a read-only subvolume sits at the commit's place in the pool (a
+        receive a crash interrupted leaves a writable one). Not proof of a whole copy:
+        only ``snapshot_exists`` is."""
         path = self.commit_path(repo, commit_id)
         return self.pool.is_subvolume(path) and self.pool.info(path).readonly
 
+    def holds(self, commit: CommitRecord) -> bool:
+        """True when the commit's record lists this node among its holders. On a single
+        host every holder is this node (whatever its id was when the commit was made)."""
+        if isinstance(self.coordinator, SingleHost):
+            return bool(commit.holders)
+        return self.coordinator.node_id in commit.holders
+
+    def snapshot_exists(self, repo: str, commit_id: str) -> bool:
+        """True when this node holds the commit's whole snapshot: its record lists this
+        node among the holders AND the subvolume is read-only. A read-only subvolume
+        alone proves nothing: ``btrfs receive`` finishes one at any clean end of its
+        input, so a receive cut short, or a copy never accepted, looks just like it. Only
+        such a copy is ever mounted, read, sent to a peer or exported."""
+        record = self.store.get_commit(repo, commit_id)
+        return record is not None and self.holds(record) and self.snapshot_on_disk(repo, commit_id)
+
     def local_commit(self, repo: str, commit_id: str) -> Path:
-        """The commit's snapshot in this node's pool, fetched from a peer if missing.
+        """The commit's snapshot in this node's pool (see ``snapshot_exists``), fetched
+        from a holder if this node holds no whole copy.
 
         Raises:
             NotFound: no node holds it. Unavailable: no holder can be reached.
@@ -456,7 +477,11 @@ class RepoService:
         mounted = {m.commit for m in self.store.list_mounts(repo)}
         dropped = []
         for commit in self.store.list_commits(repo):
-            if commit.pruned and commit.id not in mounted and self.snapshot_exists(repo, commit.id):
+            if (
+                commit.pruned
+                and commit.id not in mounted
+                and self.snapshot_on_disk(repo, commit.id)
+            ):
                 self.pool.delete_subvolume(self.commit_path(repo, commit.id))
                 dropped.append(commit.id)
         return dropped

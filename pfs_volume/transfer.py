@@ -1,60 +1,75 @@
 """Clone with history: a repo exported to one file and imported on another pool, with
-identical commit ids, log and file contents.
+identical commit ids, log, files and every field of every commit record.
 
-The file (format 1):
+The file (format 2; ``export_format`` describes the metadata):
 
     b"PFSEXPORT1\\n"
-    one line of JSON: {"format": 1, "repo": {...}, "branches": [...], "commits": [...]}
-    then, for each commit whose "stream" is true, in the order of "commits" (parents
+    one line of JSON: {"format": 2, "repo": {...}, "branches": [...], "commits": [...]}
+    then, for each commit whose "stream" is true, in the order of "commits" (every parent
     first): its ``btrfs send`` stream (incremental against "base" when that is set) as
-    frames of an 8-byte big-endian length and that many bytes, ended by a zero length.
+    frames of an 8-byte big-endian length and that many bytes, ended by a zero length;
+    then the SHA-256 digest (32 bytes) of everything before it, and nothing after.
 
+Format 1 files (no digest, no merge parents, provenance or job) are still read. A file
+that is cut, changed or followed by more bytes is refused as damaged, and an import that
+is refused leaves nothing behind.
 Working copies are not exported, only commits; pruned commits come as records only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from pfs_volume.btrfs import streams
-from pfs_volume.errors import Conflict, InvalidRequest, PfsError
-from pfs_volume.frames import decode_frames, encode_frames
-from pfs_volume.meta import BranchRecord, CommitRecord, RepoRecord, rfc3339
-from pfs_volume.names import check_component, is_commit_prefix
+from pfs_volume.errors import Conflict, InvalidRequest, StorageError, Unavailable
+from pfs_volume.export_format import (
+    DAMAGED,
+    FORMAT,
+    MAX_METADATA,
+    check_metadata,
+    commit_entry,
+    commit_record,
+    parents_first,
+)
+from pfs_volume.frames import MAX_FRAME, decode_frames, encode_frames
+from pfs_volume.meta import BranchRecord, RepoRecord, rfc3339
+from pfs_volume.names import check_component
 from pfs_volume.repos import IMPORT_MARKER, RepoService
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"PFSEXPORT1\n"
-FORMAT = 1
-MAX_METADATA = 256 * 1024 * 1024
+DIGEST_SIZE = hashlib.sha256().digest_size
+NO_SPACE = "No space left on device"
 
 
 def export_repo(repos: RepoService, name: str) -> Iterator[bytes]:
     """The export file of repo ``name``, in chunks.
 
     Raises (before the first chunk):
-        NotFound: no such repo.
+        NotFound: no such repo, or a commit whose data no node holds.
+        Unavailable: a commit this node lacks cannot be fetched now.
     """
     repo = repos.get_repo(name)
-    commits = _parents_first(repos.store.list_commits(name))
+    commits = parents_first(repos.store.list_commits(name))
     have = {c.id for c in commits if not c.pruned}
-    entries = []
-    for commit in commits:
-        base = commit.parent if commit.parent in have else None
-        entries.append(
-            {
-                **_commit_fields(commit),
-                "stream": commit.id in have,
-                "base": base if commit.id in have else None,
-            }
+    for commit_id in have:
+        repos.local_commit(name, commit_id)  # only copies this node holds: fetched if not
+    entries = [
+        commit_entry(
+            commit,
+            stream=commit.id in have,
+            base=commit.parent if commit.id in have and commit.parent in have else None,
         )
+        for commit in commits
+    ]
     metadata = {
         "format": FORMAT,
         "repo": {
@@ -68,7 +83,7 @@ def export_repo(repos: RepoService, name: str) -> Iterator[bytes]:
         ],
         "commits": entries,
     }
-    return _export_stream(repos, name, metadata, entries)
+    return _with_digest(_export_stream(repos, name, metadata, entries))
 
 
 def _export_stream(
@@ -83,19 +98,32 @@ def _export_stream(
     log.info("repo=%s exported %d commit(s)", name, len(entries))
 
 
+def _with_digest(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+    yield digest.digest()
+
+
 def import_repo(repos: RepoService, source: IO[bytes], name: str | None = None) -> RepoRecord:
     """Import an export file as repo ``name`` (default: its original name).
 
-    Everything or nothing: snapshots are received into ``incoming/`` first and the
-    records written in one transaction at the end.
+    Everything or nothing: snapshots are received into ``incoming/`` first, the whole
+    file is checked, and the records are written in one transaction at the end.
 
     Raises:
-        InvalidRequest: not an export file, or a damaged one. Conflict: the repo exists.
-        StorageError: btrfs receive failed.
+        InvalidRequest: not an export file, or a damaged one ("the export file is
+            damaged: ..."). Conflict: the repo exists.
+        StorageError: the pool is full.
     """
-    if source.read(len(MAGIC)) != MAGIC:
+    reader = _DigestReader(source)
+    header = reader.read_full(len(MAGIC))
+    if header != MAGIC:
+        if header and MAGIC.startswith(header):
+            raise _cut("in its header")
         raise InvalidRequest("this is not a pfs export file (pfs repo export makes them)")
-    metadata = _metadata(source.readline(MAX_METADATA))
+    metadata = check_metadata(reader.readline(MAX_METADATA))
     target = check_component(name or metadata["repo"]["name"], "repo")
     if repos.repo_exists(target):
         raise Conflict(f"repo {target!r} exists already; import it --as another name")
@@ -106,16 +134,103 @@ def import_repo(repos: RepoService, source: IO[bytes], name: str | None = None) 
     try:
         for entry in metadata["commits"]:
             if entry["stream"]:
-                made = streams.receive(_frames(source), staging / "commits")
-                if made.name != entry["id"]:
-                    raise InvalidRequest(
-                        f"the export file is damaged: a stream for {made.name} where "
-                        f"{entry['id']} was due"
-                    )
+                _receive(reader, staging / "commits", entry["id"])
+        _check_end(reader, metadata["format"])
         return _install(repos, staging, target, metadata)
     except BaseException:
         _discard(repos, staging)
         raise
+
+
+def _receive(reader: _DigestReader, into: Path, commit_id: str) -> None:
+    """Receive the next stream of the file, which must be commit ``commit_id``'s."""
+    frames = decode_frames(
+        reader.read,
+        truncated=lambda: _cut(f"in the stream of commit {commit_id}"),
+        too_long=lambda n: InvalidRequest(
+            f"{DAMAGED}: a frame of {n} bytes in the stream of commit {commit_id} (frames "
+            f"hold at most {MAX_FRAME})"
+        ),
+    )
+    try:
+        made = streams.receive(frames, into)
+    except StorageError as exc:
+        # btrfs's own words name paths in the pool: they go to the log, not the user.
+        log.warning("import: the stream of commit %s was refused: %s", commit_id, exc)
+        if NO_SPACE in str(exc):
+            raise StorageError(
+                f"the pool is full: commit {commit_id} of the export file does not fit"
+            ) from None
+        raise InvalidRequest(
+            f"{DAMAGED}: the stream of commit {commit_id} is not a btrfs send stream that "
+            "receives whole (the daemon's log has btrfs's words)"
+        ) from None
+    if made.name != commit_id:
+        raise InvalidRequest(f"{DAMAGED}: a stream for another commit where {commit_id} was due")
+
+
+def _check_end(reader: _DigestReader, version: int) -> None:
+    """The file ends here: after the digest (format 2) or the last stream (format 1)."""
+    if version >= 2:
+        computed = reader.digest()
+        given = reader.read_exactly(DIGEST_SIZE, lambda: _cut("in its checksum"), hashed=False)
+        if given != computed:
+            raise InvalidRequest(
+                f"{DAMAGED}: its SHA-256 checksum does not match its content (changed "
+                "after it was written?)"
+            )
+    if reader.read(1, hashed=False):
+        raise InvalidRequest(
+            f"{DAMAGED}: more bytes follow its end (an export file ends with its "
+            + ("checksum)" if version >= 2 else "last stream's end frame)")
+        )
+
+
+def _cut(where: str) -> InvalidRequest:
+    return InvalidRequest(f"{DAMAGED}: it ends {where} (cut short?)")
+
+
+class _DigestReader:
+    """Reads an export file and hashes what it read."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+        self._digest = hashlib.sha256()
+
+    def read(self, size: int, hashed: bool = True) -> bytes:
+        """Up to ``size`` bytes; b"" at the end."""
+        data = self._source.read(size)
+        if hashed:
+            self._digest.update(data)
+        return data
+
+    def read_full(self, size: int, hashed: bool = True) -> bytes:
+        """``size`` bytes, fewer only at the end of the file."""
+        parts = []
+        left = size
+        while left and (data := self.read(left, hashed)):
+            parts.append(data)
+            left -= len(data)
+        return b"".join(parts)
+
+    def read_exactly(
+        self, size: int, cut: Callable[[], InvalidRequest], hashed: bool = True
+    ) -> bytes:
+        """Exactly ``size`` bytes. Raises ``cut()`` when the file ends first."""
+        data = self.read_full(size, hashed)
+        if len(data) != size:
+            raise cut()
+        return data
+
+    def readline(self, limit: int) -> bytes:
+        """One line, with its newline; without one when it is cut or over ``limit``."""
+        line = self._source.readline(limit)
+        self._digest.update(line)
+        return line
+
+    def digest(self) -> bytes:
+        """The SHA-256 digest of what was read (hashed) so far."""
+        return self._digest.digest()
 
 
 def _install(
@@ -129,20 +244,8 @@ def _install(
         replicas=replicas,
         placement=placement,
     )
-    commits = [
-        CommitRecord(
-            id=c["id"],
-            repo=target,
-            branch=c["branch"],
-            parent=c["parent"],
-            created=datetime.fromisoformat(c["created"]),
-            message=c["message"],
-            origin=c["origin"],
-            pruned=not c["stream"],
-            holders=(repos.coordinator.node_id,) if c["stream"] else (),
-        )
-        for c in metadata["commits"]
-    ]
+    here = (repos.coordinator.node_id,)
+    commits = [commit_record(c, target, here) for c in metadata["commits"]]
     branches = [
         BranchRecord(
             repo=target,
@@ -158,7 +261,13 @@ def _install(
         # One rename puts every snapshot in place; the marker says the records may not be
         # written yet (start-up removes such a folder).
         staging.rename(repos.repo_dir(target))
-        repos.store.import_repo(repo, branches, commits)
+        try:
+            repos.store.import_repo(repo, branches, commits)
+        except Unavailable:
+            raise  # maybe written after all: start-up's recover_imports looks
+        except BaseException:
+            repos.pool.delete_tree(repos.repo_dir(target))
+            raise
         (repos.repo_dir(target) / IMPORT_MARKER).unlink()
     log.info("repo=%s imported with %d commit(s)", target, len(commits))
     return repo
@@ -182,71 +291,3 @@ def recover_imports(repos: RepoService) -> list[str]:
             repos.pool.delete_tree(marker.parent)
             removed.append(name)
     return removed
-
-
-def _frames(source: IO[bytes]) -> Iterator[bytes]:
-    return decode_frames(
-        source.read,
-        truncated=lambda: InvalidRequest("the export file is truncated"),
-        too_long=lambda _n: InvalidRequest("the export file is damaged: a frame is too long"),
-    )
-
-
-def _metadata(line: bytes) -> dict[str, Any]:
-    try:
-        metadata = json.loads(line)
-        _require(metadata["format"] == FORMAT)
-        check_component(metadata["repo"]["name"], "repo")
-        datetime.fromisoformat(metadata["repo"]["created"])
-        ids = set()
-        for c in metadata["commits"]:
-            _require(is_commit_prefix(c["id"]) and len(c["id"]) == 32 and c["id"] not in ids)
-            _require(c["parent"] is None or c["parent"] in ids)
-            _require(c["base"] is None or c["base"] in ids)
-            _require(isinstance(c["stream"], bool))
-            _require(all(isinstance(c[k], str) for k in ("branch", "message", "origin")))
-            datetime.fromisoformat(c["created"])
-            ids.add(c["id"])
-        for b in metadata["branches"]:
-            check_component(b["name"], "branch")
-            _require(b["head"] is None or b["head"] in ids)
-            datetime.fromisoformat(b["created"])
-    except (ValueError, KeyError, TypeError, AttributeError, PfsError) as exc:
-        raise InvalidRequest(
-            f"the export file's metadata is damaged or of another version "
-            f"(format {FORMAT} is read): {exc!r}"
-        ) from None
-    return dict(metadata)
-
-
-def _require(condition: bool) -> None:
-    if not condition:
-        raise ValueError("an inconsistent entry")
-
-
-def _commit_fields(commit: CommitRecord) -> dict[str, Any]:
-    return {
-        "id": commit.id,
-        "parent": commit.parent,
-        "branch": commit.branch,
-        "created": rfc3339(commit.created),
-        "message": commit.message,
-        "origin": commit.origin,
-    }
-
-
-def _parents_first(commits: list[CommitRecord]) -> list[CommitRecord]:
-    """Commits ordered so that each comes after its parent."""
-    by_id = {c.id: c for c in commits}
-    done: set[str] = set()
-    ordered: list[CommitRecord] = []
-    for commit in sorted(commits, key=lambda c: c.created):
-        chain = []
-        current: CommitRecord | None = commit
-        while current is not None and current.id not in done:
-            chain.append(current)
-            current = by_id.get(current.parent) if current.parent else None
-        for item in reversed(chain):
-            done.add(item.id)
-            ordered.append(item)
-    return ordered

@@ -12,6 +12,7 @@ from flask import Flask, Response, request
 
 from pfs_volume.errors import InvalidRequest, PfsError
 from pfs_volume.meta import rfc3339
+from pfs_volume.strict_json import loads, read_body
 from plugin import protocol
 from plugin.protocol import Driver, VolumeInfo
 
@@ -33,6 +34,9 @@ def create_plugin_app(driver: Driver, scope: str = "local") -> Flask:
                 try:
                     body = handler(_body())
                     status = 200
+                except MalformedRequest as exc:
+                    log.info("%s refused: %s", path, exc)
+                    body, status = {"Err": str(exc)}, 400
                 except PfsError as exc:
                     log.info("%s failed: %s", path, exc)
                     body, status = {"Err": str(exc)}, 500
@@ -56,7 +60,7 @@ def create_plugin_app(driver: Driver, scope: str = "local") -> Flask:
         if options is None:
             options = {}
         if not isinstance(options, dict):
-            raise InvalidRequest(f"Opts must be an object of strings; {BODY_HINT}")
+            raise MalformedRequest(f"Opts must be an object of strings; {BODY_HINT}")
         driver.create(_name(body), options)
         return {}
 
@@ -93,19 +97,24 @@ def create_plugin_app(driver: Driver, scope: str = "local") -> Flask:
     return app
 
 
+class MalformedRequest(InvalidRequest):
+    """The request itself is malformed (not a JSON object of the protocol's shape),
+    as opposed to a request the driver refuses. Answered with status 400; the driver's
+    own errors with 500, as Docker's plugin helpers do (Docker shows the Err of both)."""
+
+
 def _body() -> dict[str, Any]:
-    """The request body as a JSON object; Docker sends no Content-Type, so force it."""
-    raw = request.get_data(cache=False)
-    if not raw.strip():
-        return {}
+    """The request body as a JSON object, parsed strictly (``strict_json``); Docker sends
+    no Content-Type, so it is parsed whatever the type says."""
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest(f"the request body is not valid JSON ({exc}); {BODY_HINT}") from exc
+        raw = read_body(request.stream, request.content_length, "the request body")
+        body = loads(raw, "the request body") if raw.strip() else None
+    except InvalidRequest as exc:
+        raise MalformedRequest(f"{exc}; {BODY_HINT}") from None
     if body is None:
         return {}
     if not isinstance(body, dict):
-        raise InvalidRequest(
+        raise MalformedRequest(
             f"the request body is a JSON {type(body).__name__}, not an object; {BODY_HINT}"
         )
     return body
@@ -114,16 +123,16 @@ def _body() -> dict[str, Any]:
 def _name(body: dict[str, Any]) -> str:
     name = body.get("Name")
     if name is None:
-        raise InvalidRequest(f"the request has no Name; {BODY_HINT}")
+        raise MalformedRequest(f"the request has no Name; {BODY_HINT}")
     if not isinstance(name, str):
-        raise InvalidRequest(f"Name must be a string, not {type(name).__name__}; {BODY_HINT}")
+        raise MalformedRequest(f"Name must be a string, not {type(name).__name__}; {BODY_HINT}")
     return name
 
 
 def _mount_id(body: dict[str, Any]) -> str:
     mount_id = body.get("ID")
     if not isinstance(mount_id, str) or not mount_id:
-        raise InvalidRequest(
+        raise MalformedRequest(
             'Mount and Unmount need a non-empty string ID, as in {"Name": "pfs/photos", '
             '"ID": "abc123"}'
         )

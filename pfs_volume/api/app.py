@@ -27,10 +27,12 @@ from pfs_volume.config import parse_duration
 from pfs_volume.errors import InvalidRequest, MergeConflict, PfsError, StorageError
 from pfs_volume.files import FileService
 from pfs_volume.history import HistoryService
+from pfs_volume.meta import CommitRecord
 from pfs_volume.names import DEFAULT_BRANCH, check_component, parse_ref
 from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.repos import RepoService
+from pfs_volume.strict_json import loads, read_body
 from pfs_volume.transfer import export_repo, import_repo
 from pfs_volume.volumes import VolumeService
 
@@ -69,6 +71,14 @@ def create_api_app(
         app,
         pipelines or PipelineService(repos, JobRunner(repos, _no_docker, volumes.prefix)),
     )
+
+    def live() -> set[str] | None:
+        """The ids of the live nodes, for commits' copies (None on a single host)."""
+        return None if nodes is None else {node.id for node in nodes()}
+
+    def commit_view(commit: CommitRecord) -> dict[str, Any]:
+        """A commit as JSON, its copies counted over the live nodes."""
+        return commit_json(commit, live())
 
     @app.get("/v1/health")
     def health() -> ResponseReturnValue:
@@ -130,14 +140,15 @@ def create_api_app(
     def commit_branch(repo: str, branch: str) -> ResponseReturnValue:
         message = json_body({}, {"message": str}).get("message", "")
         made = repos.commit_working_copy(repo, branch, message or "commit", origin="api")
-        return {"commit": commit_json(made) if made else None}
+        return {"commit": commit_view(made) if made else None}
 
     @app.get("/v1/repos/<repo>/log")
     def log_(repo: str) -> ResponseReturnValue:
         ref = parse_ref(request.args.get("ref", DEFAULT_BRANCH))
         first_parent = _flag("first_parent")
         commits = repos.log(repo, ref, _limit(request.args.get("limit")), first_parent)
-        return {"commits": [commit_json(c) for c in commits]}
+        here = live()
+        return {"commits": [commit_json(c, here) for c in commits]}
 
     @app.post("/v1/repos/<repo>/gc")
     def gc(repo: str) -> ResponseReturnValue:
@@ -151,7 +162,7 @@ def create_api_app(
     @app.post("/v1/repos/<repo>/branches/<branch>/revert")
     def revert(repo: str, branch: str) -> ResponseReturnValue:
         ref = parse_ref(json_body({"commit": str})["commit"])
-        return {"commit": commit_json(history.revert(repo, branch, ref))}
+        return {"commit": commit_view(history.revert(repo, branch, ref))}
 
     @app.post("/v1/repos/<repo>/branches/<branch>/merge")
     def merge(repo: str, branch: str) -> ResponseReturnValue:
@@ -161,7 +172,7 @@ def create_api_app(
         return {
             "outcome": result.outcome,
             "head": result.head,
-            "commit": commit_json(result.commit) if result.commit else None,
+            "commit": commit_view(result.commit) if result.commit else None,
         }
 
     @app.get("/v1/repos/<repo>/diff")
@@ -214,7 +225,7 @@ def create_api_app(
         made = files.put(
             repo, branch, _required_arg("path"), request.stream, request.args.get("message", "")
         )
-        return {"commit": commit_json(made)}
+        return {"commit": commit_view(made)}
 
     @app.delete("/v1/repos/<repo>/branches/<branch>/files")
     def remove_file(repo: str, branch: str) -> ResponseReturnValue:
@@ -228,12 +239,12 @@ def create_api_app(
             recursive == "true",
             request.args.get("message", ""),
         )
-        return {"commit": commit_json(made)}
+        return {"commit": commit_view(made)}
 
     @app.get("/v1/repos/<repo>/commits/<ref>")
     def inspect_commit(repo: str, ref: str) -> ResponseReturnValue:
         commit, size, changed = repos.commit_details(repo, parse_ref(ref))
-        return {**commit_json(commit), "size": size, "files_changed": changed}
+        return {**commit_view(commit), "size": size, "files_changed": changed}
 
     return app
 
@@ -264,14 +275,19 @@ def install_error_handlers(app: Flask) -> None:
 
 
 def json_body(required: dict[str, type], optional: dict[str, type] | None = None) -> dict[str, Any]:
-    """The request's JSON object, with exactly these fields of these types.
+    """The request's JSON object, with exactly these fields of these types, parsed
+    strictly (``strict_json``: size, depth, Unicode and duplicate keys are checked).
 
     Raises:
         InvalidRequest: saying what is wrong and which fields are accepted.
     """
     accepted = {**required, **(optional or {})}
     shape = ", ".join(f'"{k}": {t.__name__}' for k, t in accepted.items()) or "nothing"
-    body = request.get_json(force=True, silent=True) if request.get_data() else {}
+    try:
+        data = read_body(request.stream, request.content_length, "the request body")
+        body = loads(data, "the request body") if data.strip() else {}
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"{exc}; expected a JSON object {{{shape}}}") from None
     if not isinstance(body, dict):
         raise InvalidRequest(f"the request body must be a JSON object with {{{shape}}}")
     unknown = sorted(set(body) - set(accepted))

@@ -394,6 +394,7 @@ SCHEMAS: dict[str, Any] = {
         origin={"type": "string"},
         pruned={"type": "boolean"},
         holders={"type": "array", "items": {"type": "string"}},
+        dead_holders={"type": "array", "items": {"type": "string"}},
         copies={"type": "integer"},
         provenance={"type": "array", "items": {"type": "string"}},
         job={"type": "string", "nullable": True},

@@ -13,9 +13,8 @@ from pfs_volume.errors import InvalidRequest
 from pfs_volume.names import check_component, parse_ref
 from pfs_volume.pipelines.jobs import JobRecord
 from pfs_volume.pipelines.service import PipelineService
-from pfs_volume.pipelines.spec import parse_spec, spec_to_json
-
-MAX_SPEC = 1024 * 1024
+from pfs_volume.pipelines.spec import MAX_SPEC_BYTES, parse_spec, spec_to_json
+from pfs_volume.strict_json import read_body
 
 
 def job_json(job: JobRecord) -> dict[str, Any]:
@@ -30,10 +29,9 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
     """Register the pipelines API on ``app``."""
 
     def spec_body() -> Any:
-        data = request.get_data(cache=False)
-        if len(data) > MAX_SPEC:
-            raise InvalidRequest(f"a pipeline spec may be at most {MAX_SPEC} bytes")
-        return parse_spec(data)
+        return parse_spec(
+            read_body(request.stream, request.content_length, "the pipeline spec", MAX_SPEC_BYTES)
+        )
 
     @app.post("/v1/pipelines")
     def create_pipeline() -> ResponseReturnValue:

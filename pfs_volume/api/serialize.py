@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from pfs_volume.cluster.membership import NodeInfo
@@ -9,8 +10,23 @@ from pfs_volume.meta import BranchRecord, CommitRecord, MountRecord, RepoRecord,
 from pfs_volume.repos import RepoSummary
 
 
-def commit_json(commit: CommitRecord) -> dict[str, Any]:
-    """A commit: id, parent, repo, branch, created (RFC 3339 UTC), message, origin."""
+def commit_json(commit: CommitRecord, live: Collection[str] | None = None) -> dict[str, Any]:
+    """A commit: id, parent, repo, branch, created (RFC 3339 UTC), message, origin, and
+    where its data is.
+
+    ``holders`` are the live nodes that hold a copy and ``copies`` their count;
+    ``dead_holders`` the listed nodes that are not live now (their copies count only
+    once they are back), so under-replication shows. A pruned commit has no copies and
+    no holders.
+
+    Args:
+        commit: the record.
+        live: the ids of the cluster's live nodes; None on a single host, where every
+            holder is this node.
+    """
+    listed = () if commit.pruned else commit.holders
+    holders = [h for h in listed if live is None or h in live]
+    dead = [h for h in listed if live is not None and h not in live]
     return {
         "id": commit.id,
         "parent": commit.parent,
@@ -21,8 +37,9 @@ def commit_json(commit: CommitRecord) -> dict[str, Any]:
         "message": commit.message,
         "origin": commit.origin,
         "pruned": commit.pruned,
-        "holders": list(commit.holders),
-        "copies": len(commit.holders),
+        "holders": holders,
+        "dead_holders": dead,
+        "copies": len(holders),
         "provenance": list(commit.provenance),
         "job": commit.job,
     }

@@ -530,6 +530,8 @@ def commit_inspect(target: str, as_json: bool) -> None:
         value = " ".join(info[key]) if isinstance(info[key], list) else info[key]
         click.echo(f"{label:9} {value if value not in (None, '') else '-'}")
     click.echo(f"{'Holders:':9} {', '.join(info['holders']) or '-'}")
+    if info.get("dead_holders"):
+        click.echo(f"{'Down:':9} {', '.join(info['dead_holders'])} (holders not live now)")
 
 
 @main.group()

@@ -71,7 +71,7 @@ class Replicator:
         with self._fetch_locks.hold(repo, commit_id, timeout=FETCH_LOCK_TIMEOUT):
             commit = self.repos.require_data(self.repos.get_commit(repo, commit_id))
             listed = self.node_id in commit.holders
-            if self.repos.snapshot_exists(repo, commit_id):
+            if self.repos.snapshot_on_disk(repo, commit_id):
                 if listed:
                     return list(commit.holders)
                 if (repo, commit_id) not in self._received:
@@ -260,7 +260,7 @@ class Replicator:
         """
         for repo in self.store.list_repos():
             for commit in self.store.list_commits(repo.name):
-                has = self.repos.snapshot_exists(repo.name, commit.id)
+                has = self.repos.snapshot_on_disk(repo.name, commit.id)
                 listed = self.node_id in commit.holders
                 if has and not listed and commit.holders:
                     log.warning(

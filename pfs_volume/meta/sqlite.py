@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -101,12 +102,16 @@ class SqliteStore(MetadataStore):
     Args:
         path: the database file; created with its schema when missing, brought up to the
             current schema when made by an earlier version.
+        node_id: this host's node id: a store made before commits listed their holders
+            gets it as the holder of every commit whose data was not pruned (SQLite serves
+            a single host, which made them all; a copy counts only when it is listed).
     Raises:
         StorageError: the file cannot be opened or is not a pfs store.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, node_id: str | None = None) -> None:
         self.path = path
+        self._node_id = node_id or socket.gethostname()
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(
@@ -126,6 +131,15 @@ class SqliteStore(MetadataStore):
             for column, definition in columns.items():
                 if column not in present:
                     self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                    if (table, column) == ("commits", "holders"):
+                        self._db.execute(
+                            "UPDATE commits SET holders = ? WHERE pruned = 0",
+                            (json.dumps([self._node_id]),),
+                        )
+                    if (table, column) == ("intents", "holders"):
+                        self._db.execute(
+                            "UPDATE intents SET holders = ?", (json.dumps([self._node_id]),)
+                        )
                     if (table, column) == ("branches", "working_base"):
                         # Before this column a clean generation always meant "equals the
                         # head": say so, or every branch would look stale after upgrade.

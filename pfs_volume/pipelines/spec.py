@@ -83,6 +83,7 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode
 
+from pfs_volume import strict_json
 from pfs_volume.config import parse_size
 from pfs_volume.errors import InvalidName, InvalidRequest
 from pfs_volume.names import DEFAULT_BRANCH, GRAMMAR, check_component
@@ -703,42 +704,18 @@ def _brackets_closed(segment: str) -> bool:
 
 
 def _load_json(text: str) -> Any:
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        mapping: dict[str, Any] = {}
-        for key, value in items:
-            if key in mapping:
-                raise _DuplicateKey(key)
-            mapping[key] = value
-        return mapping
-
-    def constant(name: str) -> Any:
-        raise ValueError(f"{name} is not a JSON number")
-
-    try:
-        return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
-    except _DuplicateKey as exc:
-        raise InvalidRequest(
-            f"the pipeline spec has the key {exc.key!r} twice in one object"
-        ) from None
-    except ValueError as exc:
-        raise InvalidRequest(f"the pipeline spec is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise InvalidRequest("the pipeline spec is nested too deeply") from None
+    return strict_json.loads(text, "the pipeline spec", MAX_SPEC_BYTES)
 
 
 def _load_yaml(text: str) -> Any:
     try:
-        return yaml.load(text, Loader=_StrictLoader)
+        raw = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         raise InvalidRequest(f"the pipeline spec is not valid YAML: {exc}") from None
     except RecursionError:
         raise InvalidRequest("the pipeline spec is nested too deeply") from None
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
+    strict_json.check_tree(raw, "the pipeline spec")
+    return raw
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import subprocess
 
 import requests
 
@@ -101,6 +102,10 @@ def test_killed_node_loses_no_replicated_commit_and_repair_restores_copies(
 
     wait_for(repaired, REPAIR_WAIT, "repair to 2 live copies without node0")
     assert {n["id"] for n in b.cli_json("node", "list")} == {"node1", "node2"}
+    for commit in commits:
+        info = b.cli_json("commit", "inspect", f"data@{commit}")
+        assert "node0" not in info["holders"] and info["dead_holders"] == ["node0"], info
+        assert info["copies"] == len(info["holders"]) >= 2, info
 
 
 def test_sender_killed_mid_transfer_leaves_no_partial_copy(cluster: Cluster) -> None:
@@ -192,3 +197,33 @@ def test_node_api_refuses_requests_without_the_cluster_token(cluster: Cluster) -
     fetch = f"{b.address}/v1/peer/repos/secret/commits/{commit}/fetch"
     wrong = requests.post(fetch, json={"from": 1}, headers=good, timeout=10)
     assert wrong.status_code == 400 and '"from": str' in wrong.json()["error"]["message"]
+
+
+def test_a_copy_this_node_is_not_listed_as_holding_is_never_served(cluster: Cluster) -> None:
+    a, b, _c = cluster.nodes
+    solo = repo_placed_on("node0", "solo")
+    a.cli("repo", "create", solo, "--replicas", "1")
+    commit = a.write_commit(solo, {"f.txt": b"real"})
+    digest = a.read_commit(solo, commit)
+    # A read-only copy on node1 that no record lists (as a receive cut short at a clean
+    # point of its stream leaves one), with other content, to tell it apart.
+    forged = b.pool_root / "repos" / solo / "commits" / commit
+    forged.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["btrfs", "subvolume", "create", str(forged)], check=True, capture_output=True)
+    (forged / "f.txt").write_text("forged")
+    subprocess.run(
+        ["btrfs", "property", "set", "-ts", str(forged), "ro", "true"],
+        check=True,
+        capture_output=True,
+    )
+    assert "node1" not in holders(b, solo, commit)
+    read = b.cli("cat", f"{solo}@{commit}", "f.txt", check=False)
+    assert "forged" not in read.stdout
+    sent = requests.get(
+        f"{b.address}/v1/peer/repos/{solo}/commits/{commit}/stream",
+        headers={"Authorization": f"Bearer {cluster.token}"},
+        timeout=30,
+    )
+    assert sent.status_code == 404 and b"forged" not in sent.content
+    assert b.read_commit(solo, commit) == digest  # fetched whole from node0 instead
+    assert "node1" in holders(b, solo, commit)

@@ -631,19 +631,22 @@ def test_a_store_made_by_an_earlier_version_opens(backend: str, tmp_path: Path) 
             (cid(2), cid(1), at(2).isoformat()),
         )
     db.close()
-    old = SqliteStore(path)
+    old = SqliteStore(path, node_id="this-host")
     try:
         assert old.get_repo("photos") == RepoRecord("photos", T0, "d", 1, ())
         # The clean generation meant "equals the head" before working_base existed.
         assert old.get_branch("photos", "master") == BranchRecord(
             "photos", "master", cid(1), T0, 12, cid(1)
         )
+        # Commits from before holders were listed were made here, the one host.
         assert old.get_commit("photos", cid(1)) == CommitRecord(
-            cid(1), "photos", "master", None, at(1), "m", "o", False, ()
+            cid(1), "photos", "master", None, at(1), "m", "o", False, ("this-host",)
         )
         intent = old.list_intents()[0]
+        assert intent.commit.holders == ("this-host",)
         old.finish_commit(intent, 13)
         assert old.get_branch("photos", "master").working_base == cid(2)  # type: ignore[union-attr]
+        assert old.get_commit("photos", cid(2)).holders == ("this-host",)  # type: ignore[union-attr]
         old.add_holder("photos", cid(2), "node-a")
         assert old.set_placement("photos", (), ("node-a",))
     finally:
@@ -651,7 +654,7 @@ def test_a_store_made_by_an_earlier_version_opens(backend: str, tmp_path: Path) 
     reopened = SqliteStore(path)
     try:
         assert reopened.get_repo("photos").placement == ("node-a",)  # type: ignore[union-attr]
-        assert reopened.get_commit("photos", cid(2)).holders == ("node-a",)  # type: ignore[union-attr]
+        assert reopened.get_commit("photos", cid(2)).holders == ("node-a", "this-host")  # type: ignore[union-attr]
     finally:
         reopened.close()
     with sqlite3.connect(path) as db:

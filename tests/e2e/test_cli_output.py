@@ -24,6 +24,7 @@ COMMIT_FIELDS = [
     "origin",
     "pruned",
     "holders",
+    "dead_holders",
     "copies",
     "provenance",
     "job",

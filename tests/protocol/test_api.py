@@ -50,12 +50,14 @@ def test_repos_branches_log_and_commits(api_http: Transport, history: VolumeServ
             "message",
             "origin",
             "pruned",
+            "parents",
             "holders",
+            "dead_holders",
             "copies",
             "provenance",
             "job",
         }
-        assert c["copies"] == len(c["holders"]) == 1
+        assert c["copies"] == len(c["holders"]) == 1 and c["dead_holders"] == []
         assert RFC3339_UTC.fullmatch(c["created"]) and c["origin"] == "unmount"
     status, body, _ = api_http.request(
         "GET", "/v1/repos/photos/log", params={"ref": "dev", "limit": "1"}

@@ -41,6 +41,11 @@ def test_keep_last_prunes_the_rest_and_frees_space(
     log = send(api_http, "GET", "/v1/repos/r/log")[1]["commits"]
     assert [c["id"] for c in log] == list(reversed(five)), "pruned commits stay in the log"
     assert [c["pruned"] for c in log] == [False, False, True, False, True]
+    assert [(c["copies"], c["holders"]) for c in log if c["pruned"]] == [(0, [])] * 2
+    assert all(c["copies"] == len(c["holders"]) == 1 for c in log if not c["pruned"])
+    status, inspected = send(api_http, "GET", f"/v1/repos/r/commits/{five[0]}")
+    assert status == 200 and inspected["pruned"] is True
+    assert (inspected["copies"], inspected["holders"], inspected["dead_holders"]) == (0, [], [])
     assert not volumes.repos.commit_path("r", five[0]).exists()
     with pytest.raises(Exception, match="was pruned by gc"):
         volumes.mount(f"pfs/r@{five[0]}", "late")

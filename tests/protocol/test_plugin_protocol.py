@@ -67,7 +67,7 @@ def test_errors_come_back_as_err(plugin_http: Transport, store: SqliteStore) -> 
         status, reply = post(plugin_http, endpoint, body)
         assert status == 500 and says in reply["Err"], reply
     status, reply, _ = plugin_http.request("POST", "/VolumeDriver.Create", b"{not json")
-    assert status == 500 and "not valid JSON" in reply["Err"]
+    assert status == 400 and "not valid JSON" in reply["Err"]
     assert store.list_repos() == [] and store.list_volumes() == []
 
 

@@ -152,7 +152,7 @@ def test_malformed_bodies_get_a_clear_err_and_reach_no_driver(
     client: FlaskClient, driver: CountingDriver, endpoint: str, raw: bytes, says: str
 ) -> None:
     status, body = call(client, endpoint, raw=raw)
-    assert status == 500
+    assert status == 400
     assert says in body["Err"]
     assert '{"Name": "pfs/photos@master"}' in body["Err"]
     assert not driver.calls
@@ -164,14 +164,14 @@ def test_mount_needs_an_id(
     client: FlaskClient, driver: CountingDriver, endpoint: str, body: dict[str, Any]
 ) -> None:
     status, reply = call(client, endpoint, body)
-    assert status == 500
+    assert status == 400
     assert "non-empty string ID" in reply["Err"]
     assert not driver.calls
 
 
 def test_bad_opts_are_refused(client: FlaskClient, driver: CountingDriver) -> None:
     status, body = call(client, "/VolumeDriver.Create", {"Name": "v", "Opts": ["x"]})
-    assert status == 500 and "Opts must be an object" in body["Err"]
+    assert status == 400 and "Opts must be an object" in body["Err"]
     assert not driver.calls
 
 
