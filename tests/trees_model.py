@@ -30,7 +30,7 @@ OURS, THEIRS = "ours", "theirs"
 
 def read_tree(root: Path) -> Tree:
     """The model of a real folder (links read, never followed)."""
-    tree: Tree = {}
+    tree: Tree = {"": ("dir", stat.S_IMODE(os.lstat(root).st_mode), None)}
     for folder, dirs, files, fd in os.fwalk(root):
         relative = os.path.relpath(folder, root)
         for name in [*dirs, *files]:
@@ -160,7 +160,7 @@ def _under(tree: Tree, path: str) -> list[str]:
 def draw_edits(draw: Callable[[st.SearchStrategy[Any]], Any], tree: Tree, count: int) -> list[Edit]:
     """``count`` random edits that each make sense after the ones before, starting
     from ``tree`` (which is left as it was). ``draw`` is hypothesis' ``data.draw``."""
-    model = dict(tree)
+    model = {"": ROOT, **tree}
     edits = []
     for _ in range(count):
         edit = _draw_edit(draw, model)
@@ -170,8 +170,9 @@ def draw_edits(draw: Callable[[st.SearchStrategy[Any]], Any], tree: Tree, count:
 
 
 def _draw_edit(draw: Callable[[st.SearchStrategy[Any]], Any], model: Tree) -> Edit:
-    folders = ["", *sorted(p for p, e in model.items() if e[0] == "dir" and p.count("/") < 2)]
-    existing = sorted(model)
+    inner = (p for p, e in model.items() if p and e[0] == "dir" and p.count("/") < 2)
+    folders = ["", *sorted(inner)]
+    existing = sorted(p for p in model if p)
     files = [p for p in existing if model[p][0] == "file"]
     dirs = [p for p in existing if model[p][0] == "dir"]
     ops = ["write", "mkdir", "mkdir", "symlink", "fifo"]
@@ -182,6 +183,8 @@ def _draw_edit(draw: Callable[[st.SearchStrategy[Any]], Any], model: Tree) -> Ed
     if files:
         ops += ["write", "write"]
     op = draw(st.sampled_from(ops))
+    if op == "chmod" and draw(st.integers(0, 5)) == 0:
+        return Edit(op, "", draw(st.sampled_from(DIR_MODES)))  # the volume's root
     if op in ("delete", "rename", "chmod"):
         # Folders half the time: folder-level changes are where merges lose data.
         path = draw(st.sampled_from(dirs if dirs and draw(st.booleans()) else existing))
@@ -218,6 +221,8 @@ def _new_path(
     return f"{folder}/{name}" if folder else name
 
 
+ROOT: Entry = ("dir", 0o755, None)
+"""A new working copy's root folder."""
 NAMES = ["a", "b", "c", "d d", "caf\udce9"]
 """Names of entries: a space, and bytes that are not UTF-8 (a surrogate escape)."""
 CONTENTS = [b"1", b"2", b"3", b""]

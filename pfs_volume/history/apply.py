@@ -88,6 +88,11 @@ def _remove(target: FolderWalker, path: str) -> None:
 
 
 def _create(target: FolderWalker, source: FolderWalker, path: str, node: Node) -> None:
+    if path == "":
+        root = _folder(target, "")
+        os.fchown(root, node.uid, node.gid)
+        os.fchmod(root, node.mode)
+        return
     folder, name = split(path)
     fd = _folder(target, folder)
     if node.kind == "dir":

@@ -33,6 +33,8 @@ CHUNK = 1024 * 1024
 OPEN_FOLDERS = 64
 """Folder descriptors kept open per run (most paths of a change share folders)."""
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+EMPTY_ROOT = Node("dir", 0o755)
+"""The root of the empty tree (before a first commit): what a new subvolume's root is."""
 
 
 def split(path: str) -> tuple[str, str]:
@@ -70,7 +72,7 @@ class FolderWalker:
             self._open.move_to_end(path)
             return self._open[path]
         if path == "":
-            fd = os.open(self.root, FOLDER_FLAGS)
+            fd = os.open(self.root, FOLDER_FLAGS)  # the snapshot's own path is pfs's
         else:
             parent_path, name = split(path)
             parent = self.folder(parent_path)
@@ -88,6 +90,11 @@ class FolderWalker:
             os.close(old)
         return fd
 
+    def _root(self) -> int:
+        fd = self.folder("")
+        assert fd is not None
+        return fd
+
     def forget(self, path: str) -> None:
         """Close the descriptors of the folder at ``path`` and those under it (it is
         about to be removed)."""
@@ -95,7 +102,10 @@ class FolderWalker:
             os.close(self._open.pop(known))
 
     def node(self, path: str) -> Node | None:
-        """What the tree holds at ``path``, never following a link; None for nothing."""
+        """What the tree holds at ``path`` ("" is the root folder itself), never following
+        a link; None for nothing."""
+        if path == "":
+            return node_of(os.fstat(self._root()))
         folder, name = split(path)
         fd = self.folder(folder)
         if fd is None:
@@ -184,7 +194,10 @@ class SnapshotTrees:
         key = (side, path)
         if key not in self._nodes:
             walker = self.walkers.get(side)
-            self._nodes[key] = walker.node(path) if walker is not None else None
+            if walker is not None:
+                self._nodes[key] = walker.node(path)
+            else:  # the empty tree: a bare root folder, as a new working copy has
+                self._nodes[key] = EMPTY_ROOT if path == "" else None
         return self._nodes[key]
 
     def same_bytes(self, a: Side, b: Side, path: str) -> bool:
@@ -207,13 +220,12 @@ class SnapshotTrees:
             changes: what ``btrfs send`` listed from the base to that side; None when
                 one of the two is the empty tree (then every path of either counts).
         """
+        found = {""}  # the root's own mode and owner (the listing never names the root)
         if changes is None:
-            found: set[str] = set()
             for walker in (self.walkers.get(Side.BASE), self.walkers.get(side)):
                 if walker is not None:
                     found.update(walker.walk(""))
             return found
-        found = set()
         for change in changes:
             found.add(change.path)
             if change.old_path is None:

@@ -111,7 +111,7 @@ def test_revert_is_the_model_revert(repos: RepoService, data: st.DataObject) -> 
 
 def check_revert(repos: RepoService, repo: str, data: st.DataObject) -> None:
     history = HistoryService(repos)
-    heads, trees = [], [{}]
+    heads, trees = [], [{"": trees_model.ROOT}]
     for _ in range(data.draw(st.integers(2, 4))):
         edits = trees_model.draw_edits(data.draw, trees[-1], data.draw(st.integers(1, 4)))
         heads.append(commit(repos, repo, "master", edits))

@@ -43,7 +43,7 @@ def touched(base: Tree, side: Tree, extra: list[str]) -> set[str]:
 @given(data=st.data())
 def test_plan_is_the_model_merge(data: st.DataObject) -> None:
     base = trees_model.draw_edits(data.draw, {}, data.draw(st.integers(2, 9)))
-    base_tree: Tree = {}
+    base_tree: Tree = {"": trees_model.ROOT}
     for edit in base:
         edit.apply_model(base_tree)
     sides = []
