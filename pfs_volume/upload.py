@@ -26,6 +26,7 @@ from typing import IO
 
 from pfs_volume import safepath
 from pfs_volume.errors import InvalidRequest, StorageError
+from pfs_volume.failpoints import failpoint
 
 CHUNK = 1024 * 1024
 NEW_FILE_MODE = 0o644
@@ -102,6 +103,8 @@ def _receive(folder: int, data: IO[bytes], old: tuple[int, os.stat_result] | Non
         with os.fdopen(os.dup(fd), "wb") as out:
             while chunk:
                 out.write(chunk)
+                out.flush()
+                failpoint("put.during_write")
                 chunk = data.read(CHUNK)
     except BaseException:
         os.close(fd)
