@@ -25,6 +25,7 @@ from pfs_volume.errors import Conflict, InvalidRequest, NotFound
 from pfs_volume.filenames import printable
 from pfs_volume.meta import CommitRecord
 from pfs_volume.names import Ref
+from pfs_volume.putlog import PutMarker
 from pfs_volume.repos import RepoService
 from pfs_volume.tarwalk import tar_stream
 from pfs_volume.upload import UndoFailed, write_file
@@ -151,8 +152,9 @@ class FileService:
         with self.repos.branch_lock(repo, branch):
             root = self._writable_root(repo, branch, "write to")
             head = self.repos.get_branch(repo, branch).head
+            marker = PutMarker.write(self.repos, repo, branch)
             try:
-                changed = write_file(root, parts, data)
+                changed = write_file(root, parts, data, marker.clear)
             except safepath.LinkInPath as exc:
                 raise Conflict(
                     f"cannot put {safepath.shown(parts)}: {_where(exc.where)} is a symlink, "
@@ -168,6 +170,8 @@ class FileService:
             except BaseException:
                 self._settle(repo, branch, root, head)
                 raise
+            finally:
+                marker.clear()
             if not changed:
                 self._settle(repo, branch, root, head)
                 if head is None:  # cannot be: an empty branch holds no file to match

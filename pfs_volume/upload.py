@@ -37,9 +37,15 @@ class UndoFailed(StorageError):
     """A failed write could not be undone: the tree may hold a stray name or folder."""
 
 
-def write_file(root: Path, parts: Sequence[str], data: IO[bytes]) -> bool:
+def write_file(
+    root: Path,
+    parts: Sequence[str],
+    data: IO[bytes],
+    before_naming: Callable[[], None] = lambda: None,
+) -> bool:
     """Make ``parts`` (under ``root``) a regular file holding what ``data`` yields,
-    making missing folders. Returns False when it held exactly that already (then
+    making missing folders; ``before_naming`` is called once all bytes are in, before
+    anything gets a name. Returns False when the file held exactly that already (then
     nothing was written).
 
     On any error the tree's content is as it was (an unnamed file may have come and
@@ -64,6 +70,7 @@ def write_file(root: Path, parts: Sequence[str], data: IO[bytes]) -> bool:
             if written is None:
                 return False
             with safepath.closing(written):
+                before_naming()
                 _place(folder, missing, parts[-1], written, old[1] if old else None)
             return True
 

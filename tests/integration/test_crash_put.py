@@ -1,5 +1,6 @@
 """A real daemon killed (as by kill -9) in the middle of writing a put's bytes leaves no
-named partial file in the working copy: the bytes were in an unnamed file."""
+named partial file in the working copy (the bytes were in an unnamed file), and after a
+restart the branch counts as clean again: nothing to commit, the next put works."""
 
 from __future__ import annotations
 
@@ -53,3 +54,8 @@ def test_a_crash_mid_upload_leaves_no_named_partial(node: PfsNode, target: str) 
     assert sorted(os.walk(working_copy)) == before
     assert [c["id"] for c in node.cli_json("log", "r")] == [head["id"]]
     assert node.cli("cat", "r@master", "docs/a.txt").stdout == "alpha"
+    assert "a put interrupted by a crash left it clean" in node.log()
+    assert node.cli_json("commit", "r/master", "-m", "anything?") is None
+    reply = put(node, target, b"after the crash")
+    assert reply.status_code == 200 and reply.json()["changed"] is True, reply.text
+    assert not list((node.pool_root / "puts").iterdir())

@@ -1,0 +1,105 @@
+"""Puts in flight, so that a daemon killed in the middle of one leaves its branch clean.
+
+A put's bytes go into an unnamed file in the working copy (``pfs_volume.upload``), so a
+crash while they are written leaves no name behind. But making that file moved the
+subvolume's generation, which is how pfs tells that a working copy changed: the branch
+would then count as holding uncommitted changes (a put or reset refused, an empty
+auto-commit at the next unmount). So before the first byte a put writes a marker
+``<pool>/puts/<token>`` naming the branch and the head and clean generation it started
+from, and removes it before the file gets a name (both flushed to disk). A marker found
+at start-up means a put died before naming anything: the working copy holds what its
+head holds, so if the branch is still at that head and clean generation, its current
+generation is recorded as clean again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from pfs_volume.errors import PfsError
+from pfs_volume.repos import RepoService
+
+log = logging.getLogger(__name__)
+
+FOLDER = "puts"
+
+
+class PutMarker:
+    """The marker of one put in flight; ``clear`` it before the file gets a name."""
+
+    def __init__(self, path: Path) -> None:
+        self.path: Path | None = path
+
+    @classmethod
+    def write(cls, repos: RepoService, repo: str, branch: str) -> PutMarker:
+        """Record that a put to ``repo``/``branch`` starts now (flushed to disk)."""
+        record = repos.get_branch(repo, branch)
+        folder = repos.pool.root / FOLDER
+        folder.mkdir(exist_ok=True)
+        path = folder / secrets.token_hex(16)
+        body = {
+            "repo": repo,
+            "branch": branch,
+            "head": record.head,
+            "generation": record.clean_generation,
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, json.dumps(body).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _sync_folder(folder)
+        return cls(path)
+
+    def clear(self) -> None:
+        """Remove the marker (flushed to disk); again is a no-op."""
+        if self.path is None:
+            return
+        self.path.unlink(missing_ok=True)
+        _sync_folder(self.path.parent)
+        self.path = None
+
+
+def recover_puts(repos: RepoService) -> list[str]:
+    """Settle the branches of puts a crash interrupted (see the module); their names,
+    ``repo/branch``. Markers that cannot be read are dropped with a warning."""
+    folder = repos.pool.root / FOLDER
+    if not folder.is_dir():
+        return []
+    settled: list[str] = []
+    for marker in sorted(folder.iterdir()):
+        try:
+            body = json.loads(marker.read_text())
+            repo, branch = str(body["repo"]), str(body["branch"])
+            record = repos.store.get_branch(repo, branch)
+            path = repos.branch_path(repo, branch)
+            if (
+                record is not None
+                and record.head == body["head"]
+                and record.clean_generation == body["generation"]
+                and repos.pool.is_subvolume(path)
+            ):
+                repos.store.set_clean_generation(
+                    repo, branch, repos.pool.generation(path), record.head
+                )
+                settled.append(f"{repo}/{branch}")
+        except PfsError as exc:
+            log.error("put marker %s kept for the next start: %s", marker.name, exc)
+            continue
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("put marker %s unreadable, dropped: %s", marker.name, exc)
+        marker.unlink(missing_ok=True)
+    return settled
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
