@@ -4,8 +4,10 @@ refused with a clear error that changes nothing, put's temporary file never seen
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -268,3 +270,21 @@ def test_rm_removes_a_link_not_its_target_and_never_goes_through_one(
     status, body, _ = api_http.request("GET", FILES)
     names = [e["name"] for e in body["entries"]]
     assert "inside" not in names and "pipe" not in names and "docs" in names
+
+
+@pytest.mark.timeout(30)
+def test_tar_keeps_links_fifos_and_devices_as_what_they_are(
+    api_http: Transport, hostile: str, outside: Path
+) -> None:
+    status, data = body_of(api_http, "/v1/repos/r/commits/master/tar")
+    assert status == 200
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["r/out"].issym() and members["r/out"].linkname == str(outside)
+    assert members["r/inside"].issym() and members["r/inside"].linkname == "docs"
+    assert members["r/pipe"].isfifo()
+    null = members["r/null"]
+    assert null.ischr() and (null.devmajor, null.devminor) == (1, 3)
+    assert members["r/docs/a.txt"].isfile() and members["r/docs/a.txt"].size == 5
+    status, data = body_of(api_http, "/v1/repos/r/commits/master/tar?path=inside/a.txt")
+    assert status == 400 and b"/inside is a symlink" in data
