@@ -154,7 +154,9 @@ class FileService:
             head = self.repos.get_branch(repo, branch).head
             marker = PutMarker.write(self.repos, repo, branch)
             try:
-                changed = write_file(root, parts, data, marker.clear)
+                changed = write_file(
+                    root, parts, data, lambda temp: marker.placing(parts[:-1], temp)
+                )
             except safepath.LinkInPath as exc:
                 raise Conflict(
                     f"cannot put {safepath.shown(parts)}: {_where(exc.where)} is a symlink, "

@@ -6,7 +6,8 @@ bytes are in is the file given a name: ``linkat`` straight to the target when no
 there (atomic, and it never replaces anything), else to a fresh random name in the same
 folder that ``rename`` then moves over the target. The one window where a name exists
 that the user did not ask for is between those two calls; the name is 128 random bits,
-so it never collides with a user's file.
+so it never collides with a user's file, and a crash there is undone at start-up (the
+caller records the name first: ``pfs_volume.putlog``).
 
 The stream is first compared with the file already there: while the bytes are equal
 nothing is written, and when the whole stream equals the file nothing is written at all
@@ -41,12 +42,13 @@ def write_file(
     root: Path,
     parts: Sequence[str],
     data: IO[bytes],
-    before_naming: Callable[[], None] = lambda: None,
+    before_naming: Callable[[str], None] = lambda _temp: None,
 ) -> bool:
     """Make ``parts`` (under ``root``) a regular file holding what ``data`` yields,
-    making missing folders; ``before_naming`` is called once all bytes are in, before
-    anything gets a name. Returns False when the file held exactly that already (then
-    nothing was written).
+    making missing folders. Once all bytes are in, before anything gets a name,
+    ``before_naming`` is told the temporary name the file will have in the target's
+    folder if a target must be replaced. Returns False when the file held exactly that
+    already (then nothing was written).
 
     On any error the tree's content is as it was (an unnamed file may have come and
     gone, which moves the subvolume's generation).
@@ -70,8 +72,9 @@ def write_file(
             if written is None:
                 return False
             with safepath.closing(written):
-                before_naming()
-                _place(folder, missing, parts[-1], written, old[1] if old else None)
+                temp = TEMP_PREFIX + secrets.token_hex(16)
+                before_naming(temp)
+                _place(folder, missing, parts[-1], written, old[1] if old else None, temp)
             return True
 
 
@@ -131,9 +134,15 @@ def _copy_prefix(source: int, target: int, size: int) -> None:
 
 
 def _place(
-    folder: int, missing: Sequence[str], name: str, fd: int, old: os.stat_result | None
+    folder: int,
+    missing: Sequence[str],
+    name: str,
+    fd: int,
+    old: os.stat_result | None,
+    temp: str,
 ) -> None:
-    """Give the unnamed file ``fd`` its name, making the ``missing`` folders first."""
+    """Give the unnamed file ``fd`` its name, making the ``missing`` folders first; an
+    existing target is replaced through the temporary name ``temp``."""
     if old is not None:
         os.fchown(fd, old.st_uid, old.st_gid)
     os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o777 if old is not None else NEW_FILE_MODE)
@@ -150,7 +159,11 @@ def _place(
         if safepath.lstat_at(parent, name) is None:
             os.link(source, name, dst_dir_fd=parent, follow_symlinks=True)
             return
-        temp = _link_under_fresh_name(source, parent)
+        try:
+            os.link(source, temp, dst_dir_fd=parent, follow_symlinks=True)
+        except FileExistsError:  # 128 random bits: never, but never replace a file
+            raise StorageError(f"a file named {temp} is in the way; try again") from None
+        failpoint("put.before_rename")
         try:
             os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
         except BaseException:
@@ -162,17 +175,6 @@ def _place(
         raise
     finally:
         os.close(parent)
-
-
-def _link_under_fresh_name(source: str, folder: int) -> str:
-    """Link ``source`` into ``folder`` under a random name that did not exist; the name."""
-    while True:
-        temp = TEMP_PREFIX + secrets.token_hex(16)
-        try:
-            os.link(source, temp, dst_dir_fd=folder, follow_symlinks=True)
-        except FileExistsError:
-            continue
-        return temp
 
 
 def _remove_made(folder: int, made: Sequence[str]) -> None:

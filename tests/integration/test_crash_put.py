@@ -59,3 +59,25 @@ def test_a_crash_mid_upload_leaves_no_named_partial(node: PfsNode, target: str) 
     reply = put(node, target, b"after the crash")
     assert reply.status_code == 200 and reply.json()["changed"] is True, reply.text
     assert not list((node.pool_root / "puts").iterdir())
+
+
+def test_a_crash_between_linking_and_renaming_leaves_no_temporary_name(node: PfsNode) -> None:
+    node.start()
+    node.cli("repo", "create", "r")
+    assert put(node, "docs/a.txt", b"alpha").status_code == 200
+    [head] = node.cli_json("log", "r")
+    working_copy = node.pool_root / "repos" / "r" / "branches" / "master"
+    node.stop()
+
+    node.start(env={"PFS_FAILPOINTS": "put.before_rename"})
+    with pytest.raises(requests.ConnectionError):
+        put(node, "docs/a.txt", b"beta")
+    assert node.wait_exit() == 137
+    [temp] = [n for n in os.listdir(working_copy / "docs") if n.startswith(".pfs-put-")]
+    assert (working_copy / "docs" / temp).read_bytes() == b"beta"
+
+    node.start()
+    assert sorted(os.listdir(working_copy / "docs")) == ["a.txt"]
+    assert (working_copy / "docs" / "a.txt").read_bytes() == b"alpha"
+    assert node.cli_json("commit", "r/master", "-m", "anything?") is None
+    assert [c["id"] for c in node.cli_json("log", "r")] == [head["id"]]
