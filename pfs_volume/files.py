@@ -11,6 +11,7 @@ regular files only. Names that are not UTF-8 keep their bytes (``pfs_volume.file
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -240,24 +241,19 @@ class FileService:
             self.repos.store.set_clean_generation(repo, branch, pool.generation(root), head)
 
 
-class _reading:
-    """Turns safepath's errors into what a reader of ``what`` should see: a name that is
+@contextlib.contextmanager
+def _reading(what: CommitRecord | str, parts: tuple[str, ...]) -> Iterator[None]:
+    """Turn safepath's errors into what a reader of ``what`` should see: a name that is
     missing or not a folder means there is no such path (404, saying which name); a
     link in the path is refused (400)."""
-
-    def __init__(self, what: CommitRecord | str, parts: tuple[str, ...]) -> None:
-        self.what = what if isinstance(what, str) else f"commit {what.id}"
-        self.parts = parts
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
-        if isinstance(exc, safepath.Missing | safepath.NotAFolder):
-            why = "" if exc.where == "/".join(self.parts) else f" ({exc})"
-            raise NotFound(f"{self.what} has no {safepath.shown(self.parts)}{why}") from None
-        if isinstance(exc, safepath.LinkInPath):
-            raise InvalidRequest(f"{exc} (in {self.what})") from None
+    label = what if isinstance(what, str) else f"commit {what.id}"
+    try:
+        yield
+    except (safepath.Missing, safepath.NotAFolder) as exc:
+        why = "" if exc.where == "/".join(parts) else f" ({exc})"
+        raise NotFound(f"{label} has no {safepath.shown(parts)}{why}") from None
+    except safepath.LinkInPath as exc:
+        raise InvalidRequest(f"{exc} (in {label})") from None
 
 
 def _where(where: str) -> str:
