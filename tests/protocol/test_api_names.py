@@ -147,3 +147,7 @@ def test_the_cli_prints_names_escaped_and_reads_and_gets_them_byte_exact(
     assert code == 0 and json.loads(out)["changed"] is False
     code, out, _ = pfs(served, "rm", "r/master", os.fsdecode(NEWLINE))
     assert code == 0 and out.decode().startswith("committed ")
+    odd = "a+b %20c&d=e#f?g"
+    code, out, _ = pfs(served, "put", "r/master", odd, data=b"odd")
+    assert code == 0 and pfs(served, "cat", "r@master", odd)[1] == b"odd"
+    assert odd in [e["name"] for e in json.loads(pfs(served, "ls", "r@master", "--json")[1])]
