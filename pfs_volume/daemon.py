@@ -24,6 +24,7 @@ from pfs_volume.errors import Conflict, PfsError, StorageError
 from pfs_volume.meta import MetadataStore, SqliteStore
 from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
+from pfs_volume.putlog import recover_puts
 from pfs_volume.repos import RepoService, SingleHost
 from pfs_volume.transfer import recover_imports
 from pfs_volume.transport import TcpServer, UnixSocketServer, socket_in_use
@@ -80,6 +81,8 @@ class Daemon:
             report = self.repos.recover()
             for name in recover_imports(self.repos):
                 log.info("repo=%s: an import interrupted by a crash was undone", name)
+            for name in recover_puts(self.repos):
+                log.info("branch=%s: a put interrupted by a crash left it clean", name)
             log.info(
                 "recovered: %d commit(s) finished, %d redone, %d abandoned, %d repo(s) purged",
                 len(report.finished),

@@ -1,79 +1,69 @@
 """Files at any commit (list, read, tar a folder) and writes to a branch without a
-container (put, remove), each write making a commit.
+container (put, remove), each write that changes something making a commit.
 
-Every path is relative to the commit's root. A path with a ``..`` component, or one that
-resolves through a link to somewhere outside the commit (an absolute link, or a relative
-one that climbs out), is refused: a commit never shows anything but itself.
+Every path is relative to the commit's root and is walked name by name through open
+folders (``pfs_volume.safepath``): no link is ever followed, at any name. A path with a
+``..`` name, a name over 255 bytes or a path over 4096 bytes is refused. A symlink in
+the middle of a path is refused (a path into a commit never goes through a link); a
+symlink at its end is listed and archived as a link, and ``open`` (``cat``) reads
+regular files only. Names that are not UTF-8 keep their bytes (``pfs_volume.filenames``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import stat
-import tarfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, BinaryIO
 
-from pfs_volume.errors import InvalidRequest, NotFound
+from pfs_volume import safepath
+from pfs_volume.errors import Conflict, InvalidRequest, NotFound
+from pfs_volume.filenames import printable
 from pfs_volume.meta import CommitRecord
 from pfs_volume.names import Ref
+from pfs_volume.putlog import PutMarker
 from pfs_volume.repos import RepoService
+from pfs_volume.tarwalk import tar_stream
+from pfs_volume.upload import UndoFailed, write_file
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1024 * 1024
-MAX_PATH = 4096
 PUT_ORIGIN = "put"
 RM_ORIGIN = "rm"
+ENTRY_KINDS = {"file": "file", "folder": "dir", "symlink": "symlink"}
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One entry of a folder in a commit."""
+    """One entry of a folder in a commit.
+
+    Attributes:
+        name: its name (bytes that are not UTF-8 as surrogate escapes).
+        kind: ``file``, ``dir``, ``symlink`` or ``other`` (FIFO, socket, device).
+        size: bytes (a symlink: its target's length).
+        mode: permission bits, octal, e.g. ``644``.
+        target: a symlink's target as stored (never followed); None otherwise.
+    """
 
     name: str
-    kind: str  # "file", "dir", "symlink" or "other"
+    kind: str
     size: int
-    mode: str  # permission bits, octal, e.g. "644"
+    mode: str
+    target: str | None = None
 
 
-def clean_path(text: str) -> PurePosixPath:
-    """A commit-relative path from what a user typed (a leading ``/`` is the root).
+@dataclass(frozen=True)
+class PutResult:
+    """What a put did: the commit it made, or the unchanged head when the branch held
+    exactly those bytes already (``changed`` False)."""
 
-    Raises:
-        InvalidRequest: for a ``..`` component, a NUL byte or an over-long path.
-    """
-    if "\0" in text or len(text) > MAX_PATH:
-        raise InvalidRequest(
-            f"path {text[:60]!r} is not usable: no NUL bytes, at most {MAX_PATH} characters"
-        )
-    parts = [p for p in PurePosixPath(text).parts if p not in ("/", ".")]
-    if ".." in parts:
-        raise InvalidRequest(
-            f"path {text!r} climbs out with '..'; give a path inside the commit, from its root"
-        )
-    return PurePosixPath(*parts)
-
-
-def locate(root: Path, path: PurePosixPath) -> Path:
-    """``root / path`` with links followed, refused when it leaves ``root``.
-
-    Raises:
-        InvalidRequest: when a link leads outside the commit.
-    """
-    full = root.joinpath(path)
-    real = Path(os.path.realpath(full))
-    base = Path(os.path.realpath(root))
-    if real != base and base not in real.parents:
-        raise InvalidRequest(
-            f"path {str(path)!r} leads through a link to outside the commit; refused"
-        )
-    return real
+    commit: CommitRecord
+    changed: bool
 
 
 class FileService:
@@ -92,148 +82,189 @@ class FileService:
             raise NotFound(f"the snapshot of commit {commit.id} is missing from this pool")
         return commit, self.repos.local_commit(repo, commit.id)
 
-    def _existing(self, root: Path, path: PurePosixPath, where: str) -> Path:
-        full = locate(root, path)
-        if not full.exists():
-            raise NotFound(f"{where} has no {('/' + str(path)) if str(path) != '.' else '/'}")
-        return full
-
     def list(self, repo: str, ref: Ref, path: str = "") -> list[Entry]:
-        """The entries of a folder (or the one entry of a file), sorted by name.
+        """The entries of a folder, sorted by name; or the one entry of anything else
+        (a symlink at the end of the path is listed, not followed).
 
         Raises:
-            NotFound: no such commit or path. InvalidRequest: a path that climbs out.
+            NotFound: no such commit or path. InvalidRequest: a bad path, or one through
+                a link.
         """
+        parts = safepath.split(path)
         commit, root = self._commit_root(repo, ref)
-        target = clean_path(path)
-        full = self._existing(root, target, f"commit {commit.id}")
-        if full.is_dir():
-            children = sorted(full.iterdir(), key=lambda p: p.name)
-            return [_entry(child) for child in children]
-        return [_entry(full)]
+        with _reading(commit, parts), safepath.closing(safepath.open_parent(root, parts)) as parent:
+            name = parts[-1] if parts else "."
+            info = safepath.lstat_at(parent, name)
+            if info is None:
+                raise safepath.Missing(f"there is no {safepath.shown(parts)}", "/".join(parts))
+            if not stat.S_ISDIR(info.st_mode):
+                return [_entry(parent, name, info)]
+            with safepath.closing(safepath.open_child_folder(parent, name, parts)) as here:
+                return [_entry(here, child, None) for child in sorted(os.listdir(here))]
 
     def open(self, repo: str, ref: Ref, path: str) -> BinaryIO:
-        """A file of a commit, open for reading (the caller closes it).
+        """A regular file of a commit, open for reading (the caller closes it).
 
         Raises:
-            NotFound: no such commit or file. InvalidRequest: a folder, or a path that
-                climbs out.
+            NotFound: no such commit or file. InvalidRequest: a folder, a symlink, a
+                FIFO, device or socket (never opened), a bad path or one through a link.
         """
+        parts = safepath.split(path)
+        if not parts:
+            raise InvalidRequest("/ is a folder; use pfs ls or pfs get for folders")
         commit, root = self._commit_root(repo, ref)
-        target = clean_path(path)
-        full = self._existing(root, target, f"commit {commit.id}")
-        if full.is_dir():
-            raise InvalidRequest(f"/{target} is a folder; use pfs ls or pfs get for folders")
-        return open(full, "rb")
+        with _reading(commit, parts), safepath.closing(safepath.open_parent(root, parts)) as parent:
+            info = safepath.lstat_at(parent, parts[-1])
+            if info is not None and stat.S_ISDIR(info.st_mode):
+                raise InvalidRequest(
+                    f"{safepath.shown(parts)} is a folder; use pfs ls or pfs get for folders"
+                )
+            fd = safepath.open_regular(parent, parts[-1], parts)
+        return os.fdopen(fd, "rb")
 
     def tar(self, repo: str, ref: Ref, path: str = "") -> Iterator[bytes]:
-        """A folder (or file) of a commit as an uncompressed tar stream, in chunks, in
-        bounded memory whatever its size. Links stay links.
+        """A folder (or anything else) of a commit as an uncompressed tar stream, in
+        chunks, in bounded memory whatever its size. Links stay links.
 
         Raises (before the first chunk):
-            NotFound: no such commit or path. InvalidRequest: a path that climbs out.
+            NotFound: no such commit or path. InvalidRequest: a bad path or one through
+                a link.
         """
+        parts = safepath.split(path)
         commit, root = self._commit_root(repo, ref)
-        target = clean_path(path)
-        full = self._existing(root, target, f"commit {commit.id}")
-        name = target.name or repo
-        return _tar_stream(full, name)
+        with _reading(commit, parts):
+            return tar_stream(root, parts, parts[-1] if parts else repo)
 
     def put(
         self, repo: str, branch: str, path: str, data: IO[bytes], message: str = ""
-    ) -> CommitRecord:
-        """Write ``data`` to ``path`` on a branch and commit it.
+    ) -> PutResult:
+        """Write ``data`` to ``path`` on a branch and commit it; when the branch holds
+        exactly those bytes there already, nothing is written and no commit is made.
 
         Raises:
             NotFound: no such repo or branch. InUse: the branch is mounted.
-            Conflict: its working copy holds uncommitted changes.
-            InvalidRequest: a path that is the root, a folder, or climbs out.
+            Conflict: its working copy holds uncommitted changes, or a name on the way
+                is a file, symlink or other non-folder.
+            InvalidRequest: a path that is the root, a folder, or malformed.
         """
-        target = clean_path(path)
-        if not target.parts:
+        parts = safepath.split(path)
+        if not parts:
             raise InvalidRequest("put needs a file path, not the root")
         with self.repos.branch_lock(repo, branch):
             root = self._writable_root(repo, branch, "write to")
-            parent = locate(root, target.parent)
-            full = parent / target.name
-            if full.is_dir() and not full.is_symlink():
-                raise InvalidRequest(f"/{target} is a folder; give a file path")
-            parent.mkdir(parents=True, exist_ok=True)
-            partial = parent / f".{target.name}.pfs-partial"
-            with open(partial, "wb") as out:
-                shutil.copyfileobj(data, out, CHUNK)
-            os.replace(partial, full)
-            return self._commit(repo, branch, message or f"put /{target}", PUT_ORIGIN)
+            head = self.repos.get_branch(repo, branch).head
+            marker = PutMarker.write(self.repos, repo, branch)
+            try:
+                changed = write_file(
+                    root, parts, data, lambda temp: marker.placing(parts[:-1], temp)
+                )
+            except safepath.LinkInPath as exc:
+                raise Conflict(
+                    f"cannot put {safepath.shown(parts)}: {_where(exc.where)} is a symlink, "
+                    "not a folder; put never writes through links"
+                ) from None
+            except safepath.NotAFolder as exc:
+                raise Conflict(
+                    f"cannot put {safepath.shown(parts)}: {_where(exc.where)} is a {exc.kind}, "
+                    "not a folder"
+                ) from None
+            except UndoFailed:
+                raise
+            except BaseException:
+                self._settle(repo, branch, root, head)
+                raise
+            finally:
+                marker.clear()
+            if not changed:
+                self._settle(repo, branch, root, head)
+                if head is None:  # cannot be: an empty branch holds no file to match
+                    raise InvalidRequest("nothing changed, and the branch has no commit")
+                return PutResult(self.repos.get_commit(repo, head), changed=False)
+            made = self.repos.commit_working_copy(
+                repo, branch, message or f"put {safepath.shown(parts)}", PUT_ORIGIN
+            )
+            if made is None:
+                raise InvalidRequest("nothing changed: the branch already holds exactly that")
+            return PutResult(made, changed=True)
 
     def remove(
         self, repo: str, branch: str, path: str, recursive: bool = False, message: str = ""
     ) -> CommitRecord:
-        """Remove a file (or, with ``recursive``, a folder) on a branch and commit it.
+        """Remove a file, link or other entry (or, with ``recursive``, a folder) on a
+        branch and commit it. Links are removed, never followed.
 
         Raises:
             NotFound: no such repo, branch or path. InUse: the branch is mounted.
             Conflict: its working copy holds uncommitted changes.
-            InvalidRequest: the root, a folder without ``recursive``, a path that climbs out.
+            InvalidRequest: the root, a folder without ``recursive``, a bad path or one
+                through a link.
         """
-        target = clean_path(path)
-        if not target.parts:
+        parts = safepath.split(path)
+        if not parts:
             raise InvalidRequest("rm needs a path; the root cannot be removed")
         with self.repos.branch_lock(repo, branch):
             root = self._writable_root(repo, branch, "remove from")
-            full = locate(root, target.parent) / target.name
-            if not full.exists() and not full.is_symlink():
-                raise NotFound(f"branch {repo}/{branch} has no /{target}")
-            if full.is_dir() and not full.is_symlink():
-                if not recursive:
-                    raise InvalidRequest(f"/{target} is a folder; use -r to remove it")
-                shutil.rmtree(full)
-            else:
-                full.unlink()
-            return self._commit(repo, branch, message or f"rm /{target}", RM_ORIGIN)
+            where = f"branch {repo}/{branch}"
+            with (
+                _reading(where, parts),
+                safepath.closing(safepath.open_parent(root, parts)) as parent,
+            ):
+                info = safepath.lstat_at(parent, parts[-1])
+                if info is None:
+                    raise NotFound(f"{where} has no {safepath.shown(parts)}")
+                if stat.S_ISDIR(info.st_mode):
+                    if not recursive:
+                        raise InvalidRequest(
+                            f"{safepath.shown(parts)} is a folder; use -r to remove it"
+                        )
+                    shutil.rmtree(parts[-1], dir_fd=parent)
+                else:
+                    os.unlink(parts[-1], dir_fd=parent)
+            made = self.repos.commit_working_copy(
+                repo, branch, message or f"rm {safepath.shown(parts)}", RM_ORIGIN
+            )
+            if made is None:
+                raise InvalidRequest("nothing changed: the branch already holds exactly that")
+            return made
 
     def _writable_root(self, repo: str, branch: str, verb: str) -> Path:
         self.repos.get_branch(repo, branch)
         self.repos.refuse_if_busy(repo, branch, verb)
         return self.repos.working_copy(repo, branch)
 
-    def _commit(self, repo: str, branch: str, message: str, origin: str) -> CommitRecord:
-        made = self.repos.commit_working_copy(repo, branch, message, origin)
-        if made is None:  # the same bytes written again: still the user's explicit commit
-            raise InvalidRequest("nothing changed: the branch already holds exactly that")
-        return made
+    def _settle(self, repo: str, branch: str, root: Path, head: str | None) -> None:
+        """After a put that left the working copy's content as it was (nothing written,
+        or a failure undone): an unnamed file may have come and gone, which moves the
+        subvolume's generation, so record the copy as clean again."""
+        pool = self.repos.pool
+        if pool.changed_since(root, self.repos.get_branch(repo, branch).clean_generation):
+            self.repos.store.set_clean_generation(repo, branch, pool.generation(root), head)
 
 
-def _entry(path: Path) -> Entry:
-    info = path.lstat()
-    if stat.S_ISLNK(info.st_mode):
-        kind = "symlink"
-    elif stat.S_ISDIR(info.st_mode):
-        kind = "dir"
-    elif stat.S_ISREG(info.st_mode):
-        kind = "file"
-    else:
-        kind = "other"
-    return Entry(path.name, kind, info.st_size, format(stat.S_IMODE(info.st_mode), "o"))
+@contextlib.contextmanager
+def _reading(what: CommitRecord | str, parts: tuple[str, ...]) -> Iterator[None]:
+    """Turn safepath's errors into what a reader of ``what`` should see: a name that is
+    missing or not a folder means there is no such path (404, saying which name); a
+    link in the path is refused (400)."""
+    label = what if isinstance(what, str) else f"commit {what.id}"
+    try:
+        yield
+    except (safepath.Missing, safepath.NotAFolder) as exc:
+        why = "" if exc.where == "/".join(parts) else f" ({exc})"
+        raise NotFound(f"{label} has no {safepath.shown(parts)}{why}") from None
+    except safepath.LinkInPath as exc:
+        raise InvalidRequest(f"{exc} (in {label})") from None
 
 
-def _tar_stream(source: Path, name: str) -> Iterator[bytes]:
-    """Tar ``source`` on a thread into a pipe; yield what comes out in chunks."""
-    read_fd, write_fd = os.pipe()
-    failure: list[BaseException] = []
+def _where(where: str) -> str:
+    return "/" + printable(where)
 
-    def produce() -> None:
-        try:
-            with os.fdopen(write_fd, "wb") as pipe, tarfile.open(fileobj=pipe, mode="w|") as tar:
-                tar.add(source, arcname=name, recursive=True)
-        except BaseException as exc:  # handed to the reader below
-            failure.append(exc)
 
-    worker = threading.Thread(target=produce, name="pfs-tar", daemon=True)
-    worker.start()
-    with os.fdopen(read_fd, "rb") as pipe:
-        while chunk := pipe.read(CHUNK):
-            yield chunk
-    worker.join()
-    if failure and not isinstance(failure[0], BrokenPipeError):
-        log.error("tar of %s failed: %s", source, failure[0])
-        raise failure[0]
+def _entry(folder: int, name: str, info: os.stat_result | None) -> Entry:
+    """The entry ``name`` of an open folder (``info``: its lstat, if known)."""
+    if info is None:
+        info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+    kind = ENTRY_KINDS.get(safepath.kind_of(info.st_mode), "other")
+    target = os.readlink(name, dir_fd=folder) if kind == "symlink" else None
+    mode = format(stat.S_IMODE(info.st_mode), "o")
+    return Entry(name if name != "." else "", kind, info.st_size, mode, target)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 from flask import Flask, Response, jsonify, request, send_file
@@ -16,7 +15,9 @@ from pfs_volume.api.openapi import openapi_document
 from pfs_volume.api.pipelines import add_pipeline_routes
 from pfs_volume.api.serialize import (
     branch_json,
+    change_json,
     commit_json,
+    entry_json,
     mount_json,
     node_json,
     repo_json,
@@ -25,6 +26,7 @@ from pfs_volume.api.serialize import (
 from pfs_volume.cluster.membership import NodeInfo
 from pfs_volume.config import parse_duration
 from pfs_volume.errors import InvalidRequest, MergeConflict, PfsError, StorageError
+from pfs_volume.filenames import query_value
 from pfs_volume.files import FileService
 from pfs_volume.history import HistoryService
 from pfs_volume.meta import CommitRecord
@@ -184,7 +186,7 @@ def create_api_app(
         return {
             "from": old.id if old is not None else None,
             "to": new.id,
-            "changes": [asdict(change) for change in found],
+            "changes": [change_json(change) for change in found],
         }
 
     @app.get("/v1/repos/<repo>/export")
@@ -207,25 +209,25 @@ def create_api_app(
 
     @app.get("/v1/repos/<repo>/commits/<ref>/files")
     def list_files(repo: str, ref: str) -> ResponseReturnValue:
-        entries = files.list(repo, parse_ref(ref), request.args.get("path", ""))
-        return {"entries": [asdict(e) for e in entries]}
+        entries = files.list(repo, parse_ref(ref), _path_arg(required=False))
+        return {"entries": [entry_json(e) for e in entries]}
 
     @app.get("/v1/repos/<repo>/commits/<ref>/content")
     def file_content(repo: str, ref: str) -> ResponseReturnValue:
-        handle = files.open(repo, parse_ref(ref), _required_arg("path"))
+        handle = files.open(repo, parse_ref(ref), _path_arg())
         return send_file(handle, mimetype="application/octet-stream")
 
     @app.get("/v1/repos/<repo>/commits/<ref>/tar")
     def file_tar(repo: str, ref: str) -> ResponseReturnValue:
-        chunks = files.tar(repo, parse_ref(ref), request.args.get("path", ""))
+        chunks = files.tar(repo, parse_ref(ref), _path_arg(required=False))
         return Response(chunks, mimetype="application/x-tar")
 
     @app.put("/v1/repos/<repo>/branches/<branch>/files")
     def put_file(repo: str, branch: str) -> ResponseReturnValue:
-        made = files.put(
-            repo, branch, _required_arg("path"), request.stream, request.args.get("message", "")
+        result = files.put(
+            repo, branch, _path_arg(), request.stream, request.args.get("message", "")
         )
-        return {"commit": commit_view(made)}
+        return {"commit": commit_view(result.commit), "changed": result.changed}
 
     @app.delete("/v1/repos/<repo>/branches/<branch>/files")
     def remove_file(repo: str, branch: str) -> ResponseReturnValue:
@@ -235,7 +237,7 @@ def create_api_app(
         made = files.remove(
             repo,
             branch,
-            _required_arg("path"),
+            _path_arg(),
             recursive == "true",
             request.args.get("message", ""),
         )
@@ -318,6 +320,18 @@ def _flag(name: str) -> bool:
     if text not in ("true", "false"):
         raise InvalidRequest(f"the query parameter {name} must be true or false, not {text!r}")
     return text == "true"
+
+
+def _path_arg(required: bool = True) -> str:
+    """The ``path`` query parameter, its percent-encoded bytes decoded losslessly (a
+    name that is not UTF-8 keeps its bytes; see ``pfs_volume.filenames``)."""
+    value = query_value(request.query_string, "path")
+    if required and not value:
+        raise InvalidRequest(
+            "the query parameter path is required (a path from the commit's root; "
+            "bytes that are not UTF-8 percent-encoded)"
+        )
+    return value or ""
 
 
 def _limit(text: str | None) -> int | None:

@@ -68,10 +68,25 @@ def _object(**properties: Any) -> dict[str, Any]:
     return {"type": "object", "properties": properties}
 
 
+NAME_ENCODING_NOTE = (
+    "File names are bytes and need not be UTF-8. A name field X comes with X_encoding: "
+    '"utf-8" when X is the name itself, "percent" when X is the name\'s bytes '
+    "percent-encoded (every byte but ASCII letters, digits, _.-~ and / as %XX), e.g. "
+    '{"name": "caf%E9", "name_encoding": "percent"} for the bytes caf\\xe9.'
+)
+ENCODING = {"type": "string", "enum": ["utf-8", "percent"], "description": NAME_ENCODING_NOTE}
+PATH_SCHEMA = {
+    "type": "string",
+    "description": (
+        "a path from the commit's root; each name at most 255 bytes, the whole at most "
+        "4096; no '..'. The query is decoded as bytes: a name that is not UTF-8 is given "
+        "percent-encoded, as the percent form of a name in JSON is (caf%E9)"
+    ),
+}
 REPO = _path_param("repo", NAME)
 BRANCH = _path_param("branch", NAME)
 COMMIT_REF = _path_param("ref", REF)
-FILE_PATH = _query("path", {"type": "string"})
+FILE_PATH = _query("path", PATH_SCHEMA)
 COMMIT_OUT = _object(commit=_ref("Commit"))
 PIPELINE = _path_param("name", NAME)
 JOB = _path_param("job_id", {"type": "string"})
@@ -170,11 +185,12 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/repos/{repo}/branches/{branch}/files": {
         "put": {
             **_op(
-                "Write a file and commit",
-                COMMIT_OUT,
+                "Write a file and commit; when the branch holds exactly these bytes there "
+                "already, no commit is made: the answer is the head with changed false",
+                _object(commit=_ref("Commit"), changed={"type": "boolean"}),
                 REPO,
                 BRANCH,
-                _query("path", {"type": "string"}, required=True),
+                _query("path", PATH_SCHEMA, required=True),
                 _query("message", {"type": "string"}),
             ),
             "requestBody": {
@@ -185,11 +201,11 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         },
         "delete": _op(
-            "Remove a path and commit",
+            "Remove a path and commit (a symlink is removed, never followed)",
             COMMIT_OUT,
             REPO,
             BRANCH,
-            _query("path", {"type": "string"}, required=True),
+            _query("path", PATH_SCHEMA, required=True),
             _query("recursive", {"type": "string", "enum": ["true", "false"]}),
             _query("message", {"type": "string"}),
         ),
@@ -231,11 +247,11 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/v1/repos/{repo}/commits/{ref}/content": {
         "get": _op(
-            "Read a file of a commit",
+            "Read a regular file of a commit (a symlink, FIFO, device or socket is refused)",
             None,
             REPO,
             COMMIT_REF,
-            _query("path", {"type": "string"}, required=True),
+            _query("path", PATH_SCHEMA, required=True),
             media="application/octet-stream",
         ),
     },
@@ -423,15 +439,20 @@ SCHEMAS: dict[str, Any] = {
     ),
     "Change": _object(
         path={"type": "string"},
+        path_encoding=ENCODING,
         kind={"type": "string", "enum": ["added", "modified", "deleted", "renamed"]},
         old_path={"type": "string", "nullable": True},
+        old_path_encoding={**ENCODING, "nullable": True},
         modified={"type": "boolean"},
     ),
     "Entry": _object(
         name={"type": "string"},
-        kind={"type": "string"},
+        name_encoding=ENCODING,
+        kind={"type": "string", "enum": ["file", "dir", "symlink", "other"]},
         size={"type": "integer"},
         mode={"type": "string"},
+        target={"type": "string", "nullable": True, "description": "a symlink's target"},
+        target_encoding={**ENCODING, "nullable": True},
     ),
 }
 

@@ -6,6 +6,9 @@ from collections.abc import Collection
 from typing import Any
 
 from pfs_volume.cluster.membership import NodeInfo
+from pfs_volume.diff import Change
+from pfs_volume.filenames import to_wire
+from pfs_volume.files import Entry
 from pfs_volume.meta import BranchRecord, CommitRecord, MountRecord, RepoRecord, rfc3339
 from pfs_volume.repos import RepoSummary
 
@@ -98,4 +101,34 @@ def mount_json(mount: MountRecord) -> dict[str, Any]:
         "branch": mount.branch,
         "commit": mount.commit,
         "created": rfc3339(mount.created),
+    }
+
+
+def name_fields(field: str, name: str | None) -> dict[str, Any]:
+    """A file name as ``{field: text, field_encoding: "utf-8" | "percent"}`` (see
+    ``pfs_volume.filenames``); both None for no name."""
+    if name is None:
+        return {field: None, f"{field}_encoding": None}
+    text, encoding = to_wire(name)
+    return {field: text, f"{field}_encoding": encoding}
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    """A folder entry: name, kind, size, mode, and a symlink's target (never followed)."""
+    return {
+        **name_fields("name", entry.name),
+        "kind": entry.kind,
+        "size": entry.size,
+        "mode": entry.mode,
+        **name_fields("target", entry.target),
+    }
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    """A change of a diff: path, kind, old_path (renamed), modified (renamed)."""
+    return {
+        **name_fields("path", change.path),
+        "kind": change.kind,
+        **name_fields("old_path", change.old_path),
+        "modified": change.modified,
     }

@@ -5,19 +5,21 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import socket
 import sys
 import tarfile
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 from urllib.parse import quote
 
 import click
 
 from pfs_volume.cli.client import ApiClient
 from pfs_volume.cli.tables import short_id, table, when
+from pfs_volume.cli.unpack import unpack
 from pfs_volume.config import (
     DEFAULT_API_SOCKET,
     DEFAULT_DRIVER_NAME,
@@ -28,6 +30,7 @@ from pfs_volume.config import (
     parse_size,
 )
 from pfs_volume.errors import PfsError
+from pfs_volume.filenames import from_wire, printable
 from pfs_volume.names import DEFAULT_BRANCH, parse_ref, parse_repo_branch, parse_repo_ref
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -794,9 +797,11 @@ def diff(first: str, second: str | None, as_json: bool) -> None:
         return
     marks = {"added": "A", "modified": "M", "deleted": "D", "renamed": "R"}
     for change in result["changes"]:
-        where = change["path"]
+        where = _shown(change, "path")
         if change["kind"] == "renamed":
-            where = f"{change['old_path']} -> {where}"
+            where = f"{_shown(change, 'old_path')} -> {where}"
+            if change["modified"]:
+                where += " (modified)"
         click.echo(f"{marks[change['kind']]}  {where}")
 
 
@@ -867,18 +872,21 @@ def gc(repo_name: str, keep_last: int | None, older_than: str | None, as_json: b
 @json_option
 @reports_errors
 def ls(target: str, path: str, as_json: bool) -> None:
-    """List a folder of a commit."""
+    """List a folder of a commit (a symlink is listed with its target, not followed)."""
     repo_name, ref = parse_repo_ref(target)
-    entries = _client().get(_commit_url(repo_name, str(ref), "files"), path=path)["entries"]
+    entries = _client().get(_commit_url(repo_name, str(ref), "files"), path=os.fsencode(path))[
+        "entries"
+    ]
     if as_json:
         _print_json(entries)
         return
-    click.echo(
-        table(
-            ["name", "type", "size", "mode"],
-            [[e["name"], e["kind"], e["size"], e["mode"]] for e in entries],
-        )
-    )
+    rows = []
+    for e in entries:
+        name = _shown(e, "name")
+        if e["kind"] == "symlink":
+            name = f"{name} -> {_shown(e, 'target')}"
+        rows.append([name, e["kind"], e["size"], e["mode"]])
+    click.echo(table(["name", "type", "size", "mode"], rows))
 
 
 @main.command("cat")
@@ -886,9 +894,11 @@ def ls(target: str, path: str, as_json: bool) -> None:
 @click.argument("path")
 @reports_errors
 def cat(target: str, path: str) -> None:
-    """Write a file of a commit to standard output (streamed, any size)."""
+    """Write a regular file of a commit to standard output (streamed, any size)."""
     repo_name, ref = parse_repo_ref(target)
-    response = _client().stream("GET", _commit_url(repo_name, str(ref), "content"), path=path)
+    response = _client().stream(
+        "GET", _commit_url(repo_name, str(ref), "content"), path=os.fsencode(path)
+    )
     out = sys.stdout.buffer
     for chunk in response.iter_content(CHUNK):
         out.write(chunk)
@@ -908,15 +918,36 @@ def cat(target: str, path: str) -> None:
 )
 @reports_errors
 def get(target: str, path: str, dest: Path) -> None:
-    """Copy a folder (or file) of a commit to a local folder."""
+    """Copy a folder (or file) of a commit into a local folder; symlinks stay symlinks
+    (even ones pointing outside), and nothing is written outside the folder."""
     repo_name, ref = parse_repo_ref(target)
-    response = _client().stream("GET", _commit_url(repo_name, str(ref), "tar"), path=path)
-    dest.mkdir(parents=True, exist_ok=True)
+    response = _client().stream(
+        "GET", _commit_url(repo_name, str(ref), "tar"), path=os.fsencode(path)
+    )
+    names = [p for p in path.split("/") if p not in ("", ".")]
+    top = dest / (names[-1] if names else repo_name)
     response.raw.decode_content = True
-    with tarfile.open(fileobj=response.raw, mode="r|") as tar:
-        # The "data" filter refuses absolute names, links out of dest and device files.
-        tar.extractall(dest, filter="data")
-    click.echo(f"wrote {dest}", err=True)
+    try:
+        report = unpack(cast(IO[bytes], response.raw), dest)
+    except (tarfile.TarError, OSError) as exc:
+        raise PfsError(
+            f"the copy into {printable(str(dest))} stopped part-way ({exc}); what was "
+            "written so far stays there"
+        ) from exc
+    for line in report.skipped:
+        click.echo(f"pfs: skipped {line}", err=True)
+    for line in report.refused:
+        click.echo(f"pfs: refused {line}", err=True)
+    click.echo(
+        f"wrote {report.files} file(s), {report.symlinks} symlink(s) and {report.folders} "
+        f"folder(s) to {printable(str(top))}",
+        err=True,
+    )
+    if report.refused:
+        raise PfsError(
+            f"{len(report.refused)} entr(y/ies) refused: they would have written outside "
+            f"{printable(str(dest))} or through a link"
+        )
 
 
 @main.command("put")
@@ -928,14 +959,25 @@ def get(target: str, path: str, dest: Path) -> None:
 def put(target: str, path: str, message: str, as_json: bool) -> None:
     """Write standard input to PATH on a branch and commit it (no container needed)."""
     repo_name, name = parse_repo_branch(target)
+    branch_name = name or DEFAULT_BRANCH
     response = _client().stream(
         "PUT",
-        _branch_url(repo_name, name or DEFAULT_BRANCH, "files"),
+        _branch_url(repo_name, branch_name, "files"),
         data=sys.stdin.buffer,
-        path=path,
+        path=os.fsencode(path),
         message=message or None,
     )
-    _print_commit(response.json()["commit"], as_json)
+    result = response.json()
+    commit, changed = result["commit"], result["changed"]
+    if changed:
+        _show({**commit, "changed": True}, as_json, f"committed {commit['id']}")
+    else:
+        _show(
+            {**commit, "changed": False},
+            as_json,
+            f"unchanged: {repo_name}/{branch_name} holds exactly that already; no commit "
+            f"(head {commit['id']})",
+        )
 
 
 @main.command("rm")
@@ -950,7 +992,7 @@ def rm(target: str, path: str, recursive: bool, message: str, as_json: bool) -> 
     repo_name, name = parse_repo_branch(target)
     result = _client().delete(
         _branch_url(repo_name, name or DEFAULT_BRANCH, "files"),
-        path=path,
+        path=os.fsencode(path),
         recursive="true" if recursive else "false",
         message=message or None,
     )
@@ -974,6 +1016,12 @@ def _repo_and_branch(target: str) -> tuple[str, str]:
     if name is None:
         raise click.UsageError(f"{target!r} names no branch; give REPO/BRANCH")
     return repo_name, name
+
+
+def _shown(item: dict[str, Any], field: str) -> str:
+    """A file name of an API answer, for people: control characters and bytes that
+    are not UTF-8 escaped (never printed raw)."""
+    return printable(from_wire(item[field], item.get(f"{field}_encoding") or "utf-8"))
 
 
 def _segment(text: str) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from pfs_volume.diff import Change
 from pfs_volume.errors import Conflict, InvalidRequest, MergeConflict, NotFound
+from pfs_volume.filenames import printable, to_wire
 from pfs_volume.history.ancestry import GraphNode, merge_bases
 from pfs_volume.history.apply import apply_plan
 from pfs_volume.history.snapshots import SnapshotTrees
@@ -232,11 +233,21 @@ def _refusal(
     message: str, conflicts: list[PathConflict], *, ours: str, theirs: str
 ) -> MergeConflict:
     shown = "; ".join(
-        f"{c.path} ({ours}: {c.ours}; {theirs}: {c.theirs})" for c in conflicts[:SHOWN_CONFLICTS]
+        f"{printable(c.path)} ({ours}: {printable(c.ours)}; {theirs}: {printable(c.theirs)})"
+        for c in conflicts[:SHOWN_CONFLICTS]
     )
     more = len(conflicts) - SHOWN_CONFLICTS
     tail = f"; and {more} more" if more > 0 else ""
-    return MergeConflict(
-        f"{message}: {shown}{tail}",
-        [{"path": c.path, "ours": c.ours, "theirs": c.theirs} for c in conflicts],
-    )
+    listed = []
+    for c in conflicts:
+        path, encoding = to_wire(c.path)
+        # A folder conflict names the folder in its text: escaped for people.
+        listed.append(
+            {
+                "path": path,
+                "path_encoding": encoding,
+                "ours": printable(c.ours),
+                "theirs": printable(c.theirs),
+            }
+        )
+    return MergeConflict(f"{message}: {shown}{tail}", listed)

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pfs_volume.errors import Conflict, MergeConflict
+from pfs_volume.filenames import from_wire
 from pfs_volume.history import HistoryService
 from pfs_volume.names import Ref
 from pfs_volume.repos import RepoService
@@ -78,7 +79,7 @@ def check_merge(repos: RepoService, repo: str, data: st.DataObject) -> None:
     try:
         result = history.merge(repo, "dev", "master", strategy)
     except MergeConflict as exc:
-        assert {c["path"] for c in exc.conflicts} == conflicts
+        assert {from_wire(c["path"], c["path_encoding"]) for c in exc.conflicts} == conflicts
         assert all(c["ours"] and c["theirs"] for c in exc.conflicts)
         assert repos.get_branch(repo, "master").head == ours_head
         assert working_tree(repos, repo, "master") == ours
@@ -123,7 +124,7 @@ def check_revert(repos: RepoService, repo: str, data: st.DataObject) -> None:
     try:
         made = history.revert(repo, "master", Ref(heads[undone]))
     except MergeConflict as exc:
-        assert {c["path"] for c in exc.conflicts} == conflicts
+        assert {from_wire(c["path"], c["path_encoding"]) for c in exc.conflicts} == conflicts
         assert repos.get_branch(repo, "master").head == heads[-1]
         assert working_tree(repos, repo, "master") == trees[-1]
         return

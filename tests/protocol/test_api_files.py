@@ -61,10 +61,6 @@ def raw(api_http: Transport, path: str, params: dict[str, str]) -> tuple[int, by
 
 def test_read_files_and_folders(api_http: Transport, tree: str) -> None:
     assert raw(api_http, "/v1/repos/r/commits/master/content", {"path": "blob.bin"}) == (200, BLOB)
-    assert raw(api_http, "/v1/repos/r/commits/master/content", {"path": "inside"}) == (
-        200,
-        b"alpha",
-    )
     status, data = raw(api_http, "/v1/repos/r/commits/master/tar", {"path": "docs"})
     assert status == 200
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -78,8 +74,12 @@ def test_read_files_and_folders(api_http: Transport, tree: str) -> None:
     [
         ("../../etc/hostname", 400, "climbs out"),
         ("docs/../../x", 400, "climbs out"),
-        ("absolute", 400, "outside the commit"),
-        ("climbing", 400, "outside the commit"),
+        ("absolute", 400, "is a symlink, not a regular file"),
+        ("climbing", 400, "is a symlink, not a regular file"),
+        ("inside", 400, "is a symlink, not a regular file"),
+        ("absolute/x", 400, "/absolute is a symlink (to /etc/hostname), not a folder"),
+        ("inside/x", 400, "/inside is a symlink (to docs/a.txt), not a folder"),
+        ("docs/a.txt/x", 404, "has no /docs/a.txt/x (/docs/a.txt is a file, not a folder)"),
         ("docs", 400, "is a folder"),
         ("nope.txt", 404, "has no /nope.txt"),
     ],

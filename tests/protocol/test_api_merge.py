@@ -82,7 +82,7 @@ def test_conflicts_are_listed_and_change_nothing_unless_a_strategy_settles_them(
     assert status == 409 and body["error"]["code"] == "merge_conflict"
     assert "shared (master: modified; dev: modified)" in body["error"]["message"]
     assert body["error"]["conflicts"] == [
-        {"path": "shared", "ours": "modified", "theirs": "modified"}
+        {"path": "shared", "path_encoding": "utf-8", "ours": "modified", "theirs": "modified"}
     ]
     assert volumes.repos.get_branch("r", "master").head == head
     assert merge(api_http, "dev", "master", strategy="ours")[0] == 200

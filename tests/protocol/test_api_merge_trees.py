@@ -125,7 +125,9 @@ def test_folder_changes_against_changes_inside_are_conflicts(
     before = head_tree(repos, "master")
     status, body = merge(api_http, "dev", "master")
     assert status == 409 and body["error"]["code"] == "merge_conflict"
-    assert {"path": path, "ours": ours_did, "theirs": theirs_did} in body["error"]["conflicts"]
+    assert {"path": path, "path_encoding": "utf-8", "ours": ours_did, "theirs": theirs_did} in body[
+        "error"
+    ]["conflicts"]
     assert f"{path} (master: {ours_did}; dev: {theirs_did})" in body["error"]["message"]
     assert repos.get_branch("r", "master").head == head
     assert head_tree(repos, "master") == before
@@ -206,9 +208,12 @@ def test_revert_of_a_folder_change_with_later_edits_inside(
     if change is rename_d:
         # Undoing the rename would delete e/f, which the branch changed since.
         assert status == 409
-        assert {"path": "e/f", "ours": "modified", "theirs": "deleted"} in body["error"][
-            "conflicts"
-        ]
+        assert {
+            "path": "e/f",
+            "path_encoding": "utf-8",
+            "ours": "modified",
+            "theirs": "deleted",
+        } in body["error"]["conflicts"]
         assert repos.get_branch("r", "master").head == head
         return
     # Undoing the mode change keeps the later edit inside.

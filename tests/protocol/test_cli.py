@@ -19,7 +19,7 @@ def pfs(api: str, *args: str) -> tuple[int, str, str]:
 def test_log_table_and_json(api_socket: str) -> None:
     code, out, _ = pfs(api_socket, "log", "photos")
     lines = out.splitlines()
-    assert code == 0 and lines[0].split()[:3] == ["COMMIT", "PARENT", "BRANCH"]
+    assert code == 0 and lines[0].split()[:3] == ["COMMIT", "PARENTS", "BRANCH"]
     assert len(lines) == 3 and "auto-commit on last unmount of pfs/photos (mount m2)" in lines[1]
     code, out, _ = pfs(api_socket, "log", "photos", "--json")
     commits = json.loads(out)

@@ -1,0 +1,294 @@
+"""Paths inside a tree that a container wrote, walked without ever following a link.
+
+The daemon runs as root and the trees it reads and writes (commits, working copies)
+hold whatever containers put there: symlinks to ``/etc``, FIFOs, device nodes, names
+that are not UTF-8. So a path is never handed to the kernel whole. It is split into
+names (``split``), and each folder is opened from the one before it with
+``O_NOFOLLOW | O_DIRECTORY`` (``openat``), so a symlink anywhere in the path is refused
+rather than followed, and a file where a folder should be is named in the error. A file
+is read only when ``fstatat`` and then ``fstat`` of the open descriptor say it is a
+regular file, and it is opened with ``O_NOFOLLOW | O_NONBLOCK``: a FIFO or device is
+never opened.
+
+Everything here is plain ``os``; the errors are pfs's own (``pfs_volume.errors``) with a
+default HTTP status a caller may translate. Names are ``str`` as ``os`` gives them
+(``surrogateescape`` for bytes that are not UTF-8, see ``pfs_volume.filenames``).
+File descriptors returned are the caller's to close (``closing`` helps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator, Sequence
+
+from pfs_volume.errors import Conflict, InvalidRequest, NotFound
+from pfs_volume.filenames import printable, to_bytes
+
+NAME_MAX = 255
+"""Bytes in one name (a path component), as Linux file systems allow."""
+PATH_MAX = 4096
+"""Bytes in a whole path as given."""
+
+FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+KINDS = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "folder",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
+
+
+class BadPath(InvalidRequest):
+    """A path that is malformed: a NUL byte, ``..``, a name or the whole too long."""
+
+
+class LinkInPath(InvalidRequest):
+    """A symlink where the path needs a folder: paths never go through links.
+
+    Attributes:
+        where: the path up to and including the link, e.g. ``a/link``.
+        target: what the link points to.
+    """
+
+    def __init__(self, message: str, where: str, target: str) -> None:
+        super().__init__(message)
+        self.where = where
+        self.target = target
+
+
+class NotAFolder(Conflict):
+    """A file (or FIFO, device, ...) where the path needs a folder.
+
+    Attributes:
+        where: the path up to and including it. kind: what it is (``file``, ``fifo``).
+    """
+
+    def __init__(self, message: str, where: str, kind: str) -> None:
+        super().__init__(message)
+        self.where = where
+        self.kind = kind
+
+
+class Missing(NotFound):
+    """A name in the path does not exist.
+
+    Attributes:
+        where: the path up to and including the first missing name.
+    """
+
+    def __init__(self, message: str, where: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+class NotRegular(InvalidRequest):
+    """Not a regular file where one is needed (a folder, link, FIFO, device, socket).
+
+    Attributes:
+        kind: what it is.
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def kind_of(mode: int) -> str:
+    """``file``, ``folder``, ``symlink``, ``fifo``, ``socket``, ``character device`` or
+    ``block device``, from an ``st_mode``."""
+    return KINDS.get(stat.S_IFMT(mode), "unknown")
+
+
+def shown(parts: Sequence[str]) -> str:
+    """A path of names for messages: ``/a/b``, escaped for people."""
+    return "/" + printable("/".join(parts))
+
+
+def split(text: str) -> tuple[str, ...]:
+    """The names of a tree-relative path as a user gave it (a leading ``/`` is the
+    root; empty names and ``.`` are dropped). ``()`` is the root itself.
+
+    Raises:
+        BadPath: a NUL byte, a ``..`` name, a name over NAME_MAX bytes or a path over
+            PATH_MAX bytes (UTF-8, or the original bytes for names that are not).
+    """
+    raw = to_bytes(text)
+    if b"\0" in raw:
+        raise BadPath(f"path {printable(text[:80])!r} holds a NUL byte; names cannot")
+    if len(raw) > PATH_MAX:
+        raise BadPath(
+            f"path {printable(text[:60])}... is {len(raw)} bytes long; a path is at most "
+            f"{PATH_MAX} bytes"
+        )
+    parts = tuple(p for p in text.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise BadPath(
+            f"path {printable(text)!r} climbs out with '..'; give a path inside the "
+            "commit, from its root"
+        )
+    for part in parts:
+        size = len(to_bytes(part))
+        if size > NAME_MAX:
+            raise BadPath(
+                f"the name {printable(part[:40])}... in the path is {size} bytes long; a "
+                f"file or folder name is at most {NAME_MAX} bytes (UTF-8 encoded)"
+            )
+    return parts
+
+
+def lstat_at(folder: int, name: str) -> os.stat_result | None:
+    """What ``name`` in the open folder is, without following it; None if absent."""
+    try:
+        return os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def open_root(path: os.PathLike[str] | str) -> int:
+    """Open a tree's root folder (a path pfs itself made; its last name is not followed)."""
+    return os.open(path, FOLDER_FLAGS)
+
+
+def open_child_folder(folder: int, name: str, where: Sequence[str]) -> int:
+    """Open the folder ``name`` of an open folder, never following a link.
+
+    Args:
+        where: the path of ``name`` from the root (for messages).
+    Raises:
+        LinkInPath, NotAFolder, Missing: naming ``where``.
+    """
+    try:
+        return os.open(name, FOLDER_FLAGS, dir_fd=folder)
+    except FileNotFoundError:
+        raise Missing(f"there is no {shown(where)}", "/".join(where)) from None
+    except OSError as exc:
+        info = lstat_at(folder, name)
+        if info is None:
+            raise Missing(f"there is no {shown(where)}", "/".join(where)) from None
+        if stat.S_ISLNK(info.st_mode):
+            target = os.readlink(name, dir_fd=folder)
+            raise LinkInPath(
+                f"{shown(where)} is a symlink (to {printable(target)}), not a folder; paths "
+                "never go through links: give the path without it",
+                "/".join(where),
+                target,
+            ) from None
+        if not stat.S_ISDIR(info.st_mode):
+            kind = kind_of(info.st_mode)
+            raise NotAFolder(
+                f"{shown(where)} is a {kind}, not a folder", "/".join(where), kind
+            ) from None
+        raise exc
+
+
+def open_folder(root: int, parts: Sequence[str]) -> int:
+    """Open the folder at ``parts`` under the open ``root``, name by name.
+
+    Raises:
+        LinkInPath, NotAFolder, Missing: for the first name that is not a folder.
+    """
+    current = os.dup(root)
+    try:
+        for depth, name in enumerate(parts):
+            following = open_child_folder(current, name, parts[: depth + 1])
+            os.close(current)
+            current = following
+    except BaseException:
+        os.close(current)
+        raise
+    return current
+
+
+def open_parent(root: os.PathLike[str] | str, parts: Sequence[str]) -> int:
+    """Open the folder that holds the last name of ``parts`` under the tree at ``root``
+    (the root itself for the root or a name in it).
+
+    Raises:
+        LinkInPath, NotAFolder, Missing: for the first name that is not a folder.
+    """
+    with closing(open_root(root)) as top:
+        return open_folder(top, parts[:-1])
+
+
+def open_deepest(root: int, parts: Sequence[str]) -> tuple[int, tuple[str, ...]]:
+    """The deepest folder of ``parts`` that exists, open, and the names below it that do
+    not exist yet (to be made).
+
+    Raises:
+        LinkInPath, NotAFolder: for a name that exists and is not a folder.
+    """
+    current = os.dup(root)
+    try:
+        for depth, name in enumerate(parts):
+            try:
+                following = open_child_folder(current, name, parts[: depth + 1])
+            except Missing:
+                return current, tuple(parts[depth:])
+            os.close(current)
+            current = following
+    except BaseException:
+        os.close(current)
+        raise
+    return current, ()
+
+
+def make_folders(folder: int, names: Sequence[str], mode: int = 0o755) -> int:
+    """Make ``names`` as nested folders under the open ``folder``; the last one, open
+    (``folder`` itself, duplicated, when ``names`` is empty)."""
+    current = os.dup(folder)
+    try:
+        for depth, name in enumerate(names):
+            os.mkdir(name, mode, dir_fd=current)
+            following = open_child_folder(current, name, names[: depth + 1])
+            os.close(current)
+            current = following
+    except BaseException:
+        os.close(current)
+        raise
+    return current
+
+
+def open_regular(folder: int, name: str, where: Sequence[str]) -> int:
+    """Open the regular file ``name`` of an open folder for reading. Anything else is
+    refused before it is opened (``fstatat``), and checked again after (``fstat``).
+
+    Raises:
+        Missing: no such name. NotRegular: a folder, symlink, FIFO, device or socket.
+    """
+    info = lstat_at(folder, name)
+    if info is None:
+        raise Missing(f"there is no {shown(where)}", "/".join(where))
+    _require_regular(info, where)
+    fd = os.open(name, FILE_FLAGS, dir_fd=folder)
+    try:
+        _require_regular(os.fstat(fd), where)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _require_regular(info: os.stat_result, where: Sequence[str]) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = kind_of(info.st_mode)
+        raise NotRegular(
+            f"{shown(where)} is a {kind}, not a regular file; only regular files are read",
+            kind,
+        )
+
+
+@contextlib.contextmanager
+def closing(fd: int) -> Iterator[int]:
+    """Close ``fd`` when the block ends."""
+    try:
+        yield fd
+    finally:
+        os.close(fd)
