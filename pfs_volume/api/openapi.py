@@ -349,6 +349,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "What made a commit and what it fed",
             _object(
                 commit={"type": "string"},
+                parents={"type": "array", "items": {"type": "string"}},
                 upstream={"type": "array", "items": {"type": "string"}},
                 downstream={"type": "array", "items": {"type": "string"}},
             ),

@@ -86,4 +86,9 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
     def provenance(repo: str, ref: str) -> ResponseReturnValue:
         commit = pipelines.repos.resolve_commit(repo, parse_ref(ref))
         upstream, downstream = pipelines.provenance(repo, commit.id)
-        return {"commit": f"{repo}@{commit.id}", "upstream": upstream, "downstream": downstream}
+        return {
+            "commit": f"{repo}@{commit.id}",
+            "parents": [f"{repo}@{parent}" for parent in commit.parents],
+            "upstream": upstream,
+            "downstream": downstream,
+        }

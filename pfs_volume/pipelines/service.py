@@ -190,11 +190,19 @@ class PipelineService:
 
     def provenance(self, repo: str, commit_id: str) -> tuple[list[str], list[str]]:
         """What produced a commit (every input commit, transitively) and what it fed
-        (every output commit downstream, transitively), each as ``REPO@ID``."""
+        (every output commit downstream, transitively), each as ``REPO@ID``. A merge
+        commit holds what its merged-in heads held, so their provenance is its too."""
         start = self.repos.get_commit(repo, commit_id)
         upstream: list[str] = []
         seen: set[str] = set()
         todo = list(start.provenance)
+        merged, visited = list(start.merge_parents), set()
+        while merged:  # merged-in heads, and the heads merged into those
+            parent = self.repos.get_commit(repo, merged.pop())
+            if parent.id not in visited:
+                visited.add(parent.id)
+                todo.extend(parent.provenance)
+                merged.extend(parent.merge_parents)
         while todo:
             ref = todo.pop(0)
             if ref in seen:

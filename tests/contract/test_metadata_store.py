@@ -6,6 +6,7 @@ only are marked with the reason.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -675,6 +676,43 @@ def test_a_commit_keeps_its_provenance_and_job(store: MetadataStore) -> None:
     assert found is not None and found.provenance == commit.provenance and found.job == "j1"
     plain = with_commit(store, 2, cid(1))
     assert store.get_commit("photos", plain.id).provenance == ()  # type: ignore[union-attr]
+
+
+def test_a_merge_commit_keeps_all_its_parents(store: MetadataStore) -> None:
+    with_repo(store)
+    first = with_commit(store, 1)
+    store.create_branch(branch_record(name="dev", head=first.id))
+    merge = commit_record(3, first.id, merge_parents=(cid(2),), origin="merge")
+    store.begin_commit(CommitIntent(merge))
+    assert store.list_intents()[0].commit.merge_parents == (cid(2),)
+    store.finish_commit(store.list_intents()[0], 5)
+    found = store.get_commit("photos", cid(3))
+    assert found is not None and found.parents == (first.id, cid(2))
+    assert found.parent == first.id
+    assert store.get_commit("photos", first.id).parents == ()  # type: ignore[union-attr]
+
+
+@pytest.mark.backend("etcd", reason="only EtcdStore keeps JSON values an earlier version wrote")
+def test_commit_values_an_earlier_version_wrote_read_as_single_parent(
+    store: MetadataStore,
+) -> None:
+    assert isinstance(store, EtcdStore)
+    with_repo(store)
+    commit = with_commit(store, 1)
+    # Values written before merges recorded parents (and pipelines provenance) lack keys.
+    key = f"{store.prefix}/commits/photos/{commit.id}"
+    old = {
+        "id": commit.id,
+        "branch": "master",
+        "parent": None,
+        "created": "2026-01-01T00:00:01.000000Z",
+        "message": "old",
+        "origin": "unmount",
+    }
+    store.client.put(key, json.dumps(old))
+    found = store.get_commit("photos", commit.id)
+    assert found is not None and found.message == "old"
+    assert found.parents == () and found.merge_parents == () and found.provenance == ()
 
 
 def test_documents_are_swapped_by_version(store: MetadataStore) -> None:

@@ -302,3 +302,21 @@ def _cli(socket: str, *args: str) -> Any:
     result = CliRunner().invoke(main, ["--api", socket, *args])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def test_a_merge_commit_carries_what_it_merged_in_provenance(
+    api_http: Transport, repos: RepoService
+) -> None:
+    start(api_http, repos)
+    (repos.working_copy("r", "dev") / "out").write_text("made by a job")
+    source = "src@" + "a" * 32
+    made = repos.commit_working_copy("r", "dev", "output", "pipeline", provenance=(source,))
+    assert made is not None
+    ours = commit(api_http, repos, "master", lambda root: (root / "x").write_text("m"))
+    status, body = merge(api_http, "dev", "master")
+    assert status == 200
+    merged = body["commit"]["id"]
+    status, reply, _ = api_http.request("GET", f"/v1/repos/r/commits/{merged}/provenance")
+    assert status == 200
+    assert reply["parents"] == [f"r@{ours}", f"r@{made.id}"]
+    assert reply["upstream"] == [source]
