@@ -51,10 +51,8 @@ def apply_plan(work: Path, trees: SnapshotTrees, take: list[str]) -> None:
                 _remove(target, path)
         for path in sorted(take, key=_depth):
             theirs = trees.node(Side.THEIRS, path)
-            if theirs is None:
-                continue
-            assert source is not None
-            _create(target, source, path, theirs)
+            if theirs is not None:
+                _create(target, source, path, theirs)
 
 
 def _depth(path: str) -> tuple[int, str]:
@@ -87,7 +85,9 @@ def _remove(target: FolderWalker, path: str) -> None:
         os.unlink(name, dir_fd=fd)
 
 
-def _create(target: FolderWalker, source: FolderWalker, path: str, node: Node) -> None:
+def _create(target: FolderWalker, source: FolderWalker | None, path: str, node: Node) -> None:
+    """Make ``path`` in the working copy hold ``node`` (a file's bytes come from
+    ``source``, their snapshot; None only for the empty tree, which holds no file)."""
     if path == "":
         root = _folder(target, "")
         os.fchown(root, node.uid, node.gid)
@@ -102,6 +102,7 @@ def _create(target: FolderWalker, source: FolderWalker, path: str, node: Node) -
             if not stat.S_ISDIR(os.lstat(name, dir_fd=fd).st_mode):
                 raise
     elif node.kind == "file":
+        assert source is not None
         _copy_file(source, path, fd, name, node)
         return
     elif node.kind == "symlink":
