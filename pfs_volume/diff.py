@@ -146,6 +146,8 @@ def unescape_path(text: str) -> str:
     Raises:
         DumpFormatError: for a malformed escape.
     """
+    if "\\" not in text:
+        return text  # nothing escaped: the common case, kept fast
     raw = text.encode("utf-8", "surrogateescape")
     out = bytearray()
     i = 0
@@ -171,6 +173,9 @@ def unescape_path(text: str) -> str:
 def _split_path(text: str) -> tuple[str, str]:
     """The escaped path at the start of ``text`` (it ends at an unescaped space), and
     the rest with the padding removed."""
+    if "\\" not in text:
+        path, _, rest = text.partition(" ")
+        return path, rest.lstrip(" ")
     i = 0
     while i < len(text) and text[i] != " ":
         i += 2 if text[i] == "\\" else 1

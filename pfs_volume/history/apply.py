@@ -48,7 +48,7 @@ def apply_plan(work: Path, trees: SnapshotTrees, take: list[str]) -> None:
         for path in sorted(take, key=_depth, reverse=True):
             ours, theirs = trees.node(Side.OURS, path), trees.node(Side.THEIRS, path)
             if ours is not None and not (ours.kind == "dir" and theirs and theirs.kind == "dir"):
-                _remove(target, path)
+                _remove(target, path, ours)
         for path in sorted(take, key=_depth):
             theirs = trees.node(Side.THEIRS, path)
             if theirs is not None:
@@ -69,20 +69,20 @@ def _folder(walker: FolderWalker, path: str) -> int:
     return fd
 
 
-def _remove(target: FolderWalker, path: str) -> None:
+def _remove(target: FolderWalker, path: str, ours: Node) -> None:
+    """Remove what our side holds at ``path`` (the working copy holds the same)."""
     folder, name = split(path)
     fd = target.folder(folder)
     if fd is None:
         return  # its folder went already, with it
     try:
-        info = os.lstat(name, dir_fd=fd)
+        if ours.kind == "dir":
+            target.forget(path)
+            shutil.rmtree(name, dir_fd=fd)
+        else:
+            os.unlink(name, dir_fd=fd)  # unlinkat never follows a link
     except FileNotFoundError:
         return
-    if stat.S_ISDIR(info.st_mode):
-        target.forget(path)
-        shutil.rmtree(name, dir_fd=fd)
-    else:
-        os.unlink(name, dir_fd=fd)
 
 
 def _create(target: FolderWalker, source: FolderWalker | None, path: str, node: Node) -> None:
@@ -129,7 +129,8 @@ def _copy_file(source: FolderWalker, path: str, fd: int, name: str, node: Node) 
                     raise
                 _copy_bytes(src, dst)
             info = os.fstat(src)
-            os.fchown(dst, node.uid, node.gid)
+            if (node.uid, node.gid) != (os.geteuid(), os.getegid()):
+                os.fchown(dst, node.uid, node.gid)
             os.fchmod(dst, node.mode)  # after chown, which clears setuid bits
             os.utime(dst, ns=(info.st_atime_ns, info.st_mtime_ns))
         finally:

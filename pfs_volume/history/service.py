@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pfs_volume.btrfs.changes import changes
 from pfs_volume.diff import Change
 from pfs_volume.errors import Conflict, InvalidRequest, MergeConflict, NotFound
 from pfs_volume.filenames import printable, to_wire
@@ -86,25 +88,27 @@ class HistoryService:
             if head is None:
                 raise Conflict(f"branch {repo}/{branch} has no commits to revert on")
             self.repos.refuse_if_busy(repo, branch, "revert on")
-            undo = self._plan(repo, target.id, head, parent.id if parent else None, None)
-            if undo.conflicts:
-                raise _refusal(
-                    f"cannot revert {target.id} on {repo}/{branch}: the branch changed these "
-                    "paths again since",
-                    undo.conflicts,
-                    ours="the branch since",
-                    theirs="the revert",
+            with self._trees(repo, target.id, head, parent.id if parent else None) as trees:
+                undo = self._plan(trees, None)
+                if undo.conflicts:
+                    raise _refusal(
+                        f"cannot revert {target.id} on {repo}/{branch}: the branch changed "
+                        "these paths again since",
+                        undo.conflicts,
+                        ours="the branch since",
+                        theirs="the revert",
+                    )
+                if not undo.take:
+                    raise Conflict(f"commit {target.id} changed nothing that could be undone")
+                made = self._write(
+                    repo,
+                    branch,
+                    trees,
+                    undo,
+                    head,
+                    f"revert {target.id[:12]}: {target.message}",
+                    REVERT_ORIGIN,
                 )
-            if not undo.take:
-                raise Conflict(f"commit {target.id} changed nothing that could be undone")
-            made = self._write(
-                repo,
-                branch,
-                undo,
-                (target.id, head, parent.id if parent else None),
-                f"revert {target.id[:12]}: {target.message}",
-                REVERT_ORIGIN,
-            )
             if made is None:
                 raise Conflict(f"commit {target.id} changed nothing that could be undone")
             log.info("repo=%s branch=%s commit=%s reverted %s", repo, branch, made.id, target.id)
@@ -142,24 +146,27 @@ class HistoryService:
             base = bases[0] if bases else None
             if len(bases) > 1:
                 log.info("repo=%s %d merge bases; using the newest, %s", repo, len(bases), base)
-            merged = self._plan(repo, base, ours, theirs, STRATEGIES.get(strategy or ""))
-            if merged.conflicts:
-                raise _refusal(
-                    f"cannot merge {source} into {target}: both changed these paths in ways "
-                    "that cannot both hold; give --strategy ours or theirs to settle them",
-                    merged.conflicts,
-                    ours=target,
-                    theirs=source,
+            with self._trees(repo, base, ours, theirs) as trees:
+                merged = self._plan(trees, STRATEGIES.get(strategy or ""))
+                if merged.conflicts:
+                    raise _refusal(
+                        f"cannot merge {source} into {target}: both changed these paths in "
+                        "ways that cannot both hold; give --strategy ours or theirs to settle "
+                        "them",
+                        merged.conflicts,
+                        ours=target,
+                        theirs=source,
+                    )
+                made = self._write(
+                    repo,
+                    target,
+                    trees,
+                    merged,
+                    ours,
+                    f"merge {source} ({theirs[:12]}) into {target}",
+                    MERGE_ORIGIN,
+                    merge_parents=(theirs,),
                 )
-            made = self._write(
-                repo,
-                target,
-                merged,
-                (base, ours, theirs),
-                f"merge {source} ({theirs[:12]}) into {target}",
-                MERGE_ORIGIN,
-                merge_parents=(theirs,),
-            )
             assert made is not None  # a merge commit is made even when no file changed
             log.info("repo=%s merged %s into %s: %s", repo, source, target, made.id)
             return MergeResult("merged", made.id, made)
@@ -173,31 +180,33 @@ class HistoryService:
 
         return merge_bases(ours, theirs, lookup)
 
-    def _plan(
-        self, repo: str, base: str | None, ours: str, theirs: str | None, strategy: Side | None
-    ) -> Plan:
-        with self._trees(repo, base, ours, theirs) as trees:
-            touched_ours = trees.touched(Side.OURS, self._changes(repo, base, ours))
-            touched_theirs = trees.touched(Side.THEIRS, self._changes(repo, base, theirs))
-            return plan(trees, touched_ours, touched_theirs, strategy)
+    def _plan(self, trees: SnapshotTrees, strategy: Side | None) -> Plan:
+        """Plan the three-way merge of ``trees``. The two ``btrfs send`` listings run at
+        once: most of their time is the kernel's walk, not Python's."""
+        base = trees.roots[Side.BASE]
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pfs-merge") as pool:
+            listings = {
+                side: pool.submit(_changes, base, trees.roots[side])
+                for side in (Side.OURS, Side.THEIRS)
+            }
+            touched = {side: trees.touched(side, job.result()) for side, job in listings.items()}
+        return plan(trees, touched[Side.OURS], touched[Side.THEIRS], strategy)
 
     def _write(
         self,
         repo: str,
         branch: str,
+        trees: SnapshotTrees,
         chosen: Plan,
-        commits: tuple[str | None, str, str | None],
+        ours: str,
         message: str,
         origin: str,
         merge_parents: tuple[str, ...] = (),
     ) -> CommitRecord | None:
         """Write the plan into the branch's (clean) working copy and commit it; on any
         failure drop the working copy, so the branch is as it was."""
-        base, ours, theirs = commits
         try:
-            work = self.repos.working_copy(repo, branch)
-            with self._trees(repo, base, ours, theirs) as trees:
-                apply_plan(work, trees, chosen.take)
+            apply_plan(self.repos.working_copy(repo, branch), trees, chosen.take)
             return self.repos.commit_working_copy(
                 repo, branch, message, origin, merge_parents=merge_parents
             )
@@ -221,12 +230,13 @@ class HistoryService:
             repo, self.repos.require_data(self.repos.get_commit(repo, commit)).id
         )
 
-    def _changes(self, repo: str, base: str | None, side: str | None) -> list[Change] | None:
-        """What ``btrfs send`` lists from ``base`` to ``side``; None when either is the
-        empty tree (every path of the other counts then)."""
-        if base is None or side is None:
-            return None
-        return self.repos.diff(repo, Ref(side), Ref(base))[2]
+
+def _changes(base: Path | None, side: Path | None) -> list[Change] | None:
+    """What ``btrfs send`` lists from ``base`` to ``side``; None when either is the empty
+    tree (every path of the other counts then)."""
+    if base is None or side is None:
+        return None
+    return changes(base, side)
 
 
 def _refusal(

@@ -186,6 +186,7 @@ class SnapshotTrees:
 
     def __init__(self, base: Path | None, ours: Path | None, theirs: Path | None) -> None:
         roots = {Side.BASE: base, Side.OURS: ours, Side.THEIRS: theirs}
+        self.roots = roots
         self.walkers = {side: FolderWalker(root) for side, root in roots.items() if root}
         self._nodes: dict[tuple[Side, str], Node | None] = {}
 
