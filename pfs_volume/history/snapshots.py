@@ -26,9 +26,8 @@ from types import TracebackType
 from pfs_volume.diff import Change
 from pfs_volume.errors import StorageError
 from pfs_volume.history.threeway import Node, Side, kind_of
+from pfs_volume.safepath import FILE_FLAGS, FOLDER_FLAGS
 
-FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 CHUNK = 1024 * 1024
 OPEN_FOLDERS = 64
 """Folder descriptors kept open per run (most paths of a change share folders)."""
