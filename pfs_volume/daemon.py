@@ -21,6 +21,7 @@ from pfs_volume.btrfs import BtrfsPool, PoolImage, prepare_pool
 from pfs_volume.cluster import placement
 from pfs_volume.config import Settings
 from pfs_volume.errors import Conflict, PfsError, StorageError
+from pfs_volume.history.journal import recover_merges
 from pfs_volume.meta import MetadataStore, SqliteStore
 from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
@@ -83,6 +84,8 @@ class Daemon:
                 log.info("repo=%s: an import interrupted by a crash was undone", name)
             for name in recover_puts(self.repos):
                 log.info("branch=%s: a put interrupted by a crash left it clean", name)
+            for name in recover_merges(self.repos):
+                log.info("branch=%s: a merge interrupted by a crash was undone", name)
             log.info(
                 "recovered: %d commit(s) finished, %d redone, %d abandoned, %d repo(s) purged",
                 len(report.finished),

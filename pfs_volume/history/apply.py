@@ -23,6 +23,7 @@ import stat
 from pathlib import Path
 
 from pfs_volume.errors import StorageError
+from pfs_volume.failpoints import failpoint
 from pfs_volume.history.snapshots import FolderWalker, SnapshotTrees, split
 from pfs_volume.history.threeway import Node, Side
 
@@ -49,6 +50,7 @@ def apply_plan(work: Path, trees: SnapshotTrees, take: list[str]) -> None:
             ours, theirs = trees.node(Side.OURS, path), trees.node(Side.THEIRS, path)
             if ours is not None and not (ours.kind == "dir" and theirs and theirs.kind == "dir"):
                 _remove(target, path, ours)
+        failpoint("merge.during_apply")
         for path in sorted(take, key=_depth):
             theirs = trees.node(Side.THEIRS, path)
             if theirs is not None:

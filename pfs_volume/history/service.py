@@ -15,7 +15,8 @@ Both are a three-way merge (``threeway``) of snapshots read without following li
 A conflict refuses the whole operation with every conflicting path and what each side
 did there, and changes nothing; for merge a strategy (``ours``/``theirs``) settles them.
 A failure while writing the working copy drops it (it was clean: the next use makes it
-again from the head), so a failed merge or revert changes nothing either.
+again from the head), so a failed merge or revert changes nothing either; a crash does
+the same at the next start (``journal``).
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from pathlib import Path
 from pfs_volume.btrfs.changes import changes
 from pfs_volume.diff import Change
 from pfs_volume.errors import Conflict, InvalidRequest, MergeConflict, NotFound
+from pfs_volume.failpoints import failpoint
 from pfs_volume.filenames import printable, to_wire
 from pfs_volume.history.ancestry import GraphNode, merge_bases
 from pfs_volume.history.apply import apply_plan
+from pfs_volume.history.journal import MergeMarker
 from pfs_volume.history.snapshots import SnapshotTrees
 from pfs_volume.history.threeway import PathConflict, Plan, Side, plan
 from pfs_volume.meta import CommitRecord
@@ -204,9 +207,13 @@ class HistoryService:
         merge_parents: tuple[str, ...] = (),
     ) -> CommitRecord | None:
         """Write the plan into the branch's (clean) working copy and commit it; on any
-        failure drop the working copy, so the branch is as it was."""
+        failure (or, through the marker, a crash) drop the working copy, so the branch
+        is as it was."""
+        work = self.repos.working_copy(repo, branch)
+        marker = MergeMarker.write(self.repos, repo, branch, ours)
         try:
-            apply_plan(self.repos.working_copy(repo, branch), trees, chosen.take)
+            apply_plan(work, trees, chosen.take)
+            failpoint("merge.before_commit")
             return self.repos.commit_working_copy(
                 repo, branch, message, origin, merge_parents=merge_parents
             )
@@ -214,6 +221,8 @@ class HistoryService:
             if self.repos.get_branch(repo, branch).head == ours:
                 self.repos.drop_working_copy(repo, branch)
             raise
+        finally:
+            marker.clear()
 
     @contextmanager
     def _trees(
