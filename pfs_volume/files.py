@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -217,7 +216,7 @@ class FileService:
                         raise InvalidRequest(
                             f"{safepath.shown(parts)} is a folder; use -r to remove it"
                         )
-                    shutil.rmtree(parts[-1], dir_fd=parent)
+                    safepath.remove_tree(parent, parts[-1])
                 else:
                     os.unlink(parts[-1], dir_fd=parent)
             made = self.repos.commit_working_copy(

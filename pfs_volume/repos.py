@@ -94,6 +94,7 @@ class RecoveryReport:
 IMPORT_MARKER = ".pfs-import"
 """In a repo folder that an import moved into place before its records were written."""
 MAX_DESCRIPTION = 4096
+MAX_KEEP_LAST = 1_000_000_000
 LOCK_TIMEOUT = 50.0
 """Seconds an operation waits for a repo or branch lock: below the 60 s Docker gives
 every plugin call but Mount, so a busy repo answers "busy" instead of timing out."""
@@ -343,6 +344,12 @@ class RepoService:
             count. Conflict: when it exists.
         """
         check_component(name, "repo")
+        bad = next((c for c in description if ord(c) < 32 and c not in "\n\t"), None)
+        if bad is not None:
+            raise InvalidRequest(
+                f"the description holds the control character {bad!r}; text, tabs and "
+                "line breaks are accepted"
+            )
         if len(description) > MAX_DESCRIPTION:
             raise InvalidRequest(
                 f"the description is {len(description)} characters long; at most "
@@ -687,8 +694,10 @@ class RepoService:
         """
         if keep_last is None and older_than is None:
             raise InvalidRequest("gc needs --keep-last N or --older-than DURATION (or both)")
-        if keep_last is not None and keep_last < 0:
-            raise InvalidRequest(f"keep-last must be 0 or more, not {keep_last}")
+        if keep_last is not None and not 0 <= keep_last <= MAX_KEEP_LAST:
+            raise InvalidRequest(
+                f"keep-last must be a whole number from 0 to {MAX_KEEP_LAST:,}, not {keep_last}"
+            )
         with self.repo_lock(repo):
             self.get_repo(repo)
             commits = [c for c in self.store.list_commits(repo) if not c.pruned]

@@ -292,3 +292,78 @@ def closing(fd: int) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+def entries(folder: int) -> list[tuple[str, bool]]:
+    """The names in an open folder, each with whether it is a folder (links are not),
+    read through a fresh descriptor so the folder's own offset is left alone."""
+    fd = os.open(".", FOLDER_FLAGS, dir_fd=folder)
+    try:
+        with os.scandir(fd) as found:
+            return [(e.name, e.is_dir(follow_symlinks=False)) for e in found]
+    finally:
+        os.close(fd)
+
+
+def remove_tree(folder: int, name: str) -> None:
+    """Remove the folder ``name`` in ``folder`` and everything in it, never following a
+    link, at any depth: iterative (no recursion limit), one descriptor per level below.
+
+    Raises:
+        OSError: when the file system refuses (the tree is then partly removed).
+    """
+    # Each frame: (its parent's fd, its name, its fd, the subfolders still to remove).
+    stack: list[tuple[int, str, int, list[str]]] = []
+    try:
+        stack.append(_frame(folder, name))
+        while stack:
+            parent, current, fd, pending = stack[-1]
+            if pending:
+                stack.append(_frame(fd, pending.pop()))
+                continue
+            stack.pop()
+            os.close(fd)
+            os.rmdir(current, dir_fd=parent)
+    finally:
+        for _parent, _name, fd, _pending in stack:
+            os.close(fd)
+
+
+def _frame(parent: int, name: str) -> tuple[int, str, int, list[str]]:
+    fd = os.open(name, FOLDER_FLAGS, dir_fd=parent)
+    try:
+        subfolders = []
+        for entry, is_folder in entries(fd):
+            if is_folder:
+                subfolders.append(entry)
+            else:
+                os.unlink(entry, dir_fd=fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return parent, name, fd, subfolders
+
+
+def walk_tree(root: os.PathLike[str] | str) -> Iterator[tuple[str, int, str]]:
+    """Every entry under ``root`` as ``(folder path relative to root, folder fd, name)``
+    (the fd is valid while the caller handles that entry; ``lstat`` the name in it),
+    never following a link, at any depth: iterative, one descriptor per level."""
+    top = open_root(root)
+    stack: list[tuple[str, int, list[tuple[str, bool]]]] = []
+    try:
+        stack.append(("", top, entries(top)))
+        while stack:
+            path, fd, pending = stack[-1]
+            if not pending:
+                stack.pop()
+                os.close(fd)
+                continue
+            name, is_folder = pending.pop()
+            yield path, fd, name
+            if is_folder:
+                child = os.open(name, FOLDER_FLAGS, dir_fd=fd)
+                inner = f"{path}/{name}" if path else name
+                stack.append((inner, child, entries(child)))
+    finally:
+        for _path, fd, _pending in stack:
+            os.close(fd)

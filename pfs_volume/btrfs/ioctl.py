@@ -151,3 +151,43 @@ def sync(path: Path) -> None:
 def _uuid(raw: ctypes.Array[ctypes.c_uint8]) -> str | None:
     data = bytes(raw)
     return None if data == bytes(BTRFS_UUID_SIZE) else str(uuid.UUID(bytes=data))
+
+
+class _InoPathArgs(ctypes.Structure):
+    _fields_ = [
+        ("inum", ctypes.c_uint64),
+        ("size", ctypes.c_uint64),
+        ("reserved", ctypes.c_uint64 * 4),
+        ("fspath", ctypes.c_uint64),
+    ]
+
+
+BTRFS_IOC_INO_PATHS = 0xC0000000 | (ctypes.sizeof(_InoPathArgs) << 16) | (0x94 << 8) | 35
+INO_PATHS_BUFFER = 64 * 1024
+"""Bytes for the answer: a file's names past that are reported missing, and refused."""
+
+
+def inode_paths(subvolume: Path, inode: int) -> list[str]:
+    """Every name (hard link) of inode ``inode`` in ``subvolume``, relative to its root
+    (bytes that are not UTF-8 kept as surrogate escapes).
+
+    Raises:
+        StorageError: the ioctl failed, or the names do not fit the answer.
+    """
+    buffer = ctypes.create_string_buffer(INO_PATHS_BUFFER)
+    args = _InoPathArgs(inum=inode, size=INO_PATHS_BUFFER, fspath=ctypes.addressof(buffer))
+    with _opened(subvolume) as fd:
+        _call("resolving the names of an inode in", subvolume, fd, BTRFS_IOC_INO_PATHS, args)
+    raw = buffer.raw
+    # struct btrfs_data_container: bytes_left, bytes_missing, elem_cnt, elem_missed
+    # (u32 each), then elem_cnt u64 offsets (from the offsets' start) of C strings.
+    missing, count, missed = (int.from_bytes(raw[i : i + 4], "little") for i in (4, 8, 12))
+    if missing or missed:
+        raise StorageError(f"an inode of {subvolume} has more names than pfs can list")
+    start = 16
+    paths = []
+    for i in range(count):
+        offset = int.from_bytes(raw[start + 8 * i : start + 8 * i + 8], "little")
+        end = raw.index(b"\0", start + offset)
+        paths.append(os.fsdecode(raw[start + offset : end]))
+    return paths

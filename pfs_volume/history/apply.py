@@ -18,14 +18,14 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import shutil
 import stat
 from pathlib import Path
 
 from pfs_volume.errors import StorageError
 from pfs_volume.failpoints import failpoint
-from pfs_volume.history.snapshots import FolderWalker, SnapshotTrees, split
+from pfs_volume.history.snapshots import FolderWalker, SnapshotTrees, at, read_xattrs, split
 from pfs_volume.history.threeway import Node, Side
+from pfs_volume.safepath import remove_tree
 
 FICLONE = 0x40049409
 """ioctl(dest, FICLONE, src): share all of src's extents (a reflink copy)."""
@@ -44,7 +44,7 @@ def apply_plan(work: Path, trees: SnapshotTrees, take: list[str]) -> None:
         StorageError: when the working copy does not hold what our side holds, or a
             file system call fails.
     """
-    with FolderWalker(work) as target:
+    with FolderWalker(work, read_only=False) as target:
         source = trees.walkers.get(Side.THEIRS)
         for path in sorted(take, key=_depth, reverse=True):
             ours, theirs = trees.node(Side.OURS, path), trees.node(Side.THEIRS, path)
@@ -80,7 +80,7 @@ def _remove(target: FolderWalker, path: str, ours: Node) -> None:
     try:
         if ours.kind == "dir":
             target.forget(path)
-            shutil.rmtree(name, dir_fd=fd)
+            remove_tree(fd, name)
         else:
             os.unlink(name, dir_fd=fd)  # unlinkat never follows a link
     except FileNotFoundError:
@@ -94,6 +94,7 @@ def _create(target: FolderWalker, source: FolderWalker | None, path: str, node: 
         root = _folder(target, "")
         os.fchown(root, node.uid, node.gid)
         os.fchmod(root, node.mode)
+        _set_xattrs(root, node)
         return
     folder, name = split(path)
     fd = _folder(target, folder)
@@ -111,12 +112,26 @@ def _create(target: FolderWalker, source: FolderWalker | None, path: str, node: 
         assert node.target is not None
         os.symlink(node.target, name, dir_fd=fd)
         os.chown(name, node.uid, node.gid, dir_fd=fd, follow_symlinks=False)
+        _set_xattrs(at(fd, name), node)
         return
     else:
         os.mknod(name, _SPECIAL[node.kind] | 0o600, node.rdev, dir_fd=fd)
     # A folder or special file that was just made (or checked) here: not a link.
     os.chown(name, node.uid, node.gid, dir_fd=fd, follow_symlinks=False)
     os.chmod(name, node.mode, dir_fd=fd)
+    _set_xattrs(at(fd, name), node)
+
+
+def _set_xattrs(where: int | str, node: Node) -> None:
+    """Make the entry's extended attributes exactly the node's (after its owner and mode:
+    a chown clears file capabilities). ``where``: a descriptor or an ``at`` path."""
+    follow = isinstance(where, int)
+    wanted = dict(node.xattrs)
+    for name, _value in read_xattrs(where):
+        if name not in wanted:
+            os.removexattr(where, name, follow_symlinks=follow)
+    for name, value in node.xattrs:
+        os.setxattr(where, name, value, follow_symlinks=follow)
 
 
 def _copy_file(source: FolderWalker, path: str, fd: int, name: str, node: Node) -> None:
@@ -134,6 +149,7 @@ def _copy_file(source: FolderWalker, path: str, fd: int, name: str, node: Node) 
             if (node.uid, node.gid) != (os.geteuid(), os.getegid()):
                 os.fchown(dst, node.uid, node.gid)
             os.fchmod(dst, node.mode)  # after chown, which clears setuid bits
+            _set_xattrs(dst, node)
             os.utime(dst, ns=(info.st_atime_ns, info.st_mtime_ns))
         finally:
             os.close(dst)

@@ -3,7 +3,9 @@
 Both are a three-way merge (``threeway``) of snapshots read without following links
 (``snapshots``) and written into the branch's working copy (``apply``), then committed:
 
-* merge SOURCE into TARGET: base = the nearest common ancestor in the commit graph,
+* merge SOURCE into TARGET: base = the nearest common ancestor in the commit graph
+  (after criss-cross merges there are several: where they disagree on a path, only
+  both sides agreeing settles it, anything else is a conflict),
   ours = TARGET's head, theirs = SOURCE's head. The merge commit records both heads
   (``parents``), so the next merge of the same branches starts from this one and only
   sees what changed since. When one head descends from the other it is up to date or a
@@ -37,7 +39,7 @@ from pfs_volume.history.ancestry import GraphNode, merge_bases
 from pfs_volume.history.apply import apply_plan
 from pfs_volume.history.journal import MergeMarker
 from pfs_volume.history.snapshots import SnapshotTrees
-from pfs_volume.history.threeway import PathConflict, Plan, Side, plan
+from pfs_volume.history.threeway import PathConflict, Plan, Side, plan, same
 from pfs_volume.meta import CommitRecord
 from pfs_volume.names import Ref
 from pfs_volume.repos import RepoService
@@ -147,10 +149,9 @@ class HistoryService:
                 return MergeResult("fast-forward", record.head or theirs)
             self.repos.refuse_if_busy(repo, target, "merge into")
             base = bases[0] if bases else None
-            if len(bases) > 1:
-                log.info("repo=%s %d merge bases; using the newest, %s", repo, len(bases), base)
             with self._trees(repo, base, ours, theirs) as trees:
-                merged = self._plan(trees, STRATEGIES.get(strategy or ""))
+                unsure = self._disagreements(repo, bases)
+                merged = self._plan(trees, STRATEGIES.get(strategy or ""), unsure)
                 if merged.conflicts:
                     raise _refusal(
                         f"cannot merge {source} into {target}: both changed these paths in "
@@ -183,7 +184,22 @@ class HistoryService:
 
         return merge_bases(ours, theirs, lookup)
 
-    def _plan(self, trees: SnapshotTrees, strategy: Side | None) -> Plan:
+    def _disagreements(self, repo: str, bases: list[str]) -> set[str]:
+        """The paths where several merge bases (after criss-cross merges) hold different
+        things: there no base says what either side changed, so the plan settles such a
+        path only when both sides agree on it (git builds a virtual base instead)."""
+        unsure: set[str] = set()
+        for other in bases[1:]:
+            with self._trees(repo, bases[0], other, None) as pair:
+                listed = _changes(pair.roots[Side.BASE], pair.roots[Side.OURS])
+                for path in pair.touched(Side.OURS, listed):
+                    if not same(pair, Side.BASE, Side.OURS, path):
+                        unsure.add(path)
+        return unsure
+
+    def _plan(
+        self, trees: SnapshotTrees, strategy: Side | None, unsure: set[str] | None = None
+    ) -> Plan:
         """Plan the three-way merge of ``trees``. The two ``btrfs send`` listings run at
         once: most of their time is the kernel's walk, not Python's."""
         base = trees.roots[Side.BASE]
@@ -193,7 +209,7 @@ class HistoryService:
                 for side in (Side.OURS, Side.THEIRS)
             }
             touched = {side: trees.touched(side, job.result()) for side, job in listings.items()}
-        return plan(trees, touched[Side.OURS], touched[Side.THEIRS], strategy)
+        return plan(trees, touched[Side.OURS], touched[Side.THEIRS], strategy, unsure or set())
 
     def _write(
         self,

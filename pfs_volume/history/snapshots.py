@@ -23,10 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
+from pfs_volume.btrfs.ioctl import inode_paths
 from pfs_volume.diff import Change
 from pfs_volume.errors import StorageError
 from pfs_volume.history.threeway import Node, Side, kind_of
-from pfs_volume.safepath import FILE_FLAGS, FOLDER_FLAGS
+from pfs_volume.safepath import FILE_FLAGS, FOLDER_FLAGS, entries
 
 CHUNK = 1024 * 1024
 OPEN_FOLDERS = 64
@@ -42,7 +43,11 @@ def split(path: str) -> tuple[str, str]:
     return folder, name
 
 
-def node_of(info: os.stat_result, target: str | None = None) -> Node:
+def node_of(
+    info: os.stat_result,
+    target: str | None = None,
+    xattrs: tuple[tuple[str, bytes], ...] = (),
+) -> Node:
     """The ``Node`` an ``lstat`` describes (``target``: a symlink's)."""
     kind = kind_of(info.st_mode)
     return Node(
@@ -53,40 +58,75 @@ def node_of(info: os.stat_result, target: str | None = None) -> Node:
         size=info.st_size if kind == "file" else 0,
         target=target,
         rdev=info.st_rdev if kind in ("char", "block") else 0,
+        xattrs=xattrs,
     )
+
+
+def read_xattrs(where: int | str) -> tuple[tuple[str, bytes], ...]:
+    """The extended attributes of an open descriptor, or of a path given as
+    ``/proc/self/fd/FOLDER/NAME`` (read without following a link there), sorted."""
+    follow = isinstance(where, int)  # a descriptor is what it is: nothing to follow
+    try:
+        names = os.listxattr(where, follow_symlinks=follow)
+        return tuple(sorted((n, os.getxattr(where, n, follow_symlinks=follow)) for n in names))
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.ENODATA):
+            return ()
+        raise
+
+
+def at(folder: int, name: str) -> str:
+    """A path naming ``name`` in the open ``folder`` (for calls with no ``dir_fd``): the
+    kernel resolves the folder from the descriptor, so no link on the way is followed."""
+    return f"/proc/self/fd/{folder}/{name}"
 
 
 class FolderWalker:
     """Opens folders of one tree by relative path, never through a link, and keeps the
     most recently used ones open. Close it (or use it as a context manager)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, read_only: bool = True) -> None:
         self.root = root
         self._open: OrderedDict[str, int] = OrderedDict()
+        self._absent: set[str] | None = set() if read_only else None
+        """Folders found missing (only for a read-only tree, where they stay missing)."""
+        self.linked: dict[str, int] = {}
+        """Inode numbers of the regular files ``node`` met that have other names too."""
 
     def folder(self, path: str) -> int | None:
         """A descriptor of the folder at ``path`` ("" is the root; owned by the walker),
-        or None when no folder is there (absent, a file, or a link on the way)."""
+        or None when no folder is there (absent, a file, or a link on the way). Opened
+        from the nearest folder above it that is open already, one name at a time
+        (iterative: any depth)."""
         if path in self._open:
             self._open.move_to_end(path)
             return self._open[path]
-        if path == "":
-            fd = os.open(self.root, FOLDER_FLAGS)  # the snapshot's own path is pfs's
-        else:
-            parent_path, name = split(path)
-            parent = self.folder(parent_path)
-            if parent is None:
+        names = path.split("/") if path else []
+        known = len(names)
+        while known > 0:
+            prefix = "/".join(names[:known])
+            if prefix in self._open:
+                break
+            if self._absent is not None and prefix in self._absent:
                 return None
+            known -= 1
+        prefix = "/".join(names[:known])
+        if prefix not in self._open:
+            self._open[prefix] = os.open(self.root, FOLDER_FLAGS)  # pfs's own path
+        fd = self._open[prefix]
+        for depth in range(known, len(names)):
+            prefix = "/".join(names[: depth + 1])
             try:
-                fd = os.open(name, FOLDER_FLAGS, dir_fd=parent)
+                fd = os.open(names[depth], FOLDER_FLAGS, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in _GONE:
+                    if self._absent is not None:
+                        self._absent.add(prefix)
                     return None
                 raise
-        self._open[path] = fd
-        while len(self._open) > OPEN_FOLDERS:
-            _, old = self._open.popitem(last=False)
-            os.close(old)
+            self._open[prefix] = fd
+            while len(self._open) > OPEN_FOLDERS:
+                os.close(self._open.popitem(last=False)[1])
         return fd
 
     def _root(self) -> int:
@@ -104,7 +144,7 @@ class FolderWalker:
         """What the tree holds at ``path`` ("" is the root folder itself), never following
         a link; None for nothing."""
         if path == "":
-            return node_of(os.fstat(self._root()))
+            return node_of(os.fstat(self._root()), xattrs=read_xattrs(self._root()))
         folder, name = split(path)
         fd = self.folder(folder)
         if fd is None:
@@ -115,8 +155,10 @@ class FolderWalker:
             if exc.errno in _GONE:
                 return None
             raise
+        if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            self.linked[path] = info.st_ino
         target = os.readlink(name, dir_fd=fd) if stat.S_ISLNK(info.st_mode) else None
-        return node_of(info, target)
+        return node_of(info, target, read_xattrs(at(fd, name)))
 
     def open_file(self, path: str) -> int:
         """A read-only descriptor of the regular file at ``path`` (the caller closes it).
@@ -140,27 +182,19 @@ class FolderWalker:
 
     def walk(self, path: str) -> Iterator[str]:
         """Every path under the folder at ``path`` (not ``path`` itself), links listed
-        and never followed, nothing else opened; nothing when no folder is there."""
-        top = self.folder(path)
-        if top is None:
-            return
-        pending = [(path, os.open(".", FOLDER_FLAGS, dir_fd=top))]
-        try:
-            while pending:
-                folder, fd = pending.pop()
-                try:
-                    with os.scandir(fd) as entries:
-                        names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
-                    for name, is_folder in names:
-                        inner = f"{folder}/{name}" if folder else name
-                        yield inner
-                        if is_folder:
-                            pending.append((inner, os.open(name, FOLDER_FLAGS, dir_fd=fd)))
-                finally:
-                    os.close(fd)
-        finally:
-            for _, fd in pending:
-                os.close(fd)
+        and never followed, nothing else opened; nothing when no folder is there.
+        Folders are opened one at a time through ``folder`` (any depth or width)."""
+        pending = [path]
+        while pending:
+            folder = pending.pop()
+            fd = self.folder(folder)
+            if fd is None:
+                continue
+            for name, is_folder in entries(fd):
+                inner = f"{folder}/{name}" if folder else name
+                yield inner
+                if is_folder:
+                    pending.append(inner)
 
     def close(self) -> None:
         """Close every folder descriptor it holds."""
@@ -234,7 +268,21 @@ class SnapshotTrees:
             # A renamed folder: everything in it moved too (the listing names it once).
             found.update(self.walkers[side].walk(change.path))
             found.update(self.walkers[Side.BASE].walk(change.old_path))
-        return found
+        return self._with_other_names(side, found)
+
+    def _with_other_names(self, side: Side, found: set[str]) -> set[str]:
+        """``found`` and every other name of the hard-linked files in it: a change made
+        through one name is a change at all of them, though the listing names one."""
+        names = set(found)
+        for path in sorted(found):  # folders before what is in them: one open a level
+            for which in (side, Side.BASE):
+                walker = self.walkers.get(which)
+                if walker is None or self.node(which, path) is None:
+                    continue
+                inode = walker.linked.get(path)
+                if inode is not None:
+                    names.update(inode_paths(walker.root, inode))
+        return names
 
     def close(self) -> None:
         """Close every descriptor."""

@@ -48,6 +48,7 @@ class Node:
         size: a file's size in bytes (0 for other kinds).
         target: a symlink's target (None for other kinds).
         rdev: a device node's device number (0 for other kinds).
+        xattrs: its extended attributes as (name, value), sorted.
     """
 
     kind: str
@@ -57,6 +58,8 @@ class Node:
     size: int = 0
     target: str | None = None
     rdev: int = 0
+    xattrs: tuple[tuple[str, bytes], ...] = ()
+    """Extended attributes (ACLs and file capabilities among them), sorted by name."""
 
     def describe(self) -> str:
         """``file``, ``folder``, ``symlink`` ...: the kind as a user says it."""
@@ -136,6 +139,7 @@ def plan(
     touched_ours: set[str],
     touched_theirs: set[str],
     strategy: Side | None = None,
+    unsure: set[str] | frozenset[str] = frozenset(),
 ) -> Plan:
     """Decide every path either side touched since the base.
 
@@ -145,13 +149,21 @@ def plan(
             on that side (a superset is fine; a missing path is a change lost).
         strategy: ``Side.OURS`` or ``Side.THEIRS`` settles every conflict for that side;
             None leaves conflicts in the plan.
+        unsure: paths where the base is not known (several merge bases disagree): each
+            is settled only when both sides hold the same, else it is a conflict.
     Returns:
         The plan.
     """
     decided: dict[str, Side] = {}
     clashes: dict[str, PathConflict] = {}
-    for path in touched_ours | touched_theirs:
-        side = _decide(trees, path, path in touched_ours, path in touched_theirs)
+    # In path order, so that a folder is read just before what is in it (folders are
+    # opened from the nearest one open already: any depth costs one open a level).
+    for path in sorted(touched_ours | touched_theirs | unsure):
+        if path in unsure:
+            agree = same(trees, Side.OURS, Side.THEIRS, path)
+            side: Side | None = Side.OURS if agree else None
+        else:
+            side = _decide(trees, path, path in touched_ours, path in touched_theirs)
         if side is None:
             clashes[path] = PathConflict(
                 path, describe(trees, Side.OURS, path), describe(trees, Side.THEIRS, path)
@@ -234,4 +246,6 @@ def describe(trees: Trees, side: Side, path: str) -> str:
         done.append(f"changed its mode {before.mode:o} -> {after.mode:o}")
     if (before.uid, before.gid) != (after.uid, after.gid):
         done.append(f"changed its owner to {after.uid}:{after.gid}")
+    if before.xattrs != after.xattrs:
+        done.append("changed its extended attributes")
     return " and ".join(done) or "modified"

@@ -1,0 +1,1 @@
+from tests.protocol.conftest import api_http  # noqa: F401
