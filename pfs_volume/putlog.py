@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pfs_volume import safepath
+from pfs_volume.durable import sync_folder, write_synced
 from pfs_volume.errors import PfsError
 from pfs_volume.repos import RepoService
 from pfs_volume.upload import TEMP_PREFIX
@@ -59,8 +60,8 @@ class PutMarker:
             "head": record.head,
             "generation": record.clean_generation,
         }
-        _write_synced(path, body)
-        _sync_folder(folder)
+        write_synced(path, body)
+        sync_folder(folder)
         return cls(path)
 
     def placing(self, folder: tuple[str, ...], temp: str) -> None:
@@ -71,16 +72,16 @@ class PutMarker:
         body = json.loads(self.path.read_text())
         body.update(phase="placing", folder=list(folder), temp=temp)
         staged = self.path.with_suffix(".new")
-        _write_synced(staged, body)
+        write_synced(staged, body)
         os.replace(staged, self.path)
-        _sync_folder(self.path.parent)
+        sync_folder(self.path.parent)
 
     def clear(self) -> None:
         """Remove the marker (flushed to disk); again is a no-op."""
         if self.path is None:
             return
         self.path.unlink(missing_ok=True)
-        _sync_folder(self.path.parent)
+        sync_folder(self.path.parent)
         self.path = None
 
 
@@ -134,20 +135,3 @@ def _unnamed(root: Path, body: dict[str, Any]) -> bool:
             return True
     except PfsError:  # its folder is gone or not a folder: it was never named there
         return False
-
-
-def _write_synced(path: Path, body: dict[str, Any]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, json.dumps(body).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 from pathlib import Path
 
+from pfs_volume.durable import sync_folder, write_synced
 from pfs_volume.errors import PfsError
 from pfs_volume.repos import RepoService
 
@@ -41,19 +41,14 @@ class MergeMarker:
         folder = repos.pool.root / FOLDER
         folder.mkdir(mode=0o700, exist_ok=True)
         path = folder / secrets.token_hex(16)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, json.dumps({"repo": repo, "branch": branch, "head": head}).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _sync(folder)
+        write_synced(path, {"repo": repo, "branch": branch, "head": head})
+        sync_folder(folder)
         return cls(path)
 
     def clear(self) -> None:
         """Remove the marker (flushed to disk)."""
         self.path.unlink(missing_ok=True)
-        _sync(self.path.parent)
+        sync_folder(self.path.parent)
 
 
 def recover_merges(repos: RepoService) -> list[str]:
@@ -78,11 +73,3 @@ def recover_merges(repos: RepoService) -> list[str]:
             log.warning("merge marker %s unreadable, dropped: %s", marker.name, exc)
         marker.unlink(missing_ok=True)
     return dropped
-
-
-def _sync(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -3,7 +3,6 @@ commit path, restarts, and must show exactly one whole commit with nothing lost.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,6 @@ CRASH_POINTS = {
     # committed, but Docker never got the answer: nothing to recover
     "commit.after_finish": "0 commit(s) finished, 0 redone, 0 abandoned",
 }
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[PfsNode]:
-    pfs = PfsNode(tmp_path / "state")
-    try:
-        yield pfs
-    finally:
-        pfs.cleanup()
 
 
 def commits_on_disk(node: PfsNode, repo: str) -> list[str]:

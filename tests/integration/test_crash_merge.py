@@ -6,8 +6,6 @@ unmount to commit), and the same merge succeeds afterwards."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -15,15 +13,6 @@ import requests_unixsocket
 
 from tests.pfs_node import PfsNode
 from tests.trees_model import read_tree
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[PfsNode]:
-    pfs = PfsNode(tmp_path / "state")
-    try:
-        yield pfs
-    finally:
-        pfs.cleanup()
 
 
 def put(node: PfsNode, branch: str, path: str, text: str) -> None:

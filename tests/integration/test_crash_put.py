@@ -5,23 +5,12 @@ restart the branch counts as clean again: nothing to commit, the next put works.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 import requests_unixsocket
 
 from tests.pfs_node import PfsNode
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[PfsNode]:
-    pfs = PfsNode(tmp_path / "state")
-    try:
-        yield pfs
-    finally:
-        pfs.cleanup()
 
 
 def put(node: PfsNode, path: str, data: bytes) -> requests.Response:
