@@ -164,7 +164,11 @@ class _InoPathArgs(ctypes.Structure):
 
 BTRFS_IOC_INO_PATHS = 0xC0000000 | (ctypes.sizeof(_InoPathArgs) << 16) | (0x94 << 8) | 35
 INO_PATHS_BUFFER = 64 * 1024
-"""Bytes for the answer: a file's names past that are reported missing, and refused."""
+"""Bytes offered for the answer (the kernel fills at most 4 KiB of it)."""
+
+
+class TooManyNames(StorageError):
+    """An inode has more names than one ``BTRFS_IOC_INO_PATHS`` answer holds."""
 
 
 def inode_paths(subvolume: Path, inode: int) -> list[str]:
@@ -172,7 +176,8 @@ def inode_paths(subvolume: Path, inode: int) -> list[str]:
     (bytes that are not UTF-8 kept as surrogate escapes).
 
     Raises:
-        StorageError: the ioctl failed, or the names do not fit the answer.
+        StorageError: the ioctl failed. TooManyNames: the names do not fit one answer
+            (the caller finds them another way).
     """
     buffer = ctypes.create_string_buffer(INO_PATHS_BUFFER)
     args = _InoPathArgs(inum=inode, size=INO_PATHS_BUFFER, fspath=ctypes.addressof(buffer))
@@ -183,7 +188,7 @@ def inode_paths(subvolume: Path, inode: int) -> list[str]:
     # (u32 each), then elem_cnt u64 offsets (from the offsets' start) of C strings.
     missing, count, missed = (int.from_bytes(raw[i : i + 4], "little") for i in (4, 8, 12))
     if missing or missed:
-        raise StorageError(f"an inode of {subvolume} has more names than pfs can list")
+        raise TooManyNames(f"inode {inode} has more names than one answer holds")
     start = 16
     paths = []
     for i in range(count):

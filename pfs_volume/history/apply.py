@@ -21,11 +21,12 @@ import os
 import stat
 from pathlib import Path
 
-from pfs_volume.errors import StorageError
+from pfs_volume.errors import Conflict, StorageError
 from pfs_volume.failpoints import failpoint
+from pfs_volume.filenames import printable
 from pfs_volume.history.snapshots import FolderWalker, SnapshotTrees, at, read_xattrs, split
 from pfs_volume.history.threeway import Node, Side
-from pfs_volume.safepath import remove_tree
+from pfs_volume.safepath import FOLDER_FLAGS, entries, remove_tree
 
 FICLONE = 0x40049409
 """ioctl(dest, FICLONE, src): share all of src's extents (a reflink copy)."""
@@ -44,6 +45,17 @@ def apply_plan(work: Path, trees: SnapshotTrees, take: list[str]) -> None:
         StorageError: when the working copy does not hold what our side holds, or a
             file system call fails.
     """
+    try:
+        _apply(work, trees, take)
+    except OSError as exc:
+        where = f" at {printable(exc.filename)}" if isinstance(exc.filename, str) else ""
+        raise StorageError(
+            f"writing the merge into the working copy failed{where}: {exc.strerror}; the "
+            "branch is left as it was"
+        ) from exc
+
+
+def _apply(work: Path, trees: SnapshotTrees, take: list[str]) -> None:
     with FolderWalker(work, read_only=False) as target:
         source = trees.walkers.get(Side.THEIRS)
         for path in sorted(take, key=_depth, reverse=True):
@@ -55,6 +67,68 @@ def apply_plan(work: Path, trees: SnapshotTrees, take: list[str]) -> None:
             theirs = trees.node(Side.THEIRS, path)
             if theirs is not None:
                 _create(target, source, path, theirs)
+
+
+def removals(trees: SnapshotTrees, take: list[str]) -> list[str]:
+    """The folders the plan removes whole (not those inside another such one)."""
+    found: list[str] = []
+    for path in sorted(take, key=_depth):
+        ours, theirs = trees.node(Side.OURS, path), trees.node(Side.THEIRS, path)
+        if ours is None or ours.kind != "dir" or (theirs is not None and theirs.kind == "dir"):
+            continue
+        if not any(path.startswith(done + "/") for done in found):
+            found.append(path)
+    return found
+
+
+def refuse_nested_subvolumes(work: Path, folders: list[str]) -> None:
+    """Refuse, before anything is written, to remove a folder of the working copy that
+    holds a btrfs subvolume a container made: its files are in no commit (a snapshot
+    does not descend into it), so removing it would lose them.
+
+    Raises:
+        Conflict: naming the subvolume.
+    """
+    with FolderWalker(work, read_only=False) as target:
+        device = os.fstat(_folder(target, "")).st_dev
+        for path in folders:
+            top = target.folder(path)
+            if top is None:
+                continue
+            nested = _other_device(top, path, device)
+            if nested is not None:
+                raise Conflict(
+                    f"the merge would remove /{printable(path)}, which holds the btrfs "
+                    f"subvolume /{printable(nested)} that a container made; its files are "
+                    "in no commit, so pfs does not delete them. Move them out of the "
+                    "subvolume (or delete it) in the branch, commit, and merge again"
+                )
+
+
+def _other_device(top: int, path: str, device: int) -> str | None:
+    """The first folder at or under ``path`` (open as ``top``) on another device."""
+    if os.fstat(top).st_dev != device:
+        return path
+    pending = [(path, os.open(".", FOLDER_FLAGS, dir_fd=top))]
+    try:
+        while pending:
+            folder, fd = pending.pop()
+            try:
+                for name, is_folder in entries(fd):
+                    if not is_folder:
+                        continue
+                    child = os.open(name, FOLDER_FLAGS, dir_fd=fd)
+                    inner = f"{folder}/{name}"
+                    if os.fstat(child).st_dev != device:
+                        os.close(child)
+                        return inner
+                    pending.append((inner, child))
+            finally:
+                os.close(fd)
+        return None
+    finally:
+        for _inner, fd in pending:
+            os.close(fd)
 
 
 def _depth(path: str) -> tuple[int, str]:

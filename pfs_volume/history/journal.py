@@ -59,6 +59,9 @@ def recover_merges(repos: RepoService) -> list[str]:
         return []
     dropped: list[str] = []
     for marker in sorted(folder.iterdir()):
+        if marker.is_symlink() or not marker.is_file():
+            log.warning("merges/%s is not a marker file; left alone", marker.name)
+            continue
         try:
             body = json.loads(marker.read_text())
             repo, branch = str(body["repo"]), str(body["branch"])

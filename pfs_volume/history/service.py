@@ -36,7 +36,7 @@ from pfs_volume.errors import Conflict, InvalidRequest, MergeConflict, NotFound
 from pfs_volume.failpoints import failpoint
 from pfs_volume.filenames import printable, to_wire
 from pfs_volume.history.ancestry import GraphNode, merge_bases
-from pfs_volume.history.apply import apply_plan
+from pfs_volume.history.apply import apply_plan, refuse_nested_subvolumes, removals
 from pfs_volume.history.journal import MergeMarker
 from pfs_volume.history.snapshots import SnapshotTrees
 from pfs_volume.history.threeway import PathConflict, Plan, Side, plan, same
@@ -226,19 +226,22 @@ class HistoryService:
         failure (or, through the marker, a crash) drop the working copy, so the branch
         is as it was."""
         work = self.repos.working_copy(repo, branch)
+        refuse_nested_subvolumes(work, removals(trees, chosen.take))
         marker = MergeMarker.write(self.repos, repo, branch, ours)
         try:
             apply_plan(work, trees, chosen.take)
             failpoint("merge.before_commit")
-            return self.repos.commit_working_copy(
+            made = self.repos.commit_working_copy(
                 repo, branch, message, origin, merge_parents=merge_parents
             )
         except BaseException:
             if self.repos.get_branch(repo, branch).head == ours:
+                # If this fails too, the marker stays: start-up drops the copy.
                 self.repos.drop_working_copy(repo, branch)
-            raise
-        finally:
             marker.clear()
+            raise
+        marker.clear()
+        return made
 
     @contextmanager
     def _trees(

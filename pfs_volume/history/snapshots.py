@@ -23,11 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-from pfs_volume.btrfs.ioctl import inode_paths
+from pfs_volume.btrfs.ioctl import TooManyNames, inode_paths
 from pfs_volume.diff import Change
 from pfs_volume.errors import StorageError
 from pfs_volume.history.threeway import Node, Side, kind_of
-from pfs_volume.safepath import FILE_FLAGS, FOLDER_FLAGS, entries
+from pfs_volume.safepath import FILE_FLAGS, FOLDER_FLAGS, entries, walk_tree
 
 CHUNK = 1024 * 1024
 OPEN_FOLDERS = 64
@@ -281,7 +281,7 @@ class SnapshotTrees:
                     continue
                 inode = walker.linked.get(path)
                 if inode is not None:
-                    names.update(inode_paths(walker.root, inode))
+                    names.update(_names_of(walker.root, inode))
         return names
 
     def close(self) -> None:
@@ -296,6 +296,20 @@ class SnapshotTrees:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _names_of(root: Path, inode: int) -> list[str]:
+    """Every name of inode ``inode`` in the snapshot at ``root``: asked of btrfs, or,
+    for a file with more names than its answer holds, found by walking the snapshot."""
+    try:
+        return inode_paths(root, inode)
+    except TooManyNames:
+        found = []
+        for folder, fd, name in walk_tree(root):
+            info = os.lstat(name, dir_fd=fd)
+            if info.st_ino == inode and stat.S_ISREG(info.st_mode):
+                found.append(f"{folder}/{name}" if folder else name)
+        return found
 
 
 def _same_content(first: int, second: int) -> bool:
