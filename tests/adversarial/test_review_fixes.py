@@ -16,24 +16,7 @@ from pfs_volume.history import HistoryService
 from pfs_volume.history.journal import MergeMarker, recover_merges
 from pfs_volume.names import Ref
 from pfs_volume.repos import RepoService
-
-
-def commit(repos: RepoService, repo: str, branch: str, edit) -> str:
-    work = repos.working_copy(repo, branch)
-    edit(work)
-    repos.commit_working_copy(repo, branch, "edit", "test")
-    return repos.get_branch(repo, branch).head or ""
-
-
-def setup(repos: RepoService, base_edit) -> HistoryService:
-    repos.create_repo("r")
-    commit(repos, "r", "master", base_edit)
-    repos.create_branch("r", "dev", Ref("master"))
-    return HistoryService(repos)
-
-
-def ours_touch(work: Path) -> None:
-    (work / "ours.txt").write_text("ours")
+from tests.adversarial.test_merge_exactness import commit, ours_touch, setup
 
 
 def head(repos: RepoService, branch: str = "master") -> str:
