@@ -170,6 +170,9 @@ class FolderWalker:
         fd = self.folder(folder)
         if fd is not None:
             try:
+                # Checked before the open too: a device node is never opened at all.
+                if not stat.S_ISREG(os.lstat(name, dir_fd=fd).st_mode):
+                    raise StorageError(f"{path} in {self.root} is not a regular file any more")
                 handle = os.open(name, FILE_FLAGS, dir_fd=fd)
             except OSError as exc:
                 if exc.errno not in _GONE:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import sqlite3
 import threading
@@ -113,6 +114,7 @@ class SqliteStore(MetadataStore):
         self.path = path
         self._node_id = node_id or socket.gethostname()
         self._lock = threading.RLock()
+        _make_private(path)
         try:
             self._db = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
@@ -609,3 +611,27 @@ def _mount(row: tuple[Any, ...]) -> MountRecord:
 
 def _volume(row: tuple[Any, ...]) -> VolumeRecord:
     return VolumeRecord(name=row[0], repo=row[1], created=_time(row[2]))
+
+
+PRIVATE_FILE = 0o600
+
+
+def _make_private(path: Path) -> None:
+    """Create the database file (and fix an older one and its WAL files) with mode 0600:
+    SQLite gives its WAL and shared-memory files the database file's mode.
+
+    Raises:
+        StorageError: when the file cannot be made or is a symbolic link.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
+        try:
+            os.fchmod(fd, PRIVATE_FILE)
+        finally:
+            os.close(fd)
+        for suffix in ("-wal", "-shm"):
+            extra = path.with_name(path.name + suffix)
+            if extra.exists() and not extra.is_symlink():
+                os.chmod(extra, PRIVATE_FILE)
+    except OSError as exc:
+        raise StorageError(f"cannot make the metadata store {path} private: {exc}") from exc
