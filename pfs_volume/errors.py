@@ -31,6 +31,13 @@ class InvalidRequest(PfsError):
     code = "invalid_request"
 
 
+class StreamRefused(InvalidRequest):
+    """A btrfs send stream would reach outside the commit it makes, or is not one commit's
+    stream of a format pfs receives."""
+
+    code = "stream_refused"
+
+
 class NotFound(PfsError):
     """The named repo, branch, commit or volume does not exist."""
 
@@ -109,6 +116,7 @@ ERRORS_BY_CODE: dict[str, type[PfsError]] = {
         PfsError,
         InvalidName,
         InvalidRequest,
+        StreamRefused,
         NotFound,
         Conflict,
         MergeConflict,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pfs_volume.btrfs import streams
-from pfs_volume.errors import Conflict, InvalidRequest, StorageError, Unavailable
+from pfs_volume.errors import Conflict, InvalidRequest, StorageError, StreamRefused, Unavailable
 from pfs_volume.export_format import (
     DAMAGED,
     FORMAT,
@@ -134,7 +134,7 @@ def import_repo(repos: RepoService, source: IO[bytes], name: str | None = None) 
     try:
         for entry in metadata["commits"]:
             if entry["stream"]:
-                _receive(reader, staging / "commits", entry["id"])
+                _receive(reader, staging / "commits", entry["id"], entry["base"])
         _check_end(reader, metadata["format"])
         return _install(repos, staging, target, metadata)
     except BaseException:
@@ -142,8 +142,14 @@ def import_repo(repos: RepoService, source: IO[bytes], name: str | None = None) 
         raise
 
 
-def _receive(reader: _DigestReader, into: Path, commit_id: str) -> None:
-    """Receive the next stream of the file, which must be commit ``commit_id``'s."""
+def _receive(reader: _DigestReader, into: Path, commit_id: str, base: str | None) -> None:
+    """Receive the next stream of the file, which must be commit ``commit_id``'s, built on
+    the earlier commit ``base`` of the file (a full stream when None).
+
+    Raises:
+        StreamRefused: the stream would reach outside its commit (see ``stream_check``).
+        InvalidRequest: the stream is damaged. StorageError: the pool is full.
+    """
     frames = decode_frames(
         reader.read,
         truncated=lambda: _cut(f"in the stream of commit {commit_id}"),
@@ -153,7 +159,10 @@ def _receive(reader: _DigestReader, into: Path, commit_id: str) -> None:
         ),
     )
     try:
-        made = streams.receive(frames, into)
+        streams.receive(frames, into, commit_id, into / base if base else None)
+    except StreamRefused as exc:
+        log.warning("import: %s", exc)
+        raise StreamRefused(f"{DAMAGED}: {exc}") from None
     except StorageError as exc:
         # btrfs's own words name paths in the pool: they go to the log, not the user.
         log.warning("import: the stream of commit %s was refused: %s", commit_id, exc)
@@ -165,8 +174,6 @@ def _receive(reader: _DigestReader, into: Path, commit_id: str) -> None:
             f"{DAMAGED}: the stream of commit {commit_id} is not a btrfs send stream that "
             "receives whole (the daemon's log has btrfs's words)"
         ) from None
-    if made.name != commit_id:
-        raise InvalidRequest(f"{DAMAGED}: a stream for another commit where {commit_id} was due")
 
 
 def _check_end(reader: _DigestReader, version: int) -> None:

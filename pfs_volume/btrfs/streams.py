@@ -1,7 +1,8 @@
 """``btrfs send`` and ``btrfs receive`` as streams of bytes (argument lists, no shell).
 
 Received subvolumes are only trusted once they are read-only and carry a received UUID:
-an interrupted receive leaves a writable partial subvolume, which is deleted.
+an interrupted receive leaves a writable partial subvolume, which is deleted. A receive
+is confined to the subvolume it makes (``stream_check`` and ``btrfs receive --chroot``).
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import subprocess
+import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from pfs_volume.btrfs import ioctl
+from pfs_volume.btrfs import ioctl, stream_check
 from pfs_volume.btrfs.command import BtrfsCommandError
 from pfs_volume.btrfs.pool import BTRFS
-from pfs_volume.errors import StorageError
+from pfs_volume.errors import StorageError, StreamRefused
 
 SETPRIV = "setpriv"
 """util-linux's setpriv: ``--pdeathsig KILL`` makes ``btrfs receive`` die with pfs.
@@ -24,6 +27,8 @@ SETPRIV = "setpriv"
 parent that died looks exactly like one."""
 CHUNK = 1024 * 1024
 STREAM_TIMEOUT = 3600.0
+PARENT_TIMEOUT = 60.0
+"""Seconds btrfs receive may take to make a snapshot of its base once asked."""
 PIPE_SIZE = 1024 * 1024
 """Bytes a pipe to or from btrfs holds: the default 64 KiB costs a context switch per
 64 KiB, about a fifth of the throughput of a bare ``btrfs send | btrfs receive``."""
@@ -62,18 +67,30 @@ def send(snapshot: Path, parent: Path | None = None) -> Iterator[bytes]:
         process.stderr.close()
 
 
-def receive(chunks: Iterable[bytes], into: Path, name: str | None = None) -> Path:
-    """Receive one send stream into the folder ``into``; the new read-only subvolume.
+def receive(chunks: Iterable[bytes], into: Path, name: str, base: Path | None = None) -> Path:
+    """Receive the send stream of the snapshot ``name`` into the folder ``into``, confined
+    there; the new read-only subvolume ``into/name``.
 
-    With ``name`` (the sent snapshot's name), other receives may run into the same folder
-    at once: only ``into/name`` is looked at, and only it is deleted on failure.
+    ``btrfs receive`` runs chrooted into ``into`` and sees only the commands
+    ``stream_check`` let through: one subvolume, ``name``, built on ``base`` (an
+    incremental stream) or on nothing, every path inside it. Other receives may run into
+    the same folder at once: only ``into/name`` is looked at, and only it is deleted on
+    failure.
 
     Raises:
-        StorageError: when ``btrfs receive`` fails or leaves no whole snapshot (any
-            partial subvolume it left is deleted).
+        StreamRefused: the stream would reach outside ``into/name``, makes another
+            subvolume, or builds on another base (nothing of it is kept).
+        StorageError: ``into/name`` exists already, or ``btrfs receive`` fails or leaves
+            no whole snapshot (any partial subvolume it left is deleted).
     """
-    before = set(into.iterdir()) if name is None else {p for p in into.iterdir() if p.name != name}
-    args = [SETPRIV, "--pdeathsig", "KILL", "--", BTRFS, "receive", "-q", str(into)]
+    target = into / name
+    if target.exists() or target.is_symlink():
+        raise StorageError(f"cannot receive {target}: it exists already")
+    base_ref = None if base is None else _base(base)
+    # --chroot: the stream's paths resolve inside ``into``; -e: stop at the end command;
+    # -E 1: stop at the first failing command.
+    args = [SETPRIV, "--pdeathsig", "KILL", "--", BTRFS, "receive", "-q", "-C", "-e", "-E", "1"]
+    args.append(str(into))
     process = subprocess.Popen(
         args,
         stdin=subprocess.PIPE,
@@ -82,37 +99,69 @@ def receive(chunks: Iterable[bytes], into: Path, name: str | None = None) -> Pat
     )
     assert process.stdin is not None and process.stderr is not None
     _widen(process.stdin)
+    stdin = process.stdin
+
+    def started() -> None:
+        stdin.flush()
+        if base_ref is not None:
+            _check_parent(process, target, base_ref)
+
+    checker = stream_check.StreamChecker(name, base_ref, started)
     try:
-        for chunk in chunks:
-            process.stdin.write(chunk)
-        process.stdin.close()
+        for chunk in checker.check(chunks):
+            stdin.write(chunk)
+        stdin.close()
     except BrokenPipeError:
         pass
     except BaseException:
         process.kill()
         process.wait()
-        _discard_new(into, before, name)
+        _discard(target)
         raise
     stderr = process.stderr.read().decode(errors="replace")
     process.stderr.close()
     if process.wait(timeout=STREAM_TIMEOUT) != 0:
-        _discard_new(into, before, name)
+        _discard(target)
         raise BtrfsCommandError(args, process.returncode, stderr)
-    made = sorted(set(into.iterdir()) - before)
-    if name is not None:
-        made = [path for path in made if path.name == name]
-    if len(made) != 1:
-        _discard_new(into, before, name)
-        raise StorageError(f"btrfs receive into {into} made {len(made)} subvolumes, not one")
-    info = ioctl.subvolume_info(made[0])
+    if not target.exists():
+        raise StorageError(f"btrfs receive into {into} made no subvolume {name}")
+    info = ioctl.subvolume_info(target)
     if not info.readonly or info.received_uuid is None:
-        _discard_new(into, before, name)
-        raise StorageError(f"btrfs receive left a partial subvolume {made[0]}; deleted")
-    return made[0]
+        _discard(target)
+        raise StorageError(f"btrfs receive left a partial subvolume {target}; deleted")
+    return target
 
 
-def _discard_new(into: Path, before: set[Path], name: str | None = None) -> None:
-    for path in set(into.iterdir()) - before:
-        if name is not None and path.name != name:
-            continue
-        subprocess.run([BTRFS, "subvolume", "delete", str(path)], capture_output=True, check=False)
+def _base(path: Path) -> stream_check.Base:
+    """The base of an incremental receive, with the UUIDs a sender may know it by."""
+    info = ioctl.subvolume_info(path)
+    known = {uuid.UUID(u) for u in (info.uuid, info.received_uuid) if u is not None}
+    return stream_check.Base(path, frozenset(known))
+
+
+def _check_parent(process: subprocess.Popen[bytes], target: Path, base: stream_check.Base) -> None:
+    """Once btrfs made the snapshot ``target``: it must be one of ``base`` itself.
+
+    btrfs finds a parent by UUID anywhere in the pool, and a received UUID can be given
+    by any stream: another subvolume claiming the base's would be built on unchecked.
+    """
+    deadline = time.monotonic() + PARENT_TIMEOUT
+    while not target.exists():
+        if process.poll() is not None:
+            return  # btrfs failed (no parent found?): its status and words tell
+        if time.monotonic() > deadline:
+            raise StorageError(f"btrfs receive made no snapshot {target} in {PARENT_TIMEOUT}s")
+        time.sleep(0.002)
+    expected = ioctl.subvolume_info(base.path).uuid
+    if ioctl.subvolume_info(target).parent_uuid != expected:
+        raise StreamRefused(
+            f"the send stream of commit {target.name} was refused: btrfs built it on another "
+            f"subvolume than its base {base.path.name} (one that claims the same UUID)"
+        )
+
+
+def _discard(target: Path) -> None:
+    if target.exists():
+        subprocess.run(
+            [BTRFS, "subvolume", "delete", str(target)], capture_output=True, check=False
+        )

@@ -21,7 +21,14 @@ from pfs_volume.btrfs import streams
 from pfs_volume.cluster import placement
 from pfs_volume.cluster.membership import NodeInfo, NodeRegistry
 from pfs_volume.cluster.peer import PeerClient
-from pfs_volume.errors import Conflict, NotFound, PfsError, StorageError, Unavailable
+from pfs_volume.errors import (
+    Conflict,
+    NotFound,
+    PfsError,
+    StorageError,
+    StreamRefused,
+    Unavailable,
+)
 from pfs_volume.failpoints import failpoint
 from pfs_volume.frames import encode_frames
 from pfs_volume.meta import CommitRecord
@@ -66,6 +73,7 @@ class Replicator:
 
         Raises:
             NotFound: no such commit, pruned, or no live node holds it.
+            StreamRefused: every holder's stream would reach outside the commit.
             Unavailable: every holder failed or etcd is unreachable.
         """
         with self._fetch_locks.hold(repo, commit_id, timeout=FETCH_LOCK_TIMEOUT):
@@ -109,12 +117,14 @@ class Replicator:
             ordered.remove(source)
             ordered.insert(0, source)
         failures = []
+        refusals = 0
         for holder in ordered:
             for base in dict.fromkeys([self._base(commit, holder), None]):
                 try:
                     self._receive(commit, live[holder], base)
                     return
-                except (Unavailable, StorageError, Conflict, NotFound) as exc:
+                except (Unavailable, StorageError, Conflict, NotFound, StreamRefused) as exc:
+                    refusals += isinstance(exc, StreamRefused)
                     log.warning(
                         "repo=%s commit=%s fetch from node=%s (base %s) failed: %s",
                         commit.repo,
@@ -124,6 +134,12 @@ class Replicator:
                         exc,
                     )
                     failures.append(f"{holder}: {exc}")
+        if refusals == len(failures):
+            # A holder that sends what no btrfs send makes: no later retry will do better.
+            raise StreamRefused(
+                f"commit {commit.id} of repo {commit.repo} was not fetched: every stream "
+                "was refused: " + "; ".join(failures)
+            )
         raise Unavailable(
             f"commit {commit.id} of repo {commit.repo} could not be fetched: " + "; ".join(failures)
         )
@@ -153,7 +169,8 @@ class Replicator:
         if self.repos.pool.is_subvolume(leftover):
             self.repos.pool.delete_subvolume(leftover)  # a partial receive (not read-only)
         stream = self.peers.stream(source.address, commit.repo, commit.id, base)
-        streams.receive(_after_first(stream, "fetch.mid_stream"), folder, name=commit.id)
+        base_path = self.repos.commit_path(commit.repo, base) if base else None
+        streams.receive(_after_first(stream, "fetch.mid_stream"), folder, commit.id, base_path)
         log.info(
             "repo=%s commit=%s fetched from node=%s (%s)",
             commit.repo,
