@@ -31,6 +31,13 @@ class InvalidRequest(PfsError):
     code = "invalid_request"
 
 
+class BodyTooLarge(InvalidRequest):
+    """A request body is longer than its route accepts."""
+
+    status = 413
+    code = "body_too_large"
+
+
 class NotFound(PfsError):
     """The named repo, branch, commit or volume does not exist."""
 
@@ -109,6 +116,7 @@ ERRORS_BY_CODE: dict[str, type[PfsError]] = {
         PfsError,
         InvalidName,
         InvalidRequest,
+        BodyTooLarge,
         NotFound,
         Conflict,
         MergeConflict,
