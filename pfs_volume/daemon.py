@@ -28,7 +28,13 @@ from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.putlog import recover_puts
 from pfs_volume.repos import RepoService, SingleHost
 from pfs_volume.transfer import recover_imports
-from pfs_volume.transport import TcpServer, UnixSocketServer, socket_in_use
+from pfs_volume.transport import (
+    API_CONNECTIONS,
+    PLUGIN_CONNECTIONS,
+    TcpServer,
+    UnixSocketServer,
+    socket_in_use,
+)
 from pfs_volume.volumes import SCOPE, VolumeService
 from plugin import create_plugin_app
 
@@ -104,12 +110,14 @@ class Daemon:
                 create_plugin_app(self.volumes, scope=SCOPE),
                 settings.plugin_socket,
                 "Docker volume plugin",
+                PLUGIN_CONNECTIONS,
             )
             self.pipelines = self._pipelines(self.repos)
             self._serve(
                 create_api_app(self.repos, self.volumes, nodes, self.pipelines),
                 settings.api_socket,
                 "pfs API",
+                API_CONNECTIONS,
             )
             self.pipelines.start()
         except BaseException:
@@ -137,8 +145,10 @@ class Daemon:
         runner = JobRunner(repos, client, self.settings.driver_name)
         return PipelineService(repos, runner, owns) if owns else PipelineService(repos, runner)
 
-    def _serve(self, app: object, path: Path, label: str) -> None:
-        server = UnixSocketServer(app, path, label)  # type: ignore[arg-type]
+    def _serve(self, app: object, path: Path, label: str, connections: int) -> None:
+        """Serve ``app`` on the unix socket ``path``: its own loop, threads and
+        connection limit, so that no client of one socket starves another's."""
+        server = UnixSocketServer(app, path, label, connections)  # type: ignore[arg-type]
         server.start()
         self._servers.append(server)
 

@@ -38,6 +38,13 @@ class StreamRefused(InvalidRequest):
     code = "stream_refused"
 
 
+class BodyTooLarge(InvalidRequest):
+    """A request body is longer than its route accepts."""
+
+    status = 413
+    code = "body_too_large"
+
+
 class NotFound(PfsError):
     """The named repo, branch, commit or volume does not exist."""
 
@@ -117,6 +124,7 @@ ERRORS_BY_CODE: dict[str, type[PfsError]] = {
         InvalidName,
         InvalidRequest,
         StreamRefused,
+        BodyTooLarge,
         NotFound,
         Conflict,
         MergeConflict,

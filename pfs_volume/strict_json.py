@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
-from pfs_volume.errors import InvalidRequest
+from pfs_volume.errors import BodyTooLarge, InvalidRequest
 
 MAX_BODY = 1024 * 1024
 """Bytes a JSON body may have (the largest, a pipeline spec, is far smaller)."""
@@ -30,7 +30,7 @@ def read_body(stream: IO[bytes], length: int | None, what: str, limit: int = MAX
         stream: the request's input. length: its declared Content-Length, if any.
         what: how errors name it ("the request body"). limit: the most bytes accepted.
     Raises:
-        InvalidRequest: it is longer than ``limit``.
+        BodyTooLarge: it is longer than ``limit``.
     """
     if length is not None and length > limit:
         raise _too_long(what, length, limit)
@@ -111,9 +111,9 @@ def _check_text(text: str, what: str, path: str) -> None:
         ) from None
 
 
-def _too_long(what: str, size: int | None, limit: int) -> InvalidRequest:
+def _too_long(what: str, size: int | None, limit: int) -> BodyTooLarge:
     told = f"{size} bytes long" if size is not None else f"longer than {limit} bytes"
-    return InvalidRequest(f"{what} is {told}; at most {limit} bytes are accepted")
+    return BodyTooLarge(f"{what} is {told}; at most {limit} bytes are accepted")
 
 
 def _too_deep(what: str) -> InvalidRequest:

@@ -123,6 +123,8 @@ def _chunks(root: Path, parts: tuple[str, ...], name: str) -> Iterator[bytes]:
         except BaseException as exc:  # handed to the reader below
             failure.append(exc)
 
+    # One producer per tar being read, so bounded by the API's worker threads: it ends
+    # when the reader closes the pipe (a client gone, or cut by the transport's limits).
     worker = threading.Thread(target=produce, name="pfs-tar", daemon=True)
     worker.start()
     with os.fdopen(read_fd, "rb") as pipe:

@@ -1,5 +1,24 @@
 """Serving a WSGI app with waitress (threads in this one process): on a unix socket (the
-Docker plugin, the local API) or on a TCP address (the node API for peers)."""
+Docker plugin, the local API) or on a TCP address (the node API for peers).
+
+Each server has its own listening socket, connection map, asyncore loop thread and pool
+of worker threads, so no client of one socket can take what another socket's clients
+need: a flood of slow API clients leaves the plugin socket, and Docker, untouched. Within
+one socket, what a client may hold is bounded:
+
+* connections: ``connections`` per server (waitress stops accepting beyond it; the
+  kernel's backlog holds the rest);
+* a request's headers must arrive within ``HEADER_TIMEOUT``, a body for a route without
+  a streamed body within ``BODY_TIMEOUT``; a connection idle for ``IDLE_TIMEOUT`` is
+  closed (slowloris clients);
+* a body longer than its route accepts (``pfs_volume.request_limits``) is refused as soon
+  as the headers say so or a chunked body passes the limit, never read whole;
+* a response its client stops reading is cut after ``WRITE_STALL_TIMEOUT``, which frees
+  the worker thread waitress blocks while its output buffer is full.
+
+Every time limit here is about a client, not about the work a request asks for (a Mount
+that waits for a lock answers within Docker's limits by itself: ``repos.LOCK_TIMEOUT``).
+"""
 
 from __future__ import annotations
 
@@ -8,19 +27,51 @@ import logging
 import os
 import socket
 import threading
+import time
+from functools import partial
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from waitress.server import create_server
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.server import BaseWSGIServer, TcpWSGIServer, UnixWSGIServer
+from waitress.utilities import Error
 
 from pfs_volume.errors import Conflict
+from pfs_volume.request_limits import DEFAULT_BODY, Refusal, RoutePolicy
 
 log = logging.getLogger(__name__)
 
 SOCKET_GROUP = "docker"
 """Members of this group may use the sockets; without it they are root's alone."""
 THREADS = 8
+"""Worker threads per server: requests one socket serves at once (the rest queue)."""
+PLUGIN_CONNECTIONS = 128
+"""Connections the plugin socket serves at once: Docker opens one per call in flight."""
+API_CONNECTIONS = 256
+"""Connections the API socket serves at once (CLI calls, scripts, their keep-alives)."""
+NODE_CONNECTIONS = 128
+"""Connections the node API serves at once: a few streams per peer."""
+HEADER_TIMEOUT = 10
+"""Seconds from a request's first byte to the end of its headers. Every client pfs has
+sends its headers in one write; only a slowloris client needs longer."""
+BODY_TIMEOUT = 30
+"""Seconds from a request's first byte to the end of its body, on routes that take at
+most ``DEFAULT_BODY`` bytes (a JSON body); within Docker's one minute for a call."""
+IDLE_TIMEOUT = 60
+"""Seconds a connection may send and receive nothing (an idle keep-alive, a stalled
+upload) before it is closed. waitress's own default is 120; Docker and the CLI reconnect."""
+WRITE_STALL_TIMEOUT = 60
+"""Seconds a response may make no progress while its worker waits on the client (its
+output buffer full) before the connection is cut. Above the peers' own stall limit
+(``cluster.peer.READ_TIMEOUT``): a peer that stops reading has given up already."""
+CLEANUP_INTERVAL = 2
+"""Seconds between checks of the limits above (a walk over the server's connections)."""
+NO_BODY_LIMIT = 2**62
+"""waitress's own body limit, set out of the way: ``RoutePolicy`` decides per route."""
 CONNECT_PROBE_TIMEOUT = 1.0
 STOP_TIMEOUT = 5.0
 """Seconds a stop waits for requests in progress."""
@@ -47,21 +98,37 @@ class UnixSocketServer:
     """One flask app on one unix socket, served by waitress on a background thread.
 
     Args:
-        app: the WSGI app.
+        app: the WSGI app (declaring its body limits and error form: ``request_limits``).
         path: the socket file; its folder is created, a stale socket is replaced.
         label: a word for log lines ("plugin", "api").
+        connections: the most connections served at once.
     """
 
-    def __init__(self, app: Flask, path: Path, label: str) -> None:
+    def __init__(
+        self, app: Flask, path: Path, label: str, connections: int = API_CONNECTIONS
+    ) -> None:
         self.app = app
         self.path = path
         self.label = label
+        self.connections = connections
+        self._policy = RoutePolicy(app)
         self._server: Any = None
         self._thread: threading.Thread | None = None
         # waitress serves every connection in this map; owning it lets the serving
         # thread close idle keep-alive connections, which would keep a loop running.
         self._channels: dict[int, Any] = {}
         self._stopping = threading.Event()
+
+    def _adjustments(self, **more: Any) -> Adjustments:
+        return Adjustments(
+            threads=THREADS,
+            ident="pfs",
+            connection_limit=self.connections,
+            channel_timeout=IDLE_TIMEOUT,
+            cleanup_interval=CLEANUP_INTERVAL,
+            max_request_body_size=NO_BODY_LIMIT,
+            **more,
+        )
 
     def start(self) -> None:
         """Bind the socket and start serving.
@@ -73,20 +140,20 @@ class UnixSocketServer:
             raise Conflict(f"another process is serving on {self.path} already")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         group = _socket_group()
-        server = create_server(
-            self.app,
-            map=self._channels,
-            unix_socket=str(self.path),
-            unix_socket_perms="660" if group is not None else "600",
-            threads=THREADS,
-            ident="pfs",
+        adj = self._adjustments(
+            unix_socket=str(self.path), unix_socket_perms="660" if group is not None else "600"
         )
+        server = _BoundedUnixServer(self.app, self._channels, adj=adj)
+        server.route_policy, server.label = self._policy, self.label
         if group is not None:
             os.chown(self.path, 0, group)
+        self._start(server)
+        log.info("serving the %s on %s", self.label, self.path)
+
+    def _start(self, server: Any) -> None:
         self._server = server
         self._thread = threading.Thread(target=self._serve, name=f"pfs-{self.label}", daemon=True)
         self._thread.start()
-        log.info("serving the %s on %s", self.label, self.path)
 
     def _serve(self) -> None:
         """waitress's loop in short polls, so that this thread alone closes channels."""
@@ -123,10 +190,13 @@ class TcpServer(UnixSocketServer):
         host: the address to bind (a loopback address in tests).
         port: the port.
         label: a word for log lines.
+        connections: the most connections served at once.
     """
 
-    def __init__(self, app: Flask, host: str, port: int, label: str) -> None:
-        super().__init__(app, Path("/nonexistent"), label)
+    def __init__(
+        self, app: Flask, host: str, port: int, label: str, connections: int = NODE_CONNECTIONS
+    ) -> None:
+        super().__init__(app, Path("/nonexistent"), label, connections)
         self.host = host
         self.port = port
 
@@ -136,33 +206,156 @@ class TcpServer(UnixSocketServer):
         Raises:
             Conflict: when the address is in use.
         """
+        adj = self._adjustments(
+            host=self.host,
+            port=self.port,
+            # Stream frames are 1 MiB: above waitress's default overflow (1 MiB) every
+            # byte would pass through a temp file (measured: 40% of the sender's CPU).
+            # Memory stays bounded by the high-water mark per connection.
+            outbuf_overflow=64 * 1024 * 1024,
+        )
         try:
-            server = create_server(
-                self.app,
-                map=self._channels,
-                host=self.host,
-                port=self.port,
-                threads=THREADS,
-                ident="pfs",
-                # Commit streams are long: never cut a slow peer off mid-stream.
-                channel_timeout=3600,
-                # Stream frames are 1 MiB: above waitress's default overflow (1 MiB) every
-                # byte would pass through a temp file (measured: 40% of the sender's CPU).
-                # Memory stays bounded by the high-water mark per connection.
-                outbuf_overflow=64 * 1024 * 1024,
-            )
+            listen: Any = adj.listen[0]  # (family, type, proto, address); stubs say str
+            server = _BoundedTcpServer(self.app, self._channels, adj=adj, sockinfo=listen)
         except OSError as exc:
             raise Conflict(
                 f"cannot serve the {self.label} on {self.host}:{self.port}: {exc}"
             ) from None
-        self._server = server
-        self._thread = threading.Thread(target=self._serve, name=f"pfs-{self.label}", daemon=True)
-        self._thread.start()
+        server.route_policy, server.label = self._policy, self.label
+        self._start(server)
         log.info("serving the %s on http://%s:%d", self.label, self.host, self.port)
 
     def stop(self) -> None:
         """Finish requests in progress and close every connection."""
         self._stop_serving()
+
+
+class _Refused(Error):
+    """waitress's error answer, in the form the app's clients expect (``Refusal``)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.body.decode("utf-8", "replace"))
+        self.refusal = refusal
+        self.code = refusal.status
+        self.reason = HTTPStatus(refusal.status).phrase
+
+    def to_response(  # type: ignore[override]  # waitress sends bytes; its stubs say str
+        self, ident: str | None = None
+    ) -> tuple[str, list[tuple[str, str]], bytes]:
+        """(status line, headers, body) for waitress's ErrorTask."""
+        return (
+            f"{self.code} {self.reason}",
+            [("Content-Type", self.refusal.content_type)],
+            self.refusal.body,
+        )
+
+
+class _LimitedParser(HTTPRequestParser):
+    """waitress's request parser, refusing a body longer than its route accepts as soon
+    as the headers (Content-Length) or the chunks received so far tell.
+
+    Args:
+        adj: waitress's settings. policy: the app's limits and error form.
+    """
+
+    def __init__(self, adj: Adjustments, policy: RoutePolicy) -> None:
+        super().__init__(adj)
+        self.policy = policy
+        self.started = time.time()
+        self.limit: int | None = None
+        self.route = ""
+
+    def received(self, data: bytes) -> int:
+        """Take in bytes of the request (waitress's parser), then check the limit.
+
+        Returns:
+            How many bytes of ``data`` this request consumed.
+        """
+        consumed = super().received(data)
+        if self.error is not None or not self.headers_finished:
+            return consumed
+        if self.limit is None and (self.chunked or self.content_length > 0):
+            path = getattr(self, "path", "/")
+            self.limit, self.route = self.policy.body_limit(str(self.command), path)
+            if self.content_length > self.limit:
+                self._refuse(self.content_length)
+        elif (
+            self.limit is not None
+            and self.chunked
+            and self.body_rcv is not None
+            and len(self.body_rcv) > self.limit  # the body so far, without chunk framing
+        ):
+            self._refuse(None)
+        return consumed
+
+    def streamed(self) -> bool:
+        """Whether the route takes a streamed body (more than a JSON body)."""
+        return self.limit is not None and self.limit > DEFAULT_BODY
+
+    def _refuse(self, size: int | None) -> None:
+        assert self.limit is not None
+        refusal = self.policy.too_large(self.route, size, self.limit)
+        log.info("refused %s: %s", self.route, refusal.body[:300].decode("utf-8", "replace"))
+        self.error = _Refused(refusal)
+        self.completed = True
+        # waitress would answer "100 Continue" to a finished request and reopen it.
+        self.expect_continue = False
+
+
+class _BoundedChannel(HTTPChannel):
+    """waitress's connection, parsing with the server's route limits and telling the
+    server's maintenance when it holds on for too long."""
+
+    def __init__(self, server: Any, sock: Any, addr: Any, adj: Adjustments, map: Any = None):
+        super().__init__(server, sock, addr, adj, map)
+        self.parser_class = partial(_LimitedParser, policy=server.route_policy)  # type: ignore[assignment]
+
+    def overdue(self, now: float) -> str | None:
+        """Why this connection is held for too long, or None.
+
+        Args:
+            now: the time (``time.time()``, as waitress keeps it).
+        """
+        request = self.request
+        if isinstance(request, _LimitedParser) and not request.completed:
+            age = now - request.started
+            if not request.headers_finished and age > HEADER_TIMEOUT:
+                return f"its request's headers took more than {HEADER_TIMEOUT}s"
+            if request.headers_finished and not request.streamed() and age > BODY_TIMEOUT:
+                return f"its request took more than {BODY_TIMEOUT}s to arrive"
+        stalled = now - self.last_activity > WRITE_STALL_TIMEOUT
+        if self.requests and stalled and self.total_outbufs_len > self.adj.outbuf_high_watermark:
+            return f"it read nothing of its response for {WRITE_STALL_TIMEOUT}s"
+        return None
+
+
+class _Bounded(BaseWSGIServer):
+    """waitress's server with ``_BoundedChannel`` connections, closing the overdue ones
+    at each maintenance (every ``CLEANUP_INTERVAL``), beside waitress's idle ones."""
+
+    channel_class = _BoundedChannel
+    route_policy: RoutePolicy
+    label = "server"
+
+    def maintenance(self, now: float) -> None:
+        """Close connections idle for ``IDLE_TIMEOUT`` (waitress) or ``overdue``."""
+        super().maintenance(now)  # type: ignore[arg-type]
+        channels: dict[int, Any] = self.active_channels  # type: ignore[assignment]
+        for channel in list(channels.values()):
+            why = channel.overdue(now) if isinstance(channel, _BoundedChannel) else None
+            if why is not None and not channel.will_close:
+                log.info("closing a connection to the %s: %s", self.label, why)
+                # As waitress's own maintenance: the loop closes it at once, which wakes
+                # a worker waiting to write to it (ClientDisconnected).
+                channel.will_close = True
+
+
+class _BoundedUnixServer(_Bounded, UnixWSGIServer):
+    pass
+
+
+class _BoundedTcpServer(_Bounded, TcpWSGIServer):
+    pass
 
 
 def _socket_group() -> int | None:

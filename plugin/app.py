@@ -12,6 +12,7 @@ from flask import Flask, Response, request
 
 from pfs_volume.errors import InvalidRequest, PfsError
 from pfs_volume.meta import rfc3339
+from pfs_volume.request_limits import answers_errors_with
 from pfs_volume.strict_json import loads, read_body
 from plugin import protocol
 from plugin.protocol import Driver, VolumeInfo
@@ -26,6 +27,7 @@ BODY_HINT = 'expected a JSON object such as {"Name": "pfs/photos@master"}'
 def create_plugin_app(driver: Driver, scope: str = "local") -> Flask:
     """Build the flask app that serves Docker's volume-plugin protocol for ``driver``."""
     app = Flask("pfs-plugin")
+    answers_errors_with(app, error_body)
 
     def endpoint(path: str) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -36,7 +38,7 @@ def create_plugin_app(driver: Driver, scope: str = "local") -> Flask:
                     status = 200
                 except MalformedRequest as exc:
                     log.info("%s refused: %s", path, exc)
-                    body, status = {"Err": str(exc)}, 400
+                    body, status = {"Err": str(exc)}, exc.status
                 except PfsError as exc:
                     log.info("%s failed: %s", path, exc)
                     body, status = {"Err": str(exc)}, 500
@@ -99,8 +101,23 @@ def create_plugin_app(driver: Driver, scope: str = "local") -> Flask:
 
 class MalformedRequest(InvalidRequest):
     """The request itself is malformed (not a JSON object of the protocol's shape),
-    as opposed to a request the driver refuses. Answered with status 400; the driver's
-    own errors with 500, as Docker's plugin helpers do (Docker shows the Err of both)."""
+    as opposed to a request the driver refuses. Answered with status 400 (413 for a body
+    too long); the driver's own errors with 500, as Docker's plugin helpers do (Docker
+    shows the Err of both).
+
+    Args:
+        message: what is wrong and what is accepted. status: the HTTP status.
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def error_body(exc: PfsError) -> tuple[str, bytes]:
+    """An error as Docker expects it, for an answer flask does not make: (content type,
+    ``{"Err": "..."}``)."""
+    return protocol.CONTENT_TYPE, json.dumps({"Err": str(exc)}).encode()
 
 
 def _body() -> dict[str, Any]:
@@ -110,7 +127,7 @@ def _body() -> dict[str, Any]:
         raw = read_body(request.stream, request.content_length, "the request body")
         body = loads(raw, "the request body") if raw.strip() else None
     except InvalidRequest as exc:
-        raise MalformedRequest(f"{exc}; {BODY_HINT}") from None
+        raise MalformedRequest(f"{exc}; {BODY_HINT}", exc.status) from None
     if body is None:
         return {}
     if not isinstance(body, dict):

@@ -34,6 +34,7 @@ from pfs_volume.names import DEFAULT_BRANCH, check_component, parse_ref
 from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.repos import RepoService
+from pfs_volume.request_limits import MAX_STREAMED_BODY, accepts_body
 from pfs_volume.strict_json import loads, read_body
 from pfs_volume.transfer import export_repo, import_repo
 from pfs_volume.volumes import VolumeService
@@ -194,6 +195,7 @@ def create_api_app(
         return Response(export_repo(repos, repo), mimetype="application/octet-stream")
 
     @app.post("/v1/imports")
+    @accepts_body(up_to=MAX_STREAMED_BODY)
     def import_() -> ResponseReturnValue:
         name = request.args.get("as") or None
         return repo_json(import_repo(repos, request.stream, name)), 201
@@ -223,6 +225,7 @@ def create_api_app(
         return Response(chunks, mimetype="application/x-tar")
 
     @app.put("/v1/repos/<repo>/branches/<branch>/files")
+    @accepts_body(up_to=MAX_STREAMED_BODY)
     def put_file(repo: str, branch: str) -> ResponseReturnValue:
         result = files.put(
             repo, branch, _path_arg(), request.stream, request.args.get("message", "")
@@ -256,7 +259,8 @@ def _no_docker() -> Any:
 
 
 def install_error_handlers(app: Flask) -> None:
-    """Every error as ``{"error": {"code", "message"}}`` with its HTTP status."""
+    """Every error as ``{"error": {"code", "message"}}`` with its HTTP status (the form
+    ``request_limits`` gives the transport's own refusals by default)."""
 
     @app.errorhandler(PfsError)
     def pfs_error(exc: PfsError) -> ResponseReturnValue:
@@ -289,7 +293,7 @@ def json_body(required: dict[str, type], optional: dict[str, type] | None = None
         data = read_body(request.stream, request.content_length, "the request body")
         body = loads(data, "the request body") if data.strip() else {}
     except InvalidRequest as exc:
-        raise InvalidRequest(f"{exc}; expected a JSON object {{{shape}}}") from None
+        raise type(exc)(f"{exc}; expected a JSON object {{{shape}}}") from None
     if not isinstance(body, dict):
         raise InvalidRequest(f"the request body must be a JSON object with {{{shape}}}")
     unknown = sorted(set(body) - set(accepted))

@@ -14,6 +14,7 @@ from pfs_volume.names import check_component, parse_ref
 from pfs_volume.pipelines.jobs import JobRecord
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.pipelines.spec import MAX_SPEC_BYTES, parse_spec, spec_to_json
+from pfs_volume.request_limits import accepts_body
 from pfs_volume.strict_json import read_body
 
 
@@ -34,6 +35,7 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
         )
 
     @app.post("/v1/pipelines")
+    @accepts_body(up_to=MAX_SPEC_BYTES)
     def create_pipeline() -> ResponseReturnValue:
         spec = pipelines.create(spec_to_json(spec_body()))
         return spec_to_json(spec), 201
@@ -50,6 +52,7 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
         return {**spec_to_json(spec), "jobs": [job_json(j) for j in jobs[-10:]]}
 
     @app.put("/v1/pipelines/<name>")
+    @accepts_body(up_to=MAX_SPEC_BYTES)
     def update_pipeline(name: str) -> ResponseReturnValue:
         check_component(name, "pipeline")
         spec = spec_body()

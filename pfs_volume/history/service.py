@@ -203,6 +203,7 @@ class HistoryService:
         """Plan the three-way merge of ``trees``. The two ``btrfs send`` listings run at
         once: most of their time is the kernel's walk, not Python's."""
         base = trees.roots[Side.BASE]
+        # Two threads per merge, ended with it: bounded by the API's worker threads.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pfs-merge") as pool:
             listings = {
                 side: pool.submit(_changes, base, trees.roots[side])
