@@ -389,6 +389,16 @@ class RepoService:
         """Every repo, by name."""
         return self.store.list_repos()
 
+    def twins(self, repo: str, commit_id: str) -> list[Path]:
+        """Where other repos of this pool keep a commit with the same id: an import keeps
+        commit ids, so the same export imported twice holds each commit twice, and
+        ``btrfs receive`` may build on either copy (see ``streams.receive``)."""
+        return [
+            self.commit_path(other.name, commit_id)
+            for other in self.store.list_repos()
+            if other.name != repo
+        ]
+
     def summary(self, name: str) -> RepoSummary:
         """A repo with its branches, commit count and mounts. Raises NotFound."""
         return RepoSummary(

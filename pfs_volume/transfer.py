@@ -134,7 +134,8 @@ def import_repo(repos: RepoService, source: IO[bytes], name: str | None = None) 
     try:
         for entry in metadata["commits"]:
             if entry["stream"]:
-                _receive(reader, staging / "commits", entry["id"], entry["base"])
+                twins = repos.twins(target, entry["base"]) if entry["base"] else []
+                _receive(reader, staging / "commits", entry["id"], entry["base"], twins)
         _check_end(reader, metadata["format"])
         return _install(repos, staging, target, metadata)
     except BaseException:
@@ -142,9 +143,12 @@ def import_repo(repos: RepoService, source: IO[bytes], name: str | None = None) 
         raise
 
 
-def _receive(reader: _DigestReader, into: Path, commit_id: str, base: str | None) -> None:
+def _receive(
+    reader: _DigestReader, into: Path, commit_id: str, base: str | None, twins: list[Path]
+) -> None:
     """Receive the next stream of the file, which must be commit ``commit_id``'s, built on
-    the earlier commit ``base`` of the file (a full stream when None).
+    the earlier commit ``base`` of the file (a full stream when None), or on one of its
+    ``twins`` in other repos.
 
     Raises:
         StreamRefused: the stream would reach outside its commit (see ``stream_check``).
@@ -159,7 +163,7 @@ def _receive(reader: _DigestReader, into: Path, commit_id: str, base: str | None
         ),
     )
     try:
-        streams.receive(frames, into, commit_id, into / base if base else None)
+        streams.receive(frames, into, commit_id, into / base if base else None, twins)
     except StreamRefused as exc:
         log.warning("import: %s", exc)
         raise StreamRefused(f"{DAMAGED}: {exc}") from None

@@ -111,10 +111,12 @@ class StreamChecker:
         name: the subvolume the stream must make (its ``subvol``/``snapshot`` name).
         base: the subvolume an incremental stream must build on; None for a full stream.
         started: called once the first command reached btrfs and before any other does
-            (to check what btrfs made of it).
+            (to check what btrfs made of it); for an incremental stream, it answers the
+            subvolume btrfs really built on (a copy of ``base``, when not ``base`` itself),
+            which the rest of the stream is then checked against.
     """
 
-    def __init__(self, name: str, base: Base | None, started: Callable[[], None]) -> None:
+    def __init__(self, name: str, base: Base | None, started: Callable[[], Path | None]) -> None:
         self.name = name
         self.base = base
         self._started = started
@@ -164,7 +166,10 @@ class StreamChecker:
                 yield bytes(buffer[:done])
                 del buffer[:done]
                 done = 0
-                self._started()
+                built_on = self._started()
+                if self.base is not None and built_on is not None:
+                    self.base = Base(built_on, self.base.uuids)
+                    self._root = _Node(DIR, built_on)
         if done:
             yield bytes(buffer[:done])
             del buffer[:done]

@@ -67,7 +67,13 @@ def send(snapshot: Path, parent: Path | None = None) -> Iterator[bytes]:
         process.stderr.close()
 
 
-def receive(chunks: Iterable[bytes], into: Path, name: str, base: Path | None = None) -> Path:
+def receive(
+    chunks: Iterable[bytes],
+    into: Path,
+    name: str,
+    base: Path | None = None,
+    twins: Iterable[Path] = (),
+) -> Path:
     """Receive the send stream of the snapshot ``name`` into the folder ``into``, confined
     there; the new read-only subvolume ``into/name``.
 
@@ -76,6 +82,11 @@ def receive(chunks: Iterable[bytes], into: Path, name: str, base: Path | None = 
     incremental stream) or on nothing, every path inside it. Other receives may run into
     the same folder at once: only ``into/name`` is looked at, and only it is deleted on
     failure.
+
+    btrfs finds the base by its received UUID, and several subvolumes of a pool can have
+    the same one (the same export imported under two names): ``twins`` names the other
+    copies of the base's commit. If btrfs built on one of them, the stream is checked
+    against that one; a subvolume that is none of them is refused.
 
     Raises:
         StreamRefused: the stream would reach outside ``into/name``, makes another
@@ -101,10 +112,9 @@ def receive(chunks: Iterable[bytes], into: Path, name: str, base: Path | None = 
     _widen(process.stdin)
     stdin = process.stdin
 
-    def started() -> None:
+    def started() -> Path | None:
         stdin.flush()
-        if base_ref is not None:
-            _check_parent(process, target, base_ref)
+        return None if base_ref is None else _parent(process, target, base_ref, twins)
 
     checker = stream_check.StreamChecker(name, base_ref, started)
     try:
@@ -139,25 +149,36 @@ def _base(path: Path) -> stream_check.Base:
     return stream_check.Base(path, frozenset(known))
 
 
-def _check_parent(process: subprocess.Popen[bytes], target: Path, base: stream_check.Base) -> None:
-    """Once btrfs made the snapshot ``target``: it must be one of ``base`` itself.
+def _parent(
+    process: subprocess.Popen[bytes], target: Path, base: stream_check.Base, twins: Iterable[Path]
+) -> Path | None:
+    """Once btrfs made the snapshot ``target``: the subvolume it was made of, which must be
+    ``base`` or one of its ``twins`` (a read-only copy with the UUID the stream named).
+    None when btrfs failed before making it (its status and words then tell).
 
-    btrfs finds a parent by UUID anywhere in the pool, and a received UUID can be given
-    by any stream: another subvolume claiming the base's would be built on unchecked.
+    Raises:
+        StreamRefused: btrfs built on another subvolume that claims the base's UUID.
     """
     deadline = time.monotonic() + PARENT_TIMEOUT
     while not target.exists():
         if process.poll() is not None:
-            return  # btrfs failed (no parent found?): its status and words tell
+            return None
         if time.monotonic() > deadline:
             raise StorageError(f"btrfs receive made no snapshot {target} in {PARENT_TIMEOUT}s")
         time.sleep(0.002)
-    expected = ioctl.subvolume_info(base.path).uuid
-    if ioctl.subvolume_info(target).parent_uuid != expected:
-        raise StreamRefused(
-            f"the send stream of commit {target.name} was refused: btrfs built it on another "
-            f"subvolume than its base {base.path.name} (one that claims the same UUID)"
-        )
+    built_on = ioctl.subvolume_info(target).parent_uuid
+    for candidate in (base.path, *twins):
+        try:
+            info = ioctl.subvolume_info(candidate)
+        except StorageError:
+            continue  # no such copy
+        claimed = {uuid.UUID(u) for u in (info.uuid, info.received_uuid) if u is not None}
+        if info.uuid == built_on and info.readonly and claimed & base.uuids:
+            return candidate
+    raise StreamRefused(
+        f"the send stream of commit {target.name} was refused: btrfs built it on a subvolume "
+        f"that claims the UUID of its base {base.path.name} but is no copy of that commit"
+    )
 
 
 def _discard(target: Path) -> None:

@@ -170,7 +170,10 @@ class Replicator:
             self.repos.pool.delete_subvolume(leftover)  # a partial receive (not read-only)
         stream = self.peers.stream(source.address, commit.repo, commit.id, base)
         base_path = self.repos.commit_path(commit.repo, base) if base else None
-        streams.receive(_after_first(stream, "fetch.mid_stream"), folder, commit.id, base_path)
+        twins = self.repos.twins(commit.repo, base) if base else []
+        streams.receive(
+            _after_first(stream, "fetch.mid_stream"), folder, commit.id, base_path, twins
+        )
         log.info(
             "repo=%s commit=%s fetched from node=%s (%s)",
             commit.repo,

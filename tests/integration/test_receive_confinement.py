@@ -94,3 +94,53 @@ def test_a_legitimate_incremental_stream_with_a_clone_from_its_base(
     made = streams.receive([stream], commits, SECOND, commits / FIRST)
     assert (made / "g").read_bytes() == b"first"
     assert (made / "d" / "f").read_bytes() == b"first"
+
+
+def forge(pool: BtrfsPool, repo: str, name: str, host: Path) -> None:
+    """A subvolume that claims FIRST's UUID, received before FIRST itself (so btrfs finds
+    it first), with a link to the host where FIRST has its folder ``d``."""
+    folder = pool.root / "repos" / repo / "commits"
+    folder.mkdir(parents=True)
+    streams.receive(
+        [Stream().subvol(name, FIRST_UUID).symlink("d", str(host)).bytes()], folder, name
+    )
+
+
+@pytest.mark.parametrize("twin", [True, False], ids=["at a twin's path", "anywhere else"])
+def test_a_subvolume_forging_the_bases_uuid_never_leads_a_receive_outside(
+    pool: BtrfsPool, tmp_path: Path, twin: bool
+) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    forge(pool, "forger", FIRST if twin else "f" * 32, host)
+    folder = pool.root / "repos" / "r" / "commits"
+    folder.mkdir(parents=True)
+    streams.receive([first_commit()], folder, FIRST)
+    twins = [pool.root / "repos" / "forger" / "commits" / FIRST]
+    # Harmless on FIRST, whose "d" is a folder; through the forged link it is not.
+    stream = on_first().mkfile("d/evil").write("d/evil", b"evil").bytes()
+    refusal = "'d/evil': no such folder" if twin else "is no copy of that commit"
+    with pytest.raises(StreamRefused, match=refusal):
+        streams.receive([stream], folder, SECOND, folder / FIRST, twins)
+    assert os.listdir(host) == []
+    assert sorted(os.listdir(folder)) == [FIRST]
+
+
+def test_an_incremental_stream_builds_on_a_twin_in_another_repo(
+    pool: BtrfsPool, commits: Path
+) -> None:
+    """The same commit in two repos (one export imported twice): btrfs builds on the copy
+    it finds first, and the stream is checked against that copy."""
+    again = pool.root / "repos" / "copy" / "commits"
+    again.mkdir(parents=True)
+    streams.receive([first_commit()], again, FIRST)
+    stream = on_first().mkfile("n").write("n", b"new").bytes()
+    made = streams.receive([stream], again, SECOND, again / FIRST, [commits / FIRST])
+    assert (made / "n").read_bytes() == b"new"
+    assert (made / "d" / "f").read_bytes() == b"first"
+    third = pool.root / "repos" / "third" / "commits"
+    third.mkdir(parents=True)
+    streams.receive([first_commit()], third, FIRST)
+    with pytest.raises(StreamRefused, match="is no copy of that commit"):
+        streams.receive([stream], third, SECOND, third / FIRST)  # its twins not named
+    assert sorted(os.listdir(third)) == [FIRST]
