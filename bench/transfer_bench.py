@@ -105,6 +105,9 @@ def main() -> None:
         work = Path(tmp)
         src_root, src_image = prepare_pool(work / "src", 4 * 1024**3)
         dst_root, dst_image = prepare_pool(work / "dst", 16 * 1024**3)
+        # Bare receives go to a pool of their own: their copies claim the same received
+        # UUIDs, and pfs refuses to build on a subvolume that is no copy of its commit.
+        bare_root, bare_image = prepare_pool(work / "bare", 16 * 1024**3)
         src_store, dst_store = SqliteStore(src_root / "meta.db"), SqliteStore(dst_root / "meta.db")
         try:
             repos = RepoService(src_store, BtrfsPool(src_root))
@@ -128,7 +131,7 @@ def main() -> None:
                 for kind in ("bare", "pfs") if first else ("pfs", "bare"):
                     subprocess.run(["sync"], check=True)
                     if kind == "bare":
-                        target = dest.pool.root / f"bare{rep}"
+                        target = bare_root / f"bare{rep}"
                         samples["bare receive"].append(bare_receive(dest, bare_file, target))
                     else:
                         samples["pfs import"].append(pfs_import(dest, pfs_file, f"copy{rep}"))
@@ -154,6 +157,7 @@ def main() -> None:
             dst_store.close()
             src_image.unmount() if src_image else None
             dst_image.unmount() if dst_image else None
+            bare_image.unmount() if bare_image else None
 
 
 if __name__ == "__main__":
