@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench._common import median, require_root, table
 from pfs_volume.btrfs import BtrfsPool, prepare_pool
+from pfs_volume.btrfs.stream_check import StreamChecker
 from pfs_volume.meta import SqliteStore
 from pfs_volume.names import parse_ref
 from pfs_volume.repos import RepoService
@@ -88,6 +89,26 @@ def bare_receive(dest: RepoService, stream: Path, into: Path) -> float:
     return time.perf_counter() - start
 
 
+def check_alone(repos: RepoService, commit: str, scratch: Path) -> tuple[float, int]:
+    """Seconds pfs's stream check takes over the full stream of ``commit`` (read from a
+    file, nothing received), and the stream's size."""
+    with open(scratch, "wb") as handle:
+        subprocess.run(
+            ["btrfs", "send", "-q", str(repos.commit_path("src", commit))],
+            stdout=handle,
+            check=True,
+        )
+    checker = StreamChecker(commit, None, lambda: None)
+    start = time.perf_counter()
+    with open(scratch, "rb") as handle:
+        for _ in checker.check(iter(lambda: handle.read(MiB), b"")):
+            pass
+    seconds = time.perf_counter() - start
+    size = scratch.stat().st_size
+    scratch.unlink()
+    return seconds, size
+
+
 def pfs_import(dest: RepoService, stream: Path, name: str) -> float:
     start = time.perf_counter()
     with open(stream, "rb") as handle:
@@ -148,6 +169,11 @@ def main() -> None:
                 f" median of {REPS}"
             )
             print(table(["step", "time", "throughput"], rows))
+            seconds, size = check_alone(repos, chain[0], work / "first.stream")
+            print(
+                f"pfs's stream check alone (the first commit's {size / MiB:,.0f} MiB full "
+                f"stream, from the page cache): {seconds:.2f} s, {size / seconds / MiB:,.0f} MiB/s"
+            )
             for bare, pfs in (("bare send", "pfs export"), ("bare receive", "pfs import")):
                 ratio = median(samples[bare]) / median(samples[pfs])
                 verdict = "MET" if ratio >= 0.8 else "MISSED"
