@@ -75,16 +75,24 @@ class _Node:
     def entry(self, name: str) -> _Node | None:
         if name in self.entries:
             return self.entries[name]
-        found = None
-        if self.origin is not None:
-            try:
-                mode = os.lstat(self.origin / name).st_mode
-            except FileNotFoundError:
-                mode = None
-            if mode is not None:
-                found = _Node(_kind(mode), self.origin / name if stat.S_ISDIR(mode) else None)
+        if self.origin is None:
+            return None
+        try:
+            mode = os.lstat(self.origin / name).st_mode
+        except FileNotFoundError:
+            return None  # not kept: a stream may ask for any number of missing names
+        found = _Node(_kind(mode), self.origin / name if stat.S_ISDIR(mode) else None)
         self.entries[name] = found
         return found
+
+    def forget(self, name: str) -> None:
+        """``name`` is gone. Only a name the base holds is kept (as None, hiding the
+        base's entry): the model holds no more names than the base and the tree the
+        stream leaves, however many names a stream makes and removes."""
+        if self.origin is not None and os.path.lexists(self.origin / name):
+            self.entries[name] = None
+        else:
+            self.entries.pop(name, None)
 
 
 def _kind(mode: int) -> str:
@@ -274,14 +282,14 @@ class StreamChecker:
         if to[: len(path)] == path:
             raise self._refused(f"rename of {_show(path)} into itself")
         target = self._folder(RENAME, to)
-        self._folder(RENAME, path).entries[path[-1]] = None
+        self._folder(RENAME, path).forget(path[-1])
         target.entries[to[-1]] = node
 
     def _remove(self, cmd: int, path: tuple[str, ...]) -> None:
         node = self._lookup(cmd, path)
         if node is None or (node.kind == DIR) != (cmd == RMDIR):
             raise self._refused(f"{_name(cmd)} of {_show(path)}, which is no such entry")
-        self._folder(cmd, path).entries[path[-1]] = None
+        self._folder(cmd, path).forget(path[-1])
 
     def _folder(self, cmd: int, path: tuple[str, ...]) -> _Node:
         """The folder that holds ``path`` (which must name an entry, not the root)."""
