@@ -106,7 +106,9 @@ def _kind(mode: int) -> str:
 @dataclass(frozen=True)
 class Base:
     """The subvolume an incremental stream must build on: its path in the pool and the
-    UUIDs it is known by (its received UUID, and its own UUID)."""
+    UUIDs it is known by (its received UUID, and its own UUID). Once btrfs built on it,
+    only its received UUID: btrfs finds a clone's source by received UUID alone, and by
+    its own UUID would find another subvolume (one that received a stream naming it)."""
 
     path: Path
     uuids: frozenset[uuidlib.UUID]
@@ -120,11 +122,12 @@ class StreamChecker:
         base: the subvolume an incremental stream must build on; None for a full stream.
         started: called once the first command reached btrfs and before any other does
             (to check what btrfs made of it); for an incremental stream, it answers the
-            subvolume btrfs really built on (a copy of ``base``, when not ``base`` itself),
-            which the rest of the stream is then checked against.
+            subvolume btrfs really built on (a copy of ``base``, when not ``base`` itself)
+            with the UUIDs a clone may name it by, which the rest of the stream is then
+            checked against.
     """
 
-    def __init__(self, name: str, base: Base | None, started: Callable[[], Path | None]) -> None:
+    def __init__(self, name: str, base: Base | None, started: Callable[[], Base | None]) -> None:
         self.name = name
         self.base = base
         self._started = started
@@ -176,8 +179,8 @@ class StreamChecker:
                 done = 0
                 built_on = self._started()
                 if self.base is not None and built_on is not None:
-                    self.base = Base(built_on, self.base.uuids)
-                    self._root = _Node(DIR, built_on)
+                    self.base = built_on
+                    self._root = _Node(DIR, built_on.path)
         if done:
             yield bytes(buffer[:done])
             del buffer[:done]
@@ -265,7 +268,10 @@ class StreamChecker:
             for name in path:
                 node = node.entry(name) if node and node.kind == DIR else None
         else:
-            raise self._refused("a clone from a subvolume that is neither it nor its base")
+            raise self._refused(
+                "a clone from a subvolume that is neither it nor its base (by the base's "
+                "received UUID: the UUID btrfs finds a clone's source by)"
+            )
         if node is None or node.kind != FILE:
             raise self._refused(f"a clone from {_show(path)}, which is no regular file")
 
