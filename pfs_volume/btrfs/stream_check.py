@@ -75,16 +75,24 @@ class _Node:
     def entry(self, name: str) -> _Node | None:
         if name in self.entries:
             return self.entries[name]
-        found = None
-        if self.origin is not None:
-            try:
-                mode = os.lstat(self.origin / name).st_mode
-            except FileNotFoundError:
-                mode = None
-            if mode is not None:
-                found = _Node(_kind(mode), self.origin / name if stat.S_ISDIR(mode) else None)
+        if self.origin is None:
+            return None
+        try:
+            mode = os.lstat(self.origin / name).st_mode
+        except FileNotFoundError:
+            return None  # not kept: a stream may ask for any number of missing names
+        found = _Node(_kind(mode), self.origin / name if stat.S_ISDIR(mode) else None)
         self.entries[name] = found
         return found
+
+    def forget(self, name: str) -> None:
+        """``name`` is gone. Only a name the base holds is kept (as None, hiding the
+        base's entry): the model holds no more names than the base and the tree the
+        stream leaves, however many names a stream makes and removes."""
+        if self.origin is not None and os.path.lexists(self.origin / name):
+            self.entries[name] = None
+        else:
+            self.entries.pop(name, None)
 
 
 def _kind(mode: int) -> str:
@@ -98,7 +106,9 @@ def _kind(mode: int) -> str:
 @dataclass(frozen=True)
 class Base:
     """The subvolume an incremental stream must build on: its path in the pool and the
-    UUIDs it is known by (its received UUID, and its own UUID)."""
+    UUIDs it is known by (its received UUID, and its own UUID). Once btrfs built on it,
+    only its received UUID: btrfs finds a clone's source by received UUID alone, and by
+    its own UUID would find another subvolume (one that received a stream naming it)."""
 
     path: Path
     uuids: frozenset[uuidlib.UUID]
@@ -112,11 +122,12 @@ class StreamChecker:
         base: the subvolume an incremental stream must build on; None for a full stream.
         started: called once the first command reached btrfs and before any other does
             (to check what btrfs made of it); for an incremental stream, it answers the
-            subvolume btrfs really built on (a copy of ``base``, when not ``base`` itself),
-            which the rest of the stream is then checked against.
+            subvolume btrfs really built on (a copy of ``base``, when not ``base`` itself)
+            with the UUIDs a clone may name it by, which the rest of the stream is then
+            checked against.
     """
 
-    def __init__(self, name: str, base: Base | None, started: Callable[[], Path | None]) -> None:
+    def __init__(self, name: str, base: Base | None, started: Callable[[], Base | None]) -> None:
         self.name = name
         self.base = base
         self._started = started
@@ -168,8 +179,8 @@ class StreamChecker:
                 done = 0
                 built_on = self._started()
                 if self.base is not None and built_on is not None:
-                    self.base = Base(built_on, self.base.uuids)
-                    self._root = _Node(DIR, built_on)
+                    self.base = built_on
+                    self._root = _Node(DIR, built_on.path)
         if done:
             yield bytes(buffer[:done])
             del buffer[:done]
@@ -257,7 +268,10 @@ class StreamChecker:
             for name in path:
                 node = node.entry(name) if node and node.kind == DIR else None
         else:
-            raise self._refused("a clone from a subvolume that is neither it nor its base")
+            raise self._refused(
+                "a clone from a subvolume that is neither it nor its base (by the base's "
+                "received UUID: the UUID btrfs finds a clone's source by)"
+            )
         if node is None or node.kind != FILE:
             raise self._refused(f"a clone from {_show(path)}, which is no regular file")
 
@@ -274,14 +288,14 @@ class StreamChecker:
         if to[: len(path)] == path:
             raise self._refused(f"rename of {_show(path)} into itself")
         target = self._folder(RENAME, to)
-        self._folder(RENAME, path).entries[path[-1]] = None
+        self._folder(RENAME, path).forget(path[-1])
         target.entries[to[-1]] = node
 
     def _remove(self, cmd: int, path: tuple[str, ...]) -> None:
         node = self._lookup(cmd, path)
         if node is None or (node.kind == DIR) != (cmd == RMDIR):
             raise self._refused(f"{_name(cmd)} of {_show(path)}, which is no such entry")
-        self._folder(cmd, path).entries[path[-1]] = None
+        self._folder(cmd, path).forget(path[-1])
 
     def _folder(self, cmd: int, path: tuple[str, ...]) -> _Node:
         """The folder that holds ``path`` (which must name an entry, not the root)."""

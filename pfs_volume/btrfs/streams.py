@@ -112,7 +112,7 @@ def receive(
     _widen(process.stdin)
     stdin = process.stdin
 
-    def started() -> Path | None:
+    def started() -> stream_check.Base | None:
         stdin.flush()
         return None if base_ref is None else _parent(process, target, base_ref, twins)
 
@@ -151,10 +151,12 @@ def _base(path: Path) -> stream_check.Base:
 
 def _parent(
     process: subprocess.Popen[bytes], target: Path, base: stream_check.Base, twins: Iterable[Path]
-) -> Path | None:
+) -> stream_check.Base | None:
     """Once btrfs made the snapshot ``target``: the subvolume it was made of, which must be
-    ``base`` or one of its ``twins`` (a read-only copy with the UUID the stream named).
-    None when btrfs failed before making it (its status and words then tell).
+    ``base`` or one of its ``twins`` (a read-only copy with the UUID the stream named),
+    known from then on by its received UUID alone (the one btrfs finds clone sources by:
+    by its own UUID, btrfs would clone from whatever subvolume received a stream naming
+    it). None when btrfs failed before making it (its status and words then tell).
 
     Raises:
         StreamRefused: btrfs built on another subvolume that claims the base's UUID.
@@ -174,7 +176,8 @@ def _parent(
             continue  # no such copy
         claimed = {uuid.UUID(u) for u in (info.uuid, info.received_uuid) if u is not None}
         if info.uuid == built_on and info.readonly and claimed & base.uuids:
-            return candidate
+            received = {uuid.UUID(info.received_uuid)} if info.received_uuid else set()
+            return stream_check.Base(candidate, frozenset(received))
     raise StreamRefused(
         f"the send stream of commit {target.name} was refused: btrfs built it on a subvolume "
         f"that claims the UUID of its base {base.path.name} but is no copy of that commit"
