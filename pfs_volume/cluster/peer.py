@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterator
 import requests
 import urllib3
 
-from pfs_volume.errors import PfsError, StorageError, Unavailable, error_from_code
+from pfs_volume.errors import (
+    Conflict,
+    NotFound,
+    PfsError,
+    StorageError,
+    Unavailable,
+    error_from_code,
+)
 from pfs_volume.frames import decode_frames
 
 TOKEN_HEADER = "Authorization"
@@ -78,7 +85,8 @@ class PeerClient:
         ``parent`` when given, as chunks.
 
         Raises:
-            Unavailable: the node cannot be reached or the stream broke off.
+            Unavailable: the node cannot be reached, the stream broke off or stalled, or
+                the node answered an error other than these two.
             NotFound, Conflict: the node lacks the commit or the parent.
         """
         url = f"{address}/v1/peer/repos/{repo}/commits/{commit_id}/stream"
@@ -92,7 +100,10 @@ class PeerClient:
             )
         except requests.RequestException as exc:
             raise Unavailable(f"node at {address} cannot be reached: {exc}") from None
-        _raise_for_error(response, address)
+        # Only "lacks the commit" and "lacks the parent" say something of this request;
+        # any other error (a holder's 500, or a code it should not send) must neither
+        # pass for this node's own nor stop the fetch from trying another holder.
+        _raise_for_error(response, address, meaningful=(NotFound, Conflict))
         return _stream_body(response)
 
     def request_fetch(self, address: str, repo: str, commit_id: str, source: str) -> list[str]:
@@ -123,13 +134,23 @@ def _stream_body(response: requests.Response) -> Iterator[bytes]:
         response.close()
 
 
-def _raise_for_error(response: requests.Response, address: str) -> None:
+def _raise_for_error(
+    response: requests.Response,
+    address: str,
+    meaningful: tuple[type[PfsError], ...] = (PfsError,),
+) -> None:
+    """Raise what a node's error answer reports: its error class when that is one of
+    ``meaningful``, else Unavailable with the node's status and words."""
     if response.status_code < 400:
         return
+    words = ""
     try:
         error = response.json()["error"]
         exc: PfsError = error_from_code(error["code"], f"node at {address}: {error['message']}")
+        words = f": {error['message']}"
     except (ValueError, KeyError, TypeError):
         exc = Unavailable(f"node at {address} answered HTTP {response.status_code}")
     response.close()
+    if not isinstance(exc, meaningful):
+        exc = Unavailable(f"node at {address} answered HTTP {response.status_code}{words}")
     raise exc

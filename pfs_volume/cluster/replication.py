@@ -134,6 +134,11 @@ class Replicator:
                         exc,
                     )
                     failures.append(f"{holder}: {exc}")
+                    if isinstance(exc, Unavailable):
+                        # Unreachable, broken off or stalled: another base changes none
+                        # of that, and asking again would cost a stall another
+                        # READ_TIMEOUT of the two minutes Docker gives a Mount.
+                        break
         if refusals == len(failures):
             # A holder that sends what no btrfs send makes: no later retry will do better.
             raise StreamRefused(
