@@ -37,10 +37,11 @@ from flask import Flask
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
+from waitress.receiver import ChunkedReceiver
 from waitress.server import BaseWSGIServer, TcpWSGIServer, UnixWSGIServer
 from waitress.utilities import Error
 
-from pfs_volume.errors import Conflict
+from pfs_volume.errors import Conflict, InvalidRequest
 from pfs_volume.request_limits import DEFAULT_BODY, Refusal, RoutePolicy
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,12 @@ WRITE_STALL_TIMEOUT = 60
 """Seconds a response may make no progress while its worker waits on the client (its
 output buffer full) before the connection is cut. Above the peers' own stall limit
 (``cluster.peer.READ_TIMEOUT``): a peer that stops reading has given up already."""
+MAX_CHUNK_LINE = 4096
+"""Bytes a chunk's size line (with its extensions) may have. waitress bounds neither it
+nor the trailer, and joins each piece to what it holds so far: one endless line took the
+socket's loop thread, quadratic in its length (20 MB: 45 s) and every byte of it kept."""
+MAX_TRAILER = 64 * 1024
+"""Bytes the trailer of a chunked body may have (pfs reads no trailer field)."""
 CLEANUP_INTERVAL = 2
 """Seconds between checks of the limits above (a walk over the server's connections)."""
 NO_BODY_LIMIT = 2**62
@@ -272,7 +279,21 @@ class _LimitedParser(HTTPRequestParser):
             How many bytes of ``data`` this request consumed.
         """
         consumed = super().received(data)
+        if self.error is not None and not isinstance(self.error, _Refused):
+            # waitress's own refusals (a malformed start line, header or chunk, headers
+            # too long) in the app's error form, as every other answer of the socket.
+            self._refuse_malformed(self.error.body, self.error.code)
         if self.error is not None or not self.headers_finished:
+            return consumed
+        receiver = self.body_rcv
+        if isinstance(receiver, ChunkedReceiver) and (
+            len(receiver.control_line) > MAX_CHUNK_LINE or len(receiver.trailer) > MAX_TRAILER
+        ):
+            self._refuse_malformed(
+                f"a chunk size line longer than {MAX_CHUNK_LINE} bytes or a trailer "
+                f"longer than {MAX_TRAILER} bytes",
+                HTTPStatus.BAD_REQUEST,
+            )
             return consumed
         if self.limit is None and (self.chunked or self.content_length > 0):
             path = getattr(self, "path", "/")
@@ -281,9 +302,9 @@ class _LimitedParser(HTTPRequestParser):
                 self._refuse(self.content_length)
         elif (
             self.limit is not None
-            and self.chunked
-            and self.body_rcv is not None
-            and len(self.body_rcv) > self.limit  # the body so far, without chunk framing
+            and isinstance(receiver, ChunkedReceiver)
+            # the body so far (without chunk framing) and the rest of the chunk begun
+            and len(receiver) + receiver.chunk_remainder > self.limit
         ):
             self._refuse(None)
         return consumed
@@ -296,6 +317,14 @@ class _LimitedParser(HTTPRequestParser):
         assert self.limit is not None
         refusal = self.policy.too_large(self.route, size, self.limit)
         log.info("refused %s: %s", self.route, refusal.body[:300].decode("utf-8", "replace"))
+        self._answer(refusal)
+
+    def _refuse_malformed(self, why: str, status: int) -> None:
+        error = InvalidRequest(f"the request is not valid HTTP/1.1: {why}")
+        log.info("refused a request: %s", error)
+        self._answer(self.policy.refusal(error, status))
+
+    def _answer(self, refusal: Refusal) -> None:
         self.error = _Refused(refusal)
         self.completed = True
         # waitress would answer "100 Continue" to a finished request and reopen it.
