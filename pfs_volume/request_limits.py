@@ -119,8 +119,18 @@ class RoutePolicy:
             limit: the route's limit.
         """
         told = f"is {size} bytes long" if size is not None else f"is longer than {limit} bytes"
-        error = BodyTooLarge(
-            f"the request body of {route} {told}; at most {limit} bytes are accepted on this route"
+        return self.refusal(
+            BodyTooLarge(
+                f"the request body of {route} {told}; "
+                f"at most {limit} bytes are accepted on this route"
+            )
         )
+
+    def refusal(self, error: PfsError, status: int | None = None) -> Refusal:
+        """The answer to a request the transport refuses, in the app's error form.
+
+        Args:
+            error: what is wrong. status: the HTTP status, when not the error's own.
+        """
         content_type, body = self._render(error)
-        return Refusal(error.status, content_type, body)
+        return Refusal(status or error.status, content_type, body)

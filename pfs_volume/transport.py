@@ -13,8 +13,9 @@ one socket, what a client may hold is bounded:
   closed (slowloris clients);
 * a body longer than its route accepts (``pfs_volume.request_limits``) is refused as soon
   as the headers say so or a chunked body passes the limit, never read whole;
-* a response its client stops reading is cut after ``WRITE_STALL_TIMEOUT``, which frees
-  the worker thread waitress blocks while its output buffer is full.
+* a client that takes its response, or sends its body, slower than
+  ``MIN_TRANSFER_RATE`` over a ``RATE_WINDOW`` is cut, which frees the worker thread
+  waitress blocks while its output buffer is full (a stall is the slowest rate of all).
 
 Every time limit here is about a client, not about the work a request asks for (a Mount
 that waits for a lock answers within Docker's limits by itself: ``repos.LOCK_TIMEOUT``).
@@ -22,6 +23,7 @@ that waits for a lock answers within Docker's limits by itself: ``repos.LOCK_TIM
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import logging
 import os
@@ -37,10 +39,11 @@ from flask import Flask
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
+from waitress.receiver import ChunkedReceiver
 from waitress.server import BaseWSGIServer, TcpWSGIServer, UnixWSGIServer
 from waitress.utilities import Error
 
-from pfs_volume.errors import Conflict
+from pfs_volume.errors import Conflict, InvalidRequest
 from pfs_volume.request_limits import DEFAULT_BODY, Refusal, RoutePolicy
 
 log = logging.getLogger(__name__)
@@ -64,10 +67,21 @@ most ``DEFAULT_BODY`` bytes (a JSON body); within Docker's one minute for a call
 IDLE_TIMEOUT = 60
 """Seconds a connection may send and receive nothing (an idle keep-alive, a stalled
 upload) before it is closed. waitress's own default is 120; Docker and the CLI reconnect."""
-WRITE_STALL_TIMEOUT = 60
-"""Seconds a response may make no progress while its worker waits on the client (its
-output buffer full) before the connection is cut. Above the peers' own stall limit
+RATE_WINDOW = 30
+"""Seconds over which a client waited on (its response backed up, or its body awaited)
+must move ``MIN_TRANSFER_RATE``. waitress counts any byte as activity, so a client taking
+a piece of a big download every minute held a worker thread for good; 8 of them
+(``THREADS``) took every one. Above the peers' own stall limit
 (``cluster.peer.READ_TIMEOUT``): a peer that stops reading has given up already."""
+MIN_TRANSFER_RATE = 4096
+"""Bytes per second a client waited on must move, averaged over ``RATE_WINDOW``: a
+32 kbit/s link, slower than any honest peer's or CLI's; 32 MiB takes more than 2 hours."""
+MAX_CHUNK_LINE = 4096
+"""Bytes a chunk's size line (with its extensions) may have. waitress bounds neither it
+nor the trailer, and joins each piece to what it holds so far: one endless line took the
+socket's loop thread, quadratic in its length (20 MB: 45 s) and every byte of it kept."""
+MAX_TRAILER = 64 * 1024
+"""Bytes the trailer of a chunked body may have (pfs reads no trailer field)."""
 CLEANUP_INTERVAL = 2
 """Seconds between checks of the limits above (a walk over the server's connections)."""
 NO_BODY_LIMIT = 2**62
@@ -272,7 +286,21 @@ class _LimitedParser(HTTPRequestParser):
             How many bytes of ``data`` this request consumed.
         """
         consumed = super().received(data)
+        if self.error is not None and not isinstance(self.error, _Refused):
+            # waitress's own refusals (a malformed start line, header or chunk, headers
+            # too long) in the app's error form, as every other answer of the socket.
+            self._refuse_malformed(self.error.body, self.error.code)
         if self.error is not None or not self.headers_finished:
+            return consumed
+        receiver = self.body_rcv
+        if isinstance(receiver, ChunkedReceiver) and (
+            len(receiver.control_line) > MAX_CHUNK_LINE or len(receiver.trailer) > MAX_TRAILER
+        ):
+            self._refuse_malformed(
+                f"a chunk size line longer than {MAX_CHUNK_LINE} bytes or a trailer "
+                f"longer than {MAX_TRAILER} bytes",
+                HTTPStatus.BAD_REQUEST,
+            )
             return consumed
         if self.limit is None and (self.chunked or self.content_length > 0):
             path = getattr(self, "path", "/")
@@ -281,9 +309,9 @@ class _LimitedParser(HTTPRequestParser):
                 self._refuse(self.content_length)
         elif (
             self.limit is not None
-            and self.chunked
-            and self.body_rcv is not None
-            and len(self.body_rcv) > self.limit  # the body so far, without chunk framing
+            and isinstance(receiver, ChunkedReceiver)
+            # the body so far (without chunk framing) and the rest of the chunk begun
+            and len(receiver) + receiver.chunk_remainder > self.limit
         ):
             self._refuse(None)
         return consumed
@@ -296,6 +324,14 @@ class _LimitedParser(HTTPRequestParser):
         assert self.limit is not None
         refusal = self.policy.too_large(self.route, size, self.limit)
         log.info("refused %s: %s", self.route, refusal.body[:300].decode("utf-8", "replace"))
+        self._answer(refusal)
+
+    def _refuse_malformed(self, why: str, status: int) -> None:
+        error = InvalidRequest(f"the request is not valid HTTP/1.1: {why}")
+        log.info("refused a request: %s", error)
+        self._answer(self.policy.refusal(error, status))
+
+    def _answer(self, refusal: Refusal) -> None:
         self.error = _Refused(refusal)
         self.completed = True
         # waitress would answer "100 Continue" to a finished request and reopen it.
@@ -309,6 +345,35 @@ class _BoundedChannel(HTTPChannel):
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Adjustments, map: Any = None):
         super().__init__(server, sock, addr, adj, map)
         self.parser_class = partial(_LimitedParser, policy=server.route_policy)  # type: ignore[assignment]
+        self.moved = 0
+        """Bytes received and sent on this connection."""
+        self._window: tuple[float, int] | None = None  # (its start, self.moved then)
+        self._cut = False
+
+    def received(self, data: bytes) -> bool:
+        """Take in bytes from the client (waitress), counting them."""
+        self.moved += len(data)
+        return bool(super().received(data))
+
+    def send(self, data: bytes, do_close: bool = True) -> int:
+        """Send what the client takes of ``data`` (waitress), counting it."""
+        sent = int(super().send(data, do_close))
+        self.moved += sent
+        return sent
+
+    def readable(self) -> bool:
+        """Whether the loop should wait for bytes from the client (waitress), and
+        always once cut: the loop sees the shut socket's end only by reading."""
+        return self._cut or bool(super().readable())
+
+    def cut(self) -> None:
+        """Close this connection from the loop thread, which wakes a worker waiting to
+        write to it (ClientDisconnected). waitress's own way (``will_close``) acts only
+        once the socket turns writable, which a client that reads nothing never lets
+        happen: the worker stayed held until the client left (measured)."""
+        self.will_close = self._cut = True
+        with contextlib.suppress(OSError, AttributeError):  # AttributeError: closed
+            self.socket.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
 
     def overdue(self, now: float) -> str | None:
         """Why this connection is held for too long, or None.
@@ -323,10 +388,25 @@ class _BoundedChannel(HTTPChannel):
                 return f"its request's headers took more than {HEADER_TIMEOUT}s"
             if request.headers_finished and not request.streamed() and age > BODY_TIMEOUT:
                 return f"its request took more than {BODY_TIMEOUT}s to arrive"
-        stalled = now - self.last_activity > WRITE_STALL_TIMEOUT
-        if self.requests and stalled and self.total_outbufs_len > self.adj.outbuf_high_watermark:
-            return f"it read nothing of its response for {WRITE_STALL_TIMEOUT}s"
+        if self._too_slow(now):
+            return f"it moved less than {MIN_TRANSFER_RATE} bytes/s over {RATE_WINDOW}s"
         return None
+
+    def _too_slow(self, now: float) -> bool:
+        request = self.request
+        reading = request is not None and request.headers_finished and not request.completed
+        if not reading and self.total_outbufs_len == 0:
+            # Waiting on no one, or on the app: not the client's time.
+            self._window = None
+            return False
+        if self._window is None:
+            self._window = (now, self.moved)
+            return False
+        start, moved = self._window
+        if now - start < RATE_WINDOW:
+            return False
+        self._window = (now, self.moved)
+        return self.moved - moved < MIN_TRANSFER_RATE * (now - start)
 
 
 class _Bounded(BaseWSGIServer):
@@ -345,9 +425,7 @@ class _Bounded(BaseWSGIServer):
             why = channel.overdue(now) if isinstance(channel, _BoundedChannel) else None
             if why is not None and not channel.will_close:
                 log.info("closing a connection to the %s: %s", self.label, why)
-                # As waitress's own maintenance: the loop closes it at once, which wakes
-                # a worker waiting to write to it (ClientDisconnected).
-                channel.will_close = True
+                channel.cut()
 
 
 class _BoundedUnixServer(_Bounded, UnixWSGIServer):

@@ -9,6 +9,7 @@ from functools import wraps
 from typing import Any
 
 from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
 
 from pfs_volume.errors import InvalidRequest, PfsError
 from pfs_volume.meta import rfc3339
@@ -28,6 +29,12 @@ def create_plugin_app(driver: Driver, scope: str = "local") -> Flask:
     """Build the flask app that serves Docker's volume-plugin protocol for ``driver``."""
     app = Flask("pfs-plugin")
     answers_errors_with(app, error_body)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        # A path or method the protocol lacks: Docker shows Err, not flask's HTML page.
+        body = {"Err": f"{exc.name}: {exc.description}"}
+        return Response(json.dumps(body), exc.code or 400, content_type=protocol.CONTENT_TYPE)
 
     def endpoint(path: str) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
