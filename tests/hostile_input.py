@@ -9,8 +9,10 @@ are not UTF-8, empty bodies and other encodings, over the field names the apps a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +156,9 @@ META_FILES = ("meta.db", "meta.db-wal", "meta.db-shm", "meta.db-journal")
 
 def store_state(repos: RepoService, store: SqliteStore) -> Any:
     """Everything a request could change: every record of the metadata store, and every
-    entry of the pool with its kind and size (not the metadata store's own files, whose
-    bytes change with any read's checkpoint, nor times)."""
+    entry of the pool with its kind, mode, owner, size, link target and a digest of its
+    bytes (not the metadata store's own files, whose bytes change with any read's
+    checkpoint, nor times)."""
     records = (
         store.list_repos(),
         [store.list_branches(r.name) for r in store.list_repos()],
@@ -168,8 +171,8 @@ def store_state(repos: RepoService, store: SqliteStore) -> Any:
     return records, _pool_listing(repos.pool.root)
 
 
-def _pool_listing(root: Path) -> list[tuple[str, str, int]]:
-    listing: list[tuple[str, str, int]] = []
+def _pool_listing(root: Path) -> list[tuple[str, int, int, int, int, str]]:
+    listing = []
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
         for name in sorted(dirs + files):
@@ -177,8 +180,14 @@ def _pool_listing(root: Path) -> list[tuple[str, str, int]]:
             if path.parent == root and name in META_FILES:
                 continue
             info = path.lstat()
-            kind = "dir" if path.is_dir() and not path.is_symlink() else "file"
+            if stat.S_ISLNK(info.st_mode):
+                content = os.readlink(path)
+            elif stat.S_ISREG(info.st_mode):
+                content = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                content = ""
+            size = 0 if stat.S_ISDIR(info.st_mode) else info.st_size
             listing.append(
-                (str(path.relative_to(root)), kind, info.st_size if kind == "file" else 0)
+                (str(path.relative_to(root)), info.st_mode, info.st_uid, info.st_gid, size, content)
             )
     return sorted(listing)
