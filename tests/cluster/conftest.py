@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from pfs_volume.cluster import placement
 from tests.etcd_cluster import EtcdCluster, free_port
 from tests.pfs_node import PfsNode
 
@@ -157,3 +158,17 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
                 return last
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+
+
+def repo_placed_on(node_id: str, stem: str) -> str:
+    """A repo name whose single replica (``--replicas 1``) rendezvous puts on ``node_id``,
+    so no other node gets a copy unless it asks."""
+    for index in range(100):
+        name = f"{stem}{index}"
+        if placement.choose(name, ["node0", "node1", "node2"], 1) == (node_id,):
+            return name
+    raise AssertionError("no such name")
+
+
+def holders(node, repo: str, commit: str) -> list[str]:
+    return node.cli_json("commit", "inspect", f"{repo}@{commit}")["holders"]

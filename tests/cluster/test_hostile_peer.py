@@ -43,8 +43,15 @@ from pfs_volume.cluster.peer import READ_TIMEOUT, decode_stream
 from pfs_volume.frames import encode_frames
 from pfs_volume.meta.etcd_client import EtcdClient
 from tests import hostile_streams, sendstream
-from tests.cluster.conftest import LEASE_TTL, Cluster, ClusterNode, tree_digest, wait_for
-from tests.cluster.test_replication import holders, repo_placed_on
+from tests.cluster.conftest import (
+    LEASE_TTL,
+    Cluster,
+    ClusterNode,
+    holders,
+    repo_placed_on,
+    tree_digest,
+    wait_for,
+)
 from tests.etcd_cluster import free_port
 from tests.hostile_streams import HOSTILE, Target
 

@@ -10,24 +10,9 @@ import subprocess
 
 import requests
 
-from pfs_volume.cluster import placement
-from tests.cluster.conftest import LEASE_TTL, Cluster, wait_for
+from tests.cluster.conftest import LEASE_TTL, Cluster, holders, repo_placed_on, wait_for
 
 REPAIR_WAIT = LEASE_TTL + 20.0
-
-
-def repo_placed_on(node_id: str, stem: str) -> str:
-    """A repo name whose single replica (``--replicas 1``) rendezvous puts on ``node_id``,
-    so no other node gets a copy unless it asks."""
-    for index in range(100):
-        name = f"{stem}{index}"
-        if placement.choose(name, ["node0", "node1", "node2"], 1) == (node_id,):
-            return name
-    raise AssertionError("no such name")
-
-
-def holders(node, repo: str, commit: str) -> list[str]:
-    return node.cli_json("commit", "inspect", f"{repo}@{commit}")["holders"]
 
 
 def test_node_list_shows_every_live_node(cluster: Cluster) -> None:
