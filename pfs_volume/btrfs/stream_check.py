@@ -56,6 +56,8 @@ A_UUID, A_CTRANSID = 1, 2
 A_PATH, A_PATH_TO, A_PATH_LINK = 15, 16, 17
 A_DATA, A_CLONE_UUID, A_CLONE_PATH = 19, 20, 22
 MAX_ATTR = 24
+_NOT_NAMES = frozenset(("", ".", ".."))
+"""Path parts that name no entry of the subvolume (or one outside it)."""
 
 DIR, FILE, LINK_KIND, OTHER = "folder", "regular file", "symbolic link", "special file"
 MAKES = {MKFILE: FILE, MKDIR: DIR, MKNOD: OTHER, MKFIFO: OTHER, MKSOCK: OTHER, SYMLINK: LINK_KIND}
@@ -326,8 +328,8 @@ class StreamChecker:
             raise self._refused(f"a {_name(cmd)} command without its path")
         if raw == b"":
             return ()
-        parts = tuple(os.fsdecode(raw).split("/"))
-        if b"\0" in raw or any(part in ("", ".", "..") for part in parts):
+        parts = tuple(raw.decode("utf-8", "surrogateescape").split("/"))  # os.fsdecode
+        if b"\0" in raw or not _NOT_NAMES.isdisjoint(parts):
             raise self._refused(
                 f"{_name(cmd)} of {_show_bytes(raw)}: a path must be relative to the "
                 "subvolume, without '.', '..' or empty parts"
