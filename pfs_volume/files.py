@@ -12,10 +12,11 @@ regular files only. Names that are not UTF-8 keep their bytes (``pfs_volume.file
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
@@ -216,9 +217,9 @@ class FileService:
                         raise InvalidRequest(
                             f"{safepath.shown(parts)} is a folder; use -r to remove it"
                         )
-                    safepath.remove_tree(parent, parts[-1])
+                    _changing(lambda: safepath.remove_tree(parent, parts[-1]), where, parts)
                 else:
-                    os.unlink(parts[-1], dir_fd=parent)
+                    _changing(lambda: os.unlink(parts[-1], dir_fd=parent), where, parts)
             made = self.repos.commit_working_copy(
                 repo, branch, message or f"rm {safepath.shown(parts)}", RM_ORIGIN
             )
@@ -253,6 +254,21 @@ def _reading(what: CommitRecord | str, parts: tuple[str, ...]) -> Iterator[None]
         raise NotFound(f"{label} has no {safepath.shown(parts)}{why}") from None
     except safepath.LinkInPath as exc:
         raise InvalidRequest(f"{exc} (in {label})") from None
+
+
+def _changing(step: Callable[[], None], label: str, parts: tuple[str, ...]) -> None:
+    """Run a removal; a name that turned into something else under it (a container
+    writing to the working copy at once) is a Conflict saying so, not a crash."""
+    try:
+        step()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR):
+            raise
+        raise Conflict(
+            f"{safepath.shown(parts)} in {label} changed while it was removed "
+            f"({exc.strerror}): something writes to the working copy; what was removed "
+            "so far stays removed, nothing was committed"
+        ) from None
 
 
 def _where(where: str) -> str:

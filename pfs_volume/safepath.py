@@ -19,6 +19,7 @@ File descriptors returned are the caller's to close (``closing`` helps).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -86,6 +87,11 @@ class Missing(NotFound):
     def __init__(self, message: str, where: str) -> None:
         super().__init__(message)
         self.where = where
+
+
+class Changed(Conflict):
+    """A name turned into something else between two looks at it: something (a container)
+    writes to the tree while pfs walks it."""
 
 
 class NotRegular(InvalidRequest):
@@ -184,6 +190,11 @@ def open_child_folder(folder: int, name: str, where: Sequence[str]) -> int:
             kind = kind_of(info.st_mode)
             raise NotAFolder(
                 f"{shown(where)} is a {kind}, not a folder", "/".join(where), kind
+            ) from None
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise Changed(
+                f"{shown(where)} changed while pfs opened it (a link or file, then a folder "
+                "again): something writes to the tree; try again"
             ) from None
         raise exc
 

@@ -25,9 +25,12 @@ from pfs_volume.errors import Conflict, StorageError
 from pfs_volume.failpoints import failpoint
 from pfs_volume.filenames import printable
 from pfs_volume.history.snapshots import FolderWalker, SnapshotTrees, at, read_xattrs, split
-from pfs_volume.history.threeway import Node, Side
+from pfs_volume.history.threeway import Node, Side, kind_of
 from pfs_volume.safepath import FOLDER_FLAGS, entries, remove_tree
 
+_CHANGED = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EEXIST, errno.EISDIR, errno.ENOTEMPTY)
+"""What a call fails with when the working copy (which held exactly our side) changed
+under the merge: a container writing there."""
 FICLONE = 0x40049409
 """ioctl(dest, FICLONE, src): share all of src's extents (a reflink copy)."""
 _SPECIAL = {
@@ -49,6 +52,11 @@ def apply_plan(work: Path, trees: SnapshotTrees, take: list[str]) -> None:
         _apply(work, trees, take)
     except OSError as exc:
         where = f" at {printable(exc.filename)}" if isinstance(exc.filename, str) else ""
+        if exc.errno in _CHANGED:
+            raise Conflict(
+                f"the working copy changed while the merge wrote it{where} ({exc.strerror}):"
+                " something writes to it; nothing was committed, the branch is left as it was"
+            ) from exc
         raise StorageError(
             f"writing the merge into the working copy failed{where}: {exc.strerror}; the "
             "branch is left as it was"
@@ -138,9 +146,9 @@ def _depth(path: str) -> tuple[int, str]:
 def _folder(walker: FolderWalker, path: str) -> int:
     fd = walker.folder(path)
     if fd is None:
-        raise StorageError(
-            f"the working copy {walker.root} has no folder {path!r} where the merge "
-            "expected one; nothing was committed"
+        raise Conflict(
+            f"the working copy has no folder /{printable(path)} where the merge expected "
+            "one: something writes to it; nothing was committed, the branch is left as it was"
         )
     return fd
 
@@ -190,10 +198,32 @@ def _create(target: FolderWalker, source: FolderWalker | None, path: str, node: 
         return
     else:
         os.mknod(name, _SPECIAL[node.kind] | 0o600, node.rdev, dir_fd=fd)
-    # A folder or special file that was just made (or checked) here: not a link.
+    # A folder or special file that was just made (or checked) here; a container may
+    # have swapped it for a link since, so nothing below follows a link at ``name``.
     os.chown(name, node.uid, node.gid, dir_fd=fd, follow_symlinks=False)
-    os.chmod(name, node.mode, dir_fd=fd)
+    _chmod_made(fd, name, path, node)
     _set_xattrs(at(fd, name), node)
+
+
+def _chmod_made(folder: int, name: str, path: str, node: Node) -> None:
+    """chmod what was just made at ``name`` (chmod has no no-follow form on Linux): pin
+    it with ``O_PATH | O_NOFOLLOW``, check it is still of the node's kind, and chmod the
+    pinned entry itself through its ``/proc/self/fd`` name.
+
+    Raises:
+        Conflict: it is something else now (a link, ...).
+    """
+    made = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+    try:
+        if kind_of(os.fstat(made).st_mode) != node.kind:
+            raise Conflict(
+                f"/{printable(path)} changed while the merge wrote it (it is no "
+                f"{node.kind} now): something writes to the working copy; nothing was "
+                "committed, the branch is left as it was"
+            )
+        os.chmod(f"/proc/self/fd/{made}", node.mode)
+    finally:
+        os.close(made)
 
 
 def _set_xattrs(where: int | str, node: Node) -> None:
