@@ -58,9 +58,10 @@ API_CONNECTIONS = 256
 """Connections the API socket serves at once (CLI calls, scripts, their keep-alives)."""
 NODE_CONNECTIONS = 128
 """Connections the node API serves at once: a few streams per peer."""
-HEADER_TIMEOUT = 10
+HEADER_TIMEOUT = 5
 """Seconds from a request's first byte to the end of its headers. Every client pfs has
-sends its headers in one write; only a slowloris client needs longer."""
+(Docker, the CLI, peers) sends its headers in one write; only a slowloris client needs
+longer."""
 BODY_TIMEOUT = 30
 """Seconds from a request's first byte to the end of its body, on routes that take at
 most ``DEFAULT_BODY`` bytes (a JSON body); within Docker's one minute for a call."""
