@@ -27,6 +27,7 @@ import contextlib
 import grp
 import logging
 import os
+import select
 import socket
 import threading
 import time
@@ -367,6 +368,16 @@ class _BoundedChannel(HTTPChannel):
         always once cut: the loop sees the shut socket's end only by reading."""
         return self._cut or bool(super().readable())
 
+    def service(self) -> None:
+        """Run the next request (waitress), unless its client hung up while it waited
+        for a worker: the loop stops reading a connection whose request is pending, so
+        it never sees that end, and each request of a gone client would take a worker
+        (150 clients that asked for a big download and left kept the API busy ~30 s)."""
+        if _hung_up(self.socket):
+            # waitress then skips the request and closes the connection.
+            self.connected = False
+        super().service()
+
     def cut(self) -> None:
         """Close this connection from the loop thread, which wakes a worker waiting to
         write to it (ClientDisconnected). waitress's own way (``will_close``) acts only
@@ -408,6 +419,18 @@ class _BoundedChannel(HTTPChannel):
             return False
         self._window = (now, self.moved)
         return self.moved - moved < MIN_TRANSFER_RATE * (now - start)
+
+
+def _hung_up(sock: Any) -> bool:
+    """Whether the other end closed ``sock`` both ways (a client that only stopped
+    sending may still wait for its answer)."""
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        events = poller.poll(0)
+    except (OSError, ValueError):  # ValueError: closed already
+        return True
+    return any(flags & (select.POLLHUP | select.POLLERR) for _, flags in events)
 
 
 class _Bounded(BaseWSGIServer):
