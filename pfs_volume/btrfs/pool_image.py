@@ -23,6 +23,12 @@ from pathlib import Path
 
 from pfs_volume.btrfs.command import run_command
 from pfs_volume.errors import InvalidRequest, StorageError
+from pfs_volume.private_files import (
+    PRIVATE_DIR,
+    PRIVATE_FILE,
+    create_private_file,
+    make_private,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +39,6 @@ MIN_POOL_SIZE = 256 * 1024**2
 SAFETY_OPTIONS = ("nosuid", "nodev", "noatime")
 """Per-mount flags the pool must have (see the module docstring)."""
 MOUNT_OPTIONS = ",".join(("loop", *SAFETY_OPTIONS))
-PRIVATE_DIR = 0o700
-PRIVATE_FILE = 0o600
 
 
 @dataclass(frozen=True)
@@ -72,23 +76,6 @@ def is_mountpoint(path: Path) -> bool:
     """True when a file system is mounted exactly at ``path``."""
     mount = mount_of(path)
     return mount is not None and mount.point == str(path.resolve())
-
-
-def make_private(path: Path, mode: int) -> None:
-    """Give ``path`` exactly ``mode`` (0700 folders, 0600 files), saying so when it was wider.
-
-    Raises:
-        StorageError: when ``path`` is a symbolic link, or its mode cannot be set.
-    """
-    try:
-        info = os.lstat(path)
-        if os.path.islink(path):
-            raise StorageError(f"{path} is a symbolic link; pfs keeps its state in a real folder")
-        if info.st_mode & 0o7777 != mode:
-            os.chmod(path, mode, follow_symlinks=False)
-            log.info("%s made private: mode %o (was %o)", path, mode, info.st_mode & 0o7777)
-    except OSError as exc:
-        raise StorageError(f"cannot make {path} private (mode {mode:o}): {exc}") from exc
 
 
 def prepare_pool(state_dir: Path, size: int) -> tuple[Path, PoolImage | None]:
@@ -135,9 +122,8 @@ def prepare_pool(state_dir: Path, size: int) -> tuple[Path, PoolImage | None]:
         log.info("creating a %d-byte sparse pool image at %s", size, image.image)
         # Formatted under another name, so a crash never leaves a half-made pool.img.
         partial = image.image.with_suffix(".partial")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE)
+        fd = create_private_file(partial, truncate=True)
         try:
-            os.fchmod(fd, PRIVATE_FILE)
             os.truncate(fd, size)
         finally:
             os.close(fd)

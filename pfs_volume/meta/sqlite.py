@@ -37,6 +37,7 @@ from pfs_volume.meta.records import (
     VolumeRecord,
 )
 from pfs_volume.meta.store import MetadataStore
+from pfs_volume.private_files import PRIVATE_FILE, create_private_file, make_private
 
 BUSY_TIMEOUT = 30.0
 
@@ -613,9 +614,6 @@ def _volume(row: tuple[Any, ...]) -> VolumeRecord:
     return VolumeRecord(name=row[0], repo=row[1], created=_time(row[2]))
 
 
-PRIVATE_FILE = 0o600
-
-
 def _make_private(path: Path) -> None:
     """Create the database file (and fix an older one and its WAL files) with mode 0600:
     SQLite gives its WAL and shared-memory files the database file's mode.
@@ -624,14 +622,10 @@ def _make_private(path: Path) -> None:
         StorageError: when the file cannot be made or is a symbolic link.
     """
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
-        try:
-            os.fchmod(fd, PRIVATE_FILE)
-        finally:
-            os.close(fd)
-        for suffix in ("-wal", "-shm"):
-            extra = path.with_name(path.name + suffix)
-            if extra.exists() and not extra.is_symlink():
-                os.chmod(extra, PRIVATE_FILE)
+        os.close(create_private_file(path))
     except OSError as exc:
         raise StorageError(f"cannot make the metadata store {path} private: {exc}") from exc
+    for suffix in ("-wal", "-shm"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists() and not extra.is_symlink():
+            make_private(extra, PRIVATE_FILE)
