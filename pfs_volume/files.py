@@ -280,6 +280,6 @@ def _entry(folder: int, name: str, info: os.stat_result | None) -> Entry:
     if info is None:
         info = os.stat(name, dir_fd=folder, follow_symlinks=False)
     kind = ENTRY_KINDS.get(safepath.kind_of(info.st_mode), "other")
-    target = os.readlink(name, dir_fd=folder) if kind == "symlink" else None
+    target = safepath.read_link(folder, name, printable(name)) if kind == "symlink" else None
     mode = format(stat.S_IMODE(info.st_mode), "o")
     return Entry(name if name != "." else "", kind, info.st_size, mode, target)

@@ -162,6 +162,24 @@ def open_root(path: os.PathLike[str] | str) -> int:
     return os.open(path, FOLDER_FLAGS)
 
 
+def read_link(folder: int, name: str, where: Sequence[str] | str) -> str:
+    """The target of the link ``name`` of an open folder, which an lstat just showed.
+
+    Raises:
+        Changed: it is no longer a link (or gone): something writes to the tree.
+    """
+    try:
+        return os.readlink(name, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOENT):
+            raise
+        shown_where = where if isinstance(where, str) else shown(where)
+        raise Changed(
+            f"{shown_where} changed while pfs read it (a link, then something else): "
+            "something writes to the tree; try again"
+        ) from None
+
+
 def open_child_folder(folder: int, name: str, where: Sequence[str]) -> int:
     """Open the folder ``name`` of an open folder, never following a link.
 
@@ -179,7 +197,7 @@ def open_child_folder(folder: int, name: str, where: Sequence[str]) -> int:
         if info is None:
             raise Missing(f"there is no {shown(where)}", "/".join(where)) from None
         if stat.S_ISLNK(info.st_mode):
-            target = os.readlink(name, dir_fd=folder)
+            target = read_link(folder, name, where)
             raise LinkInPath(
                 f"{shown(where)} is a symlink (to {printable(target)}), not a folder; paths "
                 "never go through links: give the path without it",

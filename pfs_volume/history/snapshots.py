@@ -26,8 +26,9 @@ from types import TracebackType
 from pfs_volume.btrfs.ioctl import TooManyNames, inode_paths
 from pfs_volume.diff import Change
 from pfs_volume.errors import StorageError
+from pfs_volume.filenames import printable
 from pfs_volume.history.threeway import Node, Side, kind_of
-from pfs_volume.safepath import FILE_FLAGS, FOLDER_FLAGS, entries, walk_tree
+from pfs_volume.safepath import FILE_FLAGS, FOLDER_FLAGS, entries, read_link, walk_tree
 
 CHUNK = 1024 * 1024
 OPEN_FOLDERS = 64
@@ -157,7 +158,7 @@ class FolderWalker:
             raise
         if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
             self.linked[path] = info.st_ino
-        target = os.readlink(name, dir_fd=fd) if stat.S_ISLNK(info.st_mode) else None
+        target = read_link(fd, name, printable(path)) if stat.S_ISLNK(info.st_mode) else None
         return node_of(info, target, read_xattrs(at(fd, name)))
 
     def open_file(self, path: str) -> int:

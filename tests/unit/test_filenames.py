@@ -1,8 +1,10 @@
 """The one escape for file names (pure): lossless for any bytes, printable for people,
-and the path limits of safepath.split."""
+the path limits of safepath.split, and its reading of links that change."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from urllib.parse import quote_from_bytes
 
 import pytest
@@ -93,3 +95,19 @@ def _is_utf8(raw: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def test_a_link_that_turned_into_a_folder_is_a_conflict(tmp_path: Path) -> None:
+    """An lstat showed a link, then a container swapped a folder in: a 409 that says the
+    tree changed, never an internal error (EINVAL from readlink)."""
+    (tmp_path / "d").mkdir()
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(safepath.Changed, match="/d changed while pfs read it"):
+            safepath.read_link(folder, "d", ("d",))
+        with pytest.raises(safepath.Changed):
+            safepath.read_link(folder, "gone", ("gone",))
+        os.symlink("/etc", tmp_path / "l")
+        assert safepath.read_link(folder, "l", ("l",)) == "/etc"
+    finally:
+        os.close(folder)
