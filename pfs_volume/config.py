@@ -15,6 +15,8 @@ DEFAULT_STATE_DIR = Path("/var/lib/pfs")
 DEFAULT_POOL_SIZE = "20G"
 DEFAULT_DRIVER_NAME = "pfs"
 DEFAULT_API_SOCKET = Path("/run/pfs/api.sock")
+DEFAULT_RECONCILE_INTERVAL = 30.0
+DEFAULT_RECONCILE_GRACE = 30.0
 PLUGIN_DIR = Path("/run/docker/plugins")
 """Where Docker looks for legacy plugins' sockets."""
 
@@ -98,8 +100,13 @@ class Settings:
     lease_ttl: int = 10
     etcd_prefix: str = "/pfs"
     docker_host: str = ""
-    """The Docker engine pipelines run their containers on (default: DOCKER_HOST, else
-    the local engine)."""
+    """The Docker engine pfs serves: pipelines run their containers there and mount
+    records are reconciled with its containers (default: DOCKER_HOST, else the local
+    engine)."""
+    reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL
+    """Seconds between mount reconciliation passes; 0: none."""
+    reconcile_grace: float = DEFAULT_RECONCILE_GRACE
+    """Seconds a new mount record counts as held by a container not running yet."""
 
     def __post_init__(self) -> None:
         check_component(self.node_id, "node id")
@@ -109,6 +116,15 @@ class Settings:
                 f"driver name {self.driver_name!r} must be lowercase (Docker plugin names are)"
             )
 
+        if not (self.reconcile_interval == 0 or 1 <= self.reconcile_interval <= 86400):
+            raise InvalidRequest(
+                f"--reconcile-interval must be 0 (off) or from 1 to 86400 seconds, not "
+                f"{self.reconcile_interval:g}"
+            )
+        if not 0.5 <= self.reconcile_grace <= 3600:
+            raise InvalidRequest(
+                f"--reconcile-grace must be from 0.5 to 3600 seconds, not {self.reconcile_grace:g}"
+            )
         if self.etcd:
             for url in self.etcd:
                 _check_url(url, "--etcd endpoint")

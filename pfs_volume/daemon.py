@@ -7,6 +7,7 @@ the store, reconcile disk and metadata, and only then accept Docker's calls.
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -20,9 +21,11 @@ from pfs_volume.api import create_api_app
 from pfs_volume.btrfs import BtrfsPool, PoolImage, prepare_pool
 from pfs_volume.cluster import placement
 from pfs_volume.config import Settings
+from pfs_volume.driver_name import change_words, served_before
 from pfs_volume.errors import Conflict, PfsError, StorageError
 from pfs_volume.history.journal import recover_merges
 from pfs_volume.meta import MetadataStore, SqliteStore
+from pfs_volume.mount_reconciler import ENGINE_TIMEOUT, DockerEngine, MountReconciler
 from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.putlog import recover_puts
@@ -40,6 +43,8 @@ from plugin import create_plugin_app
 
 log = logging.getLogger(__name__)
 
+DOCKER_TIMEOUT = 60
+"""Seconds a Docker call of the pipeline runner waits (the docker SDK's default)."""
 LOCK_NAME = "daemon.lock"
 META_NAME = "meta.db"
 
@@ -62,6 +67,9 @@ class Daemon:
         self.repos: RepoService | None = None
         self.volumes: VolumeService | None = None
         self.pipelines: PipelineService | None = None
+        self.reconciler: MountReconciler | None = None
+        self.driver_before: str | None = None
+        """The driver name the pool was served under before, when it was another."""
 
     def start(self) -> None:
         """Lock the state dir, bring up pool and store, reconcile, serve.
@@ -78,6 +86,9 @@ class Daemon:
                     raise Conflict(f"another process is serving on {path} already")
             root, self._image = prepare_pool(settings.state_dir, settings.pool_size)
             pool = BtrfsPool(root)
+            self.driver_before = served_before(root, settings.driver_name)
+            if self.driver_before is not None:
+                log.warning(change_words(self.driver_before, settings.driver_name))
             if settings.cluster:
                 self._cluster = Cluster(settings, pool)
                 self.store = self._cluster.store
@@ -120,18 +131,35 @@ class Daemon:
                 API_CONNECTIONS,
             )
             self.pipelines.start()
+            if settings.reconcile_interval:
+                self.reconciler = MountReconciler(
+                    self.volumes,
+                    DockerEngine(functools.partial(self._docker_client, ENGINE_TIMEOUT)),
+                    interval=settings.reconcile_interval,
+                    grace=settings.reconcile_grace,
+                )
+                self.volumes.on_unmatched_unmount = self.reconciler.request
+                self.reconciler.start()
+            else:
+                log.warning(
+                    "mount reconciliation is off (--reconcile-interval 0): a mount record "
+                    "whose Unmount never comes stays until `pfs mount release`"
+                )
         except BaseException:
             self.stop()
             raise
 
-    def _pipelines(self, repos: RepoService) -> PipelineService:
+    def _docker_client(self, timeout: int = DOCKER_TIMEOUT) -> Any:
+        """A client of the engine pfs serves (``--docker-host``, else DOCKER_HOST, else
+        the local engine), whose calls wait ``timeout`` seconds."""
+        import docker
+
         host = self.settings.docker_host
+        if host:
+            return docker.DockerClient(base_url=host, timeout=timeout)
+        return docker.from_env(timeout=timeout)
 
-        def client() -> Any:
-            import docker
-
-            return docker.DockerClient(base_url=host) if host else docker.from_env()
-
+    def _pipelines(self, repos: RepoService) -> PipelineService:
         owns: Callable[[str], bool] | None = None
         if self._cluster is not None:
             registry, node_id = self._cluster.registry, self.settings.node_id
@@ -142,7 +170,7 @@ class Daemon:
 
             owns = one_node
 
-        runner = JobRunner(repos, client, self.settings.driver_name)
+        runner = JobRunner(repos, self._docker_client, self.settings.driver_name)
         return PipelineService(repos, runner, owns) if owns else PipelineService(repos, runner)
 
     def _serve(self, app: object, path: Path, label: str, connections: int) -> None:
@@ -186,6 +214,9 @@ class Daemon:
 
     def stop(self) -> None:
         """Stop serving; unmount the pool image when no container has a volume mounted."""
+        if self.reconciler is not None:
+            self.reconciler.stop()
+            self.reconciler = None
         if self.pipelines is not None:
             self.pipelines.stop()
             self.pipelines = None

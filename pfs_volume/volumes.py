@@ -92,6 +92,9 @@ class VolumeService:
         self.store = store
         self.prefix = prefix
         self.clock = clock
+        self.on_unmatched_unmount: Callable[[], None] | None = None
+        """Called when an Unmount names no recorded mount (the daemon asks for a
+        reconciliation pass: a record may be left that no Unmount will ever name)."""
 
     # resolving names
 
@@ -287,6 +290,7 @@ class VolumeService:
         record = self.store.get_mount(mount_id)
         if record is None:
             log.info("volume=%s mount=%s unknown or released already", name, mount_id)
+            self._unmatched()
             return
         if record.volume != name:
             raise InvalidRequest(
@@ -313,10 +317,33 @@ class VolumeService:
                 ) from exc
             raise
 
+    def unmount_unnamed(self) -> None:
+        """Docker's Unmount with an empty body: its plugin client retries a call after a
+        connection error (pfs was restarting) by re-sending a body it already read, so
+        the retry names no mount. Which one it meant is unknown; the records no container
+        holds are reconciled with the engine (``pfs_volume.mount_reconciler``)."""
+        log.warning(
+            "an Unmount arrived with an empty body (Docker's retry after a connection "
+            "error); mount records are reconciled with the engine"
+        )
+        self._unmatched()
+
+    def _unmatched(self) -> None:
+        if self.on_unmatched_unmount is not None:
+            self.on_unmatched_unmount()
+        elif self.store.list_mounts():
+            log.warning(
+                "mount reconciliation is off: a mount record may be left that no "
+                "container holds; `pfs mount list --stale` shows them"
+            )
+
     def _unmount_branch(self, record: MountRecord) -> None:
         name, mount_id = record.volume, record.id
         assert record.branch is not None
         with self.repos.branch_lock(record.repo, record.branch):
+            if self.store.get_mount(mount_id) is None:
+                log.info("volume=%s mount=%s released meanwhile", name, mount_id)
+                return
             others = [
                 m
                 for m in self.store.list_mounts(record.repo)

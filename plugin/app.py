@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
+EMPTY: dict[str, Any] = {}
+"""The body of a request that came with none (compared by identity: Docker's retries)."""
 BODY_HINT = 'expected a JSON object such as {"Name": "pfs/photos@master"}'
 
 
@@ -84,6 +86,9 @@ def create_plugin_app(driver: Driver, scope: str = "local") -> Flask:
 
     @endpoint(protocol.UNMOUNT)
     def unmount(body: dict[str, Any]) -> dict[str, Any]:
+        if body is EMPTY:
+            driver.unmount_unnamed()
+            return {}
         driver.unmount(_name(body), _mount_id(body))
         return {}
 
@@ -136,7 +141,7 @@ def _body() -> dict[str, Any]:
     except InvalidRequest as exc:
         raise MalformedRequest(f"{exc}; {BODY_HINT}", exc.status) from None
     if body is None:
-        return {}
+        return EMPTY
     if not isinstance(body, dict):
         raise MalformedRequest(
             f"the request body is a JSON {type(body).__name__}, not an object; {BODY_HINT}"

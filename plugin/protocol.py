@@ -5,6 +5,9 @@ Quirks of Docker's side, handled in ``plugin.app``:
 * Docker may repeat a Mount ID and may call Create for a volume that exists.
 * Docker calls Get on every volume plugin for a name it does not know yet (and ignores
   their errors), which is how ``PREFIX/...`` names work without ``--volume-driver``.
+* Docker retries a call that met a connection error (pfs restarting) for up to 30 s,
+  re-sending a request body the first try already read: the retry arrives empty. An
+  empty Unmount is answered ``{}`` and reconciled (``Driver.unmount_unnamed``).
 * Docker waits two minutes for Mount and one for everything else; pfs's waits for
   locks stay below that (``pfs_volume.repos.LOCK_TIMEOUT``) and answer "busy".
 """
@@ -47,6 +50,10 @@ class Driver(Protocol):
 
     def unmount(self, name: str, mount_id: str) -> None:
         """VolumeDriver.Unmount."""
+
+    def unmount_unnamed(self) -> None:
+        """VolumeDriver.Unmount with an empty body: Docker's retry after a connection
+        error re-sends a body its first try consumed, so it names no mount."""
 
     def path(self, name: str) -> str:
         """VolumeDriver.Path: the volume's path, or "" when it has none yet."""

@@ -100,9 +100,20 @@ class DockerEngine:
         raise RuntimeError(f"dockerd did not answer in {START_TIMEOUT}s:\n{self.log()}")
 
     def log(self) -> str:
-        """What dockerd printed."""
+        """The tail of what dockerd printed."""
         path = self.root / "dockerd.log"
         return path.read_text(errors="replace")[-20000:] if path.exists() else ""
+
+    def log_mark(self) -> int:
+        """Where dockerd's log ends now (for ``log_since``)."""
+        path = self.root / "dockerd.log"
+        return path.stat().st_size if path.exists() else 0
+
+    def log_since(self, mark: int) -> str:
+        """What dockerd printed after ``mark`` (from ``log_mark``)."""
+        with open(self.root / "dockerd.log", "rb") as log:
+            log.seek(mark)
+            return log.read().decode(errors="replace")
 
     def docker(
         self, *args: str, check: bool = True, timeout: float = 180.0, input: str | None = None

@@ -36,8 +36,11 @@ class PfsNode:
         state_dir: its state dir (the pool image goes there).
         driver_name: its Docker driver name; unique per run when omitted.
         pool_size: size of its pool image.
-        env: extra environment (``PFS_FAILPOINTS``, ...).
+        env: extra environment (``PFS_FAILPOINTS``, ``PFS_DOCKER_HOST``, ...).
         args: extra ``pfs serve`` options (a cluster node's ``--etcd``, ...).
+
+    A node given no engine (``PFS_DOCKER_HOST``) does not reconcile its mount records:
+    the tests that Mount through the protocol have no container to hold the mount.
     """
 
     def __init__(
@@ -50,6 +53,8 @@ class PfsNode:
     ) -> None:
         self.state_dir = state_dir
         self.args = list(args or [])
+        if "PFS_DOCKER_HOST" not in (env or {}) and "--reconcile-interval" not in self.args:
+            self.args += ["--reconcile-interval", "0"]
         self.driver_name = driver_name or unique_driver_name()
         self.pool_size = pool_size
         self.api_socket = state_dir / "api.sock"

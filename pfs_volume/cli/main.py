@@ -24,6 +24,8 @@ from pfs_volume.config import (
     DEFAULT_API_SOCKET,
     DEFAULT_DRIVER_NAME,
     DEFAULT_POOL_SIZE,
+    DEFAULT_RECONCILE_GRACE,
+    DEFAULT_RECONCILE_INTERVAL,
     DEFAULT_STATE_DIR,
     Settings,
     parse_endpoints,
@@ -167,8 +169,31 @@ def main(api: str) -> None:
     envvar="PFS_DOCKER_HOST",
     default="",
     metavar="URL",
-    help="The Docker engine that runs pipeline containers (env PFS_DOCKER_HOST; default: "
+    help="The Docker engine pfs serves: pipelines run their containers there, and mount "
+    "records are reconciled with its containers (env PFS_DOCKER_HOST; default: "
     "DOCKER_HOST, else the local engine).",
+)
+@click.option(
+    "--reconcile-interval",
+    envvar="PFS_RECONCILE_INTERVAL",
+    default=DEFAULT_RECONCILE_INTERVAL,
+    show_default=True,
+    type=float,
+    metavar="SECONDS",
+    help="How often mount records are checked against the engine's containers; a record "
+    "no container holds is released as Docker's Unmount would be, committing what changed. "
+    "0 turns it off: do that when several engines share this host's pfs socket "
+    "(env PFS_RECONCILE_INTERVAL).",
+)
+@click.option(
+    "--reconcile-grace",
+    envvar="PFS_RECONCILE_GRACE",
+    default=DEFAULT_RECONCILE_GRACE,
+    show_default=True,
+    type=float,
+    metavar="SECONDS",
+    help="How long a new mount record counts as held by a container that is not running "
+    "yet (Docker mounts before it starts) (env PFS_RECONCILE_GRACE).",
 )
 @click.option(
     "--lease-ttl",
@@ -192,6 +217,8 @@ def serve(
     replicas: int,
     lease_ttl: int,
     docker_host: str,
+    reconcile_interval: float,
+    reconcile_grace: float,
 ) -> None:
     """Run the node daemon (Docker volume plugin and pfs API)."""
     from pfs_volume.daemon import Daemon
@@ -209,6 +236,8 @@ def serve(
         replicas=replicas,
         lease_ttl=lease_ttl,
         docker_host=docker_host,
+        reconcile_interval=reconcile_interval,
+        reconcile_grace=reconcile_grace,
     )
     daemon = Daemon(settings)
     daemon.start()

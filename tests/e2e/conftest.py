@@ -23,6 +23,9 @@ from tests.e2e.docker_user import DockerUser
 from tests.pfs_node import PfsNode, unique_driver_name
 
 DOCKERD_LOG_TAIL = 5_000
+RECONCILE_OFTEN = ["--reconcile-interval", "1", "--reconcile-grace", "10"]
+"""Every end-to-end daemon reconciles its mount records with the engine every second, so
+that every test with containers also checks that no held mount is ever released."""
 TEARDOWN_TIMEOUT = 60.0
 
 
@@ -75,7 +78,10 @@ def pfs(
     waits about 15 s on every call to a driver that does not answer.
     """
     node = PfsNode(
-        tmp_path / "pfs", driver_name=driver_name, env={"PFS_DOCKER_HOST": docker_engine.host}
+        tmp_path / "pfs",
+        driver_name=driver_name,
+        env={"PFS_DOCKER_HOST": docker_engine.host},
+        args=RECONCILE_OFTEN,
     )
     attach_log(f"pfs daemon log ({node.state_dir})", node.log_path)
     try:

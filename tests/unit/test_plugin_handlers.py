@@ -45,6 +45,9 @@ class CountingDriver:
     def unmount(self, name: str, mount_id: str) -> None:
         self._seen("unmount", name, mount_id)
 
+    def unmount_unnamed(self) -> None:
+        self._seen("unmount_unnamed")
+
     def path(self, name: str) -> str:
         self._seen("path", name)
         return f"/pool/{name}"
@@ -156,6 +159,21 @@ def test_malformed_bodies_get_a_clear_err_and_reach_no_driver(
     assert says in body["Err"]
     assert '{"Name": "pfs/photos@master"}' in body["Err"]
     assert not driver.calls
+
+
+@pytest.mark.parametrize("raw", [b"", b"  \n"])
+def test_an_empty_unmount_is_docker_retrying_and_is_reconciled(
+    client: FlaskClient, driver: CountingDriver, raw: bytes
+) -> None:
+    """Docker's plugin client re-sends a consumed body when it retries after a connection
+    error: the Unmount names nothing. It is answered {} (an error would only be logged by
+    Docker) and handed to the driver to reconcile; a Mount without a body is refused."""
+    assert call(client, "/VolumeDriver.Unmount", raw=raw) == (200, {})
+    assert driver.calls == Counter({"unmount_unnamed": 1})
+    status, reply = call(client, "/VolumeDriver.Mount", raw=raw)
+    assert status == 400 and "no Name" in reply["Err"]
+    assert call(client, "/VolumeDriver.Unmount", raw=b"{}")[0] == 400
+    assert driver.calls == Counter({"unmount_unnamed": 1})
 
 
 @pytest.mark.parametrize("body", [{"Name": "v"}, {"Name": "v", "ID": ""}, {"Name": "v", "ID": 7}])

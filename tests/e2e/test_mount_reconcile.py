@@ -1,0 +1,98 @@
+"""Mount records are reconciled with the engine's containers: a record no container
+holds is released as Docker's Unmount would be, and commits; a held one never is.
+
+Every end-to-end daemon reconciles every second (``RECONCILE_OFTEN`` in conftest), so
+the other end-to-end tests check too that no held mount is ever released.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.docker_user import RELEASE_FILE, DockerUser
+from tests.pfs_node import PfsNode
+
+pytestmark = pytest.mark.e2e
+
+SETTLE = 20.0
+"""Seconds a test waits for reconciliation (passes run every second)."""
+
+
+def mount_records(node: PfsNode) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = node.cli_json("mount", "list")
+    return records
+
+
+def wait_until_no_mounts(node: PfsNode) -> None:
+    deadline = time.monotonic() + SETTLE
+    while mount_records(node):
+        assert time.monotonic() < deadline, f"records stayed: {mount_records(node)}"
+        time.sleep(0.2)
+
+
+def test_a_mount_no_container_holds_is_released_and_its_writes_committed(
+    user: DockerUser, pfs: PfsNode
+) -> None:
+    """A Mount whose container never shows (Docker died, or the record outlived it)."""
+    volume = user.volume("ghost")
+    reply = pfs.plugin("VolumeDriver.Mount", {"Name": volume, "ID": "nobody-holds-this"})
+    Path(reply["Mountpoint"], "written").write_text("by a container nobody remembers\n")
+    wait_until_no_mounts(pfs)
+    [commit] = user.log("ghost")
+    assert "nobody-holds-this" in commit["message"]
+    assert user.files("ghost", commit["id"]) == {"written": "by a container nobody remembers"}
+    assert "mount=nobody-holds-this: no container holds it" in pfs.log()
+
+
+def test_running_and_paused_containers_keep_their_mounts(user: DockerUser, pfs: PfsNode) -> None:
+    running = user.start("kept")
+    paused = user.start("kept")
+    user.exec(running, "echo 1 > /data/one")
+    user.engine.docker("pause", paused)
+    ids = sorted(user.inspect_volume("kept")["Status"]["mount_ids"])
+    assert len(ids) == 2
+    time.sleep(3.5)  # three passes or more
+    assert sorted(user.inspect_volume("kept")["Status"]["mount_ids"]) == ids
+    assert user.log("kept") == []
+    user.engine.docker("unpause", paused)
+    assert user.release(paused) == 0
+    assert user.release(running) == 0
+    [commit] = user.wait_for_commits("kept", 1)
+    assert user.files("kept", commit["id"]) == {"one": "1"}
+    assert "no container holds it" not in pfs.log()
+
+
+def test_an_unmount_cut_off_by_a_kill_is_retried_empty_and_still_commits(
+    user: DockerUser, pfs: PfsNode
+) -> None:
+    """pfs is killed while Docker's Unmount waits on its commit: Docker retries the call
+    once pfs is back, with the body its first try consumed, so the retry is empty."""
+    pfs.stop()
+    pfs.start(env={"PFS_FAILPOINTS": "commit.after_intent=stop"})
+    container = user.start("cut")
+    user.exec(container, "echo kept > /data/kept")
+    engine_log = user.engine.log_mark()
+    user.exec(container, f"touch {RELEASE_FILE}")
+    deadline = time.monotonic() + SETTLE
+    while not _stopped(pfs):  # the Unmount's commit froze it
+        assert time.monotonic() < deadline, "the Unmount's commit never started"
+        time.sleep(0.1)
+    pfs.kill()
+    pfs.start()
+    assert int(user.engine.docker("wait", container, timeout=60).stdout) == 0
+    wait_until_no_mounts(pfs)
+    [commit] = user.wait_for_commits("cut", 1)
+    assert user.files("cut", commit["id"]) == {"kept": "kept"}
+    retried = user.engine.log_since(engine_log)
+    assert "Unable to connect to plugin" in retried and "VolumeDriver.Unmount" in retried
+    assert "an Unmount arrived with an empty body" in pfs.log()
+
+
+def _stopped(node: PfsNode) -> bool:
+    assert node.process is not None
+    stat = Path(f"/proc/{node.process.pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
