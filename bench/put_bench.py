@@ -59,7 +59,9 @@ def main() -> None:
             service.put("r", "master", "seed", io.BytesIO(b"seed"))
             writes: list[float] = []
             moves: list[float] = []
+            commits: list[float] = []
             _timed_wrapper(files, "write_file", writes)
+            _timed_wrapper(repos, "commit_working_copy", commits)
             if hasattr(upload, "_move_in"):
                 _timed_wrapper(upload, "_move_in", moves)
             totals: list[float] = []
@@ -77,6 +79,10 @@ def main() -> None:
                 "write_file_ms_median": statistics.median(writes) * 1e3,
                 "write_file_ms_mean": statistics.fmean(writes) * 1e3,
                 "move_ms_median": statistics.median(moves) * 1e3 if moves else None,
+                "put_minus_commit_ms_median": statistics.median(
+                    t - c for t, c in zip(totals, commits[-len(totals) :], strict=True)
+                )
+                * 1e3,
             }
             writes.clear()
             moves.clear()
