@@ -38,6 +38,7 @@ from pfs_volume.transport import (
     UnixSocketServer,
     socket_in_use,
 )
+from pfs_volume.upload import STAGING_FOLDER, StagingArea
 from pfs_volume.volumes import SCOPE, VolumeService
 from plugin import create_plugin_app
 
@@ -101,6 +102,8 @@ class Daemon:
                 log.info("repo=%s: an import interrupted by a crash was undone", name)
             for name in recover_puts(self.repos):
                 log.info("branch=%s: a put interrupted by a crash left it clean", name)
+            files, size = StagingArea(root / STAGING_FOLDER).clear()
+            log.info("staging: removed %d upload(s) a crash cut off, %d bytes", files, size)
             for name in recover_merges(self.repos):
                 log.info("branch=%s: a merge interrupted by a crash was undone", name)
             log.info(

@@ -29,7 +29,7 @@ from pfs_volume.names import Ref
 from pfs_volume.putlog import PutMarker
 from pfs_volume.repos import RepoService
 from pfs_volume.tarwalk import tar_stream
-from pfs_volume.upload import UndoFailed, write_file
+from pfs_volume.upload import STAGING_FOLDER, Placement, StagingArea, UndoFailed, write_file
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,8 @@ class FileService:
 
     def __init__(self, repos: RepoService) -> None:
         self.repos = repos
+        self.staging = StagingArea(repos.pool.root / STAGING_FOLDER)
+        self.staging.prepare()
 
     def _commit_root(self, repo: str, ref: Ref) -> tuple[CommitRecord, Path]:
         commit = self.repos.require_data(self.repos.resolve_commit(repo, ref))
@@ -140,12 +142,18 @@ class FileService:
     ) -> PutResult:
         """Write ``data`` to ``path`` on a branch and commit it; when the branch holds
         exactly those bytes there already, nothing is written and no commit is made.
+        The bytes are staged outside the working copy, which is touched only once they
+        are all in (``pfs_volume.upload``); a crash is recovered by ``putlog``.
 
+        Returns:
+            The commit made, or the unchanged head (``changed`` False).
         Raises:
             NotFound: no such repo or branch. InUse: the branch is mounted.
             Conflict: its working copy holds uncommitted changes, or a name on the way
-                is a file, symlink or other non-folder.
+                is a file, symlink or other non-folder (also when it became one while
+                the bytes came in).
             InvalidRequest: a path that is the root, a folder, or malformed.
+            StorageError: the pool is full (nothing was written to the branch).
         """
         parts = safepath.split(path)
         if not parts:
@@ -153,11 +161,13 @@ class FileService:
         with self.repos.branch_lock(repo, branch):
             root = self._writable_root(repo, branch, "write to")
             head = self.repos.get_branch(repo, branch).head
-            marker = PutMarker.write(self.repos, repo, branch)
+            markers: list[PutMarker] = []
+
+            def before_placing(placement: Placement) -> None:
+                markers.append(PutMarker.write(self.repos, repo, branch, placement))
+
             try:
-                changed = write_file(
-                    root, parts, data, lambda temp: marker.placing(parts[:-1], temp)
-                )
+                changed = write_file(root, parts, data, self.staging, before_placing)
             except safepath.LinkInPath as exc:
                 raise Conflict(
                     f"cannot put {safepath.shown(parts)}: {_where(exc.where)} is a symlink, "
@@ -171,12 +181,13 @@ class FileService:
             except UndoFailed:
                 raise
             except BaseException:
-                self._settle(repo, branch, root, head)
+                if markers:  # the working copy was touched: its unnamed file came and went
+                    self._settle(repo, branch, root, head)
                 raise
             finally:
-                marker.clear()
+                for marker in markers:
+                    marker.clear()
             if not changed:
-                self._settle(repo, branch, root, head)
                 if head is None:  # cannot be: an empty branch holds no file to match
                     raise InvalidRequest("nothing changed, and the branch has no commit")
                 return PutResult(self.repos.get_commit(repo, head), changed=False)
@@ -233,9 +244,9 @@ class FileService:
         return self.repos.working_copy(repo, branch)
 
     def _settle(self, repo: str, branch: str, root: Path, head: str | None) -> None:
-        """After a put that left the working copy's content as it was (nothing written,
-        or a failure undone): an unnamed file may have come and gone, which moves the
-        subvolume's generation, so record the copy as clean again."""
+        """After a put whose move into the working copy failed and was undone: its
+        unnamed file came and went, which moves the subvolume's generation, so record
+        the copy as clean again."""
         pool = self.repos.pool
         if pool.changed_since(root, self.repos.get_branch(repo, branch).clean_generation):
             self.repos.store.set_clean_generation(repo, branch, pool.generation(root), head)

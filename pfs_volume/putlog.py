@@ -1,40 +1,49 @@
-"""Puts in flight, so that a daemon killed in the middle of one leaves its branch clean.
+"""Puts in flight, so that a daemon killed in the middle of one leaves its branch clean
+or holding the whole new file, never a partial file or a stray name.
 
-A put's bytes go into an unnamed file in the working copy (``pfs_volume.upload``), so a
-crash while they are written leaves no name behind. But making that file moved the
-subvolume's generation, which is how pfs tells that a working copy changed: the branch
-would then count as holding uncommitted changes (a put or reset refused, an empty
-auto-commit at the next unmount). So before the first byte a put writes a marker
-``<pool>/puts/<token>`` naming the branch and the head and clean generation it started
-from. Before the file gets a name, the marker is replaced by one that also names the
-temporary name that replacing a file goes through; it is removed once the file has its
-name. Each step is flushed to disk. At start-up, with the branch still at that head and
-clean generation:
+A put's bytes are staged outside the working copy (``pfs_volume.upload``): a crash
+while they come in leaves the working copy untouched (its generation too), and only a
+staged file, which start-up removes. Only the last step touches the working copy: it
+makes an unnamed file there, clones the staged extents into it, makes missing folders
+and gives the file its name. Making that unnamed file moves the subvolume's generation,
+which is how pfs tells that a working copy changed: after a crash in that step the
+branch would count as holding uncommitted changes (a put or reset refused, an empty
+auto-commit at the next unmount). So just before the step a put writes a marker
+``<pool>/puts/<token>``, flushed to disk, naming the branch, the head and clean
+generation it started from, and the step's ``Placement``: the folders it will make, the
+target's name, the temporary name a replacement goes through and the inode it replaces.
+The marker is removed once the file has its name.
 
-* a marker of the first kind means the put died before naming anything: the working
-  copy holds what its head holds, and its current generation is recorded as clean;
-* a marker of the second kind whose temporary name is still there (a regular file)
-  means the put died between linking it and renaming it over the target: the name is
-  removed, and the copy again holds what its head holds;
-* otherwise the file may have its name already, and the copy stays changed: its next
-  commit takes the put, as the user asked.
+At start-up, with the branch still at that head and clean generation, the tree alone
+tells how far the step went (``upload.unplace``):
+
+* nothing was at the target, and nothing is: the file never got its name; the folders
+  the put made (empty) are removed;
+* a file was replaced, and the target is still that inode: it was not replaced; the
+  temporary name, if there, is removed;
+
+and then the working copy holds what its head holds, and its current generation is
+recorded as clean. Otherwise the file has its name, whole, and the copy stays changed:
+its next commit takes the put, as the user asked. A marker whose head or clean
+generation no longer match (the put's commit was made) is stale and dropped.
+
+Removing the marker is not flushed: a marker that comes back after a power loss is
+judged from the tree like any other, and gives the same answer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
-import stat
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pfs_volume import safepath
 from pfs_volume.durable import sync_folder, write_synced
 from pfs_volume.errors import PfsError
 from pfs_volume.repos import RepoService
-from pfs_volume.upload import TEMP_PREFIX
+from pfs_volume.upload import Placement, unplace
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +51,19 @@ FOLDER = "puts"
 
 
 class PutMarker:
-    """The marker of one put in flight; ``clear`` it before the file gets a name."""
+    """The marker of one put whose file is being moved into a working copy."""
 
     def __init__(self, path: Path) -> None:
         self.path: Path | None = path
 
     @classmethod
-    def write(cls, repos: RepoService, repo: str, branch: str) -> PutMarker:
-        """Record that a put to ``repo``/``branch`` starts now (flushed to disk)."""
+    def write(cls, repos: RepoService, repo: str, branch: str, placement: Placement) -> PutMarker:
+        """Record (flushed to disk) that a put to ``repo``/``branch`` is about to do
+        ``placement`` in its working copy.
+
+        Raises:
+            NotFound: no such branch. OSError: the marker cannot be written.
+        """
         record = repos.get_branch(repo, branch)
         folder = repos.pool.root / FOLDER
         folder.mkdir(exist_ok=True)
@@ -59,35 +73,25 @@ class PutMarker:
             "branch": branch,
             "head": record.head,
             "generation": record.clean_generation,
+            "placement": asdict(placement),
         }
         write_synced(path, body)
         sync_folder(folder)
         return cls(path)
 
-    def placing(self, folder: tuple[str, ...], temp: str) -> None:
-        """Record that the file is about to be named, through ``temp`` in ``folder``
-        (the target's folder, as names from the working copy's root)."""
-        if self.path is None:
-            return
-        body = json.loads(self.path.read_text())
-        body.update(phase="placing", folder=list(folder), temp=temp)
-        staged = self.path.with_suffix(".new")
-        write_synced(staged, body)
-        os.replace(staged, self.path)
-        sync_folder(self.path.parent)
-
     def clear(self) -> None:
-        """Remove the marker (flushed to disk); again is a no-op."""
+        """Remove the marker (not flushed: see the module); again is a no-op."""
         if self.path is None:
             return
         self.path.unlink(missing_ok=True)
-        sync_folder(self.path.parent)
         self.path = None
 
 
 def recover_puts(repos: RepoService) -> list[str]:
     """Settle the branches of puts a crash interrupted (see the module); their names,
-    ``repo/branch``. Markers that cannot be read are dropped with a warning."""
+    ``repo/branch``, for those left clean. Markers that cannot be read are dropped with
+    a warning; a marker whose branch cannot be read (the store failed) is kept for the
+    next start."""
     folder = repos.pool.root / FOLDER
     if not folder.is_dir():
         return []
@@ -96,6 +100,7 @@ def recover_puts(repos: RepoService) -> list[str]:
         try:
             body = json.loads(marker.read_text())
             repo, branch = str(body["repo"]), str(body["branch"])
+            placement = _placement(body["placement"])
             record = repos.store.get_branch(repo, branch)
             path = repos.branch_path(repo, branch)
             if (
@@ -103,7 +108,7 @@ def recover_puts(repos: RepoService) -> list[str]:
                 and record.head == body["head"]
                 and record.clean_generation == body["generation"]
                 and repos.pool.is_subvolume(path)
-                and _unnamed(path, body)
+                and _unplaced(path, placement, f"{repo}/{branch}")
             ):
                 repos.store.set_clean_generation(
                     repo, branch, repos.pool.generation(path), record.head
@@ -118,20 +123,28 @@ def recover_puts(repos: RepoService) -> list[str]:
     return settled
 
 
-def _unnamed(root: Path, body: dict[str, Any]) -> bool:
-    """True when the put of this marker named nothing in the working copy at ``root``
-    (after removing its temporary name, if that is there)."""
-    if body.get("phase") != "placing":
-        return True
-    temp = str(body["temp"])
-    if not temp.startswith(TEMP_PREFIX) or "/" in temp:
-        raise ValueError(f"not a temporary name: {temp!r}")
+def _placement(raw: Any) -> Placement:
+    """A marker's placement, checked for types.
+
+    Raises:
+        TypeError, KeyError: not a placement.
+    """
+    names = [*raw["folder"], *raw["made"], raw["name"]]
+    temp, replaced = raw["temp"], raw["replaced"]
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"names must be strings: {names!r}")
+    if not (temp is None or isinstance(temp, str)) or not (
+        replaced is None or isinstance(replaced, int)
+    ):
+        raise TypeError(f"not a placement: {raw!r}")
+    return Placement(tuple(raw["folder"]), tuple(raw["made"]), raw["name"], temp, replaced)
+
+
+def _unplaced(root: Path, placement: Placement, branch: str) -> bool:
+    """``unplace``, with a tree it cannot walk (something else changed it) counted as
+    changed: the copy then stays changed, and nothing is removed."""
     try:
-        with safepath.closing(safepath.open_parent(root, [*body["folder"], temp])) as folder:
-            info = safepath.lstat_at(folder, temp)
-            if info is None or not stat.S_ISREG(info.st_mode):
-                return False
-            os.unlink(temp, dir_fd=folder)
-            return True
-    except PfsError:  # its folder is gone or not a folder: it was never named there
+        return unplace(root, placement)
+    except (PfsError, OSError) as exc:
+        log.warning("branch=%s an interrupted put's folder changed; left as is: %s", branch, exc)
         return False

@@ -3,6 +3,7 @@
     <pool>/repos/<repo>/branches/<branch>   writable working copy (a subvolume)
     <pool>/repos/<repo>/commits/<id>        read-only snapshot, one per commit
     <pool>/incoming/                        partial receives; emptied at start
+    <pool>/staging/, puts/                  puts' uploads and markers (upload, putlog)
 
 A commit is made in three steps, so that a crash at any point leaves either no commit or
 a whole one (DESIGN.md, invariant 2): record an intent, snapshot the working copy

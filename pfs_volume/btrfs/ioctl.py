@@ -1,9 +1,10 @@
-"""The three btrfs calls on the commit path, made as ioctls (linux/btrfs.h).
+"""The btrfs calls on hot paths, made as ioctls (linux/btrfs.h, linux/fs.h).
 
 A commit snapshots one subvolume and reads generations twice. Run as ``btrfs`` commands,
 those cost a process each: measured here, process start-up was two thirds of a commit.
-These ioctls do the same work in the kernel with no process at all. Everything off the
-hot path still runs the ``btrfs`` command (``pool.py``).
+These ioctls do the same work in the kernel with no process at all. A put moves its
+staged file into a working copy by cloning its extents (``FICLONE``: a reflink, metadata
+only). Everything off the hot path still runs the ``btrfs`` command (``pool.py``).
 """
 
 from __future__ import annotations
@@ -80,6 +81,17 @@ def _ior(number: int, size: int) -> int:
 
 
 BTRFS_IOC_SYNC = _io(8)
+FICLONE = _iow(9, ctypes.sizeof(ctypes.c_int))
+"""linux/fs.h's FICLONE (btrfs's BTRFS_IOC_CLONE, number and all): reflink a whole file."""
+CLONE_REFUSED = (errno.EINVAL, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTTY)
+"""FICLONE's answers when the two files cannot share extents (another file system, or
+one of them ``nodatacow``, ``chattr +C``): the data must be copied instead."""
+
+
+class CloneRefused(StorageError):
+    """The two files cannot share extents (see ``CLONE_REFUSED``); copy the bytes."""
+
+
 BTRFS_IOC_SNAP_CREATE_V2 = _iow(23, ctypes.sizeof(_VolArgsV2))
 BTRFS_IOC_GET_SUBVOL_INFO = _ior(60, ctypes.sizeof(_SubvolInfo))
 
@@ -146,6 +158,26 @@ def sync(path: Path) -> None:
     """Commit the current transaction of the file system that holds ``path``."""
     with _opened(path) as fd:
         _call("sync of", path, fd, BTRFS_IOC_SYNC, 0)
+
+
+def clone_file(source: int, target: int) -> None:
+    """Make the open file ``target`` hold exactly what the open file ``source`` holds by
+    sharing its extents (a reflink: no data is copied; dirty pages of ``source`` are
+    written out first). Both must be on one mount of one btrfs file system.
+
+    Args:
+        source: a regular file open for reading. target: a regular file open for
+            writing, whose content is replaced.
+    Raises:
+        CloneRefused: the files cannot share extents. OSError: any other failure
+            (ENOSPC: the pool is full).
+    """
+    try:
+        fcntl.ioctl(target, FICLONE, source)
+    except OSError as exc:
+        if exc.errno in CLONE_REFUSED:
+            raise CloneRefused(f"cannot share extents: {exc.strerror}") from exc
+        raise
 
 
 def _uuid(raw: ctypes.Array[ctypes.c_uint8]) -> str | None:

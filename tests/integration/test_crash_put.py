@@ -1,72 +1,175 @@
-"""A real daemon killed (as by kill -9) in the middle of writing a put's bytes leaves no
-named partial file in the working copy (the bytes were in an unnamed file), and after a
-restart the branch counts as clean again: nothing to commit, the next put works."""
+"""A real daemon killed (as by kill -9) at each step of a put leaves its branch either
+clean or holding the whole new file, never a partial file or a stray name:
+
+* while the bytes come in (a failpoint, or SIGKILL while a client streams or while the
+  daemon stages) the working copy is not touched at all, its generation included; the
+  staged file left in ``<pool>/staging`` is removed by the next start-up;
+* between making the missing folders and linking the file, the folders go at start-up;
+* between linking the temporary name and renaming it over the target, the name goes.
+
+After each, the branch counts as clean: nothing to commit, and the next put works."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 import requests_unixsocket
 
+from pfs_volume.btrfs import BtrfsPool
 from tests.pfs_node import PfsNode
 
+MIB = 1024 * 1024
 
-def put(node: PfsNode, path: str, data: bytes) -> requests.Response:
+
+def put(node: PfsNode, path: str, data: bytes | Iterator[bytes]) -> requests.Response:
     url = "http+unix://" + str(node.api_socket).replace("/", "%2F")
     return requests_unixsocket.Session().put(
         url + "/v1/repos/r/branches/master/files", params={"path": path}, data=data, timeout=60
     )
 
 
-@pytest.mark.parametrize("target", ["docs/a.txt", "docs/new.txt", "fresh/folder/b.bin"])
-def test_a_crash_mid_upload_leaves_no_named_partial(node: PfsNode, target: str) -> None:
+def working_copy(node: PfsNode) -> Path:
+    return node.pool_root / "repos" / "r" / "branches" / "master"
+
+
+def generation(node: PfsNode) -> int:
+    return BtrfsPool(node.pool_root).generation(working_copy(node))
+
+
+def staged(node: PfsNode) -> list[Path]:
+    return sorted((node.pool_root / "staging").iterdir())
+
+
+def started_with_one_file(node: PfsNode) -> tuple[str, list[tuple[str, list[str], list[str]]]]:
+    """Start the node, make repo r with docs/a.txt = alpha; the head, the tree."""
     node.start()
     node.cli("repo", "create", "r")
     reply = put(node, "docs/a.txt", b"alpha")
     assert reply.status_code == 200, reply.text
     [head] = node.cli_json("log", "r")
-    working_copy = node.pool_root / "repos" / "r" / "branches" / "master"
-    before = sorted(os.walk(working_copy))
-    node.stop()
+    return head["id"], sorted(os.walk(working_copy(node)))
 
-    node.start(env={"PFS_FAILPOINTS": "put.during_write"})
-    with pytest.raises(requests.ConnectionError):
-        reply = put(node, target, os.urandom(3 * 1024 * 1024))
-        pytest.fail(f"{reply.status_code} {reply.text}")
-    assert node.wait_exit() == 137
-    assert sorted(os.walk(working_copy)) == before
-    assert (working_copy / "docs" / "a.txt").read_bytes() == b"alpha"
 
+def assert_clean_after_restart(node: PfsNode, head: str, tree: object, target: str) -> None:
     node.start()
-    assert sorted(os.walk(working_copy)) == before
-    assert [c["id"] for c in node.cli_json("log", "r")] == [head["id"]]
+    assert sorted(os.walk(working_copy(node))) == tree
+    assert staged(node) == []
+    assert [c["id"] for c in node.cli_json("log", "r")] == [head]
     assert node.cli("cat", "r@master", "docs/a.txt").stdout == "alpha"
-    assert "a put interrupted by a crash left it clean" in node.log()
     assert node.cli_json("commit", "r/master", "-m", "anything?") is None
     reply = put(node, target, b"after the crash")
     assert reply.status_code == 200 and reply.json()["changed"] is True, reply.text
     assert not list((node.pool_root / "puts").iterdir())
+    assert staged(node) == []
+
+
+@pytest.mark.parametrize("target", ["docs/a.txt", "fresh/folder/b.bin"])
+def test_a_crash_mid_upload_leaves_the_working_copy_untouched(node: PfsNode, target: str) -> None:
+    head, tree = started_with_one_file(node)
+    node.stop()
+    node.start(env={"PFS_FAILPOINTS": "put.during_write"})
+    before = generation(node)
+    with pytest.raises(requests.ConnectionError):
+        reply = put(node, target, os.urandom(3 * MIB))
+        pytest.fail(f"{reply.status_code} {reply.text}")
+    assert node.wait_exit() == 137
+    assert sorted(os.walk(working_copy(node))) == tree
+    assert generation(node) == before
+    [leftover] = staged(node)
+    assert leftover.name.startswith("put-") and leftover.stat().st_size == MIB
+    assert_clean_after_restart(node, head, tree, target)
+    assert "staging: removed 1 upload(s) a crash cut off, 1048576 bytes" in node.log()
+
+
+def test_a_daemon_killed_under_a_slow_upload_leaves_only_a_staged_file(node: PfsNode) -> None:
+    """Two SIGKILLs: while a slow client still streams (waitress spools the body until
+    it is whole, so nothing has reached pfs), and while pfs stages the bytes (the
+    ``stop`` failpoint freezes it there)."""
+    head, tree = started_with_one_file(node)
+    before = generation(node)
+    release = threading.Event()
+    answers: list[object] = []
+
+    def slow_body() -> Iterator[bytes]:
+        yield b"x" * MIB
+        yield b"y" * MIB
+        release.wait(30)
+        yield b"never stored"
+
+    def client(body: bytes | Iterator[bytes]) -> threading.Thread:
+        def send() -> None:
+            try:
+                answers.append(put(node, "docs/slow.bin", body))
+            except requests.ConnectionError as exc:
+                answers.append(exc)
+
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        return thread
+
+    thread = client(slow_body())
+    try:
+        threading.Event().wait(0.5)
+        assert sorted(os.walk(working_copy(node))) == tree
+        node.kill()
+    finally:
+        release.set()
+        thread.join(timeout=30)
+    assert staged(node) == []
+    assert generation(node) == before
+
+    node.start(env={"PFS_FAILPOINTS": "put.during_write=stop"})
+    thread = client(b"z" * 3 * MIB)
+    try:
+        for _ in range(200):
+            if staged(node) and staged(node)[0].stat().st_size == MIB:
+                break
+            threading.Event().wait(0.05)
+        else:
+            pytest.fail(f"the upload was never staged: {staged(node)}")
+        assert sorted(os.walk(working_copy(node))) == tree
+        assert generation(node) == before
+        node.kill()
+    finally:
+        thread.join(timeout=30)
+    assert [type(a) for a in answers] == [requests.ConnectionError] * 2
+    assert [f.stat().st_size for f in staged(node)] == [MIB]
+
+    assert_clean_after_restart(node, head, tree, "docs/b.txt")
+    assert "staging: removed 1 upload(s) a crash cut off, 1048576 bytes" in node.log()
+    [latest, _] = node.cli_json("log", "r")
+    commit = node.pool_root / "repos" / "r" / "commits" / latest["id"]
+    assert sorted(os.listdir(commit / "docs")) == ["a.txt", "b.txt"]
+
+
+def test_a_crash_before_linking_removes_the_folders_it_made(node: PfsNode) -> None:
+    head, tree = started_with_one_file(node)
+    node.stop()
+    node.start(env={"PFS_FAILPOINTS": "put.before_link"})
+    with pytest.raises(requests.ConnectionError):
+        put(node, "fresh/folder/b.bin", b"beta")
+    assert node.wait_exit() == 137
+    assert sorted(os.listdir(working_copy(node) / "fresh")) == ["folder"]
+    assert os.listdir(working_copy(node) / "fresh" / "folder") == []
+
+    assert_clean_after_restart(node, head, tree, "fresh/folder/b.bin")
+    assert "a put interrupted by a crash left it clean" in node.log()
 
 
 def test_a_crash_between_linking_and_renaming_leaves_no_temporary_name(node: PfsNode) -> None:
-    node.start()
-    node.cli("repo", "create", "r")
-    assert put(node, "docs/a.txt", b"alpha").status_code == 200
-    [head] = node.cli_json("log", "r")
-    working_copy = node.pool_root / "repos" / "r" / "branches" / "master"
+    head, tree = started_with_one_file(node)
     node.stop()
-
     node.start(env={"PFS_FAILPOINTS": "put.before_rename"})
     with pytest.raises(requests.ConnectionError):
         put(node, "docs/a.txt", b"beta")
     assert node.wait_exit() == 137
-    [temp] = [n for n in os.listdir(working_copy / "docs") if n.startswith(".pfs-put-")]
-    assert (working_copy / "docs" / temp).read_bytes() == b"beta"
+    [temp] = [n for n in os.listdir(working_copy(node) / "docs") if n.startswith(".pfs-put-")]
+    assert (working_copy(node) / "docs" / temp).read_bytes() == b"beta"
 
-    node.start()
-    assert sorted(os.listdir(working_copy / "docs")) == ["a.txt"]
-    assert (working_copy / "docs" / "a.txt").read_bytes() == b"alpha"
-    assert node.cli_json("commit", "r/master", "-m", "anything?") is None
-    assert [c["id"] for c in node.cli_json("log", "r")] == [head["id"]]
+    assert_clean_after_restart(node, head, tree, "docs/a.txt")
+    assert "a put interrupted by a crash left it clean" in node.log()
