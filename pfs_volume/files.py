@@ -23,17 +23,17 @@ from typing import IO, BinaryIO
 
 from pfs_volume import safepath
 from pfs_volume.errors import Conflict, InvalidRequest, NotFound
+from pfs_volume.failpoints import failpoint
 from pfs_volume.filenames import printable
 from pfs_volume.meta import CommitRecord
 from pfs_volume.names import Ref
-from pfs_volume.putlog import PutMarker
+from pfs_volume.putlog import PUT_ORIGIN, PutMarker
 from pfs_volume.repos import RepoService
 from pfs_volume.tarwalk import tar_stream
 from pfs_volume.upload import STAGING_FOLDER, Placement, StagingArea, UndoFailed, write_file
 
 log = logging.getLogger(__name__)
 
-PUT_ORIGIN = "put"
 RM_ORIGIN = "rm"
 ENTRY_KINDS = {"file": "file", "folder": "dir", "symlink": "symlink"}
 
@@ -179,21 +179,27 @@ class FileService:
                     "not a folder"
                 ) from None
             except UndoFailed:
+                _clear(markers)
                 raise
             except BaseException:
                 if markers:  # the working copy was touched: its unnamed file came and went
                     self._settle(repo, branch, root, head)
+                _clear(markers)
                 raise
-            finally:
-                for marker in markers:
-                    marker.clear()
             if not changed:
+                _clear(markers)
                 if head is None:  # cannot be: an empty branch holds no file to match
                     raise InvalidRequest("nothing changed, and the branch has no commit")
                 return PutResult(self.repos.get_commit(repo, head), changed=False)
-            made = self.repos.commit_working_copy(
-                repo, branch, message or f"put {safepath.shown(parts)}", PUT_ORIGIN
-            )
+            # The marker stays until the commit is made: a crash before it leaves a named
+            # file and a marker, and start-up commits the put (``putlog``).
+            failpoint("put.before_commit")
+            try:
+                made = self.repos.commit_working_copy(
+                    repo, branch, message or f"put {safepath.shown(parts)}", PUT_ORIGIN
+                )
+            finally:
+                _clear(markers)
             if made is None:
                 raise InvalidRequest("nothing changed: the branch already holds exactly that")
             return PutResult(made, changed=True)
@@ -280,6 +286,11 @@ def _changing(step: Callable[[], None], label: str, parts: tuple[str, ...]) -> N
             f"({exc.strerror}): something writes to the working copy; what was removed "
             "so far stays removed, nothing was committed"
         ) from None
+
+
+def _clear(markers: list[PutMarker]) -> None:
+    for marker in markers:
+        marker.clear()
 
 
 def _where(where: str) -> str:

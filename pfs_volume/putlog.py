@@ -23,9 +23,13 @@ tells how far the step went (``upload.unplace``):
   temporary name, if there, is removed;
 
 and then the working copy holds what its head holds, and its current generation is
-recorded as clean. Otherwise the file has its name, whole, and the copy stays changed:
-its next commit takes the put, as the user asked. A marker whose head or clean
-generation no longer match (the put's commit was made) is stale and dropped.
+recorded as clean. Otherwise the file has its name, whole: the marker stays until the
+put's commit is made, so a crash before that commit is finished here, by committing the
+put as the user asked (its own answer never came), unless a container has the branch
+mounted by then (its Unmount commits it). Without this a branch would be left holding a
+change no commit holds, and every later put and rm to it refused until someone ran
+``pfs commit``. A marker whose head or clean generation no longer match (the put's
+commit was made) is stale and dropped.
 
 Removing the marker is not flushed: a marker that comes back after a power loss is
 judged from the tree like any other, and gives the same answer.
@@ -40,6 +44,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pfs_volume import safepath
 from pfs_volume.durable import sync_folder, write_synced
 from pfs_volume.errors import PfsError
 from pfs_volume.repos import RepoService
@@ -48,6 +53,8 @@ from pfs_volume.upload import Placement, unplace
 log = logging.getLogger(__name__)
 
 FOLDER = "puts"
+PUT_ORIGIN = "put"
+"""The origin of a commit a put made."""
 
 
 class PutMarker:
@@ -108,12 +115,14 @@ def recover_puts(repos: RepoService) -> list[str]:
                 and record.head == body["head"]
                 and record.clean_generation == body["generation"]
                 and repos.pool.is_subvolume(path)
-                and _unplaced(path, placement, f"{repo}/{branch}")
             ):
-                repos.store.set_clean_generation(
-                    repo, branch, repos.pool.generation(path), record.head
-                )
-                settled.append(f"{repo}/{branch}")
+                if _unplaced(path, placement, f"{repo}/{branch}"):
+                    repos.store.set_clean_generation(
+                        repo, branch, repos.pool.generation(path), record.head
+                    )
+                    settled.append(f"{repo}/{branch}")
+                else:
+                    _commit_landed_put(repos, repo, branch, placement)
         except PfsError as exc:
             log.error("put marker %s kept for the next start: %s", marker.name, exc)
             continue
@@ -121,6 +130,37 @@ def recover_puts(repos: RepoService) -> list[str]:
             log.warning("put marker %s unreadable, dropped: %s", marker.name, exc)
         marker.unlink(missing_ok=True)
     return settled
+
+
+def _commit_landed_put(repos: RepoService, repo: str, branch: str, placement: Placement) -> None:
+    """Commit a put whose file got its name before the daemon was killed (see the module).
+
+    Raises:
+        PfsError: the commit failed (the marker is kept for the next start).
+    """
+    shown = safepath.shown((*placement.folder, *placement.made, placement.name))
+    if any(m.branch == branch for m in repos.store.list_mounts(repo)):
+        log.info(
+            "repo=%s branch=%s put %s landed before a crash; the branch is mounted, so its "
+            "last Unmount commits it",
+            repo,
+            branch,
+            shown,
+        )
+        return
+    made = repos.commit_working_copy(
+        repo,
+        branch,
+        f"put {shown} (committed at start-up: pfs was killed before the put's commit)",
+        PUT_ORIGIN,
+    )
+    log.warning(
+        "repo=%s branch=%s commit=%s: put %s had landed when pfs was killed; committed",
+        repo,
+        branch,
+        made.id if made else None,
+        shown,
+    )
 
 
 def _placement(raw: Any) -> Placement:

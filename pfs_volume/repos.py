@@ -679,7 +679,7 @@ class RepoService:
         if self._is_dirty(self.get_branch(repo, branch)):
             raise Conflict(
                 f"cannot {verb} branch {repo}/{branch}: its working copy holds changes no "
-                "commit holds; commit them first (pfs commit)"
+                f"commit holds; commit them first: pfs commit {repo}/{branch}"
             )
 
     def _is_dirty(self, branch: BranchRecord) -> bool:

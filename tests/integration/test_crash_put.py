@@ -7,7 +7,9 @@ clean or holding the whole new file, never a partial file or a stray name:
 * between making the missing folders and linking the file, the folders go at start-up;
 * between linking the temporary name and renaming it over the target, the name goes.
 
-After each, the branch counts as clean: nothing to commit, and the next put works."""
+After each, the branch counts as clean: nothing to commit, and the next put works. A put
+killed after its file got its name but before its commit is committed at start-up: the
+branch is never left holding a change that refuses every later put."""
 
 from __future__ import annotations
 
@@ -173,3 +175,25 @@ def test_a_crash_between_linking_and_renaming_leaves_no_temporary_name(node: Pfs
 
     assert_clean_after_restart(node, head, tree, "docs/a.txt")
     assert "a put interrupted by a crash left it clean" in node.log()
+
+
+@pytest.mark.parametrize("target", ["docs/a.txt", "new/folder/c.txt"])
+def test_a_put_killed_before_its_commit_is_committed_at_start_up(
+    node: PfsNode, target: str
+) -> None:
+    head, _ = started_with_one_file(node)
+    node.stop()
+    node.start(env={"PFS_FAILPOINTS": "put.before_commit"})
+    with pytest.raises(requests.ConnectionError):
+        put(node, target, b"landed")
+    assert node.wait_exit() == 137
+
+    node.start()
+    log = node.cli_json("log", "r")
+    assert [c["id"] for c in log[1:]] == [head]
+    assert log[0]["origin"] == "put"
+    assert f"put /{target} (committed at start-up" in log[0]["message"]
+    assert node.cli("cat", "r@master", target).stdout == "landed"
+    assert not list((node.pool_root / "puts").iterdir())
+    reply = put(node, "docs/after.txt", b"after the crash")
+    assert reply.status_code == 200 and reply.json()["changed"] is True, reply.text
