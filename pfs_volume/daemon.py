@@ -21,6 +21,7 @@ from pfs_volume.api import create_api_app
 from pfs_volume.btrfs import BtrfsPool, PoolImage, prepare_pool
 from pfs_volume.cluster import placement
 from pfs_volume.config import Settings
+from pfs_volume.doctor import Doctor
 from pfs_volume.driver_name import change_words, served_before
 from pfs_volume.errors import Conflict, PfsError, StorageError
 from pfs_volume.history.journal import recover_merges
@@ -114,6 +115,7 @@ class Daemon:
                 len(report.purged_repos),
             )
             self.volumes = VolumeService(self.repos, self.store, prefix=settings.driver_name)
+            self.reconciler = self._reconciler(self.volumes)
             nodes = None
             if self._cluster is not None:
                 self._cluster.relock(self.store)
@@ -128,29 +130,48 @@ class Daemon:
             )
             self.pipelines = self._pipelines(self.repos)
             self._serve(
-                create_api_app(self.repos, self.volumes, nodes, self.pipelines),
+                create_api_app(
+                    self.repos,
+                    self.volumes,
+                    nodes,
+                    self.pipelines,
+                    Doctor(
+                        self.repos,
+                        self.volumes,
+                        self.reconciler,
+                        settings.driver_name,
+                        self.driver_before,
+                    ),
+                ),
                 settings.api_socket,
                 "pfs API",
                 API_CONNECTIONS,
             )
             self.pipelines.start()
-            if settings.reconcile_interval:
-                self.reconciler = MountReconciler(
-                    self.volumes,
-                    DockerEngine(functools.partial(self._docker_client, ENGINE_TIMEOUT)),
-                    interval=settings.reconcile_interval,
-                    grace=settings.reconcile_grace,
-                )
-                self.volumes.on_unmatched_unmount = self.reconciler.request
+            if self.reconciler is not None:
                 self.reconciler.start()
-            else:
-                log.warning(
-                    "mount reconciliation is off (--reconcile-interval 0): a mount record "
-                    "whose Unmount never comes stays until `pfs mount release`"
-                )
         except BaseException:
             self.stop()
             raise
+
+    def _reconciler(self, volumes: VolumeService) -> MountReconciler | None:
+        """The mount reconciler (not started), hooked to the volume service's unmatched
+        Unmounts; None when reconciliation is off."""
+        settings = self.settings
+        if not settings.reconcile_interval:
+            log.warning(
+                "mount reconciliation is off (--reconcile-interval 0): a mount record whose "
+                "Unmount never comes stays until `pfs mount release`"
+            )
+            return None
+        reconciler = MountReconciler(
+            volumes,
+            DockerEngine(functools.partial(self._docker_client, ENGINE_TIMEOUT)),
+            interval=settings.reconcile_interval,
+            grace=settings.reconcile_grace,
+        )
+        volumes.on_unmatched_unmount = reconciler.request
+        return reconciler
 
     def _docker_client(self, timeout: int = DOCKER_TIMEOUT) -> Any:
         """A client of the engine pfs serves (``--docker-host``, else DOCKER_HOST, else

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from flask import Flask, Response, jsonify, request, send_file
@@ -25,7 +26,8 @@ from pfs_volume.api.serialize import (
 )
 from pfs_volume.cluster.membership import NodeInfo
 from pfs_volume.config import parse_duration
-from pfs_volume.errors import InvalidRequest, MergeConflict, PfsError, StorageError
+from pfs_volume.doctor import Doctor
+from pfs_volume.errors import Conflict, InvalidRequest, MergeConflict, PfsError, StorageError
 from pfs_volume.filenames import query_value
 from pfs_volume.files import FileService
 from pfs_volume.history import HistoryService
@@ -49,6 +51,7 @@ def create_api_app(
     volumes: VolumeService,
     nodes: Callable[[], list[NodeInfo]] | None = None,
     pipelines: PipelineService | None = None,
+    doctor: Doctor | None = None,
 ) -> Flask:
     """Build the flask app of the pfs HTTP API over the repo and volume services.
 
@@ -56,7 +59,9 @@ def create_api_app(
         repos: the commit graph. volumes: the Docker-facing volume service.
         nodes: the cluster's live nodes (None on a single host: the node list is this
             host alone).
+        doctor: what ``pfs doctor`` asks (default: one without an engine to ask).
     """
+    doctor = doctor or Doctor(repos, volumes, None, volumes.prefix)
     app = Flask("pfs-api")
     files = FileService(repos)
     history = HistoryService(repos)
@@ -202,7 +207,22 @@ def create_api_app(
 
     @app.get("/v1/mounts")
     def list_mounts() -> ResponseReturnValue:
-        return {"mounts": [mount_json(m) for m in volumes.mounts()]}
+        stale = request.args.get("stale", "false")
+        if stale not in ("true", "false"):
+            raise InvalidRequest(f"stale must be true or false, not {stale!r}")
+        if stale == "false":
+            return {"mounts": [mount_json(m) for m in volumes.mounts()]}
+        if doctor.reconciler is None:
+            raise Conflict(
+                "stale mounts are those no container of the Docker engine holds, and this "
+                "daemon does not ask an engine (--reconcile-interval 0); pfs mount list "
+                "shows every mount"
+            )
+        return {"mounts": [mount_json(m) for m in doctor.reconciler.stale()]}
+
+    @app.get("/v1/doctor")
+    def examine() -> ResponseReturnValue:
+        return {"findings": [asdict(f) for f in doctor.examine()]}
 
     @app.delete("/v1/mounts/<mount_id>")
     def release_mount(mount_id: str) -> ResponseReturnValue:

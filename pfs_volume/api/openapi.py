@@ -359,7 +359,15 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/v1/mounts": {
         "get": _op(
-            "Mounts Docker holds", _object(mounts={"type": "array", "items": _ref("Mount")})
+            "Mounts Docker holds (stale=true: only those no container holds)",
+            _object(mounts={"type": "array", "items": _ref("Mount")}),
+            _query("stale", {"type": "string", "enum": ["true", "false"]}),
+        ),
+    },
+    "/v1/doctor": {
+        "get": _op(
+            "Stuck or suspicious state, each with the command that fixes it",
+            _object(findings={"type": "array", "items": _ref("Finding")}),
         ),
     },
     "/v1/mounts/{mount_id}": {
@@ -372,6 +380,11 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 
 SCHEMAS: dict[str, Any] = {
+    "Finding": _object(
+        severity={"type": "string", "enum": ["error", "warning", "note"]},
+        what={"type": "string"},
+        fix={"type": "string"},
+    ),
     "Error": _object(error=_object(code={"type": "string"}, message={"type": "string"})),
     "Repo": _object(
         name=NAME,

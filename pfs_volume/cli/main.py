@@ -769,11 +769,16 @@ def mount() -> None:
 
 
 @mount.command("list")
+@click.option(
+    "--stale",
+    is_flag=True,
+    help="Only mounts no container of the Docker engine holds (pfs mount release fixes them).",
+)
 @json_option
 @reports_errors
-def mount_list(as_json: bool) -> None:
+def mount_list(stale: bool, as_json: bool) -> None:
     """List the mounts Docker holds (one per container using a volume)."""
-    mounts = _client().get("/v1/mounts")["mounts"]
+    mounts = _client().get("/v1/mounts", stale="true" if stale else "false")["mounts"]
     if as_json:
         _print_json(mounts)
         return
@@ -804,6 +809,26 @@ def mount_release(mount_id: str, as_json: bool) -> None:
     crash): as Docker's Unmount would, the last mount of a branch commits."""
     result = _client().delete(f"/v1/mounts/{_segment(mount_id)}")
     _show(result, as_json, f"released mount {result['released']}")
+
+
+@main.command("doctor")
+@json_option
+@reports_errors
+def doctor(as_json: bool) -> None:
+    """Show stuck or suspicious state (mounts no container holds, uncommitted working
+    copies, a full pool, a changed driver name), each with the command that fixes it.
+    Changes nothing. Exits 1 when something needs doing."""
+    findings = _client().get("/v1/doctor")["findings"]
+    if as_json:
+        _print_json(findings)
+    elif not findings:
+        click.echo("nothing stuck or suspicious")
+    for finding in [] if as_json else findings:
+        click.echo(f"{finding['severity'].upper():8}{finding['what']}")
+        if finding["fix"]:
+            click.echo(f"{'':8}fix: {finding['fix']}")
+    if any(f["severity"] in ("error", "warning") for f in findings):
+        sys.exit(1)
 
 
 @main.command("diff")

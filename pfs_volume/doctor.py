@@ -1,0 +1,210 @@
+"""``pfs doctor``: stuck or suspicious state, each with the command that fixes it.
+
+Nothing here changes anything: it reads the mount records, the engine's containers (via
+the reconciler), the branches' working copies and what the daemon noticed at start-up,
+and says in plain words what is wrong and what to run. The checks:
+
+* mount records no container holds (``pfs mount release ID``), and whether they can be
+  reconciled at all (engine unreachable, reconciliation off);
+* mount records and volumes made under another driver name than the one served now;
+* working copies that hold changes no commit holds while nothing has them mounted
+  (``pfs commit REPO/BRANCH``), with the last commit failure when there was one;
+* whatever the pool's space keeper reports (a full pool, a missing reserve, snapshots
+  waiting to be deleted).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pfs_volume.errors import PfsError, Unavailable
+from pfs_volume.mount_reconciler import MountReconciler
+from pfs_volume.names import check_component
+from pfs_volume.repos import RepoService
+from pfs_volume.volumes import VolumeService
+
+log = logging.getLogger(__name__)
+
+ERROR, WARNING, NOTE = "error", "warning", "note"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing ``pfs doctor`` reports.
+
+    Attributes:
+        severity: ``error`` (data is at risk or a verb fails), ``warning`` (something is
+            stuck or will surprise), ``note`` (worth knowing).
+        what: what is wrong, in plain words.
+        fix: the command (or step) that fixes it; "" when nothing needs doing.
+    """
+
+    severity: str
+    what: str
+    fix: str = ""
+
+
+class Doctor:
+    """Examines a node.
+
+    Args:
+        repos, volumes: the node's services.
+        reconciler: the mount reconciler, or None when reconciliation is off.
+        driver_name: the driver name served now; ``driver_before`` the one the pool was
+            served under before, when it was another.
+        extra: more checks (the pool's space keeper), each returning findings.
+    """
+
+    def __init__(
+        self,
+        repos: RepoService,
+        volumes: VolumeService,
+        reconciler: MountReconciler | None,
+        driver_name: str,
+        driver_before: str | None = None,
+        extra: Sequence[Callable[[], list[Finding]]] = (),
+    ) -> None:
+        self.repos = repos
+        self.volumes = volumes
+        self.reconciler = reconciler
+        self.driver_name = driver_name
+        self.driver_before = driver_before
+        self.extra = list(extra)
+
+    def examine(self) -> list[Finding]:
+        """Every finding, errors first."""
+        found = [
+            *self._driver(),
+            *self._mounts(),
+            *self._working_copies(),
+        ]
+        for check in self.extra:
+            found.extend(check())
+        order = {ERROR: 0, WARNING: 1, NOTE: 2}
+        return sorted(found, key=lambda f: order[f.severity])
+
+    def _driver(self) -> list[Finding]:
+        found = []
+        if self.driver_before is not None:
+            found.append(
+                Finding(
+                    WARNING,
+                    f"this pool was served as Docker driver {self.driver_before!r} before "
+                    f"this start and is served as {self.driver_name!r} now: volumes and "
+                    f"containers Docker knows under {self.driver_before!r} reach no plugin",
+                    f"restart pfs with --driver-name {self.driver_before} to keep the old "
+                    "name, or use the new name in docker run -v and docker volume commands",
+                )
+            )
+        prefix = self.driver_name + "/"
+        other = sorted(
+            v.name
+            for v in self.volumes.store.list_volumes()
+            if "/" in v.name and not v.name.startswith(prefix) and _is_prefixed(v.name)
+        )
+        if other:
+            shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+            found.append(
+                Finding(
+                    NOTE,
+                    f"{len(other)} volume name(s) were made under another driver name than "
+                    f"{self.driver_name!r}: {shown}",
+                    "docker volume rm them under their old driver once no container uses "
+                    "them (repo data is kept)",
+                )
+            )
+        return found
+
+    def _mounts(self) -> list[Finding]:
+        records = list(self.volumes.mounts())
+        found = []
+        prefix = self.driver_name + "/"
+        for record in records:
+            if _is_prefixed(record.volume) and not record.volume.startswith(prefix):
+                found.append(
+                    Finding(
+                        WARNING,
+                        f"mount {record.id} of {record.volume} was made under another driver "
+                        f"name than {self.driver_name!r}; Docker's Unmount for it never "
+                        "comes here",
+                        "it is released once no container holds it (reconciliation); or: "
+                        f"pfs mount release {record.id}",
+                    )
+                )
+        if self.reconciler is None:
+            if records:
+                found.append(
+                    Finding(
+                        NOTE,
+                        f"{len(records)} mount record(s), and reconciliation with the engine "
+                        "is off (--reconcile-interval 0): a record whose Unmount never comes "
+                        "stays until released by hand",
+                        "pfs mount list, then pfs mount release ID for each whose container "
+                        "is gone",
+                    )
+                )
+            return found
+        try:
+            stale = self.reconciler.stale()
+        except Unavailable as exc:
+            found.append(
+                Finding(
+                    WARNING,
+                    f"mount records cannot be checked against the Docker engine: {exc}",
+                    "start pfs with --docker-host set to the engine that uses this plugin "
+                    "(or --reconcile-interval 0 where no engine is)",
+                )
+            )
+            return found
+        for record in stale:
+            target = (
+                f"{record.repo}/{record.branch}"
+                if record.branch
+                else f"{record.repo}@{record.commit}"
+            )
+            found.append(
+                Finding(
+                    WARNING,
+                    f"mount {record.id} of {record.volume} ({target}) is held by no container; "
+                    f"the next reconciliation pass (every {self.reconciler.interval:g} s) "
+                    "releases it" + (", committing what changed" if record.branch else ""),
+                    f"pfs mount release {record.id}",
+                )
+            )
+        return found
+
+    def _working_copies(self) -> list[Finding]:
+        found = []
+        mounted = {(m.repo, m.branch) for m in self.volumes.mounts() if m.branch}
+        for repo in self.repos.list_repos():
+            for branch in self.repos.list_branches(repo.name):
+                if (repo.name, branch.name) in mounted:
+                    continue
+                try:
+                    dirty = self.repos.holds_uncommitted(repo.name, branch.name)
+                except PfsError as exc:
+                    log.info("doctor: %s/%s not checked: %s", repo.name, branch.name, exc)
+                    continue
+                if dirty:
+                    found.append(
+                        Finding(
+                            WARNING,
+                            f"the working copy of {repo.name}/{branch.name} holds changes no "
+                            "commit holds, and no container has it mounted: put, rm, reset "
+                            "and merge refuse the branch until they are committed",
+                            f"pfs commit {repo.name}/{branch.name}",
+                        )
+                    )
+        return found
+
+
+def _is_prefixed(name: str) -> bool:
+    """True for a name of the ``DRIVER/...`` form (its first part a valid driver name)."""
+    first = name.split("/", 1)[0]
+    try:
+        check_component(first, "driver")
+    except PfsError:
+        return False
+    return first == first.lower()
