@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.docker_engine import DockerEngine
 from tests.e2e.docker_user import RELEASE_FILE, DockerUser
 from tests.pfs_node import PfsNode
 
@@ -96,3 +97,34 @@ def _stopped(node: PfsNode) -> bool:
     assert node.process is not None
     stat = Path(f"/proc/{node.process.pid}/stat").read_text()
     return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_doctor_shows_a_mount_no_container_holds_with_its_fix(
+    tmp_path: Path, docker_engine: DockerEngine
+) -> None:
+    """With passes an hour apart, a stuck record waits: doctor and mount list --stale show
+    it, and the command doctor gives releases it, committing."""
+    node = PfsNode(
+        tmp_path / "slow",
+        env={"PFS_DOCKER_HOST": docker_engine.host},
+        args=["--reconcile-interval", "3600", "--reconcile-grace", "1"],
+    )
+    try:
+        node.start()
+        volume = f"{node.driver_name}/late"
+        path = node.plugin("VolumeDriver.Mount", {"Name": volume, "ID": "stuck-one"})["Mountpoint"]
+        Path(path, "f").write_text("x")
+        [stale] = node.cli_json("mount", "list", "--stale")
+        assert stale["id"] == "stuck-one"
+        done = node.cli("doctor", check=False)
+        assert done.returncode == 1
+        assert "mount stuck-one of " + volume + " (late/master) is held by no container" in (
+            done.stdout
+        )
+        assert "fix: pfs mount release stuck-one" in done.stdout
+        node.cli("mount", "release", "stuck-one")
+        assert node.cli_json("mount", "list", "--stale") == []
+        assert node.cli("cat", "late@master", "f").stdout == "x"
+        assert node.cli("doctor").returncode == 0
+    finally:
+        node.cleanup()
