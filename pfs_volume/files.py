@@ -153,12 +153,15 @@ class FileService:
                 is a file, symlink or other non-folder (also when it became one while
                 the bytes came in).
             InvalidRequest: a path that is the root, a folder, or malformed.
-            StorageError: the pool is full (nothing was written to the branch).
+            PoolFull: the pool is full; the branch is left as it was.
         """
         parts = safepath.split(path)
         if not parts:
             raise InvalidRequest("put needs a file path, not the root")
-        with self.repos.branch_lock(repo, branch):
+        with (
+            self.repos.branch_lock(repo, branch),
+            self.repos.space.reporting(f"put {safepath.shown(parts)} on {repo}/{branch}"),
+        ):
             root = self._writable_root(repo, branch, "write to")
             head = self.repos.get_branch(repo, branch).head
             markers: list[PutMarker] = []
