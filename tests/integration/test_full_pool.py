@@ -131,6 +131,10 @@ def test_a_full_pool_reports_507_and_a_failed_auto_commit_until_gc_frees_space(
     assert "`pfs gc`, `pfs repo delete` or `pfs branch delete`" in error["message"]
     assert branch_state(small, "other")["head"] == other_head
     assert branch_state(small, "other")["uncommitted_changes"] is False
+    side = {"Name": volume(small, "other/side"), "ID": "m9"}
+    err = small.plugin("VolumeDriver.Mount", side)["Err"]
+    assert "the pool is full (" in err and "`pfs gc`" in err
+    assert small.api("GET", "/v1/repos/other/branches").json()["branches"][1:] == []
     assert reserve.exists(), "an ordinary verb never eats the reserve"
 
     # Docker's Unmount: the commit fails, the mount is released, the failure is shown.
