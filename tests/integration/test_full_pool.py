@@ -189,6 +189,22 @@ def test_freeing_verbs_work_on_a_full_pool_with_the_reserve(small: PfsNode) -> N
     assert (entry["name"], entry["size"]) == ("big", written)
 
 
+def test_a_put_the_pool_refuses_half_way_leaves_the_branch_clean(small: PfsNode) -> None:
+    small.cli("repo", "create", "other")
+    assert put(small, "other", "a", b"a").status_code == 200
+    head = branch_state(small, "other")["head"]
+    path = mount(small, "photos", "m1")
+    written = fill(path)
+    os.truncate(path / "big", written - 3 * CHUNK)  # room for a part of the put below
+    reply = put(small, "other", "b", os.urandom(8 * CHUNK))
+    assert reply.status_code == 507 and reply.json()["error"]["code"] == "pool_full"
+    state = branch_state(small, "other")
+    assert (state["head"], state["uncommitted_changes"]) == (head, False)
+    os.unlink(path / "big")
+    reply = put(small, "other", "b", os.urandom(8 * CHUNK))
+    assert reply.status_code == 200, "the branch was left clean: no leftover to refuse"
+
+
 def test_gc_deletes_a_snapshot_being_exported_when_the_export_ends(small: PfsNode) -> None:
     small.cli("repo", "create", "r")
     assert put(small, "r", "big", os.urandom(48 * CHUNK)).status_code == 200
