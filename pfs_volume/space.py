@@ -40,6 +40,8 @@ RESERVE_FRACTION = 50
 REFILL_FACTOR = 2
 """The reserve is made only while at least this many times its size is free: making it
 must never be what fills the pool."""
+USAGE_WORDS = "bytes used); free space with"
+"""In every message ``full_error`` made (so that it is made once)."""
 NO_SPACE_WORDS = ("No space left on device", "database or disk is full")
 """How ENOSPC reads once a tool turned it into text (btrfs's stderr, SQLite's error)."""
 
@@ -150,13 +152,25 @@ class SpaceReserve:
         log.warning("pool full: reserve released so that %s can proceed", why)
         return True
 
-    def full_error(self, what: str) -> PoolFull:
-        """The error a user sees when ``what`` met a full pool: how full, what to do."""
+    def full_error(self, what: str, cause: BaseException | None = None) -> PoolFull:
+        """The error a user sees when ``what`` met a full pool: how full, what to do.
+
+        Args:
+            what: the verb and its object ("the commit of photos/master").
+            cause: the error met; when it already says "the pool is full: ..." (a lower
+                layer told what it undid), its words are kept and the usage added.
+        """
         free, total = self.pool.space()
-        return PoolFull(
-            f"{what} failed: the pool is full ({total - free} of {total} bytes used); free "
-            "space with `pfs gc`, `pfs repo delete` or `pfs branch delete`, or grow the pool"
+        advice = (
+            f"({total - free} of {total} bytes used); free space with `pfs gc`, "
+            "`pfs repo delete` or `pfs branch delete`, or grow the pool"
         )
+        said = str(cause) if cause is not None else ""
+        if USAGE_WORDS in said:
+            return PoolFull(said)
+        if said.startswith("the pool is full"):
+            return PoolFull(f"{said} {advice}")
+        return PoolFull(f"{what} failed: the pool is full {advice}")
 
     @contextmanager
     def reporting(self, what: str) -> Iterator[None]:
@@ -169,13 +183,11 @@ class SpaceReserve:
         """
         try:
             yield
-        except PoolFull:
-            raise
         except Exception as exc:
-            if not is_no_space(exc):
+            if not is_no_space(exc) or USAGE_WORDS in str(exc):
                 raise
             log.warning("%s: pool full: %s", what, exc)
-            raise self.full_error(what) from exc
+            raise self.full_error(what, exc) from exc
 
     def freeing(self, what: str, action: Callable[[], T], after_deletes: bool = False) -> T:
         """Run a verb that frees space or releases state; when it meets a full pool,

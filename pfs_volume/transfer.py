@@ -152,7 +152,11 @@ def import_repo(repos: RepoService, source: IO[bytes], name: str | None = None) 
                 twins = repos.twins(target, entry["base"]) if entry["base"] else []
                 _receive(reader, staging / "commits", entry["id"], entry["base"], twins)
         _check_end(reader, metadata["format"])
-        return _install(repos, staging, target, metadata)
+        with repos.space.reporting(f"the import of {target}"):
+            return _install(repos, staging, target, metadata)
+    except PoolFull as exc:
+        _discard(repos, staging)
+        raise repos.space.full_error(f"the import of {target}", exc) from None
     except BaseException:
         _discard(repos, staging)
         raise
@@ -188,8 +192,7 @@ def _receive(
         if is_no_space(exc):
             raise PoolFull(
                 f"the pool is full: commit {commit_id} of the export file does not fit; "
-                "free space with `pfs gc`, `pfs repo delete` or `pfs branch delete`, or "
-                "grow the pool"
+                "nothing was imported"
             ) from None
         raise InvalidRequest(
             f"{DAMAGED}: the stream of commit {commit_id} is not a btrfs send stream that "
