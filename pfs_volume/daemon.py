@@ -114,6 +114,8 @@ class Daemon:
                 len(report.abandoned),
                 len(report.purged_repos),
             )
+            # After recovery, which may have freed space: a full pool stays recoverable.
+            self.repos.space.start()
             self.volumes = VolumeService(self.repos, self.store, prefix=settings.driver_name)
             self.reconciler = self._reconciler(self.volumes)
             nodes = None

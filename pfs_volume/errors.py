@@ -117,6 +117,14 @@ class StorageError(PfsError):
     code = "storage"
 
 
+class PoolFull(StorageError):
+    """The pool has no space left for what was asked; the message says how full it is
+    and which verbs free space."""
+
+    status = 507
+    code = "pool_full"
+
+
 ERRORS_BY_CODE: dict[str, type[PfsError]] = {
     cls.code: cls
     for cls in (
@@ -134,6 +142,7 @@ ERRORS_BY_CODE: dict[str, type[PfsError]] = {
         Unavailable,
         Unauthorized,
         StorageError,
+        PoolFull,
     )
 }
 

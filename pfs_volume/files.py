@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from pfs_volume import safepath
-from pfs_volume.errors import Conflict, InvalidRequest, NotFound
+from pfs_volume.errors import Conflict, InvalidRequest, NotFound, PoolFull
 from pfs_volume.failpoints import failpoint
 from pfs_volume.filenames import printable
 from pfs_volume.meta import CommitRecord
@@ -153,12 +153,15 @@ class FileService:
                 is a file, symlink or other non-folder (also when it became one while
                 the bytes came in).
             InvalidRequest: a path that is the root, a folder, or malformed.
-            StorageError: the pool is full (nothing was written to the branch).
+            PoolFull: the pool is full; the branch is left as it was.
         """
         parts = safepath.split(path)
         if not parts:
             raise InvalidRequest("put needs a file path, not the root")
-        with self.repos.branch_lock(repo, branch):
+        with (
+            self.repos.branch_lock(repo, branch),
+            self.repos.space.reporting(f"put {safepath.shown(parts)} on {repo}/{branch}"),
+        ):
             root = self._writable_root(repo, branch, "write to")
             head = self.repos.get_branch(repo, branch).head
             markers: list[PutMarker] = []
@@ -198,6 +201,11 @@ class FileService:
                 made = self.repos.commit_working_copy(
                     repo, branch, message or f"put {safepath.shown(parts)}", PUT_ORIGIN
                 )
+            except PoolFull:
+                # The copy was clean before this put (``_writable_root``): dropping it
+                # undoes the write, and the next use makes it again from the head.
+                self.repos.drop_working_copy(repo, branch)
+                raise
             finally:
                 _clear(markers)
             if made is None:
@@ -255,7 +263,14 @@ class FileService:
         the copy as clean again."""
         pool = self.repos.pool
         if pool.changed_since(root, self.repos.get_branch(repo, branch).clean_generation):
-            self.repos.store.set_clean_generation(repo, branch, pool.generation(root), head)
+            # Restoring the branch's state, as after a write a full pool refused: this
+            # may use the pool's reserve.
+            self.repos.space.freeing(
+                f"settling {repo}/{branch} after a put",
+                lambda: self.repos.store.set_clean_generation(
+                    repo, branch, pool.generation(root), head
+                ),
+            )
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +28,7 @@ from typing import Protocol
 
 from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.btrfs.changes import changes
+from pfs_volume.commit_errors import CommitError, CommitErrors
 from pfs_volume.diff import Change
 from pfs_volume.errors import (
     Busy,
@@ -51,6 +52,7 @@ from pfs_volume.meta import (
     utcnow,
 )
 from pfs_volume.names import DEFAULT_BRANCH, Ref, check_component, is_commit_prefix
+from pfs_volume.space import SpaceReserve
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,10 @@ class RepoSummary:
     mounts: list[MountRecord]
     size: int
     """Bytes the repo uses on disk, data shared between its commits counted once."""
+    uncommitted: frozenset[str] = frozenset()
+    """Branches whose working copy here holds changes no commit holds."""
+    commit_errors: dict[str, CommitError] = field(default_factory=dict)
+    """The last failed commit of branches that have not committed since, by branch."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,11 @@ class RepoService:
         self._repo_locks = KeyedLocks()
         self._branch_locks = KeyedLocks()
         self._write_depth: dict[tuple[str, str], int] = {}
+        self.space = SpaceReserve(pool)
+        self.commit_errors = CommitErrors(store, clock)
+        self._pending_deletions: set[tuple[str, str]] = set()
+        self._pins: dict[tuple[str, str], int] = {}
+        self._pending_lock = threading.Lock()
         self.repos_dir = pool.root / "repos"
         self.incoming_dir = pool.root / "incoming"
         self.repos_dir.mkdir(exist_ok=True)
@@ -401,14 +412,24 @@ class RepoService:
         ]
 
     def summary(self, name: str) -> RepoSummary:
-        """A repo with its branches, commit count and mounts. Raises NotFound."""
+        """A repo with its branches, commit count, mounts, the branches with uncommitted
+        changes and their last commit errors. Raises NotFound."""
+        repo = self.get_repo(name)
+        branches = self.store.list_branches(name)
         return RepoSummary(
-            repo=self.get_repo(name),
-            branches=self.store.list_branches(name),
+            repo=repo,
+            branches=branches,
             commit_count=self.store.count_commits(name),
             mounts=self.store.list_mounts(name),
             size=self.pool.disk_usage(self.repo_dir(name)),
+            uncommitted=frozenset(b.name for b in branches if self._is_dirty(b)),
+            commit_errors=self.commit_errors.of_repo(name),
         )
+
+    def has_uncommitted_changes(self, repo: str, branch: str) -> bool:
+        """True when the branch's working copy here holds changes no commit holds."""
+        record = self.store.get_branch(repo, branch)
+        return record is not None and self._is_dirty(record)
 
     def commit_details(self, repo: str, ref: Ref) -> tuple[CommitRecord, int | None, int | None]:
         """A commit with the bytes its files hold and how many paths it changed (None for
@@ -427,7 +448,29 @@ class RepoService:
         Raises:
             NotFound: no such repo. InUse: a container has one of its volumes mounted.
             Conflict: a working copy holds changes that no commit holds (invariant 1).
+            PoolFull: the pool is full and its reserve is gone already.
         """
+        records_gone = False
+
+        def attempt() -> None:
+            nonlocal records_gone
+            with self.repo_lock(name):
+                if records_gone:  # a retry: only the data is left to delete
+                    self._finish_delete(name)
+                    return
+                self._delete_repo(name)
+                records_gone = True
+                self._finish_delete(name)
+            for branch in self.commit_errors.of_repo(name):
+                self.commit_errors.clear(name, branch)
+            log.info("repo=%s deleted", name)
+
+        self.space.freeing(f"deleting repo {name}", attempt, after_deletes=True)
+        self._drain_pending()
+
+    def _delete_repo(self, name: str) -> None:
+        """Check that the repo may be deleted and delete its records (a tombstone says
+        its data is still to go)."""
         with self.repo_lock(name):
             self.get_repo(name)
             mounts = self.store.list_mounts(name)
@@ -444,8 +487,6 @@ class RepoService:
                     f"branch(es) {', '.join(dirty)}; mount and unmount them to commit first"
                 )
             self.store.delete_repo(name)
-            self._finish_delete(name)
-            log.info("repo=%s deleted", name)
 
     def _finish_delete(self, name: str) -> None:
         """Delete the data of a repo whose records are gone, then its tombstone."""
@@ -542,7 +583,11 @@ class RepoService:
     def working_copy(self, repo: str, branch: str) -> Path:
         """The branch's working copy, made from its head (or empty) if it does not exist."""
         path = self.branch_path(repo, branch)
-        with self.branch_lock(repo, branch), self.repo_lock(repo):
+        with (
+            self.branch_lock(repo, branch),
+            self.repo_lock(repo),
+            self.space.reporting(f"making the working copy of {repo}/{branch}"),
+        ):
             record = self.get_branch(repo, branch)
             if self.pool.is_subvolume(path):
                 if not self._is_stale(record):
@@ -621,7 +666,15 @@ class RepoService:
         Raises:
             NotFound: no such branch. InUse: it is mounted.
             Conflict: its working copy holds changes no commit holds.
+            PoolFull: the pool is full and its reserve is gone already.
         """
+        self.space.freeing(
+            f"deleting branch {repo}/{name}",
+            lambda: self._delete_branch(repo, name),
+            after_deletes=True,
+        )
+
+    def _delete_branch(self, repo: str, name: str) -> None:
         with self.branch_lock(repo, name), self.repo_lock(repo):
             self.get_branch(repo, name)
             self.refuse_if_busy(repo, name, "delete")
@@ -629,6 +682,7 @@ class RepoService:
             if self.pool.is_subvolume(path):
                 self.pool.delete_subvolume(path)
             self.store.delete_branch(repo, name)
+            self.commit_errors.clear(repo, name)
             log.info("repo=%s branch=%s deleted", repo, name)
 
     def reset_branch(self, repo: str, name: str, ref: Ref) -> tuple[str | None, BranchRecord]:
@@ -706,10 +760,14 @@ class RepoService:
         """Delete the snapshots of old commits; their records stay, marked pruned.
 
         A commit is pruned when it is not among the ``keep_last`` newest and (if given)
-        older than ``older_than``. Branch heads and mounted commits are always kept.
+        older than ``older_than``. Branch heads and mounted commits are always kept. A
+        snapshot btrfs will not delete now (an export or a peer is reading it with
+        ``btrfs send``) is deleted as soon as that read ends (``drain_pending``), or by
+        the next gc. On a full pool gc uses the pool's reserve (``SpaceReserve``).
 
         Raises:
             InvalidRequest: neither limit given, or a negative one. NotFound: no repo.
+            PoolFull: the pool is full and no reserve is left.
         """
         if keep_last is None and older_than is None:
             raise InvalidRequest("gc needs --keep-last N or --older-than DURATION (or both)")
@@ -717,6 +775,14 @@ class RepoService:
             raise InvalidRequest(
                 f"keep-last must be a whole number from 0 to {MAX_KEEP_LAST:,}, not {keep_last}"
             )
+        self._drain_pending()
+        return self.space.freeing(
+            f"gc of repo {repo}",
+            lambda: self._gc(repo, keep_last, older_than),
+            after_deletes=True,
+        )
+
+    def _gc(self, repo: str, keep_last: int | None, older_than: timedelta | None) -> GcReport:
         with self.repo_lock(repo):
             self.get_repo(repo)
             commits = [c for c in self.store.list_commits(repo) if not c.pruned]
@@ -738,11 +804,87 @@ class RepoService:
             )
             return GcReport(doomed, freed)
 
+    @contextmanager
+    def pinned(self, repo: str, commit_ids: Iterable[str]) -> Iterator[None]:
+        """Keep these commits' snapshots on disk while the block runs (an export sends
+        them one after another, each the base of the next). A gc meanwhile marks them
+        pruned as usual; their deletion waits until the block ends, then happens."""
+        keys = [(repo, commit_id) for commit_id in commit_ids]
+        with self._pending_lock:
+            for key in keys:
+                self._pins[key] = self._pins.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._pending_lock:
+                for key in keys:
+                    self._pins[key] -= 1
+                    if not self._pins[key]:
+                        del self._pins[key]
+            self._drain_pending()
+
     def _delete_pruned(self, repo: str, commit_ids: list[str]) -> None:
+        """Delete the snapshots of pruned commits; one that is pinned, or that btrfs
+        refuses to delete now (``btrfs send`` reads it), is left pending for
+        ``drain_pending``, never forgotten."""
         for commit_id in commit_ids:
             path = self.commit_path(repo, commit_id)
-            if self.pool.is_subvolume(path):
+            if not self.pool.is_subvolume(path):
+                continue
+            with self._pending_lock:
+                if (repo, commit_id) in self._pins:
+                    self._pending_deletions.add((repo, commit_id))
+                    log.info(
+                        "repo=%s commit=%s pruned; its snapshot is deleted once the export "
+                        "reading it ends",
+                        repo,
+                        commit_id,
+                    )
+                    continue
+            try:
                 self.pool.delete_subvolume(path)
+            except PfsError as exc:
+                with self._pending_lock:
+                    self._pending_deletions.add((repo, commit_id))
+                log.warning(
+                    "repo=%s commit=%s pruned, but its snapshot cannot be deleted now (being "
+                    "sent?); deleted when the send ends: %s",
+                    repo,
+                    commit_id,
+                    exc,
+                )
+
+    def pending_deletions(self) -> set[tuple[str, str]]:
+        """(repo, commit id) of pruned snapshots still waiting to be deleted."""
+        with self._pending_lock:
+            return set(self._pending_deletions)
+
+    def drain_pending(self) -> list[str]:
+        """Delete the pruned snapshots that could not be deleted earlier (call it when a
+        ``btrfs send`` ends); the ids it deleted. One still busy stays pending. Never
+        raises: what fails is logged and tried again at the next call."""
+        return self._drain_pending()
+
+    def _drain_pending(self) -> list[str]:
+        with self._pending_lock:
+            waiting = sorted(self._pending_deletions)
+            self._pending_deletions.difference_update(waiting)
+        done = []
+        for repo, commit_id in waiting:
+            try:
+                with self._repo_locks.hold(repo, timeout=LOCK_TIMEOUT):
+                    record = self.store.get_commit(repo, commit_id)
+                    if record is not None and not record.pruned:
+                        continue  # not ours to delete (a later import reused the id)
+                    self._delete_pruned(repo, [commit_id])
+                    if (repo, commit_id) not in self.pending_deletions():
+                        done.append(commit_id)
+                        log.info("repo=%s commit=%s pruned snapshot deleted", repo, commit_id)
+            except PfsError as exc:
+                with self._pending_lock:
+                    self._pending_deletions.add((repo, commit_id))
+                log.warning("repo=%s commit=%s pending deletion failed: %s", repo, commit_id, exc)
+        return done
 
     def diff(
         self, repo: str, to: Ref, base: Ref | None = None
@@ -879,33 +1021,44 @@ class RepoService:
             merge (then the mount is released all the same).
         Raises:
             Conflict: the head moved under the commit (the snapshot is removed again).
+            PoolFull: the pool is full (a commit never uses the pool's reserve).
             StorageError: the snapshot or the metadata failed. The mount is released all
-                the same, as Docker never repeats an Unmount: the changes stay in the
-                working copy and the branch's next commit takes them.
+                the same (with the pool's reserve if it must), as Docker never repeats an
+                Unmount: the changes stay in the working copy, the failure is kept as the
+                branch's ``commit_errors`` entry, and the branch's next commit takes them.
         """
         with self.branch_lock(repo, branch):
             try:
-                made = self._commit(
-                    repo, branch, message, origin, mount_id, provenance, job, merge_parents
-                )
+                with self.space.reporting(f"the commit of {repo}/{branch}"):
+                    made = self._commit(
+                        repo, branch, message, origin, mount_id, provenance, job, merge_parents
+                    )
             except Exception as exc:
                 if mount_id is not None and not isinstance(exc, Unavailable):
                     log.error(
                         "repo=%s branch=%s mount=%s commit failed; mount released, the "
-                        "changes stay in the working copy for the next commit",
+                        "changes stay in the working copy for the next commit: %s",
                         repo,
                         branch,
                         mount_id,
+                        exc,
                     )
                     self._forget_mount(mount_id)
+                    self.commit_errors.record(repo, branch, str(exc), mount_id)
                 raise
+            self.commit_errors.clear(repo, branch)
         if made is not None:
             self.coordinator.committed(made)
         return made
 
+    def release_mount_record(self, mount_id: str) -> None:
+        """Delete a mount record; on a full pool with the pool's reserve (releasing state
+        must always work). Raises PoolFull (no reserve left), StorageError, Unavailable."""
+        self.space.freeing(f"releasing mount {mount_id}", lambda: self.store.delete_mount(mount_id))
+
     def _forget_mount(self, mount_id: str) -> None:
         try:
-            self.store.delete_mount(mount_id)
+            self.release_mount_record(mount_id)
         except PfsError as exc:
             log.error("mount=%s could not be released (retried at start-up): %s", mount_id, exc)
 
@@ -933,7 +1086,7 @@ class RepoService:
             or not self.pool.changed_since(path, record.clean_generation)
         ):
             if mount_id is not None:
-                self.store.delete_mount(mount_id)
+                self.release_mount_record(mount_id)
             log.info("repo=%s branch=%s mount=%s unchanged: no commit", repo, branch, mount_id)
             return None
         commit = CommitRecord(

@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from pfs_volume.btrfs import streams
-from pfs_volume.errors import Conflict, InvalidRequest, StorageError, StreamRefused, Unavailable
+from pfs_volume.errors import (
+    Conflict,
+    InvalidRequest,
+    PoolFull,
+    StorageError,
+    StreamRefused,
+    Unavailable,
+)
 from pfs_volume.export_format import (
     DAMAGED,
     FORMAT,
@@ -42,12 +49,12 @@ from pfs_volume.frames import MAX_FRAME, decode_frames, encode_frames
 from pfs_volume.meta import BranchRecord, RepoRecord, rfc3339
 from pfs_volume.names import check_component
 from pfs_volume.repos import IMPORT_MARKER, RepoService
+from pfs_volume.space import is_no_space
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"PFSEXPORT1\n"
 DIGEST_SIZE = hashlib.sha256().digest_size
-NO_SPACE = "No space left on device"
 
 
 def export_repo(repos: RepoService, name: str) -> Iterator[bytes]:
@@ -60,8 +67,9 @@ def export_repo(repos: RepoService, name: str) -> Iterator[bytes]:
     repo = repos.get_repo(name)
     commits = parents_first(repos.store.list_commits(name))
     have = {c.id for c in commits if not c.pruned}
-    for commit_id in have:
-        repos.local_commit(name, commit_id)  # only copies this node holds: fetched if not
+    # Only copies this node holds (fetched if not); their paths are kept, as a gc may
+    # mark them pruned while the export runs (``RepoService.pinned``).
+    paths = {commit_id: repos.local_commit(name, commit_id) for commit_id in have}
     entries = [
         commit_entry(
             commit,
@@ -83,18 +91,25 @@ def export_repo(repos: RepoService, name: str) -> Iterator[bytes]:
         ],
         "commits": entries,
     }
-    return _with_digest(_export_stream(repos, name, metadata, entries))
+    return _with_digest(_export_stream(repos, name, metadata, entries, paths))
 
 
 def _export_stream(
-    repos: RepoService, name: str, metadata: dict[str, Any], entries: list[dict[str, Any]]
+    repos: RepoService,
+    name: str,
+    metadata: dict[str, Any],
+    entries: list[dict[str, Any]],
+    paths: dict[str, Path],
 ) -> Iterator[bytes]:
-    yield MAGIC + json.dumps(metadata).encode() + b"\n"
-    for entry in entries:
-        if not entry["stream"]:
-            continue
-        base = repos.local_commit(name, entry["base"]) if entry["base"] else None
-        yield from encode_frames(streams.send(repos.local_commit(name, entry["id"]), base))
+    # A gc while the export runs prunes as usual; the snapshots it still has to send
+    # (or send against) are deleted when it ends, however it ends.
+    with repos.pinned(name, paths):
+        yield MAGIC + json.dumps(metadata).encode() + b"\n"
+        for entry in entries:
+            if not entry["stream"]:
+                continue
+            base = paths[entry["base"]] if entry["base"] else None
+            yield from encode_frames(streams.send(paths[entry["id"]], base))
     log.info("repo=%s exported %d commit(s)", name, len(entries))
 
 
@@ -115,7 +130,7 @@ def import_repo(repos: RepoService, source: IO[bytes], name: str | None = None) 
     Raises:
         InvalidRequest: not an export file, or a damaged one ("the export file is
             damaged: ..."). Conflict: the repo exists.
-        StorageError: the pool is full.
+        PoolFull: the pool is full.
     """
     reader = _DigestReader(source)
     header = reader.read_full(len(MAGIC))
@@ -137,7 +152,11 @@ def import_repo(repos: RepoService, source: IO[bytes], name: str | None = None) 
                 twins = repos.twins(target, entry["base"]) if entry["base"] else []
                 _receive(reader, staging / "commits", entry["id"], entry["base"], twins)
         _check_end(reader, metadata["format"])
-        return _install(repos, staging, target, metadata)
+        with repos.space.reporting(f"the import of {target}"):
+            return _install(repos, staging, target, metadata)
+    except PoolFull as exc:
+        _discard(repos, staging)
+        raise repos.space.full_error(f"the import of {target}", exc) from None
     except BaseException:
         _discard(repos, staging)
         raise
@@ -170,9 +189,10 @@ def _receive(
     except StorageError as exc:
         # btrfs's own words name paths in the pool: they go to the log, not the user.
         log.warning("import: the stream of commit %s was refused: %s", commit_id, exc)
-        if NO_SPACE in str(exc):
-            raise StorageError(
-                f"the pool is full: commit {commit_id} of the export file does not fit"
+        if is_no_space(exc):
+            raise PoolFull(
+                f"the pool is full: commit {commit_id} of the export file does not fit; "
+                "nothing was imported"
             ) from None
         raise InvalidRequest(
             f"{DAMAGED}: the stream of commit {commit_id} is not a btrfs send stream that "

@@ -46,7 +46,7 @@ from typing import IO
 
 from pfs_volume import safepath
 from pfs_volume.btrfs.ioctl import CloneRefused, clone_file
-from pfs_volume.errors import InvalidRequest, StorageError
+from pfs_volume.errors import InvalidRequest, PoolFull, StorageError
 from pfs_volume.failpoints import failpoint
 from pfs_volume.private_files import PRIVATE_DIR, PRIVATE_FILE, make_private
 
@@ -176,7 +176,7 @@ def write_file(
     Raises:
         safepath.BadPath: no name. safepath.LinkInPath, NotAFolder: a link or a
             non-folder where a folder is needed (checked before the upload and again
-            before the move). InvalidRequest: the target is a folder. StorageError: the
+            before the move). InvalidRequest: the target is a folder. PoolFull: the
             pool is full. UndoFailed: an error whose partial work could not be undone.
     """
     if not parts:
@@ -193,10 +193,9 @@ def write_file(
                 os.close(old[0])
     except OSError as exc:
         if exc.errno in POOL_FULL:
-            raise StorageError(
+            raise PoolFull(
                 f"the pool is full: the upload of {safepath.shown(parts)} was stopped and its "
-                "staged bytes removed; the branch is unchanged. Free space (pfs gc, or "
-                "delete repos or branches) and try again"
+                "staged bytes removed; the branch is unchanged"
             ) from exc
         raise
     if staged is None:
@@ -206,9 +205,9 @@ def write_file(
         _move_in(root, parts, fd, size, before_placing)
     except OSError as exc:
         if exc.errno in POOL_FULL:
-            raise StorageError(
+            raise PoolFull(
                 f"the pool is full: {safepath.shown(parts)} was uploaded but could not be "
-                "moved into the working copy; the branch is unchanged. Free space and try again"
+                "moved into the working copy; the branch is unchanged"
             ) from exc
         raise
     finally:

@@ -24,6 +24,7 @@ from pfs_volume.errors import (
     InvalidRequest,
     NotFound,
     PfsError,
+    PoolFull,
     Unavailable,
 )
 from pfs_volume.meta import MetadataStore, MountRecord, VolumeRecord, rfc3339, utcnow
@@ -259,6 +260,7 @@ class VolumeService:
         Raises:
             InvalidRequest: an empty mount ID, or one already used for another volume.
             InvalidName, NotFound, Conflict: as ``resolve``.
+            PoolFull: the pool has no space to record the mount or make the branch.
         """
         if not mount_id:
             raise InvalidRequest("the mount ID is empty; Docker sends one with every Mount")
@@ -269,8 +271,9 @@ class VolumeService:
                     f"mount ID {mount_id} is already used for volume {known.volume}"
                 )
             return self._mount_path(known)
-        target, path = self._mount_target(name, record_mount=mount_id)
-        self.store.add_volume(VolumeRecord(name=name, repo=target.repo, created=self.clock()))
+        with self.repos.space.reporting(f"mounting {name}"):
+            target, path = self._mount_target(name, record_mount=mount_id)
+            self.store.add_volume(VolumeRecord(name=name, repo=target.repo, created=self.clock()))
         log.info(
             "volume=%s repo=%s branch=%s commit=%s mount=%s mounted at %s",
             name,
@@ -285,7 +288,14 @@ class VolumeService:
     def unmount(self, name: str, mount_id: str) -> None:
         """Docker's Unmount: release a mount; the last one of a branch commits.
 
-        An unknown mount ID is not an error (Docker may repeat an Unmount).
+        An unknown mount ID is not an error (Docker may repeat an Unmount). Releasing a
+        mount may use the pool's reserve (``SpaceReserve.freeing``); a commit never does.
+
+        Raises:
+            PoolFull: the commit met a full pool (the mount is released all the same,
+                the changes stay in the working copy and show on the branch's
+                ``last_commit_error``). Conflict, StorageError: the commit failed.
+            Unavailable: the metadata store cannot be reached (the mount stays).
         """
         record = self.store.get_mount(mount_id)
         if record is None:
@@ -297,7 +307,7 @@ class VolumeService:
                 f"mount ID {mount_id} belongs to volume {record.volume}, not {name}"
             )
         if record.branch is None:
-            self.store.delete_mount(mount_id)
+            self._release_record(mount_id)
             log.info("volume=%s mount=%s released (read-only)", name, mount_id)
             return
         try:
@@ -309,7 +319,13 @@ class VolumeService:
             # branch's lock while this daemon was down, say), the mount is released and
             # the changes stay in the working copy.
             if self.store.get_mount(mount_id) is not None:
-                self.store.delete_mount(mount_id)
+                self._release_record(mount_id)
+            if isinstance(exc, PoolFull):
+                raise PoolFull(
+                    f"{name}: {exc}; mount {mount_id} was released and the changes stay "
+                    f"in this node's working copy of {record.repo}/{record.branch}: the "
+                    "next unmount of the branch commits them once there is space"
+                ) from exc
             if isinstance(exc, Conflict):
                 raise Conflict(
                     f"{name}: the changes were not committed; they stay in this node's "
@@ -350,7 +366,7 @@ class VolumeService:
                 if m.branch == record.branch and m.id != mount_id
             ]
             if others:
-                self.store.delete_mount(mount_id)
+                self._release_record(mount_id)
                 log.info(
                     "volume=%s mount=%s released; %d other mount(s) keep branch %s/%s open",
                     name,
@@ -367,6 +383,10 @@ class VolumeService:
                 origin=UNMOUNT_ORIGIN,
                 mount_id=mount_id,
             )
+
+    def _release_record(self, mount_id: str) -> None:
+        """Delete a mount record, with the pool's reserve if the pool is full."""
+        self.repos.release_mount_record(mount_id)
 
     def mounts(self) -> Sequence[MountRecord]:
         """Every recorded mount, oldest first."""
@@ -450,6 +470,13 @@ class VolumeService:
             status["branch"] = target.branch
             if not target.branch_exists:
                 status["created_on_mount"] = True
+            else:
+                status["uncommitted_changes"] = self.repos.has_uncommitted_changes(
+                    target.repo, target.branch
+                )
+                error = self.repos.commit_errors.of_branch(target.repo, target.branch)
+                if error is not None:
+                    status["last_commit_error"] = error.as_json()
         else:
             status["commit"] = target.commit
         if created is not None:

@@ -407,12 +407,27 @@ SCHEMAS: dict[str, Any] = {
         description={"type": "string"},
         replicas={"type": "integer"},
         placement={"type": "array", "items": {"type": "string"}},
-        branches={"type": "array", "items": _ref("Branch")},
+        branches={"type": "array", "items": _ref("BranchState")},
         commit_count={"type": "integer"},
         size={"type": "integer"},
         mounts={"type": "array", "items": _ref("Mount")},
     ),
     "Branch": _object(repo=NAME, name=NAME, head={**ID, "nullable": True}, created=TIME),
+    "BranchState": _object(
+        repo=NAME,
+        name=NAME,
+        head={**ID, "nullable": True},
+        created=TIME,
+        uncommitted_changes={"type": "boolean"},
+        last_commit_error={
+            **_object(
+                at=TIME,
+                message={"type": "string"},
+                mount={"type": "string", "nullable": True},
+            ),
+            "nullable": True,
+        },
+    ),
     "Commit": _object(
         id=ID,
         parent={**ID, "nullable": True},

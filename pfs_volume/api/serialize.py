@@ -82,10 +82,23 @@ def node_json(node: NodeInfo) -> dict[str, Any]:
 
 
 def summary_json(summary: RepoSummary) -> dict[str, Any]:
-    """A repo with its branches, commit count and active mounts."""
+    """A repo with its branches (each with ``uncommitted_changes`` and its
+    ``last_commit_error``, ``{"at", "message", "mount"}`` or null), commit count, size and
+    active mounts."""
     return {
         **repo_json(summary.repo),
-        "branches": [branch_json(b) for b in summary.branches],
+        "branches": [
+            {
+                **branch_json(b),
+                "uncommitted_changes": b.name in summary.uncommitted,
+                "last_commit_error": (
+                    summary.commit_errors[b.name].as_json()
+                    if b.name in summary.commit_errors
+                    else None
+                ),
+            }
+            for b in summary.branches
+        ],
         "commit_count": summary.commit_count,
         "size": summary.size,
         "mounts": [mount_json(m) for m in summary.mounts],

@@ -206,7 +206,15 @@ class Replicator:
                 )
             base = self.repos.commit_path(repo, parent)
         chunks = streams.send(self.repos.commit_path(repo, commit_id), base)
-        return _after_first(encode_frames(chunks), "send.mid_stream")
+        return self._then_drain(_after_first(encode_frames(chunks), "send.mid_stream"))
+
+    def _then_drain(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """``chunks``, then the pruned snapshots a gc could not delete while they were
+        sent are deleted (``RepoService.drain_pending``)."""
+        try:
+            yield from chunks
+        finally:
+            self.repos.drain_pending()
 
     # pushing
 

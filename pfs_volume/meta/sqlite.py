@@ -120,6 +120,11 @@ class SqliteStore(MetadataStore):
             self._db = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
+            # Before WAL is first used: the WAL index then lives in this process's memory,
+            # not in a -shm file mapped into memory. On a full btrfs pool a write to a
+            # mapped page finds no space for its copy and the kernel kills the daemon
+            # with SIGBUS (measured at BEGIN IMMEDIATE); a write() fails with ENOSPC.
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")

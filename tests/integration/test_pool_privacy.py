@@ -58,8 +58,10 @@ def test_state_dir_image_metadata_and_pool_mount_are_private(node: PfsNode) -> N
     assert mode(node.state_dir) == 0o700
     assert mode(node.state_dir / "pool.img") == 0o600
     assert mode(node.pool_root) == 0o700
-    for name in ("meta.db", "meta.db-wal", "meta.db-shm"):
+    for name in ("meta.db", "meta.db-wal"):
         assert mode(node.pool_root / name) == 0o600, name
+    # No shared-memory file: the WAL index lives in the daemon's memory (see SqliteStore).
+    assert not (node.pool_root / "meta.db-shm").exists()
     assert {"nosuid", "nodev", "noatime"} <= mount_options(node.pool_root)
     listing = as_nobody("ls", str(node.pool_root / "repos"))
     assert listing.returncode != 0 and "Permission denied" in listing.stderr
