@@ -8,9 +8,9 @@ and says in plain words what is wrong and what to run. The checks:
   reconciled at all (engine unreachable, reconciliation off);
 * mount records and volumes made under another driver name than the one served now;
 * working copies that hold changes no commit holds while nothing has them mounted
-  (``pfs commit REPO/BRANCH``), with the last commit failure when there was one;
-* whatever the pool's space keeper reports (a full pool, a missing reserve, snapshots
-  waiting to be deleted).
+  (``pfs commit REPO/BRANCH``), and branches whose last auto-commit failed;
+* the pool's space: its reserve released (the pool was full), or little room left;
+  snapshots of pruned commits still waiting to be deleted.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ class Doctor:
     def examine(self) -> list[Finding]:
         """Every finding, errors first."""
         found = [
+            *self._space(),
             *self._driver(),
             *self._mounts(),
             *self._working_copies(),
@@ -179,24 +180,77 @@ class Doctor:
         found = []
         mounted = {(m.repo, m.branch) for m in self.volumes.mounts() if m.branch}
         for repo in self.repos.list_repos():
+            failures = self.repos.commit_errors.of_repo(repo.name)
             for branch in self.repos.list_branches(repo.name):
+                where = f"{repo.name}/{branch.name}"
+                failed = failures.get(branch.name)
+                if failed is not None:
+                    found.append(
+                        Finding(
+                            ERROR,
+                            f"the last auto-commit of {where} failed ("
+                            f"{failed.at.strftime('%Y-%m-%d %H:%M:%S')} UTC, mount "
+                            f"{failed.mount_id}): {failed.message}; what the container wrote "
+                            "stays in the working copy",
+                            f"once the cause is gone (a full pool: pfs gc, pfs repo delete, "
+                            f"pfs branch delete): pfs commit {where}, or the branch's next "
+                            "Unmount commits it",
+                        )
+                    )
+                    continue
                 if (repo.name, branch.name) in mounted:
                     continue
                 try:
                     dirty = self.repos.holds_uncommitted(repo.name, branch.name)
                 except PfsError as exc:
-                    log.info("doctor: %s/%s not checked: %s", repo.name, branch.name, exc)
+                    log.info("doctor: %s not checked: %s", where, exc)
                     continue
                 if dirty:
                     found.append(
                         Finding(
                             WARNING,
-                            f"the working copy of {repo.name}/{branch.name} holds changes no "
-                            "commit holds, and no container has it mounted: put, rm, reset "
-                            "and merge refuse the branch until they are committed",
-                            f"pfs commit {repo.name}/{branch.name}",
+                            f"the working copy of {where} holds changes no commit holds, "
+                            "and no container has it mounted: put, rm, reset and merge "
+                            "refuse the branch until they are committed",
+                            f"pfs commit {where}",
                         )
                     )
+        return found
+
+    def _space(self) -> list[Finding]:
+        found = []
+        free, total = self.repos.pool.space()
+        space = self.repos.space
+        frees = "pfs gc REPO --keep-last N, pfs repo delete REPO or pfs branch delete REPO/BRANCH"
+        if space.kept and not space.held():
+            found.append(
+                Finding(
+                    ERROR,
+                    f"the pool is full: its reserve ({space.size} bytes, kept so that pfs "
+                    f"can free space) was used up; {free} of {total} bytes are free, and "
+                    "commits, puts and new mounts fail with 'the pool is full'",
+                    f"{frees}; the reserve comes back once there is room",
+                )
+            )
+        elif free < 2 * space.size:
+            found.append(
+                Finding(
+                    WARNING,
+                    f"the pool is nearly full: {free} of {total} bytes are free",
+                    f"{frees}, or grow the pool",
+                )
+            )
+        pending = sorted(self.repos.pending_deletions())
+        if pending:
+            shown = ", ".join(f"{repo}@{commit[:12]}" for repo, commit in pending[:5])
+            found.append(
+                Finding(
+                    NOTE,
+                    f"{len(pending)} snapshot(s) of pruned commits wait to be deleted while "
+                    f"an export or a peer reads them: {shown}",
+                    "",
+                )
+            )
         return found
 
 

@@ -76,7 +76,7 @@ class FileService:
     def __init__(self, repos: RepoService) -> None:
         self.repos = repos
         self.staging = StagingArea(repos.pool.root / STAGING_FOLDER)
-        self.staging.prepare()
+        # made at start-up (``StagingArea.clear``), else by the first put that needs it
 
     def _commit_root(self, repo: str, ref: Ref) -> tuple[CommitRecord, Path]:
         commit = self.repos.require_data(self.repos.resolve_commit(repo, ref))

@@ -152,6 +152,13 @@ def test_a_full_pool_reports_507_and_a_failed_auto_commit_until_gc_frees_space(
         small.log()
     )
 
+    # pfs doctor says what is wrong and what to run
+    doctor = small.cli("doctor", check=False)
+    assert doctor.returncode == 1
+    assert "ERROR   the pool is full: its reserve" in doctor.stdout
+    assert "ERROR   the last auto-commit of photos/master failed" in doctor.stdout
+    assert "fix: pfs gc REPO --keep-last N" in doctor.stdout
+
     # Space is back: gc frees it and the reserve is made again.
     freed = gc(small, "other", 1)
     assert freed.status_code == 200, freed.text
@@ -167,6 +174,7 @@ def test_a_full_pool_reports_507_and_a_failed_auto_commit_until_gc_frees_space(
     assert state["uncommitted_changes"] is False and state["last_commit_error"] is None
     status = docker_status(small, "photos")
     assert "last_commit_error" not in status and status["uncommitted_changes"] is False
+    assert small.cli("doctor").stdout.strip() == "nothing stuck or suspicious"
 
 
 def test_freeing_verbs_work_on_a_full_pool_with_the_reserve(small: PfsNode) -> None:

@@ -53,6 +53,7 @@ def markers(files: FileService) -> list[str]:
 
 
 def test_the_staging_area_is_root_only(files: FileService) -> None:
+    files.put("r", "master", "staged.txt", io.BytesIO(b"through the staging area"))
     info = os.lstat(files.repos.pool.root / STAGING_FOLDER)
     assert info.st_mode & 0o7777 == 0o700
 
