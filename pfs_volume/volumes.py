@@ -255,7 +255,8 @@ class VolumeService:
     def mount(self, name: str, mount_id: str) -> Path:
         """Docker's Mount: make the target if needed, record the mount, return the path.
 
-        Idempotent per mount ID: Docker may send the same ID again.
+        Docker may send the same ID again (``docker cp`` of a running container): each
+        Mount of an ID is counted, and only the last of as many Unmounts releases it.
 
         Raises:
             InvalidRequest: an empty mount ID, or one already used for another volume.
@@ -270,7 +271,13 @@ class VolumeService:
                 raise InvalidRequest(
                     f"mount ID {mount_id} is already used for volume {known.volume}"
                 )
-            return self._mount_path(known)
+            # Docker mounts a running container's volumes again with the same ID for
+            # `docker cp` and unmounts them after: count it, so that Unmount keeps the
+            # container's mount.
+            used = self.store.use_mount(mount_id)
+            if used is not None:
+                log.info("volume=%s mount=%s mounted again (%d uses)", name, mount_id, used.uses)
+                return self._mount_path(used)
         with self.repos.space.reporting(f"mounting {name}"):
             target, path = self._mount_target(name, record_mount=mount_id)
             self.store.add_volume(VolumeRecord(name=name, repo=target.repo, created=self.clock()))
@@ -288,8 +295,9 @@ class VolumeService:
     def unmount(self, name: str, mount_id: str) -> None:
         """Docker's Unmount: release a mount; the last one of a branch commits.
 
-        An unknown mount ID is not an error (Docker may repeat an Unmount). Releasing a
-        mount may use the pool's reserve (``SpaceReserve.freeing``); a commit never does.
+        A mount ID mounted N times is released by its Nth Unmount. An unknown mount ID is
+        not an error (Docker may repeat an Unmount). Releasing a mount may use the pool's
+        reserve (``SpaceReserve.freeing``); a commit never does.
 
         Raises:
             PoolFull: the commit met a full pool (the mount is released all the same,
@@ -306,6 +314,13 @@ class VolumeService:
             raise InvalidRequest(
                 f"mount ID {mount_id} belongs to volume {record.volume}, not {name}"
             )
+        if self.store.unuse_mount(mount_id):
+            log.info("volume=%s mount=%s still used (mounted again, by docker cp)", name, mount_id)
+            return
+        self._release(record)
+
+    def _release(self, record: MountRecord) -> None:
+        name, mount_id = record.volume, record.id
         if record.branch is None:
             self._release_record(mount_id)
             log.info("volume=%s mount=%s released (read-only)", name, mount_id)
@@ -402,7 +417,7 @@ class VolumeService:
         record = self.store.get_mount(mount_id)
         if record is None:
             raise NotFound(f"there is no mount {mount_id}")
-        self.unmount(record.volume, mount_id)
+        self._release(record)
 
     # internals
 

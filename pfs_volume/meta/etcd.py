@@ -594,6 +594,30 @@ class EtcdStore(MetadataStore):
     def delete_mount(self, mount_id: str) -> None:
         self.client.delete(self._mount_key(mount_id))
 
+    def use_mount(self, mount_id: str) -> MountRecord | None:
+        return self._count_use(mount_id, +1)
+
+    def unuse_mount(self, mount_id: str) -> bool:
+        return self._count_use(mount_id, -1) is not None
+
+    def _count_use(self, mount_id: str, step: int) -> MountRecord | None:
+        """Add ``step`` to a mount's uses, never below one; the updated record, or None
+        when it is unknown or (``step`` < 0) used once."""
+        key = self._mount_key(mount_id)
+        for _ in range(CAS_ATTEMPTS):
+            found = self.client.get(key)
+            if found is None:
+                return None
+            mount = _mount(found)
+            if mount.uses + step < 1:
+                return None
+            updated = replace(mount, uses=mount.uses + step)
+            if self.client.txn(
+                [mod_revision_equals(key, found.mod_revision)], [put_op(key, _mount_json(updated))]
+            ):
+                return updated
+        raise Busy(f"the record of mount {mount_id} kept changing; try again")
+
     # Docker volume names
 
     def add_volume(self, volume: VolumeRecord) -> None:
@@ -794,6 +818,7 @@ def _mount_json(mount: MountRecord) -> str:
             "branch": mount.branch,
             "commit": mount.commit,
             "created": rfc3339(mount.created),
+            "uses": mount.uses,
         }
     )
 
@@ -807,6 +832,7 @@ def _mount(kv: KeyValue) -> MountRecord:
         branch=value["branch"],
         commit=value["commit"],
         created=_time(value["created"]),
+        uses=int(value.get("uses", 1)),
     )
 
 

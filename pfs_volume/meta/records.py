@@ -98,6 +98,10 @@ class MountRecord:
     branch: str | None
     commit: str | None
     created: datetime
+    uses: int = 1
+    """How many of Docker's Mounts of this ID no Unmount has answered yet: Docker mounts
+    a running container's volumes again, with the same ID, for ``docker cp`` and unmounts
+    them after, so only the last Unmount of an ID releases it."""
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,7 @@ ADDED_COLUMNS = {
         "holders": "TEXT NOT NULL DEFAULT '[]'",
         "lineage": "TEXT NOT NULL DEFAULT '{}'",
     },
+    "mounts": {"uses": "INTEGER NOT NULL DEFAULT 1"},
 }
 """Columns added since the first release, by table: a store made before them gets them
 (with these definitions) when it is opened. ``CREATE TABLE IF NOT EXISTS`` leaves an
@@ -95,7 +96,7 @@ _REPO_COLUMNS = "name, created, description, replicas, placement"
 _BRANCH_COLUMNS = "repo, name, head, created, clean_generation, working_base"
 _COMMIT_COLUMNS = "id, repo, branch, parent, created, message, origin, pruned, holders, lineage"
 _INTENT_COLUMNS = "id, repo, branch, parent, created, message, origin, mount_id, holders, lineage"
-_MOUNT_COLUMNS = "id, volume, repo, branch, commit_id, created"
+_MOUNT_COLUMNS = "id, volume, repo, branch, commit_id, created, uses"
 
 
 class SqliteStore(MetadataStore):
@@ -427,7 +428,7 @@ class SqliteStore(MetadataStore):
             if row:
                 return _mount(row)
             db.execute(
-                f"INSERT INTO mounts ({_MOUNT_COLUMNS}) VALUES (?,?,?,?,?,?)",
+                f"INSERT INTO mounts ({_MOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
                 (
                     mount.id,
                     mount.volume,
@@ -435,6 +436,7 @@ class SqliteStore(MetadataStore):
                     mount.branch,
                     mount.commit,
                     mount.created.isoformat(),
+                    mount.uses,
                 ),
             )
             return mount
@@ -458,6 +460,21 @@ class SqliteStore(MetadataStore):
     def delete_mount(self, mount_id: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM mounts WHERE id=?", (mount_id,))
+
+    def use_mount(self, mount_id: str) -> MountRecord | None:
+        with self._write() as db:
+            db.execute("UPDATE mounts SET uses = uses + 1 WHERE id=?", (mount_id,))
+            row = db.execute(
+                f"SELECT {_MOUNT_COLUMNS} FROM mounts WHERE id=?", (mount_id,)
+            ).fetchone()
+            return _mount(row) if row else None
+
+    def unuse_mount(self, mount_id: str) -> bool:
+        with self._write() as db:
+            done = db.execute(
+                "UPDATE mounts SET uses = uses - 1 WHERE id=? AND uses > 1", (mount_id,)
+            )
+            return done.rowcount > 0
 
     # Docker volume names
 
@@ -611,7 +628,13 @@ def _commit(row: tuple[Any, ...]) -> CommitRecord:
 
 def _mount(row: tuple[Any, ...]) -> MountRecord:
     return MountRecord(
-        id=row[0], volume=row[1], repo=row[2], branch=row[3], commit=row[4], created=_time(row[5])
+        id=row[0],
+        volume=row[1],
+        repo=row[2],
+        branch=row[3],
+        commit=row[4],
+        created=_time(row[5]),
+        uses=row[6],
     )
 
 

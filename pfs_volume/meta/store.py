@@ -189,6 +189,16 @@ class MetadataStore(ABC):
     def delete_mount(self, mount_id: str) -> None:
         """Forget a mount (no error when it is unknown)."""
 
+    @abstractmethod
+    def use_mount(self, mount_id: str) -> MountRecord | None:
+        """Count one more use of a recorded mount (Docker's Mount of an ID it mounted
+        already); the record as it is now, or None when there is no such mount."""
+
+    @abstractmethod
+    def unuse_mount(self, mount_id: str) -> bool:
+        """Count one use less of a mount used more than once; False (and nothing changed)
+        when it is used once or unknown: then its Unmount releases it."""
+
     # Docker volume names
 
     @abstractmethod

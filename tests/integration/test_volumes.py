@@ -107,18 +107,47 @@ def test_concurrent_mounts_share_one_working_copy_and_commit_once(
     assert (snap / "one").exists() and (snap / "two").exists()
 
 
-def test_mount_ids_are_idempotent(volumes: VolumeService, repos: RepoService) -> None:
+def test_mount_ids_are_counted(volumes: VolumeService, repos: RepoService) -> None:
     m = mid()
     assert volumes.mount("pfs/r", m) == volumes.mount("pfs/r", m)
     assert len(volumes.store.list_mounts()) == 1
     write(volumes.mount("pfs/r", m), "f", "x")
     volumes.unmount("pfs/r", m)
     volumes.unmount("pfs/r", m)
+    assert repos.store.count_commits("r") == 0
+    volumes.unmount("pfs/r", m)
+    volumes.unmount("pfs/r", m)  # a repeated Unmount changes nothing
     assert repos.store.count_commits("r") == 1
+    assert volumes.store.list_mounts() == []
     with pytest.raises(InvalidRequest, match="already used"):
         other = mid()
         volumes.mount("pfs/r", other)
         volumes.mount("pfs/s", other)
+
+
+def test_docker_cp_of_a_running_container_keeps_its_mount(
+    volumes: VolumeService, repos: RepoService
+) -> None:
+    """``docker cp`` mounts a running container's volume again with the container's own
+    mount ID and unmounts it after: the container's mount stays, and its later writes are
+    committed by its own Unmount. (pfs releases every use at once when told to.)"""
+    m = mid()
+    path = volumes.mount("pfs/cp", m)
+    write(path, "before", "1")
+    volumes.mount("pfs/cp", m)  # docker cp
+    volumes.unmount("pfs/cp", m)
+    assert [r.id for r in volumes.store.list_mounts()] == [m]
+    assert repos.store.count_commits("cp") == 0
+    write(path, "after", "2")
+    volumes.unmount("pfs/cp", m)  # the container stops
+    [commit] = repos.log("cp", repos_ref("master"))
+    snapshot = repos.commit_path("cp", commit.id)
+    assert sorted(p.name for p in snapshot.iterdir()) == ["after", "before"]
+    other = mid()
+    volumes.mount("pfs/cp", other)
+    volumes.mount("pfs/cp", other)
+    volumes.release(other)
+    assert volumes.store.list_mounts() == []
 
 
 def test_commit_mount_is_read_only_snapshot(volumes: VolumeService, repos: RepoService) -> None:
