@@ -308,6 +308,7 @@ class VolumeService:
         record = self.store.get_mount(mount_id)
         if record is None:
             log.info("volume=%s mount=%s unknown or released already", name, mount_id)
+            self._commit_left_over(name, mount_id)
             self._unmatched()
             return
         if record.volume != name:
@@ -358,6 +359,41 @@ class VolumeService:
             "error); mount records are reconciled with the engine"
         )
         self._unmatched()
+
+    def _commit_left_over(self, name: str, mount_id: str) -> None:
+        """An Unmount of a mount released before (by reconciliation, ``pfs mount release``
+        or an earlier Unmount): its container may have written after that release, so the
+        branch's changes are committed when no other mount holds it."""
+        try:
+            target = self.resolve(name)
+            if target.branch is None or not target.branch_exists:
+                return
+            with self.repos.branch_lock(target.repo, target.branch):
+                if any(m.branch == target.branch for m in self.store.list_mounts(target.repo)):
+                    return  # the last of those commits
+                if not self.repos.has_uncommitted_changes(target.repo, target.branch):
+                    return
+                log.warning(
+                    "volume=%s repo=%s branch=%s mount=%s: an Unmount of a mount released "
+                    "before; committing what was written since",
+                    name,
+                    target.repo,
+                    target.branch,
+                    mount_id,
+                )
+                self.repos.commit_working_copy(
+                    target.repo,
+                    target.branch,
+                    message=f"auto-commit on unmount of {name} (mount {mount_id}, released before)",
+                    origin=UNMOUNT_ORIGIN,
+                )
+        except PfsError as exc:
+            log.error(
+                "volume=%s mount=%s: what was written since was not committed: %s",
+                name,
+                mount_id,
+                exc,
+            )
 
     def _unmatched(self) -> None:
         if self.on_unmatched_unmount is not None:

@@ -3,11 +3,15 @@ committed when it stops (issue 11)."""
 
 from __future__ import annotations
 
+import io
+import subprocess
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.docker_engine import docker_cli
 from tests.e2e.docker_user import MOUNT_POINT, DockerUser
 from tests.pfs_node import PfsNode
 
@@ -35,3 +39,59 @@ def test_docker_cp_from_a_running_container_keeps_its_mount(
             break
         assert time.monotonic() < deadline, f"the last write was never committed: {commits}"
         time.sleep(0.5)
+
+
+def test_a_slow_docker_cp_into_a_stopped_container_is_committed_whole(
+    user: DockerUser, pfs: PfsNode
+) -> None:
+    """A stopped container holds its volume only for the grace: a ``docker cp`` into it
+    that takes longer has its mount released while it still writes. Its Unmount comes at
+    the end all the same and commits what was written after the release."""
+    pfs.stop()
+    pfs.args = ["--reconcile-interval", "1", "--reconcile-grace", "1"]
+    pfs.start()
+    name = "cp-target"
+    user.engine.docker(
+        "run",
+        "--name",
+        name,
+        "--pull=never",
+        "--network",
+        "none",
+        *user.mount_args("slowcp"),
+        user.image,
+        "true",
+        timeout=60,
+    )
+    assert user.wait_for_commits("slowcp", 0) == []
+    copy = subprocess.Popen(
+        [docker_cli(), "-H", user.engine.host, "cp", "-", f"{name}:{MOUNT_POINT}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert copy.stdin is not None
+    with tarfile.open(fileobj=copy.stdin, mode="w|") as tar:
+        add(tar, "first", b"1")
+        copy.stdin.flush()
+        deadline = time.monotonic() + 15
+        while "no container holds it" not in pfs.log():  # released while copying
+            assert time.monotonic() < deadline, "the copy's mount was never released"
+            time.sleep(0.2)
+        add(tar, "second", b"2")
+    copy.stdin.close()
+    assert copy.wait(timeout=60) == 0, copy.stderr.read() if copy.stderr else ""
+    deadline = time.monotonic() + 15
+    while True:
+        commits = user.log("slowcp")
+        if commits and user.files("slowcp", commits[0]["id"]) == {"first": "1", "second": "2"}:
+            break
+        assert time.monotonic() < deadline, f"the copy's last file was never committed: {commits}"
+        time.sleep(0.5)
+
+
+def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = int(time.time())
+    tar.addfile(info, io.BytesIO(data))

@@ -323,3 +323,33 @@ def test_delete_repo_refused_while_mounted(volumes: VolumeService, repos: RepoSe
     assert repos.store.get_repo("r") is None
     with pytest.raises(NotFound):
         repos.delete_repo("r")
+
+
+def test_an_unmount_of_a_mount_released_too_early_commits_what_was_written_since(
+    volumes: VolumeService, repos: RepoService
+) -> None:
+    """Docker shows no mount IDs: a ``docker cp`` into a stopped container that takes
+    longer than the grace (or a container that starts that slowly) has its mount released
+    by reconciliation while it still writes. Its Unmount comes all the same, later: what
+    was written since is committed then, not left behind with no record to commit it."""
+    from pfs_volume.mount_reconciler import ContainerMount, MountReconciler
+
+    class Engine:
+        def volume_mounts(self) -> list[ContainerMount]:
+            return [ContainerMount("copied-into", "exited", "pfs/slow")]
+
+    m = mid()
+    path = volumes.mount("pfs/slow", m)
+    write(path, "first", "1")
+    assert MountReconciler(volumes, Engine(), grace=0).run_once().released == (m,)
+    assert repos.store.count_commits("slow") == 1
+    write(path, "second", "2")
+    volumes.unmount("pfs/slow", m)
+    commit = repos.log("slow", repos_ref("master"))[0]
+    assert "released before" in commit.message
+    assert sorted(p.name for p in repos.commit_path("slow", commit.id).iterdir()) == [
+        "first",
+        "second",
+    ]
+    volumes.unmount("pfs/slow", m)  # repeated: nothing more to commit
+    assert repos.store.count_commits("slow") == 2
