@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.docker_engine import docker_cli
-from tests.e2e.docker_user import MOUNT_POINT, DockerUser
+from tests.e2e.docker_user import MOUNT_POINT, WAIT_FOR_RELEASE, DockerUser
 from tests.pfs_node import PfsNode
 
 pytestmark = pytest.mark.e2e
@@ -95,3 +95,42 @@ def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info.size = len(data)
     info.mtime = int(time.time())
     tar.addfile(info, io.BytesIO(data))
+
+
+def test_one_volume_at_two_paths_of_a_paused_container_copied_from(
+    user: DockerUser, pfs: PfsNode, tmp_path: Path
+) -> None:
+    """Two mount points of one volume in one container (``--mount`` syntax for one), the
+    container paused and copied from: both mounts stay until it stops, then it commits."""
+    volume = user.volume("twice")
+    container = user.engine.docker(
+        "run",
+        "-d",
+        "--pull=never",
+        "--network",
+        "none",
+        "--volume-driver",
+        user.driver,
+        "-v",
+        f"{volume}:{MOUNT_POINT}",
+        "--mount",
+        f"type=volume,src={volume},dst=/again,volume-driver={user.driver}",
+        user.image,
+        "sh",
+        "-c",
+        WAIT_FOR_RELEASE,
+        timeout=60,
+    ).stdout.strip()
+    ids = sorted(user.inspect_volume("twice")["Status"]["mount_ids"])
+    assert len(ids) == 2
+    user.exec(container, f"echo one > {MOUNT_POINT}/one")
+    user.engine.docker("pause", container)
+    user.engine.docker("cp", f"{container}:/again/one", str(tmp_path / "one"))
+    time.sleep(2.5)  # reconciliation passes
+    assert sorted(user.inspect_volume("twice")["Status"]["mount_ids"]) == ids
+    user.engine.docker("unpause", container)
+    user.exec(container, "echo two > /again/two")
+    assert user.release(container) == 0
+    [commit] = user.wait_for_commits("twice", 1)
+    assert user.files("twice", commit["id"]) == {"one": "one", "two": "two"}
+    assert "no container holds it" not in pfs.log()
