@@ -134,3 +134,36 @@ def test_one_volume_at_two_paths_of_a_paused_container_copied_from(
     [commit] = user.wait_for_commits("twice", 1)
     assert user.files("twice", commit["id"]) == {"one": "one", "two": "two"}
     assert "no container holds it" not in pfs.log()
+
+
+def test_a_crash_looping_container_commits_every_run_and_leaves_no_record(
+    user: DockerUser, pfs: PfsNode
+) -> None:
+    volume = user.volume("loop")
+    container = user.engine.docker(
+        "run",
+        "-d",
+        "--pull=never",
+        "--network",
+        "none",
+        "--restart=on-failure:2",
+        "--volume-driver",
+        user.driver,
+        "-v",
+        f"{volume}:{MOUNT_POINT}",
+        user.image,
+        "sh",
+        "-c",
+        f"echo run >> {MOUNT_POINT}/runs; sleep 0.3; exit 3",
+        timeout=60,
+    ).stdout.strip()
+    deadline = time.monotonic() + 30
+    while user.engine.docker("inspect", "-f", "{{.State.Status}}", container).stdout.strip() != (
+        "exited"
+    ):
+        assert time.monotonic() < deadline, "the container never stopped restarting"
+        time.sleep(0.3)
+    commits = user.wait_for_commits("loop", 3)
+    assert len(commits) == 3
+    assert pfs.cli("cat", f"loop@{commits[0]['id']}", "runs").stdout == "run\nrun\nrun\n"
+    assert pfs.cli_json("mount", "list") == []
