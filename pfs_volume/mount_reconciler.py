@@ -16,6 +16,9 @@ any other state (created while it starts, exited while ``docker cp`` copies into
 holds them only for ``grace`` seconds after the record was made, the time Docker takes
 from Mount to a running container. Should the match pick the wrong one of two records,
 the one left is released by a later pass once its container stops: later, never lost.
+A record released too early (a ``docker cp`` into a stopped container that outlasts the
+grace) is not lost either: its own Unmount commits what was written since
+(``VolumeService.unmount``).
 
 Records are read before the containers are listed, so any record judged was made before
 the listing, when its container already existed. A pass changes nothing when the engine
