@@ -507,6 +507,23 @@ def test_mounts(store: MetadataStore) -> None:
     assert [m.id for m in store.list_mounts("photos")] == ["m0"]
 
 
+def test_mount_uses_are_counted(store: MetadataStore) -> None:
+    """Docker mounts a running container's volume again with the same ID (docker cp):
+    each Mount counts a use, each Unmount but the last takes one away."""
+    with_repo(store)
+    store.add_mount(mount_record("m1"))
+    assert store.get_mount("m1").uses == 1  # type: ignore[union-attr]
+    assert store.unuse_mount("m1") is False  # used once: its Unmount releases it
+    assert store.use_mount("m1") == replace(mount_record("m1"), uses=2)
+    assert store.use_mount("m1").uses == 3  # type: ignore[union-attr]
+    assert store.unuse_mount("m1") is True
+    assert store.unuse_mount("m1") is True
+    assert store.get_mount("m1") == mount_record("m1")
+    assert store.unuse_mount("m1") is False
+    assert store.use_mount("nothing") is None and store.unuse_mount("nothing") is False
+    assert store.get_mount("nothing") is None
+
+
 def test_volume_names(store: MetadataStore) -> None:
     names = ["pfs/photos@master", "photos", "photos/dev", "pfs/photos/b@" + cid(1)[:8]]
     for name in names:
