@@ -33,6 +33,9 @@ from tests.hostile_streams import (
 )
 from tests.pfs_node import PfsNode
 
+# Its module-scoped daemon starts once: every test of the module on one xdist worker.
+pytestmark = pytest.mark.xdist_group("hostile-streams")
+
 CREATED = "2026-11-30T00:00:00.000000Z"
 
 

@@ -24,6 +24,9 @@ from pfs_volume.cli.client import ApiClient
 from pfs_volume.transport import MAX_CHUNK_LINE
 from tests.pfs_node import PfsNode
 
+# Its module-scoped daemon starts once: every test of the module on one xdist worker.
+pytestmark = pytest.mark.xdist_group("raw-http")
+
 ANSWER_WAIT = 3.0
 """Seconds a refusal may take (every one here comes from the headers or the first bytes)."""
 MORE_WAIT = 0.3

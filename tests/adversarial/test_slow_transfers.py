@@ -26,6 +26,10 @@ from pfs_volume.cli.client import ApiClient
 from pfs_volume.transport import CLEANUP_INTERVAL, RATE_WINDOW, THREADS
 from tests.pfs_node import PfsNode
 
+# Its bounds (cut within the rate window, plugin within 2 s) are timing: run on one
+# xdist worker, one after another with the other timing-bound daemon tests.
+pytestmark = pytest.mark.xdist_group("timing-daemon")
+
 BIG_FILE = 32 * 1024**2
 """Bytes of the file downloaded: more than waitress buffers (16 MiB), so a worker waits."""
 READ_PIECE = 512
