@@ -29,7 +29,7 @@ from pfs_volume.errors import BodyTooLarge
 from pfs_volume.transport import CLEANUP_INTERVAL, HEADER_TIMEOUT, TcpServer
 from plugin import protocol
 from tests.etcd_cluster import free_port
-from tests.pfs_node import PfsNode
+from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
 
 # Its bounds (a plugin call within 2 s under attack) are timing: run on one xdist
 # worker, one after another with the other timing-bound daemon tests.
@@ -49,7 +49,7 @@ BIG_FILE = 32 * 1024**2
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PfsNode]:
     """A real daemon with a repo holding one big file (for responses worth not reading)."""
-    node = PfsNode(tmp_path_factory.mktemp("slow") / "state").start()
+    node = PfsNode(tmp_path_factory.mktemp("slow") / "state", plugin_dir=PRIVATE_PLUGIN_DIR).start()
     try:
         client = ApiClient(str(node.api_socket))
         client.request("POST", "/v1/repos", json={"name": "x"})
