@@ -38,6 +38,22 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return WORKERS
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker under ``--dist loadgroup``, refuse to run when xdist did not tag
+    the grouped tests (their node id ends in ``@group``): a pytest that xdist does not
+    follow (pytest 9.2 with xdist 3.8) drops every ``xdist_group`` without a word, and
+    timing-bound tests would then run side by side."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None and "@" not in item.nodeid:
+            raise pytest.UsageError(
+                f"{item.nodeid}: its xdist_group was not applied by this pytest "
+                f"({pytest.__version__}) and pytest-xdist; see setup.cfg's test extras"
+            )
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
