@@ -18,7 +18,8 @@ from pfs_volume.volumes import VolumeService
 WORKERS = 4
 """pytest-xdist workers for a run (``-n auto`` in setup.cfg): most tests wait on daemons,
 btrfs, Docker and etcd rather than compute, so 4 workers on a 2-core machine took the
-suite from about 600 s to about 330 s (3 workers: about 440 s)."""
+suite from about 600 s to 270-290 s, with other work loading the machine (3 workers:
+about 440 s)."""
 
 POOL_SIZE = 512 * 1024**2
 LOG_TAIL = 20_000
