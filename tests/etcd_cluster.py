@@ -61,18 +61,29 @@ def worker_ports() -> range:
     return range(start, start + size)
 
 
+_handed_out: set[int] = set()
+"""Ports ``free_port`` gave in this process. None is given twice (until half the slice is
+used up): ports picked before any of them is bound, as an etcd cluster's client and peer
+ports are, would otherwise collide now and then (seen: a member's client and peer port)."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port on ``host`` that nothing uses now, outside the ephemeral range (and
-    within this xdist worker's slice of it)."""
+    within this xdist worker's slice of it), not given by an earlier call."""
     ports = worker_ports()
+    if len(_handed_out) > len(ports) // 2:
+        _handed_out.clear()
     for _ in range(200):
         port = random.choice(ports)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
     raise RuntimeError(f"no free port on {host} in {ports}")
 
 
