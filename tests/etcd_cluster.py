@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import random
 import secrets
 import signal
@@ -46,17 +47,44 @@ every outgoing connection takes its local port. A port the kernel picked with bi
 could be taken by such a connection before the server binds it (seen in CI)."""
 
 
+def worker_ports() -> range:
+    """The slice of ``LISTEN_PORTS`` this process picks from: under pytest-xdist each
+    worker (``PYTEST_XDIST_WORKER`` gw0, gw1, ...) has its own, so two workers never pick
+    the same port between one's check and its server's bind; the whole range otherwise."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count <= 1:
+        return LISTEN_PORTS
+    index = int(worker[2:]) % count
+    size = len(LISTEN_PORTS) // count
+    start = LISTEN_PORTS.start + index * size
+    return range(start, start + size)
+
+
+_handed_out: set[int] = set()
+"""Ports ``free_port`` gave in this process. None is given twice (until half the slice is
+used up): ports picked before any of them is bound, as an etcd cluster's client and peer
+ports are, would otherwise collide now and then (seen: a member's client and peer port)."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that nothing uses now, outside the ephemeral range."""
+    """A TCP port on ``host`` that nothing uses now, outside the ephemeral range (and
+    within this xdist worker's slice of it), not given by an earlier call."""
+    ports = worker_ports()
+    if len(_handed_out) > len(ports) // 2:
+        _handed_out.clear()
     for _ in range(200):
-        port = random.choice(LISTEN_PORTS)
+        port = random.choice(ports)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
-            return port
-    raise RuntimeError(f"no free port on {host} in {LISTEN_PORTS}")
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port on {host} in {ports}")
 
 
 _LIBC = ctypes.CDLL(None, use_errno=True)

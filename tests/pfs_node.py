@@ -24,6 +24,13 @@ START_TIMEOUT = 60.0
 CALL_TIMEOUT = 120.0
 
 
+PRIVATE_PLUGIN_DIR = Path("/run/pfs-test-plugins")
+"""Where a daemon that no Docker engine calls serves its plugin socket (``plugin_dir``).
+Docker asks every socket in its own folder (``PLUGIN_DIR``) when it looks a volume up
+without a driver or lists every driver's volumes, and waits about 15 s on one whose
+daemon is dead: a crash test's on another xdist worker must not be there."""
+
+
 def unique_driver_name(stem: str = "pfstest") -> str:
     """A driver name no other run uses (Docker finds plugins in a global folder)."""
     return f"{stem}{os.getpid()}x{secrets.token_hex(3)}"
@@ -35,6 +42,8 @@ class PfsNode:
     Args:
         state_dir: its state dir (the pool image goes there).
         driver_name: its Docker driver name; unique per run when omitted.
+        plugin_dir: the folder of its plugin socket: Docker's, or ``PRIVATE_PLUGIN_DIR``
+            for a daemon that only tests call.
         pool_size: size of its pool image.
         env: extra environment (``PFS_FAILPOINTS``, ``PFS_DOCKER_HOST``, ...).
         args: extra ``pfs serve`` options (a cluster node's ``--etcd``, ...).
@@ -50,6 +59,7 @@ class PfsNode:
         pool_size: str = "2G",
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
+        plugin_dir: Path = PLUGIN_DIR,
     ) -> None:
         self.state_dir = state_dir
         self.args = list(args or [])
@@ -58,7 +68,8 @@ class PfsNode:
         self.driver_name = driver_name or unique_driver_name()
         self.pool_size = pool_size
         self.api_socket = state_dir / "api.sock"
-        self.plugin_socket = PLUGIN_DIR / f"{self.driver_name}.sock"
+        self.plugin_dir = plugin_dir
+        self.plugin_socket = plugin_dir / f"{self.driver_name}.sock"
         self.log_path = state_dir / "daemon.log"
         self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
@@ -85,6 +96,8 @@ class PfsNode:
                 self.driver_name,
                 "--api-socket",
                 str(self.api_socket),
+                "--plugin-dir",
+                str(self.plugin_dir),
                 "--pool-size",
                 self.pool_size,
                 "--log-level",

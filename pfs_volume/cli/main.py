@@ -27,6 +27,7 @@ from pfs_volume.config import (
     DEFAULT_RECONCILE_GRACE,
     DEFAULT_RECONCILE_INTERVAL,
     DEFAULT_STATE_DIR,
+    PLUGIN_DIR,
     Settings,
     parse_endpoints,
     parse_size,
@@ -122,6 +123,16 @@ def main(api: str) -> None:
     help="Unix socket of the pfs HTTP API (env PFS_API_SOCKET).",
 )
 @click.option(
+    "--plugin-dir",
+    envvar="PFS_PLUGIN_DIR",
+    default=str(PLUGIN_DIR),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the plugin socket DRIVER_NAME.sock: Docker looks in the default one; "
+    "another serves only clients that call the plugin protocol themselves, such as "
+    "tests (env PFS_PLUGIN_DIR).",
+)
+@click.option(
     "--log-level",
     envvar="PFS_LOG_LEVEL",
     default="info",
@@ -209,6 +220,7 @@ def serve(
     pool_size: str,
     driver_name: str,
     api_socket: Path,
+    plugin_dir: Path,
     log_level: str,
     etcd: str,
     node_id: str,
@@ -229,6 +241,7 @@ def serve(
         pool_size=parse_size(pool_size),
         driver_name=driver_name,
         api_socket=api_socket.absolute(),
+        plugin_dir=plugin_dir.absolute(),
         node_id=node_id,
         etcd=parse_endpoints(etcd),
         advertise=advertise,

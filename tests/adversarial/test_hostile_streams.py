@@ -31,7 +31,10 @@ from tests.hostile_streams import (
     first_commit,
     on_first,
 )
-from tests.pfs_node import PfsNode
+from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
+
+# Its module-scoped daemon starts once: every test of the module on one xdist worker.
+pytestmark = pytest.mark.xdist_group("hostile-streams")
 
 CREATED = "2026-11-30T00:00:00.000000Z"
 
@@ -100,7 +103,9 @@ def tree(root: Path) -> dict[str, tuple[int, int, bytes | str]]:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PfsNode]:
     """One real daemon for the module, with a repo ``victim`` of one commit."""
-    node = PfsNode(tmp_path_factory.mktemp("hostile") / "state", pool_size="1G")
+    node = PfsNode(
+        tmp_path_factory.mktemp("hostile") / "state", pool_size="1G", plugin_dir=PRIVATE_PLUGIN_DIR
+    )
     node.start()
     try:
         mount_id = "m1"

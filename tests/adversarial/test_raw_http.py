@@ -22,7 +22,10 @@ import pytest
 
 from pfs_volume.cli.client import ApiClient
 from pfs_volume.transport import MAX_CHUNK_LINE
-from tests.pfs_node import PfsNode
+from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
+
+# Its module-scoped daemon starts once: every test of the module on one xdist worker.
+pytestmark = pytest.mark.xdist_group("raw-http")
 
 ANSWER_WAIT = 3.0
 """Seconds a refusal may take (every one here comes from the headers or the first bytes)."""
@@ -88,7 +91,9 @@ SOCKETS = {
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PfsNode]:
-    node = PfsNode(tmp_path_factory.mktemp("rawhttp") / "state").start()
+    node = PfsNode(
+        tmp_path_factory.mktemp("rawhttp") / "state", plugin_dir=PRIVATE_PLUGIN_DIR
+    ).start()
     try:
         ApiClient(str(node.api_socket)).request("POST", "/v1/repos", json={"name": "kept"})
         yield node

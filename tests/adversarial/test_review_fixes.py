@@ -4,6 +4,7 @@ kind of entry, deep and wide trees, odd crash markers), kept as regression tests
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -218,13 +219,18 @@ def test_hard_link_other_name_in_folder_ours_renamed(repos: RepoService) -> None
 # --- remove_tree ------------------------------------------------------------------
 
 
+def _make_socket(path: Path) -> None:
+    """A unix socket file at ``path``, bound by its name relative to its folder: a full
+    path under a deep tmp_path (as under pytest-xdist) is longer than AF_UNIX allows."""
+    with contextlib.chdir(path.parent), socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(path.name)
+
+
 def _special_tree(w: Path) -> None:
     d = w / "d"
     d.mkdir()
     os.mkfifo(d / "fifo")
-    s = socket.socket(socket.AF_UNIX)
-    s.bind(str(d / "sock"))
-    s.close()
+    _make_socket(d / "sock")
     (d / "locked").mkdir()
     (d / "locked" / "inner").write_text("x")
     os.chmod(d / "locked", 0)
@@ -676,9 +682,7 @@ def test_special_files_with_trusted_xattrs(repos: RepoService) -> None:
     def theirs(w: Path) -> None:
         os.mkfifo(w / "d" / "fifo")
         os.mknod(w / "d" / "null", 0o20644, os.makedev(1, 3))
-        s = socket.socket(socket.AF_UNIX)
-        s.bind(str(w / "d" / "sock"))
-        s.close()
+        _make_socket(w / "d" / "sock")
         for n in ("fifo", "null", "sock"):
             os.setxattr(w / "d" / n, "trusted.t", n.encode(), follow_symlinks=False)
         os.setxattr(w / "d", "trusted.dir", b"1")

@@ -28,7 +28,12 @@ from pfs_volume.cli.client import ApiClient
 from pfs_volume.errors import BodyTooLarge
 from pfs_volume.transport import CLEANUP_INTERVAL, HEADER_TIMEOUT, TcpServer
 from plugin import protocol
-from tests.pfs_node import PfsNode
+from tests.etcd_cluster import free_port
+from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
+
+# Its bounds (a plugin call within 2 s under attack) are timing: run on one xdist
+# worker, one after another with the other timing-bound daemon tests.
+pytestmark = pytest.mark.xdist_group("timing-daemon")
 
 ATTACKERS = 150
 PLUGIN_BOUND = 2.0
@@ -44,7 +49,7 @@ BIG_FILE = 32 * 1024**2
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PfsNode]:
     """A real daemon with a repo holding one big file (for responses worth not reading)."""
-    node = PfsNode(tmp_path_factory.mktemp("slow") / "state").start()
+    node = PfsNode(tmp_path_factory.mktemp("slow") / "state", plugin_dir=PRIVATE_PLUGIN_DIR).start()
     try:
         client = ApiClient(str(node.api_socket))
         client.request("POST", "/v1/repos", json={"name": "x"})
@@ -276,9 +281,7 @@ class _NoReplicator:
 
 def test_the_node_api_sheds_unauthenticated_slowloris_clients(tmp_path: Path) -> None:
     app = create_peer_app(_NoReplicator(), "token")  # type: ignore[arg-type]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = TcpServer(app, "127.0.0.1", port, "node API")
     server.start()
     socks: list[socket.socket] = []

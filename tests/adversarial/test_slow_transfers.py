@@ -24,7 +24,11 @@ import requests_unixsocket
 
 from pfs_volume.cli.client import ApiClient
 from pfs_volume.transport import CLEANUP_INTERVAL, RATE_WINDOW, THREADS
-from tests.pfs_node import PfsNode
+from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
+
+# Its bounds (cut within the rate window, plugin within 2 s) are timing: run on one
+# xdist worker, one after another with the other timing-bound daemon tests.
+pytestmark = pytest.mark.xdist_group("timing-daemon")
 
 BIG_FILE = 32 * 1024**2
 """Bytes of the file downloaded: more than waitress buffers (16 MiB), so a worker waits."""
@@ -41,7 +45,9 @@ PROBE_TIMEOUT = 2.0
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PfsNode]:
-    node = PfsNode(tmp_path_factory.mktemp("slowxfer") / "state").start()
+    node = PfsNode(
+        tmp_path_factory.mktemp("slowxfer") / "state", plugin_dir=PRIVATE_PLUGIN_DIR
+    ).start()
     try:
         client = ApiClient(str(node.api_socket))
         client.request("POST", "/v1/repos", json={"name": "big"})

@@ -30,7 +30,7 @@ import pytest
 import requests
 import requests_unixsocket
 
-from tests.pfs_node import PfsNode
+from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -224,7 +224,7 @@ def host(tmp_path: Path) -> Iterator[Host]:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[PfsNode]:
-    pfs = PfsNode(tmp_path / "state")
+    pfs = PfsNode(tmp_path / "state", plugin_dir=PRIVATE_PLUGIN_DIR)
     try:
         yield pfs.start()
     finally:

@@ -20,7 +20,7 @@ import pytest
 
 from pfs_volume.cluster import placement
 from tests.etcd_cluster import EtcdCluster, free_port
-from tests.pfs_node import PfsNode
+from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
 
 LEASE_TTL = 3
 """Seconds: short, so that lease expiry tests take seconds, not minutes."""
@@ -35,6 +35,7 @@ class ClusterNode(PfsNode):
         super().__init__(
             state_dir,
             pool_size="1G",
+            plugin_dir=PRIVATE_PLUGIN_DIR,
             args=[
                 "--etcd",
                 ",".join(etcd),

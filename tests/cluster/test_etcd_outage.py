@@ -7,7 +7,13 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from tests.cluster.conftest import Cluster, wait_for
+
+# Fail-fast bounds are timing: run on one xdist worker, one after another with the other
+# etcd timing tests.
+pytestmark = pytest.mark.xdist_group("timing-etcd")
 
 FAIL_FAST = 30.0
 """Seconds a volume operation may take to fail while etcd is down: well inside the

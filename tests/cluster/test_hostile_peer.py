@@ -55,6 +55,10 @@ from tests.cluster.conftest import (
 from tests.etcd_cluster import free_port
 from tests.hostile_streams import HOSTILE, Target
 
+# One module-scoped scene on one xdist worker; the stall bound is timing, so it runs one
+# after another with the other timing-bound daemon tests.
+pytestmark = pytest.mark.xdist_group("timing-daemon")
+
 KINDS = {
     "symlink to the host then write through it": "mkfile of 'x/evil'",
     "symlink to / then rename a sibling commit": "goes through 'x', a symbolic link",

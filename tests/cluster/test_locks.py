@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.cluster.conftest import LEASE_TTL, Cluster, wait_for
+
+# Lease expiry and fencing bounds are timing: run on one xdist worker, one after another
+# with the other etcd timing tests.
+pytestmark = pytest.mark.xdist_group("timing-etcd")
 
 
 def test_second_writer_on_another_node_is_refused_naming_the_holder(cluster: Cluster) -> None:

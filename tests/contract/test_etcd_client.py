@@ -31,6 +31,10 @@ from pfs_volume.meta.etcd_client import (
 )
 from tests.etcd_cluster import EtcdCluster, free_port
 
+# Budgets and fail-fast bounds are timing: run on one xdist worker, one after another
+# with the other etcd timing tests.
+pytestmark = pytest.mark.xdist_group("timing-etcd")
+
 
 @pytest.fixture
 def client(etcd_client: EtcdClient) -> EtcdClient:

@@ -26,6 +26,10 @@ from pfs_volume.meta.etcd_client import (
 )
 from tests.etcd_cluster import EtcdCluster
 
+# Its bounds are timing: run on one xdist worker, one after another with the other etcd
+# timing tests.
+pytestmark = pytest.mark.xdist_group("timing-etcd")
+
 TIMEOUT = 0.3
 """The client's per-request timeout in these tests: how long a lost reply costs."""
 

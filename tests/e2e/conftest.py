@@ -1,11 +1,14 @@
 """Fixtures for end-to-end tests: a private Docker engine, real pfs daemons, a user.
 
-One Docker engine serves the whole session. Every test gets a fresh pfs daemon (its own
-state dir and pool), but all of them serve under ONE driver name per session: Docker
-keeps every volume plugin it has ever talked to in its driver list for as long as it
-runs, and each later ``docker volume ls`` or driver-less ``docker run -v NAME`` then
-waits about 15 s for every such driver that is gone. With one name, the next test's
-daemon answers on the very socket Docker already knows.
+One Docker engine serves the whole session (of each pytest-xdist worker: every worker
+starts its own, with its own roots, socket and containerd namespace, in about a second).
+Every test gets a fresh pfs daemon (its own state dir and pool), but all of them serve
+under ONE driver name per session: Docker keeps every volume plugin it has ever talked
+to in its driver list for as long as it runs, and each later ``docker volume ls`` or
+driver-less ``docker run -v NAME`` then waits about 15 s for every such driver that is
+gone. With one name, the next test's daemon answers on the very socket Docker already
+knows. An unfiltered ``docker volume ls`` also asks every socket in the host's plugin
+folder, other workers' daemons included (a killed one costs 15 s): list by driver.
 
 When a test fails, the tails of its daemon log and of the dockerd log are attached to the
 failure report.

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.pfs_node import PfsNode
+from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[PfsNode]:
     """A stopped daemon on a fresh state dir; stopped and cleaned up after the test."""
-    pfs = PfsNode(tmp_path / "state")
+    pfs = PfsNode(tmp_path / "state", plugin_dir=PRIVATE_PLUGIN_DIR)
     try:
         yield pfs
     finally:

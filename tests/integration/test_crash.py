@@ -86,7 +86,7 @@ def test_second_daemon_on_the_same_state_dir_is_refused(node: PfsNode, tmp_path:
     name = f"{node.driver_name}/photos"
     path = node.plugin("VolumeDriver.Mount", {"Name": name, "ID": "m1"})["Mountpoint"]
     Path(path, "a").write_text("x")
-    twin = PfsNode(node.state_dir)
+    twin = PfsNode(node.state_dir, plugin_dir=node.plugin_dir)
     twin.api_socket = tmp_path / "twin.sock"
     with pytest.raises(
         RuntimeError, match=r"another pfs daemon \(pid \d+\) is using the state dir"
@@ -99,7 +99,7 @@ def test_second_daemon_on_the_same_state_dir_is_refused(node: PfsNode, tmp_path:
 
 def test_second_daemon_on_the_same_socket_is_refused(node: PfsNode, tmp_path: Path) -> None:
     node.start()
-    twin = PfsNode(tmp_path / "other", driver_name=node.driver_name)
+    twin = PfsNode(tmp_path / "other", driver_name=node.driver_name, plugin_dir=node.plugin_dir)
     with pytest.raises(RuntimeError, match="another process is serving on"):
         twin.start()
     assert not (twin.state_dir / "pool.img").exists(), "refused before touching anything"

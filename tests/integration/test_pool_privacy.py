@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pfs_node import PfsNode
+from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
 PRINT_EUID = ["-c", "import os; print(os.geteuid())"]
@@ -161,7 +161,7 @@ def test_a_state_dir_on_btrfs_is_checked_for_nosuid_and_nodev(tmp_path: Path, op
     subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True)
     host_fs.mkdir()
     subprocess.run(["mount", "-o", options, str(image), str(host_fs)], check=True)
-    node = PfsNode(host_fs / "state")
+    node = PfsNode(host_fs / "state", plugin_dir=PRIVATE_PLUGIN_DIR)
     try:
         node.start()
         node.cli("repo", "create", "r")
