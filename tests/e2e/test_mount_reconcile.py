@@ -15,7 +15,7 @@ import pytest
 
 from tests.docker_engine import DockerEngine
 from tests.e2e.docker_user import RELEASE_FILE, DockerUser
-from tests.pfs_node import PfsNode
+from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
 
 pytestmark = pytest.mark.e2e
 
@@ -106,6 +106,7 @@ def test_doctor_shows_a_mount_no_container_holds_with_its_fix(
     it, and the command doctor gives releases it, committing."""
     node = PfsNode(
         tmp_path / "slow",
+        plugin_dir=PRIVATE_PLUGIN_DIR,
         env={"PFS_DOCKER_HOST": docker_engine.host},
         args=["--reconcile-interval", "3600", "--reconcile-grace", "1"],
     )

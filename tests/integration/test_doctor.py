@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.pfs_node import PfsNode
+from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
 
 
 def findings(node: PfsNode) -> list[dict[str, Any]]:
@@ -53,8 +53,8 @@ def test_stale_mounts_need_an_engine_to_ask_and_say_so(node: PfsNode) -> None:
 def test_a_pool_served_under_another_driver_name_is_said_at_start_and_by_doctor(
     tmp_path: Path,
 ) -> None:
-    first = PfsNode(tmp_path / "state")
-    second = PfsNode(tmp_path / "state")
+    first = PfsNode(tmp_path / "state", plugin_dir=PRIVATE_PLUGIN_DIR)
+    second = PfsNode(tmp_path / "state", plugin_dir=PRIVATE_PLUGIN_DIR)
     try:
         first.start()
         volume = f"{first.driver_name}/r"
