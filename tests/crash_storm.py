@@ -88,7 +88,7 @@ class CrashStorm:
         docker_writers: int = 2,
         put_writers: int = 1,
         readers: int = 1,
-        pause: tuple[float, float] = (0.3, 1.2),
+        pause: tuple[float, float] = (0.2, 0.8),
         seed: int | None = None,
     ) -> None:
         self.node = node

@@ -1,7 +1,10 @@
 """Fixtures for end-to-end tests: a private Docker engine, real pfs daemons, a user.
 
-One Docker engine serves the whole session (of each pytest-xdist worker: every worker
-starts its own, with its own roots, socket and containerd namespace, in about a second).
+One Docker engine serves the whole session, and every end-to-end module is in one
+pytest-xdist group, so they run one after another on one worker (alongside the other
+suites on the others). Several engines at once cost more than they saved: every engine
+asks every socket in the host's plugin folder when it looks a volume up by name alone,
+and a daemon another worker's crash test has just killed holds each such lookup ~15 s.
 Every test gets a fresh pfs daemon (its own state dir and pool), but all of them serve
 under ONE driver name per session: Docker keeps every volume plugin it has ever talked
 to in its driver list for as long as it runs, and each later ``docker volume ls`` or
@@ -97,8 +100,10 @@ def pfs(
     finally:
         if node.process is None or node.process.poll() is not None:
             revive(node)
-        forget_docker_state(docker_engine, driver_name)
-        node.cleanup()
+        try:
+            forget_docker_state(docker_engine, driver_name)
+        finally:
+            node.cleanup()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from tests.docker_engine import docker_cli
 from tests.e2e.docker_user import MOUNT_POINT, WAIT_FOR_RELEASE, DockerUser
 from tests.pfs_node import PfsNode
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
 
 def test_docker_cp_from_a_running_container_keeps_its_mount(

@@ -6,7 +6,7 @@ import pytest
 
 from tests.e2e.docker_user import MOUNT_POINT, DockerUser
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
 NAME_LIMIT = 300
 GRAMMAR = "expected [PREFIX/]REPO[/BRANCH][@REF]"

@@ -9,7 +9,7 @@ import pytest
 
 from tests.e2e.docker_user import DockerUser
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
 COMMIT_ID = re.compile(r"[0-9a-f]{32}")
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")

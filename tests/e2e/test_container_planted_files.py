@@ -13,7 +13,7 @@ import pytest
 
 from tests.e2e.docker_user import MOUNT_POINT, DockerUser
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
 PLANT = (
     "cp /bin/busybox /data/suid && chmod 4755 /data/suid && "

@@ -9,7 +9,7 @@ from tests.crash_storm import DOCKER_REPO, PUT_REPO, CrashStorm
 from tests.docker_engine import DockerEngine
 from tests.pfs_node import PfsNode
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
 KILLS = 30
 

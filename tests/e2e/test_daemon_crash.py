@@ -7,7 +7,7 @@ import pytest
 from tests.e2e.docker_user import DockerUser
 from tests.pfs_node import PfsNode
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
 
 def test_unmount_after_a_sigkill_and_restart_still_commits(user: DockerUser, pfs: PfsNode) -> None:

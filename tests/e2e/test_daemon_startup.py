@@ -18,7 +18,7 @@ from tests.docker_engine import DockerEngine
 from tests.e2e.docker_user import DockerUser
 from tests.pfs_node import PFS, PfsNode, unique_driver_name
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
 GIB = 1024**3
 START_TIMEOUT = 60.0

@@ -6,7 +6,7 @@ import pytest
 
 from tests.e2e.docker_user import DockerUser
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
 
 def test_volume_ls_and_inspect_show_repo_branch_head_and_mounts(user: DockerUser) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from tests.e2e.docker_user import MOUNT_POINT, DockerUser
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
 
 def test_a_write_to_a_created_volume_makes_one_commit_with_the_file(user: DockerUser) -> None:

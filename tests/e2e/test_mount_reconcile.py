@@ -17,7 +17,7 @@ from tests.docker_engine import DockerEngine
 from tests.e2e.docker_user import RELEASE_FILE, DockerUser
 from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
 SETTLE = 20.0
 """Seconds a test waits for reconciliation (passes run every second)."""

@@ -8,8 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.docker_engine import DockerEngine
 from tests.pfs_node import PfsNode
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "wordcount"
 JOB_WAIT = 120.0

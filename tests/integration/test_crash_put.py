@@ -43,6 +43,13 @@ def generation(node: PfsNode) -> int:
     return BtrfsPool(node.pool_root).generation(working_copy(node))
 
 
+def stopped(node: PfsNode) -> bool:
+    """True once the daemon stopped itself (SIGSTOP at a ``=stop`` failpoint)."""
+    assert node.process is not None
+    stat = Path(f"/proc/{node.process.pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+
 def staged(node: PfsNode) -> list[Path]:
     return sorted((node.pool_root / "staging").iterdir())
 
@@ -128,12 +135,13 @@ def test_a_daemon_killed_under_a_slow_upload_leaves_only_a_staged_file(node: Pfs
     node.start(env={"PFS_FAILPOINTS": "put.during_write=stop"})
     thread = client(b"z" * 3 * MIB)
     try:
-        for _ in range(200):
-            if staged(node) and staged(node)[0].stat().st_size == MIB:
+        for _ in range(1200):  # the failpoint stops the daemon once 1 MiB is staged
+            if stopped(node):
                 break
             threading.Event().wait(0.05)
         else:
             pytest.fail(f"the upload was never staged: {staged(node)}")
+        assert [f.stat().st_size for f in staged(node)] == [MIB]
         assert sorted(os.walk(working_copy(node))) == tree
         assert generation(node) == before
         node.kill()
