@@ -446,7 +446,8 @@ class RepoService:
         """Delete a repo with all its branches, commits and data.
 
         Raises:
-            NotFound: no such repo. InUse: a container has one of its volumes mounted.
+            NotFound: no such repo. InUse: a container has one of its volumes mounted,
+                or an export reads it.
             Conflict: a working copy holds changes that no commit holds (invariant 1).
             PoolFull: the pool is full and its reserve is gone already.
         """
@@ -473,6 +474,13 @@ class RepoService:
         its data is still to go)."""
         with self.repo_lock(name):
             self.get_repo(name)
+            with self._pending_lock:
+                reads = sum(n for (repo, _commit), n in self._pins.items() if repo == name)
+            if reads:
+                raise InUse(
+                    f"repo {name!r} is being exported (its snapshots are being read); "
+                    "delete it once the export ends"
+                )
             mounts = self.store.list_mounts(name)
             if mounts:
                 volumes = sorted({m.volume for m in mounts})

@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
+from pfs_volume.errors import InUse
 from pfs_volume.repos import RepoService
 from pfs_volume.space import reserve_size
+from pfs_volume.transfer import export_repo
 from pfs_volume.volumes import VolumeService
 from tests.pfs_node import PfsNode
 
@@ -260,3 +262,44 @@ def test_a_snapshot_btrfs_refuses_to_delete_stays_pending_until_its_send_ends(
         send.communicate()
     assert repos.drain_pending() == [first]
     assert not snapshot.exists() and repos.pending_deletions() == set()
+
+
+def _two_commits(volumes: VolumeService, repos: RepoService) -> str:
+    """Repo "r" with two commits of 8 MiB each; the first one's id."""
+    for n in range(2):
+        path = volumes.mount("pfs/r", f"m{n}")
+        (path / f"big{n}").write_bytes(os.urandom(8 * CHUNK))
+        volumes.unmount("pfs/r", f"m{n}")
+    return repos.store.list_commits("r")[-1].id
+
+
+def test_an_export_not_yet_read_keeps_its_snapshots_from_a_gc(
+    volumes: VolumeService, repos: RepoService
+) -> None:
+    first = _two_commits(volumes, repos)
+    export = export_repo(repos, "r")  # what the API returns; the server reads it later
+    assert repos.gc("r", keep_last=1).pruned == [first]
+    assert repos.commit_path("r", first).exists(), "the export will send it"
+    data = b"".join(export)
+    assert len(data) > 16 * CHUNK
+    assert not repos.commit_path("r", first).exists(), "deleted once the export ended"
+    assert repos.pending_deletions() == set()
+
+
+def test_a_repo_being_exported_is_not_deleted_under_the_export(
+    volumes: VolumeService, repos: RepoService
+) -> None:
+    _two_commits(volumes, repos)
+    dropped = export_repo(repos, "r")
+    with pytest.raises(InUse, match="being exported"):
+        repos.delete_repo("r")
+    del dropped  # a client gone before the first byte: the pins go with the stream
+    export = export_repo(repos, "r")
+    received = len(next(export))
+    with pytest.raises(InUse, match="being exported"):
+        repos.delete_repo("r")
+    assert [r.name for r in repos.list_repos()] == ["r"]
+    received += sum(len(chunk) for chunk in export)
+    assert received > 16 * CHUNK
+    repos.delete_repo("r")
+    assert repos.list_repos() == [] and not repos.repo_dir("r").exists()
