@@ -303,3 +303,13 @@ def test_a_repo_being_exported_is_not_deleted_under_the_export(
     assert received > 16 * CHUNK
     repos.delete_repo("r")
     assert repos.list_repos() == [] and not repos.repo_dir("r").exists()
+
+
+def test_a_reserve_a_crash_cut_short_is_made_whole_at_the_next_start(small: PfsNode) -> None:
+    reserve = small.pool_root / "reserve"
+    small.kill()
+    os.truncate(reserve, 0)  # killed between making the file and preallocating it
+    small.start()
+    info = reserve.stat()
+    assert info.st_size == reserve_size(POOL_BYTES)
+    assert info.st_blocks * 512 >= reserve_size(POOL_BYTES), "preallocated, not sparse"
