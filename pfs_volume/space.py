@@ -83,6 +83,9 @@ class SpaceReserve:
         self.path = pool.root / RESERVE_NAME
         self.kept = False
         self._lock = threading.Lock()
+        self._releases = 0
+        """How many times the reserve was released: a verb that met a full pool while
+        another released it retries on that space."""
 
     @property
     def size(self) -> int:
@@ -165,6 +168,7 @@ class SpaceReserve:
                 return False
             # The extents are free only once the transaction that unlinked them commits.
             self.pool.sync(self.pool.root)
+            self._releases += 1
         log.warning("pool full: reserve released so that %s can proceed", why)
         return True
 
@@ -207,7 +211,8 @@ class SpaceReserve:
 
     def freeing(self, what: str, action: Callable[[], T], after_deletes: bool = False) -> T:
         """Run a verb that frees space or releases state; when it meets a full pool,
-        release the reserve and run it once more. Afterwards, make the reserve again if
+        release the reserve (or take the space another verb released while this one
+        ran) and run it once more. Afterwards, make the reserve again if
         there is room. The verb must be safe to run again after a failed run.
 
         Args:
@@ -220,10 +225,15 @@ class SpaceReserve:
             PoolFull: it met a full pool with no reserve left to release.
         """
         with self.reporting(what):
+            released_before = self._releases
             try:
                 result = action()
             except Exception as exc:
-                if not is_no_space(exc) or not self.release(what):
+                if not is_no_space(exc):
+                    raise
+                # Another freeing verb at once may have released it meanwhile: its
+                # space is there to retry on all the same.
+                if not self.release(what) and self._releases == released_before:
                     raise
                 log.warning("%s: retried once the reserve was released (%s)", what, exc)
                 result = action()

@@ -313,3 +313,23 @@ def test_a_reserve_a_crash_cut_short_is_made_whole_at_the_next_start(small: PfsN
     info = reserve.stat()
     assert info.st_size == reserve_size(POOL_BYTES)
     assert info.st_blocks * 512 >= reserve_size(POOL_BYTES), "preallocated, not sparse"
+
+
+def test_a_freeing_verb_that_met_a_full_pool_while_another_took_the_reserve_retries(
+    repos: RepoService,
+) -> None:
+    space = repos.space
+    assert space.start()
+    tries = []
+
+    def verb() -> str:
+        """Meets a full pool; meanwhile another freeing verb (gc, say) takes the reserve
+        first, as two run at once."""
+        tries.append(1)
+        if len(tries) == 1:
+            assert space.release("a gc running at the same time")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return "done"
+
+    assert space.freeing("deleting branch r/side", verb) == "done"
+    assert len(tries) == 2
