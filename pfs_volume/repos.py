@@ -892,6 +892,8 @@ class RepoService:
                 with self._pending_lock:
                     self._pending_deletions.add((repo, commit_id))
                 log.warning("repo=%s commit=%s pending deletion failed: %s", repo, commit_id, exc)
+        if done:  # space came back: a reserve a full pool took may be made again now
+            self.space.refill(after_deletes=True)
         return done
 
     def diff(

@@ -333,3 +333,25 @@ def test_a_freeing_verb_that_met_a_full_pool_while_another_took_the_reserve_retr
 
     assert space.freeing("deleting branch r/side", verb) == "done"
     assert len(tries) == 2
+
+
+def test_the_reserve_comes_back_when_an_export_ends_and_its_pruned_snapshot_goes(
+    volumes: VolumeService, repos: RepoService
+) -> None:
+    space = repos.space
+    assert space.start()
+    path = volumes.mount("pfs/r", "m1")
+    (path / "big").write_bytes(os.urandom(40 * CHUNK))
+    volumes.unmount("pfs/r", "m1")
+    path = volumes.mount("pfs/r", "m2")
+    (path / "big").write_bytes(b"small")
+    volumes.unmount("pfs/r", "m2")
+    first = repos.store.list_commits("r")[-1].id
+    export = export_repo(repos, "r")
+    fill(volumes.mount("pfs/filler", "m3"))
+    # gc on the full pool: it takes the reserve; the snapshot it prunes is being exported
+    assert repos.gc("r", keep_last=1).pruned == [first]
+    assert not space.held()
+    assert sum(len(chunk) for chunk in export) > 40 * CHUNK
+    assert not repos.commit_path("r", first).exists(), "deleted once the export ended"
+    assert space.held(), "its 40 MiB are free again: the reserve is made again"
