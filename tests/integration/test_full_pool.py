@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pfs_volume.doctor import Doctor
 from pfs_volume.errors import InUse
 from pfs_volume.repos import RepoService
 from pfs_volume.space import reserve_size
@@ -355,3 +356,27 @@ def test_the_reserve_comes_back_when_an_export_ends_and_its_pruned_snapshot_goes
     assert sum(len(chunk) for chunk in export) > 40 * CHUNK
     assert not repos.commit_path("r", first).exists(), "deleted once the export ended"
     assert space.held(), "its 40 MiB are free again: the reserve is made again"
+
+
+def test_a_repo_deleted_while_a_peer_sends_it_loses_its_data_when_the_send_ends(
+    volumes: VolumeService, repos: RepoService
+) -> None:
+    first = _two_commits(volumes, repos)
+    snapshot = repos.commit_path("r", first)
+    # A peer's pull: ``btrfs send`` of the snapshot, blocked on a pipe nobody reads.
+    send = subprocess.Popen(
+        ["btrfs", "send", "-q", str(snapshot)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        time.sleep(0.2)
+        repos.delete_repo("r")  # the repo is gone; its data goes once the send ends
+        assert repos.list_repos() == [] and snapshot.exists()
+        notes = [f.what for f in Doctor(repos, volumes, None, "pfs").examine()]
+        assert any("deleted repo(s) r" in n for n in notes), notes
+    finally:
+        send.kill()
+        send.communicate()
+    repos.drain_pending()
+    assert not repos.repo_dir("r").exists()
+    assert repos.store.list_deleted_repos() == []
+    assert Doctor(repos, volumes, None, "pfs").examine() == []
