@@ -106,9 +106,11 @@ class SpaceReserve:
         return max(0, size - min(info.st_size, info.st_blocks * 512))
 
     def start(self) -> bool:
-        """Keep a reserve from now on, and make it if there is room; True when it exists."""
+        """Keep a reserve from now on, and make it if there is room; True when it exists.
+        Start-up recovery may just have deleted subvolumes (a gc or repo delete a crash
+        cut off): their space counts once btrfs's cleaner freed it."""
         self.kept = True
-        return self.refill()
+        return self.refill(after_deletes=True)
 
     def refill(self, after_deletes: bool = False) -> bool:
         """Make the reserve again (or whole again: a crash may have cut it short) if it

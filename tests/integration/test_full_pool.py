@@ -418,3 +418,23 @@ def test_a_put_in_flight_holds_its_bytes_in_the_pool_not_on_the_host(small: PfsN
     finally:
         release.set()
         sender.join(timeout=60)
+
+
+def test_start_up_makes_the_reserve_once_the_gc_it_finished_freed_space(
+    volumes: VolumeService, repos: RepoService
+) -> None:
+    path = volumes.mount("pfs/r", "m1")
+    (path / "big").write_bytes(os.urandom(40 * CHUNK))
+    volumes.unmount("pfs/r", "m1")
+    path = volumes.mount("pfs/r", "m2")
+    (path / "big").write_bytes(b"small")
+    volumes.unmount("pfs/r", "m2")
+    first = repos.store.list_commits("r")[-1].id
+    filler = volumes.mount("pfs/filler", "m3")
+    repos.store.mark_pruned("r", [first])  # a gc killed before it deleted the snapshot
+    fill(filler)
+    # the next start: recovery deletes it, then the reserve is made
+    restarted = RepoService(repos.store, repos.pool)
+    restarted.recover()
+    assert not restarted.commit_path("r", first).exists()
+    assert restarted.space.start(), "40 MiB are free once btrfs's cleaner ran"
