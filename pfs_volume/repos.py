@@ -620,7 +620,15 @@ class RepoService:
                 self.pool.create_subvolume(path)
             else:
                 self.pool.snapshot(source, path, readonly=False)
-            self.store.set_clean_generation(repo, branch, self.pool.generation(path), record.head)
+            try:
+                self.store.set_clean_generation(
+                    repo, branch, self.pool.generation(path), record.head
+                )
+            except BaseException:
+                # Not recorded as clean, it would look changed for good (put, rm, reset
+                # and delete refused); it holds only the head, so it goes.
+                self.pool.delete_subvolume(path)
+                raise
             log.info("repo=%s branch=%s working copy made at %s", repo, branch, path)
             return path
 

@@ -438,3 +438,23 @@ def test_start_up_makes_the_reserve_once_the_gc_it_finished_freed_space(
     restarted.recover()
     assert not restarted.commit_path("r", first).exists()
     assert restarted.space.start(), "40 MiB are free once btrfs's cleaner ran"
+
+
+def test_a_working_copy_a_full_pool_kept_from_being_recorded_is_not_taken_for_changes(
+    small: PfsNode,
+) -> None:
+    small.cli("repo", "create", "other")
+    assert put(small, "other", "a", b"a").status_code == 200
+    small.cli("branch", "create", "other/side")  # no working copy yet
+    path = mount(small, "photos", "m1")
+    fill(path)
+    reply = put(small, "other", "b", b"b")  # master's copy exists: refused at staging
+    assert reply.status_code == 507, reply.text
+    side = url(small, "/v1/repos/other/branches/side/files")
+    reply = small._session.put(side, params={"path": "b"}, data=b"b", timeout=60)
+    assert reply.status_code == 507, reply.text
+    os.unlink(path / "big")
+    state = branch_state(small, "other", "side")
+    assert state["uncommitted_changes"] is False, state
+    reply = small._session.put(side, params={"path": "b"}, data=b"b", timeout=60)
+    assert reply.status_code == 200, reply.text
