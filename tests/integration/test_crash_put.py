@@ -128,7 +128,7 @@ def test_a_daemon_killed_under_a_slow_upload_leaves_only_a_staged_file(node: Pfs
     node.start(env={"PFS_FAILPOINTS": "put.during_write=stop"})
     thread = client(b"z" * 3 * MIB)
     try:
-        for _ in range(200):
+        for _ in range(600):  # 30 s: the spooled body reaches pfs late on a loaded host
             if staged(node) and staged(node)[0].stat().st_size == MIB:
                 break
             threading.Event().wait(0.05)
