@@ -10,7 +10,7 @@ and says in plain words what is wrong and what to run. The checks:
 * working copies that hold changes no commit holds while nothing has them mounted
   (``pfs commit REPO/BRANCH``), and branches whose last auto-commit failed;
 * the pool's space: its reserve released (the pool was full), or little room left;
-  snapshots of pruned commits still waiting to be deleted.
+  snapshots of pruned commits, and data of deleted repos, still waiting to be deleted.
 """
 
 from __future__ import annotations
@@ -238,6 +238,16 @@ class Doctor:
                     WARNING,
                     f"the pool is nearly full: {free} of {total} bytes are free",
                     f"{frees}, or grow the pool",
+                )
+            )
+        gone = sorted(self.repos.pending_repo_deletions())
+        if gone:
+            found.append(
+                Finding(
+                    NOTE,
+                    f"{len(gone)} deleted repo(s) {', '.join(gone[:5])} still hold their data "
+                    "on this pool while a peer reads it; it is deleted when that read ends",
+                    "",
                 )
             )
         pending = sorted(self.repos.pending_deletions())

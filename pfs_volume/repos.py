@@ -52,7 +52,7 @@ from pfs_volume.meta import (
     utcnow,
 )
 from pfs_volume.names import DEFAULT_BRANCH, Ref, check_component, is_commit_prefix
-from pfs_volume.space import SpaceReserve
+from pfs_volume.space import SpaceReserve, is_no_space
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,8 @@ class RepoService:
         self.space = SpaceReserve(pool)
         self.commit_errors = CommitErrors(store, clock)
         self._pending_deletions: set[tuple[str, str]] = set()
+        self._pending_repos: set[str] = set()
+        """Deleted repos whose data btrfs would not delete yet (a send read it)."""
         self._pins: dict[tuple[str, str], int] = {}
         self._pending_lock = threading.Lock()
         self.repos_dir = pool.root / "repos"
@@ -446,7 +448,8 @@ class RepoService:
         """Delete a repo with all its branches, commits and data.
 
         Raises:
-            NotFound: no such repo. InUse: a container has one of its volumes mounted.
+            NotFound: no such repo. InUse: a container has one of its volumes mounted,
+                or an export reads it.
             Conflict: a working copy holds changes that no commit holds (invariant 1).
             PoolFull: the pool is full and its reserve is gone already.
         """
@@ -455,12 +458,23 @@ class RepoService:
         def attempt() -> None:
             nonlocal records_gone
             with self.repo_lock(name):
-                if records_gone:  # a retry: only the data is left to delete
+                if not records_gone:  # else a retry: only the data is left to delete
+                    self._delete_repo(name)
+                    records_gone = True
+                try:
                     self._finish_delete(name)
-                    return
-                self._delete_repo(name)
-                records_gone = True
-                self._finish_delete(name)
+                except PfsError as exc:
+                    if is_no_space(exc):
+                        raise
+                    # btrfs refuses to delete a snapshot a peer's send reads: the repo
+                    # is gone, and its data goes when the send ends (``drain_pending``).
+                    with self._pending_lock:
+                        self._pending_repos.add(name)
+                    log.warning(
+                        "repo=%s deleted; its data is deleted once nothing reads it: %s",
+                        name,
+                        exc,
+                    )
             for branch in self.commit_errors.of_repo(name):
                 self.commit_errors.clear(name, branch)
             log.info("repo=%s deleted", name)
@@ -473,6 +487,13 @@ class RepoService:
         its data is still to go)."""
         with self.repo_lock(name):
             self.get_repo(name)
+            with self._pending_lock:
+                reads = sum(n for (repo, _commit), n in self._pins.items() if repo == name)
+            if reads:
+                raise InUse(
+                    f"repo {name!r} is being exported (its snapshots are being read); "
+                    "delete it once the export ends"
+                )
             mounts = self.store.list_mounts(name)
             if mounts:
                 volumes = sorted({m.volume for m in mounts})
@@ -599,7 +620,15 @@ class RepoService:
                 self.pool.create_subvolume(path)
             else:
                 self.pool.snapshot(source, path, readonly=False)
-            self.store.set_clean_generation(repo, branch, self.pool.generation(path), record.head)
+            try:
+                self.store.set_clean_generation(
+                    repo, branch, self.pool.generation(path), record.head
+                )
+            except BaseException:
+                # Not recorded as clean, it would look changed for good (put, rm, reset
+                # and delete refused); it holds only the head, so it goes.
+                self.pool.delete_subvolume(path)
+                raise
             log.info("repo=%s branch=%s working copy made at %s", repo, branch, path)
             return path
 
@@ -865,10 +894,30 @@ class RepoService:
         raises: what fails is logged and tried again at the next call."""
         return self._drain_pending()
 
+    def pending_repo_deletions(self) -> set[str]:
+        """Deleted repos whose data is still on this pool, waiting for a read to end."""
+        with self._pending_lock:
+            return set(self._pending_repos)
+
     def _drain_pending(self) -> list[str]:
         with self._pending_lock:
             waiting = sorted(self._pending_deletions)
             self._pending_deletions.difference_update(waiting)
+            names = sorted(self._pending_repos)
+            self._pending_repos.difference_update(names)
+        freed = False
+        for name in names:
+            try:
+                with self._repo_locks.hold(name, timeout=LOCK_TIMEOUT):
+                    if self.store.get_repo(name) is not None or not self.store.repo_deleted(name):
+                        continue  # made again, or finished by another path: not ours
+                    self._finish_delete(name)
+                freed = True
+                log.info("repo=%s data of the deleted repo deleted", name)
+            except PfsError as exc:
+                with self._pending_lock:
+                    self._pending_repos.add(name)
+                log.warning("repo=%s data of the deleted repo not deleted yet: %s", name, exc)
         done = []
         for repo, commit_id in waiting:
             try:
@@ -884,6 +933,8 @@ class RepoService:
                 with self._pending_lock:
                     self._pending_deletions.add((repo, commit_id))
                 log.warning("repo=%s commit=%s pending deletion failed: %s", repo, commit_id, exc)
+        if done or freed:  # space came back: a reserve a full pool took may come back
+            self.space.refill(after_deletes=True)
         return done
 
     def diff(

@@ -83,6 +83,9 @@ class SpaceReserve:
         self.path = pool.root / RESERVE_NAME
         self.kept = False
         self._lock = threading.Lock()
+        self._releases = 0
+        """How many times the reserve was released: a verb that met a full pool while
+        another released it retries on that space."""
 
     @property
     def size(self) -> int:
@@ -90,18 +93,30 @@ class SpaceReserve:
         return reserve_size(self.pool.space()[1])
 
     def held(self) -> bool:
-        """True when the reserve file exists."""
+        """True when the reserve file exists (whole or not: see ``refill``)."""
         return self.path.exists()
 
+    def _short_by(self, size: int) -> int:
+        """How many bytes the reserve file lacks (all of them when it is missing); a
+        daemon killed while making it leaves it short."""
+        try:
+            info = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return size
+        return max(0, size - min(info.st_size, info.st_blocks * 512))
+
     def start(self) -> bool:
-        """Keep a reserve from now on, and make it if there is room; True when it exists."""
+        """Keep a reserve from now on, and make it if there is room; True when it exists.
+        Start-up recovery may just have deleted subvolumes (a gc or repo delete a crash
+        cut off): their space counts once btrfs's cleaner freed it."""
         self.kept = True
-        return self.refill()
+        return self.refill(after_deletes=True)
 
     def refill(self, after_deletes: bool = False) -> bool:
-        """Make the reserve again if it is kept, missing, and the pool has room for it
-        (``REFILL_FACTOR`` times its size free); True when it exists afterwards. Never
-        raises: a pool without a reserve works, it is only harder to recover when full.
+        """Make the reserve again (or whole again: a crash may have cut it short) if it
+        is kept and the pool has room for what it lacks (``REFILL_FACTOR`` times that
+        free); True when it exists afterwards. Never raises: a pool without a reserve
+        works, it is only harder to recover when full.
 
         Args:
             after_deletes: subvolumes were just deleted: when the pool looks too full,
@@ -110,29 +125,35 @@ class SpaceReserve:
         if not self.kept:
             return False
         with self._lock:
-            if self.held():
-                return True
             size = self.size
+            missing = self._short_by(size)
+            if not missing:
+                return True
             free, total = self.pool.space()
-            if after_deletes and free < REFILL_FACTOR * size:
+            if after_deletes and free < REFILL_FACTOR * missing:
                 try:
                     free = self.pool.free_bytes()
                 except PfsError as exc:
                     log.warning("pool reserve not made: free space unknown: %s", exc)
-                    return False
-            if size <= 0 or free < REFILL_FACTOR * size:
-                log.info("pool reserve not made: %d of %d bytes free, %d wanted", free, total, size)
-                return False
+                    return self.held()
+            if size <= 0 or free < REFILL_FACTOR * missing:
+                log.info(
+                    "pool reserve not made: %d of %d bytes free, %d wanted", free, total, missing
+                )
+                return self.held()
+            made = missing == size and not self.held()
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+                flags = os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | (os.O_EXCL if made else 0)
+                fd = os.open(self.path, flags, 0o600)
                 try:
                     os.posix_fallocate(fd, 0, size)
                 finally:
                     os.close(fd)
             except OSError as exc:
-                self.path.unlink(missing_ok=True)
+                if made:
+                    self.path.unlink(missing_ok=True)
                 log.warning("pool reserve of %d bytes not made: %s", size, exc)
-                return False
+                return self.held()
             log.info("pool reserve of %d bytes made at %s", size, self.path)
             return True
 
@@ -149,6 +170,7 @@ class SpaceReserve:
                 return False
             # The extents are free only once the transaction that unlinked them commits.
             self.pool.sync(self.pool.root)
+            self._releases += 1
         log.warning("pool full: reserve released so that %s can proceed", why)
         return True
 
@@ -191,7 +213,8 @@ class SpaceReserve:
 
     def freeing(self, what: str, action: Callable[[], T], after_deletes: bool = False) -> T:
         """Run a verb that frees space or releases state; when it meets a full pool,
-        release the reserve and run it once more. Afterwards, make the reserve again if
+        release the reserve (or take the space another verb released while this one
+        ran) and run it once more. Afterwards, make the reserve again if
         there is room. The verb must be safe to run again after a failed run.
 
         Args:
@@ -204,10 +227,15 @@ class SpaceReserve:
             PoolFull: it met a full pool with no reserve left to release.
         """
         with self.reporting(what):
+            released_before = self._releases
             try:
                 result = action()
             except Exception as exc:
-                if not is_no_space(exc) or not self.release(what):
+                if not is_no_space(exc):
+                    raise
+                # Another freeing verb at once may have released it meanwhile: its
+                # space is there to retry on all the same.
+                if not self.release(what) and self._releases == released_before:
                     raise
                 log.warning("%s: retried once the reserve was released (%s)", what, exc)
                 result = action()

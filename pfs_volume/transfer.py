@@ -46,7 +46,7 @@ from pfs_volume.export_format import (
     parents_first,
 )
 from pfs_volume.frames import MAX_FRAME, decode_frames, encode_frames
-from pfs_volume.meta import BranchRecord, RepoRecord, rfc3339
+from pfs_volume.meta import BranchRecord, CommitRecord, RepoRecord, rfc3339
 from pfs_volume.names import check_component
 from pfs_volume.repos import IMPORT_MARKER, RepoService
 from pfs_volume.space import is_no_space
@@ -58,52 +58,55 @@ DIGEST_SIZE = hashlib.sha256().digest_size
 
 
 def export_repo(repos: RepoService, name: str) -> Iterator[bytes]:
-    """The export file of repo ``name``, in chunks.
+    """The export file of repo ``name``, in chunks. The snapshots it sends are pinned
+    (``RepoService.pinned``) from this call until the stream ends or is closed: a gc
+    meanwhile prunes as usual and their deletion waits, and the repo is not deleted.
 
     Raises (before the first chunk):
         NotFound: no such repo, or a commit whose data no node holds.
         Unavailable: a commit this node lacks cannot be fetched now.
     """
-    repo = repos.get_repo(name)
-    commits = parents_first(repos.store.list_commits(name))
-    have = {c.id for c in commits if not c.pruned}
-    # Only copies this node holds (fetched if not); their paths are kept, as a gc may
-    # mark them pruned while the export runs (``RepoService.pinned``).
-    paths = {commit_id: repos.local_commit(name, commit_id) for commit_id in have}
-    entries = [
-        commit_entry(
-            commit,
-            stream=commit.id in have,
-            base=commit.parent if commit.id in have and commit.parent in have else None,
-        )
-        for commit in commits
-    ]
-    metadata = {
-        "format": FORMAT,
-        "repo": {
-            "name": repo.name,
-            "created": rfc3339(repo.created),
-            "description": repo.description,
-        },
-        "branches": [
-            {"name": b.name, "head": b.head, "created": rfc3339(b.created)}
-            for b in repos.store.list_branches(name)
-        ],
-        "commits": entries,
-    }
-    return _with_digest(_export_stream(repos, name, metadata, entries, paths))
+    repos.get_repo(name)
+    stream = _export_stream(repos, name, parents_first(repos.store.list_commits(name)))
+    next(stream)  # pins, then checks and fetches: its errors are raised here
+    return _with_digest(stream)
 
 
-def _export_stream(
-    repos: RepoService,
-    name: str,
-    metadata: dict[str, Any],
-    entries: list[dict[str, Any]],
-    paths: dict[str, Path],
-) -> Iterator[bytes]:
-    # A gc while the export runs prunes as usual; the snapshots it still has to send
-    # (or send against) are deleted when it ends, however it ends.
-    with repos.pinned(name, paths):
+def _export_stream(repos: RepoService, name: str, listed: list[CommitRecord]) -> Iterator[bytes]:
+    """The export file of the commits ``listed`` (parents first) without its digest;
+    its first item (b"") comes once their snapshots are pinned and at hand."""
+    with repos.pinned(name, [c.id for c in listed if not c.pruned]):
+        repo = repos.get_repo(name)
+        # Read again under the pins: one a gc pruned (and deleted) before they held is
+        # exported as a record only.
+        now = {c.id: c for c in repos.store.list_commits(name)}
+        commits = [now.get(c.id, c) for c in listed]
+        have = {c.id for c in commits if not c.pruned}
+        # Only copies this node holds (fetched if not); their paths are kept, as a gc may
+        # mark them pruned while the export runs.
+        paths = {commit_id: repos.local_commit(name, commit_id) for commit_id in have}
+        entries = [
+            commit_entry(
+                commit,
+                stream=commit.id in have,
+                base=commit.parent if commit.id in have and commit.parent in have else None,
+            )
+            for commit in commits
+        ]
+        metadata = {
+            "format": FORMAT,
+            "repo": {
+                "name": repo.name,
+                "created": rfc3339(repo.created),
+                "description": repo.description,
+            },
+            "branches": [
+                {"name": b.name, "head": b.head, "created": rfc3339(b.created)}
+                for b in repos.store.list_branches(name)
+            ],
+            "commits": entries,
+        }
+        yield b""
         yield MAGIC + json.dumps(metadata).encode() + b"\n"
         for entry in entries:
             if not entry["stream"]:

@@ -135,8 +135,8 @@ def test_a_daemon_killed_under_a_slow_upload_leaves_only_a_staged_file(node: Pfs
     node.start(env={"PFS_FAILPOINTS": "put.during_write=stop"})
     thread = client(b"z" * 3 * MIB)
     try:
-        for _ in range(1200):  # the failpoint stops the daemon once 1 MiB is staged
-            if stopped(node):
+        for _ in range(1200):  # 60 s: the spooled body reaches pfs late on a loaded host
+            if staged(node) and staged(node)[0].stat().st_size == MIB and stopped(node):
                 break
             threading.Event().wait(0.05)
         else:
