@@ -28,6 +28,7 @@ from bench._common import (
     verdict,
     write_results,
 )
+from pfs_volume.config import PLUGIN_DIR
 from tests.docker_engine import DockerEngine
 from tests.pfs_node import PfsNode, unique_driver_name
 
@@ -50,7 +51,9 @@ def main() -> None:
     require_root()
     started = time.monotonic()
     state = Path(tempfile.mkdtemp(prefix="pfsbench-docker-"))
-    node = PfsNode(state / "pfs", unique_driver_name("pfsbench"), pool_size="1G")
+    node = PfsNode(
+        state / "pfs", unique_driver_name("pfsbench"), pool_size="1G", plugin_dir=PLUGIN_DIR
+    )
     engine = DockerEngine(state / "docker")
     try:
         node.start()

@@ -43,7 +43,8 @@ class PfsNode:
         state_dir: its state dir (the pool image goes there).
         driver_name: its Docker driver name; unique per run when omitted.
         plugin_dir: the folder of its plugin socket: Docker's, or ``PRIVATE_PLUGIN_DIR``
-            for a daemon that only tests call.
+            for a daemon that only tests call. Default: Docker's for a node given an
+            engine (``PFS_DOCKER_HOST``), else the private one.
         pool_size: size of its pool image.
         env: extra environment (``PFS_FAILPOINTS``, ``PFS_DOCKER_HOST``, ...).
         args: extra ``pfs serve`` options (a cluster node's ``--etcd``, ...).
@@ -59,8 +60,10 @@ class PfsNode:
         pool_size: str = "2G",
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
-        plugin_dir: Path = PLUGIN_DIR,
+        plugin_dir: Path | None = None,
     ) -> None:
+        if plugin_dir is None:
+            plugin_dir = PLUGIN_DIR if "PFS_DOCKER_HOST" in (env or {}) else PRIVATE_PLUGIN_DIR
         self.state_dir = state_dir
         self.args = list(args or [])
         if "PFS_DOCKER_HOST" not in (env or {}) and "--reconcile-interval" not in self.args:
