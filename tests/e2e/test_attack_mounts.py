@@ -90,6 +90,28 @@ def test_a_slow_docker_cp_into_a_stopped_container_is_committed_whole(
         time.sleep(0.5)
 
 
+def detached(user: DockerUser, volume: str, options: list[str], script: str) -> str:
+    """``docker run -d`` of ``sh -c script`` with ``volume`` at /data and ``options``;
+    the container id."""
+    return user.engine.docker(
+        "run",
+        "-d",
+        "--pull=never",
+        "--network",
+        "none",
+        "--volume-driver",
+        user.driver,
+        "-v",
+        f"{volume}:{MOUNT_POINT}",
+        *options,
+        user.image,
+        "sh",
+        "-c",
+        script,
+        timeout=60,
+    ).stdout.strip()
+
+
 def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -103,24 +125,12 @@ def test_one_volume_at_two_paths_of_a_paused_container_copied_from(
     """Two mount points of one volume in one container (``--mount`` syntax for one), the
     container paused and copied from: both mounts stay until it stops, then it commits."""
     volume = user.volume("twice")
-    container = user.engine.docker(
-        "run",
-        "-d",
-        "--pull=never",
-        "--network",
-        "none",
-        "--volume-driver",
-        user.driver,
-        "-v",
-        f"{volume}:{MOUNT_POINT}",
-        "--mount",
-        f"type=volume,src={volume},dst=/again,volume-driver={user.driver}",
-        user.image,
-        "sh",
-        "-c",
+    container = detached(
+        user,
+        volume,
+        ["--mount", f"type=volume,src={volume},dst=/again,volume-driver={user.driver}"],
         WAIT_FOR_RELEASE,
-        timeout=60,
-    ).stdout.strip()
+    )
     ids = sorted(user.inspect_volume("twice")["Status"]["mount_ids"])
     assert len(ids) == 2
     user.exec(container, f"echo one > {MOUNT_POINT}/one")
@@ -140,23 +150,12 @@ def test_a_crash_looping_container_commits_every_run_and_leaves_no_record(
     user: DockerUser, pfs: PfsNode
 ) -> None:
     volume = user.volume("loop")
-    container = user.engine.docker(
-        "run",
-        "-d",
-        "--pull=never",
-        "--network",
-        "none",
-        "--restart=on-failure:2",
-        "--volume-driver",
-        user.driver,
-        "-v",
-        f"{volume}:{MOUNT_POINT}",
-        user.image,
-        "sh",
-        "-c",
+    container = detached(
+        user,
+        volume,
+        ["--restart=on-failure:2"],
         f"echo run >> {MOUNT_POINT}/runs; sleep 0.3; exit 3",
-        timeout=60,
-    ).stdout.strip()
+    )
     deadline = time.monotonic() + 30
     while user.engine.docker("inspect", "-f", "{{.State.Status}}", container).stdout.strip() != (
         "exited"

@@ -337,18 +337,24 @@ def test_a_freeing_verb_that_met_a_full_pool_while_another_took_the_reserve_retr
     assert len(tries) == 2
 
 
-def test_the_reserve_comes_back_when_an_export_ends_and_its_pruned_snapshot_goes(
-    volumes: VolumeService, repos: RepoService
-) -> None:
-    space = repos.space
-    assert space.start()
+def big_then_small(volumes: VolumeService, repos: RepoService) -> str:
+    """Repo r: 40 MiB committed, then replaced by a small file; the first commit's id
+    (gc --keep-last 1 frees its 40 MiB)."""
     path = volumes.mount("pfs/r", "m1")
     (path / "big").write_bytes(os.urandom(40 * CHUNK))
     volumes.unmount("pfs/r", "m1")
     path = volumes.mount("pfs/r", "m2")
     (path / "big").write_bytes(b"small")
     volumes.unmount("pfs/r", "m2")
-    first = repos.store.list_commits("r")[-1].id
+    return repos.store.list_commits("r")[-1].id
+
+
+def test_the_reserve_comes_back_when_an_export_ends_and_its_pruned_snapshot_goes(
+    volumes: VolumeService, repos: RepoService
+) -> None:
+    space = repos.space
+    assert space.start()
+    first = big_then_small(volumes, repos)
     export = export_repo(repos, "r")
     fill(volumes.mount("pfs/filler", "m3"))
     # gc on the full pool: it takes the reserve; the snapshot it prunes is being exported
@@ -423,13 +429,7 @@ def test_a_put_in_flight_holds_its_bytes_in_the_pool_not_on_the_host(small: PfsN
 def test_start_up_makes_the_reserve_once_the_gc_it_finished_freed_space(
     volumes: VolumeService, repos: RepoService
 ) -> None:
-    path = volumes.mount("pfs/r", "m1")
-    (path / "big").write_bytes(os.urandom(40 * CHUNK))
-    volumes.unmount("pfs/r", "m1")
-    path = volumes.mount("pfs/r", "m2")
-    (path / "big").write_bytes(b"small")
-    volumes.unmount("pfs/r", "m2")
-    first = repos.store.list_commits("r")[-1].id
+    first = big_then_small(volumes, repos)
     filler = volumes.mount("pfs/filler", "m3")
     repos.store.mark_pruned("r", [first])  # a gc killed before it deleted the snapshot
     fill(filler)
