@@ -120,21 +120,19 @@ class Doctor:
 
     def _mounts(self) -> list[Finding]:
         records = list(self.volumes.mounts())
-        found = []
         prefix = self.driver_name + "/"
-        for record in records:
-            if _is_prefixed(record.volume) and not record.volume.startswith(prefix):
-                found.append(
-                    Finding(
-                        WARNING,
-                        f"mount {record.id} of {record.volume} was made under another driver "
-                        f"name than {self.driver_name!r}; Docker's Unmount for it never "
-                        "comes here",
-                        "it is released once no container holds it (reconciliation); or: "
-                        f"pfs mount release {record.id}",
-                    )
-                )
+        other = [r for r in records if _is_prefixed(r.volume) and not r.volume.startswith(prefix)]
         if self.reconciler is None:
+            found = [
+                Finding(
+                    WARNING,
+                    f"mount {record.id} of {record.volume} was made under another driver "
+                    f"name than {self.driver_name!r}; Docker's Unmount for it never "
+                    "comes here",
+                    "once its container is gone: pfs mount release " + record.id,
+                )
+                for record in other
+            ]
             if records:
                 found.append(
                     Finding(
@@ -142,23 +140,39 @@ class Doctor:
                         f"{len(records)} mount record(s), and reconciliation with the engine "
                         "is off (--reconcile-interval 0): a record whose Unmount never comes "
                         "stays until released by hand",
-                        "pfs mount list, then pfs mount release ID for each whose container "
-                        "is gone",
+                        "pfs mount release ID for each whose container is gone (pfs mount "
+                        "list shows them)",
                     )
                 )
             return found
         try:
             stale = self.reconciler.stale()
         except Unavailable as exc:
-            found.append(
+            return [
                 Finding(
                     WARNING,
                     f"mount records cannot be checked against the Docker engine: {exc}",
                     "start pfs with --docker-host set to the engine that uses this plugin "
                     "(or --reconcile-interval 0 where no engine is)",
                 )
+            ]
+        stale_ids = {record.id for record in stale}
+        # A record of the old name that a container holds must not be released by hand:
+        # its container still writes, and no Unmount will ever commit what it writes
+        # after. Reconciliation releases it, committing, once the container stops.
+        found = [
+            Finding(
+                WARNING,
+                f"mount {record.id} of {record.volume} was made under another driver name "
+                f"than {self.driver_name!r} and is held by a container: Docker's Unmount for "
+                "it never comes here, so its writes are committed only once no container "
+                "holds it (reconciliation releases it then)",
+                f"stop the containers using {record.volume} to commit now; do not release "
+                "the mount while they write",
             )
-            return found
+            for record in other
+            if record.id not in stale_ids
+        ]
         for record in stale:
             target = (
                 f"{record.repo}/{record.branch}"

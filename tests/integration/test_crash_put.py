@@ -205,3 +205,35 @@ def test_a_put_killed_before_its_commit_is_committed_at_start_up(
     assert not list((node.pool_root / "puts").iterdir())
     reply = put(node, "docs/after.txt", b"after the crash")
     assert reply.status_code == 200 and reply.json()["changed"] is True, reply.text
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "commit.after_intent",
+        "commit.after_snapshot",
+        "commit.before_finish",
+        "commit.between_record_and_head",
+        "commit.after_finish",
+    ],
+)
+def test_a_crash_in_start_ups_put_commit_commits_the_put_once(node: PfsNode, point: str) -> None:
+    """The daemon is killed again while start-up commits a landed put: the next start
+    finishes or redoes that commit, and the put lands in exactly one commit."""
+    head, _ = started_with_one_file(node)
+    node.stop()
+    node.start(env={"PFS_FAILPOINTS": "put.before_commit"})
+    with pytest.raises(requests.ConnectionError):
+        put(node, "docs/a.txt", b"landed")
+    assert node.wait_exit() == 137
+    with pytest.raises(RuntimeError, match="exited 137"):
+        node.start(env={"PFS_FAILPOINTS": point})
+    node.start()
+    log = node.cli_json("log", "r")
+    assert [c["id"] for c in log[1:]] == [head], log
+    assert log[0]["origin"] == "put"
+    assert node.cli("cat", "r@master", "docs/a.txt").stdout == "landed"
+    assert not list((node.pool_root / "puts").iterdir())
+    assert node.cli("doctor", check=False).returncode == 0, node.cli("doctor", check=False).stdout
+    reply = put(node, "docs/after.txt", b"after the crashes")
+    assert reply.status_code == 200 and reply.json()["changed"] is True, reply.text

@@ -70,7 +70,7 @@ def test_a_pool_served_under_another_driver_name_is_said_at_start_and_by_doctor(
         found = {f["what"].split(":")[0]: f for f in findings(second)}
         mount = next(f for f in found.values() if "mount m1 of" in f["what"])
         assert "made under another driver name" in mount["what"]
-        assert mount["fix"].endswith("pfs mount release m1")
+        assert mount["fix"] == "once its container is gone: pfs mount release m1"
         driver = next(f for f in found.values() if "was served as Docker driver" in f["what"])
         assert driver["fix"].startswith(f"restart pfs with --driver-name {first.driver_name}")
         second.cli("mount", "release", "m1")
