@@ -52,7 +52,12 @@ def pytest_runtest_makereport(
 @pytest.fixture(scope="session")
 def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
     """A private dockerd for the session (no network, images from local files only)."""
-    engine = DockerEngine(tmp_path_factory.mktemp("docker")).start()
+    engine = DockerEngine(tmp_path_factory.mktemp("docker"))
+    try:
+        engine.start()
+    except BaseException:
+        engine.stop()  # a dockerd that never answered still runs and holds its mounts
+        raise
     try:
         yield engine
     finally:
