@@ -199,6 +199,14 @@ class PfsNode:
             raise AssertionError(f"pfs {' '.join(args)} failed: {done.stderr}")
         return done
 
+    def wait_until_no_mounts(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until the node holds no mount record, as
+        reconciliation leaves it once no container holds any; fail naming those left."""
+        deadline = time.monotonic() + timeout
+        while left := self.cli_json("mount", "list"):
+            assert time.monotonic() < deadline, f"mount records stayed: {left}"
+            time.sleep(0.2)
+
     def cli_json(self, *args: str) -> Any:
         """Run a CLI verb with ``--json`` and decode its output."""
         return json.loads(self.cli(*args, "--json").stdout)

@@ -20,7 +20,9 @@ from tests.e2e.conftest import RECONCILE_OFTEN
 from tests.e2e.docker_user import RELEASE_FILE, DockerUser
 from tests.pfs_node import PfsNode, unique_driver_name
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
+# Its own engines and driver names, and no daemon killed while its socket is in Docker's
+# folder: it can run beside the other end-to-end modules (their group shares one engine).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine-own")]
 
 SETTLE = 25.0
 """Seconds to wait for reconciliation (passes every second, 10 s grace)."""
@@ -44,13 +46,6 @@ def node_for(state_dir: Path, engine: DockerEngine, driver: str) -> PfsNode:
 
 def records(node: PfsNode) -> list[str]:
     return sorted(r["id"] for r in node.cli_json("mount", "list"))
-
-
-def wait_until_no_mounts(node: PfsNode) -> None:
-    deadline = time.monotonic() + SETTLE
-    while records(node):
-        assert time.monotonic() < deadline, f"records stayed: {records(node)}"
-        time.sleep(0.2)
 
 
 def test_a_mount_made_under_the_old_driver_name_lives_while_its_container_runs(
@@ -81,7 +76,7 @@ def test_a_mount_made_under_the_old_driver_name_lives_while_its_container_runs(
         user.exec(container, f"touch {RELEASE_FILE}")
         # Docker's Unmount goes to the old name's socket, which is gone: Docker retries
         # it for ~15 s and lists the container as running until then.
-        wait_until_no_mounts(new)
+        new.wait_until_no_mounts(SETTLE)
         [commit] = new.cli_json("log", "renamed")
         assert held in commit["message"]
         assert new.cli("cat", "renamed@master", "before").stdout == "1\n"
@@ -113,7 +108,7 @@ def test_dockerd_killed_while_a_container_writes_its_mount_commits_after_restart
         assert records(node) == [held]
         engine.start()
         engine.docker("wait", container, timeout=60)
-        wait_until_no_mounts(node)
+        node.wait_until_no_mounts(SETTLE)
         [commit] = node.cli_json("log", "killed")
         assert node.cli("cat", "killed@master", "kept").stdout == "kept\n"
         assert held in commit["message"]

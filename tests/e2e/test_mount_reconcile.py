@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,18 +22,6 @@ SETTLE = 20.0
 """Seconds a test waits for reconciliation (passes run every second)."""
 
 
-def mount_records(node: PfsNode) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = node.cli_json("mount", "list")
-    return records
-
-
-def wait_until_no_mounts(node: PfsNode) -> None:
-    deadline = time.monotonic() + SETTLE
-    while mount_records(node):
-        assert time.monotonic() < deadline, f"records stayed: {mount_records(node)}"
-        time.sleep(0.2)
-
-
 def test_a_mount_no_container_holds_is_released_and_its_writes_committed(
     user: DockerUser, pfs: PfsNode
 ) -> None:
@@ -42,7 +29,7 @@ def test_a_mount_no_container_holds_is_released_and_its_writes_committed(
     volume = user.volume("ghost")
     reply = pfs.plugin("VolumeDriver.Mount", {"Name": volume, "ID": "nobody-holds-this"})
     Path(reply["Mountpoint"], "written").write_text("by a container nobody remembers\n")
-    wait_until_no_mounts(pfs)
+    pfs.wait_until_no_mounts(SETTLE)
     [commit] = user.log("ghost")
     assert "nobody-holds-this" in commit["message"]
     assert user.files("ghost", commit["id"]) == {"written": "by a container nobody remembers"}
@@ -85,7 +72,7 @@ def test_an_unmount_cut_off_by_a_kill_is_retried_empty_and_still_commits(
     pfs.kill()
     pfs.start()
     assert int(user.engine.docker("wait", container, timeout=60).stdout) == 0
-    wait_until_no_mounts(pfs)
+    pfs.wait_until_no_mounts(SETTLE)
     [commit] = user.wait_for_commits("cut", 1)
     assert user.files("cut", commit["id"]) == {"kept": "kept"}
     retried = user.engine.log_since(engine_log)
