@@ -240,9 +240,10 @@ class Doctor:
             found.append(
                 Finding(
                     ERROR,
-                    f"the pool is full: its reserve ({space.size} bytes, kept so that pfs "
-                    f"can free space) was used up; {free} of {total} bytes are free, and "
-                    "commits, puts and new mounts fail with 'the pool is full'",
+                    f"the pool is full: it has no reserve ({space.size} bytes, kept so "
+                    "that pfs can free space: used up, or never room for it); "
+                    f"{free} of {total} bytes are free, and commits, puts and new mounts "
+                    "fail with 'the pool is full'",
                     f"{frees}; the reserve comes back once there is room",
                 )
             )

@@ -159,7 +159,7 @@ def test_a_full_pool_reports_507_and_a_failed_auto_commit_until_gc_frees_space(
     # pfs doctor says what is wrong and what to run
     doctor = small.cli("doctor", check=False)
     assert doctor.returncode == 1
-    assert "ERROR   the pool is full: its reserve" in doctor.stdout
+    assert "ERROR   the pool is full: it has no reserve" in doctor.stdout
     assert "ERROR   the last auto-commit of photos/master failed" in doctor.stdout
     assert "fix: pfs gc REPO --keep-last N" in doctor.stdout
 
