@@ -215,7 +215,7 @@ class Doctor:
                 if (repo.name, branch.name) in mounted:
                     continue
                 try:
-                    dirty = self.repos.holds_uncommitted(repo.name, branch.name)
+                    dirty = self.repos.has_uncommitted_changes(repo.name, branch.name)
                 except PfsError as exc:
                     log.info("doctor: %s not checked: %s", where, exc)
                     continue

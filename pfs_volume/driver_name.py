@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pfs_volume.durable import sync_folder
+from pfs_volume.durable import replace_synced
 from pfs_volume.errors import StorageError
 
 FILE = "driver-name"
@@ -39,17 +39,8 @@ def served_before(pool_root: Path, name: str) -> str | None:
         finally:
             os.close(fd)
     if before != name:
-        staged = path.with_name(FILE + ".new")
         try:
-            staged.unlink(missing_ok=True)
-            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, f"{name}\n".encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(staged, path)
-            sync_folder(pool_root)
+            replace_synced(path, f"{name}\n".encode())
         except OSError as exc:
             raise StorageError(f"cannot record the driver name in {path}: {exc}") from exc
     return before if before != name else None

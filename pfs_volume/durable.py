@@ -23,6 +23,21 @@ def write_synced(path: Path, body: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def replace_synced(path: Path, data: bytes) -> None:
+    """Make ``path`` (0600) hold ``data``, whole or not at all after a crash: written to a
+    staged name, flushed, renamed over ``path``, the folder flushed."""
+    staged = path.with_name(path.name + ".new")
+    staged.unlink(missing_ok=True)
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(staged, path)
+    sync_folder(path.parent)
+
+
 def sync_folder(folder: Path) -> None:
     """Flush a folder's entries (a file created, renamed or removed in it)."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

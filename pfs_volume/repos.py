@@ -765,14 +765,6 @@ class RepoService:
                 f"commit holds; commit them first: pfs commit {repo}/{branch}"
             )
 
-    def holds_uncommitted(self, repo: str, branch: str) -> bool:
-        """True when the branch's working copy holds changes no commit holds.
-
-        Raises:
-            NotFound: no such repo or branch.
-        """
-        return self._is_dirty(self.get_branch(repo, branch))
-
     def _is_dirty(self, branch: BranchRecord) -> bool:
         """True when the branch's working copy holds changes no commit holds."""
         path = self.branch_path(branch.repo, branch.name)

@@ -199,6 +199,12 @@ class PfsNode:
             raise AssertionError(f"pfs {' '.join(args)} failed: {done.stderr}")
         return done
 
+    def is_stopped(self) -> bool:
+        """True while the daemon is stopped (SIGSTOP, e.g. at a ``NAME=stop`` failpoint)."""
+        assert self.process is not None
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] == "T"
+
     def wait_until_no_mounts(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until the node holds no mount record, as
         reconciliation leaves it once no container holds any; fail naming those left."""

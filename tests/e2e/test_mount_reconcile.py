@@ -66,7 +66,7 @@ def test_an_unmount_cut_off_by_a_kill_is_retried_empty_and_still_commits(
     engine_log = user.engine.log_mark()
     user.exec(container, f"touch {RELEASE_FILE}")
     deadline = time.monotonic() + SETTLE
-    while not _stopped(pfs):  # the Unmount's commit froze it
+    while not pfs.is_stopped():  # the Unmount's commit froze it
         assert time.monotonic() < deadline, "the Unmount's commit never started"
         time.sleep(0.1)
     pfs.kill()
@@ -78,12 +78,6 @@ def test_an_unmount_cut_off_by_a_kill_is_retried_empty_and_still_commits(
     retried = user.engine.log_since(engine_log)
     assert "Unable to connect to plugin" in retried and "VolumeDriver.Unmount" in retried
     assert "an Unmount arrived with an empty body" in pfs.log()
-
-
-def _stopped(node: PfsNode) -> bool:
-    assert node.process is not None
-    stat = Path(f"/proc/{node.process.pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0] == "T"
 
 
 def test_doctor_shows_a_mount_no_container_holds_with_its_fix(

@@ -43,13 +43,6 @@ def generation(node: PfsNode) -> int:
     return BtrfsPool(node.pool_root).generation(working_copy(node))
 
 
-def stopped(node: PfsNode) -> bool:
-    """True once the daemon stopped itself (SIGSTOP at a ``=stop`` failpoint)."""
-    assert node.process is not None
-    stat = Path(f"/proc/{node.process.pid}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()[0] == "T"
-
-
 def staged(node: PfsNode) -> list[Path]:
     return sorted((node.pool_root / "staging").iterdir())
 
@@ -136,7 +129,7 @@ def test_a_daemon_killed_under_a_slow_upload_leaves_only_a_staged_file(node: Pfs
     thread = client(b"z" * 3 * MIB)
     try:
         for _ in range(1200):  # 60 s: the spooled body reaches pfs late on a loaded host
-            if staged(node) and staged(node)[0].stat().st_size == MIB and stopped(node):
+            if staged(node) and staged(node)[0].stat().st_size == MIB and node.is_stopped():
                 break
             threading.Event().wait(0.05)
         else:
