@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,14 @@ class DatumFailed(PfsError):
     code = "datum_failed"
 
 
+class JobKilled(PfsError):
+    """The job was stopped from outside (pipeline stopped or deleted, daemon stopping):
+    its containers are removed and nothing is committed."""
+
+    status = 409
+    code = "job_killed"
+
+
 class JobRunner:
     """Runs jobs on this node.
 
@@ -82,14 +91,22 @@ class JobRunner:
         return self.root / pipeline / "jobs" / job_id
 
     def run(
-        self, spec: PipelineSpec, job: JobRecord, previous: JobRecord | None
+        self,
+        spec: PipelineSpec,
+        job: JobRecord,
+        previous: JobRecord | None,
+        stop: threading.Event | None = None,
     ) -> tuple[list[DatumResult], CommitRecord | None]:
         """Run ``job``'s datums (reusing ``previous``'s where nothing changed), then
         commit the combined output. Returns the datum results and the output commit
         (None when the output did not change).
 
+        ``stop``, once set, kills the job: its containers are removed and nothing is
+        committed (raises JobKilled).
+
         Raises:
             DatumFailed: a datum failed (the results so far are in the exception's args).
+            JobKilled: ``stop`` was set before the output was committed.
             Conflict: the output branch is mounted or holds uncommitted changes.
         """
         commits = {name: ref.split("@", 1)[1] for name, ref in job.inputs.items()}
