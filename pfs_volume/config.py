@@ -17,6 +17,9 @@ DEFAULT_DRIVER_NAME = "pfs"
 DEFAULT_API_SOCKET = Path("/run/pfs/api.sock")
 DEFAULT_RECONCILE_INTERVAL = 30.0
 DEFAULT_RECONCILE_GRACE = 30.0
+DEFAULT_MAX_JOBS = 4
+"""Pipeline jobs a node runs at once, across all its pipelines."""
+MAX_JOBS = 64
 PLUGIN_DIR = Path("/run/docker/plugins")
 """Where Docker looks for legacy plugins' sockets."""
 
@@ -107,6 +110,8 @@ class Settings:
     """Seconds between mount reconciliation passes; 0: none."""
     reconcile_grace: float = DEFAULT_RECONCILE_GRACE
     """Seconds a new mount record counts as held by a container not running yet."""
+    max_jobs: int = DEFAULT_MAX_JOBS
+    """Pipeline jobs this node runs at once (one per pipeline at a time)."""
 
     def __post_init__(self) -> None:
         check_component(self.node_id, "node id")
@@ -125,6 +130,8 @@ class Settings:
             raise InvalidRequest(
                 f"--reconcile-grace must be from 0.5 to 3600 seconds, not {self.reconcile_grace:g}"
             )
+        if not 1 <= self.max_jobs <= MAX_JOBS:
+            raise InvalidRequest(f"--max-jobs must be from 1 to {MAX_JOBS}, not {self.max_jobs}")
         if self.etcd:
             for url in self.etcd:
                 _check_url(url, "--etcd endpoint")

@@ -197,7 +197,9 @@ class Daemon:
             owns = one_node
 
         runner = JobRunner(repos, self._docker_client, self.settings.driver_name)
-        return PipelineService(repos, runner, owns) if owns else PipelineService(repos, runner)
+        return PipelineService(
+            repos, runner, owns or (lambda _name: True), max_jobs=self.settings.max_jobs
+        )
 
     def _serve(self, app: object, path: Path, label: str, connections: int) -> None:
         """Serve ``app`` on the unix socket ``path``: its own loop, threads and

@@ -1124,9 +1124,15 @@ class RepoService:
                 f"this node's working copy was based on {record.working_base}; the changes "
                 "here were not committed (the next writable mount here keeps them aside)"
             )
-        if not merge_parents and (
-            not self.pool.is_subvolume(path)
-            or not self.pool.changed_since(path, record.clean_generation)
+        # A merge commit, and a pipeline's output commit (its provenance is what later
+        # jobs check their inputs' consistency by), are made even when no file changed.
+        if (
+            not merge_parents
+            and not provenance
+            and (
+                not self.pool.is_subvolume(path)
+                or not self.pool.changed_since(path, record.clean_generation)
+            )
         ):
             if mount_id is not None:
                 self.release_mount_record(mount_id)

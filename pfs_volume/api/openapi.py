@@ -90,6 +90,11 @@ FILE_PATH = _query("path", PATH_SCHEMA)
 COMMIT_OUT = _object(commit=_ref("Commit"))
 PIPELINE = _path_param("name", NAME)
 JOB = _path_param("job_id", {"type": "string"})
+STRINGS = {"type": "array", "items": {"type": "string"}}
+WAIT_TIMEOUT = _query(
+    "timeout",
+    {"type": "number", "minimum": 0, "maximum": 30, "description": "seconds (default 30)"},
+)
 SPEC_BODY = {
     "required": True,
     "content": {
@@ -323,8 +328,28 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/v1/pipelines/{name}": {
         "get": _op("Inspect a pipeline and its latest jobs", _ref("Pipeline"), PIPELINE),
-        "put": _op("Replace a pipeline's spec", _ref("Pipeline"), PIPELINE, body=SPEC_BODY),
-        "delete": _op("Delete a pipeline", _object(deleted={"type": "string"}), PIPELINE),
+        "put": _op(
+            "Replace a pipeline's spec (reprocess=true: the next job runs every datum)",
+            _ref("Pipeline"),
+            PIPELINE,
+            _query("reprocess", {"type": "string", "enum": ["true", "false"]}),
+            body=SPEC_BODY,
+        ),
+        "delete": _op(
+            "Delete a pipeline, killing its running job",
+            _object(deleted={"type": "string"}, killed=STRINGS),
+            PIPELINE,
+        ),
+    },
+    "/v1/pipelines/{name}/stop": {
+        "post": _op(
+            "Stop a pipeline: its running job is killed, no job is queued",
+            _object(stopped={"type": "string"}, killed=STRINGS),
+            PIPELINE,
+        )
+    },
+    "/v1/pipelines/{name}/start": {
+        "post": _op("Start a stopped pipeline", _object(started={"type": "string"}), PIPELINE)
     },
     "/v1/jobs": {
         "get": _op(
@@ -334,6 +359,14 @@ PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/v1/jobs/{job_id}": {"get": _op("Inspect a job", _ref("Job"), JOB)},
+    "/v1/jobs/{job_id}/wait": {
+        "get": _op(
+            "The job once it has ended, or as it is after timeout seconds",
+            _ref("Job"),
+            JOB,
+            WAIT_TIMEOUT,
+        )
+    },
     "/v1/jobs/{job_id}/logs": {
         "get": _op(
             "A job's container output by datum",
@@ -343,6 +376,42 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/v1/jobs/{job_id}/rerun": {
         "post": _op("Run a job again on the same inputs", _ref("Job"), JOB, status="201")
+    },
+    "/v1/repos/{repo}/commits/{ref}/wait": {
+        "get": _op(
+            "Where every pipeline downstream of a commit is, once all are done with it or "
+            "after timeout seconds",
+            _object(
+                commit={"type": "string"},
+                done={"type": "boolean"},
+                succeeded={"type": "boolean"},
+                pipelines={
+                    "type": "array",
+                    "items": _object(
+                        pipeline={"type": "string"},
+                        state={
+                            "type": "string",
+                            "enum": [
+                                "success",
+                                "failure",
+                                "killed",
+                                "queued",
+                                "running",
+                                "pending",
+                                "stopped",
+                                "blocked",
+                            ],
+                        },
+                        job={"type": "string", "nullable": True},
+                        output={"type": "string", "nullable": True},
+                        detail={"type": "string", "nullable": True},
+                    ),
+                },
+            ),
+            REPO,
+            COMMIT_REF,
+            WAIT_TIMEOUT,
+        )
     },
     "/v1/repos/{repo}/commits/{ref}/provenance": {
         "get": _op(

@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from pfs_volume.errors import InvalidRequest
 from pfs_volume.names import check_component, parse_ref
 from pfs_volume.pipelines.jobs import JobRecord
-from pfs_volume.pipelines.service import PipelineService
+from pfs_volume.pipelines.service import MAX_WAIT, PipelineService
 from pfs_volume.pipelines.spec import MAX_SPEC_BYTES, parse_spec, spec_to_json
 from pfs_volume.request_limits import accepts_body
 from pfs_volume.strict_json import read_body
@@ -24,6 +24,28 @@ def job_json(job: JobRecord) -> dict[str, Any]:
     body.pop("version")
     body["datums"] = [asdict(d) for d in job.datums]
     return body
+
+
+def flag(name: str) -> bool:
+    """A true/false query parameter (absent: false). Raises InvalidRequest."""
+    value = request.args.get(name, "false")
+    if value not in ("true", "false"):
+        raise InvalidRequest(f"{name} must be true or false, not {value[:40]!r}")
+    return value == "true"
+
+
+def wait_timeout() -> float:
+    """The ``timeout`` query parameter of a wait: seconds, 0 to MAX_WAIT (default)."""
+    value = request.args.get("timeout", str(MAX_WAIT))
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WAIT:
+        raise InvalidRequest(
+            f"timeout must be a number of seconds from 0 to {MAX_WAIT:g}, not {value[:40]!r}"
+        )
+    return seconds
 
 
 def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
@@ -47,24 +69,40 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
     @app.get("/v1/pipelines/<name>")
     def inspect_pipeline(name: str) -> ResponseReturnValue:
         check_component(name, "pipeline")
-        spec = pipelines.get(name)
+        document = pipelines.document(name)
         jobs = pipelines.jobs.list(name)
-        return {**spec_to_json(spec), "jobs": [job_json(j) for j in jobs[-10:]]}
+        return {
+            **spec_to_json(document.spec),
+            "stopped": document.stopped,
+            "waiting": pipelines.waiting(name),
+            "jobs": [job_json(j) for j in jobs[-10:]],
+        }
 
     @app.put("/v1/pipelines/<name>")
     @accepts_body(up_to=MAX_SPEC_BYTES)
     def update_pipeline(name: str) -> ResponseReturnValue:
         check_component(name, "pipeline")
+        reprocess = flag("reprocess")
         spec = spec_body()
         if spec.name != name:
             raise InvalidRequest(f"the spec is of pipeline {spec.name!r}, not {name!r}")
-        return spec_to_json(pipelines.update(spec_to_json(spec)))
+        return spec_to_json(pipelines.update(spec_to_json(spec), reprocess=reprocess))
 
     @app.delete("/v1/pipelines/<name>")
     def delete_pipeline(name: str) -> ResponseReturnValue:
         check_component(name, "pipeline")
-        pipelines.delete(name)
-        return {"deleted": name}
+        return {"deleted": name, "killed": pipelines.delete(name)}
+
+    @app.post("/v1/pipelines/<name>/stop")
+    def stop_pipeline(name: str) -> ResponseReturnValue:
+        check_component(name, "pipeline")
+        return {"stopped": name, "killed": pipelines.stop_pipeline(name)}
+
+    @app.post("/v1/pipelines/<name>/start")
+    def start_pipeline(name: str) -> ResponseReturnValue:
+        check_component(name, "pipeline")
+        pipelines.start_pipeline(name)
+        return {"started": name}
 
     @app.get("/v1/jobs")
     def list_jobs() -> ResponseReturnValue:
@@ -77,6 +115,10 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
     def inspect_job(job_id: str) -> ResponseReturnValue:
         return job_json(pipelines.job(job_id))
 
+    @app.get("/v1/jobs/<job_id>/wait")
+    def wait_job(job_id: str) -> ResponseReturnValue:
+        return job_json(pipelines.wait_job(job_id, wait_timeout()))
+
     @app.get("/v1/jobs/<job_id>/logs")
     def job_logs(job_id: str) -> ResponseReturnValue:
         return {"logs": pipelines.logs(job_id)}
@@ -84,6 +126,18 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
     @app.post("/v1/jobs/<job_id>/rerun")
     def rerun_job(job_id: str) -> ResponseReturnValue:
         return job_json(pipelines.rerun(job_id)), 201
+
+    @app.get("/v1/repos/<repo>/commits/<ref>/wait")
+    def wait_commit(repo: str, ref: str) -> ResponseReturnValue:
+        timeout = wait_timeout()
+        commit = pipelines.repos.resolve_commit(repo, parse_ref(ref))
+        progress = pipelines.wait_commit(repo, commit.id, timeout)
+        return {
+            "commit": progress.commit,
+            "done": progress.done,
+            "succeeded": progress.succeeded,
+            "pipelines": [asdict(p) for p in progress.pipelines],
+        }
 
     @app.get("/v1/repos/<repo>/commits/<ref>/provenance")
     def provenance(repo: str, ref: str) -> ResponseReturnValue:

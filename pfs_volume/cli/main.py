@@ -23,6 +23,7 @@ from pfs_volume.cli.unpack import unpack
 from pfs_volume.config import (
     DEFAULT_API_SOCKET,
     DEFAULT_DRIVER_NAME,
+    DEFAULT_MAX_JOBS,
     DEFAULT_POOL_SIZE,
     DEFAULT_RECONCILE_GRACE,
     DEFAULT_RECONCILE_INTERVAL,
@@ -207,6 +208,15 @@ def main(api: str) -> None:
     "yet (Docker mounts before it starts) (env PFS_RECONCILE_GRACE).",
 )
 @click.option(
+    "--max-jobs",
+    envvar="PFS_MAX_JOBS",
+    default=DEFAULT_MAX_JOBS,
+    show_default=True,
+    type=int,
+    help="Pipeline jobs this node runs at once, across its pipelines; each pipeline runs "
+    "one job at a time (env PFS_MAX_JOBS).",
+)
+@click.option(
     "--lease-ttl",
     envvar="PFS_LEASE_TTL",
     default=10,
@@ -231,6 +241,7 @@ def serve(
     docker_host: str,
     reconcile_interval: float,
     reconcile_grace: float,
+    max_jobs: int,
 ) -> None:
     """Run the node daemon (Docker volume plugin and pfs API)."""
     from pfs_volume.daemon import Daemon
@@ -251,6 +262,7 @@ def serve(
         docker_host=docker_host,
         reconcile_interval=reconcile_interval,
         reconcile_grace=reconcile_grace,
+        max_jobs=max_jobs,
     )
     daemon = Daemon(settings)
     daemon.start()
@@ -610,15 +622,46 @@ def pipeline_create(spec_path: Path, as_json: bool) -> None:
 
 @pipeline.command("update")
 @SPEC_FILE
+@click.option("--reprocess", is_flag=True, help="Run every datum again (reuse no earlier output).")
 @json_option
 @reports_errors
-def pipeline_update(spec_path: Path, as_json: bool) -> None:
+def pipeline_update(spec_path: Path, reprocess: bool, as_json: bool) -> None:
     """Replace a pipeline's spec (named inside the file)."""
     from pfs_volume.pipelines.spec import parse_spec
 
     name = parse_spec(spec_path.read_bytes(), filename_hint=spec_path.name).name
-    result = _client().request("PUT", f"/v1/pipelines/{_segment(name)}", data=_spec_file(spec_path))
-    _show(result, as_json, f"updated pipeline {result['name']}")
+    result = _client().request(
+        "PUT",
+        f"/v1/pipelines/{_segment(name)}",
+        data=_spec_file(spec_path),
+        reprocess="true" if reprocess else None,
+    )
+    _show(
+        result,
+        as_json,
+        f"updated pipeline {result['name']}" + ("; every datum runs again" if reprocess else ""),
+    )
+
+
+@pipeline.command("stop")
+@click.argument("name")
+@json_option
+@reports_errors
+def pipeline_stop(name: str, as_json: bool) -> None:
+    """Stop a pipeline: its running job is killed (nothing committed), no job starts."""
+    result = _client().request("POST", f"/v1/pipelines/{_segment(name)}/stop")
+    killed = f"; killed job {', '.join(result['killed'])}" if result["killed"] else ""
+    _show(result, as_json, f"stopped pipeline {name}{killed}")
+
+
+@pipeline.command("start")
+@click.argument("name")
+@json_option
+@reports_errors
+def pipeline_start(name: str, as_json: bool) -> None:
+    """Start a stopped pipeline: it runs on its current inputs again."""
+    result = _client().request("POST", f"/v1/pipelines/{_segment(name)}/start")
+    _show(result, as_json, f"started pipeline {name}")
 
 
 @pipeline.command("list")
@@ -661,7 +704,8 @@ def pipeline_inspect(name: str, as_json: bool) -> None:
 def pipeline_delete(name: str, as_json: bool) -> None:
     """Delete a pipeline (its jobs' records and output commits stay)."""
     result = _client().delete(f"/v1/pipelines/{_segment(name)}")
-    _show(result, as_json, f"deleted pipeline {name}")
+    killed = f"; killed job {', '.join(result['killed'])}" if result.get("killed") else ""
+    _show(result, as_json, f"deleted pipeline {name}{killed}")
 
 
 @main.group()
@@ -720,6 +764,97 @@ def job_rerun(job_id: str, as_json: bool) -> None:
     """Run a job again on the same input commits."""
     result = _client().request("POST", f"/v1/jobs/{_segment(job_id)}/rerun")
     _show(result, as_json, f"queued job {result['id']}")
+
+
+WAIT_TIMEOUT = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Give up after this long (exit 2). Default: wait as long as it takes.",
+)
+WAIT_SLICE = 30.0
+"""Seconds one wait request may block on the daemon (its limit)."""
+
+
+def _wait_until(
+    ask: Callable[[float], dict[str, Any]],
+    done: Callable[[dict[str, Any]], bool],
+    timeout: float | None,
+    what: str,
+) -> dict[str, Any]:
+    """Ask the daemon until ``done``, each request blocking up to WAIT_SLICE seconds."""
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
+        result = ask(min(WAIT_SLICE, left))
+        if done(result):
+            return result
+        if deadline is not None and time.monotonic() >= deadline:
+            click.echo(f"pfs: {what} is not done after {timeout:g} s", err=True)
+            sys.exit(2)
+
+
+@job.command("wait")
+@click.argument("job_id")
+@WAIT_TIMEOUT
+@json_option
+@reports_errors
+def job_wait(job_id: str, timeout: float | None, as_json: bool) -> None:
+    """Wait until a job ends; exit 0 if it succeeded, 1 if it failed or was killed."""
+    client = _client()
+    result = _wait_until(
+        lambda slice_: client.get(f"/v1/jobs/{_segment(job_id)}/wait", timeout=f"{slice_:g}"),
+        lambda job: job["state"] in ("success", "failure", "killed"),
+        timeout,
+        f"job {job_id}",
+    )
+    if as_json:
+        _print_json(result)
+    else:
+        detail = f": {result['error']}" if result.get("error") else ""
+        output = f" (output {result['output']})" if result.get("output") else ""
+        click.echo(f"job {result['id']} {result['state']}{output}{detail}")
+    if result["state"] != "success":
+        sys.exit(1)
+
+
+@main.command("wait")
+@click.argument("target", metavar="REPO@REF")
+@WAIT_TIMEOUT
+@json_option
+@reports_errors
+def wait(target: str, timeout: float | None, as_json: bool) -> None:
+    """Wait until every pipeline downstream of a commit is done with it.
+
+    Exit 0 when all succeeded (or nothing is downstream), 1 when a job failed or was
+    killed, or a pipeline is stopped or blocked behind one that failed.
+    """
+    repo_name, ref = parse_repo_ref(target)
+    client = _client()
+    route = f"/v1/repos/{_segment(repo_name)}/commits/{_segment(str(ref))}/wait"
+    result = _wait_until(
+        lambda slice_: client.get(route, timeout=f"{slice_:g}"),
+        lambda progress: bool(progress["done"]),
+        timeout,
+        f"{target}",
+    )
+    if as_json:
+        _print_json(result)
+    else:
+        rows = [
+            [p["pipeline"], p["state"], p["job"] or "", p["output"] or "", p["detail"] or ""]
+            for p in result["pipelines"]
+        ]
+        click.echo(f"commit {result['commit']}")
+        if rows:
+            click.echo(table(["pipeline", "state", "job", "output", "detail"], rows))
+        else:
+            click.echo("(no pipeline reads it)")
+    if not result["succeeded"]:
+        sys.exit(1)
 
 
 @main.command("provenance")

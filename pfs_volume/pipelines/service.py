@@ -1,44 +1,51 @@
-"""Pipelines: their specs, the triggers that start jobs, and provenance.
+"""Pipelines: their specs, the commands on them and their jobs, and provenance.
 
-A pipeline is stored as a document of kind ``pipeline`` holding its spec and the input
-commits its last job ran on. A trigger loop compares each pipeline's input branch heads
-with those and queues a job when they differ; jobs of one pipeline run one at a time,
-oldest first. A pipeline whose input is another pipeline's output branch therefore runs
-after it: the upstream job's commit is what moves that branch (a DAG, in order).
+The trigger loop and the job slots are the ``Scheduler``'s; this is the front the API
+calls. Specs are checked as a whole, against the repos and the other pipelines too, and
+every problem is reported at once.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TypeVar
 
-from pfs_volume.errors import Conflict, NotFound, PfsError
-from pfs_volume.meta import CommitRecord, rfc3339, utcnow
+from pfs_volume.errors import Conflict, InvalidRequest, NotFound
+from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
+from pfs_volume.pipelines.graph import writer_problems
 from pfs_volume.pipelines.jobs import JobRecord, JobStore, new_job_id
-from pfs_volume.pipelines.runner import DatumFailed, JobRunner
-from pfs_volume.pipelines.spec import PipelineSpec, fingerprint, spec_to_json, validate
+from pfs_volume.pipelines.progress import CommitProgress, commit_progress
+from pfs_volume.pipelines.runner import JobRunner
+from pfs_volume.pipelines.scheduler import DELETED, STOPPED, Scheduler
+from pfs_volume.pipelines.spec import PipelineSpec, SpecOutline, fingerprint, validate
 from pfs_volume.repos import RepoService
 
 log = logging.getLogger(__name__)
 
-KIND = "pipeline"
-INTERRUPTED = "the pfs daemon stopped during the job; it runs again"
-TRIGGER_INTERVAL = 1.0
-"""Seconds between looks at the input branches."""
+T = TypeVar("T")
+
+MAX_WAIT = 30.0
+"""Seconds one wait request may block (the CLI asks again until done)."""
+MAX_WAITERS = 16
+"""Wait requests blocking at once; beyond that a wait answers at once (the API's
+threads are shared with every other request)."""
+DEFAULT_MAX_JOBS = 4
 
 
 class PipelineService:
-    """Pipelines of this pfs: create, update, delete, trigger and run their jobs.
+    """Pipelines of this pfs: create, update, stop, start, delete; jobs, waits and
+    provenance.
 
     Args:
         repos: the commit graph.
         runner: runs one job (containers, datums, the output commit).
         owns: whether this node runs a pipeline's jobs (in a cluster, one live node per
             pipeline, picked by rendezvous hashing; on a single host, always).
+        max_jobs: jobs this node runs at once.
     """
 
     def __init__(
@@ -46,113 +53,163 @@ class PipelineService:
         repos: RepoService,
         runner: JobRunner,
         owns: Callable[[str], bool] = lambda _name: True,
+        max_jobs: int = DEFAULT_MAX_JOBS,
     ) -> None:
         self.repos = repos
-        self.owns = owns
         self.node_id = repos.coordinator.node_id
         self.store = repos.store
         self.jobs = JobStore(repos.store)
+        self.documents = PipelineDocuments(repos.store)
         self.runner = runner
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._wake = threading.Event()
+        self.scheduler = Scheduler(repos.store, runner, self.node_id, owns, max_jobs)
+        self._waiters = threading.BoundedSemaphore(MAX_WAITERS)
 
     # specs
 
-    def create(self, raw: Any) -> PipelineSpec:
+    def create(self, raw: object) -> PipelineSpec:
         """Validate and store a pipeline; its first job starts on the current inputs.
 
         Raises:
-            InvalidRequest: every problem of the spec. Conflict: the name is taken.
+            InvalidRequest: every problem of the spec (its fields, input repos that do
+                not exist, an output another pipeline writes, a cycle).
+            Conflict: the name is taken.
         """
-        spec = validate(raw)
-        self._check_inputs(spec)
-        self._check_graph(spec)
-        body = {"spec": spec_to_json(spec), "epoch": new_job_id()}
-        self.store.put_document(KIND, spec.name, json.dumps(body), None)
+        spec = validate(raw, self._context_problems)
+        self.documents.add(PipelineDocument(spec=spec, epoch=new_job_id()))
         self.repos.ensure_repo(spec.output.repo)
         self.repos.ensure_branch(spec.output.repo, spec.output.branch, None)
         log.info("pipeline=%s created", spec.name)
-        self._wake.set()
+        self.scheduler.wake()
         return spec
 
-    def update(self, raw: Any) -> PipelineSpec:
-        """Replace a pipeline's spec; the next job runs with it (all datums, if the
-        transform or the inputs changed). Raises InvalidRequest, NotFound."""
-        spec = validate(raw)
-        self._check_inputs(spec)
-        self._check_graph(spec)
-        body, version = self._document(spec.name)
-        body["spec"] = spec_to_json(spec)
-        self.store.put_document(KIND, spec.name, json.dumps(body), version)
-        self._wake.set()
+    def update(self, raw: object, reprocess: bool = False) -> PipelineSpec:
+        """Replace a pipeline's spec; the next job runs with it (every datum, if the
+        transform or the inputs changed, or with ``reprocess``).
+
+        Raises:
+            InvalidRequest: every problem of the spec. NotFound: no such pipeline.
+        """
+        spec = validate(raw, self._context_problems)
+        document = self.documents.get(spec.name)
+        changed = replace(document, spec=spec)
+        if reprocess:
+            changed = replace(changed, reprocess_after=new_job_id())
+        self.documents.save(changed)
+        self.repos.ensure_repo(spec.output.repo)
+        self.repos.ensure_branch(spec.output.repo, spec.output.branch, None)
+        log.info("pipeline=%s updated%s", spec.name, " (reprocess)" if reprocess else "")
+        self.scheduler.wake()
         return spec
 
-    def _check_inputs(self, spec: PipelineSpec) -> None:
-        missing = sorted({i.repo for i in spec.inputs if not self.repos.repo_exists(i.repo)})
-        if missing:
-            raise NotFound(
-                f"pipeline {spec.name}: no repo {', '.join(map(repr, missing))} to read; "
-                "create the input repos first"
-            )
-
-    def _check_graph(self, spec: PipelineSpec) -> None:
-        """Refuse an output branch another pipeline writes, and a cycle of pipelines
-        (each would trigger the next for ever)."""
-        others = [s for s in self.list_specs() if s.name != spec.name]
-        out = (spec.output.repo, spec.output.branch)
-        for other in others:
-            if (other.output.repo, other.output.branch) == out:
-                raise Conflict(
-                    f"pipeline {other.name} writes {out[0]}/{out[1]} already; give "
-                    f"{spec.name} another output"
+    def _context_problems(self, outline: SpecOutline) -> list[tuple[str, str]]:
+        problems: list[tuple[str, str]] = []
+        for path, item in outline.reads:
+            if not self.repos.repo_exists(item.repo):
+                problems.append(
+                    (
+                        f"{path}.repo",
+                        f"there is no repo {item.repo!r} to read; create it first "
+                        f"(pfs repo create {item.repo}) or fix the name",
+                    )
                 )
-        feeds: dict[tuple[str, str], list[PipelineSpec]] = {}
-        for item in [*others, spec]:
-            for source in item.inputs:
-                feeds.setdefault((source.repo, source.branch), []).append(item)
-        seen: set[str] = set()
-        todo = list(feeds.get(out, []))
-        while todo:
-            item = todo.pop()
-            if item.name == spec.name:
-                raise Conflict(
-                    f"pipeline {spec.name} would feed itself through other pipelines (a "
-                    "cycle): pipelines must form a DAG"
-                )
-            if item.name not in seen:
-                seen.add(item.name)
-                todo.extend(feeds.get((item.output.repo, item.output.branch), []))
+        if outline.name is not None:
+            reads = [(path, (item.repo, item.branch)) for path, item in outline.reads]
+            problems.extend(writer_problems(outline.name, outline.output, reads, self.list_specs()))
+        return problems
 
     def get(self, name: str) -> PipelineSpec:
         """A pipeline's spec. Raises NotFound."""
-        body, _ = self._document(name)
-        return validate(body["spec"])
+        return self.documents.get(name).spec
 
-    def _document(self, name: str) -> tuple[dict[str, Any], int]:
-        found = self.store.get_document(KIND, name)
-        if found is None:
-            raise NotFound(f"there is no pipeline {name!r}")
-        return json.loads(found[0]), found[1]
+    def document(self, name: str) -> PipelineDocument:
+        """A pipeline as stored (spec, stopped). Raises NotFound."""
+        return self.documents.get(name)
+
+    def waiting(self, name: str) -> str | None:
+        """Why a pipeline's inputs cannot be used yet (None: they can)."""
+        return self.scheduler.waiting.get(name)
 
     def list_specs(self) -> list[PipelineSpec]:
         """Every pipeline, by name."""
-        return [
-            validate(json.loads(body)["spec"]) for _n, body, _v in self.store.list_documents(KIND)
-        ]
+        return [d.spec for d in self.documents.list()]
 
-    def delete(self, name: str) -> None:
-        """Drop a pipeline (its jobs' records and its output commits stay). NotFound."""
-        self._document(name)
-        self.store.delete_document(KIND, name)
-        log.info("pipeline=%s deleted", name)
+    def stop_pipeline(self, name: str) -> list[str]:
+        """Stop a pipeline: its running job is killed (containers removed, nothing
+        committed) and no job is queued until it is started. The killed jobs' ids.
+        Raises NotFound."""
+        self._set_stopped(name, True)
+        killed = self.scheduler.kill(name, STOPPED)
+        log.info("pipeline=%s stopped; killed jobs: %s", name, killed or "none")
+        return killed
+
+    def start_pipeline(self, name: str) -> None:
+        """Start a stopped pipeline: its inputs are looked at again. Raises NotFound."""
+        self._set_stopped(name, False)
+        log.info("pipeline=%s started", name)
+        self.scheduler.wake()
+
+    def _set_stopped(self, name: str, stopped: bool) -> None:
+        for _ in range(10):
+            document = self.documents.get(name)
+            if document.stopped == stopped:
+                return
+            try:
+                self.documents.save(replace(document, stopped=stopped))
+                return
+            except Conflict:
+                continue
+        raise Conflict(f"pipeline {name} kept changing; try again")
+
+    def delete(self, name: str) -> list[str]:
+        """Drop a pipeline, killing its running job first (its jobs' records and its
+        output commits stay). The killed jobs' ids. Raises NotFound."""
+        self.documents.get(name)
+        self.documents.delete(name)
+        killed = self.scheduler.kill(name, DELETED)
+        log.info("pipeline=%s deleted; killed jobs: %s", name, killed or "none")
+        return killed
 
     # jobs
 
     def rerun(self, job_id: str) -> JobRecord:
-        """Queue a new job on the same input commits as ``job_id``. Raises NotFound."""
+        """Queue a new job on the same input commits as ``job_id``.
+
+        Raises:
+            NotFound: no such job or pipeline.
+            Conflict: a later job of the pipeline succeeded on these or newer inputs
+                (rerunning would commit a duplicate, or move the output back to older
+                data), or a job on these inputs is queued or running.
+        """
         old = self.job(job_id)
-        spec = self.get(old.pipeline)
+        document = self.documents.get(old.pipeline)
+        spec = document.spec
+        later = [j for j in self.jobs.list(spec.name) if j.id > old.id and j.id > document.epoch]
+        busy = [j for j in later if not j.done and j.inputs == old.inputs]
+        if busy:
+            raise Conflict(
+                f"job {busy[-1].id} on the same input commits is {busy[-1].state} already"
+            )
+        succeeded = [j for j in later if j.state == "success"]
+        if (
+            succeeded
+            and not (old.id < document.reprocess_after <= succeeded[-1].id)
+            and (
+                succeeded[-1].inputs != old.inputs or succeeded[-1].fingerprint == fingerprint(spec)
+            )
+        ):
+            newer = succeeded[-1]
+            what = "the same" if newer.inputs == old.inputs else "newer"
+            raise Conflict(
+                f"job {newer.id} of pipeline {spec.name} succeeded after {old.id} on {what} "
+                f"input commits; its output {newer.output or '(unchanged)'} is current, and "
+                f"rerunning {old.id} would "
+                + (
+                    "commit the same output again"
+                    if what == "the same"
+                    else "move the output back to older data"
+                )
+                + " (pfs pipeline update --reprocess runs every datum again)"
+            )
         job = self.jobs.add(
             JobRecord(
                 id=new_job_id(),
@@ -161,7 +218,7 @@ class PipelineService:
                 fingerprint=fingerprint(spec),
             )
         )
-        self._wake.set()
+        self.scheduler.wake()
         return job
 
     def job(self, job_id: str) -> JobRecord:
@@ -170,6 +227,48 @@ class PipelineService:
         if found is None:
             raise NotFound(f"there is no job {job_id!r}")
         return found
+
+    def wait_job(self, job_id: str, timeout: float) -> JobRecord:
+        """The job once it has ended, or as it is after ``timeout`` seconds (at most
+        ``MAX_WAIT``). Raises NotFound."""
+        return self._wait(lambda: self.job(job_id), lambda job: job.done, timeout)
+
+    def wait_commit(self, repo: str, commit_id: str, timeout: float) -> CommitProgress:
+        """Where every pipeline downstream of a commit is, once all are done with it or
+        after ``timeout`` seconds (at most ``MAX_WAIT``). Raises NotFound."""
+        commit = self.repos.get_commit(repo, commit_id)
+
+        def look() -> CommitProgress:
+            jobs: dict[str, list[JobRecord]] = {}
+            for job in self.jobs.list():
+                jobs.setdefault(job.pipeline, []).append(job)
+            return commit_progress(
+                repo,
+                commit.branch,
+                commit.id,
+                self.documents.list(),
+                jobs,
+                self.scheduler.provenance,
+                dict(self.scheduler.waiting),
+            )
+
+        return self._wait(look, lambda progress: progress.done, timeout)
+
+    def _wait(self, look: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
+        if not 0 <= timeout <= MAX_WAIT:
+            raise InvalidRequest(f"a wait's timeout must be from 0 to {MAX_WAIT:g} seconds")
+        result = look()
+        if done(result) or timeout == 0 or not self._waiters.acquire(blocking=False):
+            return result
+        try:
+            deadline = time.monotonic() + timeout
+            while not done(result) and time.monotonic() < deadline:
+                with self.scheduler.changed:  # jobs on other nodes: look every second
+                    self.scheduler.changed.wait(min(1.0, deadline - time.monotonic()))
+                result = look()
+            return result
+        finally:
+            self._waiters.release()
 
     def logs(self, job_id: str) -> dict[str, str]:
         """A job's container output, by datum id."""
@@ -234,163 +333,16 @@ class PipelineService:
 
     def start(self) -> None:
         """Settle jobs a crash interrupted, then watch inputs and run jobs."""
-        self.recover()
-        self._thread = threading.Thread(target=self._loop, name="pfs-pipelines", daemon=True)
-        self._thread.start()
+        self.scheduler.start()
 
     def stop(self) -> None:
-        """Stop watching (a job under way is marked killed at the next start)."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        """Stop watching; jobs under way are killed and run again at the next start."""
+        self.scheduler.stop()
 
     def recover(self) -> list[str]:
-        """Mark jobs a crash left running as failed and remove their containers; the
-        trigger then runs their inputs again. Their ids."""
-        interrupted = [
-            j for j in self.jobs.list() if j.state == "running" and j.node in ("", self.node_id)
-        ]
-        for job in interrupted:
-            self.jobs.save(
-                replace(
-                    job,
-                    state="failure",
-                    finished=rfc3339(utcnow()),
-                    error=INTERRUPTED,
-                )
-            )
-        if interrupted:
-            try:
-                removed = self.runner.cleanup(j.id for j in interrupted)
-                log.info("removed %d container(s) of interrupted jobs", removed)
-            except Exception as exc:
-                log.warning("containers of interrupted jobs not removed: %s", exc)
-        for job in interrupted:  # after the containers: nothing writes there any more
-            try:
-                self.runner.drop_scratch(job.pipeline, job.id)
-            except PfsError as exc:
-                log.warning("job=%s scratch outputs not removed: %s", job.id, exc)
-        return [j.id for j in interrupted]
+        """Settle jobs a crash left running (see ``Scheduler.recover``); their ids."""
+        return self.scheduler.recover()
 
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(TRIGGER_INTERVAL)
-            self._wake.clear()
-            try:
-                self.tick()
-            except PfsError as exc:
-                log.warning("pipelines: trigger pass failed (retried): %s", exc)
-            except Exception:
-                log.exception("pipelines: trigger pass crashed (retried)")
-
-    def tick(self, run: Callable[[JobRecord], None] | None = None) -> None:
-        """One pass: queue a job for each pipeline whose inputs moved, then run queued
-        jobs oldest first."""
-        for spec in self.list_specs():
-            if not self.owns(spec.name):
-                continue
-            heads = self._heads(spec)
-            if heads is None:
-                continue
-            body, _ = self._document(spec.name)
-            epoch = str(body.get("epoch", ""))
-            jobs = [j for j in self.jobs.list(spec.name) if j.id > epoch]
-            latest = jobs[-1] if jobs else None
-            # The latest job decides: on other inputs or with another spec, run anew. A
-            # job that failed on its own stays failed (``pfs job rerun`` retries it);
-            # one the daemon's stop interrupted runs again.
-            if (
-                latest is None
-                or latest.inputs != heads
-                or latest.fingerprint != fingerprint(spec)
-                or (latest.state == "failure" and latest.error == INTERRUPTED)
-            ):
-                self.jobs.add(
-                    JobRecord(
-                        id=new_job_id(),
-                        pipeline=spec.name,
-                        inputs=heads,
-                        fingerprint=fingerprint(spec),
-                    )
-                )
-        for job in self.jobs.list():
-            if job.state == "queued" and self.owns(job.pipeline):
-                (run or self.run_job)(job)
-
-    def _heads(self, spec: PipelineSpec) -> dict[str, str] | None:
-        heads = {}
-        for item in spec.inputs:
-            branch = self.store.get_branch(item.repo, item.branch)
-            if branch is None or branch.head is None:
-                return None
-            heads[item.name] = f"{item.repo}@{branch.head}"
-        return heads
-
-    def run_job(self, job: JobRecord) -> JobRecord:
-        """Run one queued job to its end; the job as it ended."""
-        try:
-            spec = self.get(job.pipeline)
-        except NotFound:
-            return self.jobs.save(replace(job, state="killed", error="the pipeline was deleted"))
-        try:
-            job = self.jobs.save(
-                replace(job, state="running", started=rfc3339(utcnow()), node=self.node_id)
-            )
-        except Conflict:
-            return job  # another pass took it
-        previous = next(
-            (
-                j
-                for j in reversed(self.jobs.list(spec.name))
-                if j.state == "success" and j.id != job.id
-            ),
-            None,
-        )
-        if set(job.inputs) != {i.name for i in spec.inputs}:
-            return self._end(
-                job,
-                "failure",
-                "the pipeline's inputs changed since this job was queued "
-                f"({', '.join(sorted(job.inputs))}); a new job runs on the new ones",
-                [],
-                None,
-            )
-        try:
-            results, made = self.runner.run(spec, job, previous)
-        except DatumFailed as exc:
-            partial = list(exc.args[1]) if len(exc.args) > 1 else []
-            ended = self._end(job, "failure", str(exc.args[0]), partial, None)
-        except PfsError as exc:
-            ended = self._end(job, "failure", str(exc), [], None)
-        except Exception as exc:
-            log.exception("pipeline=%s job=%s crashed", job.pipeline, job.id)
-            ended = self._end(job, "failure", f"internal error in pfs: {exc!r}", [], None)
-        else:
-            ended = self._end(job, "success", None, results, made)
-        self.runner.forget_volumes(spec, job)  # after the job's end is recorded
-        return ended
-
-    def _end(
-        self,
-        job: JobRecord,
-        state: str,
-        error: str | None,
-        results: list[Any],
-        made: CommitRecord | None,
-    ) -> JobRecord:
-        output = f"{made.repo}@{made.id}" if made is not None else None
-        ended = self.jobs.save(
-            replace(
-                job,
-                state=state,
-                error=error,
-                finished=rfc3339(utcnow()),
-                datums=tuple(results),
-                output=output,
-            )
-        )
-        log.info(
-            "pipeline=%s job=%s %s%s", job.pipeline, job.id, state, f": {error}" if error else ""
-        )
-        return ended
+    def tick(self) -> None:
+        """One trigger pass (see ``Scheduler.tick``)."""
+        self.scheduler.tick()

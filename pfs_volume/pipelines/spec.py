@@ -75,7 +75,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -255,11 +255,30 @@ def parse_spec(text: str | bytes, *, filename_hint: str | None = None) -> Pipeli
     return validate(_load_yaml(text))
 
 
-def validate(raw: Any) -> PipelineSpec:
+@dataclass(frozen=True)
+class SpecOutline:
+    """What a spec says about its place among repos and pipelines, as far as it could be
+    read (handed to ``validate``'s ``context`` check even when other fields are bad)."""
+
+    name: str | None
+    reads: tuple[tuple[str, InputSpec], ...]
+    """``(JSON path, input)`` for each readable input."""
+    output: tuple[str, str] | None
+    """``(repo, branch)``, None when the output is invalid."""
+
+
+ContextCheck = Callable[[SpecOutline], list[tuple[str, str]]]
+"""Problems (``(JSON path, message)``) a spec has with the world: missing repos, a
+second writer, a cycle of pipelines."""
+
+
+def validate(raw: Any, context: ContextCheck | None = None) -> PipelineSpec:
     """Check a parsed spec (a mapping from JSON or YAML) and build the ``PipelineSpec``.
 
     Args:
         raw: what ``json.loads`` or ``yaml.safe_load`` returned.
+        context: checks against the repos and pipelines that exist; its problems are
+            reported together with the spec's own.
     Returns:
         The spec, with every default filled in.
     Raises:
@@ -284,6 +303,11 @@ def validate(raw: Any) -> PipelineSpec:
         resources = _resources(problems, fields["resources"])
     if output_repo is not None:
         _check_loop(problems, output_repo, output_given, inputs)
+    if context is not None:
+        output = (output_repo, output_branch) if output_repo and output_branch else None
+        outline = SpecOutline(name, tuple((item.path, item.spec) for item in inputs), output)
+        for path, message in context(outline):
+            problems.add(path, message)
     problems.raise_if_any()
     assert name is not None and transform is not None
     assert output_repo is not None and output_branch is not None

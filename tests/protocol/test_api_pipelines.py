@@ -59,7 +59,7 @@ def test_a_bad_spec_lists_every_problem_and_stores_nothing(
     status, reply = send(api_http, "POST", "/v1/pipelines", b"{not json or yaml: [")
     assert status == 400
     status, reply = send(api_http, "POST", "/v1/pipelines", json.dumps(SPEC).encode())
-    assert status == 404 and "text" in reply["error"]["message"], "an unknown input repo"
+    assert status == 400 and "no repo 'text'" in reply["error"]["message"], "an unknown repo"
     assert store.list_documents("pipeline") == []
 
 
@@ -79,9 +79,9 @@ def test_pipelines_must_form_a_dag_with_one_writer_per_output(api_http: Transpor
     assert send(api_http, "POST", "/v1/pipelines", spec("a", "text", "a"))[0] == 201
     assert send(api_http, "POST", "/v1/pipelines", spec("b", "a", "b"))[0] == 201
     status, reply = send(api_http, "POST", "/v1/pipelines", spec("c", "b", "text"))
-    assert status == 409 and "cycle" in reply["error"]["message"]
+    assert status == 400 and "cycle (c -> a -> b -> c)" in reply["error"]["message"]
     status, reply = send(api_http, "POST", "/v1/pipelines", spec("d", "text", "b"))
-    assert status == 409 and "pipeline b writes b/master" in reply["error"]["message"]
+    assert status == 400 and "pipeline b writes b/master" in reply["error"]["message"]
     assert [p["name"] for p in send(api_http, "GET", "/v1/pipelines")[1]["pipelines"]] == [
         "a",
         "b",

@@ -1,0 +1,370 @@
+"""The trigger loop and the node's job slots.
+
+Every ``TRIGGER_INTERVAL`` (or at once when woken) the loop looks at each pipeline this
+node runs: it picks the input set consistent by provenance (``consistency.resolve``)
+and queues a job when that set, the spec or a reprocess request differs from the
+latest job's. Queued jobs start oldest first in a pool of ``max_jobs`` threads, one job
+per pipeline at a time, so a slow job never delays another pipeline's trigger. The loop
+itself never waits for a job.
+
+A job is killed (pipeline stopped or deleted, daemon stopping) by setting its stop
+event: the runner removes its containers and commits nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+from pfs_volume.errors import Conflict, NotFound, PfsError
+from pfs_volume.meta import CommitRecord, MetadataStore, rfc3339, utcnow
+from pfs_volume.pipelines.consistency import Provenance, resolve
+from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
+from pfs_volume.pipelines.jobs import DatumResult, JobRecord, JobStore, new_job_id
+from pfs_volume.pipelines.runner import DatumFailed, JobKilled, JobRunner
+from pfs_volume.pipelines.spec import PipelineSpec, fingerprint
+
+log = logging.getLogger(__name__)
+
+TRIGGER_INTERVAL = 1.0
+"""Seconds between looks at the input branches."""
+INTERRUPTED = "the pfs daemon stopped during the job; it runs again"
+STOPPED = "the pipeline was stopped (pfs pipeline start runs it again)"
+DELETED = "the pipeline was deleted"
+KILL_WAIT = 60.0
+"""Seconds a stop or delete waits for a killed job to remove its containers."""
+
+
+@dataclass(frozen=True)
+class Running:
+    """A job this node is running, and the event that kills it."""
+
+    job_id: str
+    pipeline: str
+    stop: threading.Event
+    done: threading.Event
+
+
+class Scheduler:
+    """Queues and runs the jobs of the pipelines this node owns.
+
+    Args:
+        store: the metadata store (pipelines, jobs, commit records, branch heads).
+        runner: runs one job.
+        node_id: this node.
+        owns: whether this node runs a pipeline's jobs.
+        max_jobs: jobs run at once on this node.
+    """
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        runner: JobRunner,
+        node_id: str,
+        owns: Callable[[str], bool],
+        max_jobs: int,
+    ) -> None:
+        self.store = store
+        self.runner = runner
+        self.node_id = node_id
+        self.owns = owns
+        self.max_jobs = max_jobs
+        self.documents = PipelineDocuments(store)
+        self.jobs = JobStore(store)
+        self.provenance = Provenance(store.get_commit)
+        self.changed = threading.Condition()
+        """Notified whenever a job of this node changes state."""
+        self.waiting: dict[str, str] = {}
+        """Pipeline -> why its inputs cannot be used yet."""
+        self._running: dict[str, Running] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max_jobs, thread_name_prefix="pfs-job")
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # life cycle
+
+    def start(self) -> None:
+        """Settle jobs a crash interrupted, then watch inputs and run jobs."""
+        self.recover()
+        self._thread = threading.Thread(target=self._loop, name="pfs-pipelines", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching and kill the jobs under way (they run again at the next start)."""
+        self._stopping.set()
+        self._wake.set()
+        with self._lock:
+            running = list(self._running.values())
+        for item in running:
+            item.stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for item in running:
+            item.done.wait(timeout=KILL_WAIT)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def wake(self) -> None:
+        """Look at the inputs now."""
+        self._wake.set()
+
+    def recover(self) -> list[str]:
+        """Mark jobs a crash left running on this node as failed and remove their
+        containers and scratch; the trigger then runs their inputs again. Their ids."""
+        interrupted = [
+            j for j in self.jobs.list() if j.state == "running" and j.node in ("", self.node_id)
+        ]
+        for job in interrupted:
+            self.jobs.save(
+                replace(job, state="failure", finished=rfc3339(utcnow()), error=INTERRUPTED)
+            )
+        if interrupted:
+            try:
+                removed = self.runner.cleanup(j.id for j in interrupted)
+                log.info("removed %d container(s) of interrupted jobs", removed)
+            except Exception as exc:
+                log.warning("containers of interrupted jobs not removed: %s", exc)
+        for job in interrupted:  # after the containers: nothing writes there any more
+            try:
+                self.runner.drop_scratch(job.pipeline, job.id)
+            except PfsError as exc:
+                log.warning("job=%s scratch outputs not removed: %s", job.id, exc)
+        return [j.id for j in interrupted]
+
+    # killing
+
+    def kill(self, pipeline: str, reason: str, wait: bool = True) -> list[str]:
+        """Kill the pipeline's running job on this node and its queued jobs; the ids."""
+        with self._lock:
+            running = self._running.get(pipeline)
+        killed = []
+        if running is not None:
+            running.stop.set()
+            killed.append(running.job_id)
+        for job in self.jobs.list(pipeline):
+            if job.state == "queued":
+                try:
+                    self.jobs.save(
+                        replace(job, state="killed", error=reason, finished=rfc3339(utcnow()))
+                    )
+                    killed.append(job.id)
+                except Conflict:
+                    pass  # it started meanwhile: its stop event or the next pass ends it
+        if running is not None and wait:
+            running.done.wait(timeout=KILL_WAIT)
+        self._notify()
+        return killed
+
+    # the loop
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(TRIGGER_INTERVAL)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.tick()
+            except PfsError as exc:
+                log.warning("pipelines: trigger pass failed (retried): %s", exc)
+            except Exception:
+                log.exception("pipelines: trigger pass crashed (retried)")
+
+    def tick(self) -> None:
+        """One pass: kill jobs whose pipeline went, queue a job for each pipeline whose
+        consistent input set moved, then start queued jobs while slots are free."""
+        documents = {d.spec.name: d for d in self.documents.list()}
+        with self._lock:
+            running = list(self._running.values())
+        for item in running:
+            document = documents.get(item.pipeline)
+            if document is None or document.stopped:
+                item.stop.set()
+        for document in documents.values():
+            if document.stopped or not self.owns(document.spec.name):
+                continue
+            self._queue_if_moved(document)
+        self._dispatch(documents)
+
+    def _queue_if_moved(self, document: PipelineDocument) -> None:
+        spec = document.spec
+        inputs = self.input_set(spec)
+        if inputs is None:
+            return
+        jobs = [j for j in self.jobs.list(spec.name) if j.id > document.epoch]
+        latest = jobs[-1] if jobs else None
+        # The latest job decides: on other inputs or with another spec, run anew. A job
+        # that failed on its own stays failed (``pfs job rerun`` retries it); one the
+        # daemon's stop or the pipeline's stop interrupted runs again.
+        if (
+            latest is None
+            or latest.inputs != inputs
+            or latest.fingerprint != fingerprint(spec)
+            or latest.id < document.reprocess_after
+            or (latest.state == "failure" and latest.error == INTERRUPTED)
+            or (latest.state == "killed" and latest.error == STOPPED)
+        ):
+            self.jobs.add(
+                JobRecord(
+                    id=new_job_id(),
+                    pipeline=spec.name,
+                    inputs=inputs,
+                    fingerprint=fingerprint(spec),
+                )
+            )
+
+    def input_set(self, spec: PipelineSpec) -> dict[str, str] | None:
+        """The newest input set consistent by provenance, as input name -> ``REPO@ID``;
+        None while an input has no commit or upstream pipelines must catch up (the
+        reason is kept in ``waiting``)."""
+        heads: dict[str, tuple[str, str]] = {}
+        for item in spec.inputs:
+            branch = self.store.get_branch(item.repo, item.branch)
+            if branch is None or branch.head is None:
+                self.waiting[spec.name] = (
+                    f"input {item.name}: {item.repo}/{item.branch} has no commit yet"
+                )
+                return None
+            heads[item.name] = (item.repo, branch.head)
+        found = resolve(heads, self.provenance)
+        if found.inputs is None:
+            if self.waiting.get(spec.name) != found.waiting:
+                log.info("pipeline=%s waits: %s", spec.name, found.waiting)
+            self.waiting[spec.name] = found.waiting or ""
+            return None
+        self.waiting.pop(spec.name, None)
+        return {name: f"{repo}@{commit}" for name, (repo, commit) in found.inputs.items()}
+
+    def _dispatch(self, documents: dict[str, PipelineDocument]) -> None:
+        for job in self.jobs.list():
+            if job.state != "queued" or not self.owns(job.pipeline):
+                continue
+            document = documents.get(job.pipeline)
+            if document is None:
+                self._finish(job, "killed", DELETED, [], None)
+                continue
+            if document.stopped:
+                self._finish(job, "killed", STOPPED, [], None)
+                continue
+            with self._lock:
+                if job.pipeline in self._running or len(self._running) >= self.max_jobs:
+                    continue
+                try:
+                    job = self.jobs.save(
+                        replace(job, state="running", started=rfc3339(utcnow()), node=self.node_id)
+                    )
+                except Conflict:
+                    continue  # another node or pass took it
+                item = Running(job.id, job.pipeline, threading.Event(), threading.Event())
+                self._running[job.pipeline] = item
+            self._notify()
+            self._pool.submit(self._execute, job, document, item)
+
+    def _execute(self, job: JobRecord, document: PipelineDocument, item: Running) -> None:
+        try:
+            self.run_job(job, document, item.stop)
+        except Exception:
+            log.exception("pipeline=%s job=%s: its end was not recorded", job.pipeline, job.id)
+        finally:
+            with self._lock:
+                self._running.pop(job.pipeline, None)
+            item.done.set()
+            self._notify()
+            self._wake.set()
+
+    def run_job(
+        self, job: JobRecord, document: PipelineDocument, stop: threading.Event
+    ) -> JobRecord:
+        """Run one job, already marked running, to its end; the job as it ended."""
+        spec = document.spec
+        previous = next(
+            (
+                j
+                for j in reversed(self.jobs.list(spec.name))
+                if j.state == "success" and j.id != job.id and j.id > document.reprocess_after
+            ),
+            None,
+        )
+        if set(job.inputs) != {i.name for i in spec.inputs}:
+            return self._finish(
+                job,
+                "failure",
+                "the pipeline's inputs changed since this job was queued "
+                f"({', '.join(sorted(job.inputs))}); a new job runs on the new ones",
+                [],
+                None,
+            )
+        try:
+            results, made = self.runner.run(spec, job, previous, stop)
+        except JobKilled as exc:
+            reason = str(exc)
+            if self._stopping.is_set():
+                reason = INTERRUPTED
+            else:
+                current = self.documents.find(spec.name)
+                reason = DELETED if current is None else STOPPED if current.stopped else reason
+            state = "failure" if reason == INTERRUPTED else "killed"
+            ended = self._finish(job, state, reason, [], None)
+        except DatumFailed as exc:
+            partial = list(exc.args[1]) if len(exc.args) > 1 else []
+            ended = self._finish(job, "failure", str(exc.args[0]), partial, None)
+        except PfsError as exc:
+            ended = self._finish(job, "failure", str(exc), [], None)
+        except Exception as exc:
+            log.exception("pipeline=%s job=%s crashed", job.pipeline, job.id)
+            ended = self._finish(job, "failure", f"internal error in pfs: {exc!r}", [], None)
+        else:
+            ended = self._finish(job, "success", None, results, made)
+        try:
+            self.runner.forget_volumes(spec, job)  # after the job's end is recorded
+        except Exception as exc:
+            log.warning("job=%s volumes not removed: %s", job.id, exc)
+        return ended
+
+    def _finish(
+        self,
+        job: JobRecord,
+        state: str,
+        error: str | None,
+        results: list[DatumResult],
+        made: CommitRecord | None,
+    ) -> JobRecord:
+        output = f"{made.repo}@{made.id}" if made is not None else None
+        try:
+            ended = self.jobs.save(
+                replace(
+                    job,
+                    state=state,
+                    error=error,
+                    finished=rfc3339(utcnow()),
+                    datums=tuple(results),
+                    output=output,
+                )
+            )
+        except Conflict:
+            found = self.jobs.get(job.id)
+            if found is None:
+                raise NotFound(f"job {job.id} vanished") from None
+            ended = self.jobs.save(
+                replace(
+                    found,
+                    state=state,
+                    error=error,
+                    finished=rfc3339(utcnow()),
+                    datums=tuple(results),
+                    output=output,
+                )
+            )
+        log.info(
+            "pipeline=%s job=%s %s%s", job.pipeline, job.id, state, f": {error}" if error else ""
+        )
+        self._notify()
+        return ended
+
+    def _notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
