@@ -13,7 +13,7 @@ from pfs_volume.errors import InvalidRequest
 from pfs_volume.names import check_component, parse_ref
 from pfs_volume.pipelines.jobs import JobRecord
 from pfs_volume.pipelines.service import MAX_WAIT, PipelineService
-from pfs_volume.pipelines.spec import MAX_SPEC_BYTES, parse_spec, spec_to_json
+from pfs_volume.pipelines.spec import MAX_SPEC_BYTES, load_spec, spec_to_json
 from pfs_volume.request_limits import accepts_body
 from pfs_volume.strict_json import read_body
 
@@ -52,14 +52,14 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
     """Register the pipelines API on ``app``."""
 
     def spec_body() -> Any:
-        return parse_spec(
+        return load_spec(
             read_body(request.stream, request.content_length, "the pipeline spec", MAX_SPEC_BYTES)
         )
 
     @app.post("/v1/pipelines")
     @accepts_body(up_to=MAX_SPEC_BYTES)
     def create_pipeline() -> ResponseReturnValue:
-        spec = pipelines.create(spec_to_json(spec_body()))
+        spec = pipelines.create(spec_body())
         return spec_to_json(spec), 201
 
     @app.get("/v1/pipelines")
@@ -83,10 +83,7 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
     def update_pipeline(name: str) -> ResponseReturnValue:
         check_component(name, "pipeline")
         reprocess = flag("reprocess")
-        spec = spec_body()
-        if spec.name != name:
-            raise InvalidRequest(f"the spec is of pipeline {spec.name!r}, not {name!r}")
-        return spec_to_json(pipelines.update(spec_to_json(spec), reprocess=reprocess))
+        return spec_to_json(pipelines.update(spec_body(), reprocess=reprocess, name=name))
 
     @app.delete("/v1/pipelines/<name>")
     def delete_pipeline(name: str) -> ResponseReturnValue:

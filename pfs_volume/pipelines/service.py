@@ -82,14 +82,18 @@ class PipelineService:
         self.scheduler.wake()
         return spec
 
-    def update(self, raw: object, reprocess: bool = False) -> PipelineSpec:
+    def update(self, raw: object, reprocess: bool = False, name: str | None = None) -> PipelineSpec:
         """Replace a pipeline's spec; the next job runs with it (every datum, if the
         transform or the inputs changed, or with ``reprocess``).
 
+        Args:
+            name: the pipeline meant (the spec must name it too).
         Raises:
             InvalidRequest: every problem of the spec. NotFound: no such pipeline.
         """
         spec = validate(raw, self._context_problems)
+        if name is not None and spec.name != name:
+            raise InvalidRequest(f"the spec is of pipeline {spec.name!r}, not {name!r}")
         document = self.documents.get(spec.name)
         changed = replace(document, spec=spec)
         if reprocess:
@@ -189,7 +193,7 @@ class PipelineService:
             raise Conflict(
                 f"job {busy[-1].id} on the same input commits is {busy[-1].state} already"
             )
-        succeeded = [j for j in later if j.state == "success"]
+        succeeded = [j for j in [old, *later] if j.state == "success"]
         if (
             succeeded
             and not (old.id < document.reprocess_after <= succeeded[-1].id)
@@ -200,7 +204,9 @@ class PipelineService:
             newer = succeeded[-1]
             what = "the same" if newer.inputs == old.inputs else "newer"
             raise Conflict(
-                f"job {newer.id} of pipeline {spec.name} succeeded after {old.id} on {what} "
+                f"job {newer.id} of pipeline {spec.name} succeeded"
+                + ("" if newer.id == old.id else f" after {old.id}")
+                + f" on {what} "
                 f"input commits; its output {newer.output or '(unchanged)'} is current, and "
                 f"rerunning {old.id} would "
                 + (

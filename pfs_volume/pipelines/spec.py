@@ -215,7 +215,16 @@ def split_glob(glob: str) -> tuple[str, ...]:
 
 
 def parse_spec(text: str | bytes, *, filename_hint: str | None = None) -> PipelineSpec:
-    """Parse and validate a spec written in JSON or YAML.
+    """Parse and validate a spec written in JSON or YAML (see ``load_spec``, ``validate``).
+
+    Raises:
+        InvalidRequest: for text ``load_spec`` refuses, or a spec that does not validate.
+    """
+    return validate(load_spec(text, filename_hint=filename_hint))
+
+
+def load_spec(text: str | bytes, *, filename_hint: str | None = None) -> Any:
+    """Read a spec written in JSON or YAML, not yet validated.
 
     Args:
         text: the spec's text (bytes are decoded as UTF-8).
@@ -223,10 +232,10 @@ def parse_spec(text: str | bytes, *, filename_hint: str | None = None) -> Pipeli
             ``.yaml``/``.yml`` YAML only; otherwise text starting with ``{`` or ``[`` is
             read as JSON (then as YAML, for a YAML flow mapping), anything else as YAML.
     Returns:
-        The validated spec.
+        What the text holds (give it to ``validate``).
     Raises:
         InvalidRequest: for text that is not UTF-8, JSON or YAML, has a key twice in
-            one mapping, is too long, or does not validate (see ``validate``).
+            one mapping, or is too long.
     """
     size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_SPEC_BYTES:
@@ -240,19 +249,18 @@ def parse_spec(text: str | bytes, *, filename_hint: str | None = None) -> Pipeli
             raise InvalidRequest(f"the pipeline spec is not UTF-8 text: {exc}") from None
     suffix = filename_hint.lower().rpartition(".")[2] if filename_hint else ""
     if suffix == "json":
-        return validate(_load_json(text))
+        return _load_json(text)
     if suffix in ("yaml", "yml"):
-        return validate(_load_yaml(text))
+        return _load_yaml(text)
     if text.lstrip().startswith(("{", "[")):
         try:
-            raw = _load_json(text)
+            return _load_json(text)
         except InvalidRequest as json_error:
             try:
-                raw = _load_yaml(text)
+                return _load_yaml(text)
             except InvalidRequest:
                 raise json_error from None
-        return validate(raw)
-    return validate(_load_yaml(text))
+    return _load_yaml(text)
 
 
 @dataclass(frozen=True)

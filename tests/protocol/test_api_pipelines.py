@@ -86,3 +86,58 @@ def test_pipelines_must_form_a_dag_with_one_writer_per_output(api_http: Transpor
         "a",
         "b",
     ]
+
+
+def test_every_problem_of_a_spec_comes_at_once_fields_repos_writer_and_cycle(
+    api_http: Transport, store: SqliteStore
+) -> None:
+    send(api_http, "POST", "/v1/repos", json.dumps({"name": "text"}).encode())
+    first = {**SPEC, "name": "a", "input": {"repo": "text"}, "output": {"repo": "shared"}}
+    assert send(api_http, "POST", "/v1/pipelines", json.dumps(first).encode())[0] == 201
+    bad = {
+        "name": "b",
+        "input": {"cross": [{"repo": "ghost"}, {"repo": "shared"}]},
+        "transform": {"image": "busybox", "cmd": []},
+        "output": {"repo": "text"},
+    }
+    status, reply = send(api_http, "POST", "/v1/pipelines", json.dumps(bad).encode())
+    assert status == 400
+    message = reply["error"]["message"]
+    assert message.startswith("the pipeline spec has 3 problems:"), message
+    assert "transform.cmd: " in message
+    assert "input.cross[0].repo: there is no repo 'ghost' to read" in message
+    assert "input.cross[1]: reads shared/master, which this pipeline feeds" in message
+    assert "a cycle (b -> a -> b)" in message
+    second = {**bad, "input": {"repo": "text", "name": "t"}, "output": {"repo": "shared"}}
+    second["transform"] = {"image": "busybox", "cmd": ["true"]}
+    status, reply = send(api_http, "POST", "/v1/pipelines", json.dumps(second).encode())
+    assert (
+        status == 400
+        and "output: pipeline a writes shared/master already" in reply["error"]["message"]
+    )
+    assert [name for name, _b, _v in store.list_documents("pipeline")] == ["a"]
+
+
+def test_pipeline_controls_refuse_bad_input_and_change_nothing(api_http: Transport) -> None:
+    send(api_http, "POST", "/v1/repos", json.dumps({"name": "text"}).encode())
+    assert send(api_http, "POST", "/v1/pipelines", json.dumps(SPEC).encode())[0] == 201
+    status, reply = send(
+        api_http, "PUT", "/v1/pipelines/wc?reprocess=maybe", json.dumps(SPEC).encode()
+    )
+    assert status == 400 and "reprocess must be true or false" in reply["error"]["message"]
+    for route in ("/v1/pipelines/nope/stop", "/v1/pipelines/nope/start"):
+        status, reply = send(api_http, "POST", route)
+        assert status == 404 and "no pipeline 'nope'" in reply["error"]["message"]
+    for timeout in ("abc", "31", "-1", "nan", "inf"):
+        status, reply = send(api_http, "GET", f"/v1/jobs/x/wait?timeout={timeout}")
+        assert (
+            status == 400
+            and "timeout must be a number of seconds from 0 to 30" in reply["error"]["message"]
+        ), (timeout, reply)
+    assert send(api_http, "GET", "/v1/jobs/nope/wait?timeout=0")[0] == 404
+    assert send(api_http, "GET", "/v1/repos/text/commits/master/wait?timeout=0")[0] == 404
+    status, stopped = send(api_http, "POST", "/v1/pipelines/wc/stop")
+    assert status == 200 and stopped == {"stopped": "wc", "killed": []}
+    assert send(api_http, "GET", "/v1/pipelines/wc")[1]["stopped"] is True
+    assert send(api_http, "POST", "/v1/pipelines/wc/start")[1] == {"started": "wc"}
+    assert send(api_http, "GET", "/v1/pipelines/wc")[1]["stopped"] is False
