@@ -274,3 +274,36 @@ def test_waits_refuse_bad_input_clearly(pfs: PfsNode) -> None:
     assert bad.returncode == 1 and "zzz" in bad.stderr
     negative = pfs.cli("job", "wait", "x", "--timeout", "-1", check=False)
     assert negative.returncode == 2 and "-1" in negative.stderr
+
+
+def test_the_node_wide_job_limit_holds_and_queued_jobs_still_run(
+    pfs: PfsNode, image: str, tmp_path: Path
+) -> None:
+    pfs.stop()
+    pfs.args += ["--max-jobs", "1"]
+    pfs.start()
+    pfs.cli("repo", "create", "feed")
+    put(pfs, "feed/master", "x", b"1\n")
+    for name in ("one", "two", "three"):
+        pfs.cli(
+            "pipeline",
+            "create",
+            "-f",
+            spec_file(
+                tmp_path,
+                name,
+                f"name: {name}\ninput: {{repo: feed}}\ntransform: {{image: '{image}', "
+                "cmd: [sh, -c, 'sleep 1; cp /pfs/in/feed/x /pfs/out/']}\n",
+            ),
+        )
+    most = 0
+    deadline = time.monotonic() + JOB_WAIT
+    states: list[str] = []
+    while time.monotonic() < deadline:
+        states = [j["state"] for j in pfs.cli_json("job", "list")]
+        most = max(most, states.count("running"))
+        if states.count("success") == 3:
+            break
+        time.sleep(0.1)
+    assert states.count("success") == 3, states
+    assert most == 1, f"{most} jobs ran at once with --max-jobs 1"

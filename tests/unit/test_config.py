@@ -57,3 +57,9 @@ def test_bad_durations_say_what_is_accepted(text: str) -> None:
 
     with pytest.raises(InvalidRequest, match="s, m, h, d or w"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("count", [0, -1, 65])
+def test_max_jobs_out_of_range_is_refused_with_the_range(count: int) -> None:
+    with pytest.raises(InvalidRequest, match=f"--max-jobs must be from 1 to 64, not {count}"):
+        Settings(max_jobs=count)
