@@ -131,6 +131,7 @@ class Daemon:
                 PLUGIN_CONNECTIONS,
             )
             self.pipelines = self._pipelines(self.repos)
+            self.repos.on_commit(lambda _commit: self._wake_pipelines())
             self._serve(
                 create_api_app(
                     self.repos,
@@ -184,6 +185,10 @@ class Daemon:
         if host:
             return docker.DockerClient(base_url=host, timeout=timeout)
         return docker.from_env(timeout=timeout)
+
+    def _wake_pipelines(self) -> None:
+        if self.pipelines is not None:
+            self.pipelines.wake()
 
     def _pipelines(self, repos: RepoService) -> PipelineService:
         owns: Callable[[str], bool] | None = None

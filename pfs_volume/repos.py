@@ -228,6 +228,7 @@ class RepoService:
         """Deleted repos whose data btrfs would not delete yet (a send read it)."""
         self._pins: dict[tuple[str, str], int] = {}
         self._pending_lock = threading.Lock()
+        self._commit_listeners: list[Callable[[CommitRecord], None]] = []
         self.repos_dir = pool.root / "repos"
         self.incoming_dir = pool.root / "incoming"
         self.repos_dir.mkdir(exist_ok=True)
@@ -1092,7 +1093,17 @@ class RepoService:
             self.commit_errors.clear(repo, branch)
         if made is not None:
             self.coordinator.committed(made)
+            for listener in self._commit_listeners:
+                try:
+                    listener(made)
+                except Exception:
+                    log.exception("repo=%s commit=%s: a commit listener failed", repo, made.id)
         return made
+
+    def on_commit(self, listener: Callable[[CommitRecord], None]) -> None:
+        """Call ``listener`` after each commit this node makes (it must be quick and
+        must not raise; a failure is logged)."""
+        self._commit_listeners.append(listener)
 
     def release_mount_record(self, mount_id: str) -> None:
         """Delete a mount record; on a full pool with the pool's reserve (releasing state

@@ -349,6 +349,10 @@ class PipelineService:
         """Settle jobs a crash left running (see ``Scheduler.recover``); their ids."""
         return self.scheduler.recover()
 
+    def wake(self) -> None:
+        """Look at the inputs now (a commit landed)."""
+        self.scheduler.wake()
+
     def tick(self) -> None:
         """One trigger pass (see ``Scheduler.tick``)."""
         self.scheduler.tick()
