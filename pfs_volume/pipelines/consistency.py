@@ -58,6 +58,19 @@ class Provenance:
         self.lookup = lookup
         self.keep = keep
         self._memo: dict[tuple[str, str], dict[Branch, str]] = {}
+        self._records: dict[tuple[str, str], CommitRecord] = {}
+
+    def record(self, repo: str, commit_id: str) -> CommitRecord | None:
+        """A commit's record (remembered once found: records never change)."""
+        key = (repo, commit_id)
+        found = self._records.get(key)
+        if found is None:
+            found = self.lookup(repo, commit_id)
+            if found is not None:
+                if len(self._records) >= self.keep:
+                    self._records.clear()
+                self._records[key] = found
+        return found
 
     def closure(self, repo: str, commit_id: str) -> dict[Branch, str]:
         """Every branch a commit depends on, with the commit it depends on there: its
@@ -68,14 +81,15 @@ class Provenance:
         found = self._memo.get(key)
         if found is not None:
             return found
-        record = self.lookup(repo, commit_id)
+        record = self.record(repo, commit_id)
         result: dict[Branch, str] = {}
-        if record is not None:
-            result[(repo, record.branch)] = commit_id
-            for ref in record.provenance:
-                source_repo, _, source_id = ref.partition("@")
-                for branch, commit in self.closure(source_repo, source_id).items():
-                    result.setdefault(branch, commit)
+        if record is None:
+            return result  # not remembered: the record may yet arrive (a replica)
+        result[(repo, record.branch)] = commit_id
+        for ref in record.provenance:
+            source_repo, _, source_id = ref.partition("@")
+            for branch, commit in self.closure(source_repo, source_id).items():
+                result.setdefault(branch, commit)
         if len(self._memo) >= self.keep:
             self._memo.clear()
         self._memo[key] = result
@@ -83,12 +97,12 @@ class Provenance:
 
     def created(self, repo: str, commit_id: str) -> tuple[str, str]:
         """A sort key for age: creation time, then id."""
-        record = self.lookup(repo, commit_id)
+        record = self.record(repo, commit_id)
         return (record.created.isoformat() if record is not None else "", commit_id)
 
     def parent(self, repo: str, commit_id: str) -> str | None:
         """A commit's first parent."""
-        record = self.lookup(repo, commit_id)
+        record = self.record(repo, commit_id)
         return None if record is None else record.parent
 
 
