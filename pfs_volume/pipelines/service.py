@@ -9,23 +9,26 @@ after it: the upstream job's commit is what moves that branch (a DAG, in order).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from pfs_volume.branch_uses import BranchUse, owner_of
 from pfs_volume.errors import Conflict, NotFound, PfsError
 from pfs_volume.meta import CommitRecord, rfc3339, utcnow
 from pfs_volume.pipelines.jobs import JobRecord, JobStore, new_job_id
 from pfs_volume.pipelines.runner import DatumFailed, JobRunner
 from pfs_volume.pipelines.spec import PipelineSpec, fingerprint, spec_to_json, validate
+from pfs_volume.pipelines.uses import KIND
 from pfs_volume.repos import RepoService
 
 log = logging.getLogger(__name__)
 
-KIND = "pipeline"
 INTERRUPTED = "the pfs daemon stopped during the job; it runs again"
 TRIGGER_INTERVAL = 1.0
 """Seconds between looks at the input branches."""
@@ -63,13 +66,16 @@ class PipelineService:
         """Validate and store a pipeline; its first job starts on the current inputs.
 
         Raises:
-            InvalidRequest: every problem of the spec. Conflict: the name is taken.
+            InvalidRequest: every problem of the spec. Conflict: the name is taken, or
+                the output branch holds changes no commit holds.
+            InUse: a container has the output branch mounted.
         """
         spec = validate(raw)
         self._check_inputs(spec)
         self._check_graph(spec)
         body = {"spec": spec_to_json(spec), "epoch": new_job_id()}
-        self.store.put_document(KIND, spec.name, json.dumps(body), None)
+        with self._taking_output(spec):
+            self.store.put_document(KIND, spec.name, json.dumps(body), None)
         self.repos.ensure_repo(spec.output.repo)
         self.repos.ensure_branch(spec.output.repo, spec.output.branch, None)
         log.info("pipeline=%s created", spec.name)
@@ -84,9 +90,27 @@ class PipelineService:
         self._check_graph(spec)
         body, version = self._document(spec.name)
         body["spec"] = spec_to_json(spec)
-        self.store.put_document(KIND, spec.name, json.dumps(body), version)
+        with self._taking_output(spec):
+            self.store.put_document(KIND, spec.name, json.dumps(body), version)
+        self.repos.ensure_repo(spec.output.repo)
+        self.repos.ensure_branch(spec.output.repo, spec.output.branch, None)
         self._wake.set()
         return spec
+
+    @contextmanager
+    def _taking_output(self, spec: PipelineSpec) -> Iterator[None]:
+        """Store a pipeline's document under its output branch's lock, once nothing
+        but its jobs can be writing there: a branch mounted for writing, or holding
+        changes no commit holds, is refused (the pipeline's first job would otherwise
+        take it from under a container, or set those changes aside unasked). Mounts,
+        puts and the like check ownership under the same lock, so one of the two waits
+        for the other and then sees it."""
+        repo, branch = spec.output.repo, spec.output.branch
+        with self.repos.branch_lock(repo, branch):
+            exists = self.repos.repo_exists(repo) and self.repos.find_branch(repo, branch)
+            if exists and owner_of(self.repos.users(repo, branch), repo, branch) != spec.name:
+                self.repos.refuse_if_busy(repo, branch, f"make pipeline {spec.name}'s output of")
+            yield
 
     def _check_inputs(self, spec: PipelineSpec) -> None:
         missing = sorted({i.repo for i in spec.inputs if not self.repos.repo_exists(i.repo)})
@@ -142,10 +166,69 @@ class PipelineService:
         ]
 
     def delete(self, name: str) -> None:
-        """Drop a pipeline (its jobs' records and its output commits stay). NotFound."""
+        """Drop a pipeline and what it kept in the pool (datum outputs, scratch, its
+        jobs' logs); its jobs' records and its output commits stay. NotFound."""
         self._document(name)
         self.store.delete_document(KIND, name)
         log.info("pipeline=%s deleted", name)
+        try:
+            self.runner.drop_pipeline(name)
+        except PfsError as exc:
+            log.warning("pipeline=%s its datum outputs were not all deleted: %s", name, exc)
+
+    def delete_repo(self, name: str, force: bool = False) -> list[str]:
+        """Delete a repo; with ``force``, first every pipeline that reads or writes it
+        (their jobs are stopped, their kept outputs deleted). Returns the pipelines
+        deleted.
+
+        Raises:
+            Conflict: pipelines use it and ``force`` is not given (each named). And what
+                ``RepoService.delete_repo`` raises.
+        """
+        self.repos.get_repo(name)
+        gone = self._delete_users(self.repos.users(name), force)
+        self.repos.delete_repo(name)
+        return gone
+
+    def delete_branch(self, repo: str, branch: str, force: bool = False) -> list[str]:
+        """Delete a branch; with ``force``, first every pipeline that reads or writes
+        it. Returns the pipelines deleted. Raises as ``delete_repo``."""
+        self.repos.get_branch(repo, branch)
+        gone = self._delete_users(self.repos.users(repo, branch), force)
+        self.repos.delete_branch(repo, branch)
+        return gone
+
+    def _delete_users(self, uses: list[BranchUse], force: bool) -> list[str]:
+        if not force:
+            return []  # the repo service refuses, naming them
+        names = sorted({u.pipeline for u in uses})
+        for name in names:
+            with contextlib.suppress(NotFound):  # deleted meanwhile
+                self.delete(name)
+        return names
+
+    def collect_outputs(self) -> int:
+        """Delete every kept datum output that no queued or running job makes and no
+        later job can reuse; how many went. A pipeline's reusable outputs are those its
+        latest successful job used (made or reused): only those can be reused, since a
+        job reuses its pipeline's latest success."""
+        freed = 0
+        for name in sorted(p.name for p in self.runner.root.iterdir() if p.is_dir()):
+            freed += self._collect(name)
+        return freed
+
+    def _collect(self, pipeline: str) -> int:
+        jobs = self.jobs.list(pipeline)
+        live = {j.id for j in jobs if not j.done}
+        latest = next((j for j in reversed(jobs) if j.state == "success"), None)
+        keep = {
+            (d.id, d.job)
+            for d in (latest.datums if latest is not None else ())
+            if d.state in ("success", "reused")
+        }
+        if self.store.get_document(KIND, pipeline) is None and not live:
+            keep = set()  # a pipeline deleted elsewhere: nothing of it runs again
+        return self.runner.collect_outputs(pipeline, keep, live)
 
     # jobs
 
@@ -369,6 +452,10 @@ class PipelineService:
         else:
             ended = self._end(job, "success", None, results, made)
         self.runner.forget_volumes(spec, job)  # after the job's end is recorded
+        try:
+            self._collect(spec.name)
+        except PfsError as exc:
+            log.warning("pipeline=%s datum outputs not collected: %s", spec.name, exc)
         return ended
 
     def _end(
