@@ -171,10 +171,15 @@ class PipelineService:
         self._document(name)
         self.store.delete_document(KIND, name)
         log.info("pipeline=%s deleted", name)
+        self._drop(name)
+
+    def _drop(self, name: str) -> None:
+        """Delete what a deleted pipeline kept in the pool; what cannot go now (a job
+        of it still ending) goes at the next ``collect_outputs``."""
         try:
             self.runner.drop_pipeline(name)
-        except PfsError as exc:
-            log.warning("pipeline=%s its datum outputs were not all deleted: %s", name, exc)
+        except (PfsError, OSError) as exc:
+            log.warning("pipeline=%s what it kept was not all deleted (gc retries): %s", name, exc)
 
     def delete_repo(self, name: str, force: bool = False) -> list[str]:
         """Delete a repo; with ``force``, first every pipeline that reads or writes it
@@ -227,7 +232,11 @@ class PipelineService:
             if d.state in ("success", "reused")
         }
         if self.store.get_document(KIND, pipeline) is None and not live:
-            keep = set()  # a pipeline deleted elsewhere: nothing of it runs again
+            # Deleted (here or on another node) while a job of it was ending, or by a
+            # crash before its folder went: nothing of it runs again.
+            freed = self.runner.collect_outputs(pipeline, set(), set())
+            self._drop(pipeline)
+            return freed
         return self.runner.collect_outputs(pipeline, keep, live)
 
     # jobs
@@ -258,6 +267,11 @@ class PipelineService:
         """A job's container output, by datum id."""
         job = self.job(job_id)
         folder = self.runner.logs_dir(job.pipeline, job.id)
+        if not folder.is_dir() and self.store.get_document(KIND, job.pipeline) is None:
+            raise NotFound(
+                f"the logs of job {job_id} were deleted with its pipeline {job.pipeline}; "
+                "its record stays (pfs job inspect)"
+            )
         if job.node and job.node != self.node_id and not folder.is_dir():
             raise NotFound(
                 f"job {job_id} ran on node {job.node}: its logs are kept there "

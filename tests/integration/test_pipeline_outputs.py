@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pfs_volume.errors import NotFound
 from pfs_volume.files import FileService
 from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
@@ -193,3 +194,16 @@ def test_unused_datum_outputs_are_collected_and_reuse_still_works(
     pipelines.delete("up")
     assert not (pipelines.runner.root / "up").exists()
     assert len(pipelines.jobs.list("up")) == 4
+    with pytest.raises(NotFound) as gone:
+        pipelines.logs(first["id"])
+    assert str(gone.value) == (
+        f"the logs of job {first['id']} were deleted with its pipeline up; its record "
+        "stays (pfs job inspect)"
+    )
+    # What a job still ending leaves of a deleted pipeline goes at the next gc.
+    late = pipelines.runner.datum_output("up", "d" * 64, "20300101T000000000000-000000")
+    late.parent.mkdir(parents=True)
+    repos.pool.create_subvolume(late)
+    (pipelines.runner.root / "up" / "jobs").mkdir()
+    assert pipelines.collect_outputs() == 1
+    assert not (pipelines.runner.root / "up").exists()
