@@ -57,9 +57,7 @@ def in_use_refusal(what: str, uses: Sequence[BranchUse]) -> Conflict:
     """The error of deleting a repo or branch that pipelines read or write."""
     names = sorted({u.pipeline for u in uses})
     roles = "; ".join(
-        f"pipeline {name} {_verbs(u.role for u in uses if u.pipeline == name)} "
-        + ", ".join(sorted({f"{u.repo}/{u.branch}" for u in uses if u.pipeline == name}))
-        for name in names
+        f"pipeline {name} {_doing(u for u in uses if u.pipeline == name)}" for name in names
     )
     return Conflict(
         f"cannot delete {what}: {roles}; delete those pipelines first "
@@ -67,8 +65,12 @@ def in_use_refusal(what: str, uses: Sequence[BranchUse]) -> Conflict:
     )
 
 
-def _verbs(roles: Iterable[str]) -> str:
-    found = set(roles)
-    if found == {INPUT, OUTPUT}:
-        return "reads and writes"
-    return "writes" if OUTPUT in found else "reads"
+def _doing(uses: Iterable[BranchUse]) -> str:
+    """``reads A/x and writes A/y``: what one pipeline does with the branches."""
+    listed = list(uses)
+    said = []
+    for role, verb in ((INPUT, "reads"), (OUTPUT, "writes")):
+        branches = sorted({f"{u.repo}/{u.branch}" for u in listed if u.role == role})
+        if branches:
+            said.append(f"{verb} {', '.join(branches)}")
+    return " and ".join(said)
