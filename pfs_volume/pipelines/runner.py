@@ -44,6 +44,8 @@ CP_BATCH = 500
 """Datum outputs one ``cp`` combines (well inside the kernel's argument limit)."""
 DATUM_TIMEOUT = 24 * 3600
 """Seconds a datum's container may run."""
+_COLLECTING = threading.Lock()
+"""One collection of datum outputs at a time (after a job, and ``pfs gc``)."""
 
 
 class DatumFailed(PfsError):
@@ -201,22 +203,23 @@ class JobRunner:
             live: ids of the pipeline's queued and running jobs: what they make stays.
         """
         folder = self.root / pipeline / "datums"
-        if not folder.is_dir():
-            return 0
         freed = 0
-        for datum in _children(folder):
-            for made in _children(datum):
-                if (datum.name, made.name) in keep or made.name in live:
-                    continue
-                # A container wrote this tree: it is deleted as the subvolume it is,
-                # never walked through a link (``_children`` lists without following).
-                if self.repos.pool.is_subvolume(made):
-                    self.repos.pool.delete_subvolume(made)
-                else:
-                    self.repos.pool.delete_tree(made)
-                freed += 1
-            if not any(datum.iterdir()):
-                datum.rmdir()
+        with _COLLECTING:
+            if not folder.is_dir():
+                return 0
+            for datum in _children(folder):
+                for made in _children(datum):
+                    if (datum.name, made.name) in keep or made.name in live:
+                        continue
+                    # A container wrote this tree: it is deleted as the subvolume it is,
+                    # never walked through a link (``_children`` lists without following).
+                    if self.repos.pool.is_subvolume(made):
+                        self.repos.pool.delete_subvolume(made)
+                    else:
+                        self.repos.pool.delete_tree(made)
+                    freed += 1
+                if not any(datum.iterdir()):
+                    datum.rmdir()
         if freed:
             log.info("pipeline=%s %d datum output(s) no job can reuse deleted", pipeline, freed)
         return freed
@@ -225,7 +228,9 @@ class JobRunner:
         """Delete everything a pipeline kept here: datum outputs, job scratch and its
         jobs' logs."""
         folder = self.root / pipeline
-        if folder.is_dir() and not folder.is_symlink():
+        with _COLLECTING:
+            if not folder.is_dir() or folder.is_symlink():
+                return
             self.repos.pool.delete_tree(folder)
             log.info("pipeline=%s its datum outputs, scratch and logs deleted", pipeline)
 
