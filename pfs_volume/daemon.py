@@ -29,6 +29,7 @@ from pfs_volume.meta import MetadataStore, SqliteStore
 from pfs_volume.mount_reconciler import ENGINE_TIMEOUT, DockerEngine, MountReconciler
 from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
+from pfs_volume.pipelines.uses import PipelineUses
 from pfs_volume.putlog import recover_puts
 from pfs_volume.repos import RepoService, SingleHost
 from pfs_volume.transfer import recover_imports
@@ -94,10 +95,20 @@ class Daemon:
             if settings.cluster:
                 self._cluster = Cluster(settings, pool)
                 self.store = self._cluster.store
-                self.repos = RepoService(self.store, pool, coordinator=self._cluster.coordinator)
+                self.repos = RepoService(
+                    self.store,
+                    pool,
+                    coordinator=self._cluster.coordinator,
+                    uses=PipelineUses(self.store),
+                )
             else:
                 self.store = SqliteStore(root / META_NAME, settings.node_id)
-                self.repos = RepoService(self.store, pool, coordinator=SingleHost(settings.node_id))
+                self.repos = RepoService(
+                    self.store,
+                    pool,
+                    coordinator=SingleHost(settings.node_id),
+                    uses=PipelineUses(self.store),
+                )
             report = self.repos.recover()
             for name in recover_imports(self.repos):
                 log.info("repo=%s: an import interrupted by a crash was undone", name)

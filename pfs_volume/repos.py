@@ -26,6 +26,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from pfs_volume.branch_uses import (
+    BranchUse,
+    UsesLookup,
+    in_use_refusal,
+    no_uses,
+    owned_refusal,
+    owner_of,
+)
 from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.btrfs.changes import changes
 from pfs_volume.commit_errors import CommitError, CommitErrors
@@ -203,6 +211,9 @@ class RepoService:
         clock: returns the current UTC time (injected so tests can fix it).
         new_id: returns a fresh commit id.
         coordinator: placement, write locks and replication (default: a single host).
+        uses: which pipelines read or write a repo's branches (default: none); a
+            pipeline's output branch is written by its jobs only, and a repo or branch
+            a pipeline names is not deleted under it.
     """
 
     def __init__(
@@ -212,8 +223,10 @@ class RepoService:
         clock: Callable[[], datetime] = utcnow,
         new_id: Callable[[], str] = new_commit_id,
         coordinator: Coordinator | None = None,
+        uses: UsesLookup = no_uses,
     ) -> None:
         self.store = store
+        self.uses = uses
         self.pool = pool
         self.clock = clock
         self.new_id = new_id
@@ -451,7 +464,8 @@ class RepoService:
         Raises:
             NotFound: no such repo. InUse: a container has one of its volumes mounted,
                 or an export reads it.
-            Conflict: a working copy holds changes that no commit holds (invariant 1).
+            Conflict: a pipeline reads or writes it (each named), or a working copy
+                holds changes that no commit holds (invariant 1).
             PoolFull: the pool is full and its reserve is gone already.
         """
         records_gone = False
@@ -488,6 +502,9 @@ class RepoService:
         its data is still to go)."""
         with self.repo_lock(name):
             self.get_repo(name)
+            users = self.uses(name)
+            if users:
+                raise in_use_refusal(f"repo {name!r}", users)
             with self._pending_lock:
                 reads = sum(n for (repo, _commit), n in self._pins.items() if repo == name)
             if reads:
@@ -642,7 +659,6 @@ class RepoService:
     def _retire_stale(self, record: BranchRecord) -> None:
         """Drop a stale working copy; one holding changes no commit holds (a writer
         fenced off by another node) is moved to ``detached/``, never deleted."""
-        path = self.branch_path(record.repo, record.name)
         users = [m for m in self.store.list_mounts(record.repo) if m.branch == record.name]
         if users:
             raise Conflict(
@@ -650,26 +666,67 @@ class RepoService:
                 f"node while {len(users)} container(s) here still use this node's older "
                 "working copy; stop them first (their changes are kept, not committed)"
             )
+        keep = self._set_aside(record)
+        if keep is not None:
+            log.warning(
+                "repo=%s branch=%s working copy held changes on top of commit=%s, but another "
+                "node moved the head to %s: the changes were kept in %s, not committed",
+                record.repo,
+                record.name,
+                record.working_base,
+                record.head,
+                keep,
+            )
+
+    def _set_aside(self, record: BranchRecord) -> Path | None:
+        """Take a branch's working copy out of the way: a clean one is deleted, one
+        holding changes no commit holds is moved to ``detached/`` (never deleted,
+        invariant 1). Returns where it was kept, or None when it was clean. The caller
+        holds the branch's lock."""
+        path = self.branch_path(record.repo, record.name)
         if not self.pool.changed_since(path, record.clean_generation):
             self.pool.delete_subvolume(path)
-            return
+            return None
         base = (record.working_base or "empty")[:12]
         keep = (
             self.repo_dir(record.repo)
             / "detached"
-            / f"{record.name}.{base}.{self.clock():%Y%m%dT%H%M%S}"
+            / f"{record.name}.{base}.{self.clock():%Y%m%dT%H%M%S%f}"
         )
         keep.parent.mkdir(parents=True, exist_ok=True)
         path.rename(keep)
-        log.warning(
-            "repo=%s branch=%s working copy held changes on top of commit=%s, but another "
-            "node moved the head to %s: the changes were kept in %s, not committed",
-            record.repo,
-            record.name,
-            record.working_base,
-            record.head,
-            keep,
-        )
+        return keep
+
+    def set_aside_working_copy(self, repo: str, branch: str, why: str) -> Path | None:
+        """Before a branch's working copy is replaced whole (a pipeline's output): a
+        clean copy is deleted, a dirty one moved to ``detached/`` and logged with
+        ``why``. Returns where a dirty copy was kept, or None.
+
+        Raises:
+            InUse: the branch is mounted.
+        """
+        with self.branch_lock(repo, branch), self.repo_lock(repo):
+            record = self.get_branch(repo, branch)
+            path = self.branch_path(repo, branch)
+            if not self.pool.is_subvolume(path):
+                return None
+            mounts = [m for m in self.store.list_mounts(repo) if m.branch == branch]
+            if mounts:
+                raise InUse(
+                    f"branch {repo}/{branch} is mounted by {len(mounts)} container(s); "
+                    "its working copy cannot be replaced"
+                )
+            keep = self._set_aside(record)
+            if keep is not None:
+                log.warning(
+                    "repo=%s branch=%s working copy held changes no commit holds (%s): "
+                    "they were kept in %s, not committed",
+                    repo,
+                    branch,
+                    why,
+                    keep,
+                )
+            return keep
 
     def create_branch(self, repo: str, name: str, start: Ref | None = None) -> BranchRecord:
         """Create branch ``name`` at the commit ``start`` names (default: master's head).
@@ -695,7 +752,8 @@ class RepoService:
 
         Raises:
             NotFound: no such branch. InUse: it is mounted.
-            Conflict: its working copy holds changes no commit holds.
+            Conflict: a pipeline reads or writes it (each named), or its working copy
+                holds changes no commit holds.
             PoolFull: the pool is full and its reserve is gone already.
         """
         self.space.freeing(
@@ -707,6 +765,9 @@ class RepoService:
     def _delete_branch(self, repo: str, name: str) -> None:
         with self.branch_lock(repo, name), self.repo_lock(repo):
             self.get_branch(repo, name)
+            users = [u for u in self.uses(repo) if u.branch == name]
+            if users:
+                raise in_use_refusal(f"branch {repo}/{name}", users)
             self.refuse_if_busy(repo, name, "delete")
             path = self.branch_path(repo, name)
             if self.pool.is_subvolume(path):
@@ -749,11 +810,14 @@ class RepoService:
                 log.warning("repo=%s branch=%s working copy dropped after a failure", repo, branch)
 
     def refuse_if_busy(self, repo: str, branch: str, verb: str) -> None:
-        """Refuse to change a branch that is mounted or holds uncommitted changes.
+        """Refuse to change a branch that a pipeline owns, that is mounted or that holds
+        uncommitted changes.
 
         Raises:
-            InUse: it is mounted. Conflict: its working copy is dirty.
+            Conflict: it is a pipeline's output, or its working copy is dirty.
+            InUse: it is mounted.
         """
+        self.refuse_if_owned(repo, branch, verb)
         mounts = [m for m in self.store.list_mounts(repo) if m.branch == branch]
         if mounts:
             raise InUse(
@@ -765,6 +829,20 @@ class RepoService:
                 f"cannot {verb} branch {repo}/{branch}: its working copy holds changes no "
                 f"commit holds; commit them first: pfs commit {repo}/{branch}"
             )
+
+    def refuse_if_owned(self, repo: str, branch: str, verb: str) -> None:
+        """Refuse a write from outside a pipeline to its output branch.
+
+        Raises:
+            Conflict: naming the pipeline, and how to read or branch from its output.
+        """
+        pipeline = owner_of(self.uses(repo), repo, branch)
+        if pipeline is not None:
+            raise owned_refusal(pipeline, repo, branch, verb)
+
+    def users(self, repo: str, branch: str | None = None) -> list[BranchUse]:
+        """The pipelines' uses of a repo (or of one of its branches)."""
+        return [u for u in self.uses(repo) if branch is None or u.branch == branch]
 
     def _is_dirty(self, branch: BranchRecord) -> bool:
         """True when the branch's working copy holds changes no commit holds."""

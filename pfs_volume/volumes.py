@@ -182,7 +182,8 @@ class VolumeService:
 
         Raises:
             InvalidRequest: for any option (pfs takes none yet).
-            InvalidName, NotFound, Conflict: as ``resolve``.
+            InvalidName, NotFound, Conflict: as ``resolve``; Conflict also for a
+                pipeline's output branch (only its jobs write there).
         """
         if options:
             raise InvalidRequest(
@@ -260,7 +261,8 @@ class VolumeService:
 
         Raises:
             InvalidRequest: an empty mount ID, or one already used for another volume.
-            InvalidName, NotFound, Conflict: as ``resolve``.
+            InvalidName, NotFound, Conflict: as ``resolve``; Conflict also for a
+                pipeline's output branch (read it at a commit instead).
             PoolFull: the pool has no space to record the mount or make the branch.
         """
         if not mount_id:
@@ -476,6 +478,10 @@ class VolumeService:
             target = self.resolve(name)
             if (target.repo, target.branch) != (first.repo, first.branch):
                 raise Busy(f"volume {name} changed meaning while it was being mounted; retry")
+            if target.branch is not None:
+                # Under the branch's lock: a pipeline made at once waits, and then sees
+                # this mount (``PipelineService.create``).
+                self.repos.refuse_if_owned(target.repo, target.branch, "mount")
             path = self._materialise(target)
             if record_mount:
                 self._record(record_mount, name, target)

@@ -12,6 +12,7 @@ import pytest
 
 from pfs_volume.btrfs import BtrfsPool, prepare_pool
 from pfs_volume.meta import SqliteStore
+from pfs_volume.pipelines.uses import PipelineUses
 from pfs_volume.repos import RepoService
 from pfs_volume.volumes import VolumeService
 
@@ -98,7 +99,8 @@ def store(pool: BtrfsPool) -> Iterator[SqliteStore]:
 
 @pytest.fixture
 def repos(store: SqliteStore, pool: BtrfsPool) -> RepoService:
-    return RepoService(store, pool)
+    """Wired as the daemon wires it: pipelines' output branches belong to them."""
+    return RepoService(store, pool, uses=PipelineUses(store))
 
 
 @pytest.fixture

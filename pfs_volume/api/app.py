@@ -75,10 +75,8 @@ def create_api_app(
                 check_component(values[key], key)
 
     install_error_handlers(app)
-    add_pipeline_routes(
-        app,
-        pipelines or PipelineService(repos, JobRunner(repos, _no_docker, volumes.prefix)),
-    )
+    pipelines = pipelines or PipelineService(repos, JobRunner(repos, _no_docker, volumes.prefix))
+    add_pipeline_routes(app, pipelines)
 
     def live() -> set[str] | None:
         """The ids of the live nodes, for commits' copies (None on a single host)."""
@@ -120,8 +118,8 @@ def create_api_app(
 
     @app.delete("/v1/repos/<repo>")
     def delete_repo(repo: str) -> ResponseReturnValue:
-        repos.delete_repo(repo)
-        return {"deleted": repo}
+        gone = pipelines.delete_repo(repo, force=_flag("force"))
+        return {"deleted": repo, "pipelines_deleted": gone}
 
     @app.get("/v1/repos/<repo>/branches")
     def list_branches(repo: str) -> ResponseReturnValue:
@@ -135,8 +133,8 @@ def create_api_app(
 
     @app.delete("/v1/repos/<repo>/branches/<branch>")
     def delete_branch(repo: str, branch: str) -> ResponseReturnValue:
-        repos.delete_branch(repo, branch)
-        return {"deleted": f"{repo}/{branch}"}
+        gone = pipelines.delete_branch(repo, branch, force=_flag("force"))
+        return {"deleted": f"{repo}/{branch}", "pipelines_deleted": gone}
 
     @app.post("/v1/repos/<repo>/branches/<branch>/reset")
     def reset_branch(repo: str, branch: str) -> ResponseReturnValue:
@@ -147,6 +145,7 @@ def create_api_app(
     @app.post("/v1/repos/<repo>/branches/<branch>/commit")
     def commit_branch(repo: str, branch: str) -> ResponseReturnValue:
         message = json_body({}, {"message": str}).get("message", "")
+        repos.refuse_if_owned(repo, branch, "commit to")
         made = repos.commit_working_copy(repo, branch, message or "commit", origin="api")
         return {"commit": commit_view(made) if made else None}
 
@@ -165,7 +164,11 @@ def create_api_app(
             raise InvalidRequest("field keep_last must be an int, not bool")
         older = parse_duration(body["older_than"]) if "older_than" in body else None
         report = repos.gc(repo, body.get("keep_last"), older)
-        return {"pruned": report.pruned, "bytes_freed": report.bytes_freed}
+        return {
+            "pruned": report.pruned,
+            "bytes_freed": report.bytes_freed,
+            "datum_outputs_freed": pipelines.collect_outputs(),
+        }
 
     @app.post("/v1/repos/<repo>/branches/<branch>/revert")
     def revert(repo: str, branch: str) -> ResponseReturnValue:

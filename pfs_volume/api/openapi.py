@@ -95,6 +95,7 @@ WAIT_TIMEOUT = _query(
     "timeout",
     {"type": "number", "minimum": 0, "maximum": 30, "description": "seconds (default 30)"},
 )
+FORCE = _query("force", {"type": "string", "enum": ["true", "false"]})
 SPEC_BODY = {
     "required": True,
     "content": {
@@ -130,7 +131,12 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/v1/repos/{repo}": {
         "get": _op("Inspect a repo", _ref("RepoSummary"), REPO),
-        "delete": _op("Delete a repo and its data", _object(deleted=NAME), REPO),
+        "delete": _op(
+            "Delete a repo and its data (refused while pipelines use it, unless force)",
+            _object(deleted=NAME, pipelines_deleted={"type": "array", "items": NAME}),
+            REPO,
+            FORCE,
+        ),
     },
     "/v1/repos/{repo}/branches": {
         "get": _op(
@@ -145,7 +151,13 @@ PATHS: dict[str, dict[str, Any]] = {
         ),
     },
     "/v1/repos/{repo}/branches/{branch}": {
-        "delete": _op("Delete a branch", _object(deleted={"type": "string"}), REPO, BRANCH),
+        "delete": _op(
+            "Delete a branch (refused while pipelines use it, unless force)",
+            _object(deleted={"type": "string"}, pipelines_deleted={"type": "array", "items": NAME}),
+            REPO,
+            BRANCH,
+            FORCE,
+        ),
     },
     "/v1/repos/{repo}/branches/{branch}/reset": {
         "post": _op(
@@ -273,7 +285,11 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/repos/{repo}/gc": {
         "post": _op(
             "Prune old commits' data",
-            _object(pruned={"type": "array", "items": ID}, bytes_freed={"type": "integer"}),
+            _object(
+                pruned={"type": "array", "items": ID},
+                bytes_freed={"type": "integer"},
+                datum_outputs_freed={"type": "integer"},
+            ),
             REPO,
             body=_json_body(
                 {"keep_last": {"type": "integer", "minimum": 0}, "older_than": {"type": "string"}},

@@ -402,16 +402,27 @@ def repo_inspect(name: str, as_json: bool) -> None:
 @repo.command("delete")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force", is_flag=True, help="Delete the pipelines that read or write it too (jobs stop)."
+)
 @json_option
 @reports_errors
-def repo_delete(name: str, yes: bool, as_json: bool) -> None:
-    """Delete a repo and ALL its data (refused while a volume of it is mounted)."""
+def repo_delete(name: str, yes: bool, force: bool, as_json: bool) -> None:
+    """Delete a repo and ALL its data (refused while a volume of it is mounted, or
+    while pipelines read or write it unless --force)."""
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("deleting a repo needs --yes when not run on a terminal")
-        click.confirm(f"Delete repo {name} with all its commits and data?", abort=True)
-    result = _client().delete(f"/v1/repos/{_segment(name)}")
-    _show(result, as_json, f"deleted repo {result['deleted']}")
+        also = " and every pipeline that uses it" if force else ""
+        click.confirm(f"Delete repo {name} with all its commits and data{also}?", abort=True)
+    result = _client().delete(f"/v1/repos/{_segment(name)}", force="true" if force else None)
+    _show(result, as_json, f"deleted repo {result['deleted']}" + _gone(result))
+
+
+def _gone(result: dict[str, Any]) -> str:
+    """The pipelines a forced delete took with it, as a line of its own."""
+    names = result.get("pipelines_deleted") or []
+    return f"\ndeleted pipeline(s) {', '.join(names)} with it" if names else ""
 
 
 @main.group()
@@ -438,13 +449,20 @@ def branch_create(target: str, start: str | None, as_json: bool) -> None:
 
 @branch.command("delete")
 @click.argument("target", metavar="REPO/BRANCH")
+@click.option(
+    "--force", is_flag=True, help="Delete the pipelines that read or write it too (jobs stop)."
+)
 @json_option
 @reports_errors
-def branch_delete(target: str, as_json: bool) -> None:
-    """Delete a branch (refused while mounted); its commits stay reachable by id."""
+def branch_delete(target: str, force: bool, as_json: bool) -> None:
+    """Delete a branch (refused while mounted, or while pipelines read or write it
+    unless --force); its commits stay reachable by id."""
     repo_name, name = _repo_and_branch(target)
-    result = _client().delete(f"/v1/repos/{_segment(repo_name)}/branches/{_segment(name)}")
-    _show(result, as_json, f"deleted branch {result['deleted']}")
+    result = _client().delete(
+        f"/v1/repos/{_segment(repo_name)}/branches/{_segment(name)}",
+        force="true" if force else None,
+    )
+    _show(result, as_json, f"deleted branch {result['deleted']}" + _gone(result))
 
 
 @main.command("reset")
@@ -702,7 +720,8 @@ def pipeline_inspect(name: str, as_json: bool) -> None:
 @json_option
 @reports_errors
 def pipeline_delete(name: str, as_json: bool) -> None:
-    """Delete a pipeline (its jobs' records and output commits stay)."""
+    """Delete a pipeline, stopping its jobs, and the datum outputs and job logs it
+    kept; its jobs' records and output commits stay."""
     result = _client().delete(f"/v1/pipelines/{_segment(name)}")
     killed = f"; killed job {', '.join(result['killed'])}" if result.get("killed") else ""
     _show(result, as_json, f"deleted pipeline {name}{killed}")
@@ -1053,7 +1072,8 @@ def merge(source: str, target: str, strategy: str | None, as_json: bool) -> None
 @reports_errors
 def gc(repo_name: str, keep_last: int | None, older_than: str | None, as_json: bool) -> None:
     """Delete the data of old commits that no branch head is; they stay in the log,
-    marked pruned."""
+    marked pruned. Also deletes every pipeline's kept datum outputs that no job can
+    reuse."""
     body: dict[str, Any] = {}
     if keep_last is not None:
         body["keep_last"] = keep_last
@@ -1064,7 +1084,8 @@ def gc(repo_name: str, keep_last: int | None, older_than: str | None, as_json: b
         result,
         as_json,
         f"pruned {len(result['pruned'])} commit(s), about "
-        f"{result['bytes_freed'] / 1024**2:.1f} MiB freed",
+        f"{result['bytes_freed'] / 1024**2:.1f} MiB freed; "
+        f"{result.get('datum_outputs_freed', 0)} unused datum output(s) of pipelines deleted",
     )
 
 

@@ -78,9 +78,10 @@ class HistoryService:
 
         Raises:
             NotFound: no such repo, branch or commit, or pruned data.
-            InUse: the branch is mounted. Conflict: its working copy is dirty, or the
-                commit changed nothing that can be undone. MergeConflict: the branch
-                changed some of the commit's paths again since (each listed).
+            InUse: the branch is mounted. Conflict: its working copy is dirty, the
+                branch is a pipeline's output, or the commit changed nothing that can
+                be undone. MergeConflict: the branch changed some of the commit's paths
+                again since (each listed).
         """
         target = self.repos.require_data(self.repos.resolve_commit(repo, ref))
         parent = (
@@ -127,7 +128,8 @@ class HistoryService:
         Raises:
             InvalidRequest: an unknown strategy, or a branch merged into itself.
             NotFound: no such branch, or a source with no commits.
-            InUse: the target is mounted. Conflict: a dirty working copy.
+            InUse: the target is mounted. Conflict: a dirty working copy, or the
+                target is a pipeline's output (only its jobs write there).
             MergeConflict: paths the two sides changed in ways that cannot both hold (each
                 listed with what each side did), and no strategy given.
         """
@@ -140,6 +142,7 @@ class HistoryService:
             raise NotFound(f"branch {repo}/{source} has no commits to merge")
         with self.repos.branch_lock(repo, target):
             ours = self.repos.get_branch(repo, target).head
+            self.repos.refuse_if_owned(repo, target, "merge into")  # a fast-forward too
             bases = self.merge_bases(repo, ours, theirs) if ours is not None else []
             if ours is not None and theirs in bases:
                 return MergeResult("up-to-date", ours)

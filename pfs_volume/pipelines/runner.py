@@ -44,6 +44,8 @@ CP_BATCH = 500
 """Datum outputs one ``cp`` combines (well inside the kernel's argument limit)."""
 DATUM_TIMEOUT = 24 * 3600
 """Seconds a datum's container may run."""
+_COLLECTING = threading.Lock()
+"""One collection of datum outputs at a time (after a job, and ``pfs gc``)."""
 
 
 class DatumFailed(PfsError):
@@ -186,7 +188,51 @@ class JobRunner:
         return dirty_datums(planned, {name: paths for name, paths in changed.items() if paths})
 
     def _output(self, spec: PipelineSpec, result: DatumResult) -> Path:
-        return self.root / spec.name / "datums" / result.id / result.job
+        return self.datum_output(spec.name, result.id, result.job)
+
+    def datum_output(self, pipeline: str, datum_id: str, job_id: str) -> Path:
+        """Where the output of datum ``datum_id`` made by job ``job_id`` is kept."""
+        return self.root / pipeline / "datums" / datum_id / job_id
+
+    def collect_outputs(self, pipeline: str, keep: set[tuple[str, str]], live: set[str]) -> int:
+        """Delete a pipeline's kept datum outputs that nothing needs; how many went.
+
+        Args:
+            pipeline: the pipeline's name.
+            keep: ``(datum id, job id)`` of the outputs a later job may reuse.
+            live: ids of the pipeline's queued and running jobs: what they make stays.
+        """
+        folder = self.root / pipeline / "datums"
+        freed = 0
+        with _COLLECTING:
+            if not folder.is_dir():
+                return 0
+            for datum in _children(folder):
+                for made in _children(datum):
+                    if (datum.name, made.name) in keep or made.name in live:
+                        continue
+                    # A container wrote this tree: it is deleted as the subvolume it is,
+                    # never walked through a link (``_children`` lists without following).
+                    if self.repos.pool.is_subvolume(made):
+                        self.repos.pool.delete_subvolume(made)
+                    else:
+                        self.repos.pool.delete_tree(made)
+                    freed += 1
+                if not any(datum.iterdir()):
+                    datum.rmdir()
+        if freed:
+            log.info("pipeline=%s %d datum output(s) no job can reuse deleted", pipeline, freed)
+        return freed
+
+    def drop_pipeline(self, pipeline: str) -> None:
+        """Delete everything a pipeline kept here: datum outputs, job scratch and its
+        jobs' logs."""
+        folder = self.root / pipeline
+        with _COLLECTING:
+            if not folder.is_dir() or folder.is_symlink():
+                return
+            self.repos.pool.delete_tree(folder)
+            log.info("pipeline=%s its datum outputs, scratch and logs deleted", pipeline)
 
     def _run_datum(
         self,
@@ -332,10 +378,12 @@ class JobRunner:
                     "container(s); a pipeline's output branch is written by its jobs only"
                 )
             work = self.repos.branch_path(repo, branch)
-            if self.repos.pool.is_subvolume(work):
-                # Pipelines own their output branches: whatever is in the working copy
-                # (at most an earlier job's output a crash left uncommitted) goes.
-                self.repos.pool.delete_subvolume(work)
+            # A clean working copy holds only the head and goes; one holding changes no
+            # commit holds (a crash's leftover, a write from before the pipeline) is kept
+            # under detached/ and logged (invariant 1).
+            self.repos.set_aside_working_copy(
+                repo, branch, f"replaced by the output of job {job.id} of pipeline {spec.name}"
+            )
             work.parent.mkdir(parents=True, exist_ok=True)
             combined.rename(work)
             return self.repos.commit_working_copy(
@@ -404,6 +452,11 @@ def _entries(root: Path, depth: int) -> list[str]:
         if level + 1 >= depth:
             dirs.clear()
     return sorted(found)
+
+
+def _children(folder: Path) -> list[Path]:
+    """The entries of a folder pfs made, links left out (never followed)."""
+    return sorted(p for p in folder.iterdir() if not p.is_symlink())
 
 
 def _files(root: Path) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -57,6 +58,8 @@ class Scheduler:
         node_id: this node.
         owns: whether this node runs a pipeline's jobs.
         max_jobs: jobs run at once on this node.
+        after_job: called with the pipeline's name after each job's end is recorded
+            (collects datum outputs no job can reuse).
     """
 
     def __init__(
@@ -66,12 +69,14 @@ class Scheduler:
         node_id: str,
         owns: Callable[[str], bool],
         max_jobs: int,
+        after_job: Callable[[str], object] = lambda _pipeline: None,
     ) -> None:
         self.store = store
         self.runner = runner
         self.node_id = node_id
         self.owns = owns
         self.max_jobs = max_jobs
+        self.after_job = after_job
         self.documents = PipelineDocuments(store)
         self.jobs = JobStore(store)
         self.provenance = Provenance(store.get_commit)
@@ -134,6 +139,18 @@ class Scheduler:
             except PfsError as exc:
                 log.warning("job=%s scratch outputs not removed: %s", job.id, exc)
         return [j.id for j in interrupted]
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until this node runs no job (its end and clean-up done); False if one
+        still runs after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while self._running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.changed.wait(min(left, 1.0))
+        return True
 
     # killing
 
@@ -323,6 +340,10 @@ class Scheduler:
             self.runner.forget_volumes(spec, job)  # after the job's end is recorded
         except Exception as exc:
             log.warning("job=%s volumes not removed: %s", job.id, exc)
+        try:
+            self.after_job(spec.name)
+        except PfsError as exc:
+            log.warning("pipeline=%s datum outputs not collected: %s", spec.name, exc)
         return ended
 
     def _finish(

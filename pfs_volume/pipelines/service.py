@@ -7,14 +7,17 @@ every problem is reported at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TypeVar
 
-from pfs_volume.errors import Conflict, InvalidRequest, NotFound
+from pfs_volume.branch_uses import BranchUse, owner_of
+from pfs_volume.errors import Conflict, InvalidRequest, NotFound, PfsError
 from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
 from pfs_volume.pipelines.graph import writer_problems
 from pfs_volume.pipelines.jobs import JobRecord, JobStore, new_job_id
@@ -61,7 +64,9 @@ class PipelineService:
         self.jobs = JobStore(repos.store)
         self.documents = PipelineDocuments(repos.store)
         self.runner = runner
-        self.scheduler = Scheduler(repos.store, runner, self.node_id, owns, max_jobs)
+        self.scheduler = Scheduler(
+            repos.store, runner, self.node_id, owns, max_jobs, after_job=self._collect
+        )
         self._waiters = threading.BoundedSemaphore(MAX_WAITERS)
 
     # specs
@@ -72,10 +77,13 @@ class PipelineService:
         Raises:
             InvalidRequest: every problem of the spec (its fields, input repos that do
                 not exist, an output another pipeline writes, a cycle).
-            Conflict: the name is taken.
+            Conflict: the name is taken, or the output branch holds changes no commit
+                holds.
+            InUse: a container has the output branch mounted.
         """
         spec = validate(raw, self._context_problems)
-        self.documents.add(PipelineDocument(spec=spec, epoch=new_job_id()))
+        with self._taking_output(spec):
+            self.documents.add(PipelineDocument(spec=spec, epoch=new_job_id()))
         self.repos.ensure_repo(spec.output.repo)
         self.repos.ensure_branch(spec.output.repo, spec.output.branch, None)
         log.info("pipeline=%s created", spec.name)
@@ -98,12 +106,28 @@ class PipelineService:
         changed = replace(document, spec=spec)
         if reprocess:
             changed = replace(changed, reprocess_after=new_job_id())
-        self.documents.save(changed)
+        with self._taking_output(spec):
+            self.documents.save(changed)
         self.repos.ensure_repo(spec.output.repo)
         self.repos.ensure_branch(spec.output.repo, spec.output.branch, None)
         log.info("pipeline=%s updated%s", spec.name, " (reprocess)" if reprocess else "")
         self.scheduler.wake()
         return spec
+
+    @contextmanager
+    def _taking_output(self, spec: PipelineSpec) -> Iterator[None]:
+        """Store a pipeline's document under its output branch's lock, once nothing
+        but its jobs can be writing there: a branch mounted for writing, or holding
+        changes no commit holds, is refused (the pipeline's first job would otherwise
+        take it from under a container, or set those changes aside unasked). Mounts,
+        puts and the like check ownership under the same lock, so one of the two waits
+        for the other and then sees it."""
+        repo, branch = spec.output.repo, spec.output.branch
+        with self.repos.branch_lock(repo, branch):
+            exists = self.repos.repo_exists(repo) and self.repos.find_branch(repo, branch)
+            if exists and owner_of(self.repos.users(repo, branch), repo, branch) != spec.name:
+                self.repos.refuse_if_busy(repo, branch, f"make pipeline {spec.name}'s output of")
+            yield
 
     def _context_problems(self, outline: SpecOutline) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
@@ -165,13 +189,81 @@ class PipelineService:
         raise Conflict(f"pipeline {name} kept changing; try again")
 
     def delete(self, name: str) -> list[str]:
-        """Drop a pipeline, killing its running job first (its jobs' records and its
-        output commits stay). The killed jobs' ids. Raises NotFound."""
+        """Drop a pipeline, killing its running job first, and what it kept in the pool
+        (datum outputs, scratch, its jobs' logs); its jobs' records and its output
+        commits stay. The killed jobs' ids. Raises NotFound."""
         self.documents.get(name)
         self.documents.delete(name)
         killed = self.scheduler.kill(name, DELETED)
         log.info("pipeline=%s deleted; killed jobs: %s", name, killed or "none")
+        self._drop(name)
         return killed
+
+    def _drop(self, name: str) -> None:
+        """Delete what a deleted pipeline kept in the pool; what cannot go now (a job
+        of it still ending) goes at the next ``collect_outputs``."""
+        try:
+            self.runner.drop_pipeline(name)
+        except (PfsError, OSError) as exc:
+            log.warning("pipeline=%s what it kept was not all deleted (gc retries): %s", name, exc)
+
+    def delete_repo(self, name: str, force: bool = False) -> list[str]:
+        """Delete a repo; with ``force``, first every pipeline that reads or writes it
+        (their jobs are killed, their kept outputs deleted). Returns the pipelines
+        deleted.
+
+        Raises:
+            Conflict: pipelines use it and ``force`` is not given (each named). And what
+                ``RepoService.delete_repo`` raises.
+        """
+        self.repos.get_repo(name)
+        gone = self._delete_users(self.repos.users(name), force)
+        self.repos.delete_repo(name)
+        return gone
+
+    def delete_branch(self, repo: str, branch: str, force: bool = False) -> list[str]:
+        """Delete a branch; with ``force``, first every pipeline that reads or writes
+        it. Returns the pipelines deleted. Raises as ``delete_repo``."""
+        self.repos.get_branch(repo, branch)
+        gone = self._delete_users(self.repos.users(repo, branch), force)
+        self.repos.delete_branch(repo, branch)
+        return gone
+
+    def _delete_users(self, uses: list[BranchUse], force: bool) -> list[str]:
+        if not force:
+            return []  # the repo service refuses, naming them
+        names = sorted({u.pipeline for u in uses})
+        for name in names:
+            with contextlib.suppress(NotFound):  # deleted meanwhile
+                self.delete(name)
+        return names
+
+    def collect_outputs(self) -> int:
+        """Delete every kept datum output that no queued or running job makes and no
+        later job can reuse; how many went. A pipeline's reusable outputs are those its
+        latest successful job used (made or reused): only those can be reused, since a
+        job reuses its pipeline's latest success."""
+        freed = 0
+        for name in sorted(p.name for p in self.runner.root.iterdir() if p.is_dir()):
+            freed += self._collect(name)
+        return freed
+
+    def _collect(self, pipeline: str) -> int:
+        jobs = self.jobs.list(pipeline)
+        live = {j.id for j in jobs if not j.done}
+        latest = next((j for j in reversed(jobs) if j.state == "success"), None)
+        keep = {
+            (d.id, d.job)
+            for d in (latest.datums if latest is not None else ())
+            if d.state in ("success", "reused")
+        }
+        if self.documents.find(pipeline) is None and not live:
+            # Deleted (here or on another node) while a job of it was ending, or by a
+            # crash before its folder went: nothing of it runs again.
+            freed = self.runner.collect_outputs(pipeline, set(), set())
+            self._drop(pipeline)
+            return freed
+        return self.runner.collect_outputs(pipeline, keep, live)
 
     # jobs
 
@@ -280,6 +372,11 @@ class PipelineService:
         """A job's container output, by datum id."""
         job = self.job(job_id)
         folder = self.runner.logs_dir(job.pipeline, job.id)
+        if not folder.is_dir() and self.documents.find(job.pipeline) is None:
+            raise NotFound(
+                f"the logs of job {job_id} were deleted with its pipeline {job.pipeline}; "
+                "its record stays (pfs job inspect)"
+            )
         if job.node and job.node != self.node_id and not folder.is_dir():
             raise NotFound(
                 f"job {job_id} ran on node {job.node}: its logs are kept there "
@@ -348,6 +445,10 @@ class PipelineService:
     def recover(self) -> list[str]:
         """Settle jobs a crash left running (see ``Scheduler.recover``); their ids."""
         return self.scheduler.recover()
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until this node runs no job, clean-up included (see ``Scheduler``)."""
+        return self.scheduler.settle(timeout)
 
     def wake(self) -> None:
         """Look at the inputs now (a commit landed)."""

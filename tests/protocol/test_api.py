@@ -109,7 +109,10 @@ def test_delete_refused_while_mounted_then_done(
     assert (status, body["error"]["code"]) == (409, "in_use")
     assert Path(path, "a").exists()
     history.unmount("pfs/photos", "busy")
-    assert api_http.request("DELETE", "/v1/repos/photos")[:2] == (200, {"deleted": "photos"})
+    assert api_http.request("DELETE", "/v1/repos/photos")[:2] == (
+        200,
+        {"deleted": "photos", "pipelines_deleted": []},
+    )
     assert api_http.request("GET", "/v1/repos")[1] == {"repos": []}
 
 

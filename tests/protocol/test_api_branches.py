@@ -88,7 +88,10 @@ def test_branch_create_from_refs_and_delete(api_http: Transport, volumes: Volume
     status, body = send(api_http, "DELETE", "/v1/repos/r/branches/old")
     assert (status, body["error"]["code"]) == (409, "in_use")
     volumes.unmount("pfs/r/old", "busy")
-    assert send(api_http, "DELETE", "/v1/repos/r/branches/old") == (200, {"deleted": "r/old"})
+    assert send(api_http, "DELETE", "/v1/repos/r/branches/old") == (
+        200,
+        {"deleted": "r/old", "pipelines_deleted": []},
+    )
     assert "old" not in heads(api_http, "r")
     assert send(api_http, "GET", f"/v1/repos/r/commits/{first}")[0] == 200, "commits stay"
 

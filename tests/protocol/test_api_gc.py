@@ -63,6 +63,7 @@ def test_older_than_keeps_recent_commits(api_http: Transport, five: list[str]) -
     assert send(api_http, "POST", "/v1/repos/r/gc", {"older_than": "1h"})[1] == {
         "pruned": [],
         "bytes_freed": 0,
+        "datum_outputs_freed": 0,
     }
 
 
