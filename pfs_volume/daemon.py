@@ -196,7 +196,12 @@ class Daemon:
 
             owns = one_node
 
-        runner = JobRunner(repos, self._docker_client, self.settings.driver_name)
+        runner = JobRunner(
+            repos,
+            self._docker_client,
+            self.settings.driver_name,
+            self.settings.docker_host or "",
+        )
         return PipelineService(repos, runner, owns) if owns else PipelineService(repos, runner)
 
     def _serve(self, app: object, path: Path, label: str, connections: int) -> None:
