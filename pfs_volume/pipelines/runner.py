@@ -55,6 +55,7 @@ from pfs_volume.errors import Conflict, NotFound, PfsError, StorageError
 from pfs_volume.meta import CommitRecord, rfc3339, utcnow
 from pfs_volume.names import Ref
 from pfs_volume.pipelines.datums import Datum, datums, dirty_datums
+from pfs_volume.pipelines.joblogs import write_result
 from pfs_volume.pipelines.jobs import DatumResult, JobRecord
 from pfs_volume.pipelines.spec import PipelineSpec, fingerprint
 from pfs_volume.repos import RepoService
@@ -349,6 +350,7 @@ class JobRunner:
             self.repos.pool.snapshot(scratch, kept, readonly=True)
         if self.repos.pool.is_subvolume(scratch):
             self.repos.pool.delete_subvolume(scratch)
+        write_result(logs, result)
         log.info(
             "pipeline=%s job=%s datum=%s %s in %.2f s, %d tries (%s)",
             spec.name,
