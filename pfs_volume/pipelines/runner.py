@@ -13,7 +13,8 @@ sub-path) in forms no file name can break:
 * ``/pfs/datum/paths``: the absolute paths, each ended by a NUL byte (``xargs -0``).
 * ``PFS_DATUM_<INPUT>`` (the input's name upper-cased, other characters ``_``): its one
   absolute path, set only when the path is UTF-8 (Docker's API is JSON); quote it.
-  ``PFS_DATUM_ID`` and ``PFS_JOB`` are the datum's and the job's ids.
+  ``PFS_DATUM_ID`` and ``PFS_JOB`` are the datum's and the job's ids, ``PFS_DATUM_TRY``
+  the try (1 to the spec's ``datum_tries``).
 
 There is no space-separated list of paths: a name with a space, a newline or a leading
 dash would split or turn into an option in the shell loop such a list invites.
@@ -325,7 +326,7 @@ class JobRunner:
                     self.repos.pool.delete_subvolume(scratch)
                 self.repos.pool.create_subvolume(scratch)
                 exit_code, error = self._try_datum(
-                    spec, job, datum, commits, scratch, folder, log_path, watch
+                    spec, job, datum, commits, scratch, folder, log_path, watch, tries
                 )
                 if exit_code == 0 or (error is not None and error.startswith("the image")):
                     break
@@ -373,6 +374,7 @@ class JobRunner:
         folder: Path,
         log_path: Path,
         watch: _JobWatch,
+        attempt: int,
     ) -> tuple[int | None, str | None]:
         """Run one try of a datum; its exit code and, when it failed, why."""
         import docker.errors
@@ -380,6 +382,7 @@ class JobRunner:
         by_name = {i.name: i for i in spec.inputs}
         env = dict(spec.transform.env)
         env.update(datum_environment(job.id, datum))
+        env["PFS_DATUM_TRY"] = str(attempt)
         # Mounts name the driver: a volume without one makes dockerd ask every plugin
         # socket it knows (about 15 s for each that is gone). One per input, even when
         # two inputs are the same commit.
