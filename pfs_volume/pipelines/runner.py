@@ -429,13 +429,26 @@ class JobRunner:
             _append(log_path, f"pfs: the datum's container could not run: {exc}\n")
             return None, f"its container could not run: {exc}"
         finally:
-            if drain is not None:
+            # The output stream ends when the container does: wait for its last bytes
+            # when it exited, but remove a container that still runs (killed, timed out)
+            # first, or its stream would hold the job up.
+            exited = container is not None and self._exited(container)
+            if drain is not None and exited:
                 drain.join(LOG_DRAIN)
             if container is not None:
                 try:
                     container.remove(force=True)
                 except Exception as exc:
                     log.warning("job=%s datum=%s container not removed: %s", job.id, datum.id, exc)
+            if drain is not None and not exited:
+                drain.join(LOG_DRAIN)
+
+    def _exited(self, container: Any) -> bool:
+        try:
+            state = self.docker.api.inspect_container(container.id)["State"]
+        except Exception:  # gone already
+            return False
+        return state.get("Status") in ("exited", "dead")
 
     def _wait(
         self, spec: PipelineSpec, container: Any, watch: _JobWatch
