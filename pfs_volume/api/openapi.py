@@ -474,7 +474,12 @@ SCHEMAS: dict[str, Any] = {
         commit={**ID, "nullable": True},
         created=TIME,
     ),
-    "Pipeline": {"type": "object", "description": "a pipeline spec, every default filled in"},
+    "Pipeline": {
+        "type": "object",
+        "description": "a pipeline spec, every default filled in; the answers to create "
+        "and update add warnings (e.g. the image is not on the engine: pfs never pulls)",
+        "properties": {"warnings": {"type": "array", "items": {"type": "string"}}},
+    },
     "Job": _object(
         id={"type": "string"},
         pipeline=NAME,

@@ -28,9 +28,9 @@ def job_json(job: JobRecord) -> dict[str, Any]:
 
 
 def datums_of(pipelines: PipelineService, job: JobRecord) -> JobRecord:
-    """The job, with the datums that ended so far when it is still running (a finished
-    job's record holds them all)."""
-    if job.datums or job.done:
+    """The job, with the datums that ended so far when its record holds none (it is
+    still running, or it was killed or timed out before recording them)."""
+    if job.datums:
         return job
     folder = pipelines.runner.logs_dir(job.pipeline, job.id)
     return replace(job, datums=tuple(joblogs.results_so_far(folder)))
