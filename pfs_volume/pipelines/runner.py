@@ -90,13 +90,6 @@ class JobTimedOut(DatumFailed):
     code = "job_timed_out"
 
 
-class ImageMissing(PfsError):
-    """The transform's image is not on the engine (pfs never pulls)."""
-
-    status = 409
-    code = "image_missing"
-
-
 class JobKilled(PfsError):
     """The job was stopped from outside (pipeline stopped or deleted, daemon stopping):
     its containers are removed and nothing is committed."""
@@ -141,7 +134,7 @@ class JobRunner:
         return self._docker
 
     def image_missing(self, image: str) -> str:
-        """Why ``image`` cannot run a datum (the text of ImageMissing)."""
+        """Why ``image`` cannot run a datum: it is not on the engine."""
         return (
             f"the image {image!r} is not on the Docker engine at {self.engine}; pfs never "
             "pulls images: build it there or `docker load` it (or `docker pull` it yourself)"
@@ -328,8 +321,8 @@ class JobRunner:
                 exit_code, error = self._try_datum(
                     spec, job, datum, commits, scratch, folder, log_path, watch, tries
                 )
-                if exit_code == 0 or (error is not None and error.startswith("the image")):
-                    break
+                if exit_code == 0 or error == self.image_missing(spec.transform.image):
+                    break  # another try cannot find the image either
         finally:
             self._drop_datum_folder(spec, job, datum)
         seconds = time.monotonic() - started
