@@ -114,7 +114,7 @@ def test_output_shows_while_a_datum_runs_and_can_be_followed_to_the_end(
 ) -> None:
     pfs.cli("repo", "create", "src")
     put(pfs, "src/master", "a", b"1\n")
-    create(pfs, tmp_path, "talky", image, "echo started; sleep 3; echo finished")
+    create(pfs, tmp_path, "talky", image, "echo started; sleep 5; echo finished")
     job = running_job(pfs, "talky")
     follower = subprocess.Popen(
         [*pfs_cli(pfs), "job", "logs", job["id"], "--follow"],
@@ -128,12 +128,16 @@ def test_output_shows_while_a_datum_runs_and_can_be_followed_to_the_end(
         seen = pfs.cli("job", "logs", job["id"]).stdout
         time.sleep(0.2)
     assert "started" in seen and "finished" not in seen, seen
+    assert follower.stdout is not None
+    first = follower.stdout.readline()  # comes as it is written, not when the job ends
+    assert first.endswith(" | started\n"), first
+    assert pfs.cli_json("job", "inspect", job["id"])["state"] == "running"
     out, err = follower.communicate(timeout=60)
     assert follower.returncode == 0, err
     [done] = wait_jobs(pfs, "talky", 1)
     assert done["state"] == "success", done
     short = done["datums"][0]["id"][:12]
-    assert f"{short} | started\n{short} | finished\n" in out, out
+    assert first + out == f"{short} | started\n{short} | finished\n", first + out
 
 
 def test_datums_are_listed_and_inspected_by_id_or_prefix(
