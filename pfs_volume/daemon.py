@@ -212,7 +212,12 @@ class Daemon:
 
             owns = one_node
 
-        runner = JobRunner(repos, self._docker_client, self.settings.driver_name)
+        runner = JobRunner(
+            repos,
+            self._docker_client,
+            self.settings.driver_name,
+            self.settings.docker_host or "",
+        )
         return PipelineService(
             repos, runner, owns or (lambda _name: True), max_jobs=self.settings.max_jobs
         )

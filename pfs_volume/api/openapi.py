@@ -385,9 +385,31 @@ PATHS: dict[str, dict[str, Any]] = {
     },
     "/v1/jobs/{job_id}/logs": {
         "get": _op(
-            "A job's container output by datum",
+            "A job's container output by datum (written while datums run). follow=true: "
+            "text/plain lines 'DATUM12 | line' as they come, until the job ends (at most "
+            "1 h; 2 follows at once)",
             _object(logs={"type": "object", "additionalProperties": {"type": "string"}}),
             JOB,
+            _query("follow", {"type": "string", "enum": ["true", "false"]}),
+        )
+    },
+    "/v1/jobs/{job_id}/datums": {
+        "get": _op(
+            "A job's datums (of a running job: those that ended so far)",
+            _object(
+                job={"type": "string"},
+                state={"type": "string"},
+                datums={"type": "array", "items": _ref("Datum")},
+            ),
+            JOB,
+        )
+    },
+    "/v1/jobs/{job_id}/datums/{datum_id}": {
+        "get": _op(
+            "One datum of a job, by id or unique prefix (>= 4 hex)",
+            _ref("Datum"),
+            JOB,
+            _path_param("datum_id", {"type": "string", "pattern": "^[0-9a-f]{4,64}$"}),
         )
     },
     "/v1/jobs/{job_id}/rerun": {
@@ -537,7 +559,12 @@ SCHEMAS: dict[str, Any] = {
         commit={**ID, "nullable": True},
         created=TIME,
     ),
-    "Pipeline": {"type": "object", "description": "a pipeline spec, every default filled in"},
+    "Pipeline": {
+        "type": "object",
+        "description": "a pipeline spec, every default filled in; the answers to create "
+        "and update add warnings (e.g. the image is not on the engine: pfs never pulls)",
+        "properties": {"warnings": {"type": "array", "items": {"type": "string"}}},
+    },
     "Job": _object(
         id={"type": "string"},
         pipeline=NAME,
@@ -549,7 +576,18 @@ SCHEMAS: dict[str, Any] = {
         output={"type": "string", "nullable": True},
         error={"type": "string", "nullable": True},
         fingerprint={"type": "string"},
-        datums={"type": "array", "items": {"type": "object"}},
+        datums={"type": "array", "items": _ref("Datum")},
+    ),
+    "Datum": _object(
+        id={"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        paths={"type": "object", "additionalProperties": {"type": "string"}},
+        state={"type": "string", "enum": ["reused", "success", "failure"]},
+        seconds={"type": "number"},
+        exit_code={"type": "integer", "nullable": True},
+        job={"type": "string"},
+        tries={"type": "integer"},
+        error={"type": "string", "nullable": True},
+        started={**TIME, "nullable": True},
     ),
     "Change": _object(
         path={"type": "string"},

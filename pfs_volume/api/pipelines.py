@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask.typing import ResponseReturnValue
 
 from pfs_volume.errors import InvalidRequest
 from pfs_volume.names import check_component, parse_ref
-from pfs_volume.pipelines.jobs import JobRecord
+from pfs_volume.pipelines import joblogs
+from pfs_volume.pipelines.jobs import DatumResult, JobRecord, find_datum
 from pfs_volume.pipelines.service import MAX_WAIT, PipelineService
 from pfs_volume.pipelines.spec import MAX_SPEC_BYTES, load_spec, spec_to_json
 from pfs_volume.request_limits import accepts_body
@@ -48,6 +49,20 @@ def wait_timeout() -> float:
     return seconds
 
 
+def datums_of(pipelines: PipelineService, job: JobRecord) -> JobRecord:
+    """The job, with the datums that ended so far when its record holds none (it is
+    still running, or it was killed or timed out before recording them)."""
+    if job.datums:
+        return job
+    folder = pipelines.runner.logs_dir(job.pipeline, job.id)
+    return replace(job, datums=tuple(joblogs.results_so_far(folder)))
+
+
+def datum_json(result: DatumResult) -> dict[str, Any]:
+    """A datum's result: id, paths, state, tries, seconds, exit code, error, started."""
+    return asdict(result)
+
+
 def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
     """Register the pipelines API on ``app``."""
 
@@ -60,7 +75,7 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
     @accepts_body(up_to=MAX_SPEC_BYTES)
     def create_pipeline() -> ResponseReturnValue:
         spec = pipelines.create(spec_body())
-        return spec_to_json(spec), 201
+        return {**spec_to_json(spec), "warnings": pipelines.runner.image_warnings(spec)}, 201
 
     @app.get("/v1/pipelines")
     def list_pipelines() -> ResponseReturnValue:
@@ -83,7 +98,8 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
     def update_pipeline(name: str) -> ResponseReturnValue:
         check_component(name, "pipeline")
         reprocess = flag("reprocess")
-        return spec_to_json(pipelines.update(spec_body(), reprocess=reprocess, name=name))
+        spec = pipelines.update(spec_body(), reprocess=reprocess, name=name)
+        return {**spec_to_json(spec), "warnings": pipelines.runner.image_warnings(spec)}
 
     @app.delete("/v1/pipelines/<name>")
     def delete_pipeline(name: str) -> ResponseReturnValue:
@@ -118,7 +134,31 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
 
     @app.get("/v1/jobs/<job_id>/logs")
     def job_logs(job_id: str) -> ResponseReturnValue:
-        return {"logs": pipelines.logs(job_id)}
+        if not flag("follow"):
+            return {"logs": pipelines.logs(job_id)}
+        job = pipelines.job(job_id)
+        pipelines.logs(job_id)  # NotFound when the logs are on another node
+        release = joblogs.follower_slot()
+
+        def lines() -> Any:
+            try:
+                yield from joblogs.follow(
+                    lambda: pipelines.job(job.id), pipelines.runner.logs_dir(job.pipeline, job.id)
+                )
+            finally:
+                release()
+
+        return Response(lines(), mimetype="text/plain")
+
+    @app.get("/v1/jobs/<job_id>/datums")
+    def list_datums(job_id: str) -> ResponseReturnValue:
+        job = datums_of(pipelines, pipelines.job(job_id))
+        return {"job": job.id, "state": job.state, "datums": [datum_json(d) for d in job.datums]}
+
+    @app.get("/v1/jobs/<job_id>/datums/<datum_id>")
+    def inspect_datum(job_id: str, datum_id: str) -> ResponseReturnValue:
+        job = datums_of(pipelines, pipelines.job(job_id))
+        return datum_json(find_datum(job, datum_id))
 
     @app.post("/v1/jobs/<job_id>/rerun")
     def rerun_job(job_id: str) -> ResponseReturnValue:

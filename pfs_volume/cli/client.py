@@ -71,9 +71,11 @@ class ApiClient:
         route: str,
         /,
         data: IO[bytes] | io.RawIOBase | None = None,
+        timeout: float = REQUEST_TIMEOUT,
         **params: Any,
     ) -> requests.Response:
         """Call the API for a binary answer (or with a streamed body); the open response.
+        ``timeout`` bounds the wait for each read (a followed log may be quiet longer).
 
         Raises:
             PfsError: as ``request``.
@@ -86,7 +88,7 @@ class ApiClient:
                 params=query,
                 data=data,
                 stream=True,
-                timeout=REQUEST_TIMEOUT,
+                timeout=timeout,
             )
         except requests.RequestException as exc:
             raise PfsError(

@@ -340,7 +340,8 @@ def repo_import(source: Path, name: str | None, as_json: bool) -> None:
         click.progressbar(length=size, label="importing", file=sys.stderr) as bar,
     ):
         reader = _Progress(raw, bar.update)
-        response = _client().stream("POST", "/v1/imports", data=reader, **{"as": name})
+        query: dict[str, Any] = {"as": name}
+        response = _client().stream("POST", "/v1/imports", data=reader, **query)
     result = response.json()
     _show(result, as_json, f"imported repo {result['name']}")
 
@@ -635,7 +636,14 @@ SPEC_FILE = click.option(
 def pipeline_create(spec_path: Path, as_json: bool) -> None:
     """Create a pipeline; its first job runs on the current input commits."""
     result = _client().request("POST", "/v1/pipelines", data=_spec_file(spec_path))
+    _warn(result)
     _show(result, as_json, f"created pipeline {result['name']}")
+
+
+def _warn(result: dict[str, Any]) -> None:
+    """Print an answer's warnings on stderr (a missing image: pfs never pulls)."""
+    for warning in result.get("warnings", ()):
+        click.echo(f"pfs: warning: {warning}", err=True)
 
 
 @pipeline.command("update")
@@ -654,6 +662,7 @@ def pipeline_update(spec_path: Path, reprocess: bool, as_json: bool) -> None:
         data=_spec_file(spec_path),
         reprocess="true" if reprocess else None,
     )
+    _warn(result)
     _show(
         result,
         as_json,
@@ -767,12 +776,82 @@ def job_inspect(job_id: str, as_json: bool) -> None:
 
 @job.command("logs")
 @click.argument("job_id")
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Print output as the datums write it, each line after its datum's short id, "
+    "until the job ends (a follow lasts at most 1 h; run it again to go on).",
+)
 @reports_errors
-def job_logs(job_id: str) -> None:
-    """Print the container output of each of a job's datums."""
+def job_logs(job_id: str, follow: bool) -> None:
+    """Print the container output of each of a job's datums (running ones too)."""
+    if follow:
+        response = _client().stream(
+            "GET", f"/v1/jobs/{_segment(job_id)}/logs", timeout=FOLLOW_READ, follow="true"
+        )
+        with response:
+            for line in response.iter_lines(decode_unicode=False):
+                click.echo(line.decode(errors="replace"))
+        return
     for datum, text in _client().get(f"/v1/jobs/{_segment(job_id)}/logs")["logs"].items():
         click.echo(f"=== datum {datum}")
         click.echo(text, nl=not text.endswith("\n"))
+
+
+FOLLOW_READ = 3700.0
+"""Seconds ``job logs --follow`` waits for a line: a follow ends within the daemon's
+one hour, and a datum may print nothing for that long."""
+
+
+@main.group()
+def datum() -> None:
+    """Datums of a job: list, inspect."""
+
+
+@datum.command("list")
+@click.argument("job_id")
+@json_option
+@reports_errors
+def datum_list(job_id: str, as_json: bool) -> None:
+    """List a job's datums: id, state, tries, seconds, exit code, paths (of a running
+    job, those that ended so far)."""
+    result = _client().get(f"/v1/jobs/{_segment(job_id)}/datums")
+    if as_json:
+        _print_json(result["datums"])
+        return
+    rows = [
+        [
+            short_id(d["id"]),
+            d["state"],
+            d.get("tries", 0) or "",
+            f"{d['seconds']:.1f}",
+            "" if d["exit_code"] is None else d["exit_code"],
+            " ".join(f"{name}:/{printable(path)}" for name, path in sorted(d["paths"].items())),
+        ]
+        for d in result["datums"]
+    ]
+    click.echo(table(["datum", "state", "tries", "seconds", "exit", "paths"], rows))
+    if result["state"] not in ("success", "failure", "killed"):
+        click.echo(f"(job {result['state']}: datums are listed as they end)", err=True)
+
+
+@datum.command("inspect")
+@click.argument("job_id")
+@click.argument("datum_id", metavar="DATUM")
+@json_option
+@reports_errors
+def datum_inspect(job_id: str, datum_id: str, as_json: bool) -> None:
+    """Show one datum of a job (its id or a unique prefix of 4+ hex digits)."""
+    found = _client().get(f"/v1/jobs/{_segment(job_id)}/datums/{_segment(datum_id)}")
+    if as_json:
+        _print_json(found)
+        return
+    for key in ("id", "state", "tries", "started", "seconds", "exit_code", "error", "job"):
+        value = found.get(key)
+        click.echo(f"{key + ':':11} {'-' if value is None or value == '' else value}")
+    for name, path in sorted(found["paths"].items()):
+        click.echo(f"{'path:':11} {name}:/{printable(path)}")
 
 
 @job.command("rerun")

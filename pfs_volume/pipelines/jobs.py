@@ -7,15 +7,18 @@ creation time, so ``pfs job list`` reads them in order without an index.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from pfs_volume.errors import Conflict, InvalidRequest, NotFound
 from pfs_volume.meta import MetadataStore, rfc3339, utcnow
 
 KIND = "job"
 STATES = ("queued", "running", "success", "failure", "killed")
 DONE = ("success", "failure", "killed")
+_DATUM_PREFIX = re.compile(r"[0-9a-f]{4,64}")
 
 
 def new_job_id() -> str:
@@ -36,6 +39,49 @@ class DatumResult:
     exit_code: int | None = None
     job: str = ""
     """The job whose run made the output this datum uses (itself, or an earlier one)."""
+    tries: int = 0
+    """How many times its container ran in the job that made it (0 for records written
+    before pfs counted)."""
+    error: str | None = None
+    """Why the last try failed (``timed out after N s``, ``exit 3``, an image missing)."""
+    started: str | None = None
+    """When its first try started (RFC 3339)."""
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> DatumResult:
+        """A stored datum result; records from before ``tries``, ``error`` and
+        ``started`` existed read with their defaults."""
+        known = {key: value for key, value in data.items() if key in _DATUM_FIELDS}
+        return DatumResult(**known)
+
+
+_DATUM_FIELDS = frozenset(DatumResult.__dataclass_fields__)
+
+
+def find_datum(job: JobRecord, wanted: str) -> DatumResult:
+    """One of a job's datums, by its id or a unique prefix of it (at least 4 hex digits).
+
+    Raises:
+        InvalidRequest: ``wanted`` is not 4 to 64 lowercase hex digits.
+        NotFound: no datum of the job starts with it (or the job has none recorded yet).
+        Conflict: more than one does.
+    """
+    if not _DATUM_PREFIX.fullmatch(wanted):
+        raise InvalidRequest(
+            f"{wanted!r} is not a datum id: give its 64 hex digits or a unique prefix of at "
+            "least 4 (pfs datum list JOB shows them)"
+        )
+    found = [d for d in job.datums if d.id.startswith(wanted)]
+    if not found:
+        running = "" if job.done else f" (the job is {job.state}: datums appear as they end)"
+        raise NotFound(f"job {job.id} has no datum {wanted!r}{running}")
+    if len(found) > 1:
+        raise Conflict(
+            f"{wanted!r} is the start of {len(found)} datums of job {job.id}: "
+            + ", ".join(d.id[:12] for d in found[:5])
+            + "; give more digits"
+        )
+    return found[0]
 
 
 @dataclass(frozen=True)
@@ -76,7 +122,7 @@ class JobRecord:
     def from_json(body: str, version: int) -> JobRecord:
         """Read a stored job."""
         data: dict[str, Any] = json.loads(body)
-        data["datums"] = tuple(DatumResult(**d) for d in data.get("datums", ()))
+        data["datums"] = tuple(DatumResult.from_dict(d) for d in data.get("datums", ()))
         return JobRecord(**data, version=version)
 
 

@@ -2,10 +2,31 @@
 
 For each datum the runner starts a container (docker SDK) with every input commit
 mounted read-only as the pfs volume ``DRIVER/REPO@COMMIT`` at ``/pfs/in/<input>``, and
-a fresh writable subvolume of its own at ``/pfs/out``. ``PFS_DATUM`` tells the command
-which paths are its datum (Docker 20.10 cannot mount a volume's sub-path). A datum's
-output is kept read-only under ``<pool>/pipelines/<pipeline>/datums/<datum>/<job>`` so a
-later job whose datum did not change reuses it instead of running it again.
+a fresh writable subvolume of its own at ``/pfs/out``, and a read-only folder at
+``/pfs/datum`` that says which paths are its datum (Docker 20.10 cannot mount a volume's
+sub-path) in forms no file name can break:
+
+* ``/pfs/datum/datum.json``: ``{"id", "job", "pipeline", "inputs": [{"name", "path",
+  "path_base64"}]}``, ``path`` absolute in the container. A name that is not UTF-8 is
+  written as Python's ``json`` writes it (lone surrogates, ``\\udcXX``, one per byte that
+  is not UTF-8); ``path_base64`` always holds the exact bytes.
+* ``/pfs/datum/paths``: the absolute paths, each ended by a NUL byte (``xargs -0``).
+* ``PFS_DATUM_<INPUT>`` (the input's name upper-cased, other characters ``_``): its one
+  absolute path, set only when the path is UTF-8 (Docker's API is JSON); quote it.
+  ``PFS_DATUM_ID`` and ``PFS_JOB`` are the datum's and the job's ids, ``PFS_DATUM_TRY``
+  the try (1 to the spec's ``datum_tries``).
+
+There is no space-separated list of paths: a name with a space, a newline or a leading
+dash would split or turn into an option in the shell loop such a list invites.
+
+A datum's output is kept read-only under ``<pool>/pipelines/<pipeline>/datums/<datum>/<job>``
+so a later job whose datum did not change reuses it instead of running it again.
+
+pfs never pulls an image: containers are created (``containers.create`` never pulls;
+``containers.run`` would) and a missing image fails the datum with the engine named.
+A datum is tried up to ``datum_tries`` times; its container is watched in ``POLL``
+second slices so that a datum timeout, the job timeout, or the job's ``stop`` event ends
+it promptly. Its output is written to its log file while it runs.
 
 When every datum succeeded, their outputs are combined into the output branch's working
 copy (a path written by two datums fails the job) and committed with the job's
@@ -14,6 +35,8 @@ provenance. A job that fails changes nothing on its output branch.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import subprocess
@@ -25,13 +48,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import requests
 from docker.types import DriverConfig
 from docker.types import Mount as DockerMount
 
+from pfs_volume import safepath
 from pfs_volume.errors import Conflict, NotFound, PfsError, StorageError
-from pfs_volume.meta import CommitRecord
+from pfs_volume.meta import CommitRecord, rfc3339, utcnow
 from pfs_volume.names import Ref
 from pfs_volume.pipelines.datums import Datum, datums, dirty_datums
+from pfs_volume.pipelines.joblogs import write_result
 from pfs_volume.pipelines.jobs import DatumResult, JobRecord
 from pfs_volume.pipelines.spec import PipelineSpec, fingerprint
 from pfs_volume.repos import RepoService
@@ -42,10 +68,15 @@ JOB_LABEL = "pfs.job"
 PIPELINE_LABEL = "pfs.pipeline"
 CP_BATCH = 500
 """Datum outputs one ``cp`` combines (well inside the kernel's argument limit)."""
-DATUM_TIMEOUT = 24 * 3600
-"""Seconds a datum's container may run."""
 _COLLECTING = threading.Lock()
 """One collection of datum outputs at a time (after a job, and ``pfs gc``)."""
+POLL = 0.5
+"""Seconds between looks at a running container (stop event, timeouts, exit)."""
+LOG_DRAIN = 10.0
+"""Seconds to wait, once a container ended, for its output to be written down."""
+DATUM_FOLDER = "/pfs/datum"
+"""Where a datum's container finds which paths are its datum."""
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 
 
 class DatumFailed(PfsError):
@@ -53,6 +84,13 @@ class DatumFailed(PfsError):
 
     status = 500
     code = "datum_failed"
+
+
+class JobTimedOut(DatumFailed):
+    """The job ran past its ``job_timeout``: its containers are removed and nothing is
+    committed. Its args are the message and the datum results so far, like DatumFailed."""
+
+    code = "job_timed_out"
 
 
 class JobKilled(PfsError):
@@ -71,13 +109,23 @@ class JobRunner:
         docker: makes the ``docker.DockerClient`` of the engine that runs the containers
             (called on first use: the daemon starts without a Docker engine).
         driver: this daemon's volume driver name (the prefix of pfs volume names).
+        engine: the engine's address as the user knows it (``--docker-host``,
+            DOCKER_HOST or the default socket), for errors that send them to it.
     """
 
-    def __init__(self, repos: RepoService, docker: Callable[[], Any], driver: str) -> None:
+    def __init__(
+        self,
+        repos: RepoService,
+        docker: Callable[[], Any],
+        driver: str,
+        engine: str = "",
+    ) -> None:
         self.repos = repos
         self._make_docker = docker
         self._docker: Any = None
         self.driver = driver
+        self.engine = engine or os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
+        self._watches: dict[str, _JobWatch] = {}
         self.root = repos.pool.root / "pipelines"
         self.root.mkdir(exist_ok=True)
 
@@ -87,6 +135,29 @@ class JobRunner:
         if self._docker is None:
             self._docker = self._make_docker()
         return self._docker
+
+    def image_missing(self, image: str) -> str:
+        """Why ``image`` cannot run a datum: it is not on the engine."""
+        return (
+            f"the image {image!r} is not on the Docker engine at {self.engine}; pfs never "
+            "pulls images: build it there or `docker load` it (or `docker pull` it yourself)"
+        )
+
+    def image_warnings(self, spec: PipelineSpec) -> list[str]:
+        """What a user should hear about a spec before its first job: the image is
+        missing, or the engine cannot be asked. Asks the engine only (no pull)."""
+        import docker.errors
+
+        try:
+            self.docker.images.get(spec.transform.image)
+        except docker.errors.ImageNotFound:
+            return [self.image_missing(spec.transform.image) + "; its jobs fail until it is"]
+        except Exception as exc:  # the engine is down, or the client cannot be made
+            return [
+                f"could not ask the Docker engine at {self.engine} for the image "
+                f"{spec.transform.image!r}: {exc}"
+            ]
+        return []
 
     def logs_dir(self, pipeline: str, job_id: str) -> Path:
         """Where a job's per-datum container output is kept."""
@@ -108,9 +179,27 @@ class JobRunner:
 
         Raises:
             DatumFailed: a datum failed (the results so far are in the exception's args).
+            JobTimedOut: the job ran past ``spec.job_timeout``; nothing was committed.
             JobKilled: ``stop`` was set before the output was committed.
             Conflict: the output branch is mounted or holds uncommitted changes.
         """
+        watch = _JobWatch(stop, spec.job_timeout)
+        self._watches[job.id] = watch
+        try:
+            return self._run(spec, job, previous, watch)
+        except (JobKilled, JobTimedOut):
+            self._halt(spec, job)
+            raise
+        finally:
+            self._watches.pop(job.id, None)
+
+    def _run(
+        self,
+        spec: PipelineSpec,
+        job: JobRecord,
+        previous: JobRecord | None,
+        watch: _JobWatch,
+    ) -> tuple[list[DatumResult], CommitRecord | None]:
         commits = {name: ref.split("@", 1)[1] for name, ref in job.inputs.items()}
         by_name = {i.name: i for i in spec.inputs}
         entries = {
@@ -133,20 +222,34 @@ class JobRunner:
         logs = self.logs_dir(spec.name, job.id)
         logs.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=spec.parallelism) as pool:
-            for result in pool.map(lambda d: self._run_datum(spec, job, d, commits, logs), to_run):
+            for result in pool.map(
+                lambda d: self._run_datum(spec, job, d, commits, logs, watch), to_run
+            ):
                 results[result.id] = result
-        ordered = [results[d.id] for d in planned]
+        ordered = [results[d.id] for d in planned if d.id in results]
+        watch.raise_if_ended(job, ordered)
         failed = [r for r in ordered if r.state == "failure"]
         if failed:
             raise DatumFailed(
                 f"{len(failed)} of {len(ordered)} datum(s) failed: "
-                + ", ".join(f"{_label(r)} (exit {r.exit_code})" for r in failed[:5])
+                + ", ".join(f"{_label(r)} ({r.error or f'exit {r.exit_code}'})" for r in failed[:5])
                 + "; pfs job logs "
                 + job.id,
                 ordered,
             )
         made = self._combine(spec, job, ordered)
         return ordered, made
+
+    def _halt(self, spec: PipelineSpec, job: JobRecord) -> None:
+        """Remove every container and the scratch of a killed or timed-out job."""
+        try:
+            self.cleanup([job.id])
+        except Exception as exc:  # the docker SDK raises its own kinds
+            log.warning("job=%s containers not removed: %s", job.id, exc)
+        try:
+            self.drop_scratch(spec.name, job.id)
+        except PfsError as exc:
+            log.warning("job=%s scratch not removed: %s", job.id, exc)
 
     def _dirty(
         self,
@@ -241,22 +344,85 @@ class JobRunner:
         datum: Datum,
         commits: Mapping[str, str],
         logs: Path,
+        watch: _JobWatch,
     ) -> DatumResult:
-        by_name = {i.name: i for i in spec.inputs}
+        paths = dict(datum.parts)
         scratch = self.root / spec.name / "scratch" / job.id / datum.id
         scratch.parent.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{datum.id}.log"
+        started_at = rfc3339(utcnow())
+        started = time.monotonic()
+        exit_code: int | None = None
+        error: str | None = "not run: the job ended first"
+        tries = 0
+        folder = self._datum_folder(spec, job, datum)
+        try:
+            while tries < spec.datum_tries and not watch.ended():
+                tries += 1
+                if tries > 1:
+                    with open(log_path, "ab") as out:
+                        out.write(f"pfs: try {tries} of {spec.datum_tries}\n".encode())
+                if self.repos.pool.is_subvolume(scratch):
+                    self.repos.pool.delete_subvolume(scratch)
+                self.repos.pool.create_subvolume(scratch)
+                exit_code, error = self._try_datum(
+                    spec, job, datum, commits, scratch, folder, log_path, watch, tries
+                )
+                if exit_code == 0 or error == self.image_missing(spec.transform.image):
+                    break  # another try cannot find the image either
+        finally:
+            self._drop_datum_folder(spec, job, datum)
+        seconds = time.monotonic() - started
+        state = "success" if exit_code == 0 and error is None else "failure"
+        result = DatumResult(
+            datum.id,
+            paths,
+            state,
+            seconds,
+            exit_code,
+            job.id,
+            tries=tries,
+            error=error,
+            started=started_at,
+        )
+        if state == "success":
+            kept = self._output(spec, result)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            self.repos.pool.snapshot(scratch, kept, readonly=True)
         if self.repos.pool.is_subvolume(scratch):
             self.repos.pool.delete_subvolume(scratch)
-        self.repos.pool.create_subvolume(scratch)
-        paths = dict(datum.parts)
-        env = dict(spec.transform.env)
-        env["PFS_JOB"] = job.id
-        env["PFS_DATUM_ID"] = datum.id
-        env["PFS_DATUM"] = " ".join(
-            f"/pfs/in/{name}/{path}".rstrip("/") for name, path in datum.parts
+        write_result(logs, result)
+        log.info(
+            "pipeline=%s job=%s datum=%s %s in %.2f s, %d tries (%s)",
+            spec.name,
+            job.id,
+            datum.id,
+            state,
+            seconds,
+            tries,
+            error or f"exit {exit_code}",
         )
-        for name, path in datum.parts:
-            env[f"PFS_DATUM_{_env_name(name)}"] = path
+        return result
+
+    def _try_datum(
+        self,
+        spec: PipelineSpec,
+        job: JobRecord,
+        datum: Datum,
+        commits: Mapping[str, str],
+        scratch: Path,
+        folder: Path,
+        log_path: Path,
+        watch: _JobWatch,
+        attempt: int,
+    ) -> tuple[int | None, str | None]:
+        """Run one try of a datum; its exit code and, when it failed, why."""
+        import docker.errors
+
+        by_name = {i.name: i for i in spec.inputs}
+        env = dict(spec.transform.env)
+        env.update(datum_environment(job.id, datum))
+        env["PFS_DATUM_TRY"] = str(attempt)
         # Mounts name the driver: a volume without one makes dockerd ask every plugin
         # socket it knows (about 15 s for each that is gone). One per input, even when
         # two inputs are the same commit.
@@ -271,51 +437,132 @@ class JobRunner:
             for name, commit in commits.items()
         ]
         mounts.append(DockerMount("/pfs/out", str(scratch), type="bind"))
-        started = time.monotonic()
-        exit_code: int | None = None
-        log_path = logs / f"{datum.id}.log"
+        mounts.append(DockerMount(DATUM_FOLDER, str(folder), type="bind", read_only=True))
         container = None
+        drain: threading.Thread | None = None
         try:
-            container = self.docker.containers.run(
+            # create + start, never run: the SDK's run pulls an image it does not find.
+            container = self.docker.containers.create(
                 spec.transform.image,
                 command=list(spec.transform.cmd),
                 environment=env,
                 mounts=mounts,
                 network_mode="none",
-                detach=True,
                 labels={JOB_LABEL: job.id, PIPELINE_LABEL: spec.name},
                 mem_limit=spec.resources.memory_bytes,
                 nano_cpus=int(spec.resources.cpus * 1e9) if spec.resources.cpus else None,
             )
-            exit_code = int(container.wait(timeout=DATUM_TIMEOUT)["StatusCode"])
-            log_path.write_bytes(container.logs(stdout=True, stderr=True))
+            container.start()
+            drain = threading.Thread(
+                target=self._drain_logs,
+                args=(container.id, log_path),
+                name=f"pfs-logs-{datum.id[:12]}",
+                daemon=True,
+            )
+            drain.start()
+            return self._wait(spec, container, watch)
+        except docker.errors.ImageNotFound:
+            error = self.image_missing(spec.transform.image)
+            _append(log_path, f"pfs: {error}\n")
+            return None, error
         except Exception as exc:  # the docker SDK raises its own kinds
-            log_path.write_text(f"pfs: the datum's container could not run: {exc}\n")
-            exit_code = exit_code if exit_code is not None else -1
+            _append(log_path, f"pfs: the datum's container could not run: {exc}\n")
+            return None, f"its container could not run: {exc}"
         finally:
+            # The output stream ends when the container does: wait for its last bytes
+            # when it exited, but remove a container that still runs (killed, timed out)
+            # first, or its stream would hold the job up.
+            exited = container is not None and self._exited(container)
+            if drain is not None and exited:
+                drain.join(LOG_DRAIN)
             if container is not None:
                 try:
                     container.remove(force=True)
                 except Exception as exc:
                     log.warning("job=%s datum=%s container not removed: %s", job.id, datum.id, exc)
-        seconds = time.monotonic() - started
-        state = "success" if exit_code == 0 else "failure"
-        result = DatumResult(datum.id, paths, state, seconds, exit_code, job.id)
-        if state == "success":
-            kept = self._output(spec, result)
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            self.repos.pool.snapshot(scratch, kept, readonly=True)
-        self.repos.pool.delete_subvolume(scratch)
-        log.info(
-            "pipeline=%s job=%s datum=%s %s in %.2f s (exit %s)",
-            spec.name,
-            job.id,
-            datum.id,
-            state,
-            seconds,
-            exit_code,
-        )
-        return result
+            if drain is not None and not exited:
+                drain.join(LOG_DRAIN)
+
+    def _exited(self, container: Any) -> bool:
+        try:
+            state = self.docker.api.inspect_container(container.id)["State"]
+        except Exception:  # gone already
+            return False
+        return state.get("Status") in ("exited", "dead")
+
+    def _wait(
+        self, spec: PipelineSpec, container: Any, watch: _JobWatch
+    ) -> tuple[int | None, str | None]:
+        """Wait for a container in ``POLL`` slices; its exit code, or why it was ended.
+
+        Each slice is the engine's own wait, which answers the moment the container
+        exits (a poll of its state would add up to a slice to every datum)."""
+        began = time.monotonic()
+        while True:
+            try:
+                code = int(container.wait(timeout=POLL)["StatusCode"])
+            except requests.exceptions.RequestException:
+                code = None  # still running after this slice
+            if code is not None:
+                state = self.docker.api.inspect_container(container.id)["State"]
+                if state.get("OOMKilled"):
+                    return code, f"killed for using more than its memory limit (exit {code})"
+                return code, None if code == 0 else f"exit {code}"
+            if watch.ended():
+                return None, "the job ended while it ran"
+            if spec.datum_timeout is not None and time.monotonic() - began > spec.datum_timeout:
+                container.kill()
+                return None, f"timed out after {spec.datum_timeout:g} s"
+
+    def _drain_logs(self, container_id: str, log_path: Path) -> None:
+        """Append a container's output to its log file as it comes (until it ends)."""
+        try:
+            stream = self.docker.api.logs(
+                container_id, stdout=True, stderr=True, stream=True, follow=True
+            )
+            with open(log_path, "ab", buffering=0) as out:
+                for chunk in stream:
+                    out.write(chunk)
+        except Exception as exc:  # the container went away under the stream
+            log.debug("logs of container %s ended: %s", container_id, exc)
+
+    def _datum_folder(self, spec: PipelineSpec, job: JobRecord, datum: Datum) -> Path:
+        """Write the datum's ``/pfs/datum`` folder (under the job's scratch) and return it.
+
+        Written by descriptor, never following a link (the daemon is root)."""
+        name = f"{datum.id}.datum"
+        body = datum_document(spec.name, job.id, datum)
+        paths = b"".join(os.fsencode(path) + b"\0" for _name, path in _container_paths(datum))
+        with (
+            safepath.closing(safepath.open_root(self.root)) as root,
+            safepath.closing(safepath.open_folder(root, (spec.name, "scratch", job.id))) as parent,
+        ):
+            if safepath.lstat_at(parent, name) is not None:
+                safepath.remove_tree(parent, name)
+            with safepath.closing(safepath.make_folders(parent, (name,))) as folder:
+                for file_name, data in (("datum.json", body), ("paths", paths)):
+                    fd = os.open(
+                        file_name,
+                        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        0o644,
+                        dir_fd=folder,
+                    )
+                    with open(fd, "wb") as out:
+                        out.write(data)
+        return self.root / spec.name / "scratch" / job.id / name
+
+    def _drop_datum_folder(self, spec: PipelineSpec, job: JobRecord, datum: Datum) -> None:
+        try:
+            with (
+                safepath.closing(safepath.open_root(self.root)) as root,
+                safepath.closing(
+                    safepath.open_folder(root, (spec.name, "scratch", job.id))
+                ) as parent,
+            ):
+                if safepath.lstat_at(parent, f"{datum.id}.datum") is not None:
+                    safepath.remove_tree(parent, f"{datum.id}.datum")
+        except (OSError, PfsError) as exc:
+            log.warning("job=%s datum=%s datum folder not removed: %s", job.id, datum.id, exc)
 
     def _combine(
         self, spec: PipelineSpec, job: JobRecord, results: list[DatumResult]
@@ -370,6 +617,7 @@ class JobRunner:
         self.repos.ensure_repo(repo)
         self.repos.ensure_branch(repo, branch, None)
         with self.repos.branch_lock(repo, branch):
+            self._raise_if_ended(job, results, combined)
             mounted = [m for m in self.repos.store.list_mounts(repo) if m.branch == branch]
             if mounted:
                 self.repos.pool.delete_subvolume(combined)
@@ -395,20 +643,42 @@ class JobRunner:
                 job=job.id,
             )
 
+    def _raise_if_ended(self, job: JobRecord, results: list[DatumResult], aside: Path) -> None:
+        """Right before the commit (under the output branch's lock): a job killed or
+        timed out by now commits nothing."""
+        watch = self._watches.get(job.id)
+        if watch is not None and watch.ended():
+            self.repos.pool.delete_subvolume(aside)
+            watch.raise_if_ended(job, results)
+
     def volume_name(self, repo: str, commit: str) -> str:
         """The pfs volume of an input commit."""
         return f"{self.driver}/{repo}@{commit}"
 
     def forget_volumes(self, spec: PipelineSpec, job: JobRecord) -> None:
         """Remove the Docker volumes of a job's inputs (their data stays: these are
-        commits); one still in use by another job stays."""
+        commits); one still in use by another job stays.
+
+        Only names the engine lists for this driver are removed: removing (or getting)
+        a name the engine does not know makes dockerd ask every volume plugin it has
+        ever seen, about 15 s for each whose socket is dead. A listed name is removed
+        through the driver the engine recorded for it, asking no other plugin."""
         by_name = {i.name: i for i in spec.inputs}
-        for name, ref in job.inputs.items():
-            commit = ref.split("@", 1)[1]
+        wanted = {
+            self.volume_name(by_name[name].repo, ref.split("@", 1)[1])
+            for name, ref in job.inputs.items()
+            if name in by_name
+        }
+        try:
+            listed = self.docker.api.volumes(filters={"driver": self.driver}).get("Volumes") or []
+        except Exception as exc:  # the docker SDK raises its own kinds
+            log.debug("job=%s volumes not listed: %s", job.id, exc)
+            return
+        for name in sorted(wanted & {v.get("Name") for v in listed}):
             try:
-                self.docker.volumes.get(self.volume_name(by_name[name].repo, commit)).remove()
+                self.docker.api.remove_volume(name)
             except Exception as exc:
-                log.debug("job=%s volume of %s kept: %s", job.id, ref, exc)
+                log.debug("job=%s volume %s kept: %s", job.id, name, exc)
 
     def drop_scratch(self, pipeline: str, job_id: str) -> None:
         """Delete the scratch outputs of a job a crash interrupted."""
@@ -429,6 +699,73 @@ class JobRunner:
 
 def _label(result: DatumResult) -> str:
     return ",".join(f"{name}:/{path}" for name, path in sorted(result.paths.items()))
+
+
+class _JobWatch:
+    """Whether a job must end now: its ``stop`` event was set, or its timeout passed."""
+
+    def __init__(self, stop: threading.Event | None, timeout: float | None) -> None:
+        self.stop = stop
+        self.timeout = timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+
+    def killed(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def timed_out(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def ended(self) -> bool:
+        return self.killed() or self.timed_out()
+
+    def raise_if_ended(self, job: JobRecord, results: list[DatumResult]) -> None:
+        """Raise JobKilled or JobTimedOut when the job must end."""
+        if self.killed():
+            raise JobKilled(f"job {job.id} was killed; nothing was committed")
+        if self.timed_out():
+            raise JobTimedOut(
+                f"job timed out after {self.timeout:g} s; nothing was committed", results
+            )
+
+
+def _container_paths(datum: Datum) -> list[tuple[str, str]]:
+    """Each input of a datum with its absolute path in the container."""
+    return [
+        (name, f"/pfs/in/{name}/{path}" if path else f"/pfs/in/{name}")
+        for name, path in datum.parts
+    ]
+
+
+def datum_document(pipeline: str, job_id: str, datum: Datum) -> bytes:
+    """The ``/pfs/datum/datum.json`` of a datum (see the module's docstring)."""
+    inputs = [
+        {
+            "name": name,
+            "path": path,
+            "path_base64": base64.b64encode(os.fsencode(path)).decode("ascii"),
+        }
+        for name, path in _container_paths(datum)
+    ]
+    document = {"id": datum.id, "job": job_id, "pipeline": pipeline, "inputs": inputs}
+    return (json.dumps(document, indent=2) + "\n").encode("ascii")
+
+
+def datum_environment(job_id: str, datum: Datum) -> dict[str, str]:
+    """``PFS_JOB``, ``PFS_DATUM_ID`` and ``PFS_DATUM_<INPUT>`` for each input whose
+    path is UTF-8 (Docker's API is JSON: other bytes cannot pass)."""
+    env = {"PFS_JOB": job_id, "PFS_DATUM_ID": datum.id}
+    for name, path in _container_paths(datum):
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            continue
+        env[f"PFS_DATUM_{_env_name(name)}"] = path
+    return env
+
+
+def _append(path: Path, text: str) -> None:
+    with open(path, "ab") as out:
+        out.write(text.encode("utf-8", "replace"))
 
 
 def _env_name(name: str) -> str:

@@ -57,6 +57,20 @@ The fields (anything else is rejected, at every level):
     Per container: ``memory`` (``"512M"``, ``"1G"`` or a number of bytes, at least
     ``MIN_MEMORY``: Docker's own lower limit) and ``cpus`` (a number above 0, at most
     ``MAX_CPUS``). Unset means no limit.
+``datum_tries``
+    How many times a failing datum is run before the job fails, 1 to ``MAX_TRIES``
+    (default 1: no retry). Each try starts on a fresh, empty ``/pfs/out``.
+``datum_timeout``, ``job_timeout``
+    How long one datum's container, and a whole job, may run: a number of seconds or
+    a duration string (``"90s"``, ``"10m"``, ``"2h"``, ``"1h30m"``), above 0 and at most
+    ``MAX_TIMEOUT`` (a week). Unset means no limit of pfs's own. A datum over its limit
+    has its container killed and fails ("timed out after N s"; it is tried again if
+    tries are left); a job over its limit has every container removed and fails
+    ("job timed out after N s") with nothing committed.
+
+``datum_tries``, the timeouts, the output, ``parallelism`` and ``resources`` do not
+change what a datum writes, so they are not part of the fingerprint: changing them
+reuses every earlier datum output.
 
 Globs: ``/`` is the whole input; otherwise ``/SEG/SEG...``, one segment per directory
 level, each a literal name or an ``fnmatch`` pattern (``*``, ``?``, ``[...]``, ``[!...]``;
@@ -102,10 +116,23 @@ MAX_CPUS = 64.0
 MIN_MEMORY = 6 * 1024**2
 """Docker refuses a memory limit below 6 MiB."""
 MAX_SPEC_BYTES = 1024**2
+MAX_TRIES = 10
+MAX_TIMEOUT = 7 * 24 * 3600
+"""The longest datum or job timeout, in seconds (a week)."""
 MAX_PROBLEMS = 100
 """Beyond this many problems the rest are counted, not listed (a spec can be huge)."""
 
-SPEC_FIELDS = ("name", "input", "transform", "output", "parallelism", "resources")
+SPEC_FIELDS = (
+    "name",
+    "input",
+    "transform",
+    "output",
+    "parallelism",
+    "resources",
+    "datum_tries",
+    "datum_timeout",
+    "job_timeout",
+)
 INPUT_FIELDS = ("repo", "branch", "glob", "name")
 COMBINATIONS = ("cross", "union")
 TRANSFORM_FIELDS = ("image", "cmd", "env")
@@ -116,6 +143,8 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESERVED_ENV = "PFS_"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _GRAMMAR_SUFFIX = "; " + GRAMMAR
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+_DURATION_HINT = 'seconds as a number, or a duration such as "90s", "10m", "2h" or "1h30m"'
 
 
 @dataclass(frozen=True)
@@ -175,6 +204,41 @@ class PipelineSpec:
     output: OutputSpec
     parallelism: int = 1
     resources: Resources = field(default_factory=Resources)
+    datum_tries: int = 1
+    datum_timeout: float | None = None
+    """Seconds; None is no limit."""
+    job_timeout: float | None = None
+    """Seconds; None is no limit."""
+
+
+def parse_duration(raw: Any) -> float:
+    """Seconds from a number or a duration string (``"90s"``, ``"10m"``, ``"2h"``,
+    ``"1h30m"``, ``"1.5h"``; a bare string number is seconds).
+
+    Raises:
+        InvalidRequest: saying what was given and what is accepted; also for a duration
+            that is not above 0 or is over ``MAX_TIMEOUT``.
+    """
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise InvalidRequest(f"must be {_DURATION_HINT}, not {_kind(raw)}")
+    if isinstance(raw, str):
+        text = raw.strip()
+        found = _DURATION.fullmatch(text) if text else None
+        if found is not None and any(found.groups()):
+            hours, minutes, secs = (float(part) if part else 0.0 for part in found.groups())
+            seconds = hours * 3600 + minutes * 60 + secs
+        else:
+            try:
+                seconds = float(text)
+            except ValueError:
+                raise InvalidRequest(f"{_show(raw)} is not {_DURATION_HINT}") from None
+    else:
+        seconds = float(raw)
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT):
+        raise InvalidRequest(
+            f"{_show(raw)} is out of range; give above 0 and at most {MAX_TIMEOUT} s (a week)"
+        )
+    return seconds
 
 
 def split_glob(glob: str) -> tuple[str, ...]:
@@ -309,6 +373,13 @@ def validate(raw: Any, context: ContextCheck | None = None) -> PipelineSpec:
     resources = Resources()
     if "resources" in fields:
         resources = _resources(problems, fields["resources"])
+    tries = 1
+    if "datum_tries" in fields:
+        tries = _tries(problems, fields["datum_tries"]) or 1
+    timeouts = {
+        key: _timeout(problems, key, fields[key]) if key in fields else None
+        for key in ("datum_timeout", "job_timeout")
+    }
     if output_repo is not None:
         _check_loop(problems, output_repo, output_given, inputs)
     if context is not None:
@@ -327,6 +398,9 @@ def validate(raw: Any, context: ContextCheck | None = None) -> PipelineSpec:
         output=OutputSpec(repo=output_repo, branch=output_branch),
         parallelism=parallelism,
         resources=resources,
+        datum_tries=tries,
+        datum_timeout=timeouts["datum_timeout"],
+        job_timeout=timeouts["job_timeout"],
     )
 
 
@@ -341,7 +415,7 @@ def spec_to_json(spec: PipelineSpec) -> dict[str, Any]:
         resources["memory"] = spec.resources.memory_bytes
     if spec.resources.cpus is not None:
         resources["cpus"] = spec.resources.cpus
-    return {
+    body: dict[str, Any] = {
         "name": spec.name,
         "input": inputs[0] if len(inputs) == 1 else {spec.combine: inputs},
         "transform": {
@@ -352,7 +426,13 @@ def spec_to_json(spec: PipelineSpec) -> dict[str, Any]:
         "output": {"repo": spec.output.repo, "branch": spec.output.branch},
         "parallelism": spec.parallelism,
         "resources": resources,
+        "datum_tries": spec.datum_tries,
     }
+    if spec.datum_timeout is not None:
+        body["datum_timeout"] = spec.datum_timeout
+    if spec.job_timeout is not None:
+        body["job_timeout"] = spec.job_timeout
+    return body
 
 
 def fingerprint(spec: PipelineSpec) -> str:
@@ -650,6 +730,24 @@ def _parallelism(problems: _Problems, raw: Any) -> int | None:
         problems.add("parallelism", f"{raw} is out of range; give 1 to {MAX_PARALLELISM}")
         return None
     return int(raw)
+
+
+def _tries(problems: _Problems, raw: Any) -> int | None:
+    if not _is_int(raw):
+        problems.add("datum_tries", f"must be an integer, not {_kind(raw)}")
+        return None
+    if not 1 <= raw <= MAX_TRIES:
+        problems.add("datum_tries", f"{raw} is out of range; give 1 to {MAX_TRIES}")
+        return None
+    return int(raw)
+
+
+def _timeout(problems: _Problems, path: str, raw: Any) -> float | None:
+    try:
+        return parse_duration(raw)
+    except InvalidRequest as exc:
+        problems.add(path, str(exc))
+        return None
 
 
 def _resources(problems: _Problems, raw: Any) -> Resources:

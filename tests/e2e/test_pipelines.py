@@ -3,6 +3,9 @@ provenance, incremental datums, failures and job logs."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -108,7 +111,7 @@ def test_a_failing_job_leaves_the_output_branch_as_it_was(
     clash = tmp_path / "clash.yaml"
     clash.write_text(
         f"name: clash\ninput: {{repo: nums, glob: /*}}\n"
-        f"transform: {{image: '{image}', cmd: [sh, -c, 'echo $PFS_DATUM > /pfs/out/same']}}\n"
+        f"transform: {{image: '{image}', cmd: [sh, -c, 'echo $PFS_DATUM_ID > /pfs/out/same']}}\n"
     )
     pfs.cli("pipeline", "create", "-f", str(clash))
     [job] = wait_jobs(pfs, "clash", 1)
@@ -181,3 +184,88 @@ def test_a_job_leaves_no_docker_volumes_behind(
         "volume", "ls", "-q", "--filter", f"driver={pfs.driver_name}", "--filter", "driver=local"
     ).stdout.split()
     assert not [v for v in listed if "tidy@" in v], listed
+
+
+# Names no shell loop over a space-separated list survives: a space, a newline, a leading
+# dash, quotes, and bytes that are not UTF-8 (written by the container, as users do).
+AWKWARD_NAMES = r"""
+cd /data
+printf 'one two\n' > 'my notes.txt'
+printf 'a b c\n' > "$(printf 'new\nline.txt')"
+printf 'x y z w\n' > -dash.txt
+printf 'q\n' > "it's \"quoted\".txt"
+printf 'p q r s t u\n' > "$(printf 'caf\351.txt')"
+"""
+AWKWARD_COUNTS = r"""
+cd /m
+test "$(cat 'my notes.txt.count')" = 2
+test "$(cat "$(printf 'new\nline.txt.count')")" = 3
+test "$(cat ./-dash.txt.count)" = 4
+test "$(cat "it's \"quoted\".txt.count")" = 1
+test "$(cat "$(printf 'caf\351.txt.count')")" = 6
+echo counted
+"""
+
+
+def test_datum_paths_survive_any_file_name(
+    pfs: PfsNode, image: str, tmp_path: Path, docker_engine: DockerEngine
+) -> None:
+    pfs.cli("repo", "create", "text")
+    docker_engine.run(
+        "-v", f"{pfs.driver_name}/text/master:/data", image, "sh", "-c", AWKWARD_NAMES
+    )
+    pfs.cli("pipeline", "create", "-f", str(EXAMPLE / "map.json"))
+    pfs.cli("pipeline", "create", "-f", str(EXAMPLE / "reduce.yaml"))
+    spec = tmp_path / "show.json"
+    show = (
+        'cp /pfs/datum/datum.json "/pfs/out/$PFS_DATUM_ID.json"; '
+        'cp /pfs/datum/paths "/pfs/out/$PFS_DATUM_ID.paths"; '
+        'printf %s "$PFS_DATUM_TEXT" > "/pfs/out/$PFS_DATUM_ID.env"'
+    )
+    spec.write_text(
+        json.dumps(
+            {
+                "name": "show",
+                "input": {"repo": "text", "glob": "/*"},
+                "transform": {"image": image, "cmd": ["sh", "-c", show]},
+            }
+        )
+    )
+    pfs.cli("pipeline", "create", "-f", str(spec))
+    [map_job] = wait_jobs(pfs, "map", 1)
+    assert map_job["state"] == "success", map_job
+    assert len(map_job["datums"]) == 5
+    [reduce_job] = wait_jobs(pfs, "reduce", 1)
+    assert reduce_job["state"] == "success", reduce_job
+    assert pfs.cli("cat", "reduce@master", "total").stdout.strip() == "16"
+    done = docker_engine.run(
+        "-v", f"{pfs.driver_name}/map@master:/m:ro", image, "sh", "-c", AWKWARD_COUNTS
+    )
+    assert done.stdout.strip() == "counted"
+
+    [show_job] = wait_jobs(pfs, "show", 1)
+    assert show_job["state"] == "success", show_job
+    seen: dict[bytes, dict[str, Any]] = {}
+    for datum in show_job["datums"]:
+        document = json.loads(pfs.cli("cat", "show@master", f"{datum['id']}.json").stdout)
+        assert document["id"] == datum["id"] and document["job"] == show_job["id"]
+        [entry] = document["inputs"]
+        exact = base64.b64decode(entry["path_base64"])
+        assert os.fsencode(entry["path"]) == exact  # lone surrogates give the bytes back
+        raw_paths = subprocess.run(
+            [*pfs_cli(pfs), "cat", "show@master", f"{datum['id']}.paths"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        assert raw_paths == exact + b"\0"
+        env = pfs.cli("cat", "show@master", f"{datum['id']}.env").stdout
+        # Docker's API is JSON: a path that is not UTF-8 cannot be in the environment.
+        assert env == ("" if b"\xe9" in exact else exact.decode())
+        seen[exact] = entry
+    assert set(seen) == {
+        b"/pfs/in/text/my notes.txt",
+        b"/pfs/in/text/new\nline.txt",
+        b"/pfs/in/text/-dash.txt",
+        b'/pfs/in/text/it\'s "quoted".txt',
+        b"/pfs/in/text/caf\xe9.txt",
+    }

@@ -27,52 +27,77 @@ MIB = 1024**2
 
 
 class Container:
-    """A finished container: its exit code, no logs."""
+    """A container that ran at create time: its exit code, no output."""
 
     def __init__(self, code: int) -> None:
         self.code = code
+        self.id = f"c{id(self)}"
+
+    def start(self) -> None:
+        pass
 
     def wait(self, timeout: float | None = None) -> dict[str, int]:
         return {"StatusCode": self.code}
 
-    def logs(self, **_options: Any) -> bytes:
-        return b""
-
     def remove(self, **_options: Any) -> None:
         pass
 
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
+    def kill(self) -> None:
+        pass
 
 
 class Containers:
-    """Runs each datum at once: every file of the datum is copied to /pfs/out in upper
-    case (``bad`` files make it exit 1). Counts the runs by datum path."""
+    """Runs each datum when its container is created: every file of the datum is copied
+    to /pfs/out in upper case (``bad`` files make it exit 1). Counts the runs by datum
+    path."""
 
     def __init__(self, repos: RepoService) -> None:
         self.repos = repos
         self.runs: list[str] = []
+        self.made: dict[str, Container] = {}
 
-    def run(self, _image: str, command: list[str], **options: Any) -> Container:
+    def create(self, _image: str, command: list[str], **options: Any) -> Container:
         mounts = {m["Target"]: m["Source"] for m in options["mounts"]}
         out = Path(mounts["/pfs/out"])
         repo, commit = mounts["/pfs/in/text"].split("/", 1)[1].split("@")
         root = self.repos.commit_path(repo, commit)
-        path = options["environment"]["PFS_DATUM_TEXT"]
+        path = Path(options["environment"]["PFS_DATUM_TEXT"]).name
         self.runs.append(path)
         data = (root / path).read_bytes()
         if data.startswith(b"bad"):
-            return Container(1)
-        (out / f"{path}.out").write_bytes(data.upper())
-        return Container(0)
+            made = Container(1)
+        else:
+            (out / f"{path}.out").write_bytes(data.upper())
+            made = Container(0)
+        self.made[made.id] = made
+        return made
 
     def list(self, **_options: Any) -> list[Any]:
+        return []
+
+
+class Api:
+    """The low-level calls the runner makes about a container."""
+
+    def __init__(self, containers: Containers) -> None:
+        self.containers = containers
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        code = self.containers.made[container_id].code
+        return {"State": {"Status": "exited", "ExitCode": code, "OOMKilled": False}}
+
+    def logs(self, *_args: Any, **_options: Any) -> list[bytes]:
         return []
 
 
 class Engine:
     def __init__(self, repos: RepoService) -> None:
         self.containers = Containers(repos)
+        self.api = Api(self.containers)
+        self.volumes = self
+
+    def list(self, **_options: Any) -> list[Any]:
+        return []
 
 
 SPEC = {

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from pfs_volume.meta import SqliteStore
+from pfs_volume.pipelines.jobs import JobRecord, JobStore, new_job_id
 from tests.protocol.conftest import Transport
 
 SPEC = {
@@ -141,3 +142,33 @@ def test_pipeline_controls_refuse_bad_input_and_change_nothing(api_http: Transpo
     assert send(api_http, "GET", "/v1/pipelines/wc")[1]["stopped"] is True
     assert send(api_http, "POST", "/v1/pipelines/wc/start")[1] == {"started": "wc"}
     assert send(api_http, "GET", "/v1/pipelines/wc")[1]["stopped"] is False
+
+
+def test_datums_and_logs_of_an_unknown_job_or_datum_say_what_was_asked(
+    api_http: Transport, store: SqliteStore
+) -> None:
+    status, reply = send(api_http, "GET", "/v1/jobs/nope/datums")
+    assert status == 404 and "no job 'nope'" in reply["error"]["message"]
+    status, reply = send(api_http, "GET", "/v1/jobs/nope/datums/abcd")
+    assert status == 404 and "no job 'nope'" in reply["error"]["message"]
+    status, reply = send(api_http, "GET", "/v1/jobs/nope/logs?follow=true")
+    assert status == 404 and "no job 'nope'" in reply["error"]["message"]
+    status, reply = send(api_http, "GET", "/v1/jobs/nope/logs?follow=yes")
+    assert status == 400 and "follow must be true or false, not 'yes'" in reply["error"]["message"]
+    job = JobRecord(id=new_job_id(), pipeline="p", inputs={}, state="success")
+    JobStore(store).add(job)
+    status, reply = send(api_http, "GET", f"/v1/jobs/{job.id}/datums")
+    assert status == 200 and reply == {"job": job.id, "state": "success", "datums": []}
+    status, reply = send(api_http, "GET", f"/v1/jobs/{job.id}/datums/zz")
+    assert status == 400 and "'zz' is not a datum id" in reply["error"]["message"]
+    status, reply = send(api_http, "GET", f"/v1/jobs/{job.id}/datums/abcd")
+    assert status == 404 and f"job {job.id} has no datum 'abcd'" in reply["error"]["message"]
+
+
+def test_creating_a_pipeline_whose_image_cannot_be_checked_warns(api_http: Transport) -> None:
+    send(api_http, "POST", "/v1/repos", json.dumps({"name": "text"}).encode())
+    status, made = send(api_http, "POST", "/v1/pipelines", json.dumps(SPEC).encode())
+    assert status == 201
+    # No engine is reachable here: the pipeline is made, and the answer says so.
+    [warning] = made["warnings"]
+    assert "could not ask the Docker engine" in warning and "'busybox'" in warning, warning

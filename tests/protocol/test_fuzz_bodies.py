@@ -40,6 +40,7 @@ PATH_VALUES = {
     "name": "wc",
     "mount_id": "m1",
     "job_id": "0" * 32,
+    "datum_id": "0" * 64,
 }
 QUERY = {"path": "a", "ref": "master", "to": "master"}
 """Query parameters some routes need before they read a body."""

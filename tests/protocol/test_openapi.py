@@ -87,7 +87,7 @@ NOTHING_TO_VIOLATE = {
     "DELETE /v1/mounts/{mount_id}",
     "GET /v1/pipelines",
     "GET /v1/jobs/{job_id}",
-    "GET /v1/jobs/{job_id}/logs",
+    "GET /v1/jobs/{job_id}/datums",
     "POST /v1/jobs/{job_id}/rerun",
 }
 CASES = [(label, GenerationMode.POSITIVE) for label in OPERATIONS] + [

@@ -23,6 +23,7 @@ from pfs_volume.pipelines.spec import (
     Resources,
     Transform,
     fingerprint,
+    parse_duration,
     parse_spec,
     spec_to_json,
     split_glob,
@@ -196,7 +197,8 @@ def test_yaml_merge_keys_may_be_overridden() -> None:
         parse_spec(text)
     # The only problem is the unknown top-level anchor holder, not the overridden glob.
     assert str(caught.value).split("\n")[1:] == [
-        "defaults: unknown field; accepted: name, input, transform, output, parallelism, resources"
+        "defaults: unknown field; accepted: name, input, transform, output, parallelism, "
+        "resources, datum_tries, datum_timeout, job_timeout"
     ]
 
 
@@ -717,6 +719,7 @@ def test_canonical_form_of_the_example() -> None:
         "output": {"repo": "edges-out", "branch": "results"},
         "parallelism": 4,
         "resources": {"memory": 512 * 1024**2, "cpus": 1.5},
+        "datum_tries": 1,
     }
 
 
@@ -765,3 +768,81 @@ def test_fingerprint_tells_cross_from_union() -> None:
 def test_fingerprint_is_stable() -> None:
     assert fingerprint(FULL_SPEC) == fingerprint(parse_spec(FULL_YAML))
     assert len(fingerprint(FULL_SPEC)) == 64
+
+
+# -- retries and timeouts ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "seconds"),
+    [
+        (90, 90.0),
+        (0.5, 0.5),
+        ("90s", 90.0),
+        ("10m", 600.0),
+        ("2h", 7200.0),
+        ("1h30m", 5400.0),
+        ("1.5h", 5400.0),
+        ("45", 45.0),
+        (" 3m ", 180.0),
+        ("7d" if False else "168h", 604800.0),
+    ],
+)
+def test_a_duration_is_seconds_or_a_string_with_units(given: Any, seconds: float) -> None:
+    assert parse_duration(given) == seconds
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (0, "out of range"),
+        (-5, "out of range"),
+        ("0s", "out of range"),
+        (8 * 24 * 3600, "at most 604800"),
+        ("10 minutes", "is not seconds as a number"),
+        ("m", "is not seconds"),
+        ("", "is not seconds"),
+        (True, "not a boolean"),
+        ([1], "not a list"),
+        (float("nan"), "out of range"),
+        ("1x", "is not seconds"),
+    ],
+)
+def test_a_bad_duration_says_what_is_accepted(given: Any, said: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_duration(given)
+    assert said in str(caught.value)
+    assert "90s" in str(caught.value) or "604800" in str(caught.value)
+
+
+def test_tries_and_timeouts_are_read_defaulted_and_written_back() -> None:
+    raw = spec_to_json(FULL_SPEC)
+    assert validate(raw).datum_tries == 1
+    assert validate(raw).datum_timeout is None and validate(raw).job_timeout is None
+    raw.update(datum_tries=3, datum_timeout="90s", job_timeout="1h")
+    spec = validate(raw)
+    assert (spec.datum_tries, spec.datum_timeout, spec.job_timeout) == (3, 90.0, 3600.0)
+    written = spec_to_json(spec)
+    assert written["datum_timeout"] == 90.0 and written["job_timeout"] == 3600.0
+    assert validate(written) == spec
+
+
+def test_every_bad_retry_or_timeout_field_is_listed_at_once() -> None:
+    raw = spec_to_json(FULL_SPEC)
+    raw.update(datum_tries=11, datum_timeout="soon", job_timeout=0)
+    with pytest.raises(InvalidRequest) as caught:
+        validate(raw)
+    text = str(caught.value)
+    assert "3 problems" in text
+    assert "datum_tries: 11 is out of range; give 1 to 10" in text
+    assert "datum_timeout: 'soon' is not seconds" in text
+    assert "job_timeout: 0 is out of range" in text
+    raw.update(datum_tries="2", datum_timeout=1, job_timeout=1)
+    with pytest.raises(InvalidRequest, match="datum_tries: must be an integer, not a string"):
+        validate(raw)
+
+
+def test_tries_and_timeouts_leave_the_fingerprint_alone() -> None:
+    raw = spec_to_json(FULL_SPEC)
+    raw.update(datum_tries=5, datum_timeout="1m", job_timeout="2h")
+    assert fingerprint(validate(raw)) == fingerprint(FULL_SPEC)
