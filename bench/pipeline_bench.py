@@ -649,7 +649,7 @@ def report_incremental(result: dict[str, Any]) -> dict[str, Any]:
          fmt_seconds(median([c["trigger_delay"] for c in result["changes"]]))],
     ]  # fmt: skip
     print(table(["", "job", "containers", "commit -> job created"], rows))
-    print("(commit -> job created: the trigger loop looks once a second; not in the job time)")
+    print("(commit -> job created: a commit wakes the trigger loop; not in the job time)")
     return {"full_s": full, "incremental_s": incr, "ratio": full / incr}
 
 

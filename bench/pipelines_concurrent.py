@@ -74,6 +74,9 @@ LATENCY_TARGET = 1.5
 """Seconds, p95 of put to first container."""
 EVENT_MARGIN = 5.0
 """Seconds of docker events read before the first moment of interest."""
+EVENT_SETTLE = 0.5
+"""Seconds the event reader keeps reading after the jobs ended (the last exits' events)."""
+EVENT_CLOSE_WAIT = 10.0
 PUT_TIMEOUT = 60.0
 JOB_LABEL = "pfs.job"
 LOG_LINES_SHOWN = 10
@@ -142,6 +145,41 @@ def container_events(
     return sorted(found, key=lambda pair: pair[0])
 
 
+class EventRecorder:
+    """Docker events of containers carrying a label, read as they happen: an engine keeps
+    only its latest 256 events for a later ``since`` query, fewer than 300 containers make.
+    """
+
+    def __init__(self, bench: Bench, label: str) -> None:
+        self.events: list[tuple[float, str, dict[str, str]]] = []
+        self._stream = bench.client.events(
+            filters={"type": "container", "label": label, "event": ["create", "start", "die"]},
+            decode=True,
+        )
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for item in self._stream:
+                attrs = item["Actor"]["Attributes"]
+                self.events.append((item["timeNano"] / 1e9, item["Action"], attrs))
+        except Exception:  # the stream ends so when close() shuts its socket
+            pass
+
+    def close(self) -> None:
+        """Stop reading (the events so far stay in ``events``)."""
+        time.sleep(EVENT_SETTLE)
+        self._stream.close()
+        self._thread.join(timeout=EVENT_CLOSE_WAIT)
+
+    def times(self, action: str, job_id: str) -> list[float]:
+        """When containers of ``job_id`` had the event ``action``."""
+        return [
+            t for t, kind, attrs in self.events if kind == action and attrs.get(JOB_LABEL) == job_id
+        ]
+
+
 def head_commit(bench: Bench, repo: str) -> dict[str, Any]:
     found: dict[str, Any] = bench.api("GET", f"/v1/repos/{repo}/commits/master")
     return found
@@ -157,22 +195,28 @@ def pfs_concurrent(bench: Bench, files: dict[str, bytes], parallelism: int) -> d
     pipelines = [bench.create_pipeline(repo, parallelism)[0] for _ in range(PIPELINES)]
     sync_all()
     before = cumulative(bench)
-    returned = bench.write(repo, files)
-    committed = epoch(head_commit(bench, repo)["created"])
-    jobs = [bench.wait_job(p, 0, PIPELINES * len(files)) for p in pipelines]
+    recorder = EventRecorder(bench, JOB_LABEL)
+    try:
+        returned = bench.write(repo, files)
+        committed = epoch(head_commit(bench, repo)["created"])
+        jobs = [bench.wait_job(p, 0, PIPELINES * len(files)) for p in pipelines]
+    finally:
+        recorder.close()
     for job in jobs:
         check_job(job, len(files), 0)
         check_outputs(bench.output_dir(job), files)
         bench.profile(job["id"])  # the hook has written its totals once this exists
     steps = steps_between(before, cumulative(bench))
-    creates = container_events(bench, committed - EVENT_MARGIN, "create", JOB_LABEL)
-    starts = container_events(bench, committed - EVENT_MARGIN, "start", JOB_LABEL)
-    dies = container_events(bench, committed - EVENT_MARGIN, "die", JOB_LABEL)
     phases = []
     for job in jobs:
-        made = [t for t, attrs in creates if attrs.get(JOB_LABEL) == job["id"]]
-        mine = [t for t, attrs in starts if attrs.get(JOB_LABEL) == job["id"]]
-        ended = [t for t, attrs in dies if attrs.get(JOB_LABEL) == job["id"]]
+        made = recorder.times("create", job["id"])
+        mine = recorder.times("start", job["id"])
+        ended = recorder.times("die", job["id"])
+        if not len(made) == len(mine) == len(ended) == len(files):
+            raise RuntimeError(
+                f"job {job['id']}: docker events for {len(made)} creates, {len(mine)} starts, "
+                f"{len(ended)} exits; expected {len(files)} each"
+            )
         created, started, finished = (epoch(job[k]) for k in ("created", "started", "finished"))
         phases.append(
             {
