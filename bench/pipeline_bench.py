@@ -41,6 +41,8 @@ from typing import Any
 
 import docker
 import requests_unixsocket
+from docker.types import DriverConfig
+from docker.types import Mount as DockerMount
 
 from bench._common import (
     PluginClient,
@@ -410,9 +412,29 @@ class Bench:
         return {"seconds": seconds, "steps": steps}
 
     def sdk_run(
-        self, inputs: Path, rel: str, out: Path, steps: dict[str, list[float]], lock: Any
+        self,
+        inputs: Path | str,
+        rel: str,
+        out: Path,
+        steps: dict[str, list[float]],
+        lock: Any,
     ) -> None:
-        """What ``containers.run(detach=True)``, wait, logs and remove do, timed apart."""
+        """What ``containers.run(detach=True)``, wait, logs and remove do, timed apart.
+        ``inputs`` is a folder to bind-mount, or a volume name of this daemon's driver
+        (mounted as the runner mounts it: read-only, the driver named)."""
+        mounts = [DockerMount("/pfs/out", str(out), type="bind")]
+        if isinstance(inputs, Path):
+            mounts.append(DockerMount(f"/pfs/in/{INPUT}", str(inputs), type="bind", read_only=True))
+        else:
+            mounts.append(
+                DockerMount(
+                    f"/pfs/in/{INPUT}",
+                    inputs,
+                    type="volume",
+                    read_only=True,
+                    driver_config=DriverConfig(self.node.driver_name),
+                )
+            )
 
         def timed_step(label: str, action: Callable[[], Any]) -> Any:
             start = time.perf_counter()
@@ -430,10 +452,7 @@ class Bench:
                 self.image,
                 command=["sh", "-c", SCRIPT],
                 environment={DATUM_ENV: rel},
-                volumes={
-                    str(inputs): {"bind": f"/pfs/in/{INPUT}", "mode": "ro"},
-                    str(out): {"bind": "/pfs/out", "mode": "rw"},
-                },
+                mounts=mounts,
                 network_mode="none",
             ),
         )
@@ -537,7 +556,7 @@ def incremental(bench: Bench, mode: str) -> dict[str, Any]:
         job = bench.wait_job(pipeline, change + 1, count)
         check_job(job, 1, count - 1)
         ran = [d for d in job["datums"] if d["state"] == "success"]
-        if ran[0]["paths"] != {repo: rel}:
+        if ran[0]["paths"] != {INPUT: rel}:
             raise RuntimeError(f"job {job['id']} ran {ran[0]['paths']}, not {rel}")
         check_outputs(bench.output_dir(job), files)
         times = job_times(job)

@@ -32,7 +32,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -240,12 +242,17 @@ def pfs_concurrent(bench: Bench, files: dict[str, bytes], parallelism: int) -> d
     }
 
 
-def by_hand_concurrent(bench: Bench, files: dict[str, bytes], parallelism: int) -> dict[str, Any]:
+def by_hand_concurrent(
+    bench: Bench, files: dict[str, bytes], parallelism: int, volume: bool = False
+) -> dict[str, Any]:
     """The same containers as three pipelines' jobs, ``PIPELINES x parallelism`` at once,
-    on a committed copy of ``files`` (its commit folder bind-mounted read-only)."""
+    on a committed copy of ``files``: its commit folder bind-mounted read-only, or with
+    ``volume`` the pfs volume ``DRIVER/REPO@COMMIT`` as the runner mounts it."""
     source = bench.input_repo(files)
-    inputs = Path(bench.node.pool_root) / "repos" / source / "commits"
-    inputs = inputs / head_commit(bench, source)["id"]
+    commit = head_commit(bench, source)["id"]
+    inputs: Path | str = Path(bench.node.pool_root) / "repos" / source / "commits" / commit
+    if volume:
+        inputs = f"{bench.node.driver_name}/{source}@{commit}"
     base = bench.node.pool_root / "byhand" / bench.name("conc")
     tasks: list[tuple[str, Path]] = []
     finals = []
@@ -271,20 +278,28 @@ def by_hand_concurrent(bench: Bench, files: dict[str, bytes], parallelism: int) 
     seconds = time.perf_counter() - start
     for final, _outs in finals:
         check_outputs(final, files)
+    if isinstance(inputs, str):
+        bench.client.volumes.get(inputs).remove()  # as the runner forgets a job's volumes
     return {"seconds": seconds, "steps": steps}
 
 
-def concurrent(bench: Bench, mode: str) -> dict[str, Any]:
-    """REPS rounds of pfs and by hand, taking turns going first."""
-    result: dict[str, Any] = {"files": FILES[mode], "parallelism": PARALLELISM, "pfs": []}
-    result["by_hand"] = []
+def concurrent(bench: Bench, mode: str, with_volume: bool) -> dict[str, Any]:
+    """REPS rounds of pfs and by hand (and by hand on the pfs volume), taking turns going
+    first."""
+    runs: dict[str, Callable[[Bench, dict[str, bytes], int], dict[str, Any]]] = {
+        "pfs": pfs_concurrent,
+        "by_hand": by_hand_concurrent,
+    }
+    if with_volume:
+        runs["by_hand_volume"] = partial(by_hand_concurrent, volume=True)
+    result: dict[str, Any] = {"files": FILES[mode], "parallelism": PARALLELISM}
+    result |= {kind: [] for kind in runs}
     for rep in range(REPS[mode]):
         files = contents(FILES[mode])
-        order = ["pfs", "by_hand"] if rep % 2 == 0 else ["by_hand", "pfs"]
+        order = list(runs) if rep % 2 == 0 else list(reversed(runs))
         for kind in order:
             print(f"  concurrent: {kind}, rep {rep + 1}/{REPS[mode]} ...", flush=True)
-            run = pfs_concurrent if kind == "pfs" else by_hand_concurrent
-            result[kind].append(run(bench, files, PARALLELISM))
+            result[kind].append(runs[kind](bench, files, PARALLELISM))
     return result
 
 
@@ -382,6 +397,14 @@ def report_concurrent(result: dict[str, Any]) -> dict[str, Any]:
         f"{fmt_seconds(p)} / {fmt_seconds(h)}" for p, h in zip(pfs, hand, strict=True)
     )
     print(f"each sample, pfs / by hand: {shown}")
+    if result.get("by_hand_volume"):
+        vol = [s["seconds"] for s in result["by_hand_volume"]]
+        print(
+            f"by hand with the input as the pfs volume: {fmt_seconds(median(vol))} "
+            f"({', '.join(fmt_seconds(v) for v in vol)}); pfs / that "
+            f"{fmt_ratio(median(pfs) / median(vol))}, that / by hand (bind) "
+            f"{fmt_ratio(median(vol) / median(hand))}"
+        )
     phases = [phase for sample in result["pfs"] for phase in sample["jobs"]]
     print("\nwhere each pfs job's wall time goes (docker events and job records; medians):")
     labels = (
@@ -413,6 +436,8 @@ def compare_concurrent_steps(result: dict[str, Any]) -> None:
     ordered = sorted(result["pfs"], key=lambda s: s["seconds"])
     sample = ordered[(len(ordered) - 1) // 2]
     hand = sorted(result["by_hand"], key=lambda s: s["seconds"])[(len(ordered) - 1) // 2]
+    vols = sorted(result.get("by_hand_volume", []), key=lambda s: s["seconds"])
+    vol = vols[(len(vols) - 1) // 2]["steps"] if vols else {}
     if not sample["steps"]:
         return
     datums = PIPELINES * result["files"]
@@ -430,9 +455,16 @@ def compare_concurrent_steps(result: dict[str, Any]) -> None:
             [
                 label, f"{calls:,}", fmt_seconds(seconds), fmt_seconds(seconds / datums),
                 fmt_seconds(theirs[1] / datums) if theirs else "-",
+                fmt_seconds(vol[label][1] / datums) if label in vol else "-",
             ]
         )  # fmt: skip
-    print(table(["step", "calls", "total", "pfs per datum", "by hand per datum"], rows))
+    print(
+        table(
+            ["step", "calls", "total", "pfs per datum", "by hand per datum",
+             "by hand, pfs volume"],
+            rows,
+        )
+    )  # fmt: skip
 
 
 def report_latency(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -463,6 +495,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer files and runs")
     parser.add_argument("--no-profile", action="store_true", help="no timing hook in pfs")
+    parser.add_argument(
+        "--with-volume",
+        action="store_true",
+        help="also by hand with the input as the pfs volume (pfs's volume apart from its jobs)",
+    )
     args = parser.parse_args()
     mode = "quick" if args.quick else "full"
     require_root()
@@ -478,7 +515,7 @@ def main() -> None:
         print("  warm-up: one pfs job and one by-hand run (untimed) ...", flush=True)
         bench.pfs_job(contents(1), 1)
         bench.by_hand(contents(1), 1)
-        conc = concurrent(bench, mode)
+        conc = concurrent(bench, mode, args.with_volume)
         lat = latency(bench, mode)
         conc_summary = report_concurrent(conc)
         lat_summary = report_latency(lat)
