@@ -200,9 +200,22 @@ def _install():
     Scheduler.run_job = run_job
 
 
+def _dump_cumulative():
+    """Keep cumulative.json current, so a reading between jobs sees every call so far."""
+    while True:
+        time.sleep(0.25)
+        with _LOCK:
+            data = {"steps": {k: list(v) for k, v in _CUMULATIVE.items()}}
+            path = os.path.join(_DIR, "cumulative.json")
+            with open(path + ".tmp", "w") as handle:
+                json.dump(data, handle)
+            os.replace(path + ".tmp", path)
+
+
 if _DIR:
     try:
         _install()
+        threading.Thread(target=_dump_cumulative, name="bench-profile", daemon=True).start()
     except Exception as exc:  # the daemon must start even when the hook cannot
         with open(os.path.join(_DIR, "hook-error.txt"), "w") as handle:
             handle.write(repr(exc))

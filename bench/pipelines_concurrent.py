@@ -79,6 +79,8 @@ EVENT_MARGIN = 5.0
 EVENT_SETTLE = 0.5
 """Seconds the event reader keeps reading after the jobs ended (the last exits' events)."""
 EVENT_CLOSE_WAIT = 10.0
+HOOK_DUMP_WAIT = 0.6
+"""Seconds for the timing hook to write its totals (every 0.25 s) before they are read."""
 PUT_TIMEOUT = 60.0
 JOB_LABEL = "pfs.job"
 LOG_LINES_SHOWN = 10
@@ -107,9 +109,10 @@ PROFILE_STEPS = (
 
 
 def cumulative(bench: Bench) -> dict[str, list[float]]:
-    """The timing hook's totals over every job so far ({} without the hook)."""
+    """The timing hook's totals over every call so far ({} without the hook)."""
     if bench.profile_dir is None:
         return {}
+    time.sleep(HOOK_DUMP_WAIT)
     path = bench.profile_dir / "cumulative.json"
     if not path.exists():
         return {}
