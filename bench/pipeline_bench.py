@@ -4,7 +4,7 @@ A private Docker engine (``tests/docker_engine.py``, busybox from Debian's
 ``busybox-static``) and a real ``pfs serve`` running its pipelines on it. Every pipeline
 is ``glob: /*`` over a repo of small files with the transform
 
-    sh -c 'for f in $PFS_DATUM; do wc -c < "$f" > /pfs/out/$(basename $f).n; done'
+  sh -c 'f=/pfs/in/text/$(basename "$PFS_DATUM_TEXT"); wc -c < "$f" > "/pfs/out/$(basename "$f").n"'
 
     overhead      a job over 1 and over 100 files (one datum each) against the same
                   containers by hand: the docker SDK's create, start, wait, logs and
@@ -41,6 +41,8 @@ from typing import Any
 
 import docker
 import requests_unixsocket
+from docker.types import DriverConfig
+from docker.types import Mount as DockerMount
 
 from bench._common import (
     PluginClient,
@@ -59,7 +61,13 @@ from pfs_volume.btrfs.pool_image import is_mountpoint
 from tests.docker_engine import DockerEngine
 from tests.pfs_node import PfsNode, unique_driver_name
 
-SCRIPT = 'for f in $PFS_DATUM; do wc -c < "$f" > /pfs/out/$(basename $f).n; done'
+INPUT = "text"
+"""Every pipeline's input is mounted at /pfs/in/text; its datum is in PFS_DATUM_TEXT."""
+SCRIPT = (
+    'f=/pfs/in/text/$(basename "$PFS_DATUM_TEXT"); wc -c < "$f" > "/pfs/out/$(basename "$f").n"'
+)
+"""PFS_DATUM_TEXT holds the datum's path, relative or absolute: basename reads both."""
+DATUM_ENV = "PFS_DATUM_" + INPUT.upper()
 FILE_SIZE = 1024
 CHANGED_SIZE = 2048
 POOL_SIZE = "8G"
@@ -88,22 +96,24 @@ import json, os, threading, time
 _DIR = os.environ.get("PFS_BENCH_PROFILE")
 _LOCK = threading.Lock()
 _TOTALS = {}
-_JOB_THREAD = [None]
+_CUMULATIVE = {}
+_JOB_THREADS = set()
 
 
 def _add(label, seconds):
     with _LOCK:
-        entry = _TOTALS.setdefault(label, [0, 0.0, 0.0])
-        entry[0] += 1
-        entry[1] += seconds
-        entry[2] = max(entry[2], seconds)
+        for totals in (_TOTALS, _CUMULATIVE):
+            entry = totals.setdefault(label, [0, 0.0, 0.0])
+            entry[0] += 1
+            entry[1] += seconds
+            entry[2] = max(entry[2], seconds)
 
 
 def _wrap(owner, attr, label, job_thread_only=False):
     inner = getattr(owner, attr)
 
     def timed(*args, **kwargs):
-        if job_thread_only and threading.get_ident() != _JOB_THREAD[0]:
+        if job_thread_only and threading.get_ident() not in _JOB_THREADS:
             return inner(*args, **kwargs)  # the API's answers to the benchmark's polls
         start = time.perf_counter()
         try:
@@ -136,7 +146,7 @@ def _install():
     import pfs_volume.pipelines.runner as runner
     from pfs_volume.btrfs.pool import BtrfsPool
     from pfs_volume.pipelines.jobs import JobStore
-    from pfs_volume.pipelines.service import PipelineService
+    from pfs_volume.pipelines.scheduler import Scheduler
     from pfs_volume.repos import RepoService
     from pfs_volume.volumes import VolumeService
 
@@ -164,31 +174,48 @@ def _install():
     ):
         _wrap(owner, attr, label, *only)
     runner.subprocess = _TimedSubprocess(runner.subprocess)
-    inner = PipelineService.run_job
+    inner = Scheduler.run_job
 
-    def run_job(self, job):
+    def run_job(self, job, *args, **kwargs):
         with _LOCK:
-            _TOTALS.clear()
-            _JOB_THREAD[0] = threading.get_ident()
+            if not _JOB_THREADS:  # jobs at once share one total (and cumulative.json)
+                _TOTALS.clear()
+            _JOB_THREADS.add(threading.get_ident())
         start = time.perf_counter()
         try:
-            return inner(self, job)
+            return inner(self, job, *args, **kwargs)
         finally:
             total = time.perf_counter() - start
             with _LOCK:
+                _JOB_THREADS.discard(threading.get_ident())
                 totals = {k: list(v) for k, v in _TOTALS.items()}
-            body = {"job": job.id, "run_job_s": total, "steps": totals}
-            path = os.path.join(_DIR, job.id + ".json")
-            with open(path + ".tmp", "w") as handle:
-                json.dump(body, handle)
-            os.replace(path + ".tmp", path)
+                cumulative = {k: list(v) for k, v in _CUMULATIVE.items()}
+                body = {"job": job.id, "run_job_s": total, "steps": totals}
+                for name, data in (("cumulative", {"steps": cumulative}), (job.id, body)):
+                    path = os.path.join(_DIR, name + ".json")
+                    with open(path + ".tmp", "w") as handle:
+                        json.dump(data, handle)
+                    os.replace(path + ".tmp", path)
 
-    PipelineService.run_job = run_job
+    Scheduler.run_job = run_job
+
+
+def _dump_cumulative():
+    """Keep cumulative.json current, so a reading between jobs sees every call so far."""
+    while True:
+        time.sleep(0.25)
+        with _LOCK:
+            data = {"steps": {k: list(v) for k, v in _CUMULATIVE.items()}}
+            path = os.path.join(_DIR, "cumulative.json")
+            with open(path + ".tmp", "w") as handle:
+                json.dump(data, handle)
+            os.replace(path + ".tmp", path)
 
 
 if _DIR:
     try:
         _install()
+        threading.Thread(target=_dump_cumulative, name="bench-profile", daemon=True).start()
     except Exception as exc:  # the daemon must start even when the hook cannot
         with open(os.path.join(_DIR, "hook-error.txt"), "w") as handle:
             handle.write(repr(exc))
@@ -212,7 +239,7 @@ def contents(count: int) -> dict[str, bytes]:
 class Bench:
     """A pfs daemon and a Docker engine of its own; the pipelines and by-hand runs."""
 
-    def __init__(self, root: Path, profile: bool) -> None:
+    def __init__(self, root: Path, profile: bool, args: list[str] | None = None) -> None:
         self.root = root
         self.engine = DockerEngine(root / "docker")
         self.profile_dir: Path | None = root / "profile" if profile else None
@@ -231,6 +258,7 @@ class Bench:
             unique_driver_name("pfsbenchpipe"),
             pool_size=POOL_SIZE,
             env={**env, "PFS_DOCKER_HOST": self.engine.host},
+            args=args,
         )
         self.plugin = PluginClient(self.node.plugin_socket)
         self.session = requests_unixsocket.Session()  # type: ignore[no-untyped-call]
@@ -296,7 +324,7 @@ class Bench:
         name = self.name("pipe")
         spec = {
             "name": name,
-            "input": {"repo": repo, "glob": "/*"},
+            "input": {"repo": repo, "glob": "/*", "name": INPUT},
             "transform": {"image": self.image, "cmd": ["sh", "-c", SCRIPT]},
             "parallelism": parallelism,
         }
@@ -381,7 +409,7 @@ class Bench:
             if cli:
                 self._docker_run(inputs, rel, out)
             else:
-                self._sdk_run(inputs, rel, out, steps, lock)
+                self.sdk_run(inputs, rel, out, steps, lock)
 
         sync_all()
         start = time.perf_counter()
@@ -396,10 +424,30 @@ class Bench:
         check_outputs(final, files)
         return {"seconds": seconds, "steps": steps}
 
-    def _sdk_run(
-        self, inputs: Path, rel: str, out: Path, steps: dict[str, list[float]], lock: Any
+    def sdk_run(
+        self,
+        inputs: Path | str,
+        rel: str,
+        out: Path,
+        steps: dict[str, list[float]],
+        lock: Any,
     ) -> None:
-        """What ``containers.run(detach=True)``, wait, logs and remove do, timed apart."""
+        """What ``containers.run(detach=True)``, wait, logs and remove do, timed apart.
+        ``inputs`` is a folder to bind-mount, or a volume name of this daemon's driver
+        (mounted as the runner mounts it: read-only, the driver named)."""
+        mounts = [DockerMount("/pfs/out", str(out), type="bind")]
+        if isinstance(inputs, Path):
+            mounts.append(DockerMount(f"/pfs/in/{INPUT}", str(inputs), type="bind", read_only=True))
+        else:
+            mounts.append(
+                DockerMount(
+                    f"/pfs/in/{INPUT}",
+                    inputs,
+                    type="volume",
+                    read_only=True,
+                    driver_config=DriverConfig(self.node.driver_name),
+                )
+            )
 
         def timed_step(label: str, action: Callable[[], Any]) -> Any:
             start = time.perf_counter()
@@ -416,11 +464,8 @@ class Bench:
             lambda: self.client.containers.create(
                 self.image,
                 command=["sh", "-c", SCRIPT],
-                environment={"PFS_DATUM": f"/pfs/in/data/{rel}"},
-                volumes={
-                    str(inputs): {"bind": "/pfs/in/data", "mode": "ro"},
-                    str(out): {"bind": "/pfs/out", "mode": "rw"},
-                },
+                environment={DATUM_ENV: rel},
+                mounts=mounts,
                 network_mode="none",
             ),
         )
@@ -437,9 +482,9 @@ class Bench:
 
     def _docker_run(self, inputs: Path, rel: str, out: Path) -> None:
         self.engine.run(
-            "-v", f"{inputs}:/pfs/in/data:ro",
+            "-v", f"{inputs}:/pfs/in/{INPUT}:ro",
             "-v", f"{out}:/pfs/out",
-            "-e", f"PFS_DATUM=/pfs/in/data/{rel}",
+            "-e", f"{DATUM_ENV}={rel}",
             self.image, "sh", "-c", SCRIPT,
             timeout=CONTAINER_TIMEOUT,
         )  # fmt: skip
@@ -524,7 +569,7 @@ def incremental(bench: Bench, mode: str) -> dict[str, Any]:
         job = bench.wait_job(pipeline, change + 1, count)
         check_job(job, 1, count - 1)
         ran = [d for d in job["datums"] if d["state"] == "success"]
-        if ran[0]["paths"] != {repo: rel}:
+        if ran[0]["paths"] != {INPUT: rel}:
             raise RuntimeError(f"job {job['id']} ran {ran[0]['paths']}, not {rel}")
         check_outputs(bench.output_dir(job), files)
         times = job_times(job)
@@ -636,7 +681,7 @@ def report_incremental(result: dict[str, Any]) -> dict[str, Any]:
          fmt_seconds(median([c["trigger_delay"] for c in result["changes"]]))],
     ]  # fmt: skip
     print(table(["", "job", "containers", "commit -> job created"], rows))
-    print("(commit -> job created: the trigger loop looks once a second; not in the job time)")
+    print("(commit -> job created: a commit wakes the trigger loop; not in the job time)")
     return {"full_s": full, "incremental_s": incr, "ratio": full / incr}
 
 
