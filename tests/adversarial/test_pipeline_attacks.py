@@ -40,7 +40,7 @@ def test_a_cross_of_16_inputs_of_100_files_fails_clearly_and_at_once() -> None:
     code = textwrap.dedent(
         """
         import resource, sys, time
-        resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BOUND, MEMORY_BOUND))
         from tests.adversarial.test_pipeline_attacks import _spec
         from pfs_volume.pipelines.datums import datums, TooManyDatums
         spec = _spec(16)
@@ -54,7 +54,7 @@ def test_a_cross_of_16_inputs_of_100_files_fails_clearly_and_at_once() -> None:
         print("made them all")
         sys.exit(3)
         """
-    ).replace("LIMIT", str(CHILD_MEMORY))
+    ).replace("MEMORY_BOUND", str(CHILD_MEMORY))
     try:
         done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, timeout=CHILD_TIME, text=True
