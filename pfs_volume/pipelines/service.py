@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from pfs_volume.branch_uses import BranchUse, owner_of
 from pfs_volume.errors import Conflict, InvalidRequest, NotFound, PfsError
+from pfs_volume.pipelines import joblogs
 from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
 from pfs_volume.pipelines.graph import writer_problems
 from pfs_volume.pipelines.jobs import JobRecord, JobStore, new_job_id
@@ -382,11 +383,7 @@ class PipelineService:
                 f"job {job_id} ran on node {job.node}: its logs are kept there "
                 "(pfs --api pointing at that node shows them)"
             )
-        return (
-            {path.stem: path.read_text(errors="replace") for path in sorted(folder.glob("*.log"))}
-            if folder.is_dir()
-            else {}
-        )
+        return joblogs.tails(folder)
 
     # provenance
 

@@ -11,11 +11,18 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
+from pfs_volume.pipelines import joblogs
 from pfs_volume.pipelines.datums import MAX_DATUMS, TooManyDatums, datums
+from pfs_volume.pipelines.jobs import JobRecord
+from pfs_volume.pipelines.runner import JobRunner
+from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.pipelines.spec import InputSpec, OutputSpec, PipelineSpec, Transform
+from pfs_volume.repos import RepoService
+from tests.integration.test_pipeline_outputs import MIB, SPEC, Engine, put, run
 
 CHILD_MEMORY = 1024**3
 """Bytes of address space the child doing the hostile step may use."""
@@ -75,3 +82,63 @@ def test_the_datum_limit_counts_before_making_them() -> None:
     assert time.monotonic() - began < 5
     small = {i.name: [f"f{n}" for n in range(3)] for i in spec.inputs}
     assert len(datums(spec, small)) == 9
+
+
+LOG_BOUND = 2 * 1024**2
+"""Bytes of one datum's output ``pfs job logs`` may answer with (its tail, and a note)."""
+LINE_BOUND = 128 * 1024
+"""Characters of one followed line (its datum prefix included)."""
+CHATTY = 64 * 1024**2
+"""Bytes the hostile container writes to its output: no newline in them."""
+
+
+def test_a_container_writing_one_endless_line_is_followed_in_bounded_pieces(
+    tmp_path: Path,
+) -> None:
+    """A container printing without a newline (a progress bar on ``\\r``, or an attack):
+    a follower kept all of it as one pending line, joined to each new read (quadratic
+    time, every byte kept), and read a whole file's growth at once."""
+    folder = tmp_path / "jobs" / "j"
+    folder.mkdir(parents=True)
+    log_file = folder / ("d" * 64 + ".log")
+    with open(log_file, "wb") as out:
+        for _ in range(CHATTY // MIB):
+            out.write(b"\r" * MIB)
+
+    def ended() -> JobRecord:  # its container is gone: everything it wrote is there
+        return JobRecord(id="j", pipeline="p", inputs={}, fingerprint="", state="success")
+
+    seen = 0
+    longest = 0
+    began = time.monotonic()
+    for line in joblogs.follow(ended, folder, limit=30.0, poll=0.01):
+        longest = max(longest, len(line))
+        seen += len(line.split(" | ", 1)[1]) - 1
+        assert longest <= LINE_BOUND, f"a followed line of {longest} characters"
+        assert time.monotonic() - began < 30
+    assert seen == CHATTY, "every byte is followed, in pieces"
+
+
+def test_pfs_job_logs_answers_a_chatty_datums_tail_only(repos: RepoService) -> None:
+    """``pfs job logs JOB`` read each datum's whole log into the daemon's memory and
+    answered it as one JSON string: a container printing 64 MiB (or 64 GiB) made the
+    root daemon hold all of it, several times over."""
+    engine = Engine(repos)
+    engine.api.logs = lambda *_a, **_o: (b"x" * MIB for _ in range(CHATTY // MIB))  # type: ignore[method-assign]
+    pipelines = PipelineService(repos, JobRunner(repos, lambda: engine, "pfs"))
+    try:
+        repos.create_repo("text")
+        put(repos, "a", b"alpha")
+        pipelines.create(SPEC)
+        ended = run(pipelines)
+        assert ended["state"] == "success", ended
+        folder = pipelines.runner.logs_dir("up", ended["id"])
+        (written,) = list(folder.glob("*.log"))
+        assert written.stat().st_size == CHATTY, "the log file keeps everything"
+        answered = pipelines.logs(ended["id"])
+        (text,) = answered.values()
+        assert len(text) <= LOG_BOUND, f"{len(text)} characters answered"
+        assert text.endswith("x" * 1000), "the tail is shown"
+        assert "left out" in text
+    finally:
+        pipelines.stop()
