@@ -34,9 +34,10 @@ T = TypeVar("T")
 
 MAX_WAIT = 30.0
 """Seconds one wait request may block (the CLI asks again until done)."""
-MAX_WAITERS = 16
-"""Wait requests blocking at once; beyond that a wait answers at once (the API's
-threads are shared with every other request)."""
+MAX_WAITERS = 4
+"""Wait requests blocking at once; beyond that a wait answers at once (the CLI asks
+again). The API's worker threads (``transport.THREADS``, 8) are shared with every other
+request: waits and follows (``joblogs.MAX_FOLLOWERS``) together must leave some free."""
 DEFAULT_MAX_JOBS = 4
 
 
