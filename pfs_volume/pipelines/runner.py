@@ -797,10 +797,20 @@ def _children(folder: Path) -> list[Path]:
 
 
 def _files(root: Path) -> list[str]:
-    if not root.is_dir():
+    """Every path under a datum's output that is not a folder (files, links, FIFOs...),
+    relative to it. A container wrote the tree: no link is followed, not even to ask
+    what it points at (a link to a host folder is a path like any other)."""
+    if not root.is_dir() or root.is_symlink():
         return []
     paths = []
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            paths.append(os.path.relpath(os.path.join(folder, name), root))
+    todo = [""]
+    while todo:
+        rel = todo.pop()
+        with os.scandir(root / rel if rel else root) as entries:
+            for entry in entries:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(path)
+                else:
+                    paths.append(path)
     return paths

@@ -7,11 +7,13 @@ out of memory, so the hostile step runs in a child process with a memory limit.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +24,16 @@ from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.pipelines.spec import InputSpec, OutputSpec, PipelineSpec, Transform
 from pfs_volume.repos import RepoService
-from tests.integration.test_pipeline_outputs import MIB, SPEC, Engine, put, run
+from tests.integration.test_pipeline_outputs import (
+    MIB,
+    SPEC,
+    Api,
+    Container,
+    Containers,
+    Engine,
+    put,
+    run,
+)
 
 CHILD_MEMORY = 1024**3
 """Bytes of address space the child doing the hostile step may use."""
@@ -140,5 +151,47 @@ def test_pfs_job_logs_answers_a_chatty_datums_tail_only(repos: RepoService) -> N
         assert len(text) <= LOG_BOUND, f"{len(text)} characters answered"
         assert text.endswith("x" * 1000), "the tail is shown"
         assert "left out" in text
+    finally:
+        pipelines.stop()
+
+
+class LinkingContainers(Containers):
+    """Datum ``a`` writes a file ``y``; datum ``b`` writes ``y`` too, as a link to a host
+    folder (``/etc``): as a container can, with any target it likes."""
+
+    def create(self, _image: str, command: list[str], **options: Any) -> Container:
+        out = Path({m["Target"]: m["Source"] for m in options["mounts"]}["/pfs/out"])
+        path = Path(options["environment"]["PFS_DATUM_TEXT"]).name
+        if path == "a":
+            (out / "y").write_bytes(b"precious output of datum a")
+        else:
+            os.symlink("/etc", out / "y")
+        made = Container(0)
+        self.made[made.id] = made
+        return made
+
+
+def test_a_link_to_a_host_folder_cannot_silently_replace_another_datums_file(
+    repos: RepoService,
+) -> None:
+    """The combine's clash check walked the outputs following links to the host: a link
+    to a host folder counted as a folder, not as the path it is, so two datums writing
+    ``y`` were not seen, ``cp -a`` replaced datum a's file with datum b's link, and the
+    job committed with a's output lost. A path written by two datums must fail the job
+    (and no host path be looked up through a container's link)."""
+    engine = Engine(repos)
+    engine.containers = LinkingContainers(repos)
+    engine.api = Api(engine.containers)
+    pipelines = PipelineService(repos, JobRunner(repos, lambda: engine, "pfs"))
+    try:
+        repos.create_repo("text")
+        put(repos, "a", b"alpha")
+        put(repos, "b", b"beta")
+        pipelines.create(SPEC)
+        ended = run(pipelines)
+        job = pipelines.jobs.list("up")[-1]
+        assert ended["state"] == "failure", (ended, repos.get_branch("up", "master"))
+        assert "y" in (job.error or "") and "more than one datum" in (job.error or "")
+        assert repos.get_branch("up", "master").head is None, "nothing was committed"
     finally:
         pipelines.stop()
