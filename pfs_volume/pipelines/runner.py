@@ -72,6 +72,9 @@ _COLLECTING = threading.Lock()
 """One collection of datum outputs at a time (after a job, and ``pfs gc``)."""
 POLL = 0.5
 """Seconds between looks at a running container (stop event, timeouts, exit)."""
+ENGINE_GONE = 60.0
+"""Seconds the engine may fail every wait on a running datum's container (it is down,
+or restarting) before the datum fails."""
 LOG_DRAIN = 10.0
 """Seconds to wait, once a container ended, for its output to be written down."""
 DATUM_FOLDER = "/pfs/datum"
@@ -497,12 +500,30 @@ class JobRunner:
 
         Each slice is the engine's own wait, which answers the moment the container
         exits (a poll of its state would add up to a slice to every datum)."""
+        import docker.errors
+
         began = time.monotonic()
+        unanswered: float | None = None  # since when the engine's wait fails at once
         while True:
+            asked = time.monotonic()
             try:
                 code = int(container.wait(timeout=POLL)["StatusCode"])
-            except requests.exceptions.RequestException:
-                code = None  # still running after this slice
+                unanswered = None
+            except docker.errors.NotFound:
+                return None, "its container was removed while it ran (not by pfs)"
+            except requests.exceptions.RequestException as exc:
+                code = None  # still running after this slice, or the engine failed
+                now = time.monotonic()
+                if now - asked < POLL / 2:  # not the slice's timeout: the engine failed
+                    unanswered = asked if unanswered is None else unanswered
+                    if now - unanswered >= ENGINE_GONE:
+                        return None, (
+                            f"the Docker engine at {self.engine} failed every wait for "
+                            f"{ENGINE_GONE:g} s: {exc}"
+                        )
+                    time.sleep(POLL - (now - asked))  # never a tight loop on the engine
+                else:
+                    unanswered = None
             if code is not None:
                 state = self.docker.api.inspect_container(container.id)["State"]
                 if state.get("OOMKilled"):

@@ -195,3 +195,75 @@ def test_a_link_to_a_host_folder_cannot_silently_replace_another_datums_file(
         assert repos.get_branch("up", "master").head is None, "nothing was committed"
     finally:
         pipelines.stop()
+
+
+class VanishingContainer(Container):
+    """A container removed outside pfs while it runs (``docker rm -f``), or whose engine
+    went away: every wait fails at once."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(0)
+        self.error = error
+        self.waits = 0
+
+    def wait(self, timeout: float | None = None) -> dict[str, int]:
+        self.waits += 1
+        raise self.error
+
+
+class VanishingContainers(Containers):
+    def __init__(self, repos: RepoService, error: Exception) -> None:
+        super().__init__(repos)
+        self.error = error
+
+    def create(self, _image: str, command: list[str], **options: Any) -> Container:
+        made = VanishingContainer(self.error)
+        self.made[made.id] = made
+        return made
+
+
+@pytest.mark.parametrize(
+    "error",
+    ["removed", "engine down"],
+)
+def test_a_datum_whose_container_vanishes_fails_without_spinning(
+    repos: RepoService, monkeypatch: pytest.MonkeyPatch, error: str
+) -> None:
+    """The runner's wait took any error of the engine's wait as "still running after
+    this slice": a container removed under it (``docker.errors.NotFound`` is a requests
+    error) or an engine that is down answers at once, so the job thread called the
+    engine in a tight loop, for ever when the spec had no timeout. The datum must fail,
+    naming why, and the calls stay a few per slice."""
+    import docker.errors
+    import requests
+
+    from pfs_volume.pipelines import runner
+
+    monkeypatch.setattr(runner, "ENGINE_GONE", 3.0)
+    raised: Exception = (
+        docker.errors.NotFound("No such container")
+        if error == "removed"
+        else requests.exceptions.ConnectionError("connection refused")
+    )
+    engine = Engine(repos)
+    engine.containers = VanishingContainers(repos, raised)
+    engine.api = Api(engine.containers)
+    pipelines = PipelineService(repos, JobRunner(repos, lambda: engine, "pfs"))
+    try:
+        repos.create_repo("text")
+        put(repos, "a", b"alpha")
+        pipelines.create(SPEC)
+        began = time.monotonic()
+        pipelines.tick()
+        settled = pipelines.settle(20)
+        took = time.monotonic() - began
+        waits = sum(c.waits for c in engine.containers.made.values())  # type: ignore[attr-defined]
+        assert settled, f"the job still runs after {took:.0f} s ({waits} waits)"
+        job = pipelines.jobs.list("up")[-1]
+        assert job.state == "failure", job
+        assert waits <= 4 * took / runner.POLL + 4, f"{waits} waits in {took:.1f} s"
+        (datum,) = job.datums
+        wanted = "removed" if error == "removed" else "engine"
+        assert wanted in (datum.error or ""), datum
+    finally:
+        pipelines.stop()
