@@ -775,13 +775,42 @@ def datum_environment(job_id: str, datum: Datum) -> dict[str, str]:
     """``PFS_JOB``, ``PFS_DATUM_ID`` and ``PFS_DATUM_<INPUT>`` for each input whose
     path is UTF-8 (Docker's API is JSON: other bytes cannot pass)."""
     env = {"PFS_JOB": job_id, "PFS_DATUM_ID": datum.id}
-    for name, path in _container_paths(datum):
+    paths = _container_paths(datum)
+    shared = variable_clashes([name for name, _path in paths])
+    for name, path in paths:
         try:
             path.encode("utf-8")
         except UnicodeEncodeError:
             continue
-        env[f"PFS_DATUM_{_env_name(name)}"] = path
+        if name not in shared:  # a spec stored before such specs were refused
+            env[datum_variable(name)] = path
     return env
+
+
+RESERVED_VARIABLES = ("PFS_DATUM_ID", "PFS_DATUM_TRY")
+
+
+def datum_variable(name: str) -> str:
+    """The variable holding input ``name``'s datum path: ``PFS_DATUM_<NAME>``."""
+    return f"PFS_DATUM_{_env_name(name)}"
+
+
+def variable_clashes(names: Iterable[str]) -> dict[str, str]:
+    """Input names whose ``PFS_DATUM_<NAME>`` another input's (``a-b``, ``a_b``, ``A.B``)
+    or pfs's own (``id``, ``try``) is too, each with that other input's name or the
+    variable; the later of two inputs is named."""
+    first: dict[str, str] = {}
+    found: dict[str, str] = {}
+    for name in names:
+        variable = datum_variable(name)
+        if variable in RESERVED_VARIABLES:
+            found[name] = variable
+        elif variable in first and first[variable] != name:
+            found[name] = first[variable]
+            found.setdefault(first[variable], name)
+        else:
+            first.setdefault(variable, name)
+    return found
 
 
 def _append(path: Path, text: str) -> None:

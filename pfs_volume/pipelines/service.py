@@ -23,7 +23,12 @@ from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
 from pfs_volume.pipelines.graph import writer_problems
 from pfs_volume.pipelines.jobs import JobRecord, JobStore, new_job_id
 from pfs_volume.pipelines.progress import CommitProgress, commit_progress
-from pfs_volume.pipelines.runner import JobRunner
+from pfs_volume.pipelines.runner import (
+    RESERVED_VARIABLES,
+    JobRunner,
+    datum_variable,
+    variable_clashes,
+)
 from pfs_volume.pipelines.scheduler import DELETED, STOPPED, Scheduler
 from pfs_volume.pipelines.spec import PipelineSpec, SpecOutline, fingerprint, validate
 from pfs_volume.repos import RepoService
@@ -142,6 +147,23 @@ class PipelineService:
                         f"(pfs repo create {item.repo}) or fix the name",
                     )
                 )
+        seen: set[str] = set()
+        clashes = variable_clashes(item.name for _path, item in outline.reads)
+        for path, item in outline.reads:
+            other = clashes.get(item.name)
+            if other is None or datum_variable(item.name) in seen:
+                seen.add(datum_variable(item.name))
+                continue
+            seen.add(datum_variable(item.name))
+            whose = "pfs's own" if other in RESERVED_VARIABLES else f"input {other!r}'s too"
+            problems.append(
+                (
+                    f"{path}.name",
+                    f"input {item.name!r} would give its datum path in "
+                    f"{datum_variable(item.name)}, which is {whose}; give it a distinct "
+                    '"name" (the variable upper-cases it, other characters become _)',
+                )
+            )
         if outline.name is not None:
             reads = [(path, (item.repo, item.branch)) for path, item in outline.reads]
             problems.extend(writer_problems(outline.name, outline.output, reads, self.list_specs()))

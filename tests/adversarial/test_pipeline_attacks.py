@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from pfs_volume.errors import InvalidRequest
 from pfs_volume.pipelines import joblogs
-from pfs_volume.pipelines.datums import MAX_DATUMS, TooManyDatums, datums
+from pfs_volume.pipelines.datums import MAX_DATUMS, Datum, TooManyDatums, datums
 from pfs_volume.pipelines.jobs import JobRecord
-from pfs_volume.pipelines.runner import JobRunner
+from pfs_volume.pipelines.runner import JobRunner, datum_environment
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.pipelines.spec import InputSpec, OutputSpec, PipelineSpec, Transform
 from pfs_volume.repos import RepoService
@@ -267,3 +268,41 @@ def test_a_datum_whose_container_vanishes_fails_without_spinning(
         assert wanted in (datum.error or ""), datum
     finally:
         pipelines.stop()
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("raw-data", "raw_data"), ("a.b", "A_B"), ("x", "id"), ("x", "try")],
+)
+def test_inputs_whose_datum_variables_collide_are_refused(
+    repos: RepoService, first: str, second: str
+) -> None:
+    """``PFS_DATUM_<INPUT>`` upper-cases the name and turns other characters into ``_``:
+    inputs ``raw-data`` and ``raw_data`` (names default to repos) both set
+    ``PFS_DATUM_RAW_DATA``, one silently the other's path, and an input ``id`` replaced
+    ``PFS_DATUM_ID``; a datum then processed the wrong input and the job committed it.
+    Such a spec must be refused, naming the variable."""
+    for repo in (first, second):
+        repos.create_repo(repo)
+    pipelines = PipelineService(repos, JobRunner(repos, lambda: None, "pfs"))
+    try:
+        spec = {
+            "name": "p",
+            "input": {"cross": [{"repo": first, "glob": "/*"}, {"repo": second, "glob": "/*"}]},
+            "transform": {"image": "busybox", "cmd": ["true"]},
+        }
+        with pytest.raises(InvalidRequest, match="PFS_DATUM_"):
+            pipelines.create(spec)
+        assert pipelines.list_specs() == []
+    finally:
+        pipelines.stop()
+
+
+def test_a_stored_spec_with_colliding_variables_sets_neither() -> None:
+    """A spec stored before the check: the variables two inputs share are left unset
+    (the datum reads /pfs/datum), and an input never replaces PFS_DATUM_ID."""
+    parts = (("raw-data", "f"), ("raw_data", "g"), ("id", "h"), ("ok", "i"))
+    env = datum_environment("j", Datum(parts, "print"))
+    assert "PFS_DATUM_RAW_DATA" not in env
+    assert env["PFS_DATUM_ID"] == Datum(parts, "print").id
+    assert env["PFS_DATUM_OK"] == "/pfs/in/ok/i"
