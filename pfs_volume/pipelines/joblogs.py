@@ -70,6 +70,7 @@ def follow(
     folder: Path,
     limit: float = MAX_FOLLOW,
     poll: float = FOLLOW_POLL,
+    gone: Callable[[], bool] = lambda: False,
 ) -> Iterator[str]:
     """The lines of a job's container output as they are written, each prefixed with
     its datum's short id, until the job ends (or ``limit`` seconds pass).
@@ -77,6 +78,8 @@ def follow(
     Args:
         job: reads the job's current record (its state says when to stop).
         folder: the job's log folder.
+        gone: whether the client has hung up (the follow then ends at its next look,
+            freeing its slot, even while the job writes nothing).
     Returns:
         An iterator of text lines ending in a newline. The caller must have taken a
         follower slot with ``follower_slot`` and must release it when the iterator ends.
@@ -106,6 +109,8 @@ def follow(
             for path, rest in sorted(pending.items()):
                 if rest:
                     yield f"{path.stem[:SHORT_ID]} | {rest.decode(errors='replace')}\n"
+            return
+        if gone():
             return
         if time.monotonic() >= ends:
             yield f"pfs: stopped following after {limit:g} s (the limit); run it again to go on\n"

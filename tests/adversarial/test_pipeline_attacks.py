@@ -8,15 +8,19 @@ out of memory, so the hostile step runs in a child process with a memory limit.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from pfs_volume.api.app import create_api_app
 from pfs_volume.errors import InvalidRequest
 from pfs_volume.pipelines import joblogs
 from pfs_volume.pipelines.datums import MAX_DATUMS, Datum, TooManyDatums, datums
@@ -25,6 +29,8 @@ from pfs_volume.pipelines.runner import JobRunner, datum_environment
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.pipelines.spec import InputSpec, OutputSpec, PipelineSpec, Transform
 from pfs_volume.repos import RepoService
+from pfs_volume.transport import UnixSocketServer
+from pfs_volume.volumes import VolumeService
 from tests.integration.test_pipeline_outputs import (
     MIB,
     SPEC,
@@ -306,3 +312,86 @@ def test_a_stored_spec_with_colliding_variables_sets_neither() -> None:
     assert "PFS_DATUM_RAW_DATA" not in env
     assert env["PFS_DATUM_ID"] == Datum(parts, "print").id
     assert env["PFS_DATUM_OK"] == "/pfs/in/ok/i"
+
+
+class Endless(Container):
+    """A datum container that runs until removed, printing nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.gone = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> dict[str, int]:
+        if self.gone.wait(timeout):
+            return {"StatusCode": 137}
+        raise requests.exceptions.ReadTimeout("still running")
+
+    def remove(self, **_options: Any) -> None:
+        self.gone.set()
+
+    def kill(self) -> None:
+        self.gone.set()
+
+
+class EndlessContainers(Containers):
+    def create(self, _image: str, command: list[str], **options: Any) -> Container:
+        made = Endless()
+        self.made[made.id] = made
+        return made
+
+
+class EndlessApi(Api):
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        gone = self.containers.made[container_id].gone.is_set()  # type: ignore[attr-defined]
+        return {"State": {"Status": "exited" if gone else "running", "OOMKilled": False}}
+
+
+def test_a_follower_that_hung_up_frees_its_slot(
+    repos: RepoService, volumes: VolumeService, tmp_path: Path
+) -> None:
+    """``pfs job logs --follow`` of a quiet job, then Ctrl-C (or a client that asks and
+    leaves): the follow noticed the client's end only when it wrote a line, so each kept
+    its follower slot and an API worker thread for as long as the job stayed quiet (up
+    to an hour). Two such clients and nobody could follow any job."""
+    engine = Engine(repos)
+    engine.containers = EndlessContainers(repos)
+    engine.api = EndlessApi(engine.containers)
+    pipelines = PipelineService(repos, JobRunner(repos, lambda: engine, "pfs"))
+    server = UnixSocketServer(
+        create_api_app(repos, volumes, pipelines=pipelines), tmp_path / "api.sock", "api"
+    )
+    server.start()
+    try:
+        repos.create_repo("text")
+        put(repos, "a", b"alpha")
+        pipelines.create(SPEC)
+        pipelines.tick()
+        deadline = time.monotonic() + 20
+        while pipelines.jobs.list("up")[-1].state != "running":
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.1)
+        job = pipelines.jobs.list("up")[-1].id
+        ask = f"GET /v1/jobs/{job}/logs?follow=true HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        for _ in range(joblogs.MAX_FOLLOWERS + 1):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                client.connect(str(server.path))
+                client.sendall(ask)
+                time.sleep(0.5)  # the follow has started; then the client goes
+        deadline = time.monotonic() + 10
+        while True:  # a follow taken answers nothing until a line comes; a refusal at once
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                client.settimeout(1.5)
+                client.connect(str(server.path))
+                client.sendall(ask)
+                try:
+                    answer = client.recv(100)
+                except TimeoutError:
+                    break  # being followed
+            assert b" 503 " not in answer[:20] or time.monotonic() < deadline, (
+                "follows still refused 10 s after their clients left"
+            )
+            assert b" 503 " in answer[:20], answer
+            time.sleep(0.5)
+    finally:
+        pipelines.stop()
+        server.stop()
