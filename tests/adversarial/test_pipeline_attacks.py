@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -395,3 +396,35 @@ def test_a_follower_that_hung_up_frees_its_slot(
     finally:
         pipelines.stop()
         server.stop()
+
+
+def test_a_crash_after_the_output_commit_does_not_commit_the_job_again(
+    repos: RepoService,
+) -> None:
+    """The daemon killed between the output commit (one metadata transaction) and the
+    job's end (another): start-up marked the job failed ("interrupted") although its
+    output was committed, and ran it again, committing the same output a second time
+    (with another job id, so every downstream pipeline ran again). The job that made
+    the head commit must end as the success it was, and run once."""
+    pipelines = PipelineService(repos, JobRunner(repos, lambda: Engine(repos), "pfs"))
+    try:
+        repos.create_repo("text")
+        put(repos, "a", b"alpha")
+        pipelines.create(SPEC)
+        first = run(pipelines)
+        assert first["state"] == "success", first
+        done = pipelines.jobs.get(first["id"])
+        assert done is not None and done.output is not None
+        head = repos.get_branch("up", "master").head
+        # As the kill left it: the commit made, the job's end not recorded.
+        pipelines.jobs.save(replace(done, state="running", output=None, datums=(), finished=None))
+        pipelines.scheduler.recover()
+        pipelines.tick()
+        assert pipelines.settle(30)
+        jobs = pipelines.jobs.list("up")
+        assert [j.id for j in jobs] == [first["id"]], "the job ran again"
+        assert jobs[0].state == "success" and jobs[0].output == done.output, jobs[0]
+        assert [d.id for d in jobs[0].datums] == [d.id for d in done.datums]
+        assert repos.get_branch("up", "master").head == head, "a second output commit"
+    finally:
+        pipelines.stop()
