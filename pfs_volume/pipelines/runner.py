@@ -195,6 +195,12 @@ class JobRunner:
             raise
         finally:
             self._watches.pop(job.id, None)
+            # Whatever the end (a storage error, a full pool): its containers are gone,
+            # and what is left under its scratch is no output of anything.
+            try:
+                self.drop_scratch(spec.name, job.id)
+            except PfsError as exc:
+                log.warning("job=%s scratch not removed: %s", job.id, exc)
 
     def _run(
         self,

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from pfs_volume.api.app import create_api_app
-from pfs_volume.errors import InvalidRequest
+from pfs_volume.errors import InvalidRequest, StorageError
 from pfs_volume.pipelines import joblogs
 from pfs_volume.pipelines.datums import MAX_DATUMS, Datum, TooManyDatums, datums
 from pfs_volume.pipelines.jobs import JobRecord
@@ -426,5 +426,40 @@ def test_a_crash_after_the_output_commit_does_not_commit_the_job_again(
         assert jobs[0].state == "success" and jobs[0].output == done.output, jobs[0]
         assert [d.id for d in jobs[0].datums] == [d.id for d in done.datums]
         assert repos.get_branch("up", "master").head == head, "a second output commit"
+    finally:
+        pipelines.stop()
+
+
+def test_a_job_failing_on_storage_leaves_no_scratch(
+    repos: RepoService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full pool (or any storage error) while a datum's output is kept: the job failed,
+    but the datum's scratch subvolume, with all the container wrote, stayed under
+    ``pipelines/P/scratch/JOB`` for good (only killed, timed-out and interrupted jobs'
+    scratch was dropped), eating the space a full pool needs back."""
+    pipelines = PipelineService(repos, JobRunner(repos, lambda: Engine(repos), "pfs"))
+    real = repos.pool.snapshot
+
+    def full(source: Path, target: Path, *, readonly: bool) -> None:
+        if "datums" in target.parts:
+            raise StorageError("No space left on device (as a full pool answers)")
+        real(source, target, readonly=readonly)
+
+    monkeypatch.setattr(repos.pool, "snapshot", full)
+    try:
+        repos.create_repo("text")
+        put(repos, "a", b"alpha" * 100_000)
+        pipelines.create(SPEC)
+        ended = run(pipelines)
+        assert ended["state"] == "failure", ended
+        assert "No space" in (pipelines.jobs.get(ended["id"]).error or "")  # type: ignore[union-attr]
+        scratch = pipelines.runner.root / "up" / "scratch"
+        left = (
+            sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
+            if scratch.exists()
+            else []
+        )
+        assert left == [], f"scratch left behind: {left}"
+        assert repos.get_branch("up", "master").head is None
     finally:
         pipelines.stop()
