@@ -72,6 +72,9 @@ _COLLECTING = threading.Lock()
 """One collection of datum outputs at a time (after a job, and ``pfs gc``)."""
 POLL = 0.5
 """Seconds between looks at a running container (stop event, timeouts, exit)."""
+MAX_LOG = 64 * 1024**2
+"""Bytes a datum's log file keeps (all its tries): the pool holds it until the pipeline
+is deleted, and a container printing without end would fill it."""
 ENGINE_GONE = 60.0
 """Seconds the engine may fail every wait on a running datum's container (it is down,
 or restarting) before the datum fails."""
@@ -542,14 +545,28 @@ class JobRunner:
                 return None, f"timed out after {spec.datum_timeout:g} s"
 
     def _drain_logs(self, container_id: str, log_path: Path) -> None:
-        """Append a container's output to its log file as it comes (until it ends)."""
+        """Append a container's output to its log file as it comes (until it ends), up to
+        ``MAX_LOG`` bytes in the file; the bytes past that are counted, not kept."""
         try:
             stream = self.docker.api.logs(
                 container_id, stdout=True, stderr=True, stream=True, follow=True
             )
             with open(log_path, "ab", buffering=0) as out:
-                for chunk in stream:
-                    out.write(chunk)
+                room = max(0, MAX_LOG - os.fstat(out.fileno()).st_size)
+                dropped = 0
+                try:
+                    for chunk in stream:  # read to the end: the container never blocks
+                        kept = chunk[:room]
+                        if kept:
+                            out.write(kept)
+                            room -= len(kept)
+                        dropped += len(chunk) - len(kept)
+                finally:
+                    if dropped:
+                        out.write(
+                            f"\npfs: {dropped} more bytes of output left out (a datum's log "
+                            f"keeps at most {MAX_LOG} bytes)\n".encode()
+                        )
         except Exception as exc:  # the container went away under the stream
             log.debug("logs of container %s ended: %s", container_id, exc)
 

@@ -463,3 +463,33 @@ def test_a_job_failing_on_storage_leaves_no_scratch(
         assert repos.get_branch("up", "master").head is None
     finally:
         pipelines.stop()
+
+
+def test_a_chatty_datums_log_file_is_bounded(
+    repos: RepoService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner wrote all a container printed into its log file on the pool, kept
+    until the pipeline is deleted: one ``yes`` in a transform filled the pool (every
+    commit of every repo then failed). What a datum's log keeps is bounded; the rest is
+    counted in a last line."""
+    from pfs_volume.pipelines import runner
+
+    monkeypatch.setattr(runner, "MAX_LOG", 8 * MIB)
+    engine = Engine(repos)
+    engine.api.logs = lambda *_a, **_o: (b"y\n" * (MIB // 2) for _ in range(CHATTY // MIB))  # type: ignore[method-assign]
+    pipelines = PipelineService(repos, JobRunner(repos, lambda: engine, "pfs"))
+    try:
+        repos.create_repo("text")
+        put(repos, "a", b"alpha")
+        pipelines.create(SPEC)
+        ended = run(pipelines)
+        assert ended["state"] == "success", ended
+        (written,) = list(pipelines.runner.logs_dir("up", ended["id"]).glob("*.log"))
+        size = written.stat().st_size
+        assert size <= 8 * MIB + 1024, f"{size} bytes of log kept"
+        with open(written, "rb") as log_file:
+            log_file.seek(size - 300)
+            tail = log_file.read()
+        assert b"left out" in tail and str(CHATTY - 8 * MIB).encode() in tail, tail
+    finally:
+        pipelines.stop()
