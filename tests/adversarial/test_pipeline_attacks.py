@@ -493,3 +493,36 @@ def test_a_chatty_datums_log_file_is_bounded(
         assert b"left out" in tail and str(CHATTY - 8 * MIB).encode() in tail, tail
     finally:
         pipelines.stop()
+
+
+def test_big_stored_specs_are_not_validated_again_on_every_look(repos: RepoService) -> None:
+    """Every trigger pass (each second) and every writable Docker mount (the plugin
+    socket, 2 s to answer) read and validated every stored pipeline spec anew. Specs
+    may be 1 MiB (40,000 variables in ``transform.env``: 0.35 s each to validate), and
+    there is no limit on how many: 6 of them kept the daemon busy for good and made
+    each mount take over 2 s. A stored spec already validated must cost a lookup."""
+    from pfs_volume.pipelines.uses import PipelineUses
+
+    pipelines = PipelineService(repos, JobRunner(repos, lambda: None, "pfs"))
+    try:
+        repos.create_repo("big")
+        env = {f"V{i}": "x" for i in range(40_000)}
+        for n in range(6):
+            pipelines.create(
+                {
+                    "name": f"p{n}",
+                    "input": {"repo": "big", "glob": "/*"},
+                    "transform": {"image": "busybox", "cmd": ["true"], "env": env},
+                }
+            )
+        uses = PipelineUses(repos.store)
+        uses("big")
+        pipelines.scheduler.documents.list()
+        began = time.monotonic()
+        for _ in range(3):
+            uses("big")
+            pipelines.scheduler.documents.list()
+        took = (time.monotonic() - began) / 3
+        assert took < 0.3, f"looking at 6 stored pipelines took {took:.2f} s"
+    finally:
+        pipelines.stop()
