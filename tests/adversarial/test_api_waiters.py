@@ -90,3 +90,23 @@ def test_many_waits_at_once_do_not_starve_the_api(daemon: PfsNode) -> None:
     assert health.status_code == 200
     assert took < ANSWER_BOUND, f"the API answered after {took:.1f} s while {THREADS} waits blocked"
     assert sum(1 for t in answers if t > WAIT - 2) <= MAX_WAITERS, "more waits than allowed blocked"
+
+
+def test_the_cli_does_not_spin_when_the_daemon_answers_a_wait_at_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Past ``MAX_WAITERS`` the daemon answers a wait at once, not done: the CLI asked
+    again at once, in a tight loop on the API socket for the whole wait."""
+    from pfs_volume.cli.main import _wait_until
+
+    asked: list[float] = []
+
+    def ask(slice_: float) -> dict[str, object]:
+        asked.append(slice_)
+        return {"done": False}
+
+    began = time.monotonic()
+    with pytest.raises(SystemExit):
+        _wait_until(ask, lambda r: bool(r["done"]), 2.5, "the job")
+    assert time.monotonic() - began < 5
+    assert len(asked) <= 6, f"{len(asked)} requests in 2.5 s"
