@@ -363,6 +363,13 @@ class _BoundedChannel(HTTPChannel):
         self.moved += sent
         return sent
 
+    def check_client_disconnected(self) -> bool:  # type: ignore[override]
+        """Whether the client has gone (waitress puts this in each request's environ as
+        ``waitress.client_disconnected``): the loop does not read a connection whose
+        request runs, so it is asked of the socket too. A long answer that writes
+        rarely (a followed log) asks it to end early."""
+        return not self.connected or _hung_up(self.socket)
+
     def readable(self) -> bool:
         """Whether the loop should wait for bytes from the client (waitress), and
         always once cut: the loop sees the shut socket's end only by reading."""

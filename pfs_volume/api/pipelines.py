@@ -138,12 +138,15 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
             return {"logs": pipelines.logs(job_id)}
         job = pipelines.job(job_id)
         pipelines.logs(job_id)  # NotFound when the logs are on another node
+        gone = request.environ.get("waitress.client_disconnected", lambda: False)
         release = joblogs.follower_slot()
 
         def lines() -> Any:
             try:
                 yield from joblogs.follow(
-                    lambda: pipelines.job(job.id), pipelines.runner.logs_dir(job.pipeline, job.id)
+                    lambda: pipelines.job(job.id),
+                    pipelines.runner.logs_dir(job.pipeline, job.id),
+                    gone=gone,
                 )
             finally:
                 release()

@@ -873,6 +873,8 @@ WAIT_TIMEOUT = click.option(
 )
 WAIT_SLICE = 30.0
 """Seconds one wait request may block on the daemon (its limit)."""
+WAIT_PAUSE = 1.0
+"""Seconds between the starts of two wait requests when the daemon answers at once."""
 
 
 def _wait_until(
@@ -887,12 +889,20 @@ def _wait_until(
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         left = WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
+        asked = time.monotonic()
         result = ask(min(WAIT_SLICE, left))
         if done(result):
             return result
         if deadline is not None and time.monotonic() >= deadline:
             click.echo(f"pfs: {what} is not done after {timeout:g} s", err=True)
             sys.exit(2)
+        # Answered at once, not done: the daemon serves its most waits already. Ask
+        # again after a pause, never in a tight loop on its socket.
+        pause = WAIT_PAUSE - (time.monotonic() - asked)
+        if deadline is not None:
+            pause = min(pause, deadline - time.monotonic())
+        if pause > 0:
+            time.sleep(pause)
 
 
 @job.command("wait")

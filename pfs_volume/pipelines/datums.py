@@ -17,16 +17,28 @@ import fnmatch
 import hashlib
 import itertools
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from pfs_volume.errors import PfsError
 from pfs_volume.pipelines.spec import PipelineSpec, fingerprint, split_glob
 
 WHOLE_INPUT = ""
 """The datum path of glob ``/``: the input's root."""
 
 _NOT_NAMES = ("", ".", "..")
+MAX_DATUMS = 100_000
+"""Datums one job may have. A cross multiplies its inputs' datums (16 inputs of 100
+files each: 100**16), so the count is checked before any datum is made."""
+
+
+class TooManyDatums(PfsError):
+    """A job would have more than ``MAX_DATUMS`` datums: it fails, naming the count."""
+
+    status = 400
+    code = "too_many_datums"
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,7 @@ def datums(spec: PipelineSpec, entries_by_input: Mapping[str, Iterable[str]]) ->
         input's datums in spec order.
     Raises:
         ValueError: when ``entries_by_input`` lacks an input or names one the spec has not.
+        TooManyDatums: there would be more than ``MAX_DATUMS`` (counted, none made).
     """
     names = [i.name for i in spec.inputs]
     missing = [name for name in names if name not in entries_by_input]
@@ -104,6 +117,15 @@ def datums(spec: PipelineSpec, entries_by_input: Mapping[str, Iterable[str]]) ->
     matched = [
         [(i.name, path) for path in match(i.glob, entries_by_input[i.name])] for i in spec.inputs
     ]
+    counts = [len(parts) for parts in matched]
+    total = sum(counts) if spec.combine == "union" else math.prod(counts)
+    if total > MAX_DATUMS:
+        shown = " + " if spec.combine == "union" else " x "
+        raise TooManyDatums(
+            f"the inputs make {total} datums ({spec.combine} of "
+            f"{shown.join(str(n) for n in counts)}); a job may have at most {MAX_DATUMS}: "
+            "use coarser globs (fewer, bigger datums) or fewer crossed inputs"
+        )
     if spec.combine == "union":
         return [Datum((part,), spec_print) for parts in matched for part in parts]
     return [Datum(combination, spec_print) for combination in itertools.product(*matched)]

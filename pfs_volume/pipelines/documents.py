@@ -9,7 +9,7 @@ from typing import Any
 
 from pfs_volume.errors import NotFound
 from pfs_volume.meta import MetadataStore
-from pfs_volume.pipelines.spec import PipelineSpec, spec_to_json, validate
+from pfs_volume.pipelines.spec import PipelineSpec, spec_to_json, stored_spec
 
 KIND = "pipeline"
 
@@ -47,7 +47,7 @@ class PipelineDocument:
         """Read a stored pipeline."""
         data = json.loads(body)
         return PipelineDocument(
-            spec=validate(data["spec"]),
+            spec=stored_spec(body),
             epoch=str(data.get("epoch", "")),
             stopped=bool(data.get("stopped", False)),
             reprocess_after=str(data.get("reprocess_after", "")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,17 @@ MAX_FOLLOWERS = 2
 else (``pfs_volume.transport.THREADS``)."""
 SHORT_ID = 12
 """Hex digits of a datum id that prefix each followed line."""
+MAX_LINE = 64 * 1024
+"""Bytes of a followed line: a longer one (a container printing without a newline) is
+sent in pieces of this size rather than kept whole until its newline."""
+READ_CHUNK = 1024**2
+"""Bytes of one log file a follower reads per look: a container's burst is sent over
+several looks, never read whole into the daemon's memory."""
+MAX_TAIL = 1024**2
+"""Bytes of each datum's output ``pfs job logs`` answers with: its tail (the file on the
+pool keeps everything; ``--follow`` sends everything as it comes)."""
+MAX_TAILS = 16 * 1024**2
+"""Bytes of all a job's datums' outputs one ``pfs job logs`` answers with."""
 
 _followers = threading.BoundedSemaphore(MAX_FOLLOWERS)
 
@@ -58,6 +70,7 @@ def follow(
     folder: Path,
     limit: float = MAX_FOLLOW,
     poll: float = FOLLOW_POLL,
+    gone: Callable[[], bool] = lambda: False,
 ) -> Iterator[str]:
     """The lines of a job's container output as they are written, each prefixed with
     its datum's short id, until the job ends (or ``limit`` seconds pass).
@@ -65,6 +78,8 @@ def follow(
     Args:
         job: reads the job's current record (its state says when to stop).
         folder: the job's log folder.
+        gone: whether the client has hung up (the follow then ends at its next look,
+            freeing its slot, even while the job writes nothing).
     Returns:
         An iterator of text lines ending in a newline. The caller must have taken a
         follower slot with ``follower_slot`` and must release it when the iterator ends.
@@ -77,10 +92,16 @@ def follow(
         for path in sorted(folder.glob("*.log")) if folder.is_dir() else []:
             with open(path, "rb") as log_file:
                 log_file.seek(offsets.get(path, 0))
-                data = log_file.read()
+                data = log_file.read(READ_CHUNK)
+            if data:
+                done = False  # more may wait behind this read: look again before ending
             offsets[path] = offsets.get(path, 0) + len(data)
             lines = (pending.pop(path, b"") + data).split(b"\n")
-            pending[path] = lines.pop()
+            rest = lines.pop()
+            while len(rest) > MAX_LINE:  # no newline in sight: send it in pieces
+                lines.append(rest[:MAX_LINE])
+                rest = rest[MAX_LINE:]
+            pending[path] = rest
             prefix = path.stem[:SHORT_ID]
             for line in lines:
                 yield f"{prefix} | {line.decode(errors='replace')}\n"
@@ -89,10 +110,34 @@ def follow(
                 if rest:
                     yield f"{path.stem[:SHORT_ID]} | {rest.decode(errors='replace')}\n"
             return
+        if gone():
+            return
         if time.monotonic() >= ends:
             yield f"pfs: stopped following after {limit:g} s (the limit); run it again to go on\n"
             return
         time.sleep(poll)
+
+
+def tails(folder: Path) -> dict[str, str]:
+    """Each datum's output by datum id: the last ``MAX_TAIL`` bytes of it (and at most
+    ``MAX_TAILS`` in all), with a line saying how many bytes before them were left out."""
+    found: dict[str, str] = {}
+    budget = MAX_TAILS
+    for path in sorted(folder.glob("*.log")) if folder.is_dir() else []:
+        with open(path, "rb") as log_file:
+            size = os.fstat(log_file.fileno()).st_size
+            keep = min(size, MAX_TAIL, budget)
+            log_file.seek(size - keep)
+            data = log_file.read(keep)
+        budget -= len(data)
+        text = data.decode(errors="replace")
+        if len(data) < size:
+            text = (
+                f"pfs: the first {size - len(data)} bytes of this output are left out (it is "
+                f"{size} bytes long; pfs job logs shows at most {MAX_TAIL} of each datum)\n" + text
+            )
+        found[path.stem] = text
+    return found
 
 
 def follower_slot() -> Callable[[], None]:

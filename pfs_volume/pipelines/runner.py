@@ -72,6 +72,12 @@ _COLLECTING = threading.Lock()
 """One collection of datum outputs at a time (after a job, and ``pfs gc``)."""
 POLL = 0.5
 """Seconds between looks at a running container (stop event, timeouts, exit)."""
+MAX_LOG = 64 * 1024**2
+"""Bytes a datum's log file keeps (all its tries): the pool holds it until the pipeline
+is deleted, and a container printing without end would fill it."""
+ENGINE_GONE = 60.0
+"""Seconds the engine may fail every wait on a running datum's container (it is down,
+or restarting) before the datum fails."""
 LOG_DRAIN = 10.0
 """Seconds to wait, once a container ended, for its output to be written down."""
 DATUM_FOLDER = "/pfs/datum"
@@ -192,6 +198,12 @@ class JobRunner:
             raise
         finally:
             self._watches.pop(job.id, None)
+            # Whatever the end (a storage error, a full pool): its containers are gone,
+            # and what is left under its scratch is no output of anything.
+            try:
+                self.drop_scratch(spec.name, job.id)
+            except PfsError as exc:
+                log.warning("job=%s scratch not removed: %s", job.id, exc)
 
     def _run(
         self,
@@ -497,12 +509,30 @@ class JobRunner:
 
         Each slice is the engine's own wait, which answers the moment the container
         exits (a poll of its state would add up to a slice to every datum)."""
+        import docker.errors
+
         began = time.monotonic()
+        unanswered: float | None = None  # since when the engine's wait fails at once
         while True:
+            asked = time.monotonic()
             try:
                 code = int(container.wait(timeout=POLL)["StatusCode"])
-            except requests.exceptions.RequestException:
-                code = None  # still running after this slice
+                unanswered = None
+            except docker.errors.NotFound:
+                return None, "its container was removed while it ran (not by pfs)"
+            except requests.exceptions.RequestException as exc:
+                code = None  # still running after this slice, or the engine failed
+                now = time.monotonic()
+                if now - asked < POLL / 2:  # not the slice's timeout: the engine failed
+                    unanswered = asked if unanswered is None else unanswered
+                    if now - unanswered >= ENGINE_GONE:
+                        return None, (
+                            f"the Docker engine at {self.engine} failed every wait for "
+                            f"{ENGINE_GONE:g} s: {exc}"
+                        )
+                    time.sleep(POLL - (now - asked))  # never a tight loop on the engine
+                else:
+                    unanswered = None
             if code is not None:
                 state = self.docker.api.inspect_container(container.id)["State"]
                 if state.get("OOMKilled"):
@@ -515,14 +545,28 @@ class JobRunner:
                 return None, f"timed out after {spec.datum_timeout:g} s"
 
     def _drain_logs(self, container_id: str, log_path: Path) -> None:
-        """Append a container's output to its log file as it comes (until it ends)."""
+        """Append a container's output to its log file as it comes (until it ends), up to
+        ``MAX_LOG`` bytes in the file; the bytes past that are counted, not kept."""
         try:
             stream = self.docker.api.logs(
                 container_id, stdout=True, stderr=True, stream=True, follow=True
             )
             with open(log_path, "ab", buffering=0) as out:
-                for chunk in stream:
-                    out.write(chunk)
+                room = max(0, MAX_LOG - os.fstat(out.fileno()).st_size)
+                dropped = 0
+                try:
+                    for chunk in stream:  # read to the end: the container never blocks
+                        kept = chunk[:room]
+                        if kept:
+                            out.write(kept)
+                            room -= len(kept)
+                        dropped += len(chunk) - len(kept)
+                finally:
+                    if dropped:
+                        out.write(
+                            f"\npfs: {dropped} more bytes of output left out (a datum's log "
+                            f"keeps at most {MAX_LOG} bytes)\n".encode()
+                        )
         except Exception as exc:  # the container went away under the stream
             log.debug("logs of container %s ended: %s", container_id, exc)
 
@@ -754,13 +798,42 @@ def datum_environment(job_id: str, datum: Datum) -> dict[str, str]:
     """``PFS_JOB``, ``PFS_DATUM_ID`` and ``PFS_DATUM_<INPUT>`` for each input whose
     path is UTF-8 (Docker's API is JSON: other bytes cannot pass)."""
     env = {"PFS_JOB": job_id, "PFS_DATUM_ID": datum.id}
-    for name, path in _container_paths(datum):
+    paths = _container_paths(datum)
+    shared = variable_clashes([name for name, _path in paths])
+    for name, path in paths:
         try:
             path.encode("utf-8")
         except UnicodeEncodeError:
             continue
-        env[f"PFS_DATUM_{_env_name(name)}"] = path
+        if name not in shared:  # a spec stored before such specs were refused
+            env[datum_variable(name)] = path
     return env
+
+
+RESERVED_VARIABLES = ("PFS_DATUM_ID", "PFS_DATUM_TRY")
+
+
+def datum_variable(name: str) -> str:
+    """The variable holding input ``name``'s datum path: ``PFS_DATUM_<NAME>``."""
+    return f"PFS_DATUM_{_env_name(name)}"
+
+
+def variable_clashes(names: Iterable[str]) -> dict[str, str]:
+    """Input names whose ``PFS_DATUM_<NAME>`` another input's (``a-b``, ``a_b``, ``A.B``)
+    or pfs's own (``id``, ``try``) is too, each with that other input's name or the
+    variable; the later of two inputs is named."""
+    first: dict[str, str] = {}
+    found: dict[str, str] = {}
+    for name in names:
+        variable = datum_variable(name)
+        if variable in RESERVED_VARIABLES:
+            found[name] = variable
+        elif variable in first and first[variable] != name:
+            found[name] = first[variable]
+            found.setdefault(first[variable], name)
+        else:
+            first.setdefault(variable, name)
+    return found
 
 
 def _append(path: Path, text: str) -> None:
@@ -797,10 +870,20 @@ def _children(folder: Path) -> list[Path]:
 
 
 def _files(root: Path) -> list[str]:
-    if not root.is_dir():
+    """Every path under a datum's output that is not a folder (files, links, FIFOs...),
+    relative to it. A container wrote the tree: no link is followed, not even to ask
+    what it points at (a link to a host folder is a path like any other)."""
+    if not root.is_dir() or root.is_symlink():
         return []
     paths = []
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            paths.append(os.path.relpath(os.path.join(folder, name), root))
+    todo = [""]
+    while todo:
+        rel = todo.pop()
+        with os.scandir(root / rel if rel else root) as entries:
+            for entry in entries:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(path)
+                else:
+                    paths.append(path)
     return paths

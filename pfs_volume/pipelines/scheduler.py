@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 from pfs_volume.errors import Conflict, NotFound, PfsError
 from pfs_volume.meta import CommitRecord, MetadataStore, rfc3339, utcnow
+from pfs_volume.pipelines import joblogs
 from pfs_volume.pipelines.consistency import Provenance, resolve
 from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
 from pfs_volume.pipelines.jobs import DatumResult, JobRecord, JobStore, new_job_id
@@ -124,6 +125,13 @@ class Scheduler:
             j for j in self.jobs.list() if j.state == "running" and j.node in ("", self.node_id)
         ]
         for job in interrupted:
+            made = self._committed_by(job)
+            if made is not None:
+                # Killed after its output commit, before its end was recorded: it
+                # succeeded, and running it again would commit its output twice.
+                results = joblogs.results_so_far(self.runner.logs_dir(job.pipeline, job.id))
+                self._finish(job, "success", None, results, made)
+                continue
             self.jobs.save(
                 replace(job, state="failure", finished=rfc3339(utcnow()), error=INTERRUPTED)
             )
@@ -139,6 +147,18 @@ class Scheduler:
             except PfsError as exc:
                 log.warning("job=%s scratch outputs not removed: %s", job.id, exc)
         return [j.id for j in interrupted]
+
+    def _committed_by(self, job: JobRecord) -> CommitRecord | None:
+        """The output commit ``job`` made, when it is its output branch's head."""
+        document = self.documents.find(job.pipeline)
+        if document is None:
+            return None
+        output = document.spec.output
+        branch = self.store.get_branch(output.repo, output.branch)
+        if branch is None or branch.head is None:
+            return None
+        head = self.store.get_commit(output.repo, branch.head)
+        return head if head is not None and head.job == job.id else None
 
     def settle(self, timeout: float) -> bool:
         """Wait until this node runs no job (its end and clean-up done); False if one

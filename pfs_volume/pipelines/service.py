@@ -18,11 +18,17 @@ from typing import TypeVar
 
 from pfs_volume.branch_uses import BranchUse, owner_of
 from pfs_volume.errors import Conflict, InvalidRequest, NotFound, PfsError
+from pfs_volume.pipelines import joblogs
 from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
 from pfs_volume.pipelines.graph import writer_problems
 from pfs_volume.pipelines.jobs import JobRecord, JobStore, new_job_id
 from pfs_volume.pipelines.progress import CommitProgress, commit_progress
-from pfs_volume.pipelines.runner import JobRunner
+from pfs_volume.pipelines.runner import (
+    RESERVED_VARIABLES,
+    JobRunner,
+    datum_variable,
+    variable_clashes,
+)
 from pfs_volume.pipelines.scheduler import DELETED, STOPPED, Scheduler
 from pfs_volume.pipelines.spec import PipelineSpec, SpecOutline, fingerprint, validate
 from pfs_volume.repos import RepoService
@@ -33,9 +39,10 @@ T = TypeVar("T")
 
 MAX_WAIT = 30.0
 """Seconds one wait request may block (the CLI asks again until done)."""
-MAX_WAITERS = 16
-"""Wait requests blocking at once; beyond that a wait answers at once (the API's
-threads are shared with every other request)."""
+MAX_WAITERS = 4
+"""Wait requests blocking at once; beyond that a wait answers at once (the CLI asks
+again). The API's worker threads (``transport.THREADS``, 8) are shared with every other
+request: waits and follows (``joblogs.MAX_FOLLOWERS``) together must leave some free."""
 DEFAULT_MAX_JOBS = 4
 
 
@@ -140,6 +147,23 @@ class PipelineService:
                         f"(pfs repo create {item.repo}) or fix the name",
                     )
                 )
+        seen: set[str] = set()
+        clashes = variable_clashes(item.name for _path, item in outline.reads)
+        for path, item in outline.reads:
+            other = clashes.get(item.name)
+            if other is None or datum_variable(item.name) in seen:
+                seen.add(datum_variable(item.name))
+                continue
+            seen.add(datum_variable(item.name))
+            whose = "pfs's own" if other in RESERVED_VARIABLES else f"input {other!r}'s too"
+            problems.append(
+                (
+                    f"{path}.name",
+                    f"input {item.name!r} would give its datum path in "
+                    f"{datum_variable(item.name)}, which is {whose}; give it a distinct "
+                    '"name" (the variable upper-cases it, other characters become _)',
+                )
+            )
         if outline.name is not None:
             reads = [(path, (item.repo, item.branch)) for path, item in outline.reads]
             problems.extend(writer_problems(outline.name, outline.output, reads, self.list_specs()))
@@ -382,11 +406,7 @@ class PipelineService:
                 f"job {job_id} ran on node {job.node}: its logs are kept there "
                 "(pfs --api pointing at that node shows them)"
             )
-        return (
-            {path.stem: path.read_text(errors="replace") for path in sorted(folder.glob("*.log"))}
-            if folder.is_dir()
-            else {}
-        )
+        return joblogs.tails(folder)
 
     # provenance
 

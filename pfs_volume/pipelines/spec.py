@@ -89,6 +89,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -908,3 +909,27 @@ def _listing(names: tuple[str, ...]) -> str:
 def _show(value: Any, keep: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= keep else text[:keep] + "..."
+
+
+STORED_CACHE = 1024
+"""Stored specs kept validated (``stored_spec``); the cache starts afresh past this."""
+_stored: dict[bytes, PipelineSpec] = {}
+_stored_lock = threading.Lock()
+
+
+def stored_spec(body: str) -> PipelineSpec:
+    """The spec of a stored pipeline document (its JSON text, ``{"spec": ...}``),
+    validated once per distinct text: the trigger loop and every writable mount read
+    every pipeline, and a spec of up to ``MAX_SPEC_BYTES`` takes up to a third of a
+    second to validate. Raises what ``validate`` and ``json.loads`` raise, and KeyError."""
+    key = hashlib.sha256(body.encode("utf-8", "surrogatepass")).digest()
+    with _stored_lock:
+        found = _stored.get(key)
+    if found is not None:
+        return found
+    spec = validate(json.loads(body)["spec"])
+    with _stored_lock:
+        if len(_stored) >= STORED_CACHE:
+            _stored.clear()
+        _stored[key] = spec
+    return spec

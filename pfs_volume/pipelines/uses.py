@@ -7,7 +7,6 @@ document exists, whatever crash came between.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 
@@ -15,7 +14,7 @@ from pfs_volume.branch_uses import INPUT, OUTPUT, BranchUse
 from pfs_volume.errors import PfsError
 from pfs_volume.meta import MetadataStore
 from pfs_volume.pipelines.documents import KIND
-from pfs_volume.pipelines.spec import validate
+from pfs_volume.pipelines.spec import stored_spec
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ class PipelineUses:
         found: list[BranchUse] = []
         for name, body, _version in self.store.list_documents(KIND):
             try:
-                spec = validate(json.loads(body)["spec"])
+                spec = stored_spec(body)
             except (PfsError, ValueError, KeyError, TypeError) as exc:
                 log.error("pipeline=%s: its stored spec cannot be read: %s", name, exc)
                 continue
