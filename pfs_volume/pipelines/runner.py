@@ -850,17 +850,21 @@ def _depth(glob: str) -> int:
 
 
 def _entries(root: Path, depth: int) -> list[str]:
-    """Relative paths under ``root`` down to ``depth`` levels (files and folders)."""
+    """Relative paths under ``root`` down to ``depth`` levels (files and folders). The
+    input commit's tree came from a container: no link is followed, not even to ask
+    what it points at (a link to a hung mount on the host would hold the job)."""
     found: list[str] = []
     if depth == 0:
         return found
-    for folder, dirs, files in os.walk(root):
-        rel = os.path.relpath(folder, root)
-        level = 0 if rel == "." else rel.count(os.sep) + 1
-        for name in dirs + files:
-            found.append(name if rel == "." else f"{rel}/{name}")
-        if level + 1 >= depth:
-            dirs.clear()
+    todo = [("", 1)]
+    while todo:
+        rel, level = todo.pop()
+        with os.scandir(root / rel if rel else root) as entries:
+            for entry in entries:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                found.append(path)
+                if level < depth and entry.is_dir(follow_symlinks=False):
+                    todo.append((path, level + 1))
     return sorted(found)
 
 

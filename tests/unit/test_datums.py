@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -345,3 +346,21 @@ def test_affected_is_exactly_the_related_datums(datum_paths: list[str], changed:
     assert affected(datum_paths, changed) == {
         d for d in datum_paths for c in changed if _related(d, c)
     }
+
+
+def test_input_entries_are_listed_without_following_links(tmp_path: Path) -> None:
+    from pfs_volume.pipelines.runner import _entries
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "deep").write_text("x")
+    (tmp_path / "a" / "f").write_text("x")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "secret").write_text("x")
+    (tmp_path / "link").symlink_to(outside)
+    (tmp_path / "dangling").symlink_to("/nonexistent/hung/mount")
+    assert _entries(tmp_path, 1) == ["a", "dangling", "link"]
+    # A link is a datum path like any other, never a folder to look into.
+    assert _entries(tmp_path, 2) == ["a", "a/b", "a/f", "dangling", "link"]
+    assert _entries(tmp_path, 3) == ["a", "a/b", "a/b/deep", "a/f", "dangling", "link"]
+    assert _entries(tmp_path, 0) == []
