@@ -53,7 +53,7 @@ def test_an_output_branch_is_read_at_commits_and_its_repo_deleted_only_with_forc
     spec.write_text(
         "name: shout\ninput: {repo: words, glob: /*}\n"
         f"transform: {{image: '{image}', cmd: [sh, -c, "
-        "'tr a-z A-Z < \"$PFS_DATUM_WORDS\" > \"/pfs/out/$(basename \"$PFS_DATUM_WORDS\")\"']}\n"
+        '\'tr a-z A-Z < "$PFS_DATUM_WORDS" > "/pfs/out/$(basename "$PFS_DATUM_WORDS")"\']}\n'
     )
     pfs.cli("pipeline", "create", "-f", str(spec))
     job = wait_job(pfs, "shout")
