@@ -106,7 +106,11 @@ class Provenance:
         return None if record is None else record.parent
 
 
-def resolve(heads: Mapping[str, tuple[str, str]], provenance: Provenance) -> Resolution:
+def resolve(
+    heads: Mapping[str, tuple[str, str]],
+    provenance: Provenance,
+    branches: Mapping[str, str] | None = None,
+) -> Resolution:
     """The newest consistent input set at or before the given heads.
 
     Each dispute (a branch two inputs depend on at different commits) is settled at the
@@ -118,12 +122,28 @@ def resolve(heads: Mapping[str, tuple[str, str]], provenance: Provenance) -> Res
     Args:
         heads: input name -> ``(repo, head commit id)``.
         provenance: closures of the commits involved.
+        branches: input name -> the branch it reads. An input's own commit counts as
+            a commit of that branch, not of the branch it was made on: a branch made
+            from another (``branch create dev --from master``) points at the other's
+            commits, and reading both is no dispute.
     Returns:
         The consistent set (the heads themselves when they agree), or why none was found.
     """
     chosen = dict(heads)
+    read = dict(branches or {})
+
+    def closure_of(name: str, ref: tuple[str, str]) -> dict[Branch, str]:
+        found = provenance.closure(*ref)
+        branch = read.get(name)
+        record = provenance.record(*ref)
+        if branch is None or record is None or record.branch == branch:
+            return found
+        moved = {b: c for b, c in found.items() if b != (ref[0], record.branch)}
+        moved[(ref[0], branch)] = ref[1]
+        return moved
+
     for _ in range(MAX_ROUNDS):
-        closures = {name: provenance.closure(*ref) for name, ref in chosen.items()}
+        closures = {name: closure_of(name, ref) for name, ref in chosen.items()}
         disputed = _first_dispute(closures)
         if disputed is None:
             return Resolution(chosen)
@@ -133,7 +153,7 @@ def resolve(heads: Mapping[str, tuple[str, str]], provenance: Provenance) -> Res
             seen = closures[name].get(branch)
             if seen is None or provenance.created(branch[0], seen) <= oldest:
                 continue
-            earlier = _walk_back(chosen[name], branch, oldest, provenance)
+            earlier = _walk_back(chosen[name], branch, oldest, provenance, name, closure_of)
             if earlier is None:
                 repo, commit = chosen[name]
                 return Resolution(
@@ -156,7 +176,12 @@ def _first_dispute(closures: Mapping[str, Mapping[Branch, str]]) -> tuple[Branch
 
 
 def _walk_back(
-    start: tuple[str, str], branch: Branch, bound: tuple[str, str], provenance: Provenance
+    start: tuple[str, str],
+    branch: Branch,
+    bound: tuple[str, str],
+    provenance: Provenance,
+    name: str,
+    closure: Callable[[str, tuple[str, str]], Mapping[Branch, str]],
 ) -> tuple[str, str] | None:
     """The newest commit at or before ``start`` (first parents) that depends on
     ``branch`` at a commit no newer than ``bound`` (a ``created`` key)."""
@@ -165,7 +190,7 @@ def _walk_back(
     for _ in range(MAX_WALK):
         if current is None:
             return None
-        seen = provenance.closure(repo, current).get(branch)
+        seen = closure(name, (repo, current)).get(branch)
         if seen is not None and provenance.created(branch[0], seen) <= bound:
             return repo, current
         current = provenance.parent(repo, current)

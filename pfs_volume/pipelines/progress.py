@@ -90,20 +90,23 @@ def commit_progress(
                 spec.name, "blocked", detail=f"upstream pipeline {first.pipeline}: {first.state}"
             )
             continue
-        if document.stopped:
-            results[spec.name] = PipelineProgress(spec.name, "stopped")
-            continue
         taken = [
             j
             for j in jobs.get(spec.name, [])
             if j.id > document.epoch and _takes_in(j, repo, branch, commit_id, provenance)
         ]
+        # The first success that took the commit in says it went through, whatever
+        # came later (a stop, a failure on a newer commit).
+        succeeded = [j for j in taken if j.state == "success"]
+        if document.stopped and not succeeded:
+            results[spec.name] = PipelineProgress(spec.name, "stopped")
+            continue
         if not taken:
             results[spec.name] = PipelineProgress(
                 spec.name, "pending", detail=waiting.get(spec.name)
             )
             continue
-        latest = taken[-1]
+        latest = succeeded[0] if succeeded else taken[-1]
         results[spec.name] = PipelineProgress(
             spec.name, latest.state, latest.id, latest.output, latest.error
         )

@@ -224,6 +224,7 @@ class Scheduler:
             or latest.id < document.reprocess_after
             or (latest.state == "failure" and latest.error == INTERRUPTED)
             or (latest.state == "killed" and latest.error == STOPPED)
+            or self._output_moved(latest, spec)
         ):
             self.jobs.add(
                 JobRecord(
@@ -233,6 +234,18 @@ class Scheduler:
                     fingerprint=fingerprint(spec),
                 )
             )
+
+    def _output_moved(self, latest: JobRecord, spec: PipelineSpec) -> bool:
+        """Whether the latest job succeeded into another output branch than the spec's
+        (``pipeline update`` changed only the output): the new one must get the output
+        of these inputs too."""
+        if latest.state != "success" or latest.output is None:
+            return False
+        repo, _, commit = latest.output.partition("@")
+        if repo != spec.output.repo:
+            return True
+        record = self.provenance.record(repo, commit)
+        return record is not None and record.branch != spec.output.branch
 
     def input_set(self, spec: PipelineSpec) -> dict[str, str] | None:
         """The newest input set consistent by provenance, as input name -> ``REPO@ID``;
@@ -247,7 +260,7 @@ class Scheduler:
                 )
                 return None
             heads[item.name] = (item.repo, branch.head)
-        found = resolve(heads, self.provenance)
+        found = resolve(heads, self.provenance, {i.name: i.branch for i in spec.inputs})
         if found.inputs is None:
             if self.waiting.get(spec.name) != found.waiting:
                 log.info("pipeline=%s waits: %s", spec.name, found.waiting)

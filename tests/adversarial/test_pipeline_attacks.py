@@ -1,0 +1,217 @@
+"""Pipelines attacked the way a user hits them, on a real btrfs pool.
+
+Datums run through a stand-in for the Docker engine: each "container" reads its
+``/pfs/datum/datum.json`` and writes, for every input of the datum, a file named after
+the input holding the input commit it saw. Subvolumes, snapshots, commits and the
+trigger are the real thing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pfs_volume.files import FileService
+from pfs_volume.names import Ref
+from pfs_volume.pipelines.runner import JobRunner
+from pfs_volume.pipelines.service import PipelineService
+from pfs_volume.repos import RepoService
+
+
+class Container:
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.id = f"c{id(self)}"
+
+    def start(self) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> dict[str, int]:
+        return {"StatusCode": self.code}
+
+    def remove(self, **_options: Any) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+
+class Containers:
+    def __init__(self) -> None:
+        self.made: dict[str, Container] = {}
+        self.runs = 0
+
+    def create(self, _image: str, command: list[str], **options: Any) -> Container:
+        mounts = {m["Target"]: m["Source"] for m in options["mounts"]}
+        out = Path(mounts["/pfs/out"])
+        datum = json.loads((Path(mounts["/pfs/datum"]) / "datum.json").read_text())
+        for item in datum["inputs"]:
+            volume = mounts[f"/pfs/in/{item['name']}"]
+            (out / f"{item['name']}-{datum['id'][:8]}").write_text(volume.split("/", 1)[1])
+        self.runs += 1
+        made = Container(0)
+        self.made[made.id] = made
+        return made
+
+    def list(self, **_options: Any) -> list[Any]:
+        return []
+
+
+class Api:
+    def __init__(self, containers: Containers) -> None:
+        self.containers = containers
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        code = self.containers.made[container_id].code
+        return {"State": {"Status": "exited", "ExitCode": code, "OOMKilled": False}}
+
+    def logs(self, *_args: Any, **_options: Any) -> list[bytes]:
+        return []
+
+    def volumes(self, **_options: Any) -> dict[str, Any]:
+        return {"Volumes": []}
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.containers = Containers()
+        self.api = Api(self.containers)
+
+
+@pytest.fixture
+def engine() -> Engine:
+    return Engine()
+
+
+@pytest.fixture
+def pipelines(repos: RepoService, engine: Engine) -> Iterator[PipelineService]:
+    service = PipelineService(repos, JobRunner(repos, lambda: engine, "pfs"))
+    yield service
+    service.stop()
+
+
+def put(repos: RepoService, repo: str, branch: str, path: str, data: bytes) -> str:
+    FileService(repos).put(repo, branch, path, BytesIO(data))
+    head = repos.get_branch(repo, branch).head
+    assert head is not None
+    return head
+
+
+def settle(pipelines: PipelineService) -> None:
+    for _ in range(10):
+        pipelines.tick()
+        assert pipelines.settle(30), "a job did not end"
+        if not any(not j.done for j in pipelines.jobs.list()):
+            return
+    raise AssertionError("jobs kept coming")
+
+
+def head(repos: RepoService, repo: str, branch: str = "master") -> str | None:
+    return repos.get_branch(repo, branch).head
+
+
+def test_two_inputs_of_one_repo_on_a_branch_made_from_the_other(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """``dev`` is made from ``master`` (it points at a master commit); a pipeline reads
+    both. A new master commit must reach the pipeline: the two branches are not one."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    repos.create_branch("a", "dev", Ref("master"))
+    pipelines.create(
+        {
+            "name": "both",
+            "input": {
+                "cross": [
+                    {"repo": "a", "branch": "master", "name": "m"},
+                    {"repo": "a", "branch": "dev", "name": "d"},
+                ]
+            },
+            "transform": {"image": "i", "cmd": ["x"]},
+        }
+    )
+    settle(pipelines)
+    newer = put(repos, "a", "master", "y", b"2")
+    settle(pipelines)
+    latest = pipelines.jobs.list("both")[-1]
+    assert latest.state == "success"
+    assert latest.inputs["m"] == f"a@{newer}", "master's new commit never reached the job"
+
+
+def test_a_pipeline_moved_to_a_new_output_branch_fills_it(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """``pipeline update`` that changes only the output: the new output branch gets the
+    output of the current inputs (it is where downstream pipelines and users read)."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    spec: dict[str, Any] = {
+        "name": "p",
+        "input": {"repo": "a", "glob": "/*"},
+        "transform": {"image": "i", "cmd": ["x"]},
+    }
+    pipelines.create(spec)
+    settle(pipelines)
+    assert head(repos, "p") is not None
+    pipelines.update({**spec, "output": {"repo": "p", "branch": "v2"}})
+    settle(pipelines)
+    assert head(repos, "p", "v2") is not None, "the new output branch stays empty"
+    made = repos.get_commit("p", head(repos, "p", "v2") or "")
+    assert made.provenance == (f"a@{head(repos, 'a')}",)
+
+
+def test_wait_on_a_commit_a_pipeline_took_in_before_it_was_stopped(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """The pipeline succeeded on the commit, then was stopped: the commit has gone
+    through it, so ``pfs wait`` says success (exit 0), not stopped."""
+    repos.create_repo("a")
+    commit = put(repos, "a", "master", "x", b"1")
+    pipelines.create(
+        {
+            "name": "p",
+            "input": {"repo": "a", "glob": "/*"},
+            "transform": {"image": "i", "cmd": ["x"]},
+        }
+    )
+    settle(pipelines)
+    assert pipelines.wait_commit("a", commit, 0).succeeded
+    pipelines.stop_pipeline("p")
+    progress = pipelines.wait_commit("a", commit, 0)
+    assert progress.done
+    assert [p.state for p in progress.pipelines] == ["success"], progress
+
+
+def test_wait_on_a_commit_that_went_through_before_a_later_commit_failed(
+    repos: RepoService, pipelines: PipelineService, engine: Engine
+) -> None:
+    """a1 went through p; the job on a2 fails. ``pfs wait a@a1`` says success."""
+    repos.create_repo("a")
+    first = put(repos, "a", "master", "x", b"1")
+    pipelines.create(
+        {
+            "name": "p",
+            "input": {"repo": "a", "glob": "/*"},
+            "transform": {"image": "i", "cmd": ["x"]},
+        }
+    )
+    settle(pipelines)
+    original = engine.containers.create
+
+    def failing(image: str, command: list[str], **options: Any) -> Container:
+        original(image, command, **options)
+        made = Container(1)
+        engine.containers.made[made.id] = made
+        return made
+
+    engine.containers.create = failing  # type: ignore[method-assign]
+    put(repos, "a", "master", "y", b"2")
+    settle(pipelines)
+    assert pipelines.jobs.list("p")[-1].state == "failure"
+    progress = pipelines.wait_commit("a", first, 0)
+    assert [p.state for p in progress.pipelines] == ["success"], progress
