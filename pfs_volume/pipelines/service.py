@@ -280,17 +280,19 @@ class PipelineService:
         document = self.documents.get(old.pipeline)
         spec = document.spec
         later = [j for j in self.jobs.list(spec.name) if j.id > old.id and j.id > document.epoch]
-        busy = [j for j in later if not j.done and j.inputs == old.inputs]
+        busy = [j for j in [old, *later] if not j.done and j.inputs == old.inputs]
         if busy:
             raise Conflict(
                 f"job {busy[-1].id} on the same input commits is {busy[-1].state} already"
             )
         succeeded = [j for j in [old, *later] if j.state == "success"]
-        if (
-            succeeded
-            and not (old.id < document.reprocess_after <= succeeded[-1].id)
-            and (
-                succeeded[-1].inputs != old.inputs or succeeded[-1].fingerprint == fingerprint(spec)
+        # Refused: a success on newer inputs (a rerun moves the output back), or on the
+        # same ones with this spec since the last reprocess request (a duplicate).
+        if succeeded and (
+            succeeded[-1].inputs != old.inputs
+            or (
+                succeeded[-1].fingerprint == fingerprint(spec)
+                and succeeded[-1].id > document.reprocess_after
             )
         ):
             newer = succeeded[-1]

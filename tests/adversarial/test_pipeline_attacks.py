@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pfs_volume.errors import Conflict
 from pfs_volume.files import FileService
 from pfs_volume.names import Ref
 from pfs_volume.pipelines.runner import JobRunner
@@ -215,3 +216,68 @@ def test_wait_on_a_commit_that_went_through_before_a_later_commit_failed(
     assert pipelines.jobs.list("p")[-1].state == "failure"
     progress = pipelines.wait_commit("a", first, 0)
     assert [p.state for p in progress.pipelines] == ["success"], progress
+
+
+SIMPLE = {
+    "name": "p",
+    "input": {"repo": "a", "glob": "/*"},
+    "transform": {"image": "i", "cmd": ["x"]},
+}
+
+
+def output_commits(repos: RepoService) -> list[str]:
+    return [c.id for c in repos.store.list_commits("p") if c.job]
+
+
+def test_rerun_of_a_queued_job_is_refused(repos: RepoService, pipelines: PipelineService) -> None:
+    """``pfs job rerun`` of a job still queued (or running) would run the same inputs
+    twice and commit a duplicate."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    pipelines.create(SIMPLE)
+    pipelines.scheduler._queue_if_moved(pipelines.document("p"))  # queued, not started
+    queued = pipelines.jobs.list("p")[-1]
+    assert queued.state == "queued"
+    with pytest.raises(Conflict):
+        pipelines.rerun(queued.id)
+    settle(pipelines)
+    assert len(output_commits(repos)) == 1
+
+
+def test_rerun_after_a_reprocess_that_succeeded_is_refused(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """update --reprocess runs a new job on the same inputs; once it succeeded, a rerun
+    of the job before it would commit the same output again."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    pipelines.create(SIMPLE)
+    settle(pipelines)
+    first = pipelines.jobs.list("p")[-1]
+    pipelines.update(SIMPLE, reprocess=True)
+    settle(pipelines)
+    second = pipelines.jobs.list("p")[-1]
+    assert second.id != first.id and second.state == "success"
+    assert len(output_commits(repos)) == 2
+    with pytest.raises(Conflict):
+        pipelines.rerun(first.id)
+    settle(pipelines)
+    assert len(output_commits(repos)) == 2
+
+
+def test_rerun_after_a_reprocess_never_moves_the_output_back(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """j1 ran on a1; a2 came and update --reprocess ran j2 on it: rerunning j1 would
+    put a1's output back on the branch."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    pipelines.create(SIMPLE)
+    settle(pipelines)
+    first = pipelines.jobs.list("p")[-1]
+    put(repos, "a", "master", "y", b"2")
+    pipelines.update(SIMPLE, reprocess=True)
+    settle(pipelines)
+    assert pipelines.jobs.list("p")[-1].inputs != first.inputs
+    with pytest.raises(Conflict):
+        pipelines.rerun(first.id)
