@@ -105,6 +105,10 @@ class JobRecord:
     """The spec's fingerprint when the job ran: outputs of a job with another one are
     never reused."""
     datums: tuple[DatumResult, ...] = ()
+    branches: dict[str, str] = field(default_factory=dict)
+    """Input name -> the branch it was read from (a commit may have been made on
+    another: a branch made from another, a fast-forward merge). Empty on jobs of older
+    daemons."""
     version: int = 0
 
     @property

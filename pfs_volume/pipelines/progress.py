@@ -117,9 +117,11 @@ def _takes_in(
     job: JobRecord, repo: str, branch: str, commit_id: str, provenance: Provenance
 ) -> bool:
     """Whether the job's inputs depend on the commit or a later commit of its branch."""
-    for ref in job.inputs.values():
+    for name, ref in job.inputs.items():
         source_repo, _, source_id = ref.partition("@")
-        seen = provenance.closure(source_repo, source_id).get((repo, branch))
+        seen = provenance.closure(source_repo, source_id, job.branches.get(name)).get(
+            (repo, branch)
+        )
         if seen is not None and _descends(repo, seen, commit_id, provenance):
             return True
     return False

@@ -79,7 +79,7 @@ class Scheduler:
         self.after_job = after_job
         self.documents = PipelineDocuments(store)
         self.jobs = JobStore(store)
-        self.provenance = Provenance(store.get_commit)
+        self.provenance = Provenance(store.get_commit, reads=self._reads)
         self.changed = threading.Condition()
         """Notified whenever a job of this node changes state."""
         self.waiting: dict[str, str] = {}
@@ -232,8 +232,18 @@ class Scheduler:
                     pipeline=spec.name,
                     inputs=inputs,
                     fingerprint=fingerprint(spec),
+                    branches={i.name: i.branch for i in spec.inputs},
                 )
             )
+
+    def _reads(self, job_id: str) -> list[tuple[str, str]]:
+        """``(REPO@ID, branch)`` for each input commit a job read, with its branch."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return []
+        return [
+            (ref, job.branches[name]) for name, ref in job.inputs.items() if name in job.branches
+        ]
 
     def _output_moved(self, latest: JobRecord, spec: PipelineSpec) -> bool:
         """Whether the latest job succeeded into another output branch than the spec's

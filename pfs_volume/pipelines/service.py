@@ -316,6 +316,7 @@ class PipelineService:
                 pipeline=spec.name,
                 inputs=old.inputs,
                 fingerprint=fingerprint(spec),
+                branches=old.branches,
             )
         )
         self.scheduler.wake()
@@ -333,9 +334,17 @@ class PipelineService:
         ``MAX_WAIT``). Raises NotFound."""
         return self._wait(lambda: self.job(job_id), lambda job: job.done, timeout)
 
-    def wait_commit(self, repo: str, commit_id: str, timeout: float) -> CommitProgress:
+    def wait_commit(
+        self, repo: str, commit_id: str, timeout: float, branch: str | None = None
+    ) -> CommitProgress:
         """Where every pipeline downstream of a commit is, once all are done with it or
-        after ``timeout`` seconds (at most ``MAX_WAIT``). Raises NotFound."""
+        after ``timeout`` seconds (at most ``MAX_WAIT``). Raises NotFound.
+
+        Args:
+            branch: the branch the commit was named by (``pfs wait a@dev``), when it was:
+                its pipelines are the ones downstream, though the commit may have been
+                made on another (dev made from master, a fast-forward merge).
+        """
         commit = self.repos.get_commit(repo, commit_id)
 
         def look() -> CommitProgress:
@@ -344,7 +353,7 @@ class PipelineService:
                 jobs.setdefault(job.pipeline, []).append(job)
             return commit_progress(
                 repo,
-                commit.branch,
+                branch or commit.branch,
                 commit.id,
                 self.documents.list(),
                 jobs,

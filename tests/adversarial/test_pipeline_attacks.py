@@ -104,10 +104,12 @@ def put(repos: RepoService, repo: str, branch: str, path: str, data: bytes) -> s
 
 
 def settle(pipelines: PipelineService) -> None:
-    for _ in range(10):
+    for _ in range(20):
+        before = len(pipelines.jobs.list())
         pipelines.tick()
         assert pipelines.settle(30), "a job did not end"
-        if not any(not j.done for j in pipelines.jobs.list()):
+        jobs = pipelines.jobs.list()
+        if len(jobs) == before and all(j.done for j in jobs):
             return
     raise AssertionError("jobs kept coming")
 
@@ -281,3 +283,68 @@ def test_rerun_after_a_reprocess_never_moves_the_output_back(
     assert pipelines.jobs.list("p")[-1].inputs != first.inputs
     with pytest.raises(Conflict):
         pipelines.rerun(first.id)
+
+
+def test_a_diamond_after_a_fast_forward_merge_never_mixes_commits(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """dev is merged into master by a fast-forward: master's head is a commit made on
+    dev. b reads master; c reads master and b. When master moves on and b has not
+    caught up, c must not pair master's new commit with b's output of the older one."""
+    from pfs_volume.history.service import HistoryService
+
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    pipelines.create(
+        {
+            "name": "b",
+            "input": {"repo": "a", "glob": "/*"},
+            "transform": {"image": "i", "cmd": ["x"]},
+        }
+    )
+    pipelines.create(
+        {
+            "name": "c",
+            "input": {"cross": [{"repo": "a", "glob": "/"}, {"repo": "b", "glob": "/"}]},
+            "transform": {"image": "i", "cmd": ["x"]},
+        }
+    )
+    settle(pipelines)
+    repos.create_branch("a", "dev", Ref("master"))
+    on_dev = put(repos, "a", "dev", "y", b"2")
+    HistoryService(repos).merge("a", "dev", "master")
+    assert head(repos, "a") == on_dev, "a fast-forward"
+    settle(pipelines)
+    caught_up = pipelines.jobs.list("c")[-1]
+    assert caught_up.state == "success" and caught_up.inputs["a"] == f"a@{on_dev}"
+    pipelines.stop_pipeline("b")
+    put(repos, "a", "master", "z", b"3")
+    settle(pipelines)
+    latest = pipelines.jobs.list("c")[-1]
+    made_from = repos.get_commit("b", latest.inputs["b"].split("@")[1]).provenance
+    assert made_from == (latest.inputs["a"],), f"c mixed {latest.inputs} (b made from {made_from})"
+
+
+def test_wait_on_a_branch_made_from_another_waits_for_its_pipelines(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """``pfs wait a@dev`` (dev made from master, no commit of its own yet) waits for the
+    pipelines that read dev, not for master's."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    repos.create_branch("a", "dev", Ref("master"))
+    pipelines.create(
+        {
+            "name": "p",
+            "input": {"repo": "a", "branch": "dev", "glob": "/*"},
+            "transform": {"image": "i", "cmd": ["x"]},
+        }
+    )
+    commit = head(repos, "a", "dev")
+    assert commit is not None
+    assert [p.pipeline for p in pipelines.wait_commit("a", commit, 0, branch="dev").pipelines] == [
+        "p"
+    ]
+    settle(pipelines)
+    progress = pipelines.wait_commit("a", commit, 0, branch="dev")
+    assert [p.state for p in progress.pipelines] == ["success"], progress
