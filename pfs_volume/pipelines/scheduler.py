@@ -214,6 +214,8 @@ class Scheduler:
             return
         jobs = [j for j in self.jobs.list(spec.name) if j.id > document.epoch]
         latest = jobs[-1] if jobs else None
+        if latest is not None and latest.state == "queued" and latest.inputs == inputs:
+            return  # it runs with the spec as it is when it starts
         # The latest job decides: on other inputs or with another spec, run anew. A job
         # that failed on its own stays failed (``pfs job rerun`` retries it); one the
         # daemon's stop or the pipeline's stop interrupted runs again.
@@ -295,7 +297,14 @@ class Scheduler:
                     continue
                 try:
                     job = self.jobs.save(
-                        replace(job, state="running", started=rfc3339(utcnow()), node=self.node_id)
+                        replace(
+                            job,
+                            state="running",
+                            started=rfc3339(utcnow()),
+                            node=self.node_id,
+                            # the spec it runs with (an update may have come meanwhile)
+                            fingerprint=fingerprint(document.spec),
+                        )
                     )
                 except Conflict:
                     continue  # another node or pass took it

@@ -279,6 +279,11 @@ class PipelineService:
         old = self.job(job_id)
         document = self.documents.get(old.pipeline)
         spec = document.spec
+        if old.id <= document.epoch:
+            raise Conflict(
+                f"job {old.id} was a job of an earlier pipeline {spec.name}, deleted since; "
+                "the pipeline of this name now is another"
+            )
         later = [j for j in self.jobs.list(spec.name) if j.id > old.id and j.id > document.epoch]
         busy = [j for j in [old, *later] if not j.done and j.inputs == old.inputs]
         if busy:

@@ -348,3 +348,35 @@ def test_wait_on_a_branch_made_from_another_waits_for_its_pipelines(
     settle(pipelines)
     progress = pipelines.wait_commit("a", commit, 0, branch="dev")
     assert [p.state for p in progress.pipelines] == ["success"], progress
+
+
+def test_an_update_while_a_job_is_queued_runs_the_inputs_once(
+    repos: RepoService, pipelines: PipelineService, engine: Engine
+) -> None:
+    """The job queued before the update runs with the new spec (the old one is gone): a
+    second job on the same inputs would run every datum again and commit a duplicate."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    pipelines.create(SIMPLE)
+    pipelines.scheduler._queue_if_moved(pipelines.document("p"))  # queued, not started
+    pipelines.update({**SIMPLE, "transform": {"image": "i", "cmd": ["y"]}})
+    settle(pipelines)
+    assert [j.state for j in pipelines.jobs.list("p")] == ["success"]
+    assert engine.containers.runs == 1
+    assert len(output_commits(repos)) == 1
+
+
+def test_rerun_of_a_job_of_a_deleted_pipeline_of_the_same_name_is_refused(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """A job of the pipeline before it was deleted and made again is not the new one's."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    pipelines.create(SIMPLE)
+    settle(pipelines)
+    old = pipelines.jobs.list("p")[-1]
+    pipelines.delete("p")
+    put(repos, "a", "master", "y", b"2")
+    pipelines.create({**SIMPLE, "transform": {"image": "i", "cmd": ["fails"]}})
+    with pytest.raises(Conflict):
+        pipelines.rerun(old.id)
