@@ -380,3 +380,76 @@ def test_rerun_of_a_job_of_a_deleted_pipeline_of_the_same_name_is_refused(
     pipelines.create({**SIMPLE, "transform": {"image": "i", "cmd": ["fails"]}})
     with pytest.raises(Conflict):
         pipelines.rerun(old.id)
+
+
+def commit_files(repos: RepoService, repo: str, files: dict[bytes, bytes]) -> str:
+    import os
+
+    work = repos.working_copy(repo, "master")
+    for path, data in files.items():
+        target = os.path.join(os.fsencode(work), path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as out:
+            out.write(data)
+    made = repos.commit_working_copy(repo, "master", "files", origin="user")
+    assert made is not None
+    return made.id
+
+
+def test_datums_at_depth_two_with_names_no_encoding_survives(
+    repos: RepoService, pipelines: PipelineService, engine: Engine
+) -> None:
+    """glob /*/* over folders and files named with newlines, a leading dash and bytes
+    that are not UTF-8: each datum's paths file holds the exact bytes; a change to one
+    file reruns only its datum."""
+    import base64
+
+    seen: list[bytes] = []
+    original = engine.containers.create
+
+    def recording(image: str, command: list[str], **options: Any) -> Container:
+        mounts = {m["Target"]: m["Source"] for m in options["mounts"]}
+        folder = Path(mounts["/pfs/datum"])
+        paths = (folder / "paths").read_bytes()
+        doc = json.loads((folder / "datum.json").read_text())
+        assert paths == b"".join(base64.b64decode(i["path_base64"]) + b"\0" for i in doc["inputs"])
+        seen.append(paths)
+        return original(image, command, **options)
+
+    engine.containers.create = recording  # type: ignore[method-assign]
+    repos.create_repo("a")
+    names = [b"d\n1/-f\xff", b"d\n1/g h", b"\xfe dir/x", b"top"]
+    commit_files(repos, "a", {n: n for n in names})
+    pipelines.create({**SIMPLE, "input": {"repo": "a", "glob": "/*/*"}})
+    settle(pipelines)
+    assert pipelines.jobs.list("p")[-1].state == "success"
+    assert sorted(seen) == sorted(b"/pfs/in/a/" + n + b"\0" for n in names[:3])
+    seen.clear()
+    commit_files(repos, "a", {b"d\n1/-f\xff": b"changed"})
+    settle(pipelines)
+    job = pipelines.jobs.list("p")[-1]
+    assert job.state == "success"
+    assert seen == [b"/pfs/in/a/d\n1/-f\xff\0"], seen
+    assert sorted(d.state for d in job.datums) == ["reused", "reused", "success"]
+
+
+def test_an_input_emptied_gives_an_empty_output_commit_with_provenance(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """Every file of the input removed: glob /* has no datum; the job still succeeds and
+    its (empty) output commit records the input commit, so the output no longer shows
+    the files' old results."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    pipelines.create(SIMPLE)
+    settle(pipelines)
+    work = repos.working_copy("a", "master")
+    (work / "x").unlink()
+    emptied = repos.commit_working_copy("a", "master", "rm", origin="user")
+    assert emptied is not None
+    settle(pipelines)
+    job = pipelines.jobs.list("p")[-1]
+    assert job.state == "success" and job.inputs == {"a": f"a@{emptied.id}"}
+    made = repos.get_commit("p", head(repos, "p") or "")
+    assert made.provenance == (f"a@{emptied.id}",)
+    assert list(repos.commit_path("p", made.id).iterdir()) == []
