@@ -85,7 +85,8 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
     def inspect_pipeline(name: str) -> ResponseReturnValue:
         check_component(name, "pipeline")
         document = pipelines.document(name)
-        jobs = pipelines.jobs.list(name)
+        # a deleted pipeline's jobs (made before this one, at its epoch) are not its
+        jobs = [j for j in pipelines.jobs.list(name) if j.id > document.epoch]
         return {
             **spec_to_json(document.spec),
             "stopped": document.stopped,

@@ -334,7 +334,10 @@ class Scheduler:
             (
                 j
                 for j in reversed(self.jobs.list(spec.name))
-                if j.state == "success" and j.id != job.id and j.id > document.reprocess_after
+                if j.state == "success"
+                and j.id != job.id
+                and j.id > document.reprocess_after
+                and j.id > document.epoch
             ),
             None,
         )

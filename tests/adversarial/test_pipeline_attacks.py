@@ -453,3 +453,45 @@ def test_an_input_emptied_gives_an_empty_output_commit_with_provenance(
     made = repos.get_commit("p", head(repos, "p") or "")
     assert made.provenance == (f"a@{emptied.id}",)
     assert list(repos.commit_path("p", made.id).iterdir()) == []
+
+
+def api(repos: RepoService, pipelines: PipelineService) -> Any:
+    from pfs_volume.api.app import create_api_app
+    from pfs_volume.volumes import VolumeService
+
+    volumes = VolumeService(repos, repos.store, prefix="pfs")
+    return create_api_app(repos, volumes, pipelines=pipelines).test_client()
+
+
+def test_inspect_of_a_pipeline_made_again_shows_none_of_the_old_ones_jobs(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    pipelines.create(SIMPLE)
+    settle(pipelines)
+    pipelines.delete("p")
+    pipelines.create(SIMPLE)
+    shown = api(repos, pipelines).get("/v1/pipelines/p").get_json()
+    assert shown["jobs"] == [], "the deleted pipeline's job shows as the new one's"
+
+
+def test_wait_names_a_branch_made_from_another_over_the_api(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    repos.create_branch("a", "dev", Ref("master"))
+    pipelines.create(
+        {
+            "name": "p",
+            "input": {"repo": "a", "branch": "dev", "glob": "/*"},
+            "transform": {"image": "i", "cmd": ["x"]},
+        }
+    )
+    client = api(repos, pipelines)
+    pending = client.get("/v1/repos/a/commits/dev/wait?timeout=0").get_json()
+    assert [p["pipeline"] for p in pending["pipelines"]] == ["p"] and not pending["done"]
+    settle(pipelines)
+    done = client.get("/v1/repos/a/commits/dev/wait?timeout=0").get_json()
+    assert done["succeeded"] and [p["state"] for p in done["pipelines"]] == ["success"]
