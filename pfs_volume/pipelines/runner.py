@@ -53,6 +53,7 @@ from docker.types import DriverConfig
 from docker.types import Mount as DockerMount
 
 from pfs_volume import safepath
+from pfs_volume.branch_uses import owner_of
 from pfs_volume.errors import Conflict, NotFound, PfsError, StorageError
 from pfs_volume.meta import CommitRecord, rfc3339, utcnow
 from pfs_volume.names import Ref
@@ -618,6 +619,16 @@ class JobRunner:
         self.repos.ensure_branch(repo, branch, None)
         with self.repos.branch_lock(repo, branch):
             self._raise_if_ended(job, results, combined)
+            owner = owner_of(self.repos.users(repo, branch), repo, branch)
+            if owner != spec.name:
+                # Updated to another output (or deleted) while the job ran: the branch is
+                # no longer this pipeline's, and may be another's.
+                self.repos.pool.delete_subvolume(combined)
+                raise Conflict(
+                    f"{repo}/{branch} is no longer the output of pipeline {spec.name}"
+                    + (f" but of pipeline {owner}" if owner else "")
+                    + "; nothing was committed (a new job writes the pipeline's output now)"
+                )
             mounted = [m for m in self.repos.store.list_mounts(repo) if m.branch == branch]
             if mounted:
                 self.repos.pool.delete_subvolume(combined)

@@ -495,3 +495,43 @@ def test_wait_names_a_branch_made_from_another_over_the_api(
     settle(pipelines)
     done = client.get("/v1/repos/a/commits/dev/wait?timeout=0").get_json()
     assert done["succeeded"] and [p["state"] for p in done["pipelines"]] == ["success"]
+
+
+def test_a_job_running_when_its_output_moved_never_writes_the_old_branch(
+    repos: RepoService, pipelines: PipelineService, engine: Engine
+) -> None:
+    """p's job runs; p is updated to write p/v2, and q is made with p/master as its
+    output. The old job must not commit into p/master, now q's."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+    original = engine.containers.create
+
+    def blocking(image: str, command: list[str], **options: Any) -> Container:
+        started.set()
+        assert release.wait(30)
+        return original(image, command, **options)
+
+    engine.containers.create = blocking  # type: ignore[method-assign]
+    repos.create_repo("a")
+    repos.create_repo("other")
+    put(repos, "a", "master", "x", b"1")
+    put(repos, "other", "master", "x", b"1")
+    pipelines.create(SIMPLE)
+    pipelines.tick()
+    assert started.wait(30)
+    before = head(repos, "p")
+    pipelines.update({**SIMPLE, "output": {"repo": "p", "branch": "v2"}})
+    pipelines.create(
+        {
+            "name": "q",
+            "input": {"repo": "other", "glob": "/"},
+            "transform": {"image": "i", "cmd": ["x"]},
+            "output": {"repo": "p", "branch": "master"},
+        }
+    )
+    engine.containers.create = original  # type: ignore[method-assign]
+    release.set()
+    assert pipelines.settle(30)
+    made = [c for c in repos.store.list_commits("p") if c.branch == "master" and c.id != before]
+    assert all(c.message.endswith("pipeline q") for c in made), [c.message for c in made]
