@@ -535,3 +535,70 @@ def test_a_job_running_when_its_output_moved_never_writes_the_old_branch(
     assert pipelines.settle(30)
     made = [c for c in repos.store.list_commits("p") if c.branch == "master" and c.id != before]
     assert all(c.message.endswith("pipeline q") for c in made), [c.message for c in made]
+
+
+def test_a_datum_that_fails_once_then_succeeds_keeps_only_its_last_try(
+    repos: RepoService, pipelines: PipelineService, engine: Engine
+) -> None:
+    tries: dict[str, int] = {}
+    original = engine.containers.create
+
+    def flaky(image: str, command: list[str], **options: Any) -> Container:
+        mounts = {m["Target"]: m["Source"] for m in options["mounts"]}
+        datum = options["environment"]["PFS_DATUM_ID"]
+        tries[datum] = tries.get(datum, 0) + 1
+        if tries[datum] == 1:
+            (Path(mounts["/pfs/out"]) / "half-written").write_text("junk")
+            made = Container(1)
+            engine.containers.made[made.id] = made
+            return made
+        return original(image, command, **options)
+
+    engine.containers.create = flaky  # type: ignore[method-assign]
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    pipelines.create({**SIMPLE, "datum_tries": 2})
+    settle(pipelines)
+    job = pipelines.jobs.list("p")[-1]
+    assert job.state == "success", job.error
+    assert [d.tries for d in job.datums] == [2]
+    names = sorted(p.name for p in repos.commit_path("p", head(repos, "p") or "").iterdir())
+    assert "half-written" not in names and len(names) == 1
+
+
+def test_a_chain_with_shortcuts_never_mixes_and_catches_up(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """a -> b -> c -> d, c also reads a, d also reads b; commits come while jobs run.
+    Every job's inputs agree on every branch they share, and the last jobs are on the
+    newest commits."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x0", b"0")
+
+    def spec(name: str, *reads: str) -> dict[str, Any]:
+        inputs = [{"repo": r, "glob": "/"} for r in reads]
+        body = {"cross": inputs} if len(inputs) > 1 else inputs[0]
+        return {"name": name, "input": body, "transform": {"image": "i", "cmd": ["x"]}}
+
+    pipelines.create(spec("b", "a"))
+    pipelines.create(spec("c", "b", "a"))
+    pipelines.create(spec("d", "c", "b"))
+    for n in range(1, 6):
+        put(repos, "a", "master", f"x{n}", str(n).encode())
+        pipelines.tick()  # no settle: jobs run while the next commit comes
+    settle(pipelines)
+    closure = pipelines.scheduler.provenance.closure
+    for job in pipelines.jobs.list():
+        seen: dict[tuple[str, str], set[str]] = {}
+        for name, ref in job.inputs.items():
+            repo, commit = ref.split("@")
+            for branch, at in closure(repo, commit, job.branches.get(name)).items():
+                seen.setdefault(branch, set()).add(at)
+        mixed = {b: c for b, c in seen.items() if len(c) > 1}
+        assert not mixed, f"job {job.id} of {job.pipeline} mixed {mixed}"
+    newest = head(repos, "a")
+    for name in ("b", "c", "d"):
+        latest = pipelines.jobs.list(name)[-1]
+        assert latest.state == "success"
+        top = repos.get_commit(name, head(repos, name) or "")
+        assert closure(name, top.id).get(("a", "master")) == newest, name
