@@ -60,7 +60,7 @@ from pfs_volume.names import Ref
 from pfs_volume.pipelines.datums import Datum, datums, dirty_datums
 from pfs_volume.pipelines.joblogs import write_result
 from pfs_volume.pipelines.jobs import DatumResult, JobRecord
-from pfs_volume.pipelines.spec import PipelineSpec, fingerprint
+from pfs_volume.pipelines.spec import PipelineSpec, datum_variable, fingerprint
 from pfs_volume.repos import RepoService
 
 log = logging.getLogger(__name__)
@@ -770,17 +770,13 @@ def datum_environment(job_id: str, datum: Datum) -> dict[str, str]:
             path.encode("utf-8")
         except UnicodeEncodeError:
             continue
-        env[f"PFS_DATUM_{_env_name(name)}"] = path
+        env[datum_variable(name)] = path
     return env
 
 
 def _append(path: Path, text: str) -> None:
     with open(path, "ab") as out:
         out.write(text.encode("utf-8", "replace"))
-
-
-def _env_name(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in name).upper()
 
 
 def _depth(glob: str) -> int:

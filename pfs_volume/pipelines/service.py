@@ -24,7 +24,13 @@ from pfs_volume.pipelines.jobs import JobRecord, JobStore, new_job_id
 from pfs_volume.pipelines.progress import CommitProgress, commit_progress
 from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.scheduler import DELETED, STOPPED, Scheduler
-from pfs_volume.pipelines.spec import PipelineSpec, SpecOutline, fingerprint, validate
+from pfs_volume.pipelines.spec import (
+    PipelineSpec,
+    SpecOutline,
+    fingerprint,
+    validate,
+    variable_problems,
+)
 from pfs_volume.repos import RepoService
 
 log = logging.getLogger(__name__)
@@ -140,6 +146,7 @@ class PipelineService:
                         f"(pfs repo create {item.repo}) or fix the name",
                     )
                 )
+        problems.extend(variable_problems(outline.reads))
         if outline.name is not None:
             reads = [(path, (item.repo, item.branch)) for path, item in outline.reads]
             problems.extend(writer_problems(outline.name, outline.output, reads, self.list_specs()))

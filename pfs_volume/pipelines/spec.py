@@ -89,7 +89,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -603,6 +603,33 @@ def _check_collisions(problems: _Problems, inputs: list[_ParsedInput]) -> None:
                 f"{first[name]} is mounted at {INPUT_ROOT}/{name} too (an input's name "
                 'defaults to its repo); give one of them a distinct "name"',
             )
+
+
+def variable_problems(reads: Iterable[tuple[str, InputSpec]]) -> list[tuple[str, str]]:
+    """Inputs whose datum paths would be given in one variable (``in-a``, ``in_a``):
+    a datum would see one's path under the other's name. Checked when a spec is
+    created or updated (a stored spec is read as it was accepted)."""
+    problems: list[tuple[str, str]] = []
+    variables: dict[str, tuple[str, str]] = {}
+    for path, item in reads:
+        variable = datum_variable(item.name)
+        other = variables.setdefault(variable, (item.name, path))
+        if other[0] != item.name:
+            problems.append(
+                (
+                    f"{path}.name",
+                    f"input {item.name!r} and input {other[0]!r} ({other[1]}) would both "
+                    f"give their path in {variable}; give one of them a name that differs "
+                    "in more than case or punctuation",
+                )
+            )
+    return problems
+
+
+def datum_variable(name: str) -> str:
+    """The environment variable that gives an input's datum path: ``PFS_DATUM_`` and
+    the name upper-cased, each character that is not a letter or digit as ``_``."""
+    return "PFS_DATUM_" + "".join(ch if ch.isalnum() else "_" for ch in name).upper()
 
 
 def _check_loop(

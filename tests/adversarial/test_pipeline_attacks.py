@@ -602,3 +602,28 @@ def test_a_chain_with_shortcuts_never_mixes_and_catches_up(
         assert latest.state == "success"
         top = repos.get_commit(name, head(repos, name) or "")
         assert closure(name, top.id).get(("a", "master")) == newest, name
+
+
+def test_inputs_whose_variables_would_be_one_are_refused(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """Inputs "in-a" and "in_a" would both be PFS_DATUM_IN_A: a datum would see one
+    input's path under the other's name. The spec is refused, naming both."""
+    from pfs_volume.errors import InvalidRequest
+
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    with pytest.raises(InvalidRequest) as refused:
+        pipelines.create(
+            {
+                "name": "p",
+                "input": {
+                    "cross": [
+                        {"repo": "a", "glob": "/*", "name": "in-a"},
+                        {"repo": "a", "glob": "/", "name": "in_a"},
+                    ]
+                },
+                "transform": {"image": "i", "cmd": ["x"]},
+            }
+        )
+    assert "PFS_DATUM_IN_A" in str(refused.value)
