@@ -121,7 +121,9 @@ class Scheduler:
         """Mark jobs a crash left running on this node as failed and remove their
         containers and scratch; the trigger then runs their inputs again. Their ids."""
         interrupted = [
-            j for j in self.jobs.list() if j.state == "running" and j.node in ("", self.node_id)
+            j
+            for j in self.jobs.list(state="running")
+            if j.state == "running" and j.node in ("", self.node_id)
         ]
         for job in interrupted:
             self.jobs.save(
@@ -212,8 +214,7 @@ class Scheduler:
         inputs = self.input_set(spec)
         if inputs is None:
             return
-        jobs = [j for j in self.jobs.list(spec.name) if j.id > document.epoch]
-        latest = jobs[-1] if jobs else None
+        latest = self.jobs.latest(spec.name, after=document.epoch)
         if latest is not None and latest.state == "queued" and latest.inputs == inputs:
             return  # it runs with the spec as it is when it starts
         # The latest job decides: on other inputs or with another spec, run anew. A job
@@ -282,7 +283,7 @@ class Scheduler:
         return {name: f"{repo}@{commit}" for name, (repo, commit) in found.inputs.items()}
 
     def _dispatch(self, documents: dict[str, PipelineDocument]) -> None:
-        for job in self.jobs.list():
+        for job in self.jobs.list(state="queued"):
             if job.state != "queued" or not self.owns(job.pipeline):
                 continue
             document = documents.get(job.pipeline)

@@ -627,3 +627,31 @@ def test_inputs_whose_variables_would_be_one_are_refused(
             }
         )
     assert "PFS_DATUM_IN_A" in str(refused.value)
+
+
+def test_job_lookups_read_only_what_can_match_and_are_not_fooled(repos: RepoService) -> None:
+    """The trigger's lookups (a pipeline's latest job, the queued jobs) skip other
+    records unparsed; a datum whose input is named "pipeline" or "state" cannot fake a
+    match."""
+    from pfs_volume.pipelines.jobs import DatumResult, JobRecord, JobStore, new_job_id
+
+    jobs = JobStore(repos.store)
+    fake = (DatumResult("0" * 64, {"pipeline": "p1", "state": "queued"}, "success", 1.0, 0, "j"),)
+    made = [
+        jobs.add(
+            JobRecord(
+                id=new_job_id(),
+                pipeline=f"p{i % 2}",
+                inputs={"pipeline": "a@x"},
+                state="queued" if i == 2 else "success",
+                datums=fake,
+            )
+        )
+        for i in range(4)
+    ]
+    assert [j.id for j in jobs.list("p1")] == [made[1].id, made[3].id]
+    assert [j.id for j in jobs.list(state="queued")] == [made[2].id]
+    latest = jobs.latest("p0")
+    assert latest is not None and latest.id == made[2].id
+    assert jobs.latest("p0", after=made[2].id) is None
+    assert jobs.latest("p1", after=made[2].id) == jobs.get(made[3].id)
