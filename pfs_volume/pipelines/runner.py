@@ -94,6 +94,11 @@ class JobTimedOut(DatumFailed):
     code = "job_timed_out"
 
 
+class OutputMoved(Conflict):
+    """The job's output branch is no longer its pipeline's (an update moved the output,
+    or the pipeline was deleted, while it ran): nothing was committed."""
+
+
 class JobKilled(PfsError):
     """The job was stopped from outside (pipeline stopped or deleted, daemon stopping):
     its containers are removed and nothing is committed."""
@@ -624,7 +629,7 @@ class JobRunner:
                 # Updated to another output (or deleted) while the job ran: the branch is
                 # no longer this pipeline's, and may be another's.
                 self.repos.pool.delete_subvolume(combined)
-                raise Conflict(
+                raise OutputMoved(
                     f"{repo}/{branch} is no longer the output of pipeline {spec.name}"
                     + (f" but of pipeline {owner}" if owner else "")
                     + "; nothing was committed (a new job writes the pipeline's output now)"

@@ -25,7 +25,7 @@ from pfs_volume.meta import CommitRecord, MetadataStore, rfc3339, utcnow
 from pfs_volume.pipelines.consistency import Provenance, resolve
 from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
 from pfs_volume.pipelines.jobs import DatumResult, JobRecord, JobStore, new_job_id
-from pfs_volume.pipelines.runner import DatumFailed, JobKilled, JobRunner
+from pfs_volume.pipelines.runner import DatumFailed, JobKilled, JobRunner, OutputMoved
 from pfs_volume.pipelines.spec import PipelineSpec, fingerprint
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,10 @@ TRIGGER_INTERVAL = 1.0
 INTERRUPTED = "the pfs daemon stopped during the job; it runs again"
 STOPPED = "the pipeline was stopped (pfs pipeline start runs it again)"
 DELETED = "the pipeline was deleted"
+OUTPUT_MOVED = (
+    "the pipeline's output moved while the job ran (pipeline update): nothing was "
+    "committed; a new job writes the new output"
+)
 KILL_WAIT = 60.0
 """Seconds a stop or delete waits for a killed job to remove its containers."""
 
@@ -226,7 +230,7 @@ class Scheduler:
             or latest.fingerprint != fingerprint(spec)
             or latest.id < document.reprocess_after
             or (latest.state == "failure" and latest.error == INTERRUPTED)
-            or (latest.state == "killed" and latest.error == STOPPED)
+            or (latest.state == "killed" and latest.error in (STOPPED, OUTPUT_MOVED))
             or self._output_moved(latest, spec)
         ):
             self.jobs.add(
@@ -362,6 +366,8 @@ class Scheduler:
                 reason = DELETED if current is None else STOPPED if current.stopped else reason
             state = "failure" if reason == INTERRUPTED else "killed"
             ended = self._finish(job, state, reason, [], None)
+        except OutputMoved:
+            ended = self._finish(job, "killed", OUTPUT_MOVED, [], None)
         except DatumFailed as exc:
             partial = list(exc.args[1]) if len(exc.args) > 1 else []
             ended = self._finish(job, "failure", str(exc.args[0]), partial, None)

@@ -535,6 +535,11 @@ def test_a_job_running_when_its_output_moved_never_writes_the_old_branch(
     assert pipelines.settle(30)
     made = [c for c in repos.store.list_commits("p") if c.branch == "master" and c.id != before]
     assert all(c.message.endswith("pipeline q") for c in made), [c.message for c in made]
+    # The moved pipeline then fills its new output.
+    settle(pipelines)
+    assert pipelines.jobs.list("p")[0].state == "killed"
+    assert pipelines.jobs.list("p")[-1].state == "success"
+    assert head(repos, "p", "v2") is not None
 
 
 def test_a_datum_that_fails_once_then_succeeds_keeps_only_its_last_try(
