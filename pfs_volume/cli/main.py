@@ -887,12 +887,18 @@ def _wait_until(
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         left = WAIT_SLICE if deadline is None else max(0.0, deadline - time.monotonic())
+        asked = time.monotonic()
         result = ask(min(WAIT_SLICE, left))
         if done(result):
             return result
         if deadline is not None and time.monotonic() >= deadline:
             click.echo(f"pfs: {what} is not done after {timeout:g} s", err=True)
             sys.exit(2)
+        # The daemon answers at once when it holds too many waits already: ask again
+        # in a second, not in a loop that keeps it busy.
+        if time.monotonic() - asked < min(WAIT_SLICE, left) / 2:
+            pause = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
 
 
 @job.command("wait")

@@ -660,3 +660,22 @@ def test_job_lookups_read_only_what_can_match_and_are_not_fooled(repos: RepoServ
     assert latest is not None and latest.id == made[2].id
     assert jobs.latest("p0", after=made[2].id) is None
     assert jobs.latest("p1", after=made[2].id) == jobs.get(made[3].id)
+
+
+def test_a_wait_answered_at_once_does_not_spin() -> None:
+    """Beyond its wait slots the daemon answers a wait at once; the CLI must not ask
+    again in a tight loop."""
+    import time
+
+    from pfs_volume.cli.main import _wait_until
+
+    asked: list[float] = []
+
+    def ask(_slice: float) -> dict[str, Any]:
+        asked.append(time.monotonic())
+        return {"done": False}
+
+    with pytest.raises(SystemExit) as ended:
+        _wait_until(ask, lambda result: bool(result["done"]), 2.0, "x")
+    assert ended.value.code == 2
+    assert len(asked) <= 4, f"{len(asked)} requests in 2 s"
