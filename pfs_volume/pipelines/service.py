@@ -19,7 +19,7 @@ from typing import TypeVar
 from pfs_volume.branch_uses import BranchUse, owner_of
 from pfs_volume.errors import Conflict, InvalidRequest, NotFound, PfsError
 from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
-from pfs_volume.pipelines.graph import writer_problems
+from pfs_volume.pipelines.graph import downstream, writer_problems
 from pfs_volume.pipelines.jobs import JobRecord, JobStore, new_job_id
 from pfs_volume.pipelines.progress import CommitProgress, commit_progress
 from pfs_volume.pipelines.runner import JobRunner
@@ -360,14 +360,14 @@ class PipelineService:
         commit = self.repos.get_commit(repo, commit_id)
 
         def look() -> CommitProgress:
-            jobs: dict[str, list[JobRecord]] = {}
-            for job in self.jobs.list():
-                jobs.setdefault(job.pipeline, []).append(job)
+            documents = self.documents.list()
+            below = downstream([d.spec for d in documents], (repo, branch or commit.branch))
+            jobs = {spec.name: self.jobs.list(spec.name) for spec in below}  # those alone
             return commit_progress(
                 repo,
                 branch or commit.branch,
                 commit.id,
-                self.documents.list(),
+                documents,
                 jobs,
                 self.scheduler.provenance,
                 dict(self.scheduler.waiting),
