@@ -576,6 +576,11 @@ SCHEMAS: dict[str, Any] = {
         output={"type": "string", "nullable": True},
         error={"type": "string", "nullable": True},
         fingerprint={"type": "string"},
+        branches={
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "input name -> the branch the input commit was read from",
+        },
         datums={"type": "array", "items": _ref("Datum")},
     ),
     "Datum": _object(

@@ -85,7 +85,8 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
     def inspect_pipeline(name: str) -> ResponseReturnValue:
         check_component(name, "pipeline")
         document = pipelines.document(name)
-        jobs = pipelines.jobs.list(name)
+        # a deleted pipeline's jobs (made before this one, at its epoch) are not its
+        jobs = [j for j in pipelines.jobs.list(name) if j.id > document.epoch]
         return {
             **spec_to_json(document.spec),
             "stopped": document.stopped,
@@ -170,8 +171,11 @@ def add_pipeline_routes(app: Flask, pipelines: PipelineService) -> None:
     @app.get("/v1/repos/<repo>/commits/<ref>/wait")
     def wait_commit(repo: str, ref: str) -> ResponseReturnValue:
         timeout = wait_timeout()
-        commit = pipelines.repos.resolve_commit(repo, parse_ref(ref))
-        progress = pipelines.wait_commit(repo, commit.id, timeout)
+        parsed = parse_ref(ref)
+        commit = pipelines.repos.resolve_commit(repo, parsed)
+        named = parsed.base if parsed.plain else None  # a branch wins over a commit prefix
+        branch = named if named and pipelines.repos.find_branch(repo, named) else None
+        progress = pipelines.wait_commit(repo, commit.id, timeout, branch)
         return {
             "commit": progress.commit,
             "done": progress.done,

@@ -27,6 +27,10 @@ Branch = tuple[str, str]
 Lookup = Callable[[str, str], CommitRecord | None]
 """``(repo, commit id)`` -> the commit's record, or None if there is none."""
 
+Reads = Callable[[str], list[tuple[str, str]]]
+"""A job id -> ``(REPO@ID, branch)`` for each input commit it read, with the branch it
+read it from (empty when unknown)."""
+
 MAX_WALK = 200
 """Commits an input walks back through to find one that agrees."""
 MAX_ROUNDS = 64
@@ -54,10 +58,11 @@ class Provenance:
         keep: how many closures to remember before starting afresh.
     """
 
-    def __init__(self, lookup: Lookup, keep: int = 10_000) -> None:
+    def __init__(self, lookup: Lookup, keep: int = 10_000, reads: Reads | None = None) -> None:
         self.lookup = lookup
         self.keep = keep
-        self._memo: dict[tuple[str, str], dict[Branch, str]] = {}
+        self.reads = reads
+        self._memo: dict[tuple[str, str, str | None], dict[Branch, str]] = {}
         self._records: dict[tuple[str, str], CommitRecord] = {}
 
     def record(self, repo: str, commit_id: str) -> CommitRecord | None:
@@ -72,12 +77,17 @@ class Provenance:
                 self._records[key] = found
         return found
 
-    def closure(self, repo: str, commit_id: str) -> dict[Branch, str]:
+    def closure(self, repo: str, commit_id: str, branch: str | None = None) -> dict[Branch, str]:
         """Every branch a commit depends on, with the commit it depends on there: its
         own branch (itself) and, transitively, its provenance. (A branch reached by two
         paths at two commits keeps the first found; jobs on consistent sets never make
-        such a commit.)"""
-        key = (repo, commit_id)
+        such a commit.)
+
+        A commit counts as one of the branch it was read from (``branch``; for a
+        provenance commit, the branch its job read it from), not of the branch it was
+        made on: ``dev`` made from ``master`` points at master's commits, and a
+        fast-forward merge puts dev's commits on master."""
+        key = (repo, commit_id, branch)
         found = self._memo.get(key)
         if found is not None:
             return found
@@ -85,11 +95,17 @@ class Provenance:
         result: dict[Branch, str] = {}
         if record is None:
             return result  # not remembered: the record may yet arrive (a replica)
-        result[(repo, record.branch)] = commit_id
+        result[(repo, branch or record.branch)] = commit_id
+        read: dict[str, list[str]] = {}
+        if record.job and self.reads is not None:
+            for ref, read_from in self.reads(record.job):
+                read.setdefault(ref, []).append(read_from)
         for ref in record.provenance:
             source_repo, _, source_id = ref.partition("@")
-            for branch, commit in self.closure(source_repo, source_id).items():
-                result.setdefault(branch, commit)
+            branches: list[str | None] = [*read.get(ref, [])] or [None]
+            for through in branches:
+                for dependency, commit in self.closure(source_repo, source_id, through).items():
+                    result.setdefault(dependency, commit)
         if len(self._memo) >= self.keep:
             self._memo.clear()
         self._memo[key] = result
@@ -106,7 +122,11 @@ class Provenance:
         return None if record is None else record.parent
 
 
-def resolve(heads: Mapping[str, tuple[str, str]], provenance: Provenance) -> Resolution:
+def resolve(
+    heads: Mapping[str, tuple[str, str]],
+    provenance: Provenance,
+    branches: Mapping[str, str] | None = None,
+) -> Resolution:
     """The newest consistent input set at or before the given heads.
 
     Each dispute (a branch two inputs depend on at different commits) is settled at the
@@ -118,12 +138,21 @@ def resolve(heads: Mapping[str, tuple[str, str]], provenance: Provenance) -> Res
     Args:
         heads: input name -> ``(repo, head commit id)``.
         provenance: closures of the commits involved.
+        branches: input name -> the branch it reads. An input's own commit counts as
+            a commit of that branch, not of the branch it was made on: a branch made
+            from another (``branch create dev --from master``) points at the other's
+            commits, and reading both is no dispute.
     Returns:
         The consistent set (the heads themselves when they agree), or why none was found.
     """
     chosen = dict(heads)
+    read = dict(branches or {})
+
+    def closure_of(name: str, ref: tuple[str, str]) -> dict[Branch, str]:
+        return provenance.closure(ref[0], ref[1], read.get(name))
+
     for _ in range(MAX_ROUNDS):
-        closures = {name: provenance.closure(*ref) for name, ref in chosen.items()}
+        closures = {name: closure_of(name, ref) for name, ref in chosen.items()}
         disputed = _first_dispute(closures)
         if disputed is None:
             return Resolution(chosen)
@@ -133,7 +162,7 @@ def resolve(heads: Mapping[str, tuple[str, str]], provenance: Provenance) -> Res
             seen = closures[name].get(branch)
             if seen is None or provenance.created(branch[0], seen) <= oldest:
                 continue
-            earlier = _walk_back(chosen[name], branch, oldest, provenance)
+            earlier = _walk_back(chosen[name], branch, oldest, provenance, name, closure_of)
             if earlier is None:
                 repo, commit = chosen[name]
                 return Resolution(
@@ -156,7 +185,12 @@ def _first_dispute(closures: Mapping[str, Mapping[Branch, str]]) -> tuple[Branch
 
 
 def _walk_back(
-    start: tuple[str, str], branch: Branch, bound: tuple[str, str], provenance: Provenance
+    start: tuple[str, str],
+    branch: Branch,
+    bound: tuple[str, str],
+    provenance: Provenance,
+    name: str,
+    closure: Callable[[str, tuple[str, str]], Mapping[Branch, str]],
 ) -> tuple[str, str] | None:
     """The newest commit at or before ``start`` (first parents) that depends on
     ``branch`` at a commit no newer than ``bound`` (a ``created`` key)."""
@@ -165,7 +199,7 @@ def _walk_back(
     for _ in range(MAX_WALK):
         if current is None:
             return None
-        seen = provenance.closure(repo, current).get(branch)
+        seen = closure(name, (repo, current)).get(branch)
         if seen is not None and provenance.created(branch[0], seen) <= bound:
             return repo, current
         current = provenance.parent(repo, current)

@@ -105,6 +105,10 @@ class JobRecord:
     """The spec's fingerprint when the job ran: outputs of a job with another one are
     never reused."""
     datums: tuple[DatumResult, ...] = ()
+    branches: dict[str, str] = field(default_factory=dict)
+    """Input name -> the branch it was read from (a commit may have been made on
+    another: a branch made from another, a fast-forward merge). Empty on jobs of older
+    daemons."""
     version: int = 0
 
     @property
@@ -147,7 +151,37 @@ class JobStore:
         found = self.store.get_document(KIND, job_id)
         return None if found is None else JobRecord.from_json(*found)
 
-    def list(self, pipeline: str | None = None) -> list[JobRecord]:
-        """Jobs oldest first, of one pipeline or all."""
-        jobs = [JobRecord.from_json(body, v) for _n, body, v in self.store.list_documents(KIND)]
-        return [j for j in jobs if pipeline is None or j.pipeline == pipeline]
+    def latest(self, pipeline: str, after: str = "") -> JobRecord | None:
+        """The pipeline's newest job with an id above ``after``, read alone."""
+        for name, body, version in reversed(self.store.list_documents(KIND)):
+            if name <= after:
+                return None
+            if _may_be(body, "pipeline", pipeline):
+                job = JobRecord.from_json(body, version)
+                if job.pipeline == pipeline:
+                    return job
+        return None
+
+    def list(self, pipeline: str | None = None, state: str | None = None) -> list[JobRecord]:
+        """Jobs oldest first, of one pipeline or all (and in one state, if given).
+
+        Only the documents that can match are read in full: a job's datums are most of
+        its record, and the trigger asks every second."""
+        jobs = [
+            JobRecord.from_json(body, v)
+            for _n, body, v in self.store.list_documents(KIND)
+            if _may_be(body, "pipeline", pipeline) and _may_be(body, "state", state)
+        ]
+        return [
+            j
+            for j in jobs
+            if (pipeline is None or j.pipeline == pipeline) and (state is None or j.state == state)
+        ]
+
+
+def _may_be(body: str, key: str, value: str | None) -> bool:
+    """False only when the stored ``body`` (``to_json``'s) cannot have ``key`` equal to
+    ``value``: the pair, as ``json.dumps`` writes it, appears nowhere in it (inside a
+    string a quote is always escaped, so no file name can fake it; a false True is
+    filtered out after the parse)."""
+    return value is None or f"{json.dumps(key)}: {json.dumps(value)}" in body

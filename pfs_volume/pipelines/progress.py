@@ -90,20 +90,23 @@ def commit_progress(
                 spec.name, "blocked", detail=f"upstream pipeline {first.pipeline}: {first.state}"
             )
             continue
-        if document.stopped:
-            results[spec.name] = PipelineProgress(spec.name, "stopped")
-            continue
         taken = [
             j
             for j in jobs.get(spec.name, [])
             if j.id > document.epoch and _takes_in(j, repo, branch, commit_id, provenance)
         ]
+        # The first success that took the commit in says it went through, whatever
+        # came later (a stop, a failure on a newer commit).
+        succeeded = [j for j in taken if j.state == "success"]
+        if document.stopped and not succeeded:
+            results[spec.name] = PipelineProgress(spec.name, "stopped")
+            continue
         if not taken:
             results[spec.name] = PipelineProgress(
                 spec.name, "pending", detail=waiting.get(spec.name)
             )
             continue
-        latest = taken[-1]
+        latest = succeeded[0] if succeeded else taken[-1]
         results[spec.name] = PipelineProgress(
             spec.name, latest.state, latest.id, latest.output, latest.error
         )
@@ -114,9 +117,11 @@ def _takes_in(
     job: JobRecord, repo: str, branch: str, commit_id: str, provenance: Provenance
 ) -> bool:
     """Whether the job's inputs depend on the commit or a later commit of its branch."""
-    for ref in job.inputs.values():
+    for name, ref in job.inputs.items():
         source_repo, _, source_id = ref.partition("@")
-        seen = provenance.closure(source_repo, source_id).get((repo, branch))
+        seen = provenance.closure(source_repo, source_id, job.branches.get(name)).get(
+            (repo, branch)
+        )
         if seen is not None and _descends(repo, seen, commit_id, provenance):
             return True
     return False

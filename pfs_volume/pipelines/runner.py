@@ -53,6 +53,7 @@ from docker.types import DriverConfig
 from docker.types import Mount as DockerMount
 
 from pfs_volume import safepath
+from pfs_volume.branch_uses import owner_of
 from pfs_volume.errors import Conflict, NotFound, PfsError, StorageError
 from pfs_volume.meta import CommitRecord, rfc3339, utcnow
 from pfs_volume.names import Ref
@@ -97,6 +98,11 @@ class JobTimedOut(DatumFailed):
     committed. Its args are the message and the datum results so far, like DatumFailed."""
 
     code = "job_timed_out"
+
+
+class OutputMoved(Conflict):
+    """The job's output branch is no longer its pipeline's (an update moved the output,
+    or the pipeline was deleted, while it ran): nothing was committed."""
 
 
 class JobKilled(PfsError):
@@ -662,6 +668,16 @@ class JobRunner:
         self.repos.ensure_branch(repo, branch, None)
         with self.repos.branch_lock(repo, branch):
             self._raise_if_ended(job, results, combined)
+            owner = owner_of(self.repos.users(repo, branch), repo, branch)
+            if owner != spec.name:
+                # Updated to another output (or deleted) while the job ran: the branch is
+                # no longer this pipeline's, and may be another's.
+                self.repos.pool.delete_subvolume(combined)
+                raise OutputMoved(
+                    f"{repo}/{branch} is no longer the output of pipeline {spec.name}"
+                    + (f" but of pipeline {owner}" if owner else "")
+                    + "; nothing was committed (a new job writes the pipeline's output now)"
+                )
             mounted = [m for m in self.repos.store.list_mounts(repo) if m.branch == branch]
             if mounted:
                 self.repos.pool.delete_subvolume(combined)
@@ -815,7 +831,7 @@ RESERVED_VARIABLES = ("PFS_DATUM_ID", "PFS_DATUM_TRY")
 
 def datum_variable(name: str) -> str:
     """The variable holding input ``name``'s datum path: ``PFS_DATUM_<NAME>``."""
-    return f"PFS_DATUM_{_env_name(name)}"
+    return "PFS_DATUM_" + "".join(ch if ch.isalnum() else "_" for ch in name).upper()
 
 
 def variable_clashes(names: Iterable[str]) -> dict[str, str]:
@@ -839,10 +855,6 @@ def variable_clashes(names: Iterable[str]) -> dict[str, str]:
 def _append(path: Path, text: str) -> None:
     with open(path, "ab") as out:
         out.write(text.encode("utf-8", "replace"))
-
-
-def _env_name(name: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in name).upper()
 
 
 def _depth(glob: str) -> int:

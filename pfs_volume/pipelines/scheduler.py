@@ -26,7 +26,7 @@ from pfs_volume.pipelines import joblogs
 from pfs_volume.pipelines.consistency import Provenance, resolve
 from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
 from pfs_volume.pipelines.jobs import DatumResult, JobRecord, JobStore, new_job_id
-from pfs_volume.pipelines.runner import DatumFailed, JobKilled, JobRunner
+from pfs_volume.pipelines.runner import DatumFailed, JobKilled, JobRunner, OutputMoved
 from pfs_volume.pipelines.spec import PipelineSpec, fingerprint
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,10 @@ TRIGGER_INTERVAL = 1.0
 INTERRUPTED = "the pfs daemon stopped during the job; it runs again"
 STOPPED = "the pipeline was stopped (pfs pipeline start runs it again)"
 DELETED = "the pipeline was deleted"
+OUTPUT_MOVED = (
+    "the pipeline's output moved while the job ran (pipeline update): nothing was "
+    "committed; a new job writes the new output"
+)
 KILL_WAIT = 60.0
 """Seconds a stop or delete waits for a killed job to remove its containers."""
 
@@ -80,7 +84,7 @@ class Scheduler:
         self.after_job = after_job
         self.documents = PipelineDocuments(store)
         self.jobs = JobStore(store)
-        self.provenance = Provenance(store.get_commit)
+        self.provenance = Provenance(store.get_commit, reads=self._reads)
         self.changed = threading.Condition()
         """Notified whenever a job of this node changes state."""
         self.waiting: dict[str, str] = {}
@@ -122,7 +126,9 @@ class Scheduler:
         """Mark jobs a crash left running on this node as failed and remove their
         containers and scratch; the trigger then runs their inputs again. Their ids."""
         interrupted = [
-            j for j in self.jobs.list() if j.state == "running" and j.node in ("", self.node_id)
+            j
+            for j in self.jobs.list(state="running")
+            if j.state == "running" and j.node in ("", self.node_id)
         ]
         for job in interrupted:
             made = self._committed_by(job)
@@ -232,8 +238,9 @@ class Scheduler:
         inputs = self.input_set(spec)
         if inputs is None:
             return
-        jobs = [j for j in self.jobs.list(spec.name) if j.id > document.epoch]
-        latest = jobs[-1] if jobs else None
+        latest = self.jobs.latest(spec.name, after=document.epoch)
+        if latest is not None and latest.state == "queued" and latest.inputs == inputs:
+            return  # it runs with the spec as it is when it starts
         # The latest job decides: on other inputs or with another spec, run anew. A job
         # that failed on its own stays failed (``pfs job rerun`` retries it); one the
         # daemon's stop or the pipeline's stop interrupted runs again.
@@ -243,7 +250,8 @@ class Scheduler:
             or latest.fingerprint != fingerprint(spec)
             or latest.id < document.reprocess_after
             or (latest.state == "failure" and latest.error == INTERRUPTED)
-            or (latest.state == "killed" and latest.error == STOPPED)
+            or (latest.state == "killed" and latest.error in (STOPPED, OUTPUT_MOVED))
+            or self._output_moved(latest, spec)
         ):
             self.jobs.add(
                 JobRecord(
@@ -251,8 +259,30 @@ class Scheduler:
                     pipeline=spec.name,
                     inputs=inputs,
                     fingerprint=fingerprint(spec),
+                    branches={i.name: i.branch for i in spec.inputs},
                 )
             )
+
+    def _reads(self, job_id: str) -> list[tuple[str, str]]:
+        """``(REPO@ID, branch)`` for each input commit a job read, with its branch."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return []
+        return [
+            (ref, job.branches[name]) for name, ref in job.inputs.items() if name in job.branches
+        ]
+
+    def _output_moved(self, latest: JobRecord, spec: PipelineSpec) -> bool:
+        """Whether the latest job succeeded into another output branch than the spec's
+        (``pipeline update`` changed only the output): the new one must get the output
+        of these inputs too."""
+        if latest.state != "success" or latest.output is None:
+            return False
+        repo, _, commit = latest.output.partition("@")
+        if repo != spec.output.repo:
+            return True
+        record = self.provenance.record(repo, commit)
+        return record is not None and record.branch != spec.output.branch
 
     def input_set(self, spec: PipelineSpec) -> dict[str, str] | None:
         """The newest input set consistent by provenance, as input name -> ``REPO@ID``;
@@ -267,7 +297,7 @@ class Scheduler:
                 )
                 return None
             heads[item.name] = (item.repo, branch.head)
-        found = resolve(heads, self.provenance)
+        found = resolve(heads, self.provenance, {i.name: i.branch for i in spec.inputs})
         if found.inputs is None:
             if self.waiting.get(spec.name) != found.waiting:
                 log.info("pipeline=%s waits: %s", spec.name, found.waiting)
@@ -277,7 +307,7 @@ class Scheduler:
         return {name: f"{repo}@{commit}" for name, (repo, commit) in found.inputs.items()}
 
     def _dispatch(self, documents: dict[str, PipelineDocument]) -> None:
-        for job in self.jobs.list():
+        for job in self.jobs.list(state="queued"):
             if job.state != "queued" or not self.owns(job.pipeline):
                 continue
             document = documents.get(job.pipeline)
@@ -292,7 +322,14 @@ class Scheduler:
                     continue
                 try:
                     job = self.jobs.save(
-                        replace(job, state="running", started=rfc3339(utcnow()), node=self.node_id)
+                        replace(
+                            job,
+                            state="running",
+                            started=rfc3339(utcnow()),
+                            node=self.node_id,
+                            # the spec it runs with (an update may have come meanwhile)
+                            fingerprint=fingerprint(document.spec),
+                        )
                     )
                 except Conflict:
                     continue  # another node or pass took it
@@ -322,7 +359,10 @@ class Scheduler:
             (
                 j
                 for j in reversed(self.jobs.list(spec.name))
-                if j.state == "success" and j.id != job.id and j.id > document.reprocess_after
+                if j.state == "success"
+                and j.id != job.id
+                and j.id > document.reprocess_after
+                and j.id > document.epoch
             ),
             None,
         )
@@ -346,6 +386,8 @@ class Scheduler:
                 reason = DELETED if current is None else STOPPED if current.stopped else reason
             state = "failure" if reason == INTERRUPTED else "killed"
             ended = self._finish(job, state, reason, [], None)
+        except OutputMoved:
+            ended = self._finish(job, "killed", OUTPUT_MOVED, [], None)
         except DatumFailed as exc:
             partial = list(exc.args[1]) if len(exc.args) > 1 else []
             ended = self._finish(job, "failure", str(exc.args[0]), partial, None)

@@ -20,7 +20,7 @@ from pfs_volume.branch_uses import BranchUse, owner_of
 from pfs_volume.errors import Conflict, InvalidRequest, NotFound, PfsError
 from pfs_volume.pipelines import joblogs
 from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
-from pfs_volume.pipelines.graph import writer_problems
+from pfs_volume.pipelines.graph import downstream, writer_problems
 from pfs_volume.pipelines.jobs import JobRecord, JobStore, new_job_id
 from pfs_volume.pipelines.progress import CommitProgress, commit_progress
 from pfs_volume.pipelines.runner import (
@@ -303,18 +303,25 @@ class PipelineService:
         old = self.job(job_id)
         document = self.documents.get(old.pipeline)
         spec = document.spec
+        if old.id <= document.epoch:
+            raise Conflict(
+                f"job {old.id} was a job of an earlier pipeline {spec.name}, deleted since; "
+                "the pipeline of this name now is another"
+            )
         later = [j for j in self.jobs.list(spec.name) if j.id > old.id and j.id > document.epoch]
-        busy = [j for j in later if not j.done and j.inputs == old.inputs]
+        busy = [j for j in [old, *later] if not j.done and j.inputs == old.inputs]
         if busy:
             raise Conflict(
                 f"job {busy[-1].id} on the same input commits is {busy[-1].state} already"
             )
         succeeded = [j for j in [old, *later] if j.state == "success"]
-        if (
-            succeeded
-            and not (old.id < document.reprocess_after <= succeeded[-1].id)
-            and (
-                succeeded[-1].inputs != old.inputs or succeeded[-1].fingerprint == fingerprint(spec)
+        # Refused: a success on newer inputs (a rerun moves the output back), or on the
+        # same ones with this spec since the last reprocess request (a duplicate).
+        if succeeded and (
+            succeeded[-1].inputs != old.inputs
+            or (
+                succeeded[-1].fingerprint == fingerprint(spec)
+                and succeeded[-1].id > document.reprocess_after
             )
         ):
             newer = succeeded[-1]
@@ -338,6 +345,7 @@ class PipelineService:
                 pipeline=spec.name,
                 inputs=old.inputs,
                 fingerprint=fingerprint(spec),
+                branches=old.branches,
             )
         )
         self.scheduler.wake()
@@ -355,20 +363,28 @@ class PipelineService:
         ``MAX_WAIT``). Raises NotFound."""
         return self._wait(lambda: self.job(job_id), lambda job: job.done, timeout)
 
-    def wait_commit(self, repo: str, commit_id: str, timeout: float) -> CommitProgress:
+    def wait_commit(
+        self, repo: str, commit_id: str, timeout: float, branch: str | None = None
+    ) -> CommitProgress:
         """Where every pipeline downstream of a commit is, once all are done with it or
-        after ``timeout`` seconds (at most ``MAX_WAIT``). Raises NotFound."""
+        after ``timeout`` seconds (at most ``MAX_WAIT``). Raises NotFound.
+
+        Args:
+            branch: the branch the commit was named by (``pfs wait a@dev``), when it was:
+                its pipelines are the ones downstream, though the commit may have been
+                made on another (dev made from master, a fast-forward merge).
+        """
         commit = self.repos.get_commit(repo, commit_id)
 
         def look() -> CommitProgress:
-            jobs: dict[str, list[JobRecord]] = {}
-            for job in self.jobs.list():
-                jobs.setdefault(job.pipeline, []).append(job)
+            documents = self.documents.list()
+            below = downstream([d.spec for d in documents], (repo, branch or commit.branch))
+            jobs = {spec.name: self.jobs.list(spec.name) for spec in below}  # those alone
             return commit_progress(
                 repo,
-                commit.branch,
+                branch or commit.branch,
                 commit.id,
-                self.documents.list(),
+                documents,
                 jobs,
                 self.scheduler.provenance,
                 dict(self.scheduler.waiting),
