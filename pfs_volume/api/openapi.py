@@ -438,6 +438,7 @@ PATHS: dict[str, dict[str, Any]] = {
                                 "pending",
                                 "stopped",
                                 "blocked",
+                                "skipped",
                             ],
                         },
                         job={"type": "string", "nullable": True},

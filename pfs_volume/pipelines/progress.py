@@ -16,8 +16,8 @@ from pfs_volume.pipelines.documents import PipelineDocument
 from pfs_volume.pipelines.graph import downstream, upstream_pipelines
 from pfs_volume.pipelines.jobs import JobRecord
 
-FINAL = ("success", "failure", "killed", "blocked", "stopped")
-UNSUCCESSFUL = ("failure", "killed", "blocked", "stopped")
+FINAL = ("success", "failure", "killed", "blocked", "stopped", "skipped")
+UNSUCCESSFUL = ("failure", "killed", "blocked", "stopped", "skipped")
 MAX_WALK = 1000
 """Commits walked back to tell whether a job's input descends from the commit."""
 
@@ -29,7 +29,8 @@ class PipelineProgress:
     ``state``: ``success``, ``failure`` or ``killed`` (the job that took the commit in
     ended so), ``queued`` or ``running`` (that job), ``pending`` (no job has taken it in
     yet), ``stopped`` (the pipeline is), ``blocked`` (a pipeline upstream ended without
-    success on it).
+    success on it), ``skipped`` (the branch was reset past the commit before any job
+    took it in).
     """
 
     pipeline: str
@@ -65,6 +66,7 @@ def commit_progress(
     jobs: Mapping[str, list[JobRecord]],
     provenance: Provenance,
     waiting: Mapping[str, str],
+    head: str | None = None,
 ) -> CommitProgress:
     """Where every pipeline downstream of ``repo@commit_id`` (made on ``branch``) is.
 
@@ -73,7 +75,11 @@ def commit_progress(
         jobs: each pipeline's jobs, oldest first.
         provenance: commit closures.
         waiting: why a pipeline's inputs cannot be used yet, by pipeline.
+        head: the branch's head now; when it does not descend from the commit (the
+            branch was reset past it), a pipeline that never took the commit in never
+            will: it is ``skipped``.
     """
+    abandoned = head is not None and not _descends(repo, head, commit_id, provenance)
     by_name = {d.spec.name: d for d in documents}
     specs = [d.spec for d in by_name.values()]
     results: dict[str, PipelineProgress] = {}
@@ -100,6 +106,13 @@ def commit_progress(
         succeeded = [j for j in taken if j.state == "success"]
         if document.stopped and not succeeded:
             results[spec.name] = PipelineProgress(spec.name, "stopped")
+            continue
+        if not taken and abandoned:
+            results[spec.name] = PipelineProgress(
+                spec.name,
+                "skipped",
+                detail=f"{repo}/{branch} no longer holds the commit (its head is {head})",
+            )
             continue
         if not taken:
             results[spec.name] = PipelineProgress(

@@ -181,7 +181,9 @@ class Scheduler:
     # killing
 
     def kill(self, pipeline: str, reason: str, wait: bool = True) -> list[str]:
-        """Kill the pipeline's running job on this node and its queued jobs; the ids."""
+        """Kill the pipeline's running job on this node and its queued jobs; the ids of
+        those killed (a job whose commit the stop came too late for ended a success and
+        is not among them)."""
         with self._lock:
             running = self._running.get(pipeline)
         killed = []
@@ -199,6 +201,9 @@ class Scheduler:
                     pass  # it started meanwhile: its stop event or the next pass ends it
         if running is not None and wait:
             running.done.wait(timeout=KILL_WAIT)
+            ended = self.jobs.get(running.job_id)
+            if ended is not None and ended.state == "success":
+                killed.remove(running.job_id)  # the stop came as it committed: it stands
         self._notify()
         return killed
 

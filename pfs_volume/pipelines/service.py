@@ -388,9 +388,14 @@ class PipelineService:
                 jobs,
                 self.scheduler.provenance,
                 dict(self.scheduler.waiting),
+                self._head(repo, branch or commit.branch),
             )
 
         return self._wait(look, lambda progress: progress.done, timeout)
+
+    def _head(self, repo: str, branch: str) -> str | None:
+        record = self.store.get_branch(repo, branch)
+        return None if record is None else record.head
 
     def _wait(self, look: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
         if not 0 <= timeout <= MAX_WAIT:
