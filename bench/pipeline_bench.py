@@ -285,6 +285,14 @@ class Bench:
         self.engine.stop()
         self.node.cleanup()
 
+    def close_and_remove(self, root: Path) -> None:
+        """``close``, then delete the run's folder unless the pool is still mounted."""
+        self.close()
+        if not is_mountpoint(self.node.pool_root):
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"the pool is still mounted: left {root} in place")
+
     def name(self, stem: str) -> str:
         self._names += 1
         return f"{stem}{self._names}"
@@ -820,11 +828,7 @@ def main() -> None:
         )
         print(f"results: {path}")
     finally:
-        bench.close()
-        if not is_mountpoint(bench.node.pool_root):
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"the pool is still mounted: left {root} in place")
+        bench.close_and_remove(root)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -53,6 +52,7 @@ from bench._common import (
 from bench.pipeline_bench import (
     FILE_SIZE,
     SCRIPT,
+    STEP_ORDER,
     Bench,
     check_job,
     check_outputs,
@@ -61,7 +61,6 @@ from bench.pipeline_bench import (
     epoch,
     sync_all,
 )
-from pfs_volume.btrfs.pool_image import is_mountpoint
 from tests.pfs_node import PFS
 
 PIPELINES = 3
@@ -84,28 +83,6 @@ HOOK_DUMP_WAIT = 0.6
 PUT_TIMEOUT = 60.0
 JOB_LABEL = "pfs.job"
 LOG_LINES_SHOWN = 10
-PROFILE_STEPS = (
-    "job record: list",
-    "job record: save",
-    "plan: list input entries",
-    "plan: changed datums (diff)",
-    "datum (all of _run_datum)",
-    "btrfs: subvolume create",
-    "docker: create",
-    "docker: start",
-    "docker: wait",
-    "docker: logs",
-    "docker: remove",
-    "plugin: Get (from dockerd)",
-    "plugin: Path (from dockerd)",
-    "plugin: Mount (from dockerd)",
-    "plugin: Unmount (from dockerd)",
-    "btrfs: snapshot",
-    "btrfs: subvolume delete",
-    "combine (all of _combine)",
-    "combine: cp of one datum",
-    "combine: commit",
-)
 
 
 def cumulative(bench: Bench) -> dict[str, list[float]]:
@@ -449,7 +426,7 @@ def compare_concurrent_steps(result: dict[str, Any]) -> None:
         "(calls run at once, so the totals exceed the wall time)"
     )
     rows = []
-    for label in [*PROFILE_STEPS, *sorted(set(sample["steps"]) - set(PROFILE_STEPS))]:
+    for label in [*STEP_ORDER, *sorted(set(sample["steps"]) - set(STEP_ORDER))]:
         if label not in sample["steps"]:
             continue
         calls, seconds = sample["steps"][label]
@@ -555,11 +532,7 @@ def main() -> None:
         )
         print(f"results: {path}")
     finally:
-        bench.close()
-        if not is_mountpoint(bench.node.pool_root):
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"the pool is still mounted: left {root} in place")
+        bench.close_and_remove(root)
 
 
 if __name__ == "__main__":

@@ -22,29 +22,15 @@ from pfs_volume.names import Ref
 from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.repos import RepoService
+from tests import fake_docker
+from tests.fake_docker import Container
 
 
-class Container:
-    def __init__(self, code: int) -> None:
-        self.code = code
-        self.id = f"c{id(self)}"
+class Containers(fake_docker.Containers):
+    """Each datum's container writes, per input, which volume it was given."""
 
-    def start(self) -> None:
-        pass
-
-    def wait(self, timeout: float | None = None) -> dict[str, int]:
-        return {"StatusCode": self.code}
-
-    def remove(self, **_options: Any) -> None:
-        pass
-
-    def kill(self) -> None:
-        pass
-
-
-class Containers:
     def __init__(self) -> None:
-        self.made: dict[str, Container] = {}
+        super().__init__()
         self.runs = 0
 
     def create(self, _image: str, command: list[str], **options: Any) -> Container:
@@ -55,33 +41,13 @@ class Containers:
             volume = mounts[f"/pfs/in/{item['name']}"]
             (out / f"{item['name']}-{datum['id'][:8]}").write_text(volume.split("/", 1)[1])
         self.runs += 1
-        made = Container(0)
-        self.made[made.id] = made
-        return made
-
-    def list(self, **_options: Any) -> list[Any]:
-        return []
+        return self.keep(Container(0))
 
 
-class Api:
-    def __init__(self, containers: Containers) -> None:
-        self.containers = containers
-
-    def inspect_container(self, container_id: str) -> dict[str, Any]:
-        code = self.containers.made[container_id].code
-        return {"State": {"Status": "exited", "ExitCode": code, "OOMKilled": False}}
-
-    def logs(self, *_args: Any, **_options: Any) -> list[bytes]:
-        return []
-
-    def volumes(self, **_options: Any) -> dict[str, Any]:
-        return {"Volumes": []}
-
-
-class Engine:
+class Engine(fake_docker.Engine):
     def __init__(self) -> None:
-        self.containers = Containers()
-        self.api = Api(self.containers)
+        self.containers: Containers = Containers()
+        super().__init__(self.containers)
 
 
 @pytest.fixture

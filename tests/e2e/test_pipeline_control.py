@@ -37,6 +37,10 @@ def spec_file(tmp_path: Path, name: str, text: str) -> str:
     return str(path)
 
 
+def create_pipeline(pfs: PfsNode, tmp_path: Path, name: str, text: str) -> None:
+    pfs.cli("pipeline", "create", "-f", spec_file(tmp_path, name, text))
+
+
 def until(what: str, check: Any, pfs: PfsNode, timeout: float = JOB_WAIT) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -61,29 +65,21 @@ def test_a_diamond_never_mixes_a_new_upstream_commit_with_an_old_one(
     pfs.cli("repo", "create", "src")
     put(pfs, "src/master", "version", b"1\n")
     # mid copies src's version slowly; top reads src and mid and writes both versions.
-    pfs.cli(
-        "pipeline",
-        "create",
-        "-f",
-        spec_file(
-            tmp_path,
-            "mid",
-            "name: mid\ninput: {repo: src}\n"
-            f"transform: {{image: '{image}', cmd: [sh, -c, "
-            "'sleep 1; cat /pfs/in/src/version > /pfs/out/version']}\n",
-        ),
+    create_pipeline(
+        pfs,
+        tmp_path,
+        "mid",
+        "name: mid\ninput: {repo: src}\n"
+        f"transform: {{image: '{image}', cmd: [sh, -c, "
+        "'sleep 1; cat /pfs/in/src/version > /pfs/out/version']}\n",
     )
-    pfs.cli(
-        "pipeline",
-        "create",
-        "-f",
-        spec_file(
-            tmp_path,
-            "top",
-            "name: top\ninput: {cross: [{repo: src}, {repo: mid}]}\n"
-            f"transform: {{image: '{image}', cmd: [sh, -c, "
-            "'echo $(cat /pfs/in/src/version) $(cat /pfs/in/mid/version) > /pfs/out/pair']}\n",
-        ),
+    create_pipeline(
+        pfs,
+        tmp_path,
+        "top",
+        "name: top\ninput: {cross: [{repo: src}, {repo: mid}]}\n"
+        f"transform: {{image: '{image}', cmd: [sh, -c, "
+        "'echo $(cat /pfs/in/src/version) $(cat /pfs/in/mid/version) > /pfs/out/pair']}\n",
     )
     for version in range(2, 5):
         put(pfs, "src/master", "version", f"{version}\n".encode())
@@ -124,16 +120,12 @@ def test_jobs_of_two_pipelines_run_at_once_and_stop_start_delete_kill_a_running_
     )[0]
     until("slow's container", lambda: containers_of(docker_engine, first["id"]), pfs)
     # Another pipeline's job runs and ends while slow's job still runs.
-    pfs.cli(
-        "pipeline",
-        "create",
-        "-f",
-        spec_file(
-            tmp_path,
-            "quick",
-            f"name: quick\ninput: {{repo: knob}}\ntransform: {{image: '{image}', "
-            "cmd: [sh, -c, 'cp /pfs/in/knob/secs /pfs/out/']}\n",
-        ),
+    create_pipeline(
+        pfs,
+        tmp_path,
+        "quick",
+        f"name: quick\ninput: {{repo: knob}}\ntransform: {{image: '{image}', "
+        "cmd: [sh, -c, 'cp /pfs/in/knob/secs /pfs/out/']}\n",
     )
     until(
         "quick's job done",
@@ -188,17 +180,13 @@ def test_rerun_never_duplicates_or_rolls_back_an_output_and_waits_exit_as_docume
 ) -> None:
     pfs.cli("repo", "create", "nums")
     put(pfs, "nums/master", "n", b"bad\n")
-    pfs.cli(
-        "pipeline",
-        "create",
-        "-f",
-        spec_file(
-            tmp_path,
-            "check",
-            f"name: check\ninput: {{repo: nums, glob: /*}}\ntransform: {{image: '{image}', "
-            'cmd: [sh, -c, \'f=/pfs/in/nums/$(basename "$PFS_DATUM_NUMS"); '
-            'grep -qv bad "$f" && cp "$f" /pfs/out/\']}\n',
-        ),
+    create_pipeline(
+        pfs,
+        tmp_path,
+        "check",
+        f"name: check\ninput: {{repo: nums, glob: /*}}\ntransform: {{image: '{image}', "
+        'cmd: [sh, -c, \'f=/pfs/in/nums/$(basename "$PFS_DATUM_NUMS"); '
+        'grep -qv bad "$f" && cp "$f" /pfs/out/\']}\n',
     )
     bad_commit = pfs.cli_json("commit", "inspect", "nums@master")["id"]
     [failed] = until(
@@ -285,16 +273,12 @@ def test_the_node_wide_job_limit_holds_and_queued_jobs_still_run(
     pfs.cli("repo", "create", "feed")
     put(pfs, "feed/master", "x", b"1\n")
     for name in ("one", "two", "three"):
-        pfs.cli(
-            "pipeline",
-            "create",
-            "-f",
-            spec_file(
-                tmp_path,
-                name,
-                f"name: {name}\ninput: {{repo: feed}}\ntransform: {{image: '{image}', "
-                "cmd: [sh, -c, 'sleep 1; cp /pfs/in/feed/x /pfs/out/']}\n",
-            ),
+        create_pipeline(
+            pfs,
+            tmp_path,
+            name,
+            f"name: {name}\ninput: {{repo: feed}}\ntransform: {{image: '{image}', "
+            "cmd: [sh, -c, 'sleep 1; cp /pfs/in/feed/x /pfs/out/']}\n",
         )
     most = 0
     deadline = time.monotonic() + JOB_WAIT

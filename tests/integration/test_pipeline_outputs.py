@@ -22,39 +22,21 @@ from pfs_volume.files import FileService
 from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.repos import RepoService
+from tests import fake_docker
+from tests.fake_docker import Container
 
 MIB = 1024**2
 
 
-class Container:
-    """A container that ran at create time: its exit code, no output."""
-
-    def __init__(self, code: int) -> None:
-        self.code = code
-        self.id = f"c{id(self)}"
-
-    def start(self) -> None:
-        pass
-
-    def wait(self, timeout: float | None = None) -> dict[str, int]:
-        return {"StatusCode": self.code}
-
-    def remove(self, **_options: Any) -> None:
-        pass
-
-    def kill(self) -> None:
-        pass
-
-
-class Containers:
+class Containers(fake_docker.Containers):
     """Runs each datum when its container is created: every file of the datum is copied
     to /pfs/out in upper case (``bad`` files make it exit 1). Counts the runs by datum
     path."""
 
     def __init__(self, repos: RepoService) -> None:
+        super().__init__()
         self.repos = repos
         self.runs: list[str] = []
-        self.made: dict[str, Container] = {}
 
     def create(self, _image: str, command: list[str], **options: Any) -> Container:
         mounts = {m["Target"]: m["Source"] for m in options["mounts"]}
@@ -65,39 +47,15 @@ class Containers:
         self.runs.append(path)
         data = (root / path).read_bytes()
         if data.startswith(b"bad"):
-            made = Container(1)
-        else:
-            (out / f"{path}.out").write_bytes(data.upper())
-            made = Container(0)
-        self.made[made.id] = made
-        return made
-
-    def list(self, **_options: Any) -> list[Any]:
-        return []
+            return self.keep(Container(1))
+        (out / f"{path}.out").write_bytes(data.upper())
+        return self.keep(Container(0))
 
 
-class Api:
-    """The low-level calls the runner makes about a container."""
-
-    def __init__(self, containers: Containers) -> None:
-        self.containers = containers
-
-    def inspect_container(self, container_id: str) -> dict[str, Any]:
-        code = self.containers.made[container_id].code
-        return {"State": {"Status": "exited", "ExitCode": code, "OOMKilled": False}}
-
-    def logs(self, *_args: Any, **_options: Any) -> list[bytes]:
-        return []
-
-
-class Engine:
+class Engine(fake_docker.Engine):
     def __init__(self, repos: RepoService) -> None:
-        self.containers = Containers(repos)
-        self.api = Api(self.containers)
-        self.volumes = self
-
-    def list(self, **_options: Any) -> list[Any]:
-        return []
+        self.containers: Containers = Containers(repos)
+        super().__init__(self.containers)
 
 
 SPEC = {
