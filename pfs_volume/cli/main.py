@@ -938,7 +938,8 @@ def wait(target: str, timeout: float | None, as_json: bool) -> None:
     """Wait until every pipeline downstream of a commit is done with it.
 
     Exit 0 when all succeeded (or nothing is downstream), 1 when a job failed or was
-    killed, or a pipeline is stopped or blocked behind one that failed.
+    killed, or a pipeline is stopped, blocked behind one that failed, or skipped the
+    commit (its branch was reset past it).
     """
     repo_name, ref = parse_repo_ref(target)
     client = _client()

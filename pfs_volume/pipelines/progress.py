@@ -15,6 +15,7 @@ from pfs_volume.pipelines.consistency import Provenance
 from pfs_volume.pipelines.documents import PipelineDocument
 from pfs_volume.pipelines.graph import downstream, upstream_pipelines
 from pfs_volume.pipelines.jobs import JobRecord
+from pfs_volume.pipelines.scheduler import retried
 
 FINAL = ("success", "failure", "killed", "blocked", "stopped", "skipped")
 UNSUCCESSFUL = ("failure", "killed", "blocked", "stopped", "skipped")
@@ -120,6 +121,11 @@ def commit_progress(
             )
             continue
         latest = succeeded[0] if succeeded else taken[-1]
+        if retried(latest):  # its inputs run again by themselves: not an end
+            results[spec.name] = PipelineProgress(
+                spec.name, "pending", latest.id, detail=latest.error
+            )
+            continue
         results[spec.name] = PipelineProgress(
             spec.name, latest.state, latest.id, latest.output, latest.error
         )

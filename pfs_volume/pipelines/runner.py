@@ -239,6 +239,8 @@ class JobRunner:
                 to_run.append(datum)
         logs = self.logs_dir(spec.name, job.id)
         logs.mkdir(parents=True, exist_ok=True)
+        for reused in results.values():  # shown while the job runs; kept if it crashes
+            write_result(logs, reused)
         with ThreadPoolExecutor(max_workers=spec.parallelism) as pool:
             for result in pool.map(
                 lambda d: self._run_datum(spec, job, d, commits, logs, watch), to_run

@@ -40,8 +40,17 @@ OUTPUT_MOVED = (
     "the pipeline's output moved while the job ran (pipeline update): nothing was "
     "committed; a new job writes the new output"
 )
+REPROCESSED = "superseded: the pipeline was updated with --reprocess before it started"
 KILL_WAIT = 60.0
 """Seconds a stop or delete waits for a killed job to remove its containers."""
+
+
+def retried(job: JobRecord) -> bool:
+    """Whether a job ended for a reason of pfs's, not its own, so that its inputs run
+    again by themselves (daemon stopped, pipeline stopped, output moved, reprocess)."""
+    return (job.state == "failure" and job.error == INTERRUPTED) or (
+        job.state == "killed" and job.error in (STOPPED, OUTPUT_MOVED, REPROCESSED)
+    )
 
 
 @dataclass(frozen=True)
@@ -108,14 +117,15 @@ class Scheduler:
         """Stop watching and kill the jobs under way (they run again at the next start)."""
         self._stopping.set()
         self._wake.set()
-        with self._lock:
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        with self._lock:  # _dispatch starts nothing once _stopping is set
             running = list(self._running.values())
         for item in running:
             item.stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        deadline = time.monotonic() + KILL_WAIT
         for item in running:
-            item.done.wait(timeout=KILL_WAIT)
+            item.done.wait(timeout=max(0.0, deadline - time.monotonic()))
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
@@ -178,6 +188,11 @@ class Scheduler:
                 self.changed.wait(min(left, 1.0))
         return True
 
+    def is_running(self, pipeline: str) -> bool:
+        """Whether this node runs a job of the pipeline now."""
+        with self._lock:
+            return pipeline in self._running
+
     # killing
 
     def kill(self, pipeline: str, reason: str, wait: bool = True) -> list[str]:
@@ -232,10 +247,16 @@ class Scheduler:
             document = documents.get(item.pipeline)
             if document is None or document.stopped:
                 item.stop.set()
+        for name in [n for n in self.waiting if n not in documents]:
+            self.waiting.pop(name, None)
         for document in documents.values():
             if document.stopped or not self.owns(document.spec.name):
+                self.waiting.pop(document.spec.name, None)
                 continue
-            self._queue_if_moved(document)
+            try:  # one pipeline's trouble never holds the others up
+                self._queue_if_moved(document)
+            except PfsError as exc:
+                log.warning("pipeline=%s: trigger failed (retried): %s", document.spec.name, exc)
         self._dispatch(documents)
 
     def _queue_if_moved(self, document: PipelineDocument) -> None:
@@ -245,7 +266,13 @@ class Scheduler:
             return
         latest = self.jobs.latest(spec.name, after=document.epoch)
         if latest is not None and latest.state == "queued" and latest.inputs == inputs:
-            return  # it runs with the spec as it is when it starts
+            if latest.id > document.reprocess_after:
+                return  # it runs with the spec as it is when it starts
+            # Queued before a reprocess: the job queued below runs every datum instead.
+            try:
+                latest = self._finish(latest, "killed", REPROCESSED, [], None)
+            except Conflict:
+                return  # it started meanwhile; the next pass looks again
         # The latest job decides: on other inputs or with another spec, run anew. A job
         # that failed on its own stays failed (``pfs job rerun`` retries it); one the
         # daemon's stop or the pipeline's stop interrupted runs again.
@@ -254,8 +281,7 @@ class Scheduler:
             or latest.inputs != inputs
             or latest.fingerprint != fingerprint(spec)
             or latest.id < document.reprocess_after
-            or (latest.state == "failure" and latest.error == INTERRUPTED)
-            or (latest.state == "killed" and latest.error in (STOPPED, OUTPUT_MOVED))
+            or retried(latest)
             or self._output_moved(latest, spec)
         ):
             self.jobs.add(
@@ -322,7 +348,12 @@ class Scheduler:
             if document.stopped:
                 self._finish(job, "killed", STOPPED, [], None)
                 continue
+            if job.id <= document.epoch:  # queued for a deleted pipeline of this name
+                self._finish(job, "killed", DELETED, [], None)
+                continue
             with self._lock:
+                if self._stopping.is_set():
+                    return
                 if job.pipeline in self._running or len(self._running) >= self.max_jobs:
                     continue
                 try:
@@ -334,6 +365,7 @@ class Scheduler:
                             node=self.node_id,
                             # the spec it runs with (an update may have come meanwhile)
                             fingerprint=fingerprint(document.spec),
+                            branches={i.name: i.branch for i in document.spec.inputs},
                         )
                     )
                 except Conflict:
@@ -348,6 +380,10 @@ class Scheduler:
             self.run_job(job, document, item.stop)
         except Exception:
             log.exception("pipeline=%s job=%s: its end was not recorded", job.pipeline, job.id)
+            try:  # never leave it "running": the trigger would wait on it for ever
+                self._finish(job, "failure", INTERRUPTED, [], None)
+            except Exception as exc:
+                log.error("job=%s stays running until the next start: %s", job.id, exc)
         finally:
             with self._lock:
                 self._running.pop(job.pipeline, None)
@@ -392,7 +428,8 @@ class Scheduler:
             state = "failure" if reason == INTERRUPTED else "killed"
             ended = self._finish(job, state, reason, [], None)
         except OutputMoved:
-            ended = self._finish(job, "killed", OUTPUT_MOVED, [], None)
+            gone = self.documents.find(spec.name) is None
+            ended = self._finish(job, "killed", DELETED if gone else OUTPUT_MOVED, [], None)
         except DatumFailed as exc:
             partial = list(exc.args[1]) if len(exc.args) > 1 else []
             ended = self._finish(job, "failure", str(exc.args[0]), partial, None)
@@ -409,7 +446,7 @@ class Scheduler:
             log.warning("job=%s volumes not removed: %s", job.id, exc)
         try:
             self.after_job(spec.name)
-        except PfsError as exc:
+        except (PfsError, OSError) as exc:
             log.warning("pipeline=%s datum outputs not collected: %s", spec.name, exc)
         return ended
 

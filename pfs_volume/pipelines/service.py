@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TypeVar
 
-from pfs_volume.branch_uses import BranchUse, owner_of
+from pfs_volume.branch_uses import BranchUse, owned_refusal, owner_of
+from pfs_volume.config import DEFAULT_MAX_JOBS
 from pfs_volume.errors import Conflict, InvalidRequest, NotFound, PfsError
 from pfs_volume.pipelines import joblogs
 from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
@@ -43,7 +44,6 @@ MAX_WAITERS = 4
 """Wait requests blocking at once; beyond that a wait answers at once (the CLI asks
 again). The API's worker threads (``transport.THREADS``, 8) are shared with every other
 request: waits and follows (``joblogs.MAX_FOLLOWERS``) together must leave some free."""
-DEFAULT_MAX_JOBS = 4
 
 
 class PipelineService:
@@ -131,9 +131,13 @@ class PipelineService:
         for the other and then sees it."""
         repo, branch = spec.output.repo, spec.output.branch
         with self.repos.branch_lock(repo, branch):
+            owner = owner_of(self.repos.users(repo, branch), repo, branch)
+            verb = f"make pipeline {spec.name}'s output of"
+            if owner is not None and owner != spec.name:  # a create that raced this one
+                raise owned_refusal(owner, repo, branch, verb)
             exists = self.repos.repo_exists(repo) and self.repos.find_branch(repo, branch)
-            if exists and owner_of(self.repos.users(repo, branch), repo, branch) != spec.name:
-                self.repos.refuse_if_busy(repo, branch, f"make pipeline {spec.name}'s output of")
+            if exists and owner != spec.name:
+                self.repos.refuse_if_busy(repo, branch, verb)
             yield
 
     def _context_problems(self, outline: SpecOutline) -> list[tuple[str, str]]:
@@ -220,7 +224,8 @@ class PipelineService:
         self.documents.delete(name)
         killed = self.scheduler.kill(name, DELETED)
         log.info("pipeline=%s deleted; killed jobs: %s", name, killed or "none")
-        self._drop(name)
+        if not self.scheduler.is_running(name):
+            self._drop(name)  # else its job drops it once it ended (after_job)
         return killed
 
     def _drop(self, name: str) -> None:

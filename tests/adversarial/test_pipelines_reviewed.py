@@ -645,3 +645,26 @@ def test_a_wait_answered_at_once_does_not_spin() -> None:
         _wait_until(ask, lambda result: bool(result["done"]), 2.0, "x")
     assert ended.value.code == 2
     assert len(asked) <= 4, f"{len(asked)} requests in 2 s"
+
+
+def test_a_reprocess_while_a_job_is_queued_runs_the_inputs_once(
+    repos: RepoService, pipelines: PipelineService, engine: Engine
+) -> None:
+    """Found by the review of the merge: the job queued before ``update --reprocess``
+    ran every datum, then a second job on the same inputs did it again and committed a
+    duplicate. The queued job is superseded; one job runs every datum, once."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    put(repos, "a", "master", "y", b"2")
+    pipelines.create({**SIMPLE, "input": {"repo": "a", "glob": "/*"}})
+    settle(pipelines)
+    first_runs = engine.containers.runs
+    put(repos, "a", "master", "z", b"3")
+    pipelines.scheduler._queue_if_moved(pipelines.document("p"))  # queued, not started
+    pipelines.update({**SIMPLE, "input": {"repo": "a", "glob": "/*"}}, reprocess=True)
+    settle(pipelines)
+    jobs = pipelines.jobs.list("p")
+    assert [j.state for j in jobs] == ["success", "killed", "success"], jobs
+    assert "superseded" in (jobs[1].error or "")
+    assert engine.containers.runs - first_runs == 3, "every datum ran once, not twice"
+    assert len(output_commits(repos)) == 2

@@ -81,3 +81,15 @@ def test_a_branch_reset_past_the_commit_skips_it_instead_of_waiting_for_ever() -
     ]
     assert found.done and not found.succeeded
     assert "no longer holds the commit" in (found.pipelines[0].detail or "")
+
+
+def test_a_job_pfs_runs_again_by_itself_is_no_end_for_a_wait() -> None:
+    from dataclasses import replace
+
+    from pfs_volume.pipelines.scheduler import INTERRUPTED, OUTPUT_MOVED
+
+    for state, reason in (("killed", OUTPUT_MOVED), ("failure", INTERRUPTED)):
+        again = {"p": [replace(job("p", "1", "a@a1", state), error=reason)]}
+        assert states(again, "a1") == [("p", "pending"), ("q", "pending")], reason
+    own = {"p": [replace(job("p", "1", "a@a1", "failure"), error="exit 3")]}
+    assert states(own, "a1") == [("p", "failure"), ("q", "blocked")]
