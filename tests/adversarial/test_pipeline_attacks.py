@@ -32,11 +32,10 @@ from pfs_volume.pipelines.spec import InputSpec, OutputSpec, PipelineSpec, Trans
 from pfs_volume.repos import RepoService
 from pfs_volume.transport import UnixSocketServer
 from pfs_volume.volumes import VolumeService
+from tests.fake_docker import Api, Container
 from tests.integration.test_pipeline_outputs import (
     MIB,
     SPEC,
-    Api,
-    Container,
     Containers,
     Engine,
     put,
