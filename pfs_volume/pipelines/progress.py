@@ -86,11 +86,8 @@ def commit_progress(
     results: dict[str, PipelineProgress] = {}
     for spec in downstream(specs, (repo, branch)):
         document = by_name[spec.name]
-        upstream_bad = [
-            results[name]
-            for name in upstream_pipelines(spec, specs)
-            if name in results and results[name].state in UNSUCCESSFUL
-        ]
+        upstream = [results[n] for n in upstream_pipelines(spec, specs) if n in results]
+        upstream_bad = [p for p in upstream if p.state in UNSUCCESSFUL]
         if upstream_bad:
             first = upstream_bad[0]
             results[spec.name] = PipelineProgress(
@@ -108,7 +105,10 @@ def commit_progress(
         if document.stopped and not succeeded:
             results[spec.name] = PipelineProgress(spec.name, "stopped")
             continue
-        if not taken and abandoned:
+        # Reset past on its branch, the commit still comes through a pipeline upstream
+        # that took it in (its output keeps it).
+        gone = abandoned and not upstream
+        if not taken and gone:
             results[spec.name] = PipelineProgress(
                 spec.name,
                 "skipped",
@@ -122,8 +122,8 @@ def commit_progress(
             continue
         latest = succeeded[0] if succeeded else taken[-1]
         if retried(latest):  # its inputs run again by themselves: not an end
-            results[spec.name] = PipelineProgress(
-                spec.name, "pending", latest.id, detail=latest.error
+            results[spec.name] = PipelineProgress(  # unless no longer the branch's
+                spec.name, "skipped" if gone else "pending", latest.id, detail=latest.error
             )
             continue
         results[spec.name] = PipelineProgress(

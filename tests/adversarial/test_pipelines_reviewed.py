@@ -668,3 +668,54 @@ def test_a_reprocess_while_a_job_is_queued_runs_the_inputs_once(
     assert "superseded" in (jobs[1].error or "")
     assert engine.containers.runs - first_runs == 3, "every datum ran once, not twice"
     assert len(output_commits(repos)) == 2
+
+
+CHAIN = [
+    {**SIMPLE, "name": "p1", "input": {"repo": "a", "glob": "/*"}},
+    {**SIMPLE, "name": "p2", "input": {"repo": "p1", "glob": "/*"}},
+]
+
+
+def test_wait_after_a_reset_never_skips_a_pipeline_its_upstream_fed_the_commit(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """Found by the final review: p1 took a@c2 in and committed; before p2's next pass,
+    a/master is reset past c2. p2 still runs on p1's output made from c2, yet the wait
+    said p2 was ``skipped`` (done) before it did."""
+    repos.create_repo("a")
+    first = put(repos, "a", "master", "x", b"1")
+    for spec in CHAIN:
+        pipelines.create(spec)
+    settle(pipelines)
+    second = put(repos, "a", "master", "y", b"2")
+    pipelines.tick()  # p1 runs on c2; p2 has not looked at p1's new output yet
+    assert pipelines.settle(30)
+    assert pipelines.jobs.list("p1")[-1].inputs == {"a": f"a@{second}"}
+    repos.reset_branch("a", "master", Ref(first))
+    progress = pipelines.wait_commit("a", second, 0)
+    states = {p.pipeline: p.state for p in progress.pipelines}
+    assert states["p1"] == "success"
+    assert states["p2"] != "skipped", progress
+    settle(pipelines)
+    states = {p.pipeline: p.state for p in pipelines.wait_commit("a", second, 0).pipelines}
+    assert states == {"p1": "success", "p2": "success"}, "p2 did take the commit in"
+
+
+def test_wait_on_a_commit_whose_job_was_stopped_then_reset_past_ends(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """Found by the final review: the job on c2 was killed by a stop (pfs reruns such
+    jobs by itself, so ``pfs wait`` counts it pending); a/master is reset past c2 and the
+    pipeline started again: no job will ever take c2 in, yet the wait stayed pending."""
+    repos.create_repo("a")
+    first = put(repos, "a", "master", "x", b"1")
+    pipelines.create(SIMPLE)
+    settle(pipelines)
+    second = put(repos, "a", "master", "y", b"2")
+    pipelines.scheduler._queue_if_moved(pipelines.document("p"))  # queued, not started
+    pipelines.stop_pipeline("p")
+    repos.reset_branch("a", "master", Ref(first))
+    pipelines.start_pipeline("p")
+    settle(pipelines)
+    progress = pipelines.wait_commit("a", second, 0)
+    assert progress.done, progress
