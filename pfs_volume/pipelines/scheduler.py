@@ -381,7 +381,9 @@ class Scheduler:
         except Exception:
             log.exception("pipeline=%s job=%s: its end was not recorded", job.pipeline, job.id)
             try:  # never leave it "running": the trigger would wait on it for ever
-                self._finish(job, "failure", INTERRUPTED, [], None)
+                current = self.jobs.get(job.id)
+                if current is not None and current.state == "running":  # else it ended
+                    self._finish(current, "failure", INTERRUPTED, [], None)
             except Exception as exc:
                 log.error("job=%s stays running until the next start: %s", job.id, exc)
         finally:

@@ -719,3 +719,24 @@ def test_wait_on_a_commit_whose_job_was_stopped_then_reset_past_ends(
     settle(pipelines)
     progress = pipelines.wait_commit("a", second, 0)
     assert progress.done, progress
+
+
+def test_a_job_whose_end_was_recorded_is_not_marked_interrupted_after(
+    repos: RepoService, pipelines: PipelineService, engine: Engine
+) -> None:
+    """Found by the final review: when the clean-up after a job's recorded success
+    raised (anything but PfsError/OSError), the job was rewritten as interrupted, and
+    the trigger ran its inputs again: a second run and a duplicate output commit."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    pipelines.create(SIMPLE)
+
+    def broken(_pipeline: str) -> None:
+        raise ValueError("a datum output folder's name is not a job id")
+
+    pipelines.scheduler.after_job = broken
+    settle(pipelines)
+    jobs = pipelines.jobs.list("p")
+    assert [j.state for j in jobs] == ["success"], jobs
+    assert engine.containers.runs == 1
+    assert len(output_commits(repos)) == 1
