@@ -269,10 +269,13 @@ class Scheduler:
             if latest.id > document.reprocess_after:
                 return  # it runs with the spec as it is when it starts
             # Queued before a reprocess: the job queued below runs every datum instead.
-            try:
-                latest = self._finish(latest, "killed", REPROCESSED, [], None)
+            try:  # not _finish: it would save over a stop or delete that killed it
+                latest = self.jobs.save(
+                    replace(latest, state="killed", error=REPROCESSED, finished=rfc3339(utcnow()))
+                )
             except Conflict:
-                return  # it started meanwhile; the next pass looks again
+                return  # it started or was killed meanwhile; the next pass looks again
+            self._notify()
         # The latest job decides: on other inputs or with another spec, run anew. A job
         # that failed on its own stays failed (``pfs job rerun`` retries it); one the
         # daemon's stop or the pipeline's stop interrupted runs again.

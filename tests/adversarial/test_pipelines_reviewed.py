@@ -740,3 +740,36 @@ def test_a_job_whose_end_was_recorded_is_not_marked_interrupted_after(
     assert [j.state for j in jobs] == ["success"], jobs
     assert engine.containers.runs == 1
     assert len(output_commits(repos)) == 1
+
+
+def test_a_stop_as_a_queued_job_is_superseded_by_a_reprocess_runs_nothing(
+    repos: RepoService, pipelines: PipelineService, engine: Engine
+) -> None:
+    """Found by the final review: the pass superseding a job queued before ``update
+    --reprocess`` overwrote a stop that had just killed it (``_finish`` saves over a
+    conflict), then queued and started a new job: a stopped pipeline ran and
+    committed."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    pipelines.create(SIMPLE)
+    settle(pipelines)
+    runs, commits = engine.containers.runs, len(output_commits(repos))
+    put(repos, "a", "master", "y", b"2")
+    pipelines.scheduler._queue_if_moved(pipelines.document("p"))  # queued, not started
+    pipelines.update(SIMPLE, reprocess=True)
+    latest = pipelines.scheduler.jobs.latest
+    stopped: list[str] = []
+
+    def then_stopped(pipeline: str, after: str = "") -> Any:
+        found = latest(pipeline, after)
+        if not stopped:  # the stop comes as the pass looks at the queued job
+            stopped.extend(pipelines.stop_pipeline("p"))
+        return found
+
+    pipelines.scheduler.jobs.latest = then_stopped  # type: ignore[method-assign]
+    pipelines.tick()
+    assert pipelines.settle(30)
+    jobs = pipelines.jobs.list("p")
+    assert [j.state for j in jobs] == ["success", "killed"], jobs
+    assert "stopped" in (jobs[-1].error or ""), jobs[-1]
+    assert engine.containers.runs == runs and len(output_commits(repos)) == commits
