@@ -375,6 +375,11 @@ class Scheduler:
                     continue  # another node or pass took it
                 item = Running(job.id, job.pipeline, threading.Event(), threading.Event())
                 self._running[job.pipeline] = item
+            # A stop or delete that came after ``documents`` was read, and whose kill
+            # did not see this job in _running, stored the pipeline first: it shows here.
+            current = self.documents.find(job.pipeline)
+            if current is None or current.stopped or current.epoch != document.epoch:
+                item.stop.set()
             self._notify()
             self._pool.submit(self._execute, job, document, item)
 

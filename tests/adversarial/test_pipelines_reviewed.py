@@ -773,3 +773,39 @@ def test_a_stop_as_a_queued_job_is_superseded_by_a_reprocess_runs_nothing(
     assert [j.state for j in jobs] == ["success", "killed"], jobs
     assert "stopped" in (jobs[-1].error or ""), jobs[-1]
     assert engine.containers.runs == runs and len(output_commits(repos)) == commits
+
+
+def test_a_stop_during_a_trigger_pass_starts_no_job_of_the_pipeline(
+    repos: RepoService, pipelines: PipelineService, engine: Engine
+) -> None:
+    """Found by the final review: a pass read the pipelines, then ``pipeline stop``
+    returned (nothing queued or running to kill), then the pass queued a job on the new
+    commit and started it from what it had read: the stopped pipeline committed."""
+    repos.create_repo("a")
+    put(repos, "a", "master", "x", b"1")
+    pipelines.create(SIMPLE)
+    settle(pipelines)
+    runs, commits = engine.containers.runs, len(output_commits(repos))
+    put(repos, "a", "master", "y", b"2")
+    latest = pipelines.scheduler.jobs.latest
+    stopped: list[str] = []
+
+    def then_stopped(pipeline: str, after: str = "") -> Any:
+        found = latest(pipeline, after)
+        if not stopped:  # the stop comes as the pass looks at the pipeline
+            stopped.append("p")
+            assert pipelines.stop_pipeline("p") == []
+        return found
+
+    pipelines.scheduler.jobs.latest = then_stopped  # type: ignore[method-assign]
+    pipelines.tick()
+    assert pipelines.settle(30)
+    assert engine.containers.runs == runs and len(output_commits(repos)) == commits, (
+        pipelines.jobs.list("p")
+    )
+    ended = pipelines.jobs.list("p")[-1]
+    assert ended.state == "killed" and "stopped" in (ended.error or ""), ended
+    pipelines.scheduler.jobs.latest = latest  # type: ignore[method-assign]
+    pipelines.start_pipeline("p")
+    settle(pipelines)
+    assert len(output_commits(repos)) == commits + 1, "the commit never went through"
