@@ -345,14 +345,11 @@ class Scheduler:
             if job.state != "queued" or not self.owns(job.pipeline):
                 continue
             document = documents.get(job.pipeline)
-            if document is None:
-                self._finish(job, "killed", DELETED, [], None)
+            if document is None or job.id <= document.epoch:  # deleted (or made anew)
+                self._kill_queued(job, DELETED)
                 continue
             if document.stopped:
-                self._finish(job, "killed", STOPPED, [], None)
-                continue
-            if job.id <= document.epoch:  # queued for a deleted pipeline of this name
-                self._finish(job, "killed", DELETED, [], None)
+                self._kill_queued(job, STOPPED)
                 continue
             with self._lock:
                 if self._stopping.is_set():
@@ -381,7 +378,23 @@ class Scheduler:
             if current is None or current.stopped or current.epoch != document.epoch:
                 item.stop.set()
             self._notify()
-            self._pool.submit(self._execute, job, document, item)
+            try:
+                self._pool.submit(self._execute, job, document, item)
+            except RuntimeError:  # the pool shut down: the daemon is stopping
+                with self._lock:
+                    self._running.pop(job.pipeline, None)
+                item.done.set()
+                self._finish(job, "failure", INTERRUPTED, [], None)
+                return
+
+    def _kill_queued(self, job: JobRecord, reason: str) -> None:
+        """Mark a queued job killed, unless it changed meanwhile (started on another
+        node, or killed already): a queued job's record is never saved over."""
+        try:
+            self.jobs.save(replace(job, state="killed", error=reason, finished=rfc3339(utcnow())))
+        except Conflict:
+            return
+        self._notify()
 
     def _execute(self, job: JobRecord, document: PipelineDocument, item: Running) -> None:
         try:

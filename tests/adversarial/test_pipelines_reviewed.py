@@ -809,3 +809,20 @@ def test_a_stop_during_a_trigger_pass_starts_no_job_of_the_pipeline(
     pipelines.start_pipeline("p")
     settle(pipelines)
     assert len(output_commits(repos)) == commits + 1, "the commit never went through"
+
+
+def test_a_queued_job_another_node_started_is_never_saved_over_as_killed(
+    repos: RepoService, pipelines: PipelineService
+) -> None:
+    """A pass that read a job as queued, then found its pipeline stopped or deleted,
+    must not overwrite the job when another node started it meanwhile."""
+    from dataclasses import replace
+
+    from pfs_volume.pipelines.jobs import JobRecord, new_job_id
+    from pfs_volume.pipelines.scheduler import DELETED
+
+    queued = pipelines.jobs.add(JobRecord(id=new_job_id(), pipeline="gone", inputs={}))
+    pipelines.jobs.save(replace(queued, state="running", node="other"))
+    pipelines.scheduler._kill_queued(queued, DELETED)  # the pass's stale read
+    stored = pipelines.jobs.get(queued.id)
+    assert stored is not None and stored.state == "running" and stored.node == "other"
