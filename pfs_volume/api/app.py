@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from pfs_volume import __version__
 from pfs_volume.api.openapi import openapi_document
 from pfs_volume.api.pipelines import add_pipeline_routes
+from pfs_volume.api.queries import flag
 from pfs_volume.api.serialize import (
     branch_json,
     change_json,
@@ -118,7 +119,7 @@ def create_api_app(
 
     @app.delete("/v1/repos/<repo>")
     def delete_repo(repo: str) -> ResponseReturnValue:
-        gone = pipelines.delete_repo(repo, force=_flag("force"))
+        gone = pipelines.delete_repo(repo, force=flag("force"))
         return {"deleted": repo, "pipelines_deleted": gone}
 
     @app.get("/v1/repos/<repo>/branches")
@@ -133,7 +134,7 @@ def create_api_app(
 
     @app.delete("/v1/repos/<repo>/branches/<branch>")
     def delete_branch(repo: str, branch: str) -> ResponseReturnValue:
-        gone = pipelines.delete_branch(repo, branch, force=_flag("force"))
+        gone = pipelines.delete_branch(repo, branch, force=flag("force"))
         return {"deleted": f"{repo}/{branch}", "pipelines_deleted": gone}
 
     @app.post("/v1/repos/<repo>/branches/<branch>/reset")
@@ -152,7 +153,7 @@ def create_api_app(
     @app.get("/v1/repos/<repo>/log")
     def log_(repo: str) -> ResponseReturnValue:
         ref = parse_ref(request.args.get("ref", DEFAULT_BRANCH))
-        first_parent = _flag("first_parent")
+        first_parent = flag("first_parent")
         commits = repos.log(repo, ref, _limit(request.args.get("limit")), first_parent)
         here = live()
         return {"commits": [commit_json(c, here) for c in commits]}
@@ -210,10 +211,7 @@ def create_api_app(
 
     @app.get("/v1/mounts")
     def list_mounts() -> ResponseReturnValue:
-        stale = request.args.get("stale", "false")
-        if stale not in ("true", "false"):
-            raise InvalidRequest(f"stale must be true or false, not {stale!r}")
-        if stale == "false":
+        if not flag("stale"):
             return {"mounts": [mount_json(m) for m in volumes.mounts()]}
         if doctor.reconciler is None:
             raise Conflict(
@@ -257,14 +255,12 @@ def create_api_app(
 
     @app.delete("/v1/repos/<repo>/branches/<branch>/files")
     def remove_file(repo: str, branch: str) -> ResponseReturnValue:
-        recursive = request.args.get("recursive", "false")
-        if recursive not in ("true", "false"):
-            raise InvalidRequest(f"recursive must be true or false, not {recursive!r}")
+        recursive = flag("recursive")
         made = files.remove(
             repo,
             branch,
             _path_arg(),
-            recursive == "true",
+            recursive,
             request.args.get("message", ""),
         )
         return {"commit": commit_view(made)}
@@ -339,14 +335,6 @@ def _required_arg(name: str) -> str:
     if not value:
         raise InvalidRequest(f"the query parameter {name} is required")
     return value
-
-
-def _flag(name: str) -> bool:
-    """A ``true``/``false`` query parameter (absent: false)."""
-    text = request.args.get(name, "false")
-    if text not in ("true", "false"):
-        raise InvalidRequest(f"the query parameter {name} must be true or false, not {text!r}")
-    return text == "true"
 
 
 def _path_arg(required: bool = True) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, Response, request
 from flask.typing import ResponseReturnValue
 
+from pfs_volume.api.queries import flag
 from pfs_volume.errors import InvalidRequest
 from pfs_volume.names import check_component, parse_ref
 from pfs_volume.pipelines import joblogs
@@ -25,14 +26,6 @@ def job_json(job: JobRecord) -> dict[str, Any]:
     body.pop("version")
     body["datums"] = [asdict(d) for d in job.datums]
     return body
-
-
-def flag(name: str) -> bool:
-    """A true/false query parameter (absent: false). Raises InvalidRequest."""
-    value = request.args.get(name, "false")
-    if value not in ("true", "false"):
-        raise InvalidRequest(f"{name} must be true or false, not {value[:40]!r}")
-    return value == "true"
 
 
 def wait_timeout() -> float:
