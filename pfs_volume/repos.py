@@ -1178,6 +1178,54 @@ class RepoService:
                     log.exception("repo=%s commit=%s: a commit listener failed", repo, made.id)
         return made
 
+    def commit_tree(
+        self,
+        repo: str,
+        branch: str,
+        tree: Path,
+        *,
+        message: str,
+        origin: str,
+        provenance: tuple[str, ...] = (),
+        job: str | None = None,
+        check: Callable[[], None] = lambda: None,
+    ) -> CommitRecord | None:
+        """Commit a tree built aside as a branch's next commit, whole or not at all: under
+        the branch's lock ``check`` runs (it refuses by raising), the working copy is set
+        aside (a dirty one kept under ``detached/``, invariant 1), ``tree`` takes its
+        place in one rename and is committed. The branch never holds half a tree.
+
+        Args:
+            tree: a writable subvolume in the pool; it is deleted whenever it is refused.
+            check: called under the branch's lock right before the swap.
+        Returns:
+            As ``commit_working_copy``.
+        Raises:
+            whatever ``check`` raises; Conflict: the branch is mounted; as
+            ``commit_working_copy``.
+        """
+        self.ensure_repo(repo)
+        self.ensure_branch(repo, branch, None)
+        with self.branch_lock(repo, branch):
+            try:
+                check()
+                mounted = [m for m in self.store.list_mounts(repo) if m.branch == branch]
+                if mounted:
+                    raise Conflict(
+                        f"the branch {repo}/{branch} is mounted by {len(mounted)} "
+                        "container(s); its working copy cannot be replaced by a new tree"
+                    )
+            except BaseException:
+                self.pool.delete_subvolume(tree)
+                raise
+            work = self.branch_path(repo, branch)
+            self.set_aside_working_copy(repo, branch, f"replaced by the tree of: {message}")
+            work.parent.mkdir(parents=True, exist_ok=True)
+            tree.rename(work)
+            return self.commit_working_copy(
+                repo, branch, message=message, origin=origin, provenance=provenance, job=job
+            )
+
     def on_commit(self, listener: Callable[[CommitRecord], None]) -> None:
         """Call ``listener`` after each commit this node makes (it must be quick and
         must not raise; a failure is logged)."""

@@ -666,51 +666,35 @@ class JobRunner:
                 f"combining the datums' outputs failed: {exc} {detail.decode(errors='replace')}"
             ) from exc
         repo, branch = spec.output.repo, spec.output.branch
-        self.repos.ensure_repo(repo)
-        self.repos.ensure_branch(repo, branch, None)
-        with self.repos.branch_lock(repo, branch):
-            self._raise_if_ended(job, results, combined)
+
+        def still_ours() -> None:
+            self._raise_if_ended(job, results)
             owner = owner_of(self.repos.users(repo, branch), repo, branch)
             if owner != spec.name:
                 # Updated to another output (or deleted) while the job ran: the branch is
                 # no longer this pipeline's, and may be another's.
-                self.repos.pool.delete_subvolume(combined)
                 raise OutputMoved(
                     f"{repo}/{branch} is no longer the output of pipeline {spec.name}"
                     + (f" but of pipeline {owner}" if owner else "")
                     + "; nothing was committed (a new job writes the pipeline's output now)"
                 )
-            mounted = [m for m in self.repos.store.list_mounts(repo) if m.branch == branch]
-            if mounted:
-                self.repos.pool.delete_subvolume(combined)
-                raise Conflict(
-                    f"the output branch {repo}/{branch} is mounted by {len(mounted)} "
-                    "container(s); a pipeline's output branch is written by its jobs only"
-                )
-            work = self.repos.branch_path(repo, branch)
-            # A clean working copy holds only the head and goes; one holding changes no
-            # commit holds (a crash's leftover, a write from before the pipeline) is kept
-            # under detached/ and logged (invariant 1).
-            self.repos.set_aside_working_copy(
-                repo, branch, f"replaced by the output of job {job.id} of pipeline {spec.name}"
-            )
-            work.parent.mkdir(parents=True, exist_ok=True)
-            combined.rename(work)
-            return self.repos.commit_working_copy(
-                repo,
-                branch,
-                message=f"output of job {job.id} of pipeline {spec.name}",
-                origin="pipeline",
-                provenance=tuple(sorted(job.inputs.values())),
-                job=job.id,
-            )
 
-    def _raise_if_ended(self, job: JobRecord, results: list[DatumResult], aside: Path) -> None:
+        return self.repos.commit_tree(
+            repo,
+            branch,
+            combined,
+            message=f"output of job {job.id} of pipeline {spec.name}",
+            origin="pipeline",
+            provenance=tuple(sorted(job.inputs.values())),
+            job=job.id,
+            check=still_ours,
+        )
+
+    def _raise_if_ended(self, job: JobRecord, results: list[DatumResult]) -> None:
         """Right before the commit (under the output branch's lock): a job killed or
         timed out by now commits nothing."""
         watch = self._watches.get(job.id)
         if watch is not None and watch.ended():
-            self.repos.pool.delete_subvolume(aside)
             watch.raise_if_ended(job, results)
 
     def volume_name(self, repo: str, commit: str) -> str:
