@@ -21,7 +21,8 @@ from pfs_volume.errors import (
     PfsError,
     StorageError,
     Unavailable,
-    error_from_code,
+    UnreadableAnswer,
+    error_from_response,
 )
 from pfs_volume.frames import decode_frames
 
@@ -143,14 +144,11 @@ def _raise_for_error(
     ``meaningful``, else Unavailable with the node's status and words."""
     if response.status_code < 400:
         return
-    words = ""
-    try:
-        error = response.json()["error"]
-        exc: PfsError = error_from_code(error["code"], f"node at {address}: {error['message']}")
-        words = f": {error['message']}"
-    except (ValueError, KeyError, TypeError):
-        exc = Unavailable(f"node at {address} answered HTTP {response.status_code}")
+    body = response.content
     response.close()
-    if not isinstance(exc, meaningful):
-        exc = Unavailable(f"node at {address} answered HTTP {response.status_code}{words}")
-    raise exc
+    reported = error_from_response(response.status_code, body)
+    if isinstance(reported, UnreadableAnswer):
+        raise Unavailable(f"node at {address} answered HTTP {response.status_code}")
+    if not isinstance(reported, meaningful):
+        raise Unavailable(f"node at {address} answered HTTP {response.status_code}: {reported}")
+    raise type(reported)(f"node at {address}: {reported}")

@@ -97,7 +97,7 @@ def test_the_cli_does_not_spin_when_the_daemon_answers_a_wait_at_once(
 ) -> None:
     """Past ``MAX_WAITERS`` the daemon answers a wait at once, not done: the CLI asked
     again at once, in a tight loop on the API socket for the whole wait."""
-    from pfs_volume.cli.main import _wait_until
+    from pfs_volume.cli.waiting import wait_until as _wait_until
 
     asked: list[float] = []
 

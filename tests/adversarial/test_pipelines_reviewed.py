@@ -633,7 +633,7 @@ def test_a_wait_answered_at_once_does_not_spin() -> None:
     again in a tight loop."""
     import time
 
-    from pfs_volume.cli.main import _wait_until
+    from pfs_volume.cli.waiting import wait_until as _wait_until
 
     asked: list[float] = []
 

@@ -1,0 +1,131 @@
+"""``pfs ls``, ``pfs cat``, ``pfs get``, ``pfs put`` and ``pfs rm``: files of commits
+and branches, without a container."""
+
+from __future__ import annotations
+
+import sys
+import tarfile
+from pathlib import Path
+from typing import IO, cast
+
+import click
+
+from pfs_volume.cli.options import api_client, json_option
+from pfs_volume.cli.output import print_commit, print_json, show, shown
+from pfs_volume.cli.tables import table
+from pfs_volume.cli.unpack import unpack
+from pfs_volume.errors import PfsError
+from pfs_volume.filenames import printable
+from pfs_volume.names import DEFAULT_BRANCH, parse_repo_branch, parse_repo_ref
+
+CHUNK = 1024 * 1024
+
+
+@click.command("ls")
+@click.argument("target", metavar="REPO@REF")
+@click.argument("path", default="")
+@json_option
+def ls(target: str, path: str, as_json: bool) -> None:
+    """List a folder of a commit (a symlink is listed with its target, not followed)."""
+    repo_name, ref = parse_repo_ref(target)
+    entries = api_client().list_files(repo_name, str(ref), path)
+    if as_json:
+        print_json(entries)
+        return
+    rows = []
+    for e in entries:
+        name = shown(e, "name")
+        if e["kind"] == "symlink":
+            name = f"{name} -> {shown(e, 'target')}"
+        rows.append([name, e["kind"], e["size"], e["mode"]])
+    click.echo(table(["name", "type", "size", "mode"], rows))
+
+
+@click.command("cat")
+@click.argument("target", metavar="REPO@REF")
+@click.argument("path")
+def cat(target: str, path: str) -> None:
+    """Write a regular file of a commit to standard output (streamed, any size)."""
+    repo_name, ref = parse_repo_ref(target)
+    response = api_client().file_content(repo_name, str(ref), path)
+    out = sys.stdout.buffer
+    for chunk in response.iter_content(CHUNK):
+        out.write(chunk)
+    out.flush()
+
+
+@click.command("get")
+@click.argument("target", metavar="REPO@REF")
+@click.argument("path", default="")
+@click.option(
+    "-o",
+    "--output",
+    "dest",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write into (made if missing).",
+)
+def get(target: str, path: str, dest: Path) -> None:
+    """Copy a folder (or file) of a commit into a local folder; symlinks stay symlinks
+    (even ones pointing outside), and nothing is written outside the folder."""
+    repo_name, ref = parse_repo_ref(target)
+    response = api_client().file_tar(repo_name, str(ref), path)
+    names = [p for p in path.split("/") if p not in ("", ".")]
+    top = dest / (names[-1] if names else repo_name)
+    response.raw.decode_content = True
+    try:
+        report = unpack(cast(IO[bytes], response.raw), dest)
+    except (tarfile.TarError, OSError) as exc:
+        raise PfsError(
+            f"the copy into {printable(str(dest))} stopped part-way ({exc}); what was "
+            "written so far stays there"
+        ) from exc
+    for line in report.skipped:
+        click.echo(f"pfs: skipped {line}", err=True)
+    for line in report.refused:
+        click.echo(f"pfs: refused {line}", err=True)
+    click.echo(
+        f"wrote {report.files} file(s), {report.symlinks} symlink(s) and {report.folders} "
+        f"folder(s) to {printable(str(top))}",
+        err=True,
+    )
+    if report.refused:
+        raise PfsError(
+            f"{len(report.refused)} entr(y/ies) refused: they would have written outside "
+            f"{printable(str(dest))} or through a link"
+        )
+
+
+@click.command("put")
+@click.argument("target", metavar="REPO/BRANCH")
+@click.argument("path")
+@click.option("--message", "-m", default="", help="The commit message.")
+@json_option
+def put(target: str, path: str, message: str, as_json: bool) -> None:
+    """Write standard input to PATH on a branch and commit it (no container needed)."""
+    repo_name, name = parse_repo_branch(target)
+    branch_name = name or DEFAULT_BRANCH
+    result = api_client().put_file(repo_name, branch_name, path, sys.stdin.buffer, message)
+    commit, changed = result["commit"], result["changed"]
+    if changed:
+        show({**commit, "changed": True}, as_json, f"committed {commit['id']}")
+    else:
+        show(
+            {**commit, "changed": False},
+            as_json,
+            f"unchanged: {repo_name}/{branch_name} holds exactly that already; no commit "
+            f"(head {commit['id']})",
+        )
+
+
+@click.command("rm")
+@click.argument("target", metavar="REPO/BRANCH")
+@click.argument("path")
+@click.option("-r", "--recursive", is_flag=True, help="Remove a folder and what it holds.")
+@click.option("--message", "-m", default="", help="The commit message.")
+@json_option
+def rm(target: str, path: str, recursive: bool, message: str, as_json: bool) -> None:
+    """Remove PATH from a branch and commit it (no container needed)."""
+    repo_name, name = parse_repo_branch(target)
+    result = api_client().remove_file(repo_name, name or DEFAULT_BRANCH, path, recursive, message)
+    print_commit(result["commit"], as_json)

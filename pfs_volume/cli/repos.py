@@ -1,0 +1,108 @@
+"""``pfs repo create|list|inspect|delete`` and ``pfs gc``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pfs_volume.cli.options import api_client, json_option
+from pfs_volume.cli.output import gone, print_json, show
+from pfs_volume.cli.tables import short_id, table, when
+
+
+@click.group("repo")
+def repo() -> None:
+    """Repos: list, inspect, delete."""
+
+
+@repo.command("create")
+@click.argument("name")
+@click.option("--description", "-d", default="", help="What the repo holds.")
+@click.option(
+    "--replicas",
+    type=int,
+    help="Copies of each commit in a cluster (default: the node's --replicas).",
+)
+@json_option
+def repo_create(name: str, description: str, replicas: int | None, as_json: bool) -> None:
+    """Create an empty repo (mounting a volume of a new repo does this too)."""
+    result = api_client().create_repo(name, description, replicas)
+    placed = f" on {', '.join(result['placement'])}" if result["placement"] else ""
+    show(result, as_json, f"created repo {result['name']}{placed}")
+
+
+@repo.command("list")
+@json_option
+def repo_list(as_json: bool) -> None:
+    """List repos."""
+    repos = api_client().list_repos()
+    if as_json:
+        print_json(repos)
+        return
+    click.echo(
+        table(
+            ["repo", "created", "description"],
+            [[r["name"], when(r["created"]), r["description"]] for r in repos],
+        )
+    )
+
+
+@repo.command("inspect")
+@click.argument("name")
+@json_option
+def repo_inspect(name: str, as_json: bool) -> None:
+    """Show a repo: branches with their heads, commit count, active mounts."""
+    info = api_client().inspect_repo(name)
+    if as_json:
+        print_json(info)
+        return
+    click.echo(f"Repo:     {info['name']}")
+    click.echo(f"Created:  {when(info['created'])}")
+    click.echo(f"Commits:  {info['commit_count']}")
+    click.echo(f"Size:     {info['size'] / 1024**2:,.1f} MiB on disk")
+    click.echo(f"Mounts:   {len(info['mounts'])}")
+    click.echo("")
+    click.echo(
+        table(["branch", "head"], [[b["name"], short_id(b["head"])] for b in info["branches"]])
+    )
+
+
+@repo.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force", is_flag=True, help="Delete the pipelines that read or write it too (jobs stop)."
+)
+@json_option
+def repo_delete(name: str, yes: bool, force: bool, as_json: bool) -> None:
+    """Delete a repo and ALL its data (refused while a volume of it is mounted, or
+    while pipelines read or write it unless --force)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("deleting a repo needs --yes when not run on a terminal")
+        also = " and every pipeline that uses it" if force else ""
+        click.confirm(f"Delete repo {name} with all its commits and data{also}?", abort=True)
+    result = api_client().delete_repo(name, force)
+    show(result, as_json, f"deleted repo {result['deleted']}" + gone(result))
+
+
+@click.command("gc")
+@click.argument("repo_name", metavar="REPO")
+@click.option("--keep-last", type=click.IntRange(min=0), help="Keep the N newest commits.")
+@click.option(
+    "--older-than", metavar="DURATION", help="Prune only commits older than this (e.g. 30d, 12h)."
+)
+@json_option
+def gc(repo_name: str, keep_last: int | None, older_than: str | None, as_json: bool) -> None:
+    """Delete the data of old commits that no branch head is; they stay in the log,
+    marked pruned. Also deletes every pipeline's kept datum outputs that no job can
+    reuse."""
+    result = api_client().gc(repo_name, keep_last, older_than)
+    show(
+        result,
+        as_json,
+        f"pruned {len(result['pruned'])} commit(s), about "
+        f"{result['bytes_freed'] / 1024**2:.1f} MiB freed; "
+        f"{result.get('datum_outputs_freed', 0)} unused datum output(s) of pipelines deleted",
+    )

@@ -1,0 +1,208 @@
+"""``pfs serve``: run the node daemon. The daemon is imported only when it runs, so the
+client verbs never load the server."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import click
+
+from pfs_volume.config import (
+    DEFAULT_API_SOCKET,
+    DEFAULT_DRIVER_NAME,
+    DEFAULT_MAX_JOBS,
+    DEFAULT_POOL_SIZE,
+    DEFAULT_RECONCILE_GRACE,
+    DEFAULT_RECONCILE_INTERVAL,
+    DEFAULT_STATE_DIR,
+    PLUGIN_DIR,
+    Settings,
+    parse_endpoints,
+    parse_size,
+)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@click.command("serve")
+@click.option(
+    "--state-dir",
+    envvar="PFS_STATE_DIR",
+    default=str(DEFAULT_STATE_DIR),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the pool and metadata live (env PFS_STATE_DIR).",
+)
+@click.option(
+    "--pool-size",
+    envvar="PFS_POOL_SIZE",
+    default=DEFAULT_POOL_SIZE,
+    show_default=True,
+    help="Size of the sparse pool image made when the state dir is not on btrfs "
+    "(env PFS_POOL_SIZE).",
+)
+@click.option(
+    "--driver-name",
+    envvar="PFS_DRIVER_NAME",
+    default=DEFAULT_DRIVER_NAME,
+    show_default=True,
+    help="Docker volume driver name; also the volume-name prefix (env PFS_DRIVER_NAME).",
+)
+@click.option(
+    "--api-socket",
+    envvar="PFS_API_SOCKET",
+    default=str(DEFAULT_API_SOCKET),
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Unix socket of the pfs HTTP API (env PFS_API_SOCKET).",
+)
+@click.option(
+    "--plugin-dir",
+    envvar="PFS_PLUGIN_DIR",
+    default=str(PLUGIN_DIR),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the plugin socket DRIVER_NAME.sock: Docker looks in the default one; "
+    "another serves only clients that call the plugin protocol themselves, such as "
+    "tests (env PFS_PLUGIN_DIR).",
+)
+@click.option(
+    "--log-level",
+    envvar="PFS_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.option(
+    "--etcd",
+    envvar="PFS_ETCD",
+    default="",
+    metavar="URL[,URL...]",
+    help="Join a cluster coordinated by these etcd endpoints (env PFS_ETCD); without it "
+    "the node keeps its metadata in the pool (SQLite).",
+)
+@click.option(
+    "--node-id",
+    envvar="PFS_NODE_ID",
+    default=socket.gethostname(),
+    show_default="the host name",
+    help="This node's id in the cluster (env PFS_NODE_ID).",
+)
+@click.option(
+    "--advertise",
+    envvar="PFS_ADVERTISE",
+    default="",
+    metavar="http://HOST:PORT",
+    help="Where peers reach this node's API; it is served there (env PFS_ADVERTISE).",
+)
+@click.option(
+    "--cluster-token",
+    envvar="PFS_CLUSTER_TOKEN",
+    default="",
+    help="Shared secret of the cluster's nodes (env PFS_CLUSTER_TOKEN).",
+)
+@click.option(
+    "--replicas",
+    envvar="PFS_REPLICAS",
+    default=2,
+    show_default=True,
+    type=int,
+    help="Copies of each commit a new repo keeps (env PFS_REPLICAS).",
+)
+@click.option(
+    "--docker-host",
+    envvar="PFS_DOCKER_HOST",
+    default="",
+    metavar="URL",
+    help="The Docker engine pfs serves: pipelines run their containers there, and mount "
+    "records are reconciled with its containers (env PFS_DOCKER_HOST; default: "
+    "DOCKER_HOST, else the local engine).",
+)
+@click.option(
+    "--reconcile-interval",
+    envvar="PFS_RECONCILE_INTERVAL",
+    default=DEFAULT_RECONCILE_INTERVAL,
+    show_default=True,
+    type=float,
+    metavar="SECONDS",
+    help="How often mount records are checked against the engine's containers; a record "
+    "no container holds is released as Docker's Unmount would be, committing what changed. "
+    "0 turns it off: do that when several engines share this host's pfs socket "
+    "(env PFS_RECONCILE_INTERVAL).",
+)
+@click.option(
+    "--reconcile-grace",
+    envvar="PFS_RECONCILE_GRACE",
+    default=DEFAULT_RECONCILE_GRACE,
+    show_default=True,
+    type=float,
+    metavar="SECONDS",
+    help="How long a new mount record counts as held by a container that is not running "
+    "yet (Docker mounts before it starts) (env PFS_RECONCILE_GRACE).",
+)
+@click.option(
+    "--max-jobs",
+    envvar="PFS_MAX_JOBS",
+    default=DEFAULT_MAX_JOBS,
+    show_default=True,
+    type=int,
+    help="Pipeline jobs this node runs at once, across its pipelines; each pipeline runs "
+    "one job at a time (env PFS_MAX_JOBS).",
+)
+@click.option(
+    "--lease-ttl",
+    envvar="PFS_LEASE_TTL",
+    default=10,
+    show_default=True,
+    type=int,
+    help="Seconds a silent node stays a member (env PFS_LEASE_TTL).",
+)
+def serve(
+    state_dir: Path,
+    pool_size: str,
+    driver_name: str,
+    api_socket: Path,
+    plugin_dir: Path,
+    log_level: str,
+    etcd: str,
+    node_id: str,
+    advertise: str,
+    cluster_token: str,
+    replicas: int,
+    lease_ttl: int,
+    docker_host: str,
+    reconcile_interval: float,
+    reconcile_grace: float,
+    max_jobs: int,
+) -> None:
+    """Run the node daemon (Docker volume plugin and pfs API)."""
+    from pfs_volume.daemon import Daemon
+
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    settings = Settings(
+        state_dir=state_dir.absolute(),
+        pool_size=parse_size(pool_size),
+        driver_name=driver_name,
+        api_socket=api_socket.absolute(),
+        plugin_dir=plugin_dir.absolute(),
+        node_id=node_id,
+        etcd=parse_endpoints(etcd),
+        advertise=advertise,
+        cluster_token=cluster_token,
+        replicas=replicas,
+        lease_ttl=lease_ttl,
+        docker_host=docker_host,
+        reconcile_interval=reconcile_interval,
+        reconcile_grace=reconcile_grace,
+        max_jobs=max_jobs,
+    )
+    daemon = Daemon(settings)
+    daemon.start()
+    click.echo(
+        f"pfs serving driver {settings.driver_name!r} on {settings.plugin_socket}, "
+        f"API on {settings.api_socket}, state in {settings.state_dir}",
+        err=True,
+    )
+    daemon.wait()
