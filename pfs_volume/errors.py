@@ -103,6 +103,13 @@ class AmbiguousWrite(Unavailable):
     ambiguous = True
 
 
+class LeaseLost(Unavailable):
+    """An etcd lease is gone (expired, revoked, or never known to this cluster): whatever
+    was bound to it is deleted, and whatever it proved (a lock, a registration) no longer
+    holds. Unlike its parent this is definite: the write that named the lease was refused,
+    not lost in flight."""
+
+
 class Unauthorized(PfsError):
     """A peer request came without the cluster token, or with a wrong one."""
 

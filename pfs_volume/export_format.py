@@ -16,7 +16,8 @@ from typing import Any
 
 from pfs_volume import strict_json
 from pfs_volume.errors import InvalidRequest, PfsError
-from pfs_volume.meta import CommitRecord, rfc3339
+from pfs_volume.meta import CommitRecord
+from pfs_volume.meta.codec import commit_fields, commit_from, pick
 from pfs_volume.names import check_component
 
 FORMAT = 2
@@ -27,42 +28,25 @@ MAX_METADATA = 256 * 1024 * 1024
 MAX_JOB = 256
 """Characters a job id may have (pfs makes ~28)."""
 DAMAGED = "the export file is damaged"
+ENTRY_FIELDS = (
+    *("id", "parent", "merge_parents", "branch", "created", "message", "origin"),
+    *("provenance", "job"),
+)
+"""The record codec's commit fields each commit entry holds, in order (then ``stream``
+and ``base``)."""
 
 
 def commit_entry(commit: CommitRecord, stream: bool, base: str | None) -> dict[str, Any]:
     """A commit as its export entry; ``stream`` says whether its snapshot follows,
     ``base`` which earlier commit that stream is incremental against."""
-    return {
-        "id": commit.id,
-        "parent": commit.parent,
-        "merge_parents": list(commit.merge_parents),
-        "branch": commit.branch,
-        "created": rfc3339(commit.created),
-        "message": commit.message,
-        "origin": commit.origin,
-        "provenance": list(commit.provenance),
-        "job": commit.job,
-        "stream": stream,
-        "base": base,
-    }
+    return {**pick(commit_fields(commit), ENTRY_FIELDS), "stream": stream, "base": base}
 
 
 def commit_record(entry: dict[str, Any], repo: str, holders: tuple[str, ...]) -> CommitRecord:
     """The commit record of a checked entry (see ``check_metadata``), in repo ``repo``."""
-    return CommitRecord(
-        id=entry["id"],
-        repo=repo,
-        branch=entry["branch"],
-        parent=entry["parent"],
-        created=datetime.fromisoformat(entry["created"]),
-        message=entry["message"],
-        origin=entry["origin"],
-        pruned=not entry["stream"],
-        holders=holders if entry["stream"] else (),
-        provenance=tuple(entry["provenance"]),
-        job=entry["job"],
-        merge_parents=tuple(entry["merge_parents"]),
-    )
+    fields = pick(entry, ENTRY_FIELDS)
+    kept = entry["stream"]
+    return commit_from({**fields, "pruned": not kept, "holders": holders if kept else ()}, repo)
 
 
 def parents_first(commits: Iterable[CommitRecord]) -> list[CommitRecord]:

@@ -44,6 +44,7 @@ from pfs_volume.errors import (
     InUse,
     InvalidName,
     InvalidRequest,
+    LeaseLost,
     NotFound,
     PfsError,
     Unavailable,
@@ -282,8 +283,9 @@ class RepoService:
             etcd_down = False
             try:
                 yield
-            except Unavailable:
-                etcd_down = True
+            except Unavailable as exc:
+                # A lost lease is no outage: the lock is released as after any failure.
+                etcd_down = not isinstance(exc, LeaseLost)
                 raise
             finally:
                 if depth == 0:
@@ -1156,7 +1158,9 @@ class RepoService:
                         repo, branch, message, origin, mount_id, provenance, job, merge_parents
                     )
             except Exception as exc:
-                if mount_id is not None and not isinstance(exc, Unavailable):
+                # An outage keeps the mount for a retry; a lost lease is a failed commit.
+                outage = isinstance(exc, Unavailable) and not isinstance(exc, LeaseLost)
+                if mount_id is not None and not outage:
                     log.error(
                         "repo=%s branch=%s mount=%s commit failed; mount released, the "
                         "changes stay in the working copy for the next commit: %s",
@@ -1302,6 +1306,10 @@ class RepoService:
             fence = self.coordinator.acquire(repo, branch)
             failpoint("commit.before_finish")
             self.store.finish_commit(intent, generation, fence)
+        except LeaseLost:
+            # The write lock is gone: the commit failed, and is undone like any failure.
+            self._undo(intent)
+            raise
         except Unavailable:
             # The store may have applied the commit before the answer was lost: keep the
             # snapshot and the intent; start-up recovery sees which happened.

@@ -31,6 +31,7 @@ from pfs_volume.btrfs import streams
 from pfs_volume.errors import (
     Conflict,
     InvalidRequest,
+    LeaseLost,
     PoolFull,
     StorageError,
     StreamRefused,
@@ -46,7 +47,8 @@ from pfs_volume.export_format import (
     parents_first,
 )
 from pfs_volume.frames import MAX_FRAME, decode_frames, encode_frames
-from pfs_volume.meta import BranchRecord, CommitRecord, RepoRecord, rfc3339
+from pfs_volume.meta import BranchRecord, CommitRecord, RepoRecord
+from pfs_volume.meta.codec import branch_fields, pick, repo_fields
 from pfs_volume.names import check_component
 from pfs_volume.repos import IMPORT_MARKER, RepoService
 from pfs_volume.space import is_no_space
@@ -95,13 +97,9 @@ def _export_stream(repos: RepoService, name: str, listed: list[CommitRecord]) ->
         ]
         metadata = {
             "format": FORMAT,
-            "repo": {
-                "name": repo.name,
-                "created": rfc3339(repo.created),
-                "description": repo.description,
-            },
+            "repo": pick(repo_fields(repo), ("name", "created", "description")),
             "branches": [
-                {"name": b.name, "head": b.head, "created": rfc3339(b.created)}
+                pick(branch_fields(b), ("name", "head", "created"))
                 for b in repos.store.list_branches(name)
             ],
             "commits": entries,
@@ -297,6 +295,12 @@ def _install(
         staging.rename(repos.repo_dir(target))
         try:
             repos.store.import_repo(repo, branches, commits)
+        except LeaseLost:
+            # Caught before Unavailable, its parent: the import's claim on the name
+            # lapsed, and every write of a batched import is fenced by that claim, so no
+            # repo record was written: remove the data now, as for any other refusal.
+            repos.pool.delete_tree(repos.repo_dir(target))
+            raise
         except Unavailable:
             raise  # maybe written after all: start-up's recover_imports looks
         except BaseException:

@@ -22,6 +22,7 @@ from pfs_volume.errors import (
     Conflict,
     InUse,
     InvalidRequest,
+    LeaseLost,
     NotFound,
     PfsError,
     PoolFull,
@@ -330,9 +331,11 @@ class VolumeService:
             return
         try:
             self._unmount_branch(record)
-        except Unavailable:
-            raise  # the mount record stays; `pfs mount release` once etcd is back
         except PfsError as exc:
+            # LeaseLost is an Unavailable but no outage: etcd answered that this node's
+            # lease, and the branch's write lock with it, is gone; it is released below.
+            if isinstance(exc, Unavailable) and not isinstance(exc, LeaseLost):
+                raise  # the mount record stays; `pfs mount release` once etcd is back
             # Docker never repeats an Unmount: whatever failed (another node took the
             # branch's lock while this daemon was down, say), the mount is released and
             # the changes stay in the working copy.

@@ -10,6 +10,7 @@ from pfs_volume.diff import Change
 from pfs_volume.filenames import to_wire
 from pfs_volume.files import Entry
 from pfs_volume.meta import BranchRecord, CommitRecord, MountRecord, RepoRecord, rfc3339
+from pfs_volume.meta.codec import branch_fields, commit_fields, mount_fields, pick, repo_fields
 from pfs_volume.repos import RepoSummary
 
 
@@ -30,43 +31,26 @@ def commit_json(commit: CommitRecord, live: Collection[str] | None = None) -> di
     listed = () if commit.pruned else commit.holders
     holders = [h for h in listed if live is None or h in live]
     dead = [h for h in listed if live is not None and h not in live]
+    fields = commit_fields(commit)
     return {
-        "id": commit.id,
-        "parent": commit.parent,
+        **pick(fields, ("id", "parent")),
         "parents": list(commit.parents),
-        "repo": commit.repo,
-        "branch": commit.branch,
-        "created": rfc3339(commit.created),
-        "message": commit.message,
-        "origin": commit.origin,
-        "pruned": commit.pruned,
+        **pick(fields, ("repo", "branch", "created", "message", "origin", "pruned")),
         "holders": holders,
         "dead_holders": dead,
         "copies": len(holders),
-        "provenance": list(commit.provenance),
-        "job": commit.job,
+        **pick(fields, ("provenance", "job")),
     }
 
 
 def branch_json(branch: BranchRecord) -> dict[str, Any]:
     """A branch: repo, name, head (a commit id or null), created."""
-    return {
-        "repo": branch.repo,
-        "name": branch.name,
-        "head": branch.head,
-        "created": rfc3339(branch.created),
-    }
+    return pick(branch_fields(branch), ("repo", "name", "head", "created"))
 
 
 def repo_json(repo: RepoRecord) -> dict[str, Any]:
     """A repo: name, created, description, replicas and placement."""
-    return {
-        "name": repo.name,
-        "created": rfc3339(repo.created),
-        "description": repo.description,
-        "replicas": repo.replicas,
-        "placement": list(repo.placement),
-    }
+    return pick(repo_fields(repo), ("name", "created", "description", "replicas", "placement"))
 
 
 def node_json(node: NodeInfo) -> dict[str, Any]:
@@ -107,14 +91,7 @@ def summary_json(summary: RepoSummary) -> dict[str, Any]:
 
 def mount_json(mount: MountRecord) -> dict[str, Any]:
     """A Docker mount: id, volume, repo, branch or commit, created."""
-    return {
-        "id": mount.id,
-        "volume": mount.volume,
-        "repo": mount.repo,
-        "branch": mount.branch,
-        "commit": mount.commit,
-        "created": rfc3339(mount.created),
-    }
+    return pick(mount_fields(mount), ("id", "volume", "repo", "branch", "commit", "created"))
 
 
 def name_fields(field: str, name: str | None) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pfs_volume.errors import Conflict, PfsError
+from pfs_volume.errors import Conflict, LeaseLost, PfsError
 from pfs_volume.meta import rfc3339, utcnow
-from pfs_volume.meta.etcd_client import EtcdClient, LeaseLost
+from pfs_volume.meta.etcd_client import EtcdClient
 
 log = logging.getLogger(__name__)
 

@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pfs_volume.errors import Conflict, NotFound, StorageError
+from pfs_volume.errors import StorageError
 from pfs_volume.failpoints import failpoint
+from pfs_volume.meta import errors
 from pfs_volume.meta.records import (
     BranchRecord,
     CommitIntent,
@@ -36,67 +35,31 @@ from pfs_volume.meta.records import (
     RepoRecord,
     VolumeRecord,
 )
+from pfs_volume.meta.sqlite_layout import (
+    BRANCH_COLUMNS,
+    COMMIT_COLUMNS,
+    INTENT_COLUMNS,
+    MOUNT_COLUMNS,
+    REPO_COLUMNS,
+    SCHEMA,
+    VOLUME_COLUMNS,
+    add_missing_columns,
+    branch_of,
+    branch_row,
+    commit_of,
+    commit_row,
+    intent_row,
+    make_private_store,
+    mount_of,
+    mount_row,
+    repo_of,
+    repo_row,
+    volume_of,
+    volume_row,
+)
 from pfs_volume.meta.store import MetadataStore
-from pfs_volume.private_files import PRIVATE_FILE, create_private_file, make_private
 
 BUSY_TIMEOUT = 30.0
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS repos (
-    name TEXT PRIMARY KEY, created TEXT NOT NULL, description TEXT NOT NULL,
-    replicas INTEGER NOT NULL DEFAULT 1, placement TEXT NOT NULL DEFAULT '[]');
-CREATE TABLE IF NOT EXISTS branches (
-    repo TEXT NOT NULL REFERENCES repos(name), name TEXT NOT NULL, head TEXT,
-    created TEXT NOT NULL, clean_generation INTEGER, working_base TEXT,
-    PRIMARY KEY (repo, name));
-CREATE TABLE IF NOT EXISTS commits (
-    repo TEXT NOT NULL REFERENCES repos(name), id TEXT NOT NULL, branch TEXT NOT NULL,
-    parent TEXT, created TEXT NOT NULL, message TEXT NOT NULL, origin TEXT NOT NULL,
-    pruned INTEGER NOT NULL DEFAULT 0, holders TEXT NOT NULL DEFAULT '[]',
-    lineage TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (repo, id));
-CREATE INDEX IF NOT EXISTS commits_by_time ON commits (repo, created);
-CREATE TABLE IF NOT EXISTS intents (
-    repo TEXT NOT NULL, id TEXT NOT NULL, branch TEXT NOT NULL, parent TEXT,
-    created TEXT NOT NULL, message TEXT NOT NULL, origin TEXT NOT NULL, mount_id TEXT,
-    holders TEXT NOT NULL DEFAULT '[]', lineage TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (repo, id));
-CREATE TABLE IF NOT EXISTS mounts (
-    id TEXT PRIMARY KEY, volume TEXT NOT NULL, repo TEXT NOT NULL, branch TEXT,
-    commit_id TEXT, created TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS volumes (
-    name TEXT PRIMARY KEY, repo TEXT NOT NULL, created TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS deleted_repos (name TEXT PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS documents (
-    kind TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL, version INTEGER NOT NULL,
-    PRIMARY KEY (kind, name));
-"""
-
-ADDED_COLUMNS = {
-    "repos": {
-        "replicas": "INTEGER NOT NULL DEFAULT 1",
-        "placement": "TEXT NOT NULL DEFAULT '[]'",
-    },
-    "branches": {"working_base": "TEXT"},
-    "commits": {
-        "pruned": "INTEGER NOT NULL DEFAULT 0",
-        "holders": "TEXT NOT NULL DEFAULT '[]'",
-        "lineage": "TEXT NOT NULL DEFAULT '{}'",
-    },
-    "intents": {
-        "holders": "TEXT NOT NULL DEFAULT '[]'",
-        "lineage": "TEXT NOT NULL DEFAULT '{}'",
-    },
-    "mounts": {"uses": "INTEGER NOT NULL DEFAULT 1"},
-}
-"""Columns added since the first release, by table: a store made before them gets them
-(with these definitions) when it is opened. ``CREATE TABLE IF NOT EXISTS`` leaves an
-existing table as it is, so this is how an old table learns new columns."""
-
-_REPO_COLUMNS = "name, created, description, replicas, placement"
-_BRANCH_COLUMNS = "repo, name, head, created, clean_generation, working_base"
-_COMMIT_COLUMNS = "id, repo, branch, parent, created, message, origin, pruned, holders, lineage"
-_INTENT_COLUMNS = "id, repo, branch, parent, created, message, origin, mount_id, holders, lineage"
-_MOUNT_COLUMNS = "id, volume, repo, branch, commit_id, created, uses"
 
 
 class SqliteStore(MetadataStore):
@@ -116,7 +79,7 @@ class SqliteStore(MetadataStore):
         self.path = path
         self._node_id = node_id or socket.gethostname()
         self._lock = threading.RLock()
-        _make_private(path)
+        make_private_store(path)
         try:
             self._db = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
@@ -130,32 +93,9 @@ class SqliteStore(MetadataStore):
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
-            self._add_missing_columns()
+            add_missing_columns(self._db, self._node_id)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the metadata store {path}: {exc}") from exc
-
-    def _add_missing_columns(self) -> None:
-        for table, columns in ADDED_COLUMNS.items():
-            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            for column, definition in columns.items():
-                if column not in present:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-                    if (table, column) == ("commits", "holders"):
-                        self._db.execute(
-                            "UPDATE commits SET holders = ? WHERE pruned = 0",
-                            (json.dumps([self._node_id]),),
-                        )
-                    if (table, column) == ("intents", "holders"):
-                        self._db.execute(
-                            "UPDATE intents SET holders = ?", (json.dumps([self._node_id]),)
-                        )
-                    if (table, column) == ("branches", "working_base"):
-                        # Before this column a clean generation always meant "equals the
-                        # head": say so, or every branch would look stale after upgrade.
-                        self._db.execute(
-                            "UPDATE branches SET working_base = head "
-                            "WHERE clean_generation IS NOT NULL"
-                        )
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -192,19 +132,19 @@ class SqliteStore(MetadataStore):
         with self._write() as db:
             self._insert_repo(db, repo)
             db.executemany(
-                f"INSERT INTO commits ({_COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [_commit_row(_in_repo(c, repo.name)) for c in commits],
+                f"INSERT INTO commits ({COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [commit_row(_in_repo(c, repo.name)) for c in commits],
             )
             for branch in branches:
                 self._insert_branch(db, branch)
 
     def get_repo(self, name: str) -> RepoRecord | None:
-        rows = self._read(f"SELECT {_REPO_COLUMNS} FROM repos WHERE name=?", (name,))
-        return _repo(rows[0]) if rows else None
+        rows = self._read(f"SELECT {REPO_COLUMNS} FROM repos WHERE name=?", (name,))
+        return repo_of(rows[0]) if rows else None
 
     def list_repos(self) -> list[RepoRecord]:
-        rows = self._read(f"SELECT {_REPO_COLUMNS} FROM repos ORDER BY name")
-        return [_repo(row) for row in rows]
+        rows = self._read(f"SELECT {REPO_COLUMNS} FROM repos ORDER BY name")
+        return [repo_of(row) for row in rows]
 
     def delete_repo(self, name: str) -> None:
         with self._write() as db:
@@ -231,53 +171,36 @@ class SqliteStore(MetadataStore):
                 "SELECT 1 FROM branches WHERE repo=? AND name=?", (branch.repo, branch.name)
             ).fetchone()
             if exists:
-                raise Conflict(f"branch {branch.repo}/{branch.name} exists already")
+                raise errors.branch_exists(branch.repo, branch.name)
             if not db.execute("SELECT 1 FROM repos WHERE name=?", (branch.repo,)).fetchone():
-                raise NotFound(f"there is no repo {branch.repo!r}")
+                raise errors.no_repo(branch.repo)
             self._insert_branch(db, branch)
 
     @staticmethod
     def _insert_repo(db: sqlite3.Connection, repo: RepoRecord) -> None:
         if db.execute("SELECT 1 FROM repos WHERE name=?", (repo.name,)).fetchone():
-            raise Conflict(f"repo {repo.name!r} exists already")
+            raise errors.repo_exists(repo.name)
         if db.execute("SELECT 1 FROM deleted_repos WHERE name=?", (repo.name,)).fetchone():
-            raise Conflict(f"repo {repo.name!r} is still being deleted")
-        db.execute(
-            f"INSERT INTO repos ({_REPO_COLUMNS}) VALUES (?,?,?,?,?)",
-            (
-                repo.name,
-                repo.created.isoformat(),
-                repo.description,
-                repo.replicas,
-                json.dumps(list(repo.placement)),
-            ),
-        )
+            raise errors.repo_being_deleted(repo.name)
+        db.execute(f"INSERT INTO repos ({REPO_COLUMNS}) VALUES (?,?,?,?,?)", repo_row(repo))
 
     @staticmethod
     def _insert_branch(db: sqlite3.Connection, branch: BranchRecord) -> None:
         db.execute(
-            f"INSERT INTO branches ({_BRANCH_COLUMNS}) VALUES (?,?,?,?,?,?)",
-            (
-                branch.repo,
-                branch.name,
-                branch.head,
-                branch.created.isoformat(),
-                branch.clean_generation,
-                branch.working_base,
-            ),
+            f"INSERT INTO branches ({BRANCH_COLUMNS}) VALUES (?,?,?,?,?,?)", branch_row(branch)
         )
 
     def get_branch(self, repo: str, name: str) -> BranchRecord | None:
         rows = self._read(
-            f"SELECT {_BRANCH_COLUMNS} FROM branches WHERE repo=? AND name=?", (repo, name)
+            f"SELECT {BRANCH_COLUMNS} FROM branches WHERE repo=? AND name=?", (repo, name)
         )
-        return _branch(rows[0]) if rows else None
+        return branch_of(rows[0]) if rows else None
 
     def list_branches(self, repo: str) -> list[BranchRecord]:
         rows = self._read(
-            f"SELECT {_BRANCH_COLUMNS} FROM branches WHERE repo=? ORDER BY name", (repo,)
+            f"SELECT {BRANCH_COLUMNS} FROM branches WHERE repo=? ORDER BY name", (repo,)
         )
-        return [_branch(row) for row in rows]
+        return [branch_of(row) for row in rows]
 
     def delete_branch(self, repo: str, name: str) -> None:
         with self._write() as db:
@@ -309,13 +232,13 @@ class SqliteStore(MetadataStore):
                 (generation, base, repo, branch),
             ).rowcount
             if not updated:
-                raise NotFound(f"repo {repo!r} has no branch {branch!r}")
+                raise errors.no_branch(repo, branch)
 
     def set_placement(self, repo: str, expected: tuple[str, ...], new: tuple[str, ...]) -> bool:
         with self._write() as db:
             row = db.execute("SELECT placement FROM repos WHERE name=?", (repo,)).fetchone()
             if row is None:
-                raise NotFound(f"there is no repo {repo!r}")
+                raise errors.no_repo(repo)
             if tuple(json.loads(row[0])) != tuple(expected):
                 return False
             db.execute("UPDATE repos SET placement=? WHERE name=?", (json.dumps(list(new)), repo))
@@ -335,7 +258,7 @@ class SqliteStore(MetadataStore):
                 "SELECT holders FROM commits WHERE repo=? AND id=?", (repo, commit_id)
             ).fetchone()
             if row is None:
-                raise NotFound(f"repo {repo!r} has no commit {commit_id}")
+                raise errors.no_commit(repo, commit_id)
             holders = json.dumps(sorted(change(set(json.loads(row[0])))))
             db.execute(
                 "UPDATE commits SET holders=? WHERE repo=? AND id=?", (holders, repo, commit_id)
@@ -345,16 +268,16 @@ class SqliteStore(MetadataStore):
 
     def get_commit(self, repo: str, commit_id: str) -> CommitRecord | None:
         rows = self._read(
-            f"SELECT {_COMMIT_COLUMNS} FROM commits WHERE repo=? AND id=?", (repo, commit_id)
+            f"SELECT {COMMIT_COLUMNS} FROM commits WHERE repo=? AND id=?", (repo, commit_id)
         )
-        return _commit(rows[0]) if rows else None
+        return commit_of(rows[0]) if rows else None
 
     def list_commits(self, repo: str) -> list[CommitRecord]:
         rows = self._read(
-            f"SELECT {_COMMIT_COLUMNS} FROM commits WHERE repo=? ORDER BY created DESC, id",
+            f"SELECT {COMMIT_COLUMNS} FROM commits WHERE repo=? ORDER BY created DESC, id",
             (repo,),
         )
-        return [_commit(row) for row in rows]
+        return [commit_of(row) for row in rows]
 
     def mark_pruned(self, repo: str, commit_ids: list[str]) -> None:
         with self._write() as db:
@@ -377,9 +300,8 @@ class SqliteStore(MetadataStore):
         c = intent.commit
         with self._write() as db:
             db.execute(
-                f"INSERT INTO intents ({_INTENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                # The commit's row, with the mount in the place of ``pruned``.
-                (*_commit_row(c)[:7], intent.mount_id, *_commit_row(c)[8:]),
+                f"INSERT INTO intents ({INTENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                intent_row(c, intent.mount_id),
             )
 
     def finish_commit(
@@ -391,8 +313,8 @@ class SqliteStore(MetadataStore):
         with self._write() as db:
             _check_head(db, c.repo, c.branch, c.parent)
             db.execute(
-                f"INSERT INTO commits ({_COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                _commit_row(c),
+                f"INSERT INTO commits ({COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                commit_row(c),
             )
             failpoint("commit.between_record_and_head")
             db.execute(
@@ -412,9 +334,9 @@ class SqliteStore(MetadataStore):
             )
 
     def list_intents(self) -> list[CommitIntent]:
-        rows = self._read(f"SELECT {_INTENT_COLUMNS} FROM intents ORDER BY created, id")
+        rows = self._read(f"SELECT {INTENT_COLUMNS} FROM intents ORDER BY created, id")
         return [
-            CommitIntent(_commit((*row[:7], 0, row[8], row[9])), mount_id=row[7]) for row in rows
+            CommitIntent(commit_of((*row[:7], 0, row[8], row[9])), mount_id=row[7]) for row in rows
         ]
 
     # mounts
@@ -422,40 +344,32 @@ class SqliteStore(MetadataStore):
     def add_mount(self, mount: MountRecord) -> MountRecord:
         with self._write() as db:
             row = db.execute(
-                f"SELECT {_MOUNT_COLUMNS} FROM mounts WHERE id=?",
+                f"SELECT {MOUNT_COLUMNS} FROM mounts WHERE id=?",
                 (mount.id,),
             ).fetchone()
             if row:
-                return _mount(row)
+                return mount_of(row)
             db.execute(
-                f"INSERT INTO mounts ({_MOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
-                (
-                    mount.id,
-                    mount.volume,
-                    mount.repo,
-                    mount.branch,
-                    mount.commit,
-                    mount.created.isoformat(),
-                    mount.uses,
-                ),
+                f"INSERT INTO mounts ({MOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                mount_row(mount),
             )
             return mount
 
     def get_mount(self, mount_id: str) -> MountRecord | None:
         rows = self._read(
-            f"SELECT {_MOUNT_COLUMNS} FROM mounts WHERE id=?",
+            f"SELECT {MOUNT_COLUMNS} FROM mounts WHERE id=?",
             (mount_id,),
         )
-        return _mount(rows[0]) if rows else None
+        return mount_of(rows[0]) if rows else None
 
     def list_mounts(self, repo: str | None = None) -> list[MountRecord]:
-        sql = f"SELECT {_MOUNT_COLUMNS} FROM mounts"
+        sql = f"SELECT {MOUNT_COLUMNS} FROM mounts"
         rows = (
             self._read(sql + " WHERE repo=? ORDER BY created, id", (repo,))
             if repo is not None
             else self._read(sql + " ORDER BY created, id")
         )
-        return [_mount(row) for row in rows]
+        return [mount_of(row) for row in rows]
 
     def delete_mount(self, mount_id: str) -> None:
         with self._write() as db:
@@ -465,9 +379,9 @@ class SqliteStore(MetadataStore):
         with self._write() as db:
             db.execute("UPDATE mounts SET uses = uses + 1 WHERE id=?", (mount_id,))
             row = db.execute(
-                f"SELECT {_MOUNT_COLUMNS} FROM mounts WHERE id=?", (mount_id,)
+                f"SELECT {MOUNT_COLUMNS} FROM mounts WHERE id=?", (mount_id,)
             ).fetchone()
-            return _mount(row) if row else None
+            return mount_of(row) if row else None
 
     def unuse_mount(self, mount_id: str) -> bool:
         with self._write() as db:
@@ -481,17 +395,17 @@ class SqliteStore(MetadataStore):
     def add_volume(self, volume: VolumeRecord) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT OR IGNORE INTO volumes (name, repo, created) VALUES (?,?,?)",
-                (volume.name, volume.repo, volume.created.isoformat()),
+                f"INSERT OR IGNORE INTO volumes ({VOLUME_COLUMNS}) VALUES (?,?,?)",
+                volume_row(volume),
             )
 
     def get_volume(self, name: str) -> VolumeRecord | None:
-        rows = self._read("SELECT name, repo, created FROM volumes WHERE name=?", (name,))
-        return _volume(rows[0]) if rows else None
+        rows = self._read(f"SELECT {VOLUME_COLUMNS} FROM volumes WHERE name=?", (name,))
+        return volume_of(rows[0]) if rows else None
 
     def list_volumes(self) -> list[VolumeRecord]:
-        rows = self._read("SELECT name, repo, created FROM volumes ORDER BY name")
-        return [_volume(row) for row in rows]
+        rows = self._read(f"SELECT {VOLUME_COLUMNS} FROM volumes ORDER BY name")
+        return [volume_of(row) for row in rows]
 
     def delete_volume(self, name: str) -> None:
         with self._write() as db:
@@ -506,11 +420,7 @@ class SqliteStore(MetadataStore):
             ).fetchone()
             found = None if row is None else int(row[0])
             if found != expected:
-                if expected is None:
-                    raise Conflict(f"{kind} {name!r} exists already")
-                if found is None:
-                    raise Conflict(f"there is no {kind} {name!r} (it was deleted)")
-                raise Conflict(f"{kind} {name!r} is at version {found}, not {expected}")
+                raise errors.document_moved(kind, name, found, expected)
             version = (found or 0) + 1
             db.execute(
                 "INSERT OR REPLACE INTO documents (kind, name, body, version) VALUES (?,?,?,?)",
@@ -547,113 +457,11 @@ def _check_head(db: sqlite3.Connection, repo: str, branch: str, expected: str | 
     """
     row = db.execute("SELECT head FROM branches WHERE repo=? AND name=?", (repo, branch)).fetchone()
     if row is None:
-        raise NotFound(f"repo {repo!r} has no branch {branch!r}")
+        raise errors.no_branch(repo, branch)
     if row[0] != expected:
-        raise Conflict(f"branch {repo}/{branch} moved: its head is {row[0]}, not {expected}")
+        raise errors.head_moved(repo, branch, row[0], expected)
 
 
 def _in_repo(commit: CommitRecord, repo: str) -> CommitRecord:
     """The commit as a record of ``repo`` (an import may rename the repo)."""
     return commit if commit.repo == repo else dataclasses.replace(commit, repo=repo)
-
-
-def _commit_row(c: CommitRecord) -> tuple[Any, ...]:
-    return (
-        c.id,
-        c.repo,
-        c.branch,
-        c.parent,
-        c.created.isoformat(),
-        c.message,
-        c.origin,
-        int(c.pruned),
-        json.dumps(sorted(c.holders)),
-        _lineage(c),
-    )
-
-
-def _lineage(c: CommitRecord) -> str:
-    """A pipeline output's provenance and job and a merge's further parents, as JSON
-    (``{}`` for other commits; rows written before a key existed simply lack it)."""
-    fields: dict[str, Any] = {}
-    if c.provenance or c.job is not None:
-        fields.update(provenance=list(c.provenance), job=c.job)
-    if c.merge_parents:
-        fields["merge_parents"] = list(c.merge_parents)
-    return json.dumps(fields)
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _repo(row: tuple[Any, ...]) -> RepoRecord:
-    return RepoRecord(
-        name=row[0],
-        created=_time(row[1]),
-        description=row[2],
-        replicas=int(row[3]),
-        placement=tuple(json.loads(row[4])),
-    )
-
-
-def _branch(row: tuple[Any, ...]) -> BranchRecord:
-    return BranchRecord(
-        repo=row[0],
-        name=row[1],
-        head=row[2],
-        created=_time(row[3]),
-        clean_generation=row[4],
-        working_base=row[5],
-    )
-
-
-def _commit(row: tuple[Any, ...]) -> CommitRecord:
-    lineage = json.loads(row[9]) if len(row) > 9 else {}
-    return CommitRecord(
-        id=row[0],
-        repo=row[1],
-        branch=row[2],
-        parent=row[3],
-        created=_time(row[4]),
-        message=row[5],
-        origin=row[6],
-        pruned=bool(row[7]),
-        holders=tuple(json.loads(row[8])),
-        provenance=tuple(lineage.get("provenance", ())),
-        job=lineage.get("job"),
-        merge_parents=tuple(lineage.get("merge_parents", ())),
-    )
-
-
-def _mount(row: tuple[Any, ...]) -> MountRecord:
-    return MountRecord(
-        id=row[0],
-        volume=row[1],
-        repo=row[2],
-        branch=row[3],
-        commit=row[4],
-        created=_time(row[5]),
-        uses=row[6],
-    )
-
-
-def _volume(row: tuple[Any, ...]) -> VolumeRecord:
-    return VolumeRecord(name=row[0], repo=row[1], created=_time(row[2]))
-
-
-def _make_private(path: Path) -> None:
-    """Create the database file (and fix an older one and its WAL files) with mode 0600:
-    SQLite gives its WAL and shared-memory files the database file's mode.
-
-    Raises:
-        StorageError: when the file cannot be made or is a symbolic link.
-    """
-    try:
-        os.close(create_private_file(path))
-    except OSError as exc:
-        raise StorageError(f"cannot make the metadata store {path} private: {exc}") from exc
-    for suffix in ("-wal", "-shm"):
-        extra = path.with_name(path.name + suffix)
-        if extra.exists() and not extra.is_symlink():
-            make_private(extra, PRIVATE_FILE)

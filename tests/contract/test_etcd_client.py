@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from pfs_volume.errors import AmbiguousWrite, StorageError, Unavailable
+from pfs_volume.errors import AmbiguousWrite, LeaseLost, StorageError, Unavailable
 from pfs_volume.meta import etcd_client as etcd_client_module
 from pfs_volume.meta.etcd_client import (
     MAX_TXN_OPS,
     EtcdClient,
     KeyValue,
-    LeaseLost,
     create_revision_equals,
     delete_op,
     delete_prefix_op,
