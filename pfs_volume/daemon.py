@@ -141,7 +141,7 @@ class Daemon:
                 "Docker volume plugin",
                 PLUGIN_CONNECTIONS,
             )
-            self.pipelines = self._pipelines(self.repos)
+            self.pipelines = self._pipelines(self.repos, pool)
             self.repos.on_commit(lambda _commit: self._wake_pipelines())
             self._serve(
                 create_api_app(
@@ -201,7 +201,10 @@ class Daemon:
         if self.pipelines is not None:
             self.pipelines.wake()
 
-    def _pipelines(self, repos: RepoService) -> PipelineService:
+    def _pipelines(self, repos: RepoService, pool: BtrfsPool) -> PipelineService:
+        store = self.store
+        if store is None:  # made with ``repos``, before this is called
+            raise AssertionError("the metadata store is made before the pipelines")
         owns: Callable[[str], bool] | None = None
         if self._cluster is not None:
             registry, node_id = self._cluster.registry, self.settings.node_id
@@ -214,12 +217,18 @@ class Daemon:
 
         runner = JobRunner(
             repos,
+            pool,
             self._docker_client,
             self.settings.driver_name,
             self.settings.docker_host or "",
         )
         return PipelineService(
-            repos, runner, owns or (lambda _name: True), max_jobs=self.settings.max_jobs
+            repos,
+            store,
+            self.settings.node_id,
+            runner,
+            owns or (lambda _name: True),
+            max_jobs=self.settings.max_jobs,
         )
 
     def _serve(self, app: object, path: Path, label: str, connections: int) -> None:

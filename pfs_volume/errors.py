@@ -9,6 +9,13 @@ translates errors.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pfs_volume.pipelines.jobs import DatumResult
+
 
 class PfsError(Exception):
     """Base class of every error pfs reports to a user."""
@@ -166,6 +173,53 @@ def error_from_code(code: str, message: str) -> PfsError:
     return ERRORS_BY_CODE.get(code, PfsError)(message)
 
 
+# pipelines
+
+
+class TooManyDatums(PfsError):
+    """A job would have more than ``datums.MAX_DATUMS`` datums: it fails, naming the
+    count."""
+
+    status = 400
+    code = "too_many_datums"
+
+
+class DatumFailed(PfsError):
+    """A datum's container exited non-zero, or could not run.
+
+    Attributes:
+        results: the job's datum results so far (the failed ones among them), recorded
+            with the job's end.
+    """
+
+    status = 500
+    code = "datum_failed"
+
+    def __init__(self, message: str, results: Sequence[DatumResult] = ()) -> None:
+        super().__init__(message)
+        self.results: tuple[DatumResult, ...] = tuple(results)
+
+
+class JobTimedOut(DatumFailed):
+    """The job ran past its ``job_timeout``: its containers are removed and nothing is
+    committed. Carries the datum results so far, like DatumFailed."""
+
+    code = "job_timed_out"
+
+
+class OutputMoved(Conflict):
+    """The job's output branch is no longer its pipeline's (an update moved the output,
+    or the pipeline was deleted, while it ran): nothing was committed."""
+
+
+class JobKilled(PfsError):
+    """The job was stopped from outside (pipeline stopped or deleted, daemon stopping):
+    its containers are removed and nothing is committed."""
+
+    status = 409
+    code = "job_killed"
+
+
 class UnreadableAnswer(Unavailable):
     """An error answer whose body is neither a pfs API error nor a Docker ``Err`` (a
     proxy's page, a cut-off body): whatever answered, it was not a pfs daemon speaking."""
@@ -205,8 +259,6 @@ def error_from_response(
         (``ERRORS_BY_STATUS``, else ``PfsError``); for any other body, an
         ``UnreadableAnswer``.
     """
-    import json
-
     decoded: object = body
     if isinstance(body, bytes | str):
         try:

@@ -76,7 +76,12 @@ def create_api_app(
                 check_component(values[key], key)
 
     install_error_handlers(app)
-    pipelines = pipelines or PipelineService(repos, JobRunner(repos, _no_docker, volumes.prefix))
+    pipelines = pipelines or PipelineService(
+        repos,
+        repos.store,
+        repos.coordinator.node_id,
+        JobRunner(repos, repos.pool, _no_docker, volumes.prefix),
+    )
     add_pipeline_routes(app, pipelines)
 
     def live() -> set[str] | None:

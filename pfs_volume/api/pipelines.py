@@ -14,8 +14,9 @@ from pfs_volume.errors import InvalidRequest
 from pfs_volume.names import check_component, parse_ref
 from pfs_volume.pipelines import joblogs
 from pfs_volume.pipelines.jobs import DatumResult, JobRecord, find_datum
-from pfs_volume.pipelines.service import MAX_WAIT, PipelineService
+from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.pipelines.spec import MAX_SPEC_BYTES, load_spec, spec_to_json
+from pfs_volume.pipelines.waits import MAX_WAIT
 from pfs_volume.request_limits import accepts_body
 from pfs_volume.strict_json import read_body
 

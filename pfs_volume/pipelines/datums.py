@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from pfs_volume.errors import PfsError
+from pfs_volume.errors import TooManyDatums
 from pfs_volume.pipelines.spec import PipelineSpec, fingerprint, split_glob
 
 WHOLE_INPUT = ""
@@ -32,13 +32,6 @@ _NOT_NAMES = ("", ".", "..")
 MAX_DATUMS = 100_000
 """Datums one job may have. A cross multiplies its inputs' datums (16 inputs of 100
 files each: 100**16), so the count is checked before any datum is made."""
-
-
-class TooManyDatums(PfsError):
-    """A job would have more than ``MAX_DATUMS`` datums: it fails, naming the count."""
-
-    status = 400
-    code = "too_many_datums"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pfs_volume.pipelines.consistency import Provenance
 from pfs_volume.pipelines.documents import PipelineDocument
 from pfs_volume.pipelines.graph import downstream, upstream_pipelines
 from pfs_volume.pipelines.jobs import JobRecord
-from pfs_volume.pipelines.scheduler import retried
+from pfs_volume.pipelines.reasons import retried
 
 FINAL = ("success", "failure", "killed", "blocked", "stopped", "skipped")
 UNSUCCESSFUL = ("failure", "killed", "blocked", "stopped", "skipped")

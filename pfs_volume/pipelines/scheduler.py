@@ -3,9 +3,9 @@
 Every ``TRIGGER_INTERVAL`` (or at once when woken) the loop looks at each pipeline this
 node runs: it picks the input set consistent by provenance (``consistency.resolve``)
 and queues a job when that set, the spec or a reprocess request differs from the
-latest job's. Queued jobs start oldest first in a pool of ``max_jobs`` threads, one job
-per pipeline at a time, so a slow job never delays another pipeline's trigger. The loop
-itself never waits for a job.
+latest job's (``triggers``). Queued jobs start oldest first in a pool of ``max_jobs``
+threads, one job per pipeline at a time, so a slow job never delays another pipeline's
+trigger. The loop itself never waits for a job.
 
 A job is killed (pipeline stopped or deleted, daemon stopping) by setting its stop
 event: the runner removes its containers and commits nothing.
@@ -20,37 +20,22 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from pfs_volume.errors import Conflict, NotFound, PfsError
+from pfs_volume.errors import Conflict, DatumFailed, JobKilled, NotFound, OutputMoved, PfsError
 from pfs_volume.meta import CommitRecord, MetadataStore, rfc3339, utcnow
 from pfs_volume.pipelines import joblogs
-from pfs_volume.pipelines.consistency import Provenance, resolve
 from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
-from pfs_volume.pipelines.jobs import DatumResult, JobRecord, JobStore, new_job_id
-from pfs_volume.pipelines.runner import DatumFailed, JobKilled, JobRunner, OutputMoved
-from pfs_volume.pipelines.spec import PipelineSpec, fingerprint
+from pfs_volume.pipelines.jobs import DatumResult, JobRecord, JobStore
+from pfs_volume.pipelines.reasons import DELETED, INTERRUPTED, OUTPUT_MOVED, STOPPED
+from pfs_volume.pipelines.runner import JobRunner
+from pfs_volume.pipelines.spec import fingerprint
+from pfs_volume.pipelines.triggers import Triggers
 
 log = logging.getLogger(__name__)
 
 TRIGGER_INTERVAL = 1.0
 """Seconds between looks at the input branches."""
-INTERRUPTED = "the pfs daemon stopped during the job; it runs again"
-STOPPED = "the pipeline was stopped (pfs pipeline start runs it again)"
-DELETED = "the pipeline was deleted"
-OUTPUT_MOVED = (
-    "the pipeline's output moved while the job ran (pipeline update): nothing was "
-    "committed; a new job writes the new output"
-)
-REPROCESSED = "superseded: the pipeline was updated with --reprocess before it started"
 KILL_WAIT = 60.0
 """Seconds a stop or delete waits for a killed job to remove its containers."""
-
-
-def retried(job: JobRecord) -> bool:
-    """Whether a job ended for a reason of pfs's, not its own, so that its inputs run
-    again by themselves (daemon stopped, pipeline stopped, output moved, reprocess)."""
-    return (job.state == "failure" and job.error == INTERRUPTED) or (
-        job.state == "killed" and job.error in (STOPPED, OUTPUT_MOVED, REPROCESSED)
-    )
 
 
 @dataclass(frozen=True)
@@ -93,11 +78,12 @@ class Scheduler:
         self.after_job = after_job
         self.documents = PipelineDocuments(store)
         self.jobs = JobStore(store)
-        self.provenance = Provenance(store.get_commit, reads=self._reads)
+        self.triggers = Triggers(store, self.jobs, self._notify)
+        self.provenance = self.triggers.provenance
         self.changed = threading.Condition()
         """Notified whenever a job of this node changes state."""
-        self.waiting: dict[str, str] = {}
-        """Pipeline -> why its inputs cannot be used yet."""
+        self.waiting = self.triggers.waiting
+        """Pipeline -> why its inputs cannot be used yet (the triggers' own dict)."""
         self._running: dict[str, Running] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max_jobs, thread_name_prefix="pfs-job")
@@ -260,85 +246,8 @@ class Scheduler:
         self._dispatch(documents)
 
     def _queue_if_moved(self, document: PipelineDocument) -> None:
-        spec = document.spec
-        inputs = self.input_set(spec)
-        if inputs is None:
-            return
-        latest = self.jobs.latest(spec.name, after=document.epoch)
-        if latest is not None and latest.state == "queued" and latest.inputs == inputs:
-            if latest.id > document.reprocess_after:
-                return  # it runs with the spec as it is when it starts
-            # Queued before a reprocess: the job queued below runs every datum instead.
-            try:  # not _finish: it would save over a stop or delete that killed it
-                latest = self.jobs.save(
-                    replace(latest, state="killed", error=REPROCESSED, finished=rfc3339(utcnow()))
-                )
-            except Conflict:
-                return  # it started or was killed meanwhile; the next pass looks again
-            self._notify()
-        # The latest job decides: on other inputs or with another spec, run anew. A job
-        # that failed on its own stays failed (``pfs job rerun`` retries it); one the
-        # daemon's stop or the pipeline's stop interrupted runs again.
-        if (
-            latest is None
-            or latest.inputs != inputs
-            or latest.fingerprint != fingerprint(spec)
-            or latest.id < document.reprocess_after
-            or retried(latest)
-            or self._output_moved(latest, spec)
-        ):
-            self.jobs.add(
-                JobRecord(
-                    id=new_job_id(),
-                    pipeline=spec.name,
-                    inputs=inputs,
-                    fingerprint=fingerprint(spec),
-                    branches={i.name: i.branch for i in spec.inputs},
-                )
-            )
-
-    def _reads(self, job_id: str) -> list[tuple[str, str]]:
-        """``(REPO@ID, branch)`` for each input commit a job read, with its branch."""
-        job = self.jobs.get(job_id)
-        if job is None:
-            return []
-        return [
-            (ref, job.branches[name]) for name, ref in job.inputs.items() if name in job.branches
-        ]
-
-    def _output_moved(self, latest: JobRecord, spec: PipelineSpec) -> bool:
-        """Whether the latest job succeeded into another output branch than the spec's
-        (``pipeline update`` changed only the output): the new one must get the output
-        of these inputs too."""
-        if latest.state != "success" or latest.output is None:
-            return False
-        repo, _, commit = latest.output.partition("@")
-        if repo != spec.output.repo:
-            return True
-        record = self.provenance.record(repo, commit)
-        return record is not None and record.branch != spec.output.branch
-
-    def input_set(self, spec: PipelineSpec) -> dict[str, str] | None:
-        """The newest input set consistent by provenance, as input name -> ``REPO@ID``;
-        None while an input has no commit or upstream pipelines must catch up (the
-        reason is kept in ``waiting``)."""
-        heads: dict[str, tuple[str, str]] = {}
-        for item in spec.inputs:
-            branch = self.store.get_branch(item.repo, item.branch)
-            if branch is None or branch.head is None:
-                self.waiting[spec.name] = (
-                    f"input {item.name}: {item.repo}/{item.branch} has no commit yet"
-                )
-                return None
-            heads[item.name] = (item.repo, branch.head)
-        found = resolve(heads, self.provenance, {i.name: i.branch for i in spec.inputs})
-        if found.inputs is None:
-            if self.waiting.get(spec.name) != found.waiting:
-                log.info("pipeline=%s waits: %s", spec.name, found.waiting)
-            self.waiting[spec.name] = found.waiting or ""
-            return None
-        self.waiting.pop(spec.name, None)
-        return {name: f"{repo}@{commit}" for name, (repo, commit) in found.inputs.items()}
+        """Queue the pipeline's next job if its inputs moved (see ``Triggers``)."""
+        self.triggers.queue_if_moved(document)
 
     def _dispatch(self, documents: dict[str, PipelineDocument]) -> None:
         for job in self.jobs.list(state="queued"):
@@ -454,8 +363,7 @@ class Scheduler:
             gone = self.documents.find(spec.name) is None
             ended = self._finish(job, "killed", DELETED if gone else OUTPUT_MOVED, [], None)
         except DatumFailed as exc:
-            partial = list(exc.args[1]) if len(exc.args) > 1 else []
-            ended = self._finish(job, "failure", str(exc.args[0]), partial, None)
+            ended = self._finish(job, "failure", str(exc), list(exc.results), None)
         except PfsError as exc:
             ended = self._finish(job, "failure", str(exc), [], None)
         except Exception as exc:

@@ -1,49 +1,42 @@
 """Pipelines: their specs, the commands on them and their jobs, and provenance.
 
-The trigger loop and the job slots are the ``Scheduler``'s; this is the front the API
-calls. Specs are checked as a whole, against the repos and the other pipelines too, and
-every problem is reported at once.
+The trigger loop and the job slots are the ``Scheduler``'s, the blocking waits are in
+``waits`` and a commit's lineage in ``lineage``; this is the front the API calls. Specs
+are checked as a whole, against the repos and the other pipelines too, and every problem
+is reported at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import TypeVar
 
 from pfs_volume.branch_uses import BranchUse, owned_refusal, owner_of
 from pfs_volume.config import DEFAULT_MAX_JOBS
 from pfs_volume.errors import Conflict, InvalidRequest, NotFound, PfsError
+from pfs_volume.meta import MetadataStore
 from pfs_volume.pipelines import joblogs
-from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
-from pfs_volume.pipelines.graph import downstream, writer_problems
-from pfs_volume.pipelines.jobs import JobRecord, JobStore, new_job_id
-from pfs_volume.pipelines.progress import CommitProgress, commit_progress
-from pfs_volume.pipelines.runner import (
+from pfs_volume.pipelines.datum_folder import (
     RESERVED_VARIABLES,
-    JobRunner,
     datum_variable,
     variable_clashes,
 )
-from pfs_volume.pipelines.scheduler import DELETED, STOPPED, Scheduler
+from pfs_volume.pipelines.documents import PipelineDocument, PipelineDocuments
+from pfs_volume.pipelines.graph import writer_problems
+from pfs_volume.pipelines.jobs import JobRecord, JobStore, new_job_id
+from pfs_volume.pipelines.lineage import lineage
+from pfs_volume.pipelines.progress import CommitProgress
+from pfs_volume.pipelines.reasons import DELETED, STOPPED
+from pfs_volume.pipelines.runner import JobRunner
+from pfs_volume.pipelines.scheduler import Scheduler
 from pfs_volume.pipelines.spec import PipelineSpec, SpecOutline, fingerprint, validate
+from pfs_volume.pipelines.waits import Waits
 from pfs_volume.repos import RepoService
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-MAX_WAIT = 30.0
-"""Seconds one wait request may block (the CLI asks again until done)."""
-MAX_WAITERS = 4
-"""Wait requests blocking at once; beyond that a wait answers at once (the CLI asks
-again). The API's worker threads (``transport.THREADS``, 8) are shared with every other
-request: waits and follows (``joblogs.MAX_FOLLOWERS``) together must leave some free."""
 
 
 class PipelineService:
@@ -52,6 +45,8 @@ class PipelineService:
 
     Args:
         repos: the commit graph.
+        store: the metadata store (pipeline documents, jobs, commit records).
+        node_id: this node.
         runner: runs one job (containers, datums, the output commit).
         owns: whether this node runs a pipeline's jobs (in a cluster, one live node per
             pipeline, picked by rendezvous hashing; on a single host, always).
@@ -61,20 +56,20 @@ class PipelineService:
     def __init__(
         self,
         repos: RepoService,
+        store: MetadataStore,
+        node_id: str,
         runner: JobRunner,
         owns: Callable[[str], bool] = lambda _name: True,
         max_jobs: int = DEFAULT_MAX_JOBS,
     ) -> None:
         self.repos = repos
-        self.node_id = repos.coordinator.node_id
-        self.store = repos.store
-        self.jobs = JobStore(repos.store)
-        self.documents = PipelineDocuments(repos.store)
+        self.node_id = node_id
+        self.store = store
+        self.jobs = JobStore(store)
+        self.documents = PipelineDocuments(store)
         self.runner = runner
-        self.scheduler = Scheduler(
-            repos.store, runner, self.node_id, owns, max_jobs, after_job=self._collect
-        )
-        self._waiters = threading.BoundedSemaphore(MAX_WAITERS)
+        self.scheduler = Scheduler(store, runner, node_id, owns, max_jobs, after_job=self._collect)
+        self.waits = Waits(repos, store, self.documents, self.jobs, self.scheduler, self.job)
 
     # specs
 
@@ -365,58 +360,15 @@ class PipelineService:
 
     def wait_job(self, job_id: str, timeout: float) -> JobRecord:
         """The job once it has ended, or as it is after ``timeout`` seconds (at most
-        ``MAX_WAIT``). Raises NotFound."""
-        return self._wait(lambda: self.job(job_id), lambda job: job.done, timeout)
+        ``MAX_WAIT``). Raises NotFound, and InvalidRequest for a timeout out of range."""
+        return self.waits.job(job_id, timeout)
 
     def wait_commit(
         self, repo: str, commit_id: str, timeout: float, branch: str | None = None
     ) -> CommitProgress:
         """Where every pipeline downstream of a commit is, once all are done with it or
-        after ``timeout`` seconds (at most ``MAX_WAIT``). Raises NotFound.
-
-        Args:
-            branch: the branch the commit was named by (``pfs wait a@dev``), when it was:
-                its pipelines are the ones downstream, though the commit may have been
-                made on another (dev made from master, a fast-forward merge).
-        """
-        commit = self.repos.get_commit(repo, commit_id)
-
-        def look() -> CommitProgress:
-            documents = self.documents.list()
-            below = downstream([d.spec for d in documents], (repo, branch or commit.branch))
-            jobs = {spec.name: self.jobs.list(spec.name) for spec in below}  # those alone
-            return commit_progress(
-                repo,
-                branch or commit.branch,
-                commit.id,
-                documents,
-                jobs,
-                self.scheduler.provenance,
-                dict(self.scheduler.waiting),
-                self._head(repo, branch or commit.branch),
-            )
-
-        return self._wait(look, lambda progress: progress.done, timeout)
-
-    def _head(self, repo: str, branch: str) -> str | None:
-        record = self.store.get_branch(repo, branch)
-        return None if record is None else record.head
-
-    def _wait(self, look: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
-        if not 0 <= timeout <= MAX_WAIT:
-            raise InvalidRequest(f"a wait's timeout must be from 0 to {MAX_WAIT:g} seconds")
-        result = look()
-        if done(result) or timeout == 0 or not self._waiters.acquire(blocking=False):
-            return result
-        try:
-            deadline = time.monotonic() + timeout
-            while not done(result) and time.monotonic() < deadline:
-                with self.scheduler.changed:  # jobs on other nodes: look every second
-                    self.scheduler.changed.wait(min(1.0, deadline - time.monotonic()))
-                result = look()
-            return result
-        finally:
-            self._waiters.release()
+        after ``timeout`` seconds (see ``Waits.commit``)."""
+        return self.waits.commit(repo, commit_id, timeout, branch)
 
     def logs(self, job_id: str) -> dict[str, str]:
         """A job's container output, by datum id."""
@@ -437,46 +389,9 @@ class PipelineService:
     # provenance
 
     def provenance(self, repo: str, commit_id: str) -> tuple[list[str], list[str]]:
-        """What produced a commit (every input commit, transitively) and what it fed
-        (every output commit downstream, transitively), each as ``REPO@ID``. A merge
-        commit holds what its merged-in heads held, so their provenance is its too."""
-        start = self.repos.get_commit(repo, commit_id)
-        upstream: list[str] = []
-        seen: set[str] = set()
-        todo = list(start.provenance)
-        merged, visited = list(start.merge_parents), set()
-        while merged:  # merged-in heads, and the heads merged into those
-            parent = self.repos.get_commit(repo, merged.pop())
-            if parent.id not in visited:
-                visited.add(parent.id)
-                todo.extend(parent.provenance)
-                merged.extend(parent.merge_parents)
-        while todo:
-            ref = todo.pop(0)
-            if ref in seen:
-                continue
-            seen.add(ref)
-            upstream.append(ref)
-            r, c = ref.split("@", 1)
-            found = self.store.get_commit(r, c)
-            if found is not None:
-                todo.extend(found.provenance)
-        fed: dict[str, list[str]] = {}
-        for record in self.store.list_repos():
-            for commit in self.store.list_commits(record.name):
-                for source in commit.provenance:
-                    fed.setdefault(source, []).append(f"{record.name}@{commit.id}")
-        downstream: list[str] = []
-        todo = [f"{repo}@{commit_id}"]
-        seen = set()
-        while todo:
-            ref = todo.pop(0)
-            for child in fed.get(ref, []):
-                if child not in seen:
-                    seen.add(child)
-                    downstream.append(child)
-                    todo.append(child)
-        return upstream, downstream
+        """What produced a commit and what it fed, each as ``REPO@ID`` (see
+        ``lineage.lineage``). Raises NotFound."""
+        return lineage(self.repos, self.store, repo, commit_id)
 
     # the trigger loop
 

@@ -22,7 +22,7 @@ import requests_unixsocket
 
 from pfs_volume.cli.client import ApiClient
 from pfs_volume.pipelines.joblogs import MAX_FOLLOWERS
-from pfs_volume.pipelines.service import MAX_WAITERS
+from pfs_volume.pipelines.waits import MAX_WAITERS
 from pfs_volume.transport import THREADS
 from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
 

@@ -22,11 +22,12 @@ import pytest
 import requests
 
 from pfs_volume.api.app import create_api_app
-from pfs_volume.errors import InvalidRequest, StorageError
+from pfs_volume.errors import InvalidRequest, StorageError, TooManyDatums
 from pfs_volume.pipelines import joblogs
-from pfs_volume.pipelines.datums import MAX_DATUMS, Datum, TooManyDatums, datums
+from pfs_volume.pipelines.datum_folder import datum_environment
+from pfs_volume.pipelines.datums import MAX_DATUMS, Datum, datums
 from pfs_volume.pipelines.jobs import JobRecord
-from pfs_volume.pipelines.runner import JobRunner, datum_environment
+from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.pipelines.spec import InputSpec, OutputSpec, PipelineSpec, Transform
 from pfs_volume.repos import RepoService
@@ -67,7 +68,8 @@ def test_a_cross_of_16_inputs_of_100_files_fails_clearly_and_at_once() -> None:
         import resource, sys, time
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BOUND, MEMORY_BOUND))
         from tests.adversarial.test_pipeline_attacks import _spec
-        from pfs_volume.pipelines.datums import datums, TooManyDatums
+        from pfs_volume.errors import TooManyDatums
+        from pfs_volume.pipelines.datums import datums
         spec = _spec(16)
         entries = {i.name: [f"f{n:03}" for n in range(100)] for i in spec.inputs}
         began = time.monotonic()
@@ -143,7 +145,12 @@ def test_pfs_job_logs_answers_a_chatty_datums_tail_only(repos: RepoService) -> N
     root daemon hold all of it, several times over."""
     engine = Engine(repos)
     engine.api.logs = lambda *_a, **_o: (b"x" * MIB for _ in range(CHATTY // MIB))  # type: ignore[method-assign]
-    pipelines = PipelineService(repos, JobRunner(repos, lambda: engine, "pfs"))
+    pipelines = PipelineService(
+        repos,
+        repos.store,
+        repos.coordinator.node_id,
+        JobRunner(repos, repos.pool, lambda: engine, "pfs"),
+    )
     try:
         repos.create_repo("text")
         put(repos, "a", b"alpha")
@@ -189,7 +196,12 @@ def test_a_link_to_a_host_folder_cannot_silently_replace_another_datums_file(
     engine = Engine(repos)
     engine.containers = LinkingContainers(repos)
     engine.api = Api(engine.containers)
-    pipelines = PipelineService(repos, JobRunner(repos, lambda: engine, "pfs"))
+    pipelines = PipelineService(
+        repos,
+        repos.store,
+        repos.coordinator.node_id,
+        JobRunner(repos, repos.pool, lambda: engine, "pfs"),
+    )
     try:
         repos.create_repo("text")
         put(repos, "a", b"alpha")
@@ -244,7 +256,7 @@ def test_a_datum_whose_container_vanishes_fails_without_spinning(
     import docker.errors
     import requests
 
-    from pfs_volume.pipelines import runner
+    from pfs_volume.pipelines import containers as runner
 
     monkeypatch.setattr(runner, "ENGINE_GONE", 3.0)
     raised: Exception = (
@@ -255,7 +267,12 @@ def test_a_datum_whose_container_vanishes_fails_without_spinning(
     engine = Engine(repos)
     engine.containers = VanishingContainers(repos, raised)
     engine.api = Api(engine.containers)
-    pipelines = PipelineService(repos, JobRunner(repos, lambda: engine, "pfs"))
+    pipelines = PipelineService(
+        repos,
+        repos.store,
+        repos.coordinator.node_id,
+        JobRunner(repos, repos.pool, lambda: engine, "pfs"),
+    )
     try:
         repos.create_repo("text")
         put(repos, "a", b"alpha")
@@ -290,7 +307,12 @@ def test_inputs_whose_datum_variables_collide_are_refused(
     Such a spec must be refused, naming the variable."""
     for repo in (first, second):
         repos.create_repo(repo)
-    pipelines = PipelineService(repos, JobRunner(repos, lambda: None, "pfs"))
+    pipelines = PipelineService(
+        repos,
+        repos.store,
+        repos.coordinator.node_id,
+        JobRunner(repos, repos.pool, lambda: None, "pfs"),
+    )
     try:
         spec = {
             "name": "p",
@@ -356,7 +378,12 @@ def test_a_follower_that_hung_up_frees_its_slot(
     engine = Engine(repos)
     engine.containers = EndlessContainers(repos)
     engine.api = EndlessApi(engine.containers)
-    pipelines = PipelineService(repos, JobRunner(repos, lambda: engine, "pfs"))
+    pipelines = PipelineService(
+        repos,
+        repos.store,
+        repos.coordinator.node_id,
+        JobRunner(repos, repos.pool, lambda: engine, "pfs"),
+    )
     server = UnixSocketServer(
         create_api_app(repos, volumes, pipelines=pipelines), tmp_path / "api.sock", "api"
     )
@@ -405,7 +432,12 @@ def test_a_crash_after_the_output_commit_does_not_commit_the_job_again(
     output was committed, and ran it again, committing the same output a second time
     (with another job id, so every downstream pipeline ran again). The job that made
     the head commit must end as the success it was, and run once."""
-    pipelines = PipelineService(repos, JobRunner(repos, lambda: Engine(repos), "pfs"))
+    pipelines = PipelineService(
+        repos,
+        repos.store,
+        repos.coordinator.node_id,
+        JobRunner(repos, repos.pool, lambda: Engine(repos), "pfs"),
+    )
     try:
         repos.create_repo("text")
         put(repos, "a", b"alpha")
@@ -436,7 +468,12 @@ def test_a_job_failing_on_storage_leaves_no_scratch(
     but the datum's scratch subvolume, with all the container wrote, stayed under
     ``pipelines/P/scratch/JOB`` for good (only killed, timed-out and interrupted jobs'
     scratch was dropped), eating the space a full pool needs back."""
-    pipelines = PipelineService(repos, JobRunner(repos, lambda: Engine(repos), "pfs"))
+    pipelines = PipelineService(
+        repos,
+        repos.store,
+        repos.coordinator.node_id,
+        JobRunner(repos, repos.pool, lambda: Engine(repos), "pfs"),
+    )
     real = repos.pool.snapshot
 
     def full(source: Path, target: Path, *, readonly: bool) -> None:
@@ -471,12 +508,17 @@ def test_a_chatty_datums_log_file_is_bounded(
     until the pipeline is deleted: one ``yes`` in a transform filled the pool (every
     commit of every repo then failed). What a datum's log keeps is bounded; the rest is
     counted in a last line."""
-    from pfs_volume.pipelines import runner
+    from pfs_volume.pipelines import containers as runner
 
     monkeypatch.setattr(runner, "MAX_LOG", 8 * MIB)
     engine = Engine(repos)
     engine.api.logs = lambda *_a, **_o: (b"y\n" * (MIB // 2) for _ in range(CHATTY // MIB))  # type: ignore[method-assign]
-    pipelines = PipelineService(repos, JobRunner(repos, lambda: engine, "pfs"))
+    pipelines = PipelineService(
+        repos,
+        repos.store,
+        repos.coordinator.node_id,
+        JobRunner(repos, repos.pool, lambda: engine, "pfs"),
+    )
     try:
         repos.create_repo("text")
         put(repos, "a", b"alpha")
@@ -502,7 +544,12 @@ def test_big_stored_specs_are_not_validated_again_on_every_look(repos: RepoServi
     each mount take over 2 s. A stored spec already validated must cost a lookup."""
     from pfs_volume.pipelines.uses import PipelineUses
 
-    pipelines = PipelineService(repos, JobRunner(repos, lambda: None, "pfs"))
+    pipelines = PipelineService(
+        repos,
+        repos.store,
+        repos.coordinator.node_id,
+        JobRunner(repos, repos.pool, lambda: None, "pfs"),
+    )
     try:
         repos.create_repo("big")
         env = {f"V{i}": "x" for i in range(40_000)}

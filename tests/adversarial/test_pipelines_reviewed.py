@@ -57,7 +57,12 @@ def engine() -> Engine:
 
 @pytest.fixture
 def pipelines(repos: RepoService, engine: Engine) -> Iterator[PipelineService]:
-    service = PipelineService(repos, JobRunner(repos, lambda: engine, "pfs"))
+    service = PipelineService(
+        repos,
+        repos.store,
+        repos.coordinator.node_id,
+        JobRunner(repos, repos.pool, lambda: engine, "pfs"),
+    )
     yield service
     service.stop()
 
@@ -819,7 +824,7 @@ def test_a_queued_job_another_node_started_is_never_saved_over_as_killed(
     from dataclasses import replace
 
     from pfs_volume.pipelines.jobs import JobRecord, new_job_id
-    from pfs_volume.pipelines.scheduler import DELETED
+    from pfs_volume.pipelines.reasons import DELETED
 
     queued = pipelines.jobs.add(JobRecord(id=new_job_id(), pipeline="gone", inputs={}))
     pipelines.jobs.save(replace(queued, state="running", node="other"))

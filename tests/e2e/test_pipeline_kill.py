@@ -14,9 +14,10 @@ import docker
 import pytest
 
 from pfs_volume.config import PLUGIN_DIR
+from pfs_volume.errors import JobKilled
 from pfs_volume.meta import SqliteStore
 from pfs_volume.pipelines.jobs import JobRecord, new_job_id
-from pfs_volume.pipelines.runner import JobKilled, JobRunner
+from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.spec import PipelineSpec, fingerprint, validate
 from pfs_volume.repos import RepoService
 from pfs_volume.transport import PLUGIN_CONNECTIONS, UnixSocketServer
@@ -43,6 +44,7 @@ def runner(
     try:
         yield JobRunner(
             repos,
+            repos.pool,
             lambda: docker.DockerClient(base_url=docker_engine.host),
             driver_name,
             docker_engine.host,

@@ -72,7 +72,12 @@ def engine(repos: RepoService) -> Engine:
 
 @pytest.fixture
 def pipelines(repos: RepoService, engine: Engine) -> Iterator[PipelineService]:
-    service = PipelineService(repos, JobRunner(repos, lambda: engine, "pfs"))
+    service = PipelineService(
+        repos,
+        repos.store,
+        repos.coordinator.node_id,
+        JobRunner(repos, repos.pool, lambda: engine, "pfs"),
+    )
     yield service
     service.stop()  # no job thread may outlive the pool
 

@@ -86,7 +86,7 @@ def test_a_branch_reset_past_the_commit_skips_it_instead_of_waiting_for_ever() -
 def test_a_job_pfs_runs_again_by_itself_is_no_end_for_a_wait() -> None:
     from dataclasses import replace
 
-    from pfs_volume.pipelines.scheduler import INTERRUPTED, OUTPUT_MOVED
+    from pfs_volume.pipelines.reasons import INTERRUPTED, OUTPUT_MOVED
 
     for state, reason in (("killed", OUTPUT_MOVED), ("failure", INTERRUPTED)):
         again = {"p": [replace(job("p", "1", "a@a1", state), error=reason)]}

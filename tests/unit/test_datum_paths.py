@@ -9,8 +9,8 @@ import os
 
 import pytest
 
+from pfs_volume.pipelines.datum_folder import datum_document, datum_environment
 from pfs_volume.pipelines.datums import Datum
-from pfs_volume.pipelines.runner import datum_document, datum_environment
 
 NAMES = ["my notes.txt", "new\nline", "-n", 'it\'s "q"', os.fsdecode(b"caf\xe9.txt")]
 
