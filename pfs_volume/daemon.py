@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pfs_volume.api import create_api_app
 from pfs_volume.btrfs import BtrfsPool, PoolImage, prepare_pool
@@ -31,7 +31,7 @@ from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.pipelines.uses import PipelineUses
 from pfs_volume.putlog import recover_puts
-from pfs_volume.repos import RepoService, SingleHost
+from pfs_volume.repos import Coordinator, Maintenance, RepoParts, RepoService, SingleHost
 from pfs_volume.transfer import recover_imports
 from pfs_volume.transport import (
     API_CONNECTIONS,
@@ -43,6 +43,9 @@ from pfs_volume.transport import (
 from pfs_volume.upload import STAGING_FOLDER, StagingArea
 from pfs_volume.volumes import SCOPE, VolumeService
 from plugin import create_plugin_app
+
+if TYPE_CHECKING:
+    from pfs_volume.cluster.replication import Replicator
 
 log = logging.getLogger(__name__)
 
@@ -92,23 +95,22 @@ class Daemon:
             self.driver_before = served_before(root, settings.driver_name)
             if self.driver_before is not None:
                 log.warning(change_words(self.driver_before, settings.driver_name))
+            # Store and pool first, then the commit graph's parts, then the cluster's
+            # pieces made from those parts, then the front the layers above call.
+            coordinator: Coordinator
             if settings.cluster:
                 self._cluster = Cluster(settings, pool)
                 self.store = self._cluster.store
-                self.repos = RepoService(
-                    self.store,
-                    pool,
-                    coordinator=self._cluster.coordinator,
-                    uses=PipelineUses(self.store),
-                )
+                coordinator = self._cluster.coordinator
             else:
                 self.store = SqliteStore(root / META_NAME, settings.node_id)
-                self.repos = RepoService(
-                    self.store,
-                    pool,
-                    coordinator=SingleHost(settings.node_id),
-                    uses=PipelineUses(self.store),
-                )
+                coordinator = SingleHost(settings.node_id)
+            parts = RepoParts.build(
+                self.store, pool, coordinator=coordinator, uses=PipelineUses(self.store)
+            )
+            if self._cluster is not None:
+                self._cluster.replicate(parts)
+            self.repos = RepoService.over(parts)
             report = self.repos.recover()
             for name in recover_imports(self.repos):
                 log.info("repo=%s: an import interrupted by a crash was undone", name)
@@ -126,13 +128,13 @@ class Daemon:
                 len(report.purged_repos),
             )
             # After recovery, which may have freed space: a full pool stays recoverable.
-            self.repos.space.start()
+            parts.space.start()
             self.volumes = VolumeService(self.repos, self.store, prefix=settings.driver_name)
             self.reconciler = self._reconciler(self.volumes)
             nodes = None
             if self._cluster is not None:
                 self._cluster.relock(self.store)
-                peer_server = self._cluster.start(self.repos)
+                peer_server = self._cluster.start()
                 self._servers.append(peer_server)
                 nodes = self._cluster.registry.live_nodes
             self._serve(
@@ -344,15 +346,39 @@ class Cluster:
         self.locks = BranchLocks(self.client, self.registry, prefix=settings.etcd_prefix)
         self.registry.on_lease_lost(self.locks.forget_all)
         self.coordinator = ClusterCoordinator(self.registry, self.locks, settings.replicas)
+        self.replicator: Replicator | None = None
+        self.maintenance: Maintenance | None = None
 
-    def start(self, repos: RepoService) -> TcpServer:
-        """Reconcile holders, serve the node API, start pushing and repairing."""
-        from pfs_volume.api.peer import create_peer_app
+    def replicate(self, parts: RepoParts) -> None:
+        """Make the replicator from the commit graph's parts (not started: ``start``
+        hands it to the coordinator after start-up recovery)."""
         from pfs_volume.cluster.peer import PeerClient
         from pfs_volume.cluster.replication import Replicator
 
-        replicator = Replicator(repos, self.registry, PeerClient(self.settings.cluster_token))
-        self.coordinator.attach(replicator)
+        self.replicator = Replicator(
+            parts.store,
+            parts.pool,
+            parts.layout,
+            parts.snapshots,
+            parts.refs,
+            parts.maintenance,
+            self.registry,
+            PeerClient(self.settings.cluster_token),
+        )
+        self.maintenance = parts.maintenance
+
+    def start(self) -> TcpServer:
+        """Reconcile holders, serve the node API, start pushing and repairing.
+
+        Raises:
+            StorageError: ``replicate`` was not called first.
+        """
+        from pfs_volume.api.peer import create_peer_app
+
+        if self.replicator is None or self.maintenance is None:
+            raise StorageError("the replicator is made from the commit graph's parts first")
+        replicator = self.replicator
+        self.coordinator.attach(replicator, self.maintenance)
         replicator.reconcile()
         host, port = self.settings.listen
         server = TcpServer(

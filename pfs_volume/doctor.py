@@ -233,7 +233,7 @@ class Doctor:
 
     def _space(self) -> list[Finding]:
         found = []
-        free, total = self.repos.pool.space()
+        free, total = self.repos.pool_space()
         space = self.repos.space
         frees = "pfs gc REPO --keep-last N, pfs repo delete REPO or pfs branch delete REPO/BRANCH"
         if space.kept and not space.held():

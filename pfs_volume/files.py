@@ -75,7 +75,7 @@ class FileService:
 
     def __init__(self, repos: RepoService) -> None:
         self.repos = repos
-        self.staging = StagingArea(repos.pool.root / STAGING_FOLDER)
+        self.staging = StagingArea(repos.pool_folder(STAGING_FOLDER))
         # made at start-up (``StagingArea.clear``), else by the first put that needs it
 
     def _commit_root(self, repo: str, ref: Ref) -> tuple[CommitRecord, Path]:
@@ -261,15 +261,13 @@ class FileService:
         """After a put whose move into the working copy failed and was undone: its
         unnamed file came and went, which moves the subvolume's generation, so record
         the copy as clean again."""
-        pool = self.repos.pool
-        if pool.changed_since(root, self.repos.get_branch(repo, branch).clean_generation):
+        self.repos.get_branch(repo, branch)
+        if self.repos.has_uncommitted_changes(repo, branch):
             # Restoring the branch's state, as after a write a full pool refused: this
             # may use the pool's reserve.
             self.repos.space.freeing(
                 f"settling {repo}/{branch} after a put",
-                lambda: self.repos.store.set_clean_generation(
-                    repo, branch, pool.generation(root), head
-                ),
+                lambda: self.repos.mark_clean(repo, branch, head),
             )
 
 

@@ -72,7 +72,7 @@ class PutMarker:
             NotFound: no such branch. OSError: the marker cannot be written.
         """
         record = repos.get_branch(repo, branch)
-        folder = repos.pool.root / FOLDER
+        folder = repos.pool_folder(FOLDER)
         folder.mkdir(exist_ok=True)
         path = folder / secrets.token_hex(16)
         body = {
@@ -99,7 +99,7 @@ def recover_puts(repos: RepoService) -> list[str]:
     ``repo/branch``, for those left clean. Markers that cannot be read are dropped with
     a warning; a marker whose branch cannot be read (the store failed) is kept for the
     next start."""
-    folder = repos.pool.root / FOLDER
+    folder = repos.pool_folder(FOLDER)
     if not folder.is_dir():
         return []
     settled: list[str] = []
@@ -108,18 +108,16 @@ def recover_puts(repos: RepoService) -> list[str]:
             body = json.loads(marker.read_text())
             repo, branch = str(body["repo"]), str(body["branch"])
             placement = _placement(body["placement"])
-            record = repos.store.get_branch(repo, branch)
+            record = repos.find_branch(repo, branch)
             path = repos.branch_path(repo, branch)
             if (
                 record is not None
                 and record.head == body["head"]
                 and record.clean_generation == body["generation"]
-                and repos.pool.is_subvolume(path)
+                and repos.is_working_copy(repo, branch)
             ):
                 if _unplaced(path, placement, f"{repo}/{branch}"):
-                    repos.store.set_clean_generation(
-                        repo, branch, repos.pool.generation(path), record.head
-                    )
+                    repos.mark_clean(repo, branch, record.head)
                     settled.append(f"{repo}/{branch}")
                 else:
                     _commit_landed_put(repos, repo, branch, placement)
@@ -139,7 +137,7 @@ def _commit_landed_put(repos: RepoService, repo: str, branch: str, placement: Pl
         PfsError: the commit failed (the marker is kept for the next start).
     """
     shown = safepath.shown((*placement.folder, *placement.made, placement.name))
-    if any(m.branch == branch for m in repos.store.list_mounts(repo)):
+    if any(m.branch == branch for m in repos.list_mounts(repo)):
         log.info(
             "repo=%s branch=%s put %s landed before a crash; the branch is mounted, so its "
             "last Unmount commits it",

@@ -69,7 +69,7 @@ def export_repo(repos: RepoService, name: str) -> Iterator[bytes]:
         Unavailable: a commit this node lacks cannot be fetched now.
     """
     repos.get_repo(name)
-    stream = _export_stream(repos, name, parents_first(repos.store.list_commits(name)))
+    stream = _export_stream(repos, name, parents_first(repos.list_commits(name)))
     next(stream)  # pins, then checks and fetches: its errors are raised here
     return _with_digest(stream)
 
@@ -81,7 +81,7 @@ def _export_stream(repos: RepoService, name: str, listed: list[CommitRecord]) ->
         repo = repos.get_repo(name)
         # Read again under the pins: one a gc pruned (and deleted) before they held is
         # exported as a record only.
-        now = {c.id: c for c in repos.store.list_commits(name)}
+        now = {c.id: c for c in repos.list_commits(name)}
         commits = [now.get(c.id, c) for c in listed]
         have = {c.id for c in commits if not c.pruned}
         # Only copies this node holds (fetched if not); their paths are kept, as a gc may
@@ -100,7 +100,7 @@ def _export_stream(repos: RepoService, name: str, listed: list[CommitRecord]) ->
             "repo": pick(repo_fields(repo), ("name", "created", "description")),
             "branches": [
                 pick(branch_fields(b), ("name", "head", "created"))
-                for b in repos.store.list_branches(name)
+                for b in repos.list_branches(name)
             ],
             "commits": entries,
         }
@@ -268,15 +268,15 @@ class _DigestReader:
 def _install(
     repos: RepoService, staging: Path, target: str, metadata: dict[str, Any]
 ) -> RepoRecord:
-    replicas, placement = repos.coordinator.place(target, None)
+    placement = repos.place(target, None)
     repo = RepoRecord(
         target,
         datetime.fromisoformat(metadata["repo"]["created"]),
         metadata["repo"]["description"],
-        replicas=replicas,
-        placement=placement,
+        replicas=placement.replicas,
+        placement=placement.nodes,
     )
-    here = (repos.coordinator.node_id,)
+    here = (repos.node_id,)
     commits = [commit_record(c, target, here) for c in metadata["commits"]]
     branches = [
         BranchRecord(
@@ -294,17 +294,17 @@ def _install(
         # written yet (start-up removes such a folder).
         staging.rename(repos.repo_dir(target))
         try:
-            repos.store.import_repo(repo, branches, commits)
+            repos.install_records(repo, branches, commits)
         except LeaseLost:
             # Caught before Unavailable, its parent: the import's claim on the name
             # lapsed, and every write of a batched import is fenced by that claim, so no
             # repo record was written: remove the data now, as for any other refusal.
-            repos.pool.delete_tree(repos.repo_dir(target))
+            repos.delete_tree(repos.repo_dir(target))
             raise
         except Unavailable:
             raise  # maybe written after all: start-up's recover_imports looks
         except BaseException:
-            repos.pool.delete_tree(repos.repo_dir(target))
+            repos.delete_tree(repos.repo_dir(target))
             raise
         (repos.repo_dir(target) / IMPORT_MARKER).unlink()
     log.info("repo=%s imported with %d commit(s)", target, len(commits))
@@ -313,7 +313,7 @@ def _install(
 
 def _discard(repos: RepoService, staging: Path) -> None:
     if staging.exists():
-        repos.pool.delete_tree(staging)
+        repos.delete_tree(staging)
 
 
 def recover_imports(repos: RepoService) -> list[str]:
@@ -326,6 +326,6 @@ def recover_imports(repos: RepoService) -> list[str]:
         if repos.repo_exists(name):
             marker.unlink()
         else:
-            repos.pool.delete_tree(marker.parent)
+            repos.delete_tree(marker.parent)
             removed.append(name)
     return removed

@@ -103,8 +103,8 @@ def create_api_app(
     @app.get("/v1/nodes")
     def list_nodes() -> ResponseReturnValue:
         if nodes is None:
-            free, total = repos.pool.space()
-            here = NodeInfo(repos.coordinator.node_id, "", repos.clock(), free, total)
+            free, total = repos.pool_space()
+            here = NodeInfo(repos.node_id, "", repos.now(), free, total)
             return {"cluster": False, "nodes": [node_json(here)]}
         return {"cluster": True, "nodes": [node_json(n) for n in nodes()]}
 
@@ -145,8 +145,8 @@ def create_api_app(
     @app.post("/v1/repos/<repo>/branches/<branch>/reset")
     def reset_branch(repo: str, branch: str) -> ResponseReturnValue:
         ref = parse_ref(json_body({"ref": str})["ref"])
-        old_head, record = repos.reset_branch(repo, branch, ref)
-        return {**branch_json(record), "old_head": old_head}
+        reset = repos.reset_branch(repo, branch, ref)
+        return {**branch_json(reset.branch), "old_head": reset.old_head}
 
     @app.post("/v1/repos/<repo>/branches/<branch>/commit")
     def commit_branch(repo: str, branch: str) -> ResponseReturnValue:
@@ -195,13 +195,11 @@ def create_api_app(
     @app.get("/v1/repos/<repo>/diff")
     def diff(repo: str) -> ResponseReturnValue:
         base = request.args.get("from")
-        old, new, found = repos.diff(
-            repo, parse_ref(_required_arg("to")), parse_ref(base) if base else None
-        )
+        diff = repos.diff(repo, parse_ref(_required_arg("to")), parse_ref(base) if base else None)
         return {
-            "from": old.id if old is not None else None,
-            "to": new.id,
-            "changes": [change_json(change) for change in found],
+            "from": diff.base.id if diff.base is not None else None,
+            "to": diff.to.id,
+            "changes": [change_json(change) for change in diff.changes],
         }
 
     @app.get("/v1/repos/<repo>/export")
@@ -272,8 +270,12 @@ def create_api_app(
 
     @app.get("/v1/repos/<repo>/commits/<ref>")
     def inspect_commit(repo: str, ref: str) -> ResponseReturnValue:
-        commit, size, changed = repos.commit_details(repo, parse_ref(ref))
-        return {**commit_view(commit), "size": size, "files_changed": changed}
+        details = repos.commit_details(repo, parse_ref(ref))
+        return {
+            **commit_view(details.commit),
+            "size": details.size,
+            "files_changed": details.changed,
+        }
 
     return app
 

@@ -13,6 +13,7 @@ from pfs_volume.cluster.membership import NodeRegistry
 from pfs_volume.cluster.replication import Replicator
 from pfs_volume.errors import InvalidRequest, PfsError, StorageError
 from pfs_volume.meta import CommitRecord, Fence
+from pfs_volume.repos import Maintenance, Placement
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +54,34 @@ class ClusterCoordinator:
         self.node_id = registry.node_id
         self.default_replicas = check_replicas(default_replicas)
         self.replicator: Replicator | None = None
+        self.maintenance: Maintenance | None = None
         self._stopping = threading.Event()
         self._loop: threading.Thread | None = None
 
-    def attach(self, replicator: Replicator) -> None:
-        """Give the coordinator the replicator (made after the commit graph)."""
+    def attach(self, replicator: Replicator, maintenance: Maintenance) -> None:
+        """Hand over the replicator and this node's maintenance, once start-up recovery
+        and ``Replicator.reconcile`` are done.
+
+        The one late hand-over of the wiring: the commit graph's parts need this
+        coordinator (write locks, placement, fetch), and the replicator and the
+        maintenance are made from those parts, so they cannot exist when the coordinator
+        is made. Handing them over only after start-up also keeps a fetch from running
+        before the holder lists and the pool agree: until then ``fetch`` raises
+        StorageError and a commit is pushed by the repair loop instead.
+        """
         self.replicator = replicator
+        self.maintenance = maintenance
 
     def _replicator(self) -> Replicator:
         if self.replicator is None:
             raise StorageError("replication is not set up yet")
         return self.replicator
 
-    def place(self, repo: str, replicas: int | None) -> tuple[int, tuple[str, ...]]:
+    def place(self, repo: str, replicas: int | None) -> Placement:
         """The replica count (default if None) and the live nodes chosen for it."""
         count = self.default_replicas if replicas is None else check_replicas(replicas)
         live = [node.id for node in self.registry.live_nodes()]
-        return count, placement.choose(repo, live, count)
+        return Placement(count, placement.choose(repo, live, count))
 
     def acquire(self, repo: str, branch: str) -> Fence | None:
         """The branch's write lock for this node. Raises Conflict, Unavailable."""
@@ -100,7 +112,8 @@ class ClusterCoordinator:
             try:
                 replicator = self._replicator()
                 try:
-                    replicator.repos.release_idle_locks(self.locks.held_keys())
+                    if self.maintenance is not None:
+                        self.maintenance.release_idle_locks(self.locks.held_keys())
                 except PfsError as exc:
                     log.warning("idle write locks not released (retried): %s", exc)
                 replicator.repair()

@@ -17,7 +17,7 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator
 
-from pfs_volume.btrfs import streams
+from pfs_volume.btrfs import BtrfsPool, streams
 from pfs_volume.cluster import placement
 from pfs_volume.cluster.membership import NodeInfo, NodeRegistry
 from pfs_volume.cluster.peer import PeerClient
@@ -31,8 +31,10 @@ from pfs_volume.errors import (
 )
 from pfs_volume.failpoints import failpoint
 from pfs_volume.frames import encode_frames
-from pfs_volume.meta import CommitRecord
-from pfs_volume.repos import KeyedLocks, RepoService
+from pfs_volume.meta import CommitRecord, MetadataStore
+from pfs_volume.repos import KeyedLocks, Maintenance, PoolLayout
+from pfs_volume.repos.refs import Refs
+from pfs_volume.repos.snapshots import Snapshots
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +50,33 @@ class Replicator:
     """This node's side of replication.
 
     Args:
-        repos: this node's commit graph.
+        store: the metadata store.
+        pool: this node's pool.
+        layout: where commits live in it.
+        snapshots: which snapshots this node has and holds.
+        refs: commit and repo records.
+        maintenance: drains the deletions a send held up.
         registry: membership (live nodes and their addresses).
         peers: the client for other nodes' APIs.
     """
 
-    def __init__(self, repos: RepoService, registry: NodeRegistry, peers: PeerClient) -> None:
-        self.repos = repos
-        self.store = repos.store
+    def __init__(
+        self,
+        store: MetadataStore,
+        pool: BtrfsPool,
+        layout: PoolLayout,
+        snapshots: Snapshots,
+        refs: Refs,
+        maintenance: Maintenance,
+        registry: NodeRegistry,
+        peers: PeerClient,
+    ) -> None:
+        self.store = store
+        self.pool = pool
+        self.layout = layout
+        self.snapshots = snapshots
+        self.refs = refs
+        self.maintenance = maintenance
         self.registry = registry
         self.peers = peers
         self.node_id = registry.node_id
@@ -77,9 +98,9 @@ class Replicator:
             Unavailable: every holder failed or etcd is unreachable.
         """
         with self._fetch_locks.hold(repo, commit_id, timeout=FETCH_LOCK_TIMEOUT):
-            commit = self.repos.require_data(self.repos.get_commit(repo, commit_id))
+            commit = self.refs.require_data(self.refs.get_commit(repo, commit_id))
             listed = self.node_id in commit.holders
-            if self.repos.snapshot_on_disk(repo, commit_id):
+            if self.snapshots.snapshot_on_disk(repo, commit_id):
                 if listed:
                     return list(commit.holders)
                 if (repo, commit_id) not in self._received:
@@ -102,7 +123,7 @@ class Replicator:
                 f"commit {commit_id} of repo {repo}: the copy here is not recorded as whole "
                 "and a container has it mounted; it is replaced once that container stops"
             )
-        self.repos.pool.delete_subvolume(self.repos.commit_path(repo, commit_id))
+        self.pool.delete_subvolume(self.layout.commit_path(repo, commit_id))
 
     def _pull(self, commit: CommitRecord, source: str | None) -> None:
         live = {node.id: node for node in self.registry.live_nodes()}
@@ -161,21 +182,21 @@ class Replicator:
             if (
                 not record.pruned
                 and holder in record.holders
-                and self.repos.snapshot_exists(commit.repo, current)
+                and self.snapshots.snapshot_exists(commit.repo, current)
             ):
                 return current
             current = record.parent
         return None
 
     def _receive(self, commit: CommitRecord, source: NodeInfo, base: str | None) -> None:
-        folder = self.repos.commit_path(commit.repo, commit.id).parent
+        folder = self.layout.commit_path(commit.repo, commit.id).parent
         folder.mkdir(parents=True, exist_ok=True)
         leftover = folder / commit.id
-        if self.repos.pool.is_subvolume(leftover):
-            self.repos.pool.delete_subvolume(leftover)  # a partial receive (not read-only)
+        if self.pool.is_subvolume(leftover):
+            self.pool.delete_subvolume(leftover)  # a partial receive (not read-only)
         stream = self.peers.stream(source.address, commit.repo, commit.id, base)
-        base_path = self.repos.commit_path(commit.repo, base) if base else None
-        twins = self.repos.twins(commit.repo, base) if base else []
+        base_path = self.layout.commit_path(commit.repo, base) if base else None
+        twins = self.snapshots.twins(commit.repo, base) if base else []
         streams.receive(
             _after_first(stream, "fetch.mid_stream"), folder, commit.id, base_path, twins
         )
@@ -195,26 +216,26 @@ class Replicator:
         Raises (before the first chunk):
             NotFound: this node lacks the commit. Conflict: it lacks the parent.
         """
-        if not self.repos.snapshot_exists(repo, commit_id):
+        if not self.snapshots.snapshot_exists(repo, commit_id):
             raise NotFound(f"node {self.node_id} does not hold commit {commit_id} of {repo}")
         base = None
         if parent is not None:
-            if not self.repos.snapshot_exists(repo, parent):
+            if not self.snapshots.snapshot_exists(repo, parent):
                 raise Conflict(
                     f"node {self.node_id} does not hold commit {parent} of {repo} to send "
                     "against; ask for a full stream"
                 )
-            base = self.repos.commit_path(repo, parent)
-        chunks = streams.send(self.repos.commit_path(repo, commit_id), base)
+            base = self.layout.commit_path(repo, parent)
+        chunks = streams.send(self.layout.commit_path(repo, commit_id), base)
         return self._then_drain(_after_first(encode_frames(chunks), "send.mid_stream"))
 
     def _then_drain(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         """``chunks``, then the pruned snapshots a gc could not delete while they were
-        sent are deleted (``RepoService.drain_pending``)."""
+        sent are deleted (``Maintenance.drain_pending``)."""
         try:
             yield from chunks
         finally:
-            self.repos.drain_pending()
+            self.maintenance.drain_pending()
 
     # pushing
 
@@ -252,8 +273,8 @@ class Replicator:
     def push(self, repo: str, commit_id: str) -> list[str]:
         """Have each live replica of the repo that lacks the commit pull it from this
         node; the holders afterwards. Failures are logged and left to repair."""
-        record = self.repos.get_repo(repo)
-        commit = self.repos.get_commit(repo, commit_id)
+        record = self.refs.get_repo(repo)
+        commit = self.refs.get_commit(repo, commit_id)
         holders = set(commit.holders)
         live = {node.id: node for node in self.registry.live_nodes()}
         for node_id in record.placement:
@@ -293,7 +314,7 @@ class Replicator:
         """
         for repo in self.store.list_repos():
             for commit in self.store.list_commits(repo.name):
-                has = self.repos.snapshot_on_disk(repo.name, commit.id)
+                has = self.snapshots.snapshot_on_disk(repo.name, commit.id)
                 listed = self.node_id in commit.holders
                 if has and not listed and commit.holders:
                     log.warning(
@@ -302,7 +323,7 @@ class Replicator:
                         repo.name,
                         commit.id,
                     )
-                    self.repos.pool.delete_subvolume(self.repos.commit_path(repo.name, commit.id))
+                    self.pool.delete_subvolume(self.layout.commit_path(repo.name, commit.id))
                 elif has and not listed:
                     log.warning(
                         "repo=%s commit=%s copy here is not recorded and no node holds the "
@@ -317,9 +338,9 @@ class Replicator:
         """One pass of repair: re-place repos that lost a replica, then fetch every commit
         this node should hold and lacks."""
         live = [node.id for node in self.registry.live_nodes()]
-        self.repos.purge_deleted_repos()
+        self.maintenance.purge_deleted_repos()
         for repo in self.store.list_repos():
-            self.repos.drop_pruned_copies(repo.name)
+            self.maintenance.drop_pruned_copies(repo.name)
             for commit in self.store.list_commits(repo.name):
                 if commit.pruned and self.node_id in commit.holders:
                     self.store.remove_holder(repo.name, commit.id, self.node_id)

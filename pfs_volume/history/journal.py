@@ -38,7 +38,7 @@ class MergeMarker:
     @classmethod
     def write(cls, repos: RepoService, repo: str, branch: str, head: str) -> MergeMarker:
         """Record that a merge into ``repo``/``branch`` at ``head`` starts writing now."""
-        folder = repos.pool.root / FOLDER
+        folder = repos.pool_folder(FOLDER)
         folder.mkdir(mode=0o700, exist_ok=True)
         path = folder / secrets.token_hex(16)
         write_synced(path, {"repo": repo, "branch": branch, "head": head})
@@ -54,7 +54,7 @@ class MergeMarker:
 def recover_merges(repos: RepoService) -> list[str]:
     """Drop the working copies that merges a crash interrupted left half written (see
     the module); run after ``RepoService.recover``. Returns their ``repo/branch``."""
-    folder = repos.pool.root / FOLDER
+    folder = repos.pool_folder(FOLDER)
     if not folder.is_dir():
         return []
     dropped: list[str] = []

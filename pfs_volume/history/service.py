@@ -147,9 +147,9 @@ class HistoryService:
             if ours is not None and theirs in bases:
                 return MergeResult("up-to-date", ours)
             if ours is None or ours in bases:
-                _, record = self.repos.reset_branch(repo, target, Ref(theirs))
+                reset = self.repos.reset_branch(repo, target, Ref(theirs))
                 log.info("repo=%s merged %s into %s by fast-forward", repo, source, target)
-                return MergeResult("fast-forward", record.head or theirs)
+                return MergeResult("fast-forward", reset.branch.head or theirs)
             self.repos.refuse_if_busy(repo, target, "merge into")
             base = bases[0] if bases else None
             with self._trees(repo, base, ours, theirs) as trees:

@@ -1,0 +1,206 @@
+"""The commit graph's read side: repos, branches and commits by name, refs resolved,
+history walked, and what a commit changed."""
+
+from __future__ import annotations
+
+import heapq
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+from pfs_volume.btrfs.changes import changes
+from pfs_volume.diff import Change
+from pfs_volume.errors import InvalidName, NotFound
+from pfs_volume.meta import BranchRecord, CommitRecord, MetadataStore, RepoRecord
+from pfs_volume.names import Ref, is_commit_prefix
+from pfs_volume.repos.layout import PoolLayout
+from pfs_volume.repos.snapshots import Snapshots
+
+
+class CommitDetails(NamedTuple):
+    """A commit with what inspecting it here can tell."""
+
+    commit: CommitRecord
+    size: int | None
+    """Bytes its files hold; None for a pruned commit or one not on this node."""
+    changed: int | None
+    """How many paths it changed; None as for ``size``."""
+
+
+class Diff(NamedTuple):
+    """What changed between two commits."""
+
+    base: CommitRecord | None
+    """The commit compared against (None: the empty tree)."""
+    to: CommitRecord
+    changes: list[Change]
+
+
+class Refs:
+    """Reads of the commit graph.
+
+    Args:
+        store: the metadata store.
+        layout: where snapshots live.
+        snapshots: this node's snapshots (a diff fetches the ones it lacks).
+    """
+
+    def __init__(self, store: MetadataStore, layout: PoolLayout, snapshots: Snapshots) -> None:
+        self.store = store
+        self.layout = layout
+        self.snapshots = snapshots
+
+    def get_repo(self, name: str) -> RepoRecord:
+        """The repo called ``name``. Raises NotFound."""
+        record = self.store.get_repo(name)
+        if record is None:
+            raise NotFound(f"there is no repo {name!r}")
+        return record
+
+    def get_branch(self, repo: str, name: str) -> BranchRecord:
+        """The branch. Raises NotFound."""
+        record = self.store.get_branch(repo, name)
+        if record is None:
+            self.get_repo(repo)
+            raise NotFound(f"repo {repo!r} has no branch {name!r}")
+        return record
+
+    def list_branches(self, repo: str) -> list[BranchRecord]:
+        """The repo's branches. Raises NotFound for an unknown repo."""
+        self.get_repo(repo)
+        return self.store.list_branches(repo)
+
+    @staticmethod
+    def require_data(commit: CommitRecord) -> CommitRecord:
+        """The commit, if its data is still there.
+
+        Raises:
+            NotFound: it was pruned by gc.
+        """
+        if commit.pruned:
+            raise NotFound(
+                f"commit {commit.id} of repo {commit.repo} was pruned by gc: its record "
+                "stays in the log, its files are gone"
+            )
+        return commit
+
+    def get_commit(self, repo: str, commit_id: str) -> CommitRecord:
+        """The commit with this exact id. Raises NotFound."""
+        record = self.store.get_commit(repo, commit_id)
+        if record is None:
+            raise NotFound(f"repo {repo!r} has no commit {commit_id}")
+        return record
+
+    def resolve_commit(self, repo: str, ref: Ref) -> CommitRecord:
+        """The commit a ref names: a branch's head or a commit (prefix), then its walk
+        back (``~N`` along first parents, ``^N`` to the N-th parent).
+
+        A branch name wins over a commit prefix.
+
+        Raises:
+            NotFound: no such repo, branch or commit, or too few ancestors or parents.
+            InvalidName: an ambiguous commit prefix.
+        """
+        self.get_repo(repo)
+        commit = self._base_commit(repo, ref.base)
+        for hop in ref.walk or ():
+            for step in range(hop.times):
+                parents = commit.parents
+                if len(parents) < hop.parent:
+                    have = f"{len(parents)} parent(s)" if parents else "no parent"
+                    raise NotFound(
+                        f"{repo}@{ref}: commit {commit.id} ({step} step(s) into {hop}) has {have}"
+                    )
+                commit = self.get_commit(repo, parents[hop.parent - 1])
+        return commit
+
+    def _base_commit(self, repo: str, base: str) -> CommitRecord:
+        branch = self.store.get_branch(repo, base)
+        if branch is not None:
+            if branch.head is None:
+                raise NotFound(f"branch {repo}/{base} has no commits yet")
+            return self.get_commit(repo, branch.head)
+        if is_commit_prefix(base):
+            ids = self.store.find_commit_ids(repo, base)
+            if len(ids) == 1:
+                return self.get_commit(repo, ids[0])
+            if len(ids) > 1:
+                raise InvalidName(
+                    f"the commit prefix {base!r} is ambiguous in repo {repo!r}: it matches "
+                    f"{', '.join(ids)}; give more digits"
+                )
+        raise NotFound(f"repo {repo!r} has no branch or commit {base!r}")
+
+    def log(
+        self, repo: str, ref: Ref, limit: int | None = None, first_parent: bool = False
+    ) -> list[CommitRecord]:
+        """The commit ``ref`` names and its ancestors, newest first: through every parent
+        of a merge (what the merged branch brought is history too), or with
+        ``first_parent`` only the branch's own line. Reads only the commits it returns
+        and their parents' records.
+
+        An empty list for a branch with no commits yet.
+
+        Raises:
+            NotFound: no such repo, or a ref that names nothing.
+        """
+        self.get_repo(repo)
+        branch = self.store.get_branch(repo, ref.base) if ref.plain else None
+        if branch is not None and branch.head is None:
+            return []
+        start = self.resolve_commit(repo, ref)
+        commits: list[CommitRecord] = []
+        seen = {start.id}
+        queue = [(-start.created.timestamp(), start.id, start)]
+        while queue and (limit is None or len(commits) < limit):
+            current = heapq.heappop(queue)[2]
+            commits.append(current)
+            parents = current.parents[:1] if first_parent else current.parents
+            for parent_id in parents:
+                if parent_id not in seen:
+                    seen.add(parent_id)
+                    parent = self.get_commit(repo, parent_id)
+                    heapq.heappush(queue, (-parent.created.timestamp(), parent.id, parent))
+        return commits
+
+    def diff(self, repo: str, to: Ref, base: Ref | None = None) -> Diff:
+        """What changed from ``base`` (default: the parent of ``to``) to ``to``, in time
+        proportional to the change.
+
+        Raises:
+            NotFound: no such repo or commit, or one whose data was pruned.
+        """
+        new = self.require_data(self.resolve_commit(repo, to))
+        if base is not None:
+            old: CommitRecord | None = self.require_data(self.resolve_commit(repo, base))
+        else:
+            old = self.require_data(self.get_commit(repo, new.parent)) if new.parent else None
+        found = changes(
+            self.snapshots.local_commit(repo, old.id) if old is not None else None,
+            self.snapshots.local_commit(repo, new.id),
+        )
+        return Diff(old, new, found)
+
+    def commit_details(self, repo: str, ref: Ref) -> CommitDetails:
+        """A commit with the bytes its files hold and how many paths it changed (None for
+        a pruned commit, and for one whose data, or whose parent's, is not on this node:
+        inspecting never fetches).
+
+        Raises:
+            NotFound, InvalidName: as ``resolve_commit``.
+        """
+        commit = self.resolve_commit(repo, ref)
+        local = [commit.id] + ([commit.parent] if commit.parent else [])
+        if commit.pruned or not all(self.snapshots.snapshot_exists(repo, c) for c in local):
+            return CommitDetails(commit, None, None)
+        size = _apparent_size(self.layout.commit_path(repo, commit.id))
+        return CommitDetails(commit, size, len(self.diff(repo, Ref(commit.id)).changes))
+
+
+def _apparent_size(root: Path) -> int:
+    """Bytes the files under ``root`` hold (links counted as links, not followed)."""
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            total += os.lstat(os.path.join(folder, name)).st_size
+    return total
