@@ -225,23 +225,6 @@ class UnreadableAnswer(Unavailable):
     proxy's page, a cut-off body): whatever answered, it was not a pfs daemon speaking."""
 
 
-ERRORS_BY_STATUS: dict[int, type[PfsError]] = {
-    cls.status: cls
-    for cls in (
-        PfsError,
-        InvalidRequest,
-        BodyTooLarge,
-        Unauthorized,
-        NotFound,
-        Conflict,
-        Unavailable,
-        PoolFull,
-    )
-}
-"""The most general class answering with each status: what an error whose body names
-no ``code`` (Docker's ``{"Err": ...}``) is rebuilt as."""
-
-
 def error_from_response(
     status: int, body: bytes | str | dict[str, object] | None, fallback: str = ""
 ) -> PfsError:
@@ -253,11 +236,11 @@ def error_from_response(
         body: the answer's body, raw or already decoded from JSON.
         fallback: the message when the body carries none (default ``HTTP <status>``).
     Returns:
-        For a pfs API body ``{"error": {"code", "message"}}``, the class of its code
-        (``PfsError`` for a code this version does not know; a ``MergeConflict`` keeps
-        its ``conflicts``); for a Docker ``{"Err": "..."}``, the class of the status
-        (``ERRORS_BY_STATUS``, else ``PfsError``); for any other body, an
-        ``UnreadableAnswer``.
+        For a pfs API body ``{"error": {"code", "message"}}`` (both strings), the class
+        of its code (``PfsError`` for a code this version does not know; a
+        ``MergeConflict`` keeps its ``conflicts``); for any other body, an
+        ``UnreadableAnswer``: what answered was not a pfs daemon (a peer's replication
+        treats that as a node it cannot reach, never as a verdict on the commit).
     """
     decoded: object = body
     if isinstance(body, bytes | str):
@@ -267,12 +250,14 @@ def error_from_response(
             decoded = None
     message = fallback or f"HTTP {status}"
     error = decoded.get("error") if isinstance(decoded, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        cls = ERRORS_BY_CODE.get(str(error.get("code", "")), PfsError)
+    if (
+        isinstance(error, dict)
+        and isinstance(error.get("code"), str)
+        and isinstance(error.get("message"), str)
+    ):
+        cls = ERRORS_BY_CODE.get(error["code"], PfsError)
         if cls is MergeConflict:
             conflicts = error.get("conflicts")
             return MergeConflict(error["message"], conflicts if isinstance(conflicts, list) else [])
         return cls(error["message"])
-    if isinstance(decoded, dict) and isinstance(decoded.get("Err"), str):
-        return ERRORS_BY_STATUS.get(status, PfsError)(decoded["Err"])
     return UnreadableAnswer(message)

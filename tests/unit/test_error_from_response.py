@@ -9,12 +9,9 @@ import pytest
 
 from pfs_volume.errors import (
     ERRORS_BY_CODE,
-    Conflict,
-    InvalidRequest,
     MergeConflict,
     NotFound,
     PfsError,
-    PoolFull,
     Unavailable,
     UnreadableAnswer,
     error_from_response,
@@ -48,21 +45,18 @@ def test_a_merge_conflict_keeps_its_conflicts() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "cls"),
-    [(400, InvalidRequest), (404, NotFound), (409, Conflict), (503, Unavailable), (507, PoolFull)],
-)
-def test_a_docker_err_body_comes_back_as_the_class_of_its_status(
-    status: int, cls: type[PfsError]
-) -> None:
-    error = error_from_response(status, b'{"Err": "no such volume"}')
-    assert type(error) is cls
-    assert str(error) == "no such volume"
-    assert type(error_from_response(418, {"Err": "x"})) is PfsError
-
-
-@pytest.mark.parametrize(
     "body",
-    [b"<html>bad gateway</html>", b"", None, b"[1]", {"error": "text"}, {"error": {"code": "x"}}],
+    [
+        b"<html>bad gateway</html>",
+        b"",
+        None,
+        b"[1]",
+        {"error": "text"},
+        {"error": {"code": "x"}},
+        {"error": {"message": "no code"}},
+        {"error": {"code": "not_found", "message": 123}},
+        b'{"Err": "a Docker plugin answer, never pfs API\'s"}',
+    ],
 )
 def test_a_body_that_reports_no_error_is_an_unreadable_answer(body: Any) -> None:
     error = error_from_response(502, body)
