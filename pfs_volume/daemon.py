@@ -18,12 +18,15 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from pfs_volume.api import create_api_app
+from pfs_volume.api.app import ApiServices
 from pfs_volume.btrfs import BtrfsPool, PoolImage, prepare_pool
 from pfs_volume.cluster import placement
 from pfs_volume.config import Settings
 from pfs_volume.doctor import Doctor
 from pfs_volume.driver_name import change_words, served_before
 from pfs_volume.errors import Conflict, PfsError, StorageError
+from pfs_volume.files import FileService
+from pfs_volume.history import HistoryService
 from pfs_volume.history.journal import recover_merges
 from pfs_volume.meta import MetadataStore, SqliteStore
 from pfs_volume.mount_reconciler import ENGINE_TIMEOUT, DockerEngine, MountReconciler
@@ -45,6 +48,7 @@ from pfs_volume.volumes import SCOPE, VolumeService
 from plugin import create_plugin_app
 
 if TYPE_CHECKING:
+    from pfs_volume.cluster.membership import NodeInfo
     from pfs_volume.cluster.replication import Replicator
 
 log = logging.getLogger(__name__)
@@ -147,17 +151,19 @@ class Daemon:
             self.repos.on_commit(lambda _commit: self._wake_pipelines())
             self._serve(
                 create_api_app(
-                    self.repos,
-                    self.volumes,
-                    nodes,
-                    self.pipelines,
-                    Doctor(
+                    api_services(
                         self.repos,
                         self.volumes,
-                        self.reconciler,
-                        settings.driver_name,
-                        self.driver_before,
-                    ),
+                        self.pipelines,
+                        Doctor(
+                            self.repos,
+                            self.volumes,
+                            self.reconciler,
+                            settings.driver_name,
+                            self.driver_before,
+                        ),
+                        nodes,
+                    )
                 ),
                 settings.api_socket,
                 "pfs API",
@@ -412,3 +418,23 @@ class Cluster:
         self.coordinator.stop()
         self.registry.stop(revoke=leave)
         self.client.close()
+
+
+def api_services(
+    repos: RepoService,
+    volumes: VolumeService,
+    pipelines: PipelineService,
+    doctor: Doctor | None = None,
+    nodes: Callable[[], list[NodeInfo]] | None = None,
+) -> ApiServices:
+    """The services the API serves, over the commit graph, the volumes and the
+    pipelines; ``doctor`` defaults to one without an engine to ask."""
+    return ApiServices(
+        repos,
+        volumes,
+        FileService(repos),
+        HistoryService(repos),
+        pipelines,
+        doctor or Doctor(repos, volumes, None, volumes.prefix),
+        nodes,
+    )

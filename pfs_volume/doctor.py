@@ -194,7 +194,7 @@ class Doctor:
         found = []
         mounted = {(m.repo, m.branch) for m in self.volumes.mounts() if m.branch}
         for repo in self.repos.list_repos():
-            failures = self.repos.commit_errors.of_repo(repo.name)
+            failures = self.repos.commit_errors_of(repo.name)
             for branch in self.repos.list_branches(repo.name):
                 where = f"{repo.name}/{branch.name}"
                 failed = failures.get(branch.name)
@@ -234,9 +234,9 @@ class Doctor:
     def _space(self) -> list[Finding]:
         found = []
         free, total = self.repos.pool_space()
-        space = self.repos.space
+        space = self.repos.reserve()
         frees = "pfs gc REPO --keep-last N, pfs repo delete REPO or pfs branch delete REPO/BRANCH"
-        if space.kept and not space.held():
+        if space.kept and not space.held:
             found.append(
                 Finding(
                     ERROR,

@@ -160,7 +160,7 @@ class FileService:
             raise InvalidRequest("put needs a file path, not the root")
         with (
             self.repos.branch_lock(repo, branch),
-            self.repos.space.reporting(f"put {safepath.shown(parts)} on {repo}/{branch}"),
+            self.repos.reporting_full_pool(f"put {safepath.shown(parts)} on {repo}/{branch}"),
         ):
             root = self._writable_root(repo, branch, "write to")
             head = self.repos.get_branch(repo, branch).head
@@ -265,7 +265,7 @@ class FileService:
         if self.repos.has_uncommitted_changes(repo, branch):
             # Restoring the branch's state, as after a write a full pool refused: this
             # may use the pool's reserve.
-            self.repos.space.freeing(
+            self.repos.freeing_space(
                 f"settling {repo}/{branch} after a put",
                 lambda: self.repos.mark_clean(repo, branch, head),
             )

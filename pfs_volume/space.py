@@ -22,7 +22,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.errors import PfsError, PoolFull
@@ -44,6 +44,15 @@ USAGE_WORDS = "bytes used); free space with"
 """In every message ``full_error`` made (so that it is made once)."""
 NO_SPACE_WORDS = ("No space left on device", "database or disk is full")
 """How ENOSPC reads once a tool turned it into text (btrfs's stderr, SQLite's error)."""
+
+
+class Reserve(NamedTuple):
+    """The pool's reserve: ``kept`` when pfs keeps one for this pool, ``held`` when its
+    file is there, ``size`` its bytes."""
+
+    kept: bool
+    held: bool
+    size: int
 
 
 def reserve_size(pool_bytes: int) -> int:
@@ -91,6 +100,10 @@ class SpaceReserve:
     def size(self) -> int:
         """The reserve's size for this pool, in bytes."""
         return reserve_size(self.pool.space()[1])
+
+    def state(self) -> Reserve:
+        """Whether pfs keeps a reserve, whether it is there, and its size."""
+        return Reserve(kept=self.kept, held=self.held(), size=self.size)
 
     def held(self) -> bool:
         """True when the reserve file exists (whole or not: see ``refill``)."""

@@ -153,11 +153,11 @@ def import_repo(repos: RepoService, source: IO[bytes], name: str | None = None) 
                 twins = repos.twins(target, entry["base"]) if entry["base"] else []
                 _receive(reader, staging / "commits", entry["id"], entry["base"], twins)
         _check_end(reader, metadata["format"])
-        with repos.space.reporting(f"the import of {target}"):
+        with repos.reporting_full_pool(f"the import of {target}"):
             return _install(repos, staging, target, metadata)
     except PoolFull as exc:
         _discard(repos, staging)
-        raise repos.space.full_error(f"the import of {target}", exc) from None
+        raise repos.pool_full_error(f"the import of {target}", exc) from None
     except BaseException:
         _discard(repos, staging)
         raise

@@ -281,7 +281,7 @@ class VolumeService:
             if used is not None:
                 log.info("volume=%s mount=%s mounted again (%d uses)", name, mount_id, used.uses)
                 return self._mount_path(used)
-        with self.repos.space.reporting(f"mounting {name}"):
+        with self.repos.reporting_full_pool(f"mounting {name}"):
             target, path = self._mount_target(name, record_mount=mount_id)
             self.store.add_volume(VolumeRecord(name=name, repo=target.repo, created=self.clock()))
         log.info(
@@ -534,7 +534,7 @@ class VolumeService:
                 status["uncommitted_changes"] = self.repos.has_uncommitted_changes(
                     target.repo, target.branch
                 )
-                error = self.repos.commit_errors.of_branch(target.repo, target.branch)
+                error = self.repos.commit_errors_of(target.repo).get(target.branch)
                 if error is not None:
                     status["last_commit_error"] = error.as_json()
         else:

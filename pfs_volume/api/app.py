@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from flask import Flask, Response, jsonify, request, send_file
@@ -28,13 +28,12 @@ from pfs_volume.api.serialize import (
 from pfs_volume.cluster.membership import NodeInfo
 from pfs_volume.config import parse_duration
 from pfs_volume.doctor import Doctor
-from pfs_volume.errors import Conflict, InvalidRequest, MergeConflict, PfsError, StorageError
+from pfs_volume.errors import Conflict, InvalidRequest, MergeConflict, PfsError
 from pfs_volume.filenames import query_value
 from pfs_volume.files import FileService
 from pfs_volume.history import HistoryService
 from pfs_volume.meta import CommitRecord
 from pfs_volume.names import DEFAULT_BRANCH, check_component, parse_ref
-from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.repos import RepoService
 from pfs_volume.request_limits import MAX_STREAMED_BODY, accepts_body
@@ -47,25 +46,31 @@ log = logging.getLogger(__name__)
 MAX_LIMIT = 1_000_000
 
 
-def create_api_app(
-    repos: RepoService,
-    volumes: VolumeService,
-    nodes: Callable[[], list[NodeInfo]] | None = None,
-    pipelines: PipelineService | None = None,
-    doctor: Doctor | None = None,
-) -> Flask:
-    """Build the flask app of the pfs HTTP API over the repo and volume services.
+@dataclass(frozen=True)
+class ApiServices:
+    """The services the API translates HTTP to, built by the daemon
+    (``pfs_volume.daemon.api_services``): the API builds none of its own.
 
-    Args:
-        repos: the commit graph. volumes: the Docker-facing volume service.
+    Attributes:
         nodes: the cluster's live nodes (None on a single host: the node list is this
             host alone).
-        doctor: what ``pfs doctor`` asks (default: one without an engine to ask).
     """
-    doctor = doctor or Doctor(repos, volumes, None, volumes.prefix)
+
+    repos: RepoService
+    volumes: VolumeService
+    files: FileService
+    history: HistoryService
+    pipelines: PipelineService
+    doctor: Doctor
+    nodes: Callable[[], list[NodeInfo]] | None = None
+
+
+def create_api_app(services: ApiServices) -> Flask:
+    """Build the flask app of the pfs HTTP API over the services the daemon built."""
+    repos, volumes, files = services.repos, services.volumes, services.files
+    history, pipelines, doctor = services.history, services.pipelines, services.doctor
+    nodes = services.nodes
     app = Flask("pfs-api")
-    files = FileService(repos)
-    history = HistoryService(repos)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     @app.url_value_preprocessor
@@ -76,12 +81,6 @@ def create_api_app(
                 check_component(values[key], key)
 
     install_error_handlers(app)
-    pipelines = pipelines or PipelineService(
-        repos,
-        repos.store,
-        repos.coordinator.node_id,
-        JobRunner(repos, repos.pool, _no_docker, volumes.prefix),
-    )
     add_pipeline_routes(app, pipelines)
 
     def live() -> set[str] | None:
@@ -278,10 +277,6 @@ def create_api_app(
         }
 
     return app
-
-
-def _no_docker() -> Any:
-    raise StorageError("this API serves no Docker engine: pipelines cannot run jobs here")
 
 
 def install_error_handlers(app: Flask) -> None:

@@ -8,9 +8,12 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from pfs_volume.branch_uses import BranchUse, UsesLookup, no_uses
 from pfs_volume.btrfs import BtrfsPool
+from pfs_volume.commit_errors import CommitError
+from pfs_volume.errors import PoolFull
 from pfs_volume.meta import (
     BranchRecord,
     CommitRecord,
@@ -27,12 +30,14 @@ from pfs_volume.repos.gc import GcReport
 from pfs_volume.repos.parts import RepoParts
 from pfs_volume.repos.recovery import RecoveryReport
 from pfs_volume.repos.refs import CommitDetails, Diff
+from pfs_volume.space import Reserve
+
+T = TypeVar("T")
 
 
 class RepoService:
-    """Repos, branches and commits of one node's pool.
-
-    Locks are always taken branch first, then repo (``pfs_volume.repos.locks``).
+    """Repos, branches and commits of one node's pool. Locks are always taken branch
+    first, then repo (``pfs_volume.repos.locks``).
 
     Args:
         store: the metadata store.
@@ -75,18 +80,11 @@ class RepoService:
         self._catalog = parts.catalog
         self._commits = parts.commits
         self._recovery = parts.recovery
-        # Kept while pipelines/ still reads them (its split takes them from the daemon);
-        # nothing else outside repos/ may use store, pool, clock or coordinator.
-        self.store = parts.store
-        self.pool = parts.pool
-        self.clock = parts.clock
-        self.coordinator = parts.coordinator
-        self.new_id = parts.new_id
-        self.uses = parts.uses
-        self.space = parts.space
-        self.commit_errors = parts.commit_errors
-        self.repos_dir = parts.layout.repos_dir
-        self.incoming_dir = parts.layout.incoming_dir
+        # For tests, which look at the parts; code outside repos/ never does
+        # (tests/unit/test_architecture.py).
+        self.store, self.pool, self.clock = parts.store, parts.pool, parts.clock
+        self.coordinator, self.space = parts.coordinator, parts.space
+        self.repos_dir, self.incoming_dir = parts.layout.repos_dir, parts.layout.incoming_dir
 
     def repo_dir(self, repo: str) -> Path:
         """The folder that holds a repo's working copies and snapshots. See
@@ -393,6 +391,28 @@ class RepoService:
     def pool_space(self) -> tuple[int, int]:
         """The pool's free and total bytes. Raises StorageError."""
         return self._parts.pool.space()
+
+    def reporting_full_pool(self, what: str) -> AbstractContextManager[None]:
+        """Turn running out of space inside into PoolFull naming ``what``. See
+        ``SpaceReserve.reporting``."""
+        return self._parts.space.reporting(what)
+
+    def freeing_space(self, what: str, action: Callable[[], T]) -> T:
+        """Run a verb that frees space or releases state, with the pool's reserve if it
+        meets a full pool. See ``SpaceReserve.freeing``."""
+        return self._parts.space.freeing(what, action)
+
+    def pool_full_error(self, what: str, cause: BaseException | None = None) -> PoolFull:
+        """The PoolFull that says how full the pool is and which verbs free space."""
+        return self._parts.space.full_error(what, cause)
+
+    def reserve(self) -> Reserve:
+        """The pool's reserve: whether pfs keeps one, whether it is there, its size."""
+        return self._parts.space.state()
+
+    def commit_errors_of(self, repo: str) -> dict[str, CommitError]:
+        """The last failed commit of each of the repo's branches that has one, by name."""
+        return self._parts.commit_errors.of_repo(repo)
 
     def place(self, repo: str, replicas: int | None) -> Placement:
         """Where a new repo (or an imported one) is kept. Raises InvalidRequest."""

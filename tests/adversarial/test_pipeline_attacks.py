@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import requests
 
-from pfs_volume.api.app import create_api_app
 from pfs_volume.errors import InvalidRequest, StorageError, TooManyDatums
 from pfs_volume.pipelines import joblogs
 from pfs_volume.pipelines.datum_folder import datum_environment
@@ -33,6 +32,7 @@ from pfs_volume.pipelines.spec import InputSpec, OutputSpec, PipelineSpec, Trans
 from pfs_volume.repos import RepoService
 from pfs_volume.transport import UnixSocketServer
 from pfs_volume.volumes import VolumeService
+from tests.api_app import api_app
 from tests.fake_docker import Api, Container
 from tests.integration.test_pipeline_outputs import (
     MIB,
@@ -385,7 +385,7 @@ def test_a_follower_that_hung_up_frees_its_slot(
         JobRunner(repos, repos.pool, lambda: engine, "pfs"),
     )
     server = UnixSocketServer(
-        create_api_app(repos, volumes, pipelines=pipelines), tmp_path / "api.sock", "api"
+        api_app(repos, volumes, pipelines=pipelines), tmp_path / "api.sock", "api"
     )
     server.start()
     try:

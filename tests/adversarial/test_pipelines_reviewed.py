@@ -427,11 +427,11 @@ def test_an_input_emptied_gives_an_empty_output_commit_with_provenance(
 
 
 def api(repos: RepoService, pipelines: PipelineService) -> Any:
-    from pfs_volume.api.app import create_api_app
     from pfs_volume.volumes import VolumeService
+    from tests.api_app import api_app
 
     volumes = VolumeService(repos, repos.store, prefix="pfs")
-    return create_api_app(repos, volumes, pipelines=pipelines).test_client()
+    return api_app(repos, volumes, pipelines=pipelines).test_client()
 
 
 def test_inspect_of_a_pipeline_made_again_shows_none_of_the_old_ones_jobs(

@@ -11,11 +11,11 @@ import pytest
 import requests_unixsocket
 from flask import Flask
 
-from pfs_volume.api import create_api_app
 from pfs_volume.repos import RepoService
 from pfs_volume.transport import UnixSocketServer
 from pfs_volume.volumes import VolumeService
 from plugin import create_plugin_app
+from tests.api_app import api_app
 
 Caller = Callable[..., Any]
 
@@ -67,7 +67,7 @@ def plugin_http(
 def api_http(
     request: pytest.FixtureRequest, repos: RepoService, volumes: VolumeService, tmp_path: Path
 ) -> Iterator[Transport]:
-    yield from _transport(request, create_api_app(repos, volumes), tmp_path, "api")
+    yield from _transport(request, api_app(repos, volumes), tmp_path, "api")
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def api_socket(repos: RepoService, volumes: VolumeService, tmp_path: Path) -> It
         path = volumes.mount(name, mount_id)
         (path / file).write_text(file)
         volumes.unmount(name, mount_id)
-    server = UnixSocketServer(create_api_app(repos, volumes), tmp_path / "api.sock", "api")
+    server = UnixSocketServer(api_app(repos, volumes), tmp_path / "api.sock", "api")
     server.start()
     try:
         yield str(server.path)

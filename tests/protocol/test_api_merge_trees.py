@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pfs_volume.api import create_api_app
 from pfs_volume.cli.main import main
 from pfs_volume.names import parse_ref
 from pfs_volume.repos import RepoService
 from pfs_volume.transport import UnixSocketServer
 from pfs_volume.volumes import VolumeService
+from tests.api_app import api_app
 from tests.protocol.conftest import Transport
 from tests.trees_model import read_tree
 
@@ -33,7 +33,7 @@ def api_socket_for(
     servers: list[UnixSocketServer] = []
 
     def serve() -> str:
-        server = UnixSocketServer(create_api_app(repos, volumes), tmp_path / "cli.sock", "api")
+        server = UnixSocketServer(api_app(repos, volumes), tmp_path / "cli.sock", "api")
         server.start()
         servers.append(server)
         return str(server.path)

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pfs_volume.api import create_api_app
 from pfs_volume.cli.main import main
 from pfs_volume.repos import RepoService
 from pfs_volume.transport import UnixSocketServer
 from pfs_volume.volumes import VolumeService
+from tests.api_app import api_app
 from tests.protocol.conftest import Transport
 from tests.protocol.test_api_files_safety import body_of
 
@@ -102,7 +102,7 @@ def test_a_rename_with_a_new_content_is_diffed_with_both_names(
 @pytest.fixture
 def served(repos: RepoService, volumes: VolumeService, tmp_path: Path) -> Iterator[str]:
     """The API on a real unix socket; its path."""
-    server = UnixSocketServer(create_api_app(repos, volumes), tmp_path / "api.sock", "api")
+    server = UnixSocketServer(api_app(repos, volumes), tmp_path / "api.sock", "api")
     server.start()
     try:
         yield str(server.path)

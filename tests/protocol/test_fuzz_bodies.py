@@ -21,7 +21,6 @@ import requests
 import requests_unixsocket
 from hypothesis import given, settings
 
-from pfs_volume.api import create_api_app
 from pfs_volume.meta import SqliteStore
 from pfs_volume.names import parse_ref
 from pfs_volume.repos import RepoService
@@ -29,6 +28,7 @@ from pfs_volume.transport import UnixSocketServer
 from pfs_volume.volumes import VolumeService
 from plugin import create_plugin_app
 from plugin.protocol import ENDPOINTS
+from tests.api_app import api_app
 from tests.hostile_input import FUZZ_PROFILE, app_routes, hostile_bodies, store_state
 
 REQUEST_TIMEOUT = 15.0
@@ -48,7 +48,7 @@ QUERY = {"path": "a", "ref": "master", "to": "master"}
 
 def _apps() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     # The url_maps do not depend on the services: build the apps over stand-ins.
-    api = create_api_app(MagicMock(), MagicMock())
+    api = api_app(MagicMock(), MagicMock())
     plugin = create_plugin_app(MagicMock())
     return app_routes(api), app_routes(plugin)
 
@@ -67,7 +67,7 @@ def served(repos: RepoService, volumes: VolumeService, tmp_path: Path) -> Iterat
     repos.create_branch("photos", "dev", parse_ref("master~1"))
     (repos.branch_path("photos", "master") / "uncommitted").write_text("x")
     servers = [
-        UnixSocketServer(create_api_app(repos, volumes), tmp_path / "api.sock", "api"),
+        UnixSocketServer(api_app(repos, volumes), tmp_path / "api.sock", "api"),
         UnixSocketServer(create_plugin_app(volumes), tmp_path / "plugin.sock", "plugin"),
     ]
     for server in servers:

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from pfs_volume.api import create_api_app
 from pfs_volume.meta import SqliteStore
 from pfs_volume.names import parse_ref
 from pfs_volume.repos import RepoService
 from pfs_volume.volumes import VolumeService
 from plugin import create_plugin_app
 from plugin.protocol import ENDPOINTS
+from tests.api_app import api_app
 from tests.protocol.conftest import Transport
 
 SPEC = {
@@ -109,7 +109,7 @@ def test_every_json_route_refuses_hostile_bodies(
     kind: str,
 ) -> None:
     make, says, expected = HOSTILE[kind]
-    client = create_api_app(populated, volumes).test_client()
+    client = api_app(populated, volumes).test_client()
     before = state(populated, store)
     reply = client.open(path, method=method, data=make(body, field))
     assert reply.json is not None

@@ -12,11 +12,11 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from pfs_volume.api import create_api_app
 from pfs_volume.api.openapi import openapi_document
 from pfs_volume.meta import SqliteStore
 from pfs_volume.repos import RepoService
 from pfs_volume.volumes import VolumeService
+from tests.api_app import api_app as build_api_app
 
 
 def routes(app: Flask) -> set[tuple[str, str]]:
@@ -33,11 +33,11 @@ def test_every_route_is_documented_and_every_documented_route_exists(
     repos: RepoService, volumes: VolumeService
 ) -> None:
     documented = {(p, m) for p, ops in openapi_document()["paths"].items() for m in ops}
-    assert routes(create_api_app(repos, volumes)) == documented
+    assert routes(build_api_app(repos, volumes)) == documented
 
 
 def test_the_daemon_serves_it(repos: RepoService, volumes: VolumeService) -> None:
-    reply = create_api_app(repos, volumes).test_client().get("/v1/openapi.json")
+    reply = build_api_app(repos, volumes).test_client().get("/v1/openapi.json")
     assert reply.status_code == 200 and reply.get_json() == openapi_document()
 
 
@@ -47,7 +47,7 @@ def api_app(repos: RepoService, volumes: VolumeService) -> Iterator[Flask]:
         path = volumes.mount("pfs/r", mount_id)
         (path / file).write_text(file)
         volumes.unmount("pfs/r", mount_id)
-    yield create_api_app(repos, volumes)
+    yield build_api_app(repos, volumes)
 
 
 @pytest.fixture

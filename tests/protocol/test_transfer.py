@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from pfs_volume.api import create_api_app
 from pfs_volume.btrfs import BtrfsPool, prepare_pool
 from pfs_volume.errors import Conflict, InvalidRequest
 from pfs_volume.frames import encode_frames
@@ -25,6 +24,7 @@ from pfs_volume.names import parse_ref
 from pfs_volume.repos import RepoService, new_commit_id
 from pfs_volume.transfer import MAGIC, export_repo, import_repo
 from pfs_volume.volumes import VolumeService
+from tests.api_app import api_app
 
 
 def files_of(repos: RepoService, repo: str, commit: str) -> dict[str, bytes]:
@@ -397,7 +397,7 @@ def test_a_frame_that_is_not_a_btrfs_stream_is_refused_without_btrfs_words(
 def test_the_api_answers_400_for_a_damaged_file(
     small_export: bytes, other_pool: RepoService
 ) -> None:
-    app = create_api_app(other_pool, VolumeService(other_pool, other_pool.store, prefix="pfs"))
+    app = api_app(other_pool, VolumeService(other_pool, other_pool.store, prefix="pfs"))
     client = app.test_client()
     for data in (small_export[:-40], small_export + b"x", small_export[:2000]):
         reply = client.post("/v1/imports", data=data)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from pfs_volume.api import create_api_app
 from pfs_volume.errors import NotFound
 from pfs_volume.meta import SqliteStore
 from pfs_volume.names import parse_ref
 from pfs_volume.repos import RepoService
 from pfs_volume.transfer import export_repo
 from pfs_volume.volumes import VolumeService
+from tests.api_app import api_app
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_the_copy_is_not_taken_for_a_whole_one(repos: RepoService, unlisted: str
 def test_files_and_diff_refuse_it(
     repos: RepoService, volumes: VolumeService, unlisted: str
 ) -> None:
-    client = create_api_app(repos, volumes).test_client()
+    client = api_app(repos, volumes).test_client()
     for path, params in [
         (f"/v1/repos/r/commits/{unlisted}/files", {}),
         (f"/v1/repos/r/commits/{unlisted}/content", {"path": "f"}),
