@@ -139,6 +139,116 @@ class PoolFull(StorageError):
     code = "pool_full"
 
 
+# btrfs
+
+
+class DumpFormatError(StorageError):
+    """A ``btrfs receive --dump`` listing that this module cannot follow."""
+
+
+class CloneRefused(StorageError):
+    """The two files cannot share extents (see ``CLONE_REFUSED``); copy the bytes."""
+
+
+class TooManyNames(StorageError):
+    """An inode has more names than one ``BTRFS_IOC_INO_PATHS`` answer holds."""
+
+
+class BtrfsCommandError(StorageError):
+    """A storage command exited non-zero; the message holds its stderr."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
+        self.args_list = list(args)
+        self.returncode = returncode
+        self.stderr = stderr.strip()
+        super().__init__(f"{' '.join(args)} failed (exit {returncode}): {self.stderr}")
+
+
+# paths in a tree (safepath: links are never followed)
+
+
+class UndoFailed(StorageError):
+    """A failed write could not be undone: the tree may hold a stray name or folder."""
+
+
+class BadPath(InvalidRequest):
+    """A path that is malformed: a NUL byte, ``..``, a name or the whole too long."""
+
+
+class LinkInPath(InvalidRequest):
+    """A symlink where the path needs a folder: paths never go through links.
+
+    Attributes:
+        where: the path up to and including the link, e.g. ``a/link``.
+        target: what the link points to.
+    """
+
+    def __init__(self, message: str, where: str, target: str) -> None:
+        super().__init__(message)
+        self.where = where
+        self.target = target
+
+
+class NotAFolder(Conflict):
+    """A file (or FIFO, device, ...) where the path needs a folder.
+
+    Attributes:
+        where: the path up to and including it. kind: what it is (``file``, ``fifo``).
+    """
+
+    def __init__(self, message: str, where: str, kind: str) -> None:
+        super().__init__(message)
+        self.where = where
+        self.kind = kind
+
+
+class Missing(NotFound):
+    """A name in the path does not exist.
+
+    Attributes:
+        where: the path up to and including the first missing name.
+    """
+
+    def __init__(self, message: str, where: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+class Changed(Conflict):
+    """A name turned into something else between two looks at it: something (a container)
+    writes to the tree while pfs walks it."""
+
+
+class NotRegular(InvalidRequest):
+    """Not a regular file where one is needed (a folder, link, FIFO, device, socket).
+
+    Attributes:
+        kind: what it is.
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# the plugin protocol
+
+
+class MalformedRequest(InvalidRequest):
+    """The request itself is malformed (not a JSON object of the protocol's shape),
+    as opposed to a request the driver refuses. Answered with status 400 (413 for a body
+    too long); the driver's own errors with 500, as Docker's plugin helpers do (Docker
+    shows the Err of both).
+
+    Args:
+        message: what is wrong and what is accepted. status: the HTTP status.
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 ERRORS_BY_CODE: dict[str, type[PfsError]] = {
     cls.code: cls
     for cls in (

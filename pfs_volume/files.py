@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from pfs_volume import safepath
-from pfs_volume.errors import Conflict, InvalidRequest, NotFound, PoolFull
+from pfs_volume import errors, safepath
+from pfs_volume.errors import Conflict, InvalidRequest, NotFound, PoolFull, UndoFailed
 from pfs_volume.failpoints import failpoint
 from pfs_volume.filenames import printable
 from pfs_volume.meta import CommitRecord
@@ -30,7 +30,7 @@ from pfs_volume.names import Ref
 from pfs_volume.putlog import PUT_ORIGIN, PutMarker
 from pfs_volume.repos import RepoService
 from pfs_volume.tarwalk import tar_stream
-from pfs_volume.upload import STAGING_FOLDER, Placement, StagingArea, UndoFailed, write_file
+from pfs_volume.upload import STAGING_FOLDER, Placement, StagingArea, write_file
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class FileService:
             name = parts[-1] if parts else "."
             info = safepath.lstat_at(parent, name)
             if info is None:
-                raise safepath.Missing(f"there is no {safepath.shown(parts)}", "/".join(parts))
+                raise errors.Missing(f"there is no {safepath.shown(parts)}", "/".join(parts))
             if not stat.S_ISDIR(info.st_mode):
                 return [_entry(parent, name, info)]
             with safepath.closing(safepath.open_child_folder(parent, name, parts)) as here:
@@ -171,12 +171,12 @@ class FileService:
 
             try:
                 changed = write_file(root, parts, data, self.staging, before_placing)
-            except safepath.LinkInPath as exc:
+            except errors.LinkInPath as exc:
                 raise Conflict(
                     f"cannot put {safepath.shown(parts)}: {_where(exc.where)} is a symlink, "
                     "not a folder; put never writes through links"
                 ) from None
-            except safepath.NotAFolder as exc:
+            except errors.NotAFolder as exc:
                 raise Conflict(
                     f"cannot put {safepath.shown(parts)}: {_where(exc.where)} is a {exc.kind}, "
                     "not a folder"
@@ -279,10 +279,10 @@ def _reading(what: CommitRecord | str, parts: tuple[str, ...]) -> Iterator[None]
     label = what if isinstance(what, str) else f"commit {what.id}"
     try:
         yield
-    except (safepath.Missing, safepath.NotAFolder) as exc:
+    except (errors.Missing, errors.NotAFolder) as exc:
         why = "" if exc.where == "/".join(parts) else f" ({exc})"
         raise NotFound(f"{label} has no {safepath.shown(parts)}{why}") from None
-    except safepath.LinkInPath as exc:
+    except errors.LinkInPath as exc:
         raise InvalidRequest(f"{exc} (in {label})") from None
 
 

@@ -24,7 +24,14 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 
-from pfs_volume.errors import Conflict, InvalidRequest, NotFound
+from pfs_volume.errors import (
+    BadPath,
+    Changed,
+    LinkInPath,
+    Missing,
+    NotAFolder,
+    NotRegular,
+)
 from pfs_volume.filenames import printable, to_bytes
 
 NAME_MAX = 255
@@ -44,66 +51,6 @@ KINDS = {
     stat.S_IFCHR: "character device",
     stat.S_IFBLK: "block device",
 }
-
-
-class BadPath(InvalidRequest):
-    """A path that is malformed: a NUL byte, ``..``, a name or the whole too long."""
-
-
-class LinkInPath(InvalidRequest):
-    """A symlink where the path needs a folder: paths never go through links.
-
-    Attributes:
-        where: the path up to and including the link, e.g. ``a/link``.
-        target: what the link points to.
-    """
-
-    def __init__(self, message: str, where: str, target: str) -> None:
-        super().__init__(message)
-        self.where = where
-        self.target = target
-
-
-class NotAFolder(Conflict):
-    """A file (or FIFO, device, ...) where the path needs a folder.
-
-    Attributes:
-        where: the path up to and including it. kind: what it is (``file``, ``fifo``).
-    """
-
-    def __init__(self, message: str, where: str, kind: str) -> None:
-        super().__init__(message)
-        self.where = where
-        self.kind = kind
-
-
-class Missing(NotFound):
-    """A name in the path does not exist.
-
-    Attributes:
-        where: the path up to and including the first missing name.
-    """
-
-    def __init__(self, message: str, where: str) -> None:
-        super().__init__(message)
-        self.where = where
-
-
-class Changed(Conflict):
-    """A name turned into something else between two looks at it: something (a container)
-    writes to the tree while pfs walks it."""
-
-
-class NotRegular(InvalidRequest):
-    """Not a regular file where one is needed (a folder, link, FIFO, device, socket).
-
-    Attributes:
-        kind: what it is.
-    """
-
-    def __init__(self, message: str, kind: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 def kind_of(mode: int) -> str:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from pfs_volume import safepath
+from pfs_volume import errors, safepath
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def tar_stream(root: Path, parts: tuple[str, ...], name: str) -> Iterator[bytes]
     with safepath.closing(safepath.open_parent(root, parts)) as parent:
         entry = parts[-1] if parts else "."
         if safepath.lstat_at(parent, entry) is None:
-            raise safepath.Missing(f"there is no {safepath.shown(parts)}", "/".join(parts))
+            raise errors.Missing(f"there is no {safepath.shown(parts)}", "/".join(parts))
     return _chunks(root, parts, name)
 
 

@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from pfs_volume import safepath
-from pfs_volume.btrfs.ioctl import CloneRefused, clone_file
-from pfs_volume.errors import InvalidRequest, PoolFull, StorageError
+from pfs_volume import errors, safepath
+from pfs_volume.btrfs.ioctl import clone_file
+from pfs_volume.errors import CloneRefused, InvalidRequest, PoolFull, StorageError, UndoFailed
 from pfs_volume.failpoints import failpoint
 from pfs_volume.private_files import PRIVATE_DIR, PRIVATE_FILE, make_private
 
@@ -64,10 +64,6 @@ FLUSH_BEFORE_MOVE = 4 * CHUNK
 dirty pages out first, and that (0.7 s for 1 GiB, measured) belongs to the upload, not
 to the step that touches the working copy. Smaller ones are not: the flush's fixed cost
 (about 3 ms) would be most of a small put's."""
-
-
-class UndoFailed(StorageError):
-    """A failed write could not be undone: the tree may hold a stray name or folder."""
 
 
 @dataclass(frozen=True)
@@ -174,13 +170,13 @@ def write_file(
     only if ``before_placing`` was called).
 
     Raises:
-        safepath.BadPath: no name. safepath.LinkInPath, NotAFolder: a link or a
+        errors.BadPath: no name. errors.LinkInPath, NotAFolder: a link or a
             non-folder where a folder is needed (checked before the upload and again
             before the move). InvalidRequest: the target is a folder. PoolFull: the
             pool is full. UndoFailed: an error whose partial work could not be undone.
     """
     if not parts:
-        raise safepath.BadPath("a file path is needed, not the root")
+        raise errors.BadPath("a file path is needed, not the root")
     with safepath.closing(safepath.open_root(root)) as top:
         folder, missing = safepath.open_deepest(top, parts[:-1])
         with safepath.closing(folder):

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from pfs_volume.errors import InvalidRequest, PfsError
+from pfs_volume.errors import InvalidRequest, MalformedRequest, PfsError
 from pfs_volume.meta import rfc3339
 from pfs_volume.request_limits import answers_errors_with
 from pfs_volume.strict_json import loads, read_body
@@ -109,21 +109,6 @@ def create_plugin_app(driver: Driver, scope: str = "local") -> Flask:
         return {"Capabilities": {"Scope": scope}}
 
     return app
-
-
-class MalformedRequest(InvalidRequest):
-    """The request itself is malformed (not a JSON object of the protocol's shape),
-    as opposed to a request the driver refuses. Answered with status 400 (413 for a body
-    too long); the driver's own errors with 500, as Docker's plugin helpers do (Docker
-    shows the Err of both).
-
-    Args:
-        message: what is wrong and what is accepted. status: the HTTP status.
-    """
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def error_body(exc: PfsError) -> tuple[str, bytes]:

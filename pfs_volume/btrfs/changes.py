@@ -28,8 +28,8 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import IO
 
-from pfs_volume.btrfs.command import BtrfsCommandError
 from pfs_volume.diff import Change, MetadataChanged, changes_from_dump
+from pfs_volume.errors import BtrfsCommandError
 
 log = logging.getLogger(__name__)
 

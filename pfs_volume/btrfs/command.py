@@ -6,22 +6,12 @@ import logging
 import subprocess
 from collections.abc import Sequence
 
-from pfs_volume.errors import StorageError
+from pfs_volume.errors import BtrfsCommandError
 
 log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT = 600.0
 """Seconds any one storage command may take (mkfs of a large image is the slow one)."""
-
-
-class BtrfsCommandError(StorageError):
-    """A storage command exited non-zero; the message holds its stderr."""
-
-    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
-        self.args_list = list(args)
-        self.returncode = returncode
-        self.stderr = stderr.strip()
-        super().__init__(f"{' '.join(args)} failed (exit {returncode}): {self.stderr}")
 
 
 def run_command(args: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> str:

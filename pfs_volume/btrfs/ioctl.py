@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pfs_volume.errors import StorageError
+from pfs_volume.errors import CloneRefused, StorageError, TooManyNames
 
 BTRFS_IOCTL_MAGIC = 0x94
 BTRFS_SUBVOL_NAME_MAX = 4039
@@ -86,10 +86,6 @@ FICLONE = _iow(9, ctypes.sizeof(ctypes.c_int))
 CLONE_REFUSED = (errno.EINVAL, errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTTY)
 """FICLONE's answers when the two files cannot share extents (another file system, or
 one of them ``nodatacow``, ``chattr +C``): the data must be copied instead."""
-
-
-class CloneRefused(StorageError):
-    """The two files cannot share extents (see ``CLONE_REFUSED``); copy the bytes."""
 
 
 BTRFS_IOC_SNAP_CREATE_V2 = _iow(23, ctypes.sizeof(_VolArgsV2))
@@ -197,10 +193,6 @@ class _InoPathArgs(ctypes.Structure):
 BTRFS_IOC_INO_PATHS = 0xC0000000 | (ctypes.sizeof(_InoPathArgs) << 16) | (0x94 << 8) | 35
 INO_PATHS_BUFFER = 64 * 1024
 """Bytes offered for the answer (the kernel fills at most 4 KiB of it)."""
-
-
-class TooManyNames(StorageError):
-    """An inode has more names than one ``BTRFS_IOC_INO_PATHS`` answer holds."""
 
 
 def inode_paths(subvolume: Path, inode: int) -> list[str]:

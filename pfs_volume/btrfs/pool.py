@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 from pfs_volume.btrfs import ioctl
-from pfs_volume.btrfs.command import BtrfsCommandError, run_command
+from pfs_volume.btrfs.command import run_command
 from pfs_volume.btrfs.ioctl import SubvolumeInfo
-from pfs_volume.errors import StorageError
+from pfs_volume.errors import BtrfsCommandError, StorageError
 
 BTRFS = "btrfs"
 SUBVOLUME_ROOT_INODE = 256

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import IO
 
 from pfs_volume.btrfs import ioctl, stream_check
-from pfs_volume.btrfs.command import BtrfsCommandError
 from pfs_volume.btrfs.pool import BTRFS
-from pfs_volume.errors import StorageError, StreamRefused
+from pfs_volume.errors import BtrfsCommandError, StorageError, StreamRefused
 
 SETPRIV = "setpriv"
 """util-linux's setpriv: ``--pdeathsig KILL`` makes ``btrfs receive`` die with pfs.

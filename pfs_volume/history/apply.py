@@ -16,12 +16,12 @@ folder exists before what goes in it.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import stat
 from pathlib import Path
 
-from pfs_volume.errors import Conflict, StorageError
+from pfs_volume.btrfs.ioctl import clone_file
+from pfs_volume.errors import CloneRefused, Conflict, StorageError
 from pfs_volume.failpoints import failpoint
 from pfs_volume.filenames import printable
 from pfs_volume.history.snapshots import FolderWalker, SnapshotTrees, at, read_xattrs, split
@@ -31,8 +31,6 @@ from pfs_volume.safepath import FOLDER_FLAGS, entries, remove_tree
 _CHANGED = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EEXIST, errno.EISDIR, errno.ENOTEMPTY)
 """What a call fails with when the working copy (which held exactly our side) changed
 under the merge: a container writing there."""
-FICLONE = 0x40049409
-"""ioctl(dest, FICLONE, src): share all of src's extents (a reflink copy)."""
 _SPECIAL = {
     "fifo": stat.S_IFIFO,
     "socket": stat.S_IFSOCK,
@@ -244,10 +242,8 @@ def _copy_file(source: FolderWalker, path: str, fd: int, name: str, node: Node) 
         dst = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)
         try:
             try:
-                fcntl.ioctl(dst, FICLONE, src)
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EOPNOTSUPP, errno.EINVAL):
-                    raise
+                clone_file(src, dst)
+            except CloneRefused:
                 _copy_bytes(src, dst)
             info = os.fstat(src)
             if (node.uid, node.gid) != (os.geteuid(), os.getegid()):

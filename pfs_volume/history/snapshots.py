@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-from pfs_volume.btrfs.ioctl import TooManyNames, inode_paths
+from pfs_volume.btrfs.ioctl import inode_paths
 from pfs_volume.diff import Change
-from pfs_volume.errors import StorageError
+from pfs_volume.errors import StorageError, TooManyNames
 from pfs_volume.filenames import printable
 from pfs_volume.history.threeway import Node, Side, kind_of
 from pfs_volume.safepath import FILE_FLAGS, FOLDER_FLAGS, entries, read_link, walk_tree

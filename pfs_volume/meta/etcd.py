@@ -70,11 +70,8 @@ from pfs_volume.errors import Busy, Conflict
 from pfs_volume.meta import errors
 from pfs_volume.meta.codec import (
     branch_fields,
-    branch_from,
-    commit_fields,
     commit_from,
     pick,
-    repo_fields,
     repo_from,
 )
 from pfs_volume.meta.etcd_cas import (
@@ -93,7 +90,17 @@ from pfs_volume.meta.etcd_client import (
     put_op,
 )
 from pfs_volume.meta.etcd_documents import EtcdDocuments
-from pfs_volume.meta.etcd_keys import EtcdKeys, dump, last_component, load
+from pfs_volume.meta.etcd_keys import (
+    BRANCH_VALUE,
+    EtcdKeys,
+    branch_of,
+    commit_json,
+    dump,
+    last_component,
+    load,
+    repo_json,
+    working_copy_json,
+)
 from pfs_volume.meta.etcd_local import EtcdNodeRecords
 from pfs_volume.meta.etcd_names import RepoNames
 from pfs_volume.meta.records import (
@@ -111,13 +118,6 @@ log = logging.getLogger(__name__)
 
 FIND_LIMIT = 10
 """At most this many ids from ``find_commit_ids``: enough to show an ambiguous prefix."""
-REPO_VALUE = ("created", "description", "replicas", "placement")
-BRANCH_VALUE = ("head", "created")
-COMMIT_VALUE = (
-    *("id", "branch", "parent", "created", "message", "origin", "pruned", "holders"),
-    *("provenance", "job", "merge_parents"),
-)
-"""The codec's fields each value holds, in order (the key says the rest)."""
 
 
 class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
@@ -144,7 +144,7 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
     # repos
 
     def create_repo(self, repo: RepoRecord, default_branch: BranchRecord) -> None:
-        repo_put = put_op(self.keys.repo(repo.name), _repo_json(repo))
+        repo_put = put_op(self.keys.repo(repo.name), repo_json(repo))
         self._names.create(
             repo.name,
             [
@@ -160,10 +160,10 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
         """Add a repo with its branches and commits: in one transaction when they fit in
         one (up to ``MAX_TXN_OPS`` records), otherwise in several under a claim
         (``RepoNames.import_in_batches``)."""
-        records = [put_op(self.keys.commit(repo.name, c.id), _commit_json(c)) for c in commits]
+        records = [put_op(self.keys.commit(repo.name, c.id), commit_json(c)) for c in commits]
         for branch in branches:
             records += self._branch_ops(repo.name, branch)
-        repo_put = put_op(self.keys.repo(repo.name), _repo_json(repo))
+        repo_put = put_op(self.keys.repo(repo.name), repo_json(repo))
         if len(records) + 2 <= MAX_TXN_OPS:
             gone = delete_op(self.keys.gone(repo.name))
             self._names.create(repo.name, [repo_put, gone, *records])
@@ -177,7 +177,7 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
             ops.append(
                 put_op(
                     self.keys.working_copy(repo, branch.name),
-                    _wc_json(branch.clean_generation, branch.working_base),
+                    working_copy_json(branch.clean_generation, branch.working_base),
                 )
             )
         return ops
@@ -242,7 +242,7 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
         found, wc = self.client.get_many(
             [self.keys.branch(repo, name), self.keys.working_copy(repo, name)]
         )
-        return _branch(repo, name, found, wc) if found is not None else None
+        return branch_of(repo, name, found, wc) if found is not None else None
 
     def list_branches(self, repo: str) -> list[BranchRecord]:
         found = self.client.get_prefix(self.keys.branches(repo))
@@ -251,7 +251,7 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
             for kv in self.client.get_prefix(self.keys.working_copies(repo))
         }
         return [
-            _branch(repo, last_component(kv.key), kv, wcs.get(last_component(kv.key)))
+            branch_of(repo, last_component(kv.key), kv, wcs.get(last_component(kv.key)))
             for kv in found
         ]
 
@@ -316,7 +316,7 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
     ) -> None:
         stored = guarded_write(
             self.client,
-            [put_op(self.keys.working_copy(repo, branch), _wc_json(generation, base))],
+            [put_op(self.keys.working_copy(repo, branch), working_copy_json(generation, base))],
             present=[self.keys.branch(repo, branch)],
         )
         if not stored:
@@ -329,7 +329,7 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
             record = repo_from(load(found), repo)
             if record.placement != tuple(expected):
                 return None, False
-            return _repo_json(replace(record, placement=tuple(new))), True
+            return repo_json(replace(record, placement=tuple(new))), True
 
         busy = f"the placement of repo {repo!r} kept changing; try again"
         return read_modify_write(self.client, self.keys.repo(repo), change, busy)
@@ -354,7 +354,7 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
                 raise errors.no_commit(repo, commit_id)
             record = commit_from(load(found), repo)
             updated = update(record)
-            return (None if updated == record else _commit_json(updated)), None
+            return (None if updated == record else commit_json(updated)), None
 
         busy = f"the record of commit {commit_id} kept changing; try again"
         read_modify_write(self.client, self.keys.commit(repo, commit_id), change, busy)
@@ -390,7 +390,7 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
         def change(found: list[KeyValue | None]) -> tuple[list[KeyValue], list[Op]]:
             records = [(kv, commit_from(load(kv), repo)) for kv in found if kv is not None]
             todo = [(kv, c) for kv, c in records if not c.pruned]
-            ops = [put_op(kv.key, _commit_json(replace(c, pruned=True))) for kv, c in todo]
+            ops = [put_op(kv.key, commit_json(replace(c, pruned=True))) for kv, c in todo]
             return [kv for kv, _ in todo], ops
 
         for _ in range(CAS_ATTEMPTS):
@@ -408,8 +408,8 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
         c = intent.commit
         commit_key = self.keys.commit(c.repo, c.id)
         ops = [
-            put_op(commit_key, _commit_json(c)),
-            put_op(self.keys.working_copy(c.repo, c.branch), _wc_json(generation, c.id)),
+            put_op(commit_key, commit_json(c)),
+            put_op(self.keys.working_copy(c.repo, c.branch), working_copy_json(generation, c.id)),
             delete_op(self.keys.intent(c)),
         ]
         if intent.mount_id is not None:
@@ -423,30 +423,3 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
 
     def close(self) -> None:
         """Nothing to release: the client belongs to whoever made it."""
-
-
-# values: the codec's fields (meta/codec.py) less what the key says
-
-
-def _repo_json(repo: RepoRecord) -> str:
-    return dump(pick(repo_fields(repo), REPO_VALUE))
-
-
-def _commit_json(commit: CommitRecord) -> str:
-    return dump(pick(commit_fields(commit), COMMIT_VALUE))
-
-
-def _wc_json(generation: int | None, base: str | None) -> str:
-    """This node's working copy state of a branch (``clean_generation`` and
-    ``working_base`` of its BranchRecord)."""
-    return dump({"generation": generation, "base": base})
-
-
-def _branch(repo: str, name: str, kv: KeyValue, wc: KeyValue | None) -> BranchRecord:
-    state = load(wc) if wc is not None else {}
-    fields = {
-        **load(kv),
-        "clean_generation": state.get("generation"),
-        "working_base": state.get("base"),
-    }
-    return branch_from(fields, repo, name)

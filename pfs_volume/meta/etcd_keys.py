@@ -8,8 +8,9 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from pfs_volume.errors import InvalidName
+from pfs_volume.meta.codec import branch_from, commit_fields, pick, repo_fields
 from pfs_volume.meta.etcd_client import KeyValue
-from pfs_volume.meta.records import CommitRecord
+from pfs_volume.meta.records import BranchRecord, CommitRecord, RepoRecord
 
 
 def check_component(name: str, what: str) -> str:
@@ -144,3 +145,42 @@ class EtcdKeys:
     def tombstone(self, repo: str) -> str:
         """This node's tombstone of a deleted repo whose data may still be here."""
         return self.tombstones() + check_component(repo, "repo")
+
+
+REPO_VALUE = ("created", "description", "replicas", "placement")
+BRANCH_VALUE = ("head", "created")
+COMMIT_VALUE = (
+    *("id", "branch", "parent", "created", "message", "origin", "pruned", "holders"),
+    *("provenance", "job", "merge_parents"),
+)
+"""The codec's fields each value holds, in order (the key says the rest)."""
+
+
+# values: the codec's fields (meta/codec.py) less what the key says
+
+
+def repo_json(repo: RepoRecord) -> str:
+    """A repo record's value."""
+    return dump(pick(repo_fields(repo), REPO_VALUE))
+
+
+def commit_json(commit: CommitRecord) -> str:
+    """A commit record's value."""
+    return dump(pick(commit_fields(commit), COMMIT_VALUE))
+
+
+def working_copy_json(generation: int | None, base: str | None) -> str:
+    """This node's working copy state of a branch (``clean_generation`` and
+    ``working_base`` of its BranchRecord)."""
+    return dump({"generation": generation, "base": base})
+
+
+def branch_of(repo: str, name: str, kv: KeyValue, wc: KeyValue | None) -> BranchRecord:
+    """A branch record from its value and this node's working copy state of it."""
+    state = load(wc) if wc is not None else {}
+    fields = {
+        **load(kv),
+        "clean_generation": state.get("generation"),
+        "working_base": state.get("base"),
+    }
+    return branch_from(fields, repo, name)

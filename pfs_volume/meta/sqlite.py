@@ -31,18 +31,14 @@ from pfs_volume.meta.records import (
     CommitIntent,
     CommitRecord,
     Fence,
-    MountRecord,
     RepoRecord,
-    VolumeRecord,
 )
 from pfs_volume.meta.sqlite_layout import (
     BRANCH_COLUMNS,
     COMMIT_COLUMNS,
     INTENT_COLUMNS,
-    MOUNT_COLUMNS,
     REPO_COLUMNS,
     SCHEMA,
-    VOLUME_COLUMNS,
     add_missing_columns,
     branch_of,
     branch_row,
@@ -50,19 +46,16 @@ from pfs_volume.meta.sqlite_layout import (
     commit_row,
     intent_row,
     make_private_store,
-    mount_of,
-    mount_row,
     repo_of,
     repo_row,
-    volume_of,
-    volume_row,
 )
+from pfs_volume.meta.sqlite_local import SqliteNodeRecords
 from pfs_volume.meta.store import MetadataStore
 
 BUSY_TIMEOUT = 30.0
 
 
-class SqliteStore(MetadataStore):
+class SqliteStore(SqliteNodeRecords, MetadataStore):
     """MetadataStore in a SQLite database file.
 
     Args:
@@ -338,111 +331,6 @@ class SqliteStore(MetadataStore):
         return [
             CommitIntent(commit_of((*row[:7], 0, row[8], row[9])), mount_id=row[7]) for row in rows
         ]
-
-    # mounts
-
-    def add_mount(self, mount: MountRecord) -> MountRecord:
-        with self._write() as db:
-            row = db.execute(
-                f"SELECT {MOUNT_COLUMNS} FROM mounts WHERE id=?",
-                (mount.id,),
-            ).fetchone()
-            if row:
-                return mount_of(row)
-            db.execute(
-                f"INSERT INTO mounts ({MOUNT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
-                mount_row(mount),
-            )
-            return mount
-
-    def get_mount(self, mount_id: str) -> MountRecord | None:
-        rows = self._read(
-            f"SELECT {MOUNT_COLUMNS} FROM mounts WHERE id=?",
-            (mount_id,),
-        )
-        return mount_of(rows[0]) if rows else None
-
-    def list_mounts(self, repo: str | None = None) -> list[MountRecord]:
-        sql = f"SELECT {MOUNT_COLUMNS} FROM mounts"
-        rows = (
-            self._read(sql + " WHERE repo=? ORDER BY created, id", (repo,))
-            if repo is not None
-            else self._read(sql + " ORDER BY created, id")
-        )
-        return [mount_of(row) for row in rows]
-
-    def delete_mount(self, mount_id: str) -> None:
-        with self._write() as db:
-            db.execute("DELETE FROM mounts WHERE id=?", (mount_id,))
-
-    def use_mount(self, mount_id: str) -> MountRecord | None:
-        with self._write() as db:
-            db.execute("UPDATE mounts SET uses = uses + 1 WHERE id=?", (mount_id,))
-            row = db.execute(
-                f"SELECT {MOUNT_COLUMNS} FROM mounts WHERE id=?", (mount_id,)
-            ).fetchone()
-            return mount_of(row) if row else None
-
-    def unuse_mount(self, mount_id: str) -> bool:
-        with self._write() as db:
-            done = db.execute(
-                "UPDATE mounts SET uses = uses - 1 WHERE id=? AND uses > 1", (mount_id,)
-            )
-            return done.rowcount > 0
-
-    # Docker volume names
-
-    def add_volume(self, volume: VolumeRecord) -> None:
-        with self._write() as db:
-            db.execute(
-                f"INSERT OR IGNORE INTO volumes ({VOLUME_COLUMNS}) VALUES (?,?,?)",
-                volume_row(volume),
-            )
-
-    def get_volume(self, name: str) -> VolumeRecord | None:
-        rows = self._read(f"SELECT {VOLUME_COLUMNS} FROM volumes WHERE name=?", (name,))
-        return volume_of(rows[0]) if rows else None
-
-    def list_volumes(self) -> list[VolumeRecord]:
-        rows = self._read(f"SELECT {VOLUME_COLUMNS} FROM volumes ORDER BY name")
-        return [volume_of(row) for row in rows]
-
-    def delete_volume(self, name: str) -> None:
-        with self._write() as db:
-            db.execute("DELETE FROM volumes WHERE name=?", (name,))
-
-    # documents
-
-    def put_document(self, kind: str, name: str, body: str, expected: int | None) -> int:
-        with self._write() as db:
-            row = db.execute(
-                "SELECT version FROM documents WHERE kind=? AND name=?", (kind, name)
-            ).fetchone()
-            found = None if row is None else int(row[0])
-            if found != expected:
-                raise errors.document_moved(kind, name, found, expected)
-            version = (found or 0) + 1
-            db.execute(
-                "INSERT OR REPLACE INTO documents (kind, name, body, version) VALUES (?,?,?,?)",
-                (kind, name, body, version),
-            )
-            return version
-
-    def get_document(self, kind: str, name: str) -> tuple[str, int] | None:
-        rows = self._read(
-            "SELECT body, version FROM documents WHERE kind=? AND name=?", (kind, name)
-        )
-        return (rows[0][0], int(rows[0][1])) if rows else None
-
-    def list_documents(self, kind: str) -> list[tuple[str, str, int]]:
-        rows = self._read(
-            "SELECT name, body, version FROM documents WHERE kind=? ORDER BY name", (kind,)
-        )
-        return [(row[0], row[1], int(row[2])) for row in rows]
-
-    def delete_document(self, kind: str, name: str) -> None:
-        with self._write() as db:
-            db.execute("DELETE FROM documents WHERE kind=? AND name=?", (kind, name))
 
     def close(self) -> None:
         with self._lock:

@@ -121,11 +121,6 @@ class RepoService:
         a crash interrupted leaves a writable one). See ``Snapshots.snapshot_on_disk``."""
         return self._snapshots.snapshot_on_disk(repo, commit_id)
 
-    def holds(self, commit: CommitRecord) -> bool:
-        """True when the commit's record lists this node among its holders. See
-        ``Snapshots.holds``."""
-        return self._snapshots.holds(commit)
-
     def snapshot_exists(self, repo: str, commit_id: str) -> bool:
         """True when this node holds the commit's whole snapshot: its record lists this node
         among the holders AND the subvolume is read-only. See ``Snapshots.snapshot_exists``."""
@@ -212,12 +207,6 @@ class RepoService:
         """The branch's working copy, made from its head (or empty) if it does not exist.
         See ``WorkingCopies.working_copy``."""
         return self._working_copies.working_copy(repo, branch)
-
-    def set_aside_working_copy(self, repo: str, branch: str, why: str) -> Path | None:
-        """Before a branch's working copy is replaced whole (a pipeline's output): a clean
-        copy is deleted, a dirty one moved to ``detached/`` and logged with ``why``. See
-        ``WorkingCopies.set_aside``."""
-        return self._working_copies.set_aside(repo, branch, why)
 
     def create_branch(self, repo: str, name: str, start: Ref | None = None) -> BranchRecord:
         """Create branch ``name`` at the commit ``start`` names (default: master's head).

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pfs_volume.cli.client import ApiClient
-from pfs_volume.transport import MAX_CHUNK_LINE
+from pfs_volume.client_limits import MAX_CHUNK_LINE
 from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
 
 # Its module-scoped daemon starts once: every test of the module on one xdist worker.

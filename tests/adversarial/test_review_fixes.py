@@ -362,7 +362,7 @@ def test_failed_drop_keeps_marker(repos: RepoService, monkeypatch) -> None:
     monkeypatch.setattr(apply, "_copy_file", flaky)
 
     def no_delete(path):
-        from pfs_volume.btrfs.command import BtrfsCommandError
+        from pfs_volume.errors import BtrfsCommandError
 
         raise BtrfsCommandError(
             ["btrfs", "subvolume", "delete", str(path)], 1, "No space left on device"

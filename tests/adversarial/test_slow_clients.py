@@ -25,8 +25,9 @@ import requests
 
 from pfs_volume.api.peer import create_peer_app
 from pfs_volume.cli.client import ApiClient
+from pfs_volume.client_limits import HEADER_TIMEOUT
 from pfs_volume.errors import BodyTooLarge
-from pfs_volume.transport import CLEANUP_INTERVAL, HEADER_TIMEOUT, TcpServer
+from pfs_volume.transport import CLEANUP_INTERVAL, TcpServer
 from plugin import protocol
 from tests.etcd_cluster import free_port
 from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode

@@ -23,7 +23,8 @@ import requests
 import requests_unixsocket
 
 from pfs_volume.cli.client import ApiClient
-from pfs_volume.transport import CLEANUP_INTERVAL, RATE_WINDOW, THREADS
+from pfs_volume.client_limits import RATE_WINDOW
+from pfs_volume.transport import CLEANUP_INTERVAL, THREADS
 from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
 
 # Its bounds (cut within the rate window, plugin within 2 s) are timing: run on one

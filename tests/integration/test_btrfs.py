@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pfs_volume.btrfs import BtrfsCommandError, BtrfsPool, filesystem_type, prepare_pool
+from pfs_volume.btrfs import BtrfsPool, filesystem_type, prepare_pool
 from pfs_volume.btrfs.pool_image import is_mountpoint
-from pfs_volume.errors import InvalidRequest, StorageError
+from pfs_volume.errors import BtrfsCommandError, InvalidRequest, StorageError
 
 
 def test_pool_image_is_sparse_btrfs_mounted_noatime(pool: BtrfsPool) -> None:

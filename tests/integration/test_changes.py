@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pfs_volume.btrfs import BtrfsCommandError, BtrfsPool
+from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.btrfs.changes import changes, dump_lines
 from pfs_volume.diff import Change
+from pfs_volume.errors import BtrfsCommandError
 
 
 def working_copy(pool: BtrfsPool, name: str = "work") -> Path:

@@ -11,15 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pfs_volume.diff import (
-    Change,
-    ChangeKind,
-    DumpFormatError,
-    DumpRecord,
-    changes_from_dump,
-    parse_dump,
-    unescape_path,
-)
+from pfs_volume.diff import Change, ChangeKind, changes_from_dump
+from pfs_volume.dump import DumpRecord, parse_dump, unescape_path
+from pfs_volume.errors import DumpFormatError
 
 # A -> B: modify, delete, rename (as rename and as link+unlink), rename+modify, add a
 # hard link, chmod, touch -m, delete a directory tree, add files and a directory, names

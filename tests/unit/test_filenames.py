@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pfs_volume import safepath
+from pfs_volume import errors, safepath
 from pfs_volume.errors import InvalidRequest
 from pfs_volume.filenames import (
     from_bytes,
@@ -103,9 +103,9 @@ def test_a_link_that_turned_into_a_folder_is_a_conflict(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        with pytest.raises(safepath.Changed, match="/d changed while pfs read it"):
+        with pytest.raises(errors.Changed, match="/d changed while pfs read it"):
             safepath.read_link(folder, "d", ("d",))
-        with pytest.raises(safepath.Changed):
+        with pytest.raises(errors.Changed):
             safepath.read_link(folder, "gone", ("gone",))
         os.symlink("/etc", tmp_path / "l")
         assert safepath.read_link(folder, "l", ("l",)) == "/etc"

@@ -7,8 +7,7 @@ import errno
 
 import pytest
 
-from pfs_volume.btrfs.command import BtrfsCommandError
-from pfs_volume.errors import Conflict, PoolFull, StorageError, error_from_code
+from pfs_volume.errors import BtrfsCommandError, Conflict, PoolFull, StorageError, error_from_code
 from pfs_volume.space import RESERVE_MAX, is_no_space, reserve_size
 
 MIB = 1024**2

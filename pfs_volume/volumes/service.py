@@ -1,4 +1,4 @@
-"""VolumeService: what a Docker volume name means, mounts, and commit on last unmount.
+"""VolumeService: Docker's volume calls, mount records, and commit on the last unmount.
 
 A name resolves to a *target*: a branch's writable working copy, or a commit's read-only
 snapshot (the table in DESIGN.md, "The volume name"). Every Docker mount is recorded
@@ -29,37 +29,15 @@ from pfs_volume.errors import (
     Unavailable,
 )
 from pfs_volume.meta import MetadataStore, MountRecord, VolumeRecord, rfc3339, utcnow
-from pfs_volume.names import DEFAULT_BRANCH, VolumeName, parse_volume_name
+from pfs_volume.names import VolumeName
 from pfs_volume.repos import RepoService
+from pfs_volume.volumes.targets import Target, VolumeTargets
 
 log = logging.getLogger(__name__)
 
 SCOPE = "local"
 """Docker's volume scope: each node serves its own pool (the cluster changes this)."""
 UNMOUNT_ORIGIN = "unmount"
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a volume name resolves to right now.
-
-    Exactly one of ``branch`` (writable working copy) and ``commit`` (read-only snapshot)
-    is set. ``repo_exists``/``branch_exists`` say what a mount would have to create;
-    ``start`` is the commit a new branch starts at.
-    """
-
-    repo: str
-    branch: str | None = None
-    commit: str | None = None
-    head: str | None = None
-    start: str | None = None
-    repo_exists: bool = True
-    branch_exists: bool = True
-
-    @property
-    def writable(self) -> bool:
-        """A branch working copy is writable; a commit never is."""
-        return self.branch is not None
 
 
 @dataclass(frozen=True)
@@ -93,88 +71,24 @@ class VolumeService:
         self.repos = repos
         self.store = store
         self.prefix = prefix
+        self.targets = VolumeTargets(repos, prefix)
         self.clock = clock
         self.on_unmatched_unmount: Callable[[], None] | None = None
         """Called when an Unmount names no recorded mount (the daemon asks for a
         reconciliation pass: a record may be left that no Unmount will ever name)."""
 
-    # resolving names
-
     def parse(self, name: str) -> VolumeName:
         """Parse a Docker volume name with this driver's prefix. Raises InvalidName."""
-        return parse_volume_name(name, self.prefix)
+        return self.targets.parse(name)
 
     def resolve(self, name: str) -> Target:
-        """What ``name`` means now, without creating anything.
-
-        Raises:
-            InvalidName: a malformed name or an ambiguous commit prefix.
-            NotFound: a ref that names no branch or commit.
-            Conflict: ``repo/branch@REF`` where the branch exists at another commit.
-        """
-        parsed = self.parse(name)
-        repo = parsed.repo
-        repo_exists = self.repos.repo_exists(repo)
-        ref = parsed.ref
-        if ref is None or (
-            parsed.branch is None
-            and ref.plain
-            and (
-                ref.base == DEFAULT_BRANCH
-                or (repo_exists and self.repos.find_branch(repo, ref.base) is not None)
-            )
-        ):
-            branch = parsed.branch or (ref.base if ref is not None else DEFAULT_BRANCH)
-            return self._branch_target(repo, branch, repo_exists, start=None)
-        if not repo_exists:
-            raise NotFound(
-                f"there is no repo {repo!r}, so it has no commit {ref.base!r}; "
-                f"mount {self.prefix}/{repo} to create it"
-            )
-        commit = self.repos.require_data(self.repos.resolve_commit(repo, ref))
-        if parsed.branch is None:
-            return Target(repo=repo, commit=commit.id, head=commit.id)
-        existing = self.repos.find_branch(repo, parsed.branch)
-        if existing is not None and existing.head != commit.id:
-            raise Conflict(
-                f"branch {repo}/{parsed.branch} exists with head {existing.head}, not "
-                f"{commit.id}; mount {self.prefix}/{repo}/{parsed.branch} to use it as it is"
-            )
-        return self._branch_target(repo, parsed.branch, True, start=commit.id)
-
-    def _branch_target(
-        self, repo: str, branch: str, repo_exists: bool, start: str | None
-    ) -> Target:
-        existing = self.repos.find_branch(repo, branch) if repo_exists else None
-        if existing is not None:
-            return Target(repo=repo, branch=branch, head=existing.head)
-        if start is None and repo_exists:
-            master = self.repos.find_branch(repo, DEFAULT_BRANCH)
-            start = master.head if master is not None else None
-        return Target(
-            repo=repo,
-            branch=branch,
-            head=start,
-            start=start,
-            repo_exists=repo_exists,
-            branch_exists=False,
-        )
+        """What ``name`` means now, without creating anything. See
+        ``VolumeTargets.resolve``."""
+        return self.targets.resolve(name)
 
     def path_of(self, target: Target) -> Path:
         """Where the target lives in the pool."""
-        if target.branch is not None:
-            return self.repos.branch_path(target.repo, target.branch)
-        assert target.commit is not None
-        return self.repos.commit_path(target.repo, target.commit)
-
-    def _materialise(self, target: Target) -> Path:
-        """Create the repo, branch and working copy a target needs; return its path."""
-        if target.branch is None:
-            assert target.commit is not None
-            return self.repos.local_commit(target.repo, target.commit)
-        self.repos.ensure_repo(target.repo)
-        self.repos.ensure_branch(target.repo, target.branch, target.start)
-        return self.repos.working_copy(target.repo, target.branch)
+        return self.targets.path_of(target)
 
     # the Docker volume driver
 
@@ -241,7 +155,7 @@ class VolumeService:
         infos = []
         for volume in self.store.list_volumes():
             try:
-                mountpoint = self._existing_path(self.resolve(volume.name))
+                mountpoint = self.targets.existing_path(self.resolve(volume.name))
             except PfsError:
                 mountpoint = ""
             infos.append(VolumeInfo(volume.name, mountpoint, volume.created, {}))
@@ -252,7 +166,7 @@ class VolumeService:
         mounts = [m for m in self.store.list_mounts() if m.volume == name]
         if mounts:
             return str(self._mount_path(mounts[0]))
-        return self._existing_path(self.resolve(name))
+        return self.targets.existing_path(self.resolve(name))
 
     def mount(self, name: str, mount_id: str) -> Path:
         """Docker's Mount: make the target if needed, record the mount, return the path.
@@ -485,7 +399,7 @@ class VolumeService:
                 # Under the branch's lock: a pipeline made at once waits, and then sees
                 # this mount (``PipelineService.create``).
                 self.repos.refuse_if_owned(target.repo, target.branch, "mount")
-            path = self._materialise(target)
+            path = self.targets.materialise(target)
             if record_mount:
                 self._record(record_mount, name, target)
             return target, path
@@ -504,14 +418,6 @@ class VolumeService:
 
     def _mount_path(self, mount: MountRecord) -> Path:
         return self.path_of(Target(repo=mount.repo, branch=mount.branch, commit=mount.commit))
-
-    def _existing_path(self, target: Target) -> str:
-        if target.branch is not None:
-            exists = self.repos.is_working_copy(target.repo, target.branch)
-        else:
-            assert target.commit is not None
-            exists = self.repos.snapshot_exists(target.repo, target.commit)
-        return str(self.path_of(target)) if exists else ""
 
     def _info(self, name: str, target: Target, created: datetime | None) -> VolumeInfo:
         mounts = [
@@ -541,4 +447,4 @@ class VolumeService:
             status["commit"] = target.commit
         if created is not None:
             status["created"] = rfc3339(created)
-        return VolumeInfo(name, self._existing_path(target), created, status)
+        return VolumeInfo(name, self.targets.existing_path(target), created, status)

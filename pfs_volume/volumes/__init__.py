@@ -1,0 +1,7 @@
+"""Docker volumes over the commit graph: what a name means (``targets``) and Docker's
+volume calls with their mount records (``service``)."""
+
+from pfs_volume.volumes.service import SCOPE, UNMOUNT_ORIGIN, VolumeInfo, VolumeService
+from pfs_volume.volumes.targets import Target, VolumeTargets
+
+__all__ = ["SCOPE", "UNMOUNT_ORIGIN", "Target", "VolumeInfo", "VolumeService", "VolumeTargets"]
