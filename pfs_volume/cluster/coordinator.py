@@ -60,13 +60,13 @@ class ClusterCoordinator:
 
     def attach(self, replicator: Replicator, maintenance: Maintenance) -> None:
         """Hand over the replicator and this node's maintenance, once start-up recovery
-        and ``Replicator.reconcile`` are done.
+        is done (right before ``Replicator.reconcile``, which may fetch through it).
 
         The one late hand-over of the wiring: the commit graph's parts need this
         coordinator (write locks, placement, fetch), and the replicator and the
         maintenance are made from those parts, so they cannot exist when the coordinator
-        is made. Handing them over only after start-up also keeps a fetch from running
-        before the holder lists and the pool agree: until then ``fetch`` raises
+        is made. Handing them over only after recovery also keeps a fetch from running
+        while start-up still finishes what a crash left: until then ``fetch`` raises
         StorageError and a commit is pushed by the repair loop instead.
         """
         self.replicator = replicator
