@@ -133,7 +133,11 @@ def test_a_daemon_killed_under_a_slow_upload_leaves_only_a_staged_file(node: Pfs
                 break
             threading.Event().wait(0.05)
         else:
-            pytest.fail(f"the upload was never staged: {staged(node)}")
+            sizes = [f.stat().st_size for f in staged(node)]
+            pytest.fail(
+                f"the upload was never staged whole at the failpoint: staged sizes {sizes}, "
+                f"daemon stopped: {node.is_stopped()}"
+            )
         assert [f.stat().st_size for f in staged(node)] == [MIB]
         assert sorted(os.walk(working_copy(node))) == tree
         assert generation(node) == before
