@@ -363,7 +363,6 @@ class Cluster:
 
         self.replicator = Replicator(
             parts.store,
-            parts.pool,
             parts.layout,
             parts.snapshots,
             parts.refs,

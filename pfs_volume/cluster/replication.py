@@ -17,7 +17,7 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator
 
-from pfs_volume.btrfs import BtrfsPool, streams
+from pfs_volume.btrfs import streams
 from pfs_volume.cluster import placement
 from pfs_volume.cluster.membership import NodeInfo, NodeRegistry
 from pfs_volume.cluster.peer import PeerClient
@@ -51,8 +51,7 @@ class Replicator:
 
     Args:
         store: the metadata store.
-        pool: this node's pool.
-        layout: where commits live in it.
+        layout: where commits live in this node's pool.
         snapshots: which snapshots this node has and holds.
         refs: commit and repo records.
         maintenance: drains the deletions a send held up.
@@ -63,7 +62,6 @@ class Replicator:
     def __init__(
         self,
         store: MetadataStore,
-        pool: BtrfsPool,
         layout: PoolLayout,
         snapshots: Snapshots,
         refs: Refs,
@@ -72,7 +70,6 @@ class Replicator:
         peers: PeerClient,
     ) -> None:
         self.store = store
-        self.pool = pool
         self.layout = layout
         self.snapshots = snapshots
         self.refs = refs
@@ -123,7 +120,7 @@ class Replicator:
                 f"commit {commit_id} of repo {repo}: the copy here is not recorded as whole "
                 "and a container has it mounted; it is replaced once that container stops"
             )
-        self.pool.delete_subvolume(self.layout.commit_path(repo, commit_id))
+        self.snapshots.delete(repo, commit_id)
 
     def _pull(self, commit: CommitRecord, source: str | None) -> None:
         live = {node.id: node for node in self.registry.live_nodes()}
@@ -191,9 +188,7 @@ class Replicator:
     def _receive(self, commit: CommitRecord, source: NodeInfo, base: str | None) -> None:
         folder = self.layout.commit_path(commit.repo, commit.id).parent
         folder.mkdir(parents=True, exist_ok=True)
-        leftover = folder / commit.id
-        if self.pool.is_subvolume(leftover):
-            self.pool.delete_subvolume(leftover)  # a partial receive (not read-only)
+        self.snapshots.discard_partial(commit.repo, commit.id)
         stream = self.peers.stream(source.address, commit.repo, commit.id, base)
         base_path = self.layout.commit_path(commit.repo, base) if base else None
         twins = self.snapshots.twins(commit.repo, base) if base else []
@@ -323,7 +318,7 @@ class Replicator:
                         repo.name,
                         commit.id,
                     )
-                    self.pool.delete_subvolume(self.layout.commit_path(repo.name, commit.id))
+                    self.snapshots.delete(repo.name, commit.id)
                 elif has and not listed:
                     log.warning(
                         "repo=%s commit=%s copy here is not recorded and no node holds the "

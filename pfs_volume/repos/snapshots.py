@@ -75,3 +75,10 @@ class Snapshots:
     def delete(self, repo: str, commit_id: str) -> None:
         """Delete the commit's snapshot in this pool. Raises StorageError."""
         self.pool.delete_subvolume(self.layout.commit_path(repo, commit_id))
+
+    def discard_partial(self, repo: str, commit_id: str) -> None:
+        """Delete whatever subvolume sits at the commit's place (a receive a crash cut
+        off leaves a writable one), before a new receive there. Raises StorageError."""
+        path = self.layout.commit_path(repo, commit_id)
+        if self.pool.is_subvolume(path):
+            self.pool.delete_subvolume(path)

@@ -94,16 +94,16 @@ def test_nobody_reaches_through_the_repos_service() -> None:
     assert not found, "\n".join(found)
 
 
-def test_cluster_never_sees_the_repos_service() -> None:
+def test_cluster_never_sees_the_repos_service_or_the_pool() -> None:
     """cluster/ touches the pool through the parts of repos/ and the MetadataStore that
-    the daemon hands it, never through RepoService."""
+    the daemon hands it, never through RepoService nor the BtrfsPool itself."""
     found = [
         f"{name}:{node.lineno}"
         for name, tree in modules()
         if name.startswith("pfs_volume/cluster/")
         for node in ast.walk(tree)
-        if (isinstance(node, ast.Name) and node.id == "RepoService")
-        or (isinstance(node, ast.alias) and node.name == "RepoService")
+        if (isinstance(node, ast.Name) and node.id in ("RepoService", "BtrfsPool"))
+        or (isinstance(node, ast.alias) and node.name in ("RepoService", "BtrfsPool"))
     ]
     assert not found, "\n".join(found)
 
