@@ -46,6 +46,7 @@ from pfs_volume.export_format import (
     commit_record,
     parents_first,
 )
+from pfs_volume.failpoints import failpoint
 from pfs_volume.frames import MAX_FRAME, decode_frames, encode_frames
 from pfs_volume.meta import BranchRecord, CommitRecord, RepoRecord
 from pfs_volume.meta.codec import branch_fields, pick, repo_fields
@@ -293,6 +294,7 @@ def _install(
         # One rename puts every snapshot in place; the marker says the records may not be
         # written yet (start-up removes such a folder).
         staging.rename(repos.repo_dir(target))
+        failpoint("import.after_rename")
         try:
             repos.install_records(repo, branches, commits)
         except LeaseLost:

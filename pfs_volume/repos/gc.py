@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.errors import InvalidRequest, PfsError
+from pfs_volume.failpoints import failpoint
 from pfs_volume.meta import MetadataStore
 from pfs_volume.repos.layout import IMPORT_MARKER, PoolLayout, children
 from pfs_volume.repos.locks import RepoLocks
@@ -119,6 +120,7 @@ class Collector:
                 return GcReport([], 0)
             before = self.pool.free_bytes()
             self.store.mark_pruned(repo, doomed)
+            failpoint("gc.after_mark")
             self.delete_pruned(repo, doomed)
             freed = max(0, self.pool.free_bytes() - before)
             log.info(

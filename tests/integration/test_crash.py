@@ -15,6 +15,8 @@ CRASH_POINTS = {
     "commit.after_intent": "1 redone, 1 abandoned",
     # snapshot taken, no commit record: start-up finishes it
     "commit.after_snapshot": "1 commit(s) finished, 0 redone",
+    # snapshot taken and the write lock checked, no commit record: start-up finishes it
+    "commit.before_finish": "1 commit(s) finished, 0 redone",
     # record inserted, head not moved: the transaction rolls back, start-up finishes it
     "commit.between_record_and_head": "1 commit(s) finished, 0 redone",
     # committed, but Docker never got the answer: nothing to recover
