@@ -1,4 +1,4 @@
-"""kill -9 at each failpoint of the commit path on a cluster node (the etcd store, its
+"""kill -9 at failpoints of the commit path on a cluster node (the etcd store, its
 fenced finish and a write lock bound to the dead process's lease), then a restart at
 once, well inside that lease: exactly one whole commit, readable on another node, the
 lock taken over by the new process and given back, nothing lost."""
@@ -15,8 +15,10 @@ from tests.cluster.conftest import LEASE_TTL, Cluster, wait_for
 
 pytestmark = pytest.mark.xdist_group("timing-etcd")
 
-POINTS = ["commit.after_intent", "commit.after_snapshot", "commit.before_finish"]
-POINTS += ["commit.after_finish"]
+# tests/integration/test_crash.py kills at every point of the commit path; here, where
+# the dead process's lease still holds the lock: over a snapshot without its record, and
+# after the record (these tests run one after another: each point costs the suite ~8 s).
+POINTS = ["commit.after_snapshot", "commit.after_finish"]
 
 
 @pytest.mark.parametrize("point", POINTS)
