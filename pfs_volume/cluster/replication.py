@@ -31,7 +31,7 @@ from pfs_volume.errors import (
 )
 from pfs_volume.failpoints import failpoint
 from pfs_volume.frames import encode_frames
-from pfs_volume.meta import CommitRecord, MetadataStore
+from pfs_volume.meta import CommitRecord, MetadataStore, RepoRecord
 from pfs_volume.repos import KeyedLocks, Maintenance, PoolLayout
 from pfs_volume.repos.refs import Refs
 from pfs_volume.repos.snapshots import Snapshots
@@ -334,22 +334,19 @@ class Replicator:
         this node should hold and lacks."""
         live = [node.id for node in self.registry.live_nodes()]
         self.maintenance.purge_deleted_repos()
-        for repo in self.store.list_repos():
+        repos = self.store.list_repos()
+        plan = {move.repo: move.after for move in placement.repair_plan(repos, live)}
+        for repo in repos:
             self.maintenance.drop_pruned_copies(repo.name)
             for commit in self.store.list_commits(repo.name):
                 if commit.pruned and self.node_id in commit.holders:
                     self.store.remove_holder(repo.name, commit.id, self.node_id)
-            wanted = placement.repair(repo.name, repo.placement, live, repo.replicas)
-            if wanted != repo.placement and self.store.set_placement(
-                repo.name, repo.placement, wanted
-            ):
-                log.info(
-                    "repo=%s placement %s -> %s (live nodes: %s)",
-                    repo.name,
-                    ",".join(repo.placement),
-                    ",".join(wanted),
-                    ",".join(live),
-                )
+            wanted = plan.get(repo.name, repo.placement)
+            if wanted != repo.placement:
+                stands = settle_placement(self.store, repo, wanted, live)
+                if stands is None:
+                    continue
+                wanted = stands
             if self.node_id not in wanted:
                 continue
             for commit in reversed(self.store.list_commits(repo.name)):
@@ -361,6 +358,26 @@ class Replicator:
                     log.warning(
                         "repo=%s commit=%s repair fetch failed: %s", repo.name, commit.id, exc
                     )
+
+
+def settle_placement(
+    store: MetadataStore, repo: RepoRecord, wanted: tuple[str, ...], live: list[str]
+) -> tuple[str, ...] | None:
+    """Write ``wanted`` as the repo's placement if it is still the one ``repo`` was read
+    with (compare-and-swap); the placement that stands: ``wanted``, or the one another
+    node wrote first (None: the repo is gone). A node copies by what stands, never by a
+    choice of its own that lost: it may have seen other live nodes than the winner."""
+    if store.set_placement(repo.name, repo.placement, wanted):
+        log.info(
+            "repo=%s placement %s -> %s (live nodes: %s)",
+            repo.name,
+            ",".join(repo.placement),
+            ",".join(wanted),
+            ",".join(live),
+        )
+        return wanted
+    stored = store.get_repo(repo.name)
+    return None if stored is None else stored.placement
 
 
 def _after_first(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:

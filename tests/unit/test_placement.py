@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -49,3 +50,19 @@ def test_removing_a_node_moves_only_its_repos() -> None:
     after = {r: placement.repair(r, p, nodes[:-1], 2) for r, p in before.items()}
     moved = [r for r in before if before[r] != after[r]]
     assert all("n4" in before[r] for r in moved)
+
+
+@pytest.mark.parametrize(("nodes", "repos"), [(5, 2_000), (50, 20_000)])
+def test_balance_within_ten_percent(nodes: int, repos: int) -> None:
+    """Every node holds within 10 % of the mean number of replicas once each node's
+    mean is large enough: each replica lands independently, so a node's count is
+    binomial and its spread shrinks only as 1/sqrt(mean). 2 replicas of 2,000 repos
+    give 5 nodes 800 each (spread 3.2 %), but 50 nodes only 80 (11 %: the fullest of 50
+    is then about 25 % over), so 50 nodes need about 20,000 repos (800 each)."""
+    names = [f"node{i:02d}" for i in range(nodes)]
+    counts = dict.fromkeys(names, 0)
+    for index in range(repos):
+        for node in placement.choose(f"repo{index:05d}", names, 2):
+            counts[node] += 1
+    mean = 2 * repos / nodes
+    assert max(counts.values()) <= 1.1 * mean and min(counts.values()) >= 0.9 * mean, counts
