@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from functools import wraps
+from datetime import datetime
+from functools import lru_cache, wraps
 from typing import Any
 
 from flask import Flask, Response, request
@@ -24,6 +25,8 @@ Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 EMPTY: dict[str, Any] = {}
 """The body of a request that came with none (compared by identity: Docker's retries)."""
+CREATED_TIMES = 65536
+"""How many volumes' creation times are kept formatted (``_created_at``)."""
 BODY_HINT = 'expected a JSON object such as {"Name": "pfs/photos@master"}'
 
 
@@ -153,10 +156,17 @@ def _mount_id(body: dict[str, Any]) -> str:
     return mount_id
 
 
+@lru_cache(maxsize=CREATED_TIMES)
+def _created_at(moment: datetime) -> str:
+    """``rfc3339``, remembered: List formats every volume's time on every call, and
+    ``strftime`` was a fifth of its time at 10,000 volumes."""
+    return rfc3339(moment)
+
+
 def _volume(info: VolumeInfo, *, with_status: bool) -> dict[str, Any]:
     wire: dict[str, Any] = {"Name": info.name, "Mountpoint": info.mountpoint}
     if info.created is not None:
-        wire["CreatedAt"] = rfc3339(info.created)
+        wire["CreatedAt"] = _created_at(info.created)
     if with_status:
         wire["Status"] = dict(info.status)
     return wire

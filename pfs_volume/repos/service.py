@@ -126,6 +126,11 @@ class RepoService:
         among the holders AND the subvolume is read-only. See ``Snapshots.snapshot_exists``."""
         return self._snapshots.snapshot_exists(repo, commit_id)
 
+    def holds(self, commit: CommitRecord) -> bool:
+        """True when the commit's record lists this node among its holders (half of
+        ``snapshot_exists``, for a caller that read the record). See ``Snapshots.holds``."""
+        return self._snapshots.holds(commit)
+
     def local_commit(self, repo: str, commit_id: str) -> Path:
         """The commit's snapshot in this node's pool (see ``snapshot_exists``), fetched from
         a holder if this node holds no whole copy. See ``Snapshots.local_commit``."""

@@ -31,6 +31,7 @@ from pfs_volume.errors import (
 from pfs_volume.meta import MetadataStore, MountRecord, VolumeRecord, rfc3339, utcnow
 from pfs_volume.names import VolumeName
 from pfs_volume.repos import RepoService
+from pfs_volume.volumes.listing import mountpoints
 from pfs_volume.volumes.targets import Target, VolumeTargets
 
 log = logging.getLogger(__name__)
@@ -152,14 +153,9 @@ class VolumeService:
 
     def list(self) -> list[VolumeInfo]:
         """Docker's List: every remembered volume name."""
-        infos = []
-        for volume in self.store.list_volumes():
-            try:
-                mountpoint = self.targets.existing_path(self.resolve(volume.name))
-            except PfsError:
-                mountpoint = ""
-            infos.append(VolumeInfo(volume.name, mountpoint, volume.created, {}))
-        return infos
+        volumes = self.store.list_volumes()
+        found = mountpoints(self.repos, self.store, self.prefix, volumes)
+        return [VolumeInfo(v.name, m, v.created, {}) for v, m in zip(volumes, found, strict=True)]
 
     def path(self, name: str) -> str:
         """Docker's Path: where the volume is, or "" when it has not been made yet."""

@@ -1,0 +1,178 @@
+"""Docker's List: every remembered volume with its mountpoint, from a few reads.
+
+A volume's mountpoint is its target's path when that exists now, else "" (as Get and
+Path say). Resolving each name on its own read the same repo, branches and commits again
+for every volume (about 50 µs a volume: half a second at 10,000). Here the names are
+resolved by the same code (``VolumeTargets``) over a view of the commit graph that reads
+each thing once for the whole listing: a repo record, a repo's branches (one query), a
+commit record, whether a working copy or snapshot is on disk. Nothing is kept between
+calls, so nothing can go stale: whatever changed a mountpoint (a working copy made or
+retired, a commit fetched or pruned, a repo or branch deleted here or on another node)
+shows in the next List.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from pfs_volume.errors import InvalidName, NotFound, PfsError
+from pfs_volume.meta import BranchRecord, CommitRecord, MetadataStore, VolumeRecord
+from pfs_volume.names import Ref, VolumeName, is_commit_prefix
+from pfs_volume.repos import RepoService
+from pfs_volume.volumes.targets import VolumeTargets
+
+COMMIT_ID_LENGTH = 32
+MIN_PREFIX = 6
+"""The shortest commit prefix a name may give (``is_commit_prefix``)."""
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def mountpoints(
+    repos: RepoService, store: MetadataStore, prefix: str, volumes: Sequence[VolumeRecord]
+) -> list[str]:
+    """Each volume's mountpoint, in order: its target's path when it exists in the pool
+    now, "" when it does not or when the name means nothing now (an error)."""
+    targets = VolumeTargets(repos, prefix, reads=OnceReads(repos, store))
+    found = [""] * len(volumes)
+    # Names that differ only by the driver's prefix mean the same: resolved once.
+    meaning: dict[VolumeName, str] = {}
+    # Shorter names first: a commit prefix that matched one commit answers for the longer
+    # prefixes after it (``OnceReads.matching``). The order changes no answer.
+    for index in sorted(range(len(volumes)), key=lambda i: len(volumes[i].name)):
+        with contextlib.suppress(PfsError):
+            parsed = targets.parse(volumes[index].name)
+            if parsed not in meaning:
+                meaning[parsed] = ""
+                meaning[parsed] = targets.existing_path(targets.resolve_parsed(parsed))
+            found[index] = meaning[parsed]
+    return found
+
+
+class OnceReads:
+    """The reads of ``TargetReads``, each made once per object: a repo's branches come
+    in one query, and a commit, a working copy or a snapshot is looked at once however
+    many names lead to it. Meant to live for one listing."""
+
+    def __init__(self, repos: RepoService, store: MetadataStore) -> None:
+        self.repos = repos
+        self.store = store
+        self._ids: dict[tuple[str, str], list[str]] = {}
+        self._paths: dict[tuple[str, str | None, str | None], Path] = {}
+        self._repos: dict[str, bool] = {}
+        self._branches: dict[str, dict[str, BranchRecord]] = {}
+        self._commits: dict[tuple[str, str], CommitRecord | None] = {}
+        self._refs: dict[tuple[str, str], CommitRecord | PfsError] = {}
+        self._copies: dict[tuple[str, str], bool] = {}
+        self._snapshots: dict[tuple[str, str], bool] = {}
+
+    def repo_exists(self, name: str) -> bool:
+        return _once(self._repos, name, lambda: self.repos.repo_exists(name))
+
+    def find_branch(self, repo: str, name: str) -> BranchRecord | None:
+        branches = _once(
+            self._branches, repo, lambda: {b.name: b for b in self.repos.list_branches(repo)}
+        )
+        return branches.get(name)
+
+    def resolve_commit(self, repo: str, ref: Ref) -> CommitRecord:
+        """As ``RepoService.resolve_commit``: a branch's head or a commit (prefix) from the
+        records read here; a walk (``~N``, ``^N``) is handed to it, once per ref."""
+        if not self.repo_exists(repo):
+            raise NotFound(f"there is no repo {repo!r}")
+        branch = self.find_branch(repo, ref.base) if ref.plain else None
+        if branch is not None:
+            if branch.head is None:
+                raise NotFound(f"branch {repo}/{ref.base} has no commits yet")
+            return self._commit(repo, branch.head)
+        if ref.plain and is_commit_prefix(ref.base):
+            if len(ref.base) == COMMIT_ID_LENGTH:
+                return self._commit(repo, ref.base)
+            ids = self.matching(repo, ref.base)
+            if len(ids) == 1:
+                return self._commit(repo, ids[0])
+            if len(ids) > 1:
+                raise InvalidName(f"the commit prefix {ref.base!r} is ambiguous in {repo!r}")
+            raise NotFound(f"repo {repo!r} has no branch or commit {ref.base!r}")
+        key = (repo, str(ref))
+        found = _once(self._refs, key, lambda: _or_error(self.repos.resolve_commit, repo, ref))
+        if isinstance(found, PfsError):
+            raise found
+        return found
+
+    def require_data(self, commit: CommitRecord) -> CommitRecord:
+        return self.repos.require_data(commit)
+
+    def matching(self, repo: str, prefix: str) -> list[str]:
+        """The ids of the repo's commits that start with ``prefix`` (up to the store's
+        limit, enough to tell one from many). Once a shorter prefix matched at most one
+        commit, it answers for every longer one: their matches are among its."""
+        for length in range(MIN_PREFIX, len(prefix)):
+            shorter = self._ids.get((repo, prefix[:length]))
+            if shorter is not None and len(shorter) <= 1:
+                return [i for i in shorter if i.startswith(prefix)]
+        key = (repo, prefix)
+        return _once(self._ids, key, lambda: self.store.find_commit_ids(repo, prefix))
+
+    def branch_path(self, repo: str, branch: str) -> Path:
+        key = (repo, branch, None)
+        return _once(self._paths, key, lambda: self.repos.branch_path(repo, branch))
+
+    def commit_path(self, repo: str, commit_id: str) -> Path:
+        key = (repo, None, commit_id)
+        return _once(self._paths, key, lambda: self.repos.commit_path(repo, commit_id))
+
+    def is_working_copy(self, repo: str, branch: str) -> bool:
+        key = (repo, branch)
+        return _once(self._copies, key, lambda: self.repos.is_working_copy(repo, branch))
+
+    def snapshot_exists(self, repo: str, commit_id: str) -> bool:
+        """As ``RepoService.snapshot_exists``: this node holds the commit (its record
+        says so) and its read-only snapshot is on disk."""
+
+        def look() -> bool:
+            record = self._record(repo, commit_id)
+            return (
+                record is not None
+                and self.repos.holds(record)
+                and self.repos.snapshot_on_disk(repo, commit_id)
+            )
+
+        return _once(self._snapshots, (repo, commit_id), look)
+
+    def _record(self, repo: str, commit_id: str) -> CommitRecord | None:
+        key = (repo, commit_id)
+        return _once(self._commits, key, lambda: _or_none(self.repos.get_commit, repo, commit_id))
+
+    def _commit(self, repo: str, commit_id: str) -> CommitRecord:
+        record = self._record(repo, commit_id)
+        if record is None:
+            raise NotFound(f"repo {repo!r} has no commit {commit_id}")
+        return record
+
+
+def _once(cache: dict[K, V], key: K, read: Callable[[], V]) -> V:
+    if key not in cache:
+        cache[key] = read()
+    return cache[key]
+
+
+def _or_error(
+    resolve: Callable[[str, Ref], CommitRecord], repo: str, ref: Ref
+) -> CommitRecord | PfsError:
+    try:
+        return resolve(repo, ref)
+    except PfsError as exc:
+        return exc
+
+
+def _or_none(
+    get: Callable[[str, str], CommitRecord], repo: str, commit_id: str
+) -> CommitRecord | None:
+    try:
+        return get(repo, commit_id)
+    except NotFound:
+        return None
