@@ -31,4 +31,7 @@ def failpoint(name: str) -> None:
             if name in _fired:
                 return
             _fired.add(name)
-        os.kill(os.getpid(), signal.SIGSTOP)
+        # To this thread: it stops before it runs another line. Sent to the process,
+        # the stop may be taken by another thread while this one writes on (a put was
+        # seen staging its whole upload first).
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
