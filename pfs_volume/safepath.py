@@ -323,7 +323,8 @@ def _frame(parent: int, name: str) -> tuple[int, str, int, list[str]]:
 def walk_tree(root: os.PathLike[str] | str) -> Iterator[tuple[str, int, str]]:
     """Every entry under ``root`` as ``(folder path relative to root, folder fd, name)``
     (the fd is valid while the caller handles that entry; ``lstat`` the name in it),
-    never following a link, at any depth: iterative, one descriptor per level."""
+    never following a link, at any depth: iterative, one descriptor per level still
+    being listed (none for a level whose last entry was taken)."""
     top = open_root(root)
     stack: list[tuple[str, int, list[tuple[str, bool]]]] = []
     try:
@@ -338,8 +339,12 @@ def walk_tree(root: os.PathLike[str] | str) -> Iterator[tuple[str, int, str]]:
             yield path, fd, name
             if is_folder:
                 child = os.open(name, FOLDER_FLAGS, dir_fd=fd)
+                if not pending:  # its last entry: a chain holds one descriptor, not one a level
+                    stack.pop()
+                    os.close(fd)
                 inner = f"{path}/{name}" if path else name
-                stack.append((inner, child, entries(child)))
+                stack.append((inner, child, []))
+                stack[-1][2].extend(entries(child))
     finally:
         for _path, fd, _pending in stack:
             os.close(fd)

@@ -42,28 +42,60 @@ class _Writer:
         self.seen: dict[tuple[int, int], str] = {}
 
     def add(self, folder: int, name: str, arcname: str) -> None:
-        """Add ``name`` of the open ``folder`` (and, for a folder, all it holds)."""
+        """Add ``name`` of the open ``folder`` (and, for a folder, all it holds, in
+        sorted order, each folder before what it holds). Iterative, so any depth: one
+        descriptor per level still being listed (a folder's is closed as soon as its
+        last entry is taken, so a chain of single folders holds a few at most)."""
+        # Each frame: an open folder, its arcname, its names still to add (reversed).
+        stack: list[tuple[int, str, list[str]]] = []
+        try:
+            opened = self._add_one(folder, name, arcname)
+            if opened is not None:
+                stack.append(opened)
+            while stack:
+                fd, where, pending = stack[-1]
+                if not pending:
+                    stack.pop()
+                    os.close(fd)
+                    continue
+                child = pending.pop()
+                if not pending:  # its last entry: the folder is not needed any more
+                    stack.pop()
+                    try:
+                        opened = self._add_one(fd, child, f"{where}/{child}")
+                    finally:
+                        os.close(fd)
+                else:
+                    opened = self._add_one(fd, child, f"{where}/{child}")
+                if opened is not None:
+                    stack.append(opened)
+        finally:
+            for fd, _where, _pending in stack:
+                os.close(fd)
+
+    def _add_one(self, folder: int, name: str, arcname: str) -> tuple[int, str, list[str]] | None:
+        """Add the one entry ``name``; for a folder, it opened (no link followed) with
+        its names to add, sorted and reversed (popped from the end)."""
         info = safepath.lstat_at(folder, name)
         if info is None:
-            return
+            return None
         member = self._member(folder, name, arcname, info)
         if member is None:
-            return
+            return None
         if member.type == tarfile.REGTYPE:
             fd = safepath.open_regular(folder, name, arcname.split("/"))
             with os.fdopen(fd, "rb") as handle:
                 self.tar.addfile(member, handle)
-            return
+            return None
         self.tar.addfile(member)
-        if member.type == tarfile.DIRTYPE:
-            self._add_folder(folder, name, arcname)
-
-    def _add_folder(self, parent: int, name: str, arcname: str) -> None:
-        with safepath.closing(
-            safepath.open_child_folder(parent, name, arcname.split("/"))
-        ) as folder:
-            for child in sorted(os.listdir(folder)):
-                self.add(folder, child, f"{arcname}/{child}")
+        if member.type != tarfile.DIRTYPE:
+            return None
+        opened = safepath.open_child_folder(folder, name, arcname.split("/"))
+        try:
+            return opened, arcname, sorted(os.listdir(opened), reverse=True)
+        except BaseException:
+            os.close(opened)
+            raise
 
     def _member(
         self, folder: int, name: str, arcname: str, info: os.stat_result

@@ -7,13 +7,14 @@ rest runs the ``btrfs`` command.
 from __future__ import annotations
 
 import os
-import shutil
+import stat
 from pathlib import Path
 
 from pfs_volume.btrfs import ioctl
 from pfs_volume.btrfs.command import run_command
 from pfs_volume.btrfs.ioctl import SubvolumeInfo
 from pfs_volume.errors import BtrfsCommandError, StorageError
+from pfs_volume.safepath import closing, open_root, remove_tree, walk_tree
 
 BTRFS = "btrfs"
 SUBVOLUME_ROOT_INODE = 256
@@ -58,20 +59,32 @@ class BtrfsPool:
             run_command([BTRFS, "subvolume", "delete", str(path)])
 
     def delete_tree(self, path: Path) -> None:
-        """Delete a folder with everything in it, subvolumes (read-only ones too) first."""
+        """Delete a folder with everything in it, subvolumes (read-only ones too) first;
+        at any depth, never following a link (``safepath.remove_tree``)."""
         for inner in self._nested_subvolumes(path):
             self.delete_subvolume(inner)
-        shutil.rmtree(path)
+        with closing(open_root(path.parent)) as parent:
+            remove_tree(parent, path.name)
 
     def _nested_subvolumes(self, path: Path) -> list[Path]:
-        """Subvolumes directly inside ``path``'s subvolume (a walk: only on the error path)."""
-        found = []
-        for folder, children, _files in os.walk(path):
-            for child in list(children):
-                if self.is_subvolume(Path(folder, child)):
-                    found.append(Path(folder, child))
-                    children.remove(child)
-        return found
+        """Subvolumes inside ``path``'s subvolume, not those inside them (a walk, only on
+        the error path: iterative through folder descriptors, never following a link)."""
+        found: set[str] = set()
+        try:
+            for folder, fd, name in walk_tree(path):
+                info = os.lstat(name, dir_fd=fd)
+                if stat.S_ISDIR(info.st_mode) and info.st_ino == SUBVOLUME_ROOT_INODE:
+                    found.add(f"{folder}/{name}" if folder else name)
+        except (FileNotFoundError, NotADirectoryError):
+            return []  # nothing (or no folder) there: nothing nested
+        outer = [
+            inner
+            for inner in sorted(found)
+            if not any(
+                "/".join(inner.split("/")[:n]) in found for n in range(1, inner.count("/") + 1)
+            )
+        ]
+        return [path / inner for inner in outer]
 
     def disk_usage(self, path: Path) -> int:
         """Bytes of data extents used under ``path``, shared extents counted once, from

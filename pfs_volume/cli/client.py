@@ -7,18 +7,45 @@ the OpenAPI document). Path parts are quoted once, in ``Route.path``.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import quote
 
 import requests
 import requests_unixsocket
+import urllib3
 
 from pfs_volume.errors import PfsError, error_from_response
 
 REQUEST_TIMEOUT = 120.0
+
+CUT_OFF = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException)
+"""What reading a streamed answer raises when it breaks part-way (the daemon died or
+failed mid-stream, the connection dropped, a read timed out)."""
+
+
+@contextlib.contextmanager
+def reading_answer(what: str) -> Iterator[None]:
+    """Read a streamed answer in this block: one that breaks part-way becomes a
+    ``PfsError`` saying so (never a traceback).
+
+    Args:
+        what: what the answer holds, for the message ("the tar of r@master").
+    Raises:
+        PfsError: the answer was cut off.
+    """
+    try:
+        yield
+    except CUT_OFF as exc:
+        raise PfsError(
+            f"the answer was cut off: {what} ended part-way ({exc.__class__.__name__}); the "
+            "daemon failed or the connection dropped: see the daemon's log, and try again"
+        ) from exc
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import IO, cast
 
 import click
 
+from pfs_volume.cli.client import reading_answer
 from pfs_volume.cli.options import api_client, json_option
 from pfs_volume.cli.output import print_commit, print_json, show, shown
 from pfs_volume.cli.tables import table
@@ -49,8 +50,9 @@ def cat(target: str, path: str) -> None:
     repo_name, ref = parse_repo_ref(target)
     response = api_client().file_content(repo_name, str(ref), path)
     out = sys.stdout.buffer
-    for chunk in response.iter_content(CHUNK):
-        out.write(chunk)
+    with reading_answer(f"the file {printable(path)} of {target}"):
+        for chunk in response.iter_content(CHUNK):
+            out.write(chunk)
     out.flush()
 
 
@@ -74,7 +76,13 @@ def get(target: str, path: str, dest: Path) -> None:
     top = dest / (names[-1] if names else repo_name)
     response.raw.decode_content = True
     try:
-        report = unpack(cast(IO[bytes], response.raw), dest)
+        with reading_answer(f"the tar of {target}"):
+            report = unpack(cast(IO[bytes], response.raw), dest)
+    except tarfile.ReadError as exc:  # the archive ended before its end marker
+        raise PfsError(
+            f"the answer was cut off: the tar of {target} ended part-way ({exc}); what was "
+            f"written into {printable(str(dest))} so far stays there"
+        ) from exc
     except (tarfile.TarError, OSError) as exc:
         raise PfsError(
             f"the copy into {printable(str(dest))} stopped part-way ({exc}); what was "

@@ -10,6 +10,7 @@ from typing import IO
 
 import click
 
+from pfs_volume.cli.client import reading_answer
 from pfs_volume.cli.options import api_client, json_option
 from pfs_volume.cli.output import show
 
@@ -31,7 +32,7 @@ def repo_export(name: str, dest: Path) -> None:
     response = api_client().export_repo(name)
     written = 0
     show_progress = sys.stderr.isatty()
-    with open(dest, "wb") as out:
+    with open(dest, "wb") as out, reading_answer(f"the export of repo {name}"):
         for chunk in response.iter_content(CHUNK):
             out.write(chunk)
             written += len(chunk)

@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from pfs_volume.errors import PfsError
 from pfs_volume.filenames import printable
+
+PATH_MAX = os.pathconf("/", "PC_PATH_MAX")
+"""The longest path (with its NUL) this system's calls take: a member whose path under
+the destination is longer cannot be written (tarfile writes by path)."""
+_UNCACHED = 8
+"""Levels a member's folders are looked up in the cache before checking from the top."""
 
 
 @dataclass
@@ -41,6 +48,10 @@ class _Filter:
     def __init__(self, dest: Path, report: Unpacked) -> None:
         self.dest = dest
         self.report = report
+        self.folders: set[str] = set()
+        """Folders of the archive found on disk as folders (not links) already: a
+        member's folders are checked from the deepest of these down, not from ``dest``
+        (linear in depth, whatever the tree's depth)."""
 
     def __call__(self, member: tarfile.TarInfo, _dest: str) -> tarfile.TarInfo | None:
         name = member.name.rstrip("/")
@@ -48,6 +59,16 @@ class _Filter:
         parts = name.split("/")
         if name.startswith("/") or not name or ".." in parts:
             return self._refuse(f"{shown}: its name leads outside the destination")
+        length = len(os.fsencode(self.dest / name))
+        if length >= PATH_MAX:
+            raise PfsError(
+                f"{shown[:60]}{'...' if len(shown) > 60 else ''} is too deep to write here: "
+                f"its path would be {length} bytes, "
+                f"and this system's limit is {PATH_MAX - 1}; get a folder deeper in the "
+                "tree (pfs get REPO@REF PATH) to write what it holds under a shorter path; "
+                "what was written so far stays"
+            )
+        self.folders.discard(name)  # whatever it is on disk now, it is rewritten
         through = self._link_on_the_way(parts[:-1])
         if through is not None:
             return self._refuse(f"{shown}: {printable(through)} is a symlink on disk")
@@ -92,13 +113,21 @@ class _Filter:
 
     def _link_on_the_way(self, folders: list[str]) -> str | None:
         """The first of ``folders`` (a path under dest, name by name) that is a symlink
-        on disk; None when none is."""
-        for depth in range(1, len(folders) + 1):
+        on disk; None when none is. Those found as folders are remembered (members come
+        folder first, and a member at a remembered name drops it)."""
+        known = len(folders)
+        while known > 0 and "/".join(folders[:known]) not in self.folders:
+            known -= 1
+            if len(folders) - known > _UNCACHED:
+                known = 0  # not found near: check from the top (the path is not deep)
+        for depth in range(known + 1, len(folders) + 1):
             info = self._lstat(folders[:depth])
             if info is None:
                 return None
             if stat.S_ISLNK(info.st_mode):
                 return "/".join(folders[:depth])
+            if stat.S_ISDIR(info.st_mode):
+                self.folders.add("/".join(folders[:depth]))
         return None
 
 
@@ -108,6 +137,7 @@ def unpack(stream: IO[bytes], dest: Path) -> Unpacked:
     Raises:
         tarfile.TarError, OSError: the stream broke off or a write failed; what was
             written so far stays.
+        PfsError: a member's path under ``dest`` is longer than the system takes.
     """
     dest.mkdir(parents=True, exist_ok=True)
     report = Unpacked()

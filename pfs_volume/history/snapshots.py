@@ -102,27 +102,32 @@ class FolderWalker:
         if path in self._open:
             self._open.move_to_end(path)
             return self._open[path]
-        names = path.split("/") if path else []
-        known = len(names)
+        # The nearest folder above that is open (or known absent), found by cutting one
+        # name at a time off the end: each prefix is one slice of ``path``, and a folder
+        # found absent is remembered with all it was asked for, so a deep path under a
+        # missing one stops at its parent (linear in depth, not in its square or cube).
+        known = len(path)
         while known > 0:
-            prefix = "/".join(names[:known])
+            prefix = path[:known]
             if prefix in self._open:
                 break
             if self._absent is not None and prefix in self._absent:
+                self._absent.add(path)
                 return None
-            known -= 1
-        prefix = "/".join(names[:known])
+            known = max(path.rfind("/", 0, known), 0)
+        prefix = path[:known]
         if prefix not in self._open:
             self._open[prefix] = os.open(self.root, FOLDER_FLAGS)  # pfs's own path
         fd = self._open[prefix]
-        for depth in range(known, len(names)):
-            prefix = "/".join(names[: depth + 1])
+        rest = path[known:].lstrip("/")
+        for name in rest.split("/") if rest else []:
+            prefix = f"{prefix}/{name}" if prefix else name
             try:
-                fd = os.open(names[depth], FOLDER_FLAGS, dir_fd=fd)
+                fd = os.open(name, FOLDER_FLAGS, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in _GONE:
                     if self._absent is not None:
-                        self._absent.add(prefix)
+                        self._absent.update((prefix, path))
                     return None
                 raise
             self._open[prefix] = fd

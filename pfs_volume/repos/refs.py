@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,6 +16,7 @@ from pfs_volume.meta import BranchRecord, CommitRecord, MetadataStore, RepoRecor
 from pfs_volume.names import Ref, is_commit_prefix
 from pfs_volume.repos.layout import PoolLayout
 from pfs_volume.repos.snapshots import Snapshots
+from pfs_volume.safepath import walk_tree
 
 
 class CommitDetails(NamedTuple):
@@ -198,9 +200,12 @@ class Refs:
 
 
 def _apparent_size(root: Path) -> int:
-    """Bytes the files under ``root`` hold (links counted as links, not followed)."""
+    """Bytes the files under ``root`` hold (links counted as links, not followed), at
+    any depth (``walk_tree`` is iterative and opens each folder from its parent, so no
+    path grows past PATH_MAX)."""
     total = 0
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            total += os.lstat(os.path.join(folder, name)).st_size
+    for _folder, fd, name in walk_tree(root):
+        info = os.lstat(name, dir_fd=fd)
+        if not stat.S_ISDIR(info.st_mode):
+            total += info.st_size
     return total

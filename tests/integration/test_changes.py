@@ -161,8 +161,10 @@ def test_writable_snapshots_are_refused_with_the_commands_stderr(pool: BtrfsPool
 def test_a_listing_that_takes_too_long_is_stopped(pool: BtrfsPool) -> None:
     work = working_copy(pool)
     a = commit(pool, work, "A")
+    write(work / "later", "x")
+    b = commit(pool, work, "B")
     with pytest.raises(BtrfsCommandError, match="timed out after 0 s"):
-        changes(None, a, timeout=0)
+        changes(a, b, timeout=0)  # (a first commit's listing is a walk, not a send)
     assert "btrfs" not in child_commands()
 
 
