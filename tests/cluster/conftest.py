@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from pfs_volume.cluster import placement
 from tests.etcd_cluster import EtcdCluster, free_port
@@ -173,3 +175,22 @@ def repo_placed_on(node_id: str, stem: str) -> str:
 
 def holders(node, repo: str, commit: str) -> list[str]:
     return node.cli_json("commit", "inspect", f"{repo}@{commit}")["holders"]
+
+
+def unmount_in_background(
+    node: ClusterNode, repo: str, mount_id: str
+) -> tuple[threading.Thread, list[dict[str, str]]]:
+    """Docker's Unmount of ``repo``'s volume on another thread, for a commit the test
+    freezes or cuts off midway. Returns the thread and the list its answer lands in
+    (``{"Err": "transport: ..."}`` when the connection broke)."""
+    answers: list[dict[str, str]] = []
+
+    def unmount() -> None:
+        try:
+            answers.append(node.unmount(node.volume(repo), mount_id))
+        except requests.RequestException as exc:
+            answers.append({"Err": f"transport: {exc}"})
+
+    worker = threading.Thread(target=unmount, daemon=True)
+    worker.start()
+    return worker, answers

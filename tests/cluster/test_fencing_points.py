@@ -5,14 +5,18 @@ mount), and both nodes go on writing the branch."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from tests.cluster.conftest import LEASE_TTL, Cluster, ClusterNode, wait_for
+from tests.cluster.conftest import (
+    LEASE_TTL,
+    Cluster,
+    ClusterNode,
+    unmount_in_background,
+    wait_for,
+)
 
 pytestmark = pytest.mark.xdist_group("timing-etcd")
 
@@ -29,16 +33,7 @@ def test_a_writer_frozen_past_its_lease_loses_and_keeps_its_changes(
     reply = a.mount(a.volume("frozen"), "a1")
     assert not reply.get("Err"), reply
     (Path(reply["Mountpoint"]) / "from_a.txt").write_bytes(b"stale writer\n")
-    outcome: dict[str, Any] = {}
-
-    def unmount_on_a() -> None:
-        try:
-            outcome["reply"] = a.unmount(a.volume("frozen"), "a1")
-        except requests.RequestException as exc:
-            outcome["reply"] = {"Err": f"transport: {exc}"}
-
-    worker = threading.Thread(target=unmount_on_a, daemon=True)
-    worker.start()
+    worker, answers = unmount_in_background(a, "frozen", "a1")
     wait_for(a.is_stopped, 30, "node0 to freeze in its commit")
     wait_for(
         lambda: "node0" not in [n["id"] for n in b.cli_json("node", "list")],
@@ -56,7 +51,7 @@ def test_a_writer_frozen_past_its_lease_loses_and_keeps_its_changes(
     a.resume()
     worker.join(timeout=90)
     assert not worker.is_alive()
-    assert outcome["reply"].get("Err"), outcome
+    assert answers[0].get("Err"), answers
     # The head is node1's commit; node0's half commit left no snapshot.
     wait_for(lambda: "node0" in [n["id"] for n in b.cli_json("node", "list")], 30, "node0 back")
     assert a.cli_json("commit", "inspect", "frozen@master")["id"] == b_head

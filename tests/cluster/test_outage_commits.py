@@ -5,14 +5,12 @@ start instead of serving without its metadata."""
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.cluster.conftest import LEASE_TTL, Cluster, wait_for
+from tests.cluster.conftest import LEASE_TTL, Cluster, unmount_in_background, wait_for
 
 pytestmark = pytest.mark.xdist_group("timing-etcd")
 
@@ -28,16 +26,7 @@ def test_etcd_down_during_a_commit_keeps_it_for_recovery_and_loses_nothing(
     reply = a.mount(a.volume("outage"), "m1")
     assert not reply.get("Err"), reply
     (Path(reply["Mountpoint"]) / "new.txt").write_bytes(b"written before the outage\n")
-    answers: list[dict[str, str]] = []
-
-    def unmount() -> None:
-        try:
-            answers.append(a.unmount(a.volume("outage"), "m1"))
-        except requests.RequestException as exc:
-            answers.append({"Err": f"transport: {exc}"})
-
-    worker = threading.Thread(target=unmount, daemon=True)
-    worker.start()
+    worker, answers = unmount_in_background(a, "outage", "m1")
     wait_for(a.is_stopped, 30, "node0 to stop inside the commit")
     cluster.etcd.stop_all()
     a.resume()
@@ -130,16 +119,7 @@ def test_a_commit_cut_off_by_an_outage_loses_to_the_writer_that_took_over(
     reply = a.mount(a.volume("taken"), "m1")
     assert not reply.get("Err"), reply
     (Path(reply["Mountpoint"]) / "a.txt").write_bytes(b"node0's work\n")
-    answers: list[dict[str, str]] = []
-
-    def unmount() -> None:
-        try:
-            answers.append(a.unmount(a.volume("taken"), "m1"))
-        except requests.RequestException as exc:
-            answers.append({"Err": f"transport: {exc}"})
-
-    worker = threading.Thread(target=unmount, daemon=True)
-    worker.start()
+    worker, answers = unmount_in_background(a, "taken", "m1")
     wait_for(a.is_stopped, 30, "node0 to stop inside the commit")
     cluster.etcd.stop_all()
     a.resume()
@@ -223,16 +203,7 @@ def test_a_lock_whose_release_met_an_outage_is_given_back_by_repair(cluster: Clu
     reply = a.mount(a.volume("held"), "m1")
     assert not reply.get("Err"), reply
     (Path(reply["Mountpoint"]) / "x.txt").write_bytes(b"x\n")
-    answers: list[dict[str, str]] = []
-
-    def unmount() -> None:
-        try:
-            answers.append(a.unmount(a.volume("held"), "m1"))
-        except requests.RequestException as exc:
-            answers.append({"Err": f"transport: {exc}"})
-
-    worker = threading.Thread(target=unmount, daemon=True)
-    worker.start()
+    worker, answers = unmount_in_background(a, "held", "m1")
     wait_for(a.is_stopped, 30, "node0 to stop right after its commit")
     cluster.etcd.stop_all()
     a.resume()
@@ -267,16 +238,7 @@ def test_an_unmount_repeated_after_an_outage_commits_once_and_the_leftover_goes_
     reply = a.mount(a.volume("again"), "m1")
     assert not reply.get("Err"), reply
     (Path(reply["Mountpoint"]) / "n.txt").write_bytes(b"n\n")
-    answers: list[dict[str, str]] = []
-
-    def unmount() -> None:
-        try:
-            answers.append(a.unmount(a.volume("again"), "m1"))
-        except requests.RequestException as exc:
-            answers.append({"Err": f"transport: {exc}"})
-
-    worker = threading.Thread(target=unmount, daemon=True)
-    worker.start()
+    worker, answers = unmount_in_background(a, "again", "m1")
     wait_for(a.is_stopped, 30, "node0 to stop after its intent")
     cluster.etcd.stop_all()
     a.resume()
