@@ -335,6 +335,11 @@ class UnreadableAnswer(Unavailable):
     proxy's page, a cut-off body): whatever answered, it was not a pfs daemon speaking."""
 
 
+class AnswerCutOff(ConnectionError):
+    """The CLI's connection: an answer's body stopped before its end (the daemon died or
+    failed mid-stream, the connection dropped, a read timed out)."""
+
+
 def error_from_response(
     status: int, body: bytes | str | dict[str, object] | None, fallback: str = ""
 ) -> PfsError:

@@ -8,25 +8,18 @@ the OpenAPI document). Path parts are quoted once, in ``Route.path``.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import io
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import quote
 
-import requests
-import requests_unixsocket
-import urllib3
-
-from pfs_volume.errors import PfsError, error_from_response
+from pfs_volume.cli.connection import Answer, send
+from pfs_volume.errors import AnswerCutOff, PfsError, error_from_response
 
 REQUEST_TIMEOUT = 120.0
-
-CUT_OFF = (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException)
-"""What reading a streamed answer raises when it breaks part-way (the daemon died or
-failed mid-stream, the connection dropped, a read timed out)."""
 
 
 @contextlib.contextmanager
@@ -41,7 +34,7 @@ def reading_answer(what: str) -> Iterator[None]:
     """
     try:
         yield
-    except CUT_OFF as exc:
+    except AnswerCutOff as exc:
         raise PfsError(
             f"the answer was cut off: {what} ended part-way ({exc.__class__.__name__}); the "
             "daemon failed or the connection dropped: see the daemon's log, and try again"
@@ -121,12 +114,6 @@ class ApiClient:
 
     def __init__(self, address: str) -> None:
         self.address = address
-        if address.startswith(("http://", "https://")):
-            self.base = address.rstrip("/")
-            self.session: requests.Session = requests.Session()
-        else:
-            self.base = "http+unix://" + quote(address, safe="")
-            self.session = requests_unixsocket.Session()  # type: ignore[no-untyped-call]
 
     # The transport: every method below goes through one of these two.
 
@@ -144,23 +131,21 @@ class ApiClient:
         """
         body = params.pop("json", None)
         raw = params.pop("data", None)
-        query = {k: v for k, v in params.items() if v is not None}
+        headers = {}
+        if body is not None:
+            raw = json.dumps(body, allow_nan=False).encode()
+            headers["Content-Type"] = "application/json"
         try:
-            response = self.session.request(
-                method,
-                self.base + route,
-                params=query,
-                json=body,
-                data=raw,
-                timeout=REQUEST_TIMEOUT,
-            )
-        except requests.RequestException as exc:
+            response = send(self.address, method, route, params, raw, headers, REQUEST_TIMEOUT)
+            with reading_answer(f"the answer to {method} {route}"):
+                content = response.content
+        except OSError as exc:
             raise PfsError(
-                f"cannot reach the pfs daemon at {self.address} ({exc.__class__.__name__}); "
+                f"cannot reach the pfs daemon at {self.address} ({_failure(exc)}); "
                 "is 'pfs serve' running? --api or PFS_API point elsewhere"
             ) from exc
         try:
-            body = response.json()
+            body = json.loads(content)
         except ValueError:
             raise PfsError(
                 f"the daemon at {self.address} answered {response.status_code} without JSON"
@@ -174,32 +159,24 @@ class ApiClient:
         method: str,
         route: str,
         /,
-        data: IO[bytes] | io.RawIOBase | None = None,
+        data: IO[bytes] | io.RawIOBase | Iterable[bytes] | None = None,
         timeout: float = REQUEST_TIMEOUT,
         **params: Any,
-    ) -> requests.Response:
+    ) -> Answer:
         """Call the API for a binary answer (or with a streamed body); the open response.
         ``timeout`` bounds the wait for each read (a followed log may be quiet longer).
 
         Raises:
             PfsError: as ``request``.
         """
-        query = {k: v for k, v in params.items() if v is not None}
         try:
-            response = self.session.request(
-                method,
-                self.base + route,
-                params=query,
-                data=data,
-                stream=True,
-                timeout=timeout,
-            )
-        except requests.RequestException as exc:
+            response = send(self.address, method, route, params, data, {}, timeout)
+            if response.status_code >= 400:
+                raise error_from_response(response.status_code, response.content, response.reason)
+        except OSError as exc:
             raise PfsError(
-                f"cannot reach the pfs daemon at {self.address} ({exc.__class__.__name__})"
+                f"cannot reach the pfs daemon at {self.address} ({_failure(exc)})"
             ) from exc
-        if response.status_code >= 400:
-            raise error_from_response(response.status_code, response.content, response.reason)
         return response
 
     def _call(self, route: Route, parts: dict[str, str] | None = None, **params: Any) -> Any:
@@ -213,7 +190,7 @@ class ApiClient:
         data: IO[bytes] | io.RawIOBase | None = None,
         timeout: float = REQUEST_TIMEOUT,
         **params: Any,
-    ) -> requests.Response:
+    ) -> Answer:
         """``stream`` on ``route`` with its path ``parts``; the open answer."""
         return self.stream(route.method, route.path(**parts), data=data, timeout=timeout, **params)
 
@@ -256,7 +233,7 @@ class ApiClient:
         """Delete a repo (with ``force``, the pipelines that use it too)."""
         return dict(self._call(REPO_DELETE, {"repo": name}, force=_flag(force)))
 
-    def export_repo(self, name: str) -> requests.Response:
+    def export_repo(self, name: str) -> Answer:
         """The open answer streaming a repo's export file."""
         return self._open(REPO_EXPORT, {"repo": name})
 
@@ -344,11 +321,11 @@ class ApiClient:
         parts = {"repo": repo, "ref": ref}
         return list(self._call(COMMIT_FILES, parts, path=_wire(path))["entries"])
 
-    def file_content(self, repo: str, ref: str, path: str) -> requests.Response:
+    def file_content(self, repo: str, ref: str, path: str) -> Answer:
         """The open answer streaming a regular file of a commit."""
         return self._open(COMMIT_CONTENT, {"repo": repo, "ref": ref}, path=_wire(path))
 
-    def file_tar(self, repo: str, ref: str, path: str) -> requests.Response:
+    def file_tar(self, repo: str, ref: str, path: str) -> Answer:
         """The open answer streaming a tar of a folder (or file) of a commit."""
         return self._open(COMMIT_TAR, {"repo": repo, "ref": ref}, path=_wire(path))
 
@@ -430,7 +407,7 @@ class ApiClient:
         """Each datum's container output so far, by datum id."""
         return dict(self._call(JOB_LOGS, {"job_id": job_id})["logs"])
 
-    def follow_job_logs(self, job_id: str, read_timeout: float) -> requests.Response:
+    def follow_job_logs(self, job_id: str, read_timeout: float) -> Answer:
         """The open answer streaming a job's output lines until it ends; each read
         waits up to ``read_timeout`` s."""
         return self._open(JOB_LOGS, {"job_id": job_id}, timeout=read_timeout, follow="true")
@@ -442,6 +419,14 @@ class ApiClient:
     def inspect_datum(self, job_id: str, datum_id: str) -> dict[str, Any]:
         """One datum of a job, by id or unique prefix."""
         return dict(self._call(DATUM, {"job_id": job_id, "datum_id": datum_id}))
+
+
+def _failure(exc: BaseException) -> str:
+    """What went wrong reaching the daemon, named as requests named it (the words of
+    the CLI's message did not change with the transport)."""
+    if isinstance(exc, TimeoutError):
+        return "ReadTimeout"
+    return "ConnectionError"
 
 
 def _wire(path: str) -> bytes:

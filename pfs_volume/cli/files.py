@@ -74,7 +74,6 @@ def get(target: str, path: str, dest: Path) -> None:
     response = api_client().file_tar(repo_name, str(ref), path)
     names = [p for p in path.split("/") if p not in ("", ".")]
     top = dest / (names[-1] if names else repo_name)
-    response.raw.decode_content = True
     try:
         with reading_answer(f"the tar of {target}"):
             report = unpack(cast(IO[bytes], response.raw), dest)

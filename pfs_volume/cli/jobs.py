@@ -66,7 +66,7 @@ def job_logs(job_id: str, follow: bool) -> None:
     """Print the container output of each of a job's datums (running ones too)."""
     if follow:
         with api_client().follow_job_logs(job_id, FOLLOW_READ) as response:
-            for line in response.iter_lines(decode_unicode=False):
+            for line in response.iter_lines():
                 click.echo(line.decode(errors="replace"))
         return
     for datum_id, text in api_client().job_logs(job_id).items():

@@ -11,21 +11,46 @@ from typing import Any
 
 import click
 
-from pfs_volume.cli.branches import branch
-from pfs_volume.cli.cluster import doctor, mount, node
-from pfs_volume.cli.commits import commit, diff, log_, provenance
-from pfs_volume.cli.files import cat, get, ls, put, rm
-from pfs_volume.cli.history import merge, reset, revert
-from pfs_volume.cli.jobs import datum, job
-from pfs_volume.cli.pipelines import pipeline, wait
-from pfs_volume.cli.repos import gc, repo
-from pfs_volume.cli.serve import serve
-from pfs_volume.cli.transfer import repo_export, repo_import
-from pfs_volume.config import DEFAULT_API_SOCKET
+from pfs_volume import __version__
+from pfs_volume.cli.lazy import LazyGroup
 from pfs_volume.errors import PfsError
 
+DEFAULT_API = "/run/pfs/api.sock"
+"""``config.DEFAULT_API_SOCKET``, spelled out: importing the daemon's configuration (its
+parsers, ``datetime``, ``pathlib``) would slow every verb (a unit test holds them equal)."""
 
-class PfsGroup(click.Group):
+VERBS = {
+    name: f"pfs_volume.cli.{where}"
+    for name, where in {
+        "serve": "serve:serve",
+        "repo": "repos:repo",
+        "gc": "repos:gc",
+        "branch": "branches:branch",
+        "reset": "history:reset",
+        "revert": "history:revert",
+        "merge": "history:merge",
+        "log": "commits:log_",
+        "commit": "commits:commit",
+        "diff": "commits:diff",
+        "provenance": "commits:provenance",
+        "ls": "files:ls",
+        "cat": "files:cat",
+        "get": "files:get",
+        "put": "files:put",
+        "rm": "files:rm",
+        "pipeline": "pipelines:pipeline",
+        "wait": "pipelines:wait",
+        "job": "jobs:job",
+        "datum": "jobs:datum",
+        "node": "cluster:node",
+        "mount": "cluster:mount",
+        "doctor": "cluster:doctor",
+    }.items()
+}
+"""Each verb of ``pfs`` and where it is defined: only the verb that runs is imported."""
+
+
+class PfsGroup(LazyGroup):
     """The root group: runs a verb and reports the ``PfsError`` it raises."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -42,44 +67,16 @@ class PfsGroup(click.Group):
             sys.exit(1)
 
 
-@click.group(cls=PfsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PfsGroup, lazy=VERBS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--api",
     envvar="PFS_API",
-    default=str(DEFAULT_API_SOCKET),
+    default=DEFAULT_API,
     show_default=True,
     help="The daemon's API: a unix socket path or an http:// URL (env PFS_API).",
 )
-@click.version_option(package_name="pfs")
+# The version pfs_volume carries (a unit test holds it to the installed package's):
+# reading the package metadata costs importlib.metadata, about 25 ms here.
+@click.version_option(__version__, package_name="pfs")
 def main(api: str) -> None:
     """pfs: every Docker volume a versioned data repository."""
-
-
-repo.add_command(repo_export)
-repo.add_command(repo_import)
-for verb in (
-    serve,
-    repo,
-    gc,
-    branch,
-    reset,
-    revert,
-    merge,
-    log_,
-    commit,
-    diff,
-    provenance,
-    ls,
-    cat,
-    get,
-    put,
-    rm,
-    pipeline,
-    wait,
-    job,
-    datum,
-    node,
-    mount,
-    doctor,
-):
-    main.add_command(verb)

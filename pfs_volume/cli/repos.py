@@ -6,12 +6,20 @@ import sys
 
 import click
 
+from pfs_volume.cli.lazy import LazyGroup
 from pfs_volume.cli.options import api_client, json_option
 from pfs_volume.cli.output import gone, print_json, show
 from pfs_volume.cli.tables import short_id, table, when
 
 
-@click.group("repo")
+@click.group(
+    "repo",
+    cls=LazyGroup,
+    lazy={
+        "export": "pfs_volume.cli.transfer:repo_export",
+        "import": "pfs_volume.cli.transfer:repo_import",
+    },
+)
 def repo() -> None:
     """Repos: list, inspect, delete."""
 
