@@ -101,6 +101,9 @@ class Settings:
     cluster_token: str = ""
     replicas: int = 2
     lease_ttl: int = 10
+    repair_sweep: float = 600.0
+    """Seconds between full repair sweeps of a cluster node (changes between them are
+    repaired as etcd reports them)."""
     etcd_prefix: str = "/pfs"
     docker_host: str = ""
     """The Docker engine pfs serves: pipelines run their containers there and mount
@@ -129,6 +132,10 @@ class Settings:
         if not 0.5 <= self.reconcile_grace <= 3600:
             raise InvalidRequest(
                 f"--reconcile-grace must be from 0.5 to 3600 seconds, not {self.reconcile_grace:g}"
+            )
+        if not 1 <= self.repair_sweep <= 86400:
+            raise InvalidRequest(
+                f"--repair-sweep must be from 1 to 86400 seconds, not {self.repair_sweep:g}"
             )
         if not 1 <= self.max_jobs <= MAX_JOBS:
             raise InvalidRequest(f"--max-jobs must be from 1 to {MAX_JOBS}, not {self.max_jobs}")

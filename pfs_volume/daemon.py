@@ -351,7 +351,9 @@ class Cluster:
         self.registry.start()
         self.locks = BranchLocks(self.client, self.registry, prefix=settings.etcd_prefix)
         self.registry.on_lease_lost(self.locks.forget_all)
-        self.coordinator = ClusterCoordinator(self.registry, self.locks, settings.replicas)
+        self.coordinator = ClusterCoordinator(
+            self.registry, self.locks, settings.replicas, settings.repair_sweep
+        )
         self.replicator: Replicator | None = None
         self.maintenance: Maintenance | None = None
 

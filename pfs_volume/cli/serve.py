@@ -121,6 +121,17 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     "DOCKER_HOST, else the local engine).",
 )
 @click.option(
+    "--repair-sweep",
+    envvar="PFS_REPAIR_SWEEP",
+    default=600.0,
+    show_default=True,
+    type=float,
+    metavar="SECONDS",
+    help="How often a cluster node checks every repo and commit record for copies to "
+    "make or drop; between checks it repairs what etcd reports as it changes "
+    "(env PFS_REPAIR_SWEEP).",
+)
+@click.option(
     "--reconcile-interval",
     envvar="PFS_RECONCILE_INTERVAL",
     default=DEFAULT_RECONCILE_INTERVAL,
@@ -173,6 +184,7 @@ def serve(
     replicas: int,
     lease_ttl: int,
     docker_host: str,
+    repair_sweep: float,
     reconcile_interval: float,
     reconcile_grace: float,
     max_jobs: int,
@@ -194,6 +206,7 @@ def serve(
         replicas=replicas,
         lease_ttl=lease_ttl,
         docker_host=docker_host,
+        repair_sweep=repair_sweep,
         reconcile_interval=reconcile_interval,
         reconcile_grace=reconcile_grace,
         max_jobs=max_jobs,

@@ -1,17 +1,17 @@
 """The cluster's answer to what the commit graph needs (``repos.Coordinator``):
 placement over live nodes, etcd write locks, fetch and push through peers, and the
-background loop that repairs placement and copies."""
+repair that restores placement and copies (``cluster/repair.py``)."""
 
 from __future__ import annotations
 
 import logging
-import threading
 
 from pfs_volume.cluster import placement
 from pfs_volume.cluster.locks import BranchLocks
 from pfs_volume.cluster.membership import NodeRegistry
+from pfs_volume.cluster.repair import DEFAULT_SWEEP_INTERVAL, RepairDriver
 from pfs_volume.cluster.replication import Replicator
-from pfs_volume.errors import InvalidRequest, PfsError, StorageError
+from pfs_volume.errors import InvalidRequest, StorageError
 from pfs_volume.meta import CommitRecord, Fence
 from pfs_volume.repos import Maintenance, Placement
 
@@ -19,9 +19,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REPLICAS = 2
 MAX_REPLICAS = 16
-REPAIR_INTERVAL = 2.0
-"""Seconds between repair passes: a dead node's lease expires after the TTL, and the
-next pass after that re-places its repos."""
 
 
 def check_replicas(replicas: int) -> int:
@@ -44,10 +41,15 @@ class ClusterCoordinator:
         registry: this node's membership.
         locks: the branch write locks.
         default_replicas: copies of each commit a repo gets unless it says otherwise.
+        sweep_interval: seconds between repair's full sweeps.
     """
 
     def __init__(
-        self, registry: NodeRegistry, locks: BranchLocks, default_replicas: int = DEFAULT_REPLICAS
+        self,
+        registry: NodeRegistry,
+        locks: BranchLocks,
+        default_replicas: int = DEFAULT_REPLICAS,
+        sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
     ) -> None:
         self.registry = registry
         self.locks = locks
@@ -55,8 +57,8 @@ class ClusterCoordinator:
         self.default_replicas = check_replicas(default_replicas)
         self.replicator: Replicator | None = None
         self.maintenance: Maintenance | None = None
-        self._stopping = threading.Event()
-        self._loop: threading.Thread | None = None
+        self.sweep_interval = sweep_interval
+        self.repair: RepairDriver | None = None
 
     def attach(self, replicator: Replicator, maintenance: Maintenance) -> None:
         """Hand over the replicator and this node's maintenance, once start-up recovery
@@ -102,30 +104,21 @@ class ClusterCoordinator:
             self.replicator.push_later(commit)
 
     def start(self) -> None:
-        """Start the pusher and the repair loop."""
-        self._replicator().start()
-        self._loop = threading.Thread(target=self._repair_loop, name="pfs-repair", daemon=True)
-        self._loop.start()
+        """Start the pusher and repair (a sweep at once, then watch-driven).
 
-    def _repair_loop(self) -> None:
-        while not self._stopping.wait(REPAIR_INTERVAL):
-            try:
-                replicator = self._replicator()
-                try:
-                    if self.maintenance is not None:
-                        self.maintenance.release_idle_locks(self.locks.held_keys())
-                except PfsError as exc:
-                    log.warning("idle write locks not released (retried): %s", exc)
-                replicator.repair()
-            except PfsError as exc:
-                log.warning("repair pass failed (retried): %s", exc)
-            except Exception:
-                log.exception("repair pass crashed (retried)")
+        Raises:
+            StorageError: ``attach`` was not called first.
+        """
+        replicator = self._replicator()
+        if self.maintenance is None:
+            raise StorageError("repair needs this node's maintenance")
+        replicator.start()
+        self.repair = RepairDriver(replicator, self.maintenance, self.locks, self.sweep_interval)
+        self.repair.start()
 
     def stop(self) -> None:
         """Stop the background work."""
-        self._stopping.set()
-        if self._loop is not None:
-            self._loop.join(timeout=10)
+        if self.repair is not None:
+            self.repair.stop()
         if self.replicator is not None:
             self.replicator.stop()

@@ -138,6 +138,11 @@ class BranchLocks:
         for repo, branch in lost:
             log.warning("repo=%s branch=%s write lock lost with the node's lease", repo, branch)
 
+    def held_here(self) -> list[tuple[str, str]]:
+        """(repo, branch) of every lock this node knows it holds (no etcd read)."""
+        with self._guard:
+            return sorted(self._held)
+
     def held_keys(self) -> list[tuple[str, str]]:
         """(repo, branch) of every lock this node holds, including ones etcd binds to
         this node that it lost track of (a release or an acquire whose answer was lost)."""

@@ -329,35 +329,63 @@ class Replicator:
                 elif listed and (commit.pruned or not has):
                     self.store.remove_holder(repo.name, commit.id, self.node_id)
 
-    def repair(self) -> None:
-        """One pass of repair: re-place repos that lost a replica, then fetch every commit
-        this node should hold and lacks."""
+    def repair(self) -> tuple[list[str], list[RepoRecord]]:
+        """One full pass of repair (the sweep): purge repos deleted elsewhere, re-place
+        repos that lost a replica, then per repo placed here or with copies here drop
+        pruned copies and fetch every commit this node should hold and lacks. The live
+        node ids and the repos it read (what the watch-driven repair starts from)."""
         live = [node.id for node in self.registry.live_nodes()]
         self.maintenance.purge_deleted_repos()
         repos = self.store.list_repos()
         plan = {move.repo: move.after for move in placement.repair_plan(repos, live)}
         for repo in repos:
-            self.maintenance.drop_pruned_copies(repo.name)
-            for commit in self.store.list_commits(repo.name):
-                if commit.pruned and self.node_id in commit.holders:
-                    self.store.remove_holder(repo.name, commit.id, self.node_id)
             wanted = plan.get(repo.name, repo.placement)
             if wanted != repo.placement:
                 stands = settle_placement(self.store, repo, wanted, live)
                 if stands is None:
                     continue
                 wanted = stands
-            if self.node_id not in wanted:
+            placed = self.node_id in wanted
+            # A repo placed elsewhere has nothing to fix here unless this pool has copies
+            # of it (fetched for a mount): its records are not read, so each node's sweep
+            # reads about ``replicas / nodes`` of all commit records, not all.
+            if placed or self.has_copies(repo.name):
+                self.repair_repo(repo.name, placed)
+        return live, repos
+
+    def has_copies(self, repo: str) -> bool:
+        """True when this pool has any commit snapshot of the repo."""
+        folder = self.layout.repo_dir(repo) / "commits"
+        return folder.is_dir() and any(folder.iterdir())
+
+    def replace(self) -> None:
+        """Re-place the repos that lost a replica over the live nodes (membership
+        changed); copy those this node now is to hold."""
+        live = [node.id for node in self.registry.live_nodes()]
+        repos = {repo.name: repo for repo in self.store.list_repos()}
+        for move in placement.repair_plan(repos.values(), live):
+            stands = settle_placement(self.store, repos[move.repo], move.after, live)
+            if stands is not None and self.node_id in stands and self.node_id not in move.before:
+                self.repair_repo(move.repo, True)
+
+    def repair_repo(self, repo: str, placed: bool) -> None:
+        """Bring one repo's copies here in line with its records, reading its commits
+        once: unlist and delete pruned copies, and when ``placed`` (this node is in its
+        replica set) fetch every commit this node lacks, oldest first."""
+        commits = self.store.list_commits(repo)
+        if any(commit.pruned for commit in commits):
+            self.maintenance.drop_pruned_copies(repo)
+        for commit in reversed(commits):
+            if commit.pruned:
+                if self.node_id in commit.holders:
+                    self.store.remove_holder(repo, commit.id, self.node_id)
                 continue
-            for commit in reversed(self.store.list_commits(repo.name)):
-                if commit.pruned or self.node_id in commit.holders:
-                    continue
-                try:
-                    self.fetch(repo.name, commit.id)
-                except PfsError as exc:
-                    log.warning(
-                        "repo=%s commit=%s repair fetch failed: %s", repo.name, commit.id, exc
-                    )
+            if not placed or self.node_id in commit.holders:
+                continue
+            try:
+                self.fetch(repo, commit.id)
+            except PfsError as exc:
+                log.warning("repo=%s commit=%s repair fetch failed: %s", repo, commit.id, exc)
 
 
 def settle_placement(

@@ -43,6 +43,10 @@ locks/<repo>/<branch>                 {node, lease}: the branch's write  cluster
                                       once (an absolute key)
 ====================================  =================================  ===================  =====
 
+Every node also watches the whole prefix (``meta/etcd_watch.py``, from the revision its
+last repair sweep started at): changes of ``nodes/``, ``repos/``, ``commits/``, ``gone/``
+and ``locks/`` drive its repair (``cluster/repair.py``); it writes nothing of its own.
+
 Repos, branches and commits are the cluster's; working copy state, commit intents, mounts,
 Docker volume names and tombstones describe one node's disk and one node's Docker, so
 each node keeps its own under ``local/<node>/``. ``get_branch`` and ``list_branches``

@@ -171,6 +171,13 @@ class EtcdClient:
                 return found
             start = kvs[-1].key.encode() + b"\0"
 
+    def revision(self) -> int:
+        """The store's current revision: every change up to it is in what a read made
+        after this call sees (a watch from ``revision() + 1`` misses nothing after such
+        a read). Raises Unavailable."""
+        payload = {"key": b64("revision"), "count_only": True}
+        return int(self._post("kv/range", payload, self._deadline())["header"]["revision"])
+
     def count_prefix(self, prefix: str) -> int:
         """How many keys start with ``prefix``. Raises Unavailable."""
         payload = {"key": b64(prefix), "range_end": b64(prefix_end(prefix)), "count_only": True}

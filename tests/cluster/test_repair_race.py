@@ -45,6 +45,9 @@ class RecordingReplicator(Replicator):
         self.store.add_holder(repo, commit_id, self.node_id)
         return []
 
+    def has_copies(self, repo: str) -> bool:
+        return False  # no pool here
+
 
 class RaceFirst(EtcdStore):
     """An EtcdStore that runs ``before`` once, right before its first placement write."""
