@@ -140,12 +140,16 @@ class PluginClient:
 
     def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``/METHOD``; the decoded reply."""
+        reply: dict[str, Any] = json.loads(self.call_raw(method, body))
+        return reply
+
+    def call_raw(self, method: str, body: dict[str, Any]) -> bytes:
+        """POST ``/METHOD``; the reply's bytes, all read (decoding a large reply is the
+        caller's cost, not the plugin's)."""
         if self._conn is None:
             self._conn = _UnixConnection(self.socket_path)
         self._conn.request("POST", f"/{method}", body=json.dumps(body).encode())
-        response = self._conn.getresponse()
-        reply: dict[str, Any] = json.loads(response.read())
-        return reply
+        return self._conn.getresponse().read()
 
     def close(self) -> None:
         if self._conn is not None:

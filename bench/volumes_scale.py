@@ -4,8 +4,10 @@ One private ``pfs serve`` (``tests/pfs_node.py``, a unique driver name) is given
 commits and branches, then volume names through the plugin socket's ``Create``, as Docker
 sends it: a mix of branch volumes (``R/bK``, ``DRIVER/R/bK``, ``R/bK@HEAD``, ...:
 working copies) and commit volumes (``R@ID``, ``DRIVER/R@ID`` and unique prefixes of ID: read-only
-snapshots). At each size it times ``VolumeDriver.List`` (every volume) and
-``VolumeDriver.Get`` (a fixed sample of names of both kinds, the same names at both sizes).
+snapshots). At each size it times ``VolumeDriver.List`` (every volume: repeated, as Docker
+calls it, and right after a write, which makes a daemon that keeps List's answer work it
+out again) and ``VolumeDriver.Get`` (a fixed sample of names of both kinds, the same names
+at both sizes).
 
 ``--baseline-tree DIR`` (a checkout of the code to compare with, e.g. ``git archive main``)
 restarts the same daemon on the same pool with ``PYTHONPATH=DIR`` and times it too, so
@@ -22,6 +24,7 @@ Setup takes a few minutes (10,000 Create calls and about 1,000 working copies).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -51,6 +54,7 @@ REPOS = 10
 COMMITS_PER_REPO = 20
 BRANCHES_PER_REPO = 100
 LIST_RUNS = 9
+CHANGED_RUNS = 3
 GET_SAMPLE = 200
 LIST_TARGET = 0.100
 GET_GROWTH_TARGET = 1.5
@@ -103,15 +107,26 @@ def create(client: PluginClient, names: list[str]) -> None:
             raise RuntimeError(f"Create {name}: {reply['Err']}")
 
 
-def measure(client: PluginClient, sample: list[str], count: int) -> dict[str, Any]:
-    """List runs and Get of every sampled name (twice: the first round warms up)."""
-    listed: list[dict[str, Any]] = []
+def measure(client: PluginClient, sample: list[str], count: int, changer: str) -> dict[str, Any]:
+    """List runs, List runs each right after a write (a Mount and Unmount of the
+    read-only volume ``changer``: a mount record written and deleted), and Get of every
+    sampled name (twice: the first round warms up)."""
+    raw: list[bytes] = [b""]
 
     def list_all() -> None:
-        listed[:] = client.call("VolumeDriver.List", {})["Volumes"]
+        # Timed to the answer's last byte: decoding 10,000 volumes is Docker's cost.
+        raw[0] = client.call_raw("VolumeDriver.List", {})
 
     list_all()
     list_samples = [timed(list_all) for _ in range(LIST_RUNS)]
+    changed_samples = []
+    for run in range(CHANGED_RUNS):
+        for call in ("Mount", "Unmount"):
+            reply = client.call(f"VolumeDriver.{call}", {"Name": changer, "ID": f"b{run}"})
+            if reply.get("Err"):
+                raise RuntimeError(f"{call} {changer}: {reply['Err']}")
+        changed_samples.append(timed(list_all))
+    listed: list[dict[str, Any]] = json.loads(raw[0])["Volumes"]
     if len(listed) != count + REPOS:  # and the repos' own volumes, made first
         raise RuntimeError(f"List gave {len(listed)} volumes, expected {count + REPOS}")
     get_samples = []
@@ -125,7 +140,9 @@ def measure(client: PluginClient, sample: list[str], count: int) -> dict[str, An
         "volumes": count,
         "list_seconds": list_samples,
         "get_seconds": get_samples,
+        "list_changed_seconds": changed_samples,
         "list_median": median(list_samples),
+        "list_changed_median": median(changed_samples),
         "get_median": median(get_samples),
         "listed_with_mountpoint": with_mountpoint,
         "listing": sorted((v["Name"], v["Mountpoint"], v.get("CreatedAt")) for v in listed),
@@ -163,6 +180,8 @@ def main() -> None:
         commits = make_repos(node)
         names = volume_names(node.driver_name, commits)
         sample = random.Random(16).sample(names[: SIZES[0]], GET_SAMPLE)
+        changer = next(n for n in names[: SIZES[0]] if "@" in n and "/b" not in n)
+        results["notes_at_start"] = {"load average": load_average()}
         done = 0
         for size in SIZES:
             client = PluginClient(node.plugin_socket)
@@ -174,7 +193,7 @@ def main() -> None:
             for label, tree in codes.items():
                 run_code(node, tree)
                 client = PluginClient(node.plugin_socket)
-                results["sizes"][size][label] = measure(client, sample, size)
+                results["sizes"][size][label] = measure(client, sample, size, changer)
                 client.close()
         report(results, codes)
         for by_code in results["sizes"].values():
@@ -195,6 +214,7 @@ def report(results: dict[str, Any], codes: dict[str, Path | None]) -> None:
     for label in codes:
         at = {n: results["sizes"][n][label] for n in SIZES}
         list_growth = at[large]["list_median"] / at[small]["list_median"]
+        changed_growth = at[large]["list_changed_median"] / at[small]["list_changed_median"]
         get_growth = at[large]["get_median"] / at[small]["get_median"]
         rows.append(
             [
@@ -202,6 +222,9 @@ def report(results: dict[str, Any], codes: dict[str, Path | None]) -> None:
                 fmt_seconds(at[small]["list_median"]),
                 fmt_seconds(at[large]["list_median"]),
                 fmt_ratio(list_growth),
+                fmt_seconds(at[small]["list_changed_median"]),
+                fmt_seconds(at[large]["list_changed_median"]),
+                fmt_ratio(changed_growth),
                 fmt_seconds(at[small]["get_median"]),
                 fmt_seconds(at[large]["get_median"]),
                 fmt_ratio(get_growth),
@@ -215,8 +238,12 @@ def report(results: dict[str, Any], codes: dict[str, Path | None]) -> None:
             f"get growth <= {GET_GROWTH_TARGET}x for 10x": get_growth <= GET_GROWTH_TARGET,
         }
     header = ["code", f"List {small:,}", f"List {large:,}", "growth"]
+    header += [f"after write {small:,}", f"after write {large:,}", "growth"]
     header += [f"Get {small:,}", f"Get {large:,}", "growth"]
-    print(f"\nmedians: List of every volume ({LIST_RUNS} runs), Get of {GET_SAMPLE} names")
+    print(
+        f"\nmedians: List of every volume ({LIST_RUNS} runs; {CHANGED_RUNS} right after a "
+        f"write), Get of {GET_SAMPLE} names"
+    )
     print(table(header, rows))
     after = verdicts["after"]
     for key, value in after.items():

@@ -133,7 +133,12 @@ class Daemon:
             )
             # After recovery, which may have freed space: a full pool stays recoverable.
             parts.space.start()
-            self.volumes = VolumeService(self.repos, self.store, prefix=settings.driver_name)
+            self.volumes = VolumeService(
+                self.repos,
+                self.store,
+                prefix=settings.driver_name,
+                pool_changes=lambda: pool.changes,
+            )
             self.reconciler = self._reconciler(self.volumes)
             nodes = None
             if self._cluster is not None:

@@ -14,7 +14,7 @@ Quirks of Docker's side, handled in ``plugin.app``:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -61,8 +61,9 @@ class Driver(Protocol):
     def get(self, name: str) -> VolumeInfo:
         """VolumeDriver.Get."""
 
-    def list(self) -> list[VolumeInfo]:
-        """VolumeDriver.List."""
+    def list(self) -> Sequence[VolumeInfo]:
+        """VolumeDriver.List (the same tuple while nothing changed lets the plugin keep
+        its encoding)."""
 
 
 __all__ = ["Driver", "VolumeInfo"]

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pfs_volume.btrfs import ioctl
@@ -32,10 +35,30 @@ class BtrfsPool:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._changes = 0
+        self._changes_lock = threading.Lock()
+
+    @property
+    def changes(self) -> int:
+        """How many subvolume creations, snapshots, deletions and moves this object
+        finished (or failed: one may have changed something), counted after each ends.
+        Read before looking at the pool, it tells a later reader whether what it saw may
+        have changed since. ``btrfs receive`` is not counted: a copy counts only once its
+        holder is recorded in the metadata store, after the receive."""
+        return self._changes
+
+    @contextmanager
+    def _changing(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            with self._changes_lock:
+                self._changes += 1
 
     def create_subvolume(self, path: Path) -> None:
         """Create an empty writable subvolume at ``path`` (its parent must exist)."""
-        run_command([BTRFS, "subvolume", "create", str(path)])
+        with self._changing():
+            run_command([BTRFS, "subvolume", "create", str(path)])
 
     def snapshot(self, source: Path, target: Path, *, readonly: bool) -> None:
         """Snapshot ``source`` at ``target``: O(1) in the data size.
@@ -43,28 +66,37 @@ class BtrfsPool:
         A snapshot flushes the source's dirty data first, so right after a large write it
         costs what that flush costs.
         """
-        ioctl.snapshot(source, target, readonly=readonly)
+        with self._changing():
+            ioctl.snapshot(source, target, readonly=readonly)
 
     def delete_subvolume(self, path: Path) -> None:
         """Delete the subvolume at ``path`` (read-only ones too), with any subvolumes
         nested in it (a container may create one inside its working copy)."""
-        try:
-            run_command([BTRFS, "subvolume", "delete", str(path)])
-        except BtrfsCommandError:
-            nested = self._nested_subvolumes(path)
-            if not nested:
-                raise
-            for inner in nested:
-                self.delete_subvolume(inner)
-            run_command([BTRFS, "subvolume", "delete", str(path)])
+        with self._changing():
+            try:
+                run_command([BTRFS, "subvolume", "delete", str(path)])
+            except BtrfsCommandError:
+                nested = self._nested_subvolumes(path)
+                if not nested:
+                    raise
+                for inner in nested:
+                    self.delete_subvolume(inner)
+                run_command([BTRFS, "subvolume", "delete", str(path)])
 
     def delete_tree(self, path: Path) -> None:
         """Delete a folder with everything in it, subvolumes (read-only ones too) first;
         at any depth, never following a link (``safepath.remove_tree``)."""
-        for inner in self._nested_subvolumes(path):
-            self.delete_subvolume(inner)
-        with closing(open_root(path.parent)) as parent:
-            remove_tree(parent, path.name)
+        with self._changing():
+            for inner in self._nested_subvolumes(path):
+                self.delete_subvolume(inner)
+            with closing(open_root(path.parent)) as parent:
+                remove_tree(parent, path.name)
+
+    def move(self, source: Path, target: Path) -> None:
+        """Rename a subvolume, or a folder holding some, within the pool (counted in
+        ``changes``). Raises OSError."""
+        with self._changing():
+            source.rename(target)
 
     def _nested_subvolumes(self, path: Path) -> list[Path]:
         """Subvolumes inside ``path``'s subvolume, not those inside them (a walk, only on

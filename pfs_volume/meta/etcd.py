@@ -425,5 +425,9 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
                 raise Conflict(f"commit {c.id} of repo {c.repo!r} is recorded already") from None
             raise
 
+    def change_token(self) -> int:
+        """The cluster's revision: every write to etcd, by any node, raises it."""
+        return self.client.revision()
+
     def close(self) -> None:
         """Nothing to release: the client belongs to whoever made it."""

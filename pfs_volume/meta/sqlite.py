@@ -332,6 +332,13 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
             CommitIntent(commit_of((*row[:7], 0, row[8], row[9])), mount_id=row[7]) for row in rows
         ]
 
+    def change_token(self) -> int:
+        """The rows this connection changed since it opened: it grows with every write,
+        and the database is written by no other connection (``locking_mode=EXCLUSIVE``).
+        Taken under the lock that a write transaction holds to its end."""
+        with self._lock:
+            return self._db.total_changes
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

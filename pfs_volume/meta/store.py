@@ -240,6 +240,14 @@ class MetadataStore(ABC):
     def delete_document(self, kind: str, name: str) -> None:
         """Drop a document (no error when it is unknown)."""
 
+    # changes
+
+    @abstractmethod
+    def change_token(self) -> int:
+        """A number that differs after any write committed since it was read, by this
+        process or (a cluster) any node: equal tokens mean nothing changed in between.
+        Read it before reading what it guards. Raises Unavailable, StorageError."""
+
     @abstractmethod
     def close(self) -> None:
         """Release the store's resources."""

@@ -188,7 +188,7 @@ class Commits:
             work = self.layout.branch_path(repo, branch)
             self.working_copies.set_aside(repo, branch, f"replaced by the tree of: {message}")
             work.parent.mkdir(parents=True, exist_ok=True)
-            tree.rename(work)
+            self.pool.move(tree, work)
             return self.commit_working_copy(
                 repo, branch, message=message, origin=origin, provenance=provenance, job=job
             )

@@ -268,7 +268,7 @@ class Collector:
                     keep.parent.mkdir(exist_ok=True)
                     if (folder / "commits").exists():
                         self.pool.delete_tree(folder / "commits")
-                    folder.rename(keep)
+                    self.pool.move(folder, keep)
                     log.warning(
                         "repo=%s deleted elsewhere: its working copies here were moved to %s",
                         folder.name,

@@ -155,7 +155,7 @@ class WorkingCopies:
         base = (record.working_base or "empty")[:12]
         keep = self.layout.detached_path(record.repo, record.name, base, self.clock())
         keep.parent.mkdir(parents=True, exist_ok=True)
-        path.rename(keep)
+        self.pool.move(path, keep)
         return keep
 
     def set_aside(self, repo: str, branch: str, why: str) -> Path | None:

@@ -5,18 +5,21 @@ Path say). Resolving each name on its own read the same repo, branches and commi
 for every volume (about 50 µs a volume: half a second at 10,000). Here the names are
 resolved by the same code (``VolumeTargets``) over a view of the commit graph that reads
 each thing once for the whole listing: a repo record, a repo's branches (one query), a
-commit record, whether a working copy or snapshot is on disk. Nothing is kept between
-calls, so nothing can go stale: whatever changed a mountpoint (a working copy made or
-retired, a commit fetched or pruned, a repo or branch deleted here or on another node)
-shows in the next List.
+commit record, whether a working copy or snapshot is on disk. Nothing is kept here
+between calls: ``VolumeService`` keeps the answer while neither the metadata store nor
+the pool changed (``kept_answer``), so whatever changed a mountpoint (a working copy made
+or retired, a commit fetched or pruned, a repo or branch deleted here or on another
+node) shows in the next List.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pfs_volume.errors import InvalidName, NotFound, PfsError
 from pfs_volume.meta import BranchRecord, CommitRecord, MetadataStore, VolumeRecord
@@ -29,6 +32,23 @@ MIN_PREFIX = 6
 """The shortest commit prefix a name may give (``is_commit_prefix``)."""
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """What Docker's Get and List report of one volume."""
+
+    name: str
+    mountpoint: str
+    created: datetime | None
+    status: Mapping[str, Any]
+
+
+def volume_infos(repos: RepoService, store: MetadataStore, prefix: str) -> tuple[VolumeInfo, ...]:
+    """Every remembered volume with its mountpoint (``mountpoints``), as List reports it."""
+    volumes = store.list_volumes()
+    found = mountpoints(repos, store, prefix, volumes)
+    return tuple(VolumeInfo(v.name, m, v.created, {}) for v, m in zip(volumes, found, strict=True))
 
 
 def mountpoints(

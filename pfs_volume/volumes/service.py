@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,8 @@ from pfs_volume.errors import (
 from pfs_volume.meta import MetadataStore, MountRecord, VolumeRecord, rfc3339, utcnow
 from pfs_volume.names import VolumeName
 from pfs_volume.repos import RepoService
-from pfs_volume.volumes.listing import mountpoints
+from pfs_volume.volumes.kept_answer import KeptAnswer
+from pfs_volume.volumes.listing import VolumeInfo, volume_infos
 from pfs_volume.volumes.targets import Target, VolumeTargets
 
 log = logging.getLogger(__name__)
@@ -39,16 +39,6 @@ log = logging.getLogger(__name__)
 SCOPE = "local"
 """Docker's volume scope: each node serves its own pool (the cluster changes this)."""
 UNMOUNT_ORIGIN = "unmount"
-
-
-@dataclass(frozen=True)
-class VolumeInfo:
-    """What Docker's Get and List report of one volume."""
-
-    name: str
-    mountpoint: str
-    created: datetime | None
-    status: Mapping[str, Any]
 
 
 class VolumeService:
@@ -60,6 +50,9 @@ class VolumeService:
         prefix: the driver's name prefix, e.g. ``"pfs"``; names under ``PREFIX/`` are
             claimed even before Docker created them.
         clock: returns the current UTC time.
+        pool_changes: the pool's change count (``BtrfsPool.changes``): with it, List's
+            answer is kept while nothing changes (``kept_answer``); without, worked out
+            on every call.
     """
 
     def __init__(
@@ -68,12 +61,15 @@ class VolumeService:
         store: MetadataStore,
         prefix: str,
         clock: Callable[[], datetime] = utcnow,
+        pool_changes: Callable[[], int] | None = None,
     ) -> None:
         self.repos = repos
         self.store = store
         self.prefix = prefix
         self.targets = VolumeTargets(repos, prefix)
         self.clock = clock
+        self.pool_changes = pool_changes
+        self._listing = KeptAnswer(lambda: volume_infos(repos, store, prefix), self._list_token)
         self.on_unmatched_unmount: Callable[[], None] | None = None
         """Called when an Unmount names no recorded mount (the daemon asks for a
         reconciliation pass: a record may be left that no Unmount will ever name)."""
@@ -151,11 +147,15 @@ class VolumeService:
             return VolumeInfo(name, "", known.created, {"error": str(exc)})
         return self._info(name, target, known.created if known else None)
 
-    def list(self) -> list[VolumeInfo]:
-        """Docker's List: every remembered volume name."""
-        volumes = self.store.list_volumes()
-        found = mountpoints(self.repos, self.store, self.prefix, volumes)
-        return [VolumeInfo(v.name, m, v.created, {}) for v, m in zip(volumes, found, strict=True)]
+    def list(self) -> tuple[VolumeInfo, ...]:
+        """Docker's List: every remembered volume name; the same tuple while nothing
+        changes (``kept_answer``)."""
+        return self._listing.answer()
+
+    def _list_token(self) -> tuple[int, int] | None:
+        if self.pool_changes is None:
+            return None
+        return self.store.change_token(), self.pool_changes()
 
     def path(self, name: str) -> str:
         """Docker's Path: where the volume is, or "" when it has not been made yet."""

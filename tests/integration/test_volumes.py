@@ -289,7 +289,7 @@ def test_remove_forgets_the_name_but_keeps_data(volumes: VolumeService, repos: R
     volumes.unmount("pfs/r", m)
     assert [v.name for v in volumes.list()] == ["pfs/r"]
     volumes.remove("pfs/r")
-    assert volumes.list() == []
+    assert volumes.list() == ()
     assert repos.store.count_commits("r") == 1
     assert (repos.branch_path("r", "master") / "a").exists()
 
