@@ -23,6 +23,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from pfs_volume.errors import (
     BadPath,
@@ -38,6 +39,12 @@ NAME_MAX = 255
 """Bytes in one name (a path component), as Linux file systems allow."""
 PATH_MAX = 4096
 """Bytes in a whole path as given."""
+
+MAX_OPEN_FOLDERS = 64
+"""Descriptors one walk of a tree keeps open at most, whatever its depth
+(``FolderChain``)."""
+
+T = TypeVar("T")
 
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -281,70 +288,140 @@ def entries(folder: int) -> list[tuple[str, bool]]:
         os.close(fd)
 
 
+class FolderChain(Generic[T]):
+    """The folders a walk is in, from its top down to where it is, each with what the walk
+    still has to do there; at most ``MAX_OPEN_FOLDERS`` of them open at once, whatever
+    the depth. A container decides how deep a tree goes and what each level holds, so a
+    descriptor per level would let it exhaust the daemon's (a systemd service's soft
+    limit is 1024): a folder pushed far below one closes that one, and popping back to it
+    opens it again through ``..`` of the folder below, checked to be the very folder
+    (device and inode) it was.
+    """
+
+    def __init__(self) -> None:
+        self._fds: list[int] = []
+        self._ids: list[tuple[int, int]] = []
+        self.items: list[T] = []
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def push(self, fd: int, item: T) -> None:
+        """Go into the open folder ``fd`` (the chain owns it from now on)."""
+        try:
+            info = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fds.append(fd)
+        self._ids.append((info.st_dev, info.st_ino))
+        self.items.append(item)
+        far = len(self._fds) - 1 - MAX_OPEN_FOLDERS
+        if far >= 0 and self._fds[far] >= 0:
+            os.close(self._fds[far])
+            self._fds[far] = -1
+
+    def fd(self) -> int:
+        """The innermost folder, open."""
+        return self._fds[-1]
+
+    def pop(self) -> T:
+        """Leave the innermost folder (closed); the one above is open again.
+
+        Raises:
+            Changed: the folder above is not the one the walk came down from (moved).
+        """
+        fd = self._fds.pop()
+        self._ids.pop()
+        item = self.items.pop()
+        try:
+            if self._fds and self._fds[-1] < 0:
+                self._fds[-1] = _reopen_parent(fd, self._ids[-1])
+        finally:
+            os.close(fd)
+        return item
+
+    def close(self) -> None:
+        """Close every folder still open."""
+        for fd in self._fds:
+            if fd >= 0:
+                os.close(fd)
+        self._fds, self._ids, self.items = [], [], []
+
+
+def _reopen_parent(fd: int, expected: tuple[int, int]) -> int:
+    parent = os.open("..", FOLDER_FLAGS, dir_fd=fd)
+    info = os.fstat(parent)
+    if (info.st_dev, info.st_ino) != expected:
+        os.close(parent)
+        raise Changed(
+            "a folder moved while pfs walked the tree under it: something writes to the "
+            "tree; try again"
+        )
+    return parent
+
+
 def remove_tree(folder: int, name: str) -> None:
     """Remove the folder ``name`` in ``folder`` and everything in it, never following a
-    link, at any depth: iterative (no recursion limit), one descriptor per level below.
+    link, at any depth: iterative (no recursion limit), with at most
+    ``MAX_OPEN_FOLDERS`` descriptors open (``FolderChain``).
 
     Raises:
         OSError: when the file system refuses (the tree is then partly removed).
+        Changed: a folder moved while it was removed.
     """
-    # Each frame: (its parent's fd, its name, its fd, the subfolders still to remove).
-    stack: list[tuple[int, str, int, list[str]]] = []
+    # Each item: the folder's name, and its subfolders still to remove.
+    chain: FolderChain[tuple[str, list[str]]] = FolderChain()
     try:
-        stack.append(_frame(folder, name))
-        while stack:
-            parent, current, fd, pending = stack[-1]
+        _enter(chain, folder, name)
+        while chain:
+            current, pending = chain.items[-1]
             if pending:
-                stack.append(_frame(fd, pending.pop()))
+                _enter(chain, chain.fd(), pending.pop())
                 continue
-            stack.pop()
-            os.close(fd)
-            os.rmdir(current, dir_fd=parent)
+            chain.pop()
+            os.rmdir(current, dir_fd=chain.fd() if chain else folder)
     finally:
-        for _parent, _name, fd, _pending in stack:
-            os.close(fd)
+        chain.close()
 
 
-def _frame(parent: int, name: str) -> tuple[int, str, int, list[str]]:
+def _enter(chain: FolderChain[tuple[str, list[str]]], parent: int, name: str) -> None:
+    """Open ``name`` onto the chain and unlink everything in it but its folders."""
     fd = os.open(name, FOLDER_FLAGS, dir_fd=parent)
-    try:
-        subfolders = []
-        for entry, is_folder in entries(fd):
-            if is_folder:
-                subfolders.append(entry)
-            else:
-                os.unlink(entry, dir_fd=fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    return parent, name, fd, subfolders
+    chain.push(fd, (name, []))
+    subfolders = chain.items[-1][1]
+    for entry, is_folder in entries(fd):
+        if is_folder:
+            subfolders.append(entry)
+        else:
+            os.unlink(entry, dir_fd=fd)
 
 
 def walk_tree(root: os.PathLike[str] | str) -> Iterator[tuple[str, int, str]]:
     """Every entry under ``root`` as ``(folder path relative to root, folder fd, name)``
     (the fd is valid while the caller handles that entry; ``lstat`` the name in it),
-    never following a link, at any depth: iterative, one descriptor per level still
-    being listed (none for a level whose last entry was taken)."""
-    top = open_root(root)
-    stack: list[tuple[str, int, list[tuple[str, bool]]]] = []
+    never following a link, at any depth: iterative, with at most ``MAX_OPEN_FOLDERS``
+    descriptors open (``FolderChain``).
+
+    Raises:
+        Changed: a folder moved while it was walked.
+    """
+    # Each item: the folder's path from root, and its entries still to yield.
+    chain: FolderChain[tuple[str, list[tuple[str, bool]]]] = FolderChain()
     try:
-        stack.append(("", top, entries(top)))
-        while stack:
-            path, fd, pending = stack[-1]
+        top = open_root(root)
+        chain.push(top, ("", []))
+        chain.items[-1][1].extend(entries(top))
+        while chain:
+            path, pending = chain.items[-1]
             if not pending:
-                stack.pop()
-                os.close(fd)
+                chain.pop()
                 continue
             name, is_folder = pending.pop()
-            yield path, fd, name
+            yield path, chain.fd(), name
             if is_folder:
-                child = os.open(name, FOLDER_FLAGS, dir_fd=fd)
-                if not pending:  # its last entry: a chain holds one descriptor, not one a level
-                    stack.pop()
-                    os.close(fd)
-                inner = f"{path}/{name}" if path else name
-                stack.append((inner, child, []))
-                stack[-1][2].extend(entries(child))
+                child = os.open(name, FOLDER_FLAGS, dir_fd=chain.fd())
+                chain.push(child, (f"{path}/{name}" if path else name, []))
+                chain.items[-1][1].extend(entries(child))
     finally:
-        for _path, fd, _pending in stack:
-            os.close(fd)
+        chain.close()

@@ -43,35 +43,33 @@ class _Writer:
 
     def add(self, folder: int, name: str, arcname: str) -> None:
         """Add ``name`` of the open ``folder`` (and, for a folder, all it holds, in
-        sorted order, each folder before what it holds). Iterative, so any depth: one
-        descriptor per level still being listed (a folder's is closed as soon as its
-        last entry is taken, so a chain of single folders holds a few at most)."""
-        # Each frame: an open folder, its arcname, its names still to add (reversed).
-        stack: list[tuple[int, str, list[str]]] = []
+        sorted order, each folder before what it holds). Iterative, so any depth, with
+        at most ``safepath.MAX_OPEN_FOLDERS`` descriptors open (``FolderChain``)."""
+        # Each item: a folder's arcname, and its names still to add (reversed).
+        chain: safepath.FolderChain[tuple[str, list[str]]] = safepath.FolderChain()
         try:
-            opened = self._add_one(folder, name, arcname)
-            if opened is not None:
-                stack.append(opened)
-            while stack:
-                fd, where, pending = stack[-1]
+            self._enter(chain, folder, name, arcname)
+            while chain:
+                where, pending = chain.items[-1]
                 if not pending:
-                    stack.pop()
-                    os.close(fd)
+                    chain.pop()
                     continue
                 child = pending.pop()
-                if not pending:  # its last entry: the folder is not needed any more
-                    stack.pop()
-                    try:
-                        opened = self._add_one(fd, child, f"{where}/{child}")
-                    finally:
-                        os.close(fd)
-                else:
-                    opened = self._add_one(fd, child, f"{where}/{child}")
-                if opened is not None:
-                    stack.append(opened)
+                self._enter(chain, chain.fd(), child, f"{where}/{child}")
         finally:
-            for fd, _where, _pending in stack:
-                os.close(fd)
+            chain.close()
+
+    def _enter(
+        self,
+        chain: safepath.FolderChain[tuple[str, list[str]]],
+        folder: int,
+        name: str,
+        arcname: str,
+    ) -> None:
+        opened = self._add_one(folder, name, arcname)
+        if opened is not None:
+            fd, where, pending = opened
+            chain.push(fd, (where, pending))
 
     def _add_one(self, folder: int, name: str, arcname: str) -> tuple[int, str, list[str]] | None:
         """Add the one entry ``name``; for a folder, it opened (no link followed) with

@@ -48,10 +48,12 @@ class _Filter:
     def __init__(self, dest: Path, report: Unpacked) -> None:
         self.dest = dest
         self.report = report
-        self.folders: set[str] = set()
-        """Folders of the archive found on disk as folders (not links) already: a
-        member's folders are checked from the deepest of these down, not from ``dest``
-        (linear in depth, whatever the tree's depth)."""
+        self.folders: dict[str, tuple[int, int]] = {}
+        """Folders of the archive found on disk as folders (not links) already, with
+        their device and inode: a member's folders are checked from the deepest of these
+        down, not from ``dest`` (linear in depth, whatever the tree's depth), once that
+        one is seen to be the very folder still (another user who can write to ``dest``
+        may have swapped a folder above it for a link since)."""
 
     def __call__(self, member: tarfile.TarInfo, _dest: str) -> tarfile.TarInfo | None:
         name = member.name.rstrip("/")
@@ -68,7 +70,7 @@ class _Filter:
                 "tree (pfs get REPO@REF PATH) to write what it holds under a shorter path; "
                 "what was written so far stays"
             )
-        self.folders.discard(name)  # whatever it is on disk now, it is rewritten
+        self.folders.pop(name, None)  # whatever it is on disk now, it is rewritten
         through = self._link_on_the_way(parts[:-1])
         if through is not None:
             return self._refuse(f"{shown}: {printable(through)} is a symlink on disk")
@@ -120,6 +122,9 @@ class _Filter:
             known -= 1
             if len(folders) - known > _UNCACHED:
                 known = 0  # not found near: check from the top (the path is not deep)
+        if known > 0 and not self._same_folder(folders[:known]):
+            self.folders.clear()  # something moved under the destination: from the top
+            known = 0
         for depth in range(known + 1, len(folders) + 1):
             info = self._lstat(folders[:depth])
             if info is None:
@@ -127,8 +132,18 @@ class _Filter:
             if stat.S_ISLNK(info.st_mode):
                 return "/".join(folders[:depth])
             if stat.S_ISDIR(info.st_mode):
-                self.folders.add("/".join(folders[:depth]))
+                self.folders["/".join(folders[:depth])] = (info.st_dev, info.st_ino)
         return None
+
+    def _same_folder(self, folders: list[str]) -> bool:
+        """Whether the remembered folder at ``folders`` is still that folder, reached
+        through no link that leads elsewhere (its path resolves to its device and inode)."""
+        info = self._lstat(folders)
+        return (
+            info is not None
+            and stat.S_ISDIR(info.st_mode)
+            and (info.st_dev, info.st_ino) == self.folders["/".join(folders)]
+        )
 
 
 def unpack(stream: IO[bytes], dest: Path) -> Unpacked:

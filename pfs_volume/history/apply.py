@@ -26,7 +26,7 @@ from pfs_volume.failpoints import failpoint
 from pfs_volume.filenames import printable
 from pfs_volume.history.snapshots import FolderWalker, SnapshotTrees, at, read_xattrs, split
 from pfs_volume.history.threeway import Node, Side, kind_of
-from pfs_volume.safepath import FOLDER_FLAGS, entries, remove_tree
+from pfs_volume.safepath import FOLDER_FLAGS, FolderChain, entries, remove_tree
 
 _CHANGED = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EEXIST, errno.EISDIR, errno.ENOTEMPTY)
 """What a call fails with when the working copy (which held exactly our side) changed
@@ -112,29 +112,35 @@ def refuse_nested_subvolumes(work: Path, folders: list[str]) -> None:
 
 
 def _other_device(top: int, path: str, device: int) -> str | None:
-    """The first folder at or under ``path`` (open as ``top``) on another device."""
+    """The first folder at or under ``path`` (open as ``top``) on another device. A
+    container made the tree: at most ``MAX_OPEN_FOLDERS`` descriptors are open, however
+    wide or deep it is (``FolderChain``)."""
     if os.fstat(top).st_dev != device:
         return path
-    pending = [(path, os.open(".", FOLDER_FLAGS, dir_fd=top))]
+    # Each item: a folder's path, and its subfolders still to look into.
+    chain: FolderChain[tuple[str, list[str]]] = FolderChain()
     try:
-        while pending:
-            folder, fd = pending.pop()
-            try:
-                for name, is_folder in entries(fd):
-                    if not is_folder:
-                        continue
-                    child = os.open(name, FOLDER_FLAGS, dir_fd=fd)
-                    inner = f"{folder}/{name}"
-                    if os.fstat(child).st_dev != device:
-                        os.close(child)
-                        return inner
-                    pending.append((inner, child))
-            finally:
-                os.close(fd)
+        fd = os.open(".", FOLDER_FLAGS, dir_fd=top)
+        chain.push(fd, (path, _subfolders(fd)))
+        while chain:
+            folder, pending = chain.items[-1]
+            if not pending:
+                chain.pop()
+                continue
+            name = pending.pop()
+            child = os.open(name, FOLDER_FLAGS, dir_fd=chain.fd())
+            inner = f"{folder}/{name}"
+            if os.fstat(child).st_dev != device:
+                os.close(child)
+                return inner
+            chain.push(child, (inner, _subfolders(child)))
         return None
     finally:
-        for _inner, fd in pending:
-            os.close(fd)
+        chain.close()
+
+
+def _subfolders(fd: int) -> list[str]:
+    return [name for name, is_folder in entries(fd) if is_folder]
 
 
 def _depth(path: str) -> tuple[int, str]:
