@@ -34,7 +34,7 @@ from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.pipelines.uses import PipelineUses
 from pfs_volume.putlog import recover_puts
-from pfs_volume.repos import Coordinator, Maintenance, RepoParts, RepoService, SingleHost
+from pfs_volume.repos import Coordinator, Maintenance, RepoParts, RepoService, SingleHost, SizeMeter
 from pfs_volume.transfer import recover_imports
 from pfs_volume.transport import (
     API_CONNECTIONS,
@@ -73,6 +73,7 @@ class Daemon:
         self._servers: list[UnixSocketServer] = []
         self._stopping = threading.Event()
         self._cluster: Cluster | None = None
+        self._sizes: SizeMeter | None = None
         self.store: MetadataStore | None = None
         self.repos: RepoService | None = None
         self.volumes: VolumeService | None = None
@@ -133,6 +134,7 @@ class Daemon:
             )
             # After recovery, which may have freed space: a full pool stays recoverable.
             parts.space.start()
+            self._sizes = parts.sizes.start()
             self.volumes = VolumeService(
                 self.repos,
                 self.store,
@@ -294,6 +296,8 @@ class Daemon:
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
+        if self._sizes is not None:  # before the store and the pool go away
+            self._sizes.close()
         try:
             mounted = len(self.store.list_mounts()) if self.store is not None else 0
         except PfsError as exc:

@@ -517,7 +517,17 @@ SCHEMAS: dict[str, Any] = {
         placement={"type": "array", "items": {"type": "string"}},
         branches={"type": "array", "items": _ref("BranchState")},
         commit_count={"type": "integer"},
-        size={"type": "integer"},
+        size={
+            "type": "integer",
+            "nullable": True,
+            "description": "bytes of file data the repo's kept (not pruned) commits wrote, "
+            "each counted in the commit that wrote it (measured once, after the commit); "
+            "null for a repo made before pfs kept sizes",
+        },
+        size_unmeasured_commits={
+            "type": "integer",
+            "description": "kept commits not counted in size yet",
+        },
         mounts={"type": "array", "items": _ref("Mount")},
     ),
     "Branch": _object(repo=NAME, name=NAME, head={**ID, "nullable": True}, created=TIME),

@@ -85,6 +85,7 @@ def summary_json(summary: RepoSummary) -> dict[str, Any]:
         ],
         "commit_count": summary.commit_count,
         "size": summary.size,
+        "size_unmeasured_commits": summary.size_unmeasured,
         "mounts": [mount_json(m) for m in summary.mounts],
     }
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import selectors
 import signal
 import stat
@@ -150,6 +151,29 @@ def changes(parent: Path | None, child: Path, *, timeout: float = CHANGES_TIMEOU
     lines = dump_lines(parent, child, timeout=timeout)
     check = _metadata_check(parent, child) if parent is not None else None
     return changes_from_dump(lines, metadata_changed=check)
+
+
+def bytes_written(parent: Path | None, child: Path, *, timeout: float = CHANGES_TIMEOUT) -> int:
+    """The bytes of file data ``child`` wrote over ``parent``: the lengths of the ranges
+    its listing shows written (``update_extent``; a reflinked ``clone`` shares data
+    and is not counted); with no parent, the sizes of all its regular files (walked, as
+    ``changes`` does). Raises BtrfsCommandError as ``dump_lines``."""
+    if parent is None:
+        total = 0
+        for _folder, fd, name in walk_tree(child):
+            info = os.lstat(name, dir_fd=fd)
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
+        return total
+    total = 0
+    for line in dump_lines(parent, child, timeout=timeout):
+        if line.startswith("update_extent"):
+            found = _EXTENT_LENGTH.search(line)
+            total += int(found.group(1)) if found else 0
+    return total
+
+
+_EXTENT_LENGTH = re.compile(r" len=(\d+)$")
 
 
 def _everything(child: Path) -> list[Change]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -68,7 +69,7 @@ def repo_inspect(name: str, as_json: bool) -> None:
     click.echo(f"Repo:     {info['name']}")
     click.echo(f"Created:  {when(info['created'])}")
     click.echo(f"Commits:  {info['commit_count']}")
-    click.echo(f"Size:     {info['size'] / 1024**2:,.1f} MiB on disk")
+    click.echo(f"Size:     {_size_text(info)}")
     click.echo(f"Mounts:   {len(info['mounts'])}")
     click.echo("")
     click.echo(
@@ -114,3 +115,12 @@ def gc(repo_name: str, keep_last: int | None, older_than: str | None, as_json: b
         f"{result['bytes_freed'] / 1024**2:.1f} MiB freed; "
         f"{result.get('datum_outputs_freed', 0)} unused datum output(s) of pipelines deleted",
     )
+
+
+def _size_text(info: dict[str, Any]) -> str:
+    """The repo's size line: what its kept commits wrote, and what is not counted yet."""
+    if info.get("size") is None:
+        return "unknown (a repo from before pfs kept sizes)"
+    text = f"{info['size'] / 1024**2:,.1f} MiB written by its kept commits"
+    unmeasured = info.get("size_unmeasured_commits") or 0
+    return text + (f" ({unmeasured} commit(s) not measured)" if unmeasured else "")

@@ -5,10 +5,12 @@ from pfs_volume.meta.etcd_client import EtcdClient
 from pfs_volume.meta.records import (
     BranchRecord,
     CommitIntent,
+    CommitLinks,
     CommitRecord,
     Fence,
     MountRecord,
     RepoRecord,
+    RepoSize,
     VolumeRecord,
     rfc3339,
     utcnow,
@@ -19,6 +21,7 @@ from pfs_volume.meta.store import MetadataStore
 __all__ = [
     "BranchRecord",
     "CommitIntent",
+    "CommitLinks",
     "CommitRecord",
     "EtcdClient",
     "EtcdStore",
@@ -26,6 +29,7 @@ __all__ = [
     "MetadataStore",
     "MountRecord",
     "RepoRecord",
+    "RepoSize",
     "SqliteStore",
     "VolumeRecord",
     "rfc3339",

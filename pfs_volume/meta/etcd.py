@@ -17,6 +17,13 @@ commits/<repo>/<id>                   {id, branch, parent, created,      EtcdSto
 imports/<repo>                        {node, token, started}: an import  EtcdStore            yes
                                       in progress, its claim on the      (etcd_names)
                                       name
+log/<repo>/<age>/<id>                 [parents]: the log index, newest   EtcdStore            no
+                                      first (``etcd_log``); written
+                                      with the commit record
+sizes/<repo>                          {bytes, settled, commits}: the     EtcdStore            no
+                                      running size total and commit
+                                      count (``etcd_sizes``)
+commit_sizes/<repo>/<id>              {bytes}: what the commit wrote     EtcdStore            no
 gone/<repo>                           {deleted, by}: deleted (on any     EtcdStore            no
                                       node) and not created again
 docs/<kind>/<name%>                   a document's body (pipeline, job,  EtcdStore            no
@@ -70,7 +77,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-from pfs_volume.errors import Busy, Conflict
+from pfs_volume.errors import Conflict
 from pfs_volume.meta import errors
 from pfs_volume.meta.codec import (
     branch_fields,
@@ -106,7 +113,9 @@ from pfs_volume.meta.etcd_keys import (
     working_copy_json,
 )
 from pfs_volume.meta.etcd_local import EtcdNodeRecords
+from pfs_volume.meta.etcd_log import EtcdCommitLog
 from pfs_volume.meta.etcd_names import RepoNames
+from pfs_volume.meta.etcd_sizes import EtcdSizes
 from pfs_volume.meta.records import (
     BranchRecord,
     CommitIntent,
@@ -120,11 +129,12 @@ from pfs_volume.meta.store import MetadataStore
 
 log = logging.getLogger(__name__)
 
+
 FIND_LIMIT = 10
 """At most this many ids from ``find_commit_ids``: enough to show an ambiguous prefix."""
 
 
-class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
+class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, MetadataStore):
     """MetadataStore in etcd.
 
     Args:
@@ -154,6 +164,7 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
             [
                 repo_put,
                 delete_op(self.keys.gone(repo.name)),
+                self.size_start_op(repo.name),
                 *self._branch_ops(repo.name, default_branch),
             ],
         )
@@ -165,6 +176,8 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
         one (up to ``MAX_TXN_OPS`` records), otherwise in several under a claim
         (``RepoNames.import_in_batches``)."""
         records = [put_op(self.keys.commit(repo.name, c.id), commit_json(c)) for c in commits]
+        records += [self.log_entry_op(replace(c, repo=repo.name)) for c in commits]
+        records.append(self.size_start_op(repo.name, sum(c.pruned for c in commits), len(commits)))
         for branch in branches:
             records += self._branch_ops(repo.name, branch)
         repo_put = put_op(self.keys.repo(repo.name), repo_json(repo))
@@ -207,6 +220,9 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
             delete_op(self.keys.repo(name)),
             delete_prefix_op(self.keys.branches(name)),
             delete_prefix_op(self.keys.commits(name)),
+            delete_prefix_op(self.keys.log(name)),
+            delete_op(self.keys.size_total(name)),
+            delete_prefix_op(self.keys.commit_sizes(name)),
             delete_prefix_op(self.keys.working_copies(name)),
             delete_prefix_op(self.keys.intents(name)),
             put_op(self.keys.tombstone(name), dump({"deleted": rfc3339(utcnow())})),
@@ -283,36 +299,46 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
         fence: Fence | None,
         absent: list[str],
         ops: list[Op],
+        counted: bool = False,
     ) -> None:
         """Move the head from ``expected`` to ``new`` with ``ops``, in one guarded write
         that also checks the head key's mod revision, the fence, and that the ``absent``
-        keys are.
+        keys are; ``counted``: and count one more commit in the repo's total, if it has
+        one (again, up to ``CAS_ATTEMPTS`` times, while other branches' commits move it).
 
         Raises:
             NotFound: no such branch. Conflict: the head is not ``expected``, the fence
                 failed, or an ``absent`` key exists; nothing changed.
         """
         key = self.keys.branch(repo, branch)
-        found = self.client.get(key)
-        if found is None:
-            raise errors.no_branch(repo, branch)
-        state = load(found)
-        if state["head"] != expected:
-            raise errors.head_moved(repo, branch, state["head"], expected)
-        # The head's own text of its creation time stays as it was written.
-        head = put_op(key, dump({"head": new, "created": state["created"]}))
-        if guarded_write(self.client, [head, *ops], unchanged=[found], absent=absent, fence=fence):
-            return
-        now, *lock = self.client.get_many([key] if fence is None else [key, fence.key])
-        if fence is not None and not fence_held(fence, lock[0]):
-            raise Conflict(
-                f"the write lock of {repo}/{branch} is no longer held by this node (another "
-                "node holds it now, or its lease expired): the head move was fenced off"
-            )
-        if now is None:
-            raise errors.no_branch(repo, branch)
-        if load(now)["head"] != expected:
-            raise errors.head_moved(repo, branch, load(now)["head"], expected)
+        for _ in range(CAS_ATTEMPTS if counted else 1):
+            found, total = self.client.get_many([key, self.keys.size_total(repo)])
+            if found is None:
+                raise errors.no_branch(repo, branch)
+            state = load(found)
+            if state["head"] != expected:
+                raise errors.head_moved(repo, branch, state["head"], expected)
+            # The head's own text of its creation time stays as it was written.
+            writes = [put_op(key, dump({"head": new, "created": state["created"]})), *ops]
+            unchanged = [found]
+            if counted and total is not None:
+                writes, unchanged = [*writes, self.one_more_commit_op(total)], [found, total]
+            if guarded_write(self.client, writes, unchanged=unchanged, absent=absent, fence=fence):
+                return
+            locks = [] if fence is None else [fence.key]
+            now, *rest = self.client.get_many([key, *locks, *absent])
+            if fence is not None and not fence_held(fence, rest[0]):
+                raise Conflict(
+                    f"the write lock of {repo}/{branch} is no longer held by this node "
+                    "(another node holds it now, or its lease expired): the head move was "
+                    "fenced off"
+                )
+            if now is None:
+                raise errors.no_branch(repo, branch)
+            if load(now)["head"] != expected:
+                raise errors.head_moved(repo, branch, load(now)["head"], expected)
+            if any(kv is not None for kv in rest[len(locks) :]):
+                break
         raise Conflict(f"branch {repo}/{branch} changed while its head was being moved")
 
     def set_clean_generation(
@@ -382,30 +408,6 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
         commits.sort(key=lambda c: c.created, reverse=True)
         return commits
 
-    def mark_pruned(self, repo: str, commit_ids: list[str]) -> None:
-        """Mark commits pruned: in one transaction for up to ``MAX_TXN_OPS`` of them,
-        else in batches; an interruption leaves some marked, which is safe: gc marks
-        before it deletes, and start-up deletes the snapshots of marked commits."""
-        keys = [self.keys.commit(repo, c) for c in dict.fromkeys(commit_ids)]
-        for start in range(0, len(keys), MAX_TXN_OPS):
-            self._mark_batch(repo, keys[start : start + MAX_TXN_OPS])
-
-    def _mark_batch(self, repo: str, keys: list[str]) -> None:
-        def change(found: list[KeyValue | None]) -> tuple[list[KeyValue], list[Op]]:
-            records = [(kv, commit_from(load(kv), repo)) for kv in found if kv is not None]
-            todo = [(kv, c) for kv, c in records if not c.pruned]
-            ops = [put_op(kv.key, commit_json(replace(c, pruned=True))) for kv, c in todo]
-            return [kv for kv, _ in todo], ops
-
-        for _ in range(CAS_ATTEMPTS):
-            unchanged, ops = change(self.client.get_many(keys))
-            if not ops or guarded_write(self.client, ops, unchanged=unchanged):
-                return
-        raise Busy(f"commits of repo {repo!r} kept changing while being marked pruned")
-
-    def count_commits(self, repo: str) -> int:
-        return self.client.count_prefix(self.keys.commits(repo))
-
     def finish_commit(
         self, intent: CommitIntent, generation: int, fence: Fence | None = None
     ) -> None:
@@ -413,13 +415,14 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, MetadataStore):
         commit_key = self.keys.commit(c.repo, c.id)
         ops = [
             put_op(commit_key, commit_json(c)),
+            self.log_entry_op(c),
             put_op(self.keys.working_copy(c.repo, c.branch), working_copy_json(generation, c.id)),
             delete_op(self.keys.intent(c)),
         ]
         if intent.mount_id is not None:
             ops.append(delete_op(self.keys.mount(intent.mount_id)))
         try:
-            self._swap_head(c.repo, c.branch, c.parent, c.id, fence, [commit_key], ops)
+            self._swap_head(c.repo, c.branch, c.parent, c.id, fence, [commit_key], ops, True)
         except Conflict:
             if self.client.get(commit_key) is not None:
                 raise Conflict(f"commit {c.id} of repo {c.repo!r} is recorded already") from None

@@ -145,12 +145,27 @@ class EtcdClient:
         Raises:
             Unavailable: no endpoint served the read within the budget.
         """
+        return self.get_range(prefix, prefix, limit=limit, keys_only=keys_only)
+
+    def get_range(
+        self,
+        first: str,
+        prefix: str,
+        *,
+        before: str | None = None,
+        limit: int | None = None,
+        keys_only: bool = False,
+    ) -> list[KeyValue]:
+        """The keys that start with ``prefix`` and sort at or after ``first`` (and before
+        ``before`` if given), sorted by key, read at one revision. etcd 3.4 reads every
+        key of a range to answer even a limited request: bound a range with ``before``
+        where it may be long. Other arguments and errors as ``get_prefix``."""
         if limit is not None and limit <= 0:
             return []
         deadline = self._deadline()
-        end = prefix_end(prefix)
+        end = prefix_end(prefix) if before is None else before.encode()
         found: list[KeyValue] = []
-        start = prefix.encode()
+        start = first.encode()
         revision: int | None = None
         while True:
             page = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(found))

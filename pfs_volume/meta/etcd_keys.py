@@ -86,6 +86,22 @@ class EtcdKeys:
         """A commit record."""
         return self.commits(repo) + check_component(commit_id, "commit id")
 
+    def log(self, repo: str) -> str:
+        """The prefix of a repo's log index (``etcd_log``)."""
+        return f"{self.prefix}/log/{check_component(repo, 'repo')}/"
+
+    def size_total(self, repo: str) -> str:
+        """A repo's running size total (``etcd_sizes``)."""
+        return f"{self.prefix}/sizes/{check_component(repo, 'repo')}"
+
+    def commit_sizes(self, repo: str) -> str:
+        """The prefix of a repo's commit sizes."""
+        return f"{self.prefix}/commit_sizes/{check_component(repo, 'repo')}/"
+
+    def commit_size(self, repo: str, commit_id: str) -> str:
+        """A commit's size."""
+        return self.commit_sizes(repo) + check_component(commit_id, "commit id")
+
     def claim(self, repo: str) -> str:
         """An import's claim on a repo name."""
         return f"{self.prefix}/imports/{check_component(repo, 'repo')}"

@@ -83,6 +83,7 @@ class RepoNames:
             [
                 delete_prefix_op(self.keys.branches(repo)),
                 delete_prefix_op(self.keys.commits(repo)),
+                delete_prefix_op(self.keys.log(repo)),
             ],
             absent=self._taken(repo)[:2],
         )
@@ -116,6 +117,7 @@ class RepoNames:
                     put_op(claim_key, dump(claim), lease),
                     delete_prefix_op(self.keys.branches(repo)),
                     delete_prefix_op(self.keys.commits(repo)),
+                    delete_prefix_op(self.keys.log(repo)),
                 ],
                 absent=self._taken(repo),
             )

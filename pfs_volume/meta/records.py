@@ -77,6 +77,33 @@ class CommitRecord:
 
 
 @dataclass(frozen=True)
+class CommitLinks:
+    """Where a commit sits in the graph: enough to walk history without its record."""
+
+    id: str
+    created: datetime
+    parents: tuple[str, ...]
+    """As ``CommitRecord.parents``: the first parent first; () for a root."""
+
+    @staticmethod
+    def of(commit: CommitRecord) -> CommitLinks:
+        """The links of a commit record."""
+        return CommitLinks(commit.id, commit.created, commit.parents)
+
+
+@dataclass(frozen=True)
+class RepoSize:
+    """What a repo's kept commits wrote, as the store keeps it up to date."""
+
+    bytes: int
+    """The sum of the sizes (``MetadataStore.record_commit_size``) of the repo's commits
+    that are measured and not pruned."""
+    unmeasured: int
+    """How many commits not pruned have no size yet (made moments ago, made before sizes
+    were kept, imported, or whose parent's snapshot was not here to measure against)."""
+
+
+@dataclass(frozen=True)
 class CommitIntent:
     """A commit being made: written before its snapshot so a crash can be finished.
 

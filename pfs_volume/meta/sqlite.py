@@ -20,23 +20,28 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pfs_volume.errors import StorageError
 from pfs_volume.failpoints import failpoint
 from pfs_volume.meta import errors
+from pfs_volume.meta.codec import iso_time
 from pfs_volume.meta.records import (
     BranchRecord,
     CommitIntent,
+    CommitLinks,
     CommitRecord,
     Fence,
     RepoRecord,
+    RepoSize,
 )
 from pfs_volume.meta.sqlite_layout import (
     BRANCH_COLUMNS,
     COMMIT_COLUMNS,
     INTENT_COLUMNS,
+    LINK_COLUMNS,
     REPO_COLUMNS,
     SCHEMA,
     add_missing_columns,
@@ -45,12 +50,24 @@ from pfs_volume.meta.sqlite_layout import (
     commit_of,
     commit_row,
     intent_row,
+    links_of,
     make_private_store,
     repo_of,
     repo_row,
 )
 from pfs_volume.meta.sqlite_local import SqliteNodeRecords
+from pfs_volume.meta.sqlite_sizes import (
+    SIZES_SCHEMA,
+    count_one_more,
+    drop_sizes,
+    record_size,
+    start_total,
+    take_out_pruned,
+)
 from pfs_volume.meta.store import MetadataStore
+
+BATCH = 500
+"""Ids per query of ``get_commits`` (SQLite allows 999 parameters in older builds)."""
 
 BUSY_TIMEOUT = 30.0
 
@@ -86,6 +103,7 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            self._db.executescript(SIZES_SCHEMA)
             add_missing_columns(self._db, self._node_id)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the metadata store {path}: {exc}") from exc
@@ -118,6 +136,7 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
         with self._write() as db:
             self._insert_repo(db, repo)
             self._insert_branch(db, default_branch)
+            start_total(db, repo.name)
 
     def import_repo(
         self, repo: RepoRecord, branches: list[BranchRecord], commits: list[CommitRecord]
@@ -130,6 +149,7 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
             )
             for branch in branches:
                 self._insert_branch(db, branch)
+            start_total(db, repo.name, sum(c.pruned for c in commits), len(commits))
 
     def get_repo(self, name: str) -> RepoRecord | None:
         rows = self._read(f"SELECT {REPO_COLUMNS} FROM repos WHERE name=?", (name,))
@@ -143,6 +163,7 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
         with self._write() as db:
             for table in ("branches", "commits", "intents", "mounts", "volumes"):
                 db.execute(f"DELETE FROM {table} WHERE repo=?", (name,))
+            drop_sizes(db, name)
             db.execute("DELETE FROM repos WHERE name=?", (name,))
             db.execute("INSERT OR IGNORE INTO deleted_repos VALUES (?)", (name,))
 
@@ -188,6 +209,12 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
             f"SELECT {BRANCH_COLUMNS} FROM branches WHERE repo=? AND name=?", (repo, name)
         )
         return branch_of(rows[0]) if rows else None
+
+    def get_repo_branch(
+        self, repo: str, name: str
+    ) -> tuple[RepoRecord | None, BranchRecord | None]:
+        with self._lock:  # one snapshot of both
+            return self.get_repo(repo), self.get_branch(repo, name)
 
     def list_branches(self, repo: str) -> list[BranchRecord]:
         rows = self._read(
@@ -265,6 +292,34 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
         )
         return commit_of(rows[0]) if rows else None
 
+    def get_commits(self, repo: str, commit_ids: list[str]) -> list[CommitRecord | None]:
+        found: dict[str, CommitRecord] = {}
+        for start in range(0, len(commit_ids), BATCH):
+            chunk = commit_ids[start : start + BATCH]
+            rows = self._read(
+                f"SELECT {COMMIT_COLUMNS} FROM commits WHERE repo=? AND id IN "
+                f"({','.join('?' * len(chunk))})",
+                (repo, *chunk),
+            )
+            found.update((row[0], commit_of(row)) for row in rows)
+        return [found.get(commit_id) for commit_id in commit_ids]
+
+    def commit_links(self, repo: str, after: tuple[datetime, str], limit: int) -> list[CommitLinks]:
+        # The order of ``list_commits``: the stored time's text, then the id; two
+        # queries, each a walk of the ``commits_in_log_order`` index.
+        created, commit_id = iso_time(after[0]), after[1]
+        same = self._read(
+            f"SELECT {LINK_COLUMNS} FROM commits WHERE repo=? AND created=? AND id>? "
+            "ORDER BY id LIMIT ?",
+            (repo, created, commit_id, max(limit, 0)),
+        )
+        older = self._read(
+            f"SELECT {LINK_COLUMNS} FROM commits WHERE repo=? AND created<? "
+            "ORDER BY created DESC, id LIMIT ?",
+            (repo, created, max(limit - len(same), 0)),
+        )
+        return [links_of(row) for row in same + older]
+
     def list_commits(self, repo: str) -> list[CommitRecord]:
         rows = self._read(
             f"SELECT {COMMIT_COLUMNS} FROM commits WHERE repo=? ORDER BY created DESC, id",
@@ -274,6 +329,8 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
 
     def mark_pruned(self, repo: str, commit_ids: list[str]) -> None:
         with self._write() as db:
+            for commit_id in dict.fromkeys(commit_ids):
+                take_out_pruned(db, repo, commit_id)
             db.executemany(
                 "UPDATE commits SET pruned=1 WHERE repo=? AND id=?",
                 [(repo, commit_id) for commit_id in commit_ids],
@@ -286,7 +343,24 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
         )
         return [row[0] for row in rows]
 
+    def record_commit_size(self, repo: str, commit_id: str, size: int) -> bool:
+        with self._write() as db:
+            return record_size(db, repo, commit_id, size)
+
+    def commit_size(self, repo: str, commit_id: str) -> int | None:
+        rows = self._read("SELECT bytes FROM commit_sizes WHERE repo=? AND id=?", (repo, commit_id))
+        return int(rows[0][0]) if rows else None
+
+    def repo_size(self, repo: str) -> RepoSize | None:
+        rows = self._read("SELECT bytes, commits - settled FROM repo_sizes WHERE repo=?", (repo,))
+        return RepoSize(int(rows[0][0]), int(rows[0][1])) if rows else None
+
     def count_commits(self, repo: str) -> int:
+        """From the repo's total, or for a repo made before totals were kept by counting
+        its records."""
+        rows = self._read("SELECT commits FROM repo_sizes WHERE repo=?", (repo,))
+        if rows:
+            return int(rows[0][0])
         return int(self._read("SELECT count(*) FROM commits WHERE repo=?", (repo,))[0][0])
 
     def begin_commit(self, intent: CommitIntent) -> None:
@@ -309,6 +383,7 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
                 f"INSERT INTO commits ({COMMIT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 commit_row(c),
             )
+            count_one_more(db, c.repo)
             failpoint("commit.between_record_and_head")
             db.execute(
                 "UPDATE branches SET head=?, clean_generation=?, working_base=? "

@@ -26,6 +26,7 @@ from pfs_volume.meta.codec import (
     iso_time,
     mount_fields,
     mount_from,
+    parse_time,
     pick,
     repo_fields,
     repo_from,
@@ -34,6 +35,7 @@ from pfs_volume.meta.codec import (
 )
 from pfs_volume.meta.records import (
     BranchRecord,
+    CommitLinks,
     CommitRecord,
     MountRecord,
     RepoRecord,
@@ -55,6 +57,7 @@ CREATE TABLE IF NOT EXISTS commits (
     pruned INTEGER NOT NULL DEFAULT 0, holders TEXT NOT NULL DEFAULT '[]',
     lineage TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (repo, id));
 CREATE INDEX IF NOT EXISTS commits_by_time ON commits (repo, created);
+CREATE INDEX IF NOT EXISTS commits_in_log_order ON commits (repo, created DESC, id);
 CREATE TABLE IF NOT EXISTS intents (
     repo TEXT NOT NULL, id TEXT NOT NULL, branch TEXT NOT NULL, parent TEXT,
     created TEXT NOT NULL, message TEXT NOT NULL, origin TEXT NOT NULL, mount_id TEXT,
@@ -95,6 +98,8 @@ existing table as it is, so this is how an old table learns new columns."""
 REPO_COLUMNS = "name, created, description, replicas, placement"
 BRANCH_COLUMNS = "repo, name, head, created, clean_generation, working_base"
 COMMIT_COLUMNS = "id, repo, branch, parent, created, message, origin, pruned, holders, lineage"
+LINK_COLUMNS = "id, created, parent, lineage"
+"""What a page of the log reads of each commit (``links_of``)."""
 INTENT_COLUMNS = "id, repo, branch, parent, created, message, origin, mount_id, holders, lineage"
 MOUNT_COLUMNS = "id, volume, repo, branch, commit_id, created, uses"
 
@@ -234,3 +239,10 @@ def make_private_store(path: Path) -> None:
         extra = path.with_name(path.name + suffix)
         if extra.exists() and not extra.is_symlink():
             make_private(extra, PRIVATE_FILE)
+
+
+def links_of(row: tuple[Any, ...]) -> CommitLinks:
+    """A commit's place in the graph from a row of ``LINK_COLUMNS``."""
+    commit_id, created, parent, lineage = row
+    merged = tuple(json.loads(lineage).get("merge_parents", ()))
+    return CommitLinks(commit_id, parse_time(created), (parent, *merged) if parent else ())

@@ -8,14 +8,17 @@ once (``finish_commit``, ``delete_repo``) say so and do it in one transaction.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from datetime import datetime
 
 from pfs_volume.meta.records import (
     BranchRecord,
     CommitIntent,
+    CommitLinks,
     CommitRecord,
     Fence,
     MountRecord,
     RepoRecord,
+    RepoSize,
     VolumeRecord,
 )
 
@@ -74,6 +77,13 @@ class MetadataStore(ABC):
         """The branch, or None."""
 
     @abstractmethod
+    def get_repo_branch(
+        self, repo: str, name: str
+    ) -> tuple[RepoRecord | None, BranchRecord | None]:
+        """The repo and one of its branches (each None when absent), read together: one
+        round trip in etcd, where a history walk starts with both."""
+
+    @abstractmethod
     def list_branches(self, repo: str) -> list[BranchRecord]:
         """The repo's branches, by name."""
 
@@ -129,6 +139,19 @@ class MetadataStore(ABC):
         """The commit with this exact id, or None."""
 
     @abstractmethod
+    def get_commits(self, repo: str, commit_ids: list[str]) -> list[CommitRecord | None]:
+        """The commits with these exact ids, in their order (None for an unknown one), read
+        in as few round trips as the backend can (etcd: one per ``MAX_TXN_OPS`` ids)."""
+
+    @abstractmethod
+    def commit_links(self, repo: str, after: tuple[datetime, str], limit: int) -> list[CommitLinks]:
+        """A page of the repo's commits in log order (created newest first, then by id),
+        those strictly after the position ``after`` = (created, id), at most ``limit``:
+        each commit's id, time and parents. One range read (etcd: of the ``log/`` index,
+        which commits written before that index existed are not in: a walk must read a
+        parent it does not find in a page by ``get_commits``)."""
+
+    @abstractmethod
     def find_commit_ids(self, repo: str, prefix: str) -> list[str]:
         """Ids of the repo's commits that start with ``prefix`` (at most a few)."""
 
@@ -139,6 +162,25 @@ class MetadataStore(ABC):
     @abstractmethod
     def mark_pruned(self, repo: str, commit_ids: list[str]) -> None:
         """Mark commits as pruned (their snapshots are about to go), in one transaction."""
+
+    # sizes: what each commit wrote, and a running total per repo
+
+    @abstractmethod
+    def record_commit_size(self, repo: str, commit_id: str, size: int) -> bool:
+        """In one transaction: set the size of a commit (the bytes it wrote, measured once
+        after it was made) and add it to the repo's running total. False, and nothing
+        changed, for an unknown or pruned commit or one measured already. A repo made
+        before sizes were kept has no total: only the commit's size is set."""
+
+    @abstractmethod
+    def commit_size(self, repo: str, commit_id: str) -> int | None:
+        """The commit's recorded size, or None (not measured)."""
+
+    @abstractmethod
+    def repo_size(self, repo: str) -> RepoSize | None:
+        """The repo's running total; None for an unknown repo or one made before sizes
+        were kept. ``create_repo`` and ``import_repo`` start it, ``mark_pruned`` takes
+        pruned commits out of it in the same transaction, ``delete_repo`` drops it."""
 
     @abstractmethod
     def count_commits(self, repo: str) -> int:

@@ -16,6 +16,7 @@ from pfs_volume.repos.parts import RepoParts
 from pfs_volume.repos.recovery import RecoveryReport
 from pfs_volume.repos.refs import CommitDetails, Diff
 from pfs_volume.repos.service import RepoService
+from pfs_volume.repos.sizes import SizeMeter
 
 __all__ = [
     "IMPORT_MARKER",
@@ -36,5 +37,6 @@ __all__ = [
     "RepoSummary",
     "Reset",
     "SingleHost",
+    "SizeMeter",
     "new_commit_id",
 ]

@@ -42,8 +42,14 @@ class RepoSummary:
     branches: list[BranchRecord]
     commit_count: int
     mounts: list[MountRecord]
-    size: int
-    """Bytes the repo uses on disk, data shared between its commits counted once."""
+    size: int | None
+    """Bytes of file data the repo's kept (not pruned) commits wrote, each counted in the
+    commit that wrote it, as measured once after each commit (``repos/sizes.py``); None
+    for a repo made before sizes were kept. Not what the disk holds: data a later commit
+    overwrote or deleted still counts while an older commit holds it, shared (reflinked)
+    data counts once, compression is not seen, and uncommitted data does not count."""
+    size_unmeasured: int = 0
+    """Kept commits not in ``size`` (not measured yet, or not measurable here)."""
     uncommitted: frozenset[str] = frozenset()
     """Branches whose working copy here holds changes no commit holds."""
     commit_errors: dict[str, CommitError] = field(default_factory=dict)
@@ -156,16 +162,19 @@ class Catalog:
             return self.store.get_repo(name) or self.create_repo(name)
 
     def summary(self, name: str) -> RepoSummary:
-        """A repo with its branches, commit count, mounts, the branches with uncommitted
-        changes and their last commit errors. Raises NotFound."""
+        """A repo with its branches, commit count, size as the store keeps it, mounts,
+        the branches with uncommitted changes and their last commit errors. Raises
+        NotFound."""
         repo = self.refs.get_repo(name)
         branches = self.store.list_branches(name)
+        size = self.store.repo_size(name)
         return RepoSummary(
             repo=repo,
             branches=branches,
             commit_count=self.store.count_commits(name),
             mounts=self.store.list_mounts(name),
-            size=self.pool.disk_usage(self.layout.repo_dir(name)),
+            size=size.bytes if size is not None else None,
+            size_unmeasured=size.unmeasured if size is not None else 0,
             uncommitted=frozenset(b.name for b in branches if self.working_copies.is_dirty(b)),
             commit_errors=self.commit_errors.of_repo(name),
         )

@@ -19,6 +19,7 @@ from pfs_volume.repos.layout import PoolLayout
 from pfs_volume.repos.locks import RepoLocks
 from pfs_volume.repos.recovery import Recovery
 from pfs_volume.repos.refs import Refs
+from pfs_volume.repos.sizes import SizeMeter
 from pfs_volume.repos.snapshots import Snapshots
 from pfs_volume.repos.working_copies import WorkingCopies
 from pfs_volume.space import SpaceReserve
@@ -75,6 +76,7 @@ class RepoParts:
     commits: Commits
     recovery: Recovery
     maintenance: NodeMaintenance
+    sizes: SizeMeter
 
     @classmethod
     def build(
@@ -133,6 +135,8 @@ class RepoParts:
             clock,
             new_id,
         )
+        sizes = SizeMeter(store, layout)
+        commits.on_commit(sizes.measure_later)
         return cls(
             store=store,
             pool=pool,
@@ -152,4 +156,5 @@ class RepoParts:
             commits=commits,
             recovery=Recovery(store, pool, layout, commits, collector),
             maintenance=NodeMaintenance(locks, collector),
+            sizes=sizes,
         )

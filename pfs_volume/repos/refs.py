@@ -12,7 +12,7 @@ from typing import NamedTuple
 from pfs_volume.btrfs.changes import changes
 from pfs_volume.diff import Change
 from pfs_volume.errors import InvalidName, NotFound
-from pfs_volume.meta import BranchRecord, CommitRecord, MetadataStore, RepoRecord
+from pfs_volume.meta import BranchRecord, CommitLinks, CommitRecord, MetadataStore, RepoRecord
 from pfs_volume.names import Ref, is_commit_prefix
 from pfs_volume.repos.layout import PoolLayout
 from pfs_volume.repos.snapshots import Snapshots
@@ -27,6 +27,74 @@ class CommitDetails(NamedTuple):
     """Bytes its files hold; None for a pruned commit or one not on this node."""
     changed: int | None
     """How many paths it changed; None as for ``size``."""
+
+
+PAGE_FIRST = 64
+"""Log index entries the first page of a history walk reads (pages double after)."""
+PAGE_MOST = 1000
+
+
+class _LogWalk:
+    """One history walk, newest first, over the store's log index: pages of commits'
+    parents ahead of the walk (``commit_links``), and the records of the commits it
+    returns in one batch (``get_commits``). A parent no page holds (its time is newer
+    than its child's, or the index lacks it) is read directly; so the pages decide only
+    how many round trips a walk takes, never its answer."""
+
+    def __init__(
+        self, store: MetadataStore, repo: str, start: CommitRecord, limit: int | None
+    ) -> None:
+        self.store = store
+        self.repo = repo
+        self.start = start
+        self.limit = limit
+        self.links: dict[str, CommitLinks] = {start.id: CommitLinks.of(start)}
+        self.records: dict[str, CommitRecord] = {start.id: start}
+        self.cursor = (start.created, start.id)
+        self.page = PAGE_FIRST if limit is None else min(max(2 * limit, PAGE_FIRST), PAGE_MOST)
+        self.pages_left = True
+
+    def walk(self, first_parent: bool) -> list[CommitRecord]:
+        """The start and its ancestors (first parents only, or every parent), newest
+        first: a merge's parents ordered by time, as a heap of (-time, id).
+
+        Raises:
+            NotFound: a parent's record is missing.
+        """
+        order: list[str] = []
+        seen = {self.start.id}
+        queue = [(-self.start.created.timestamp(), self.start.id)]
+        while queue and (self.limit is None or len(order) < self.limit):
+            current = self.links[heapq.heappop(queue)[1]]
+            order.append(current.id)
+            parents = current.parents[:1] if first_parent else current.parents
+            new = [p for p in parents if p not in seen]
+            seen.update(new)
+            self._find(new)
+            for parent_id in new:
+                heapq.heappush(queue, (-self.links[parent_id].created.timestamp(), parent_id))
+        self._read([c for c in order if c not in self.records])
+        return [self.records[c] for c in order]
+
+    def _find(self, ids: list[str]) -> None:
+        """Make sure ``links`` holds ``ids``: from the next page, else directly."""
+        missing = [c for c in ids if c not in self.links]
+        if missing and self.pages_left:
+            found = self.store.commit_links(self.repo, self.cursor, self.page)
+            self.pages_left = len(found) == self.page
+            if found:
+                self.cursor = (found[-1].created, found[-1].id)
+            self.links.update((link.id, link) for link in found)
+            self.page = min(2 * self.page, PAGE_MOST)
+            missing = [c for c in missing if c not in self.links]
+        self._read(missing)
+
+    def _read(self, ids: list[str]) -> None:
+        for commit_id, record in zip(ids, self.store.get_commits(self.repo, ids), strict=True):
+            if record is None:
+                raise NotFound(f"repo {self.repo!r} has no commit {commit_id}")
+            self.records[commit_id] = record
+            self.links[commit_id] = CommitLinks.of(record)
 
 
 class Diff(NamedTuple):
@@ -138,32 +206,31 @@ class Refs:
     ) -> list[CommitRecord]:
         """The commit ``ref`` names and its ancestors, newest first: through every parent
         of a merge (what the merged branch brought is history too), or with
-        ``first_parent`` only the branch's own line. Reads only the commits it returns
-        and their parents' records.
+        ``first_parent`` only the branch's own line. Reads the store's log index a page
+        at a time ahead of the walk, and the records it returns in one batch
+        (``_LogWalk``): a few round trips, not one per commit.
 
         An empty list for a branch with no commits yet.
 
         Raises:
             NotFound: no such repo, or a ref that names nothing.
         """
-        self.get_repo(repo)
-        branch = self.store.get_branch(repo, ref.base) if ref.plain else None
+        if ref.plain:
+            found, branch = self.store.get_repo_branch(repo, ref.base)
+            if found is None:
+                raise NotFound(f"there is no repo {repo!r}")
+        else:
+            self.get_repo(repo)
+            branch = None
         if branch is not None and branch.head is None:
             return []
-        start = self.resolve_commit(repo, ref)
-        commits: list[CommitRecord] = []
-        seen = {start.id}
-        queue = [(-start.created.timestamp(), start.id, start)]
-        while queue and (limit is None or len(commits) < limit):
-            current = heapq.heappop(queue)[2]
-            commits.append(current)
-            parents = current.parents[:1] if first_parent else current.parents
-            for parent_id in parents:
-                if parent_id not in seen:
-                    seen.add(parent_id)
-                    parent = self.get_commit(repo, parent_id)
-                    heapq.heappush(queue, (-parent.created.timestamp(), parent.id, parent))
-        return commits
+        # A plain branch name is its head (as ``resolve_commit`` says), read once here.
+        start = (
+            self.get_commit(repo, branch.head)
+            if branch is not None and branch.head is not None
+            else self.resolve_commit(repo, ref)
+        )
+        return _LogWalk(self.store, repo, start, limit).walk(first_parent)
 
     def diff(self, repo: str, to: Ref, base: Ref | None = None) -> Diff:
         """What changed from ``base`` (default: the parent of ``to``) to ``to``, in time

@@ -436,8 +436,10 @@ class RepoService:
         self, repo: RepoRecord, branches: list[BranchRecord], commits: list[CommitRecord]
     ) -> None:
         """Write an imported repo's records in one transaction (its snapshots are in
-        place already). Raises Conflict, StorageError, Unavailable."""
+        place already), then measure them in the background. Raises Conflict,
+        StorageError, Unavailable."""
         self._parts.store.import_repo(repo, branches, commits)
+        self._parts.sizes.measure_imported(repo.name, commits)
 
     def delete_tree(self, path: Path) -> None:
         """Delete a folder of the pool with the subvolumes in it. Raises StorageError."""
