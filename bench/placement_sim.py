@@ -2,7 +2,8 @@
 
 A real single-member etcd (``tests/etcd_cluster.py``) and, per cluster size, the
 simulated nodes of ``tests/placement_sim.py``: real ``NodeRegistry`` leases, repos placed
-by ``ClusterCoordinator.place`` and stored by ``EtcdStore`` with one commit each, and the
+by ``ClusterCoordinator.place`` (from 4 nodes at once, each with its own view of the
+loads) and stored by ``EtcdStore`` with one commit each, and the
 repair pass's own decision (``placement.repair_plan`` + ``set_placement``) on every live
 node; a copy is recorded, not made. A tenth of the nodes die (leases revoked): 1 of 5,
 5 of 50.
@@ -13,9 +14,11 @@ node; a copy is recorded, not made. A tenth of the nodes die (leases revoked): 1
     time      the repair passes of every live node (4 at once), and one pure plan
               (median of 7)
 
+Placement is rendezvous bounded by load (``placement.fill``); the 50-node cluster also
+runs with plain rendezvous (what placement was before), for comparison in one run.
 Targets: moves equal to the minimum and no repo without a dead holder moved (at both
-sizes); balance within 10 % of the mean (met only where each node's mean is large enough:
-see bench/README.md). Run from the repo root (no root needed):
+sizes); balance within 10 % of the mean, after creation and after repair.
+Run from the repo root (no root needed):
 
     PYTHONPATH=. .venv/bin/python bench/placement_sim.py [--repos N] [--quick]
 """
@@ -47,11 +50,14 @@ SIZES = (5, 50)
 REPLICAS = 2
 BALANCE_TARGET = 0.10
 PLAN_RUNS = 7
+CREATORS = 4
 
 
-def run_size(endpoints: list[str], nodes: int, repos: int) -> dict[str, Any]:
+def run_size(endpoints: list[str], nodes: int, repos: int, load_aware: bool) -> dict[str, Any]:
     """Create, kill a tenth, repair: the numbers for one cluster size."""
-    sim = SimCluster(endpoints, nodes, ttl=5, replicas=REPLICAS).start()
+    sim = SimCluster(
+        endpoints, nodes, ttl=5, replicas=REPLICAS, creators=CREATORS, load_aware=load_aware
+    ).start()
     try:
         start = time.perf_counter()
         sim.create_repos(repos)
@@ -82,6 +88,7 @@ def run_size(endpoints: list[str], nodes: int, repos: int) -> dict[str, Any]:
         exact = copied == Counter({repo: len(gone) for repo, gone in lost.items() if gone})
         return {
             "nodes": nodes,
+            "load_aware": load_aware,
             "repos": repos,
             "replicas": REPLICAS,
             "dead": dead,
@@ -113,14 +120,20 @@ def run_size(endpoints: list[str], nodes: int, repos: int) -> dict[str, Any]:
         sim.stop()
 
 
-def pure_balance(nodes: int, repos: int) -> dict[str, float]:
-    """Balance of ``choose`` alone (no etcd), for repo counts too large to store here."""
+def pure_balance(nodes: int, repos: int, load_aware: bool) -> dict[str, Any]:
+    """Balance of ``choose`` alone (no etcd; placed one after another, the loads counted
+    exactly), for repo counts too large to store here."""
     names = [f"node{i:02d}" for i in range(nodes)]
-    spread = balance(
-        (placement.choose(f"repo{i:05d}", names, REPLICAS) for i in range(repos)), names
-    )
+    loads = placement.load_of([], names)
+    placed = []
+    for i in range(repos):
+        chosen = placement.choose(f"repo{i:05d}", names, REPLICAS, loads if load_aware else None)
+        loads.update(chosen)
+        placed.append(chosen)
+    spread = balance(placed, names)
     return {
         "nodes": nodes,
+        "load_aware": load_aware,
         "repos": repos,
         "mean": spread.mean,
         "max_over_mean": spread.max_over_mean,
@@ -139,18 +152,28 @@ def main() -> None:
     etcd = EtcdCluster(root / "etcd", members=1)
     try:
         etcd.start()
-        runs = [run_size(etcd.endpoints, nodes, repos) for nodes in SIZES]
+        runs = [run_size(etcd.endpoints, SIZES[0], repos, True)]
+        runs += [run_size(etcd.endpoints, SIZES[1], repos, aware) for aware in (False, True)]
     finally:
         etcd.cleanup()
         shutil.rmtree(root, ignore_errors=True)
-    sweep = [] if args.quick else [pure_balance(50, count) for count in (2_000, 20_000, 50_000)]
+    sweep = (
+        []
+        if args.quick
+        else [
+            pure_balance(50, count, aware)
+            for count in (2_000, 20_000, 50_000)
+            for aware in (False, True)
+        ]
+    )
 
     rows = []
     for run in runs:
         b, a = run["balance_before"], run["balance_after"]
         rows.append(
             [
-                f"{run['nodes']} nodes, {len(run['dead'])} dead",
+                f"{run['nodes']} nodes, {len(run['dead'])} dead"
+                + ("" if run["load_aware"] else " (plain)"),
                 f"{b['mean']:.0f}",
                 f"{b['max_over_mean']:.3f} / {b['min_over_mean']:.3f}",
                 f"{a['max_over_mean']:.3f} / {a['min_over_mean']:.3f}",
@@ -174,7 +197,7 @@ def main() -> None:
         "plan (1 pass)",
     ]
     print(table(header, rows))
-    small, large = runs
+    small, large = runs[0], runs[-1]
     growth = {
         "repair_seconds": large["repair_seconds"] / small["repair_seconds"],
         "plan_seconds": large["plan_seconds"] / small["plan_seconds"],
@@ -190,10 +213,11 @@ def main() -> None:
         print("\nbalance of choose alone, 50 nodes:")
         print(
             table(
-                ["repos", "mean/node", "max/mean", "min/mean"],
+                ["repos", "placement", "mean/node", "max/mean", "min/mean"],
                 [
                     [
                         f"{s['repos']:,}",
+                        "bounded by load" if s["load_aware"] else "plain rendezvous",
                         f"{s['mean']:.0f}",
                         f"{s['max_over_mean']:.3f}",
                         f"{s['min_over_mean']:.3f}",
@@ -207,11 +231,13 @@ def main() -> None:
         "no repo without a dead holder moved": all(r["needless_moves"] == 0 for r in runs),
         "every repo whole and live after repair": all(r["every_repo_whole"] for r in runs),
         **{
-            f"balance within 10 % at {r['nodes']} nodes": (
-                r["balance_before"]["max_over_mean"] <= 1 + BALANCE_TARGET
-                and r["balance_before"]["min_over_mean"] >= 1 - BALANCE_TARGET
+            f"balance within 10 % at {r['nodes']} nodes, created and repaired": all(
+                r[when]["max_over_mean"] <= 1 + BALANCE_TARGET
+                and r[when]["min_over_mean"] >= 1 - BALANCE_TARGET
+                for when in ("balance_before", "balance_after")
             )
             for r in runs
+            if r["load_aware"]
         },
     }
     print()

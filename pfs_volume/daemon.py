@@ -361,7 +361,11 @@ class Cluster:
         self.locks = BranchLocks(self.client, self.registry, prefix=settings.etcd_prefix)
         self.registry.on_lease_lost(self.locks.forget_all)
         self.coordinator = ClusterCoordinator(
-            self.registry, self.locks, settings.replicas, settings.repair_sweep
+            self.registry,
+            self.locks,
+            settings.replicas,
+            settings.repair_sweep,
+            self.store.list_repos,
         )
         self.replicator: Replicator | None = None
         self.maintenance: Maintenance | None = None

@@ -4,9 +4,11 @@ Each simulated node is the product's own cluster code on a real etcd, without bt
 
 * a real ``NodeRegistry`` (its key under a lease it keeps alive; killing a node revokes
   the lease or lets it expire);
-* repos placed by ``ClusterCoordinator.place`` (rendezvous over the live nodes, as
-  ``Catalog.create_repo`` does) and stored with ``EtcdStore``, each with one commit
-  whose holders are its replica set (as if pushed already);
+* repos placed by ``ClusterCoordinator.place`` (rendezvous over the live nodes bounded
+  by the loads read from the repo records, as ``Catalog.create_repo`` does; or plain
+  rendezvous, for comparison) and stored with ``EtcdStore``, each with one commit whose
+  holders are its replica set (as if pushed already), from one node or several at once
+  (each with its own view of the loads, so that their creates race);
 * the repair pass's decision (``placement.repair_plan`` over ``list_repos`` and the live
   nodes, written by ``EtcdStore.set_placement`` compare-and-swap), then what
   ``Replicator.repair`` does with it (``settle_placement``: a node that lost the race
@@ -107,9 +109,19 @@ class SimCluster:
         nodes: how many nodes.
         ttl: their lease TTL in seconds.
         replicas: the default replica count.
+        creators: how many nodes create repos (each places by its own loads view).
+        load_aware: False places by plain rendezvous (what placement was before loads).
     """
 
-    def __init__(self, endpoints: list[str], nodes: int, ttl: int = 3, replicas: int = 2):
+    def __init__(
+        self,
+        endpoints: list[str],
+        nodes: int,
+        ttl: int = 3,
+        replicas: int = 2,
+        creators: int = 1,
+        load_aware: bool = True,
+    ):
         self.client = EtcdClient(endpoints)
         self.prefix = f"/pfs-sim-{secrets.token_hex(4)}"
         self.ids = [f"node{i:02d}" for i in range(nodes)]
@@ -120,10 +132,16 @@ class SimCluster:
             for node in self.ids
         }
         self.stores = {node: CountingStore(self.client, node, self.prefix) for node in self.ids}
-        first = self.registries[self.ids[0]]
-        self.coordinator = ClusterCoordinator(
-            first, BranchLocks(self.client, first, self.prefix), replicas
-        )
+        self.coordinators = [
+            ClusterCoordinator(
+                self.registries[node],
+                BranchLocks(self.client, self.registries[node], self.prefix),
+                replicas,
+                repos=self.stores[node].list_repos if load_aware else None,
+            )
+            for node in self.ids[: max(creators, 1)]
+        ]
+        self.coordinator = self.coordinators[0]
 
     def start(self) -> SimCluster:
         """Register every node (each keeps its lease alive from then on). Returns self."""
@@ -157,7 +175,8 @@ class SimCluster:
 
         def create(index: int) -> None:
             name = f"repo{index:05d}"
-            chosen = self.coordinator.place(name, None)
+            coordinator = self.coordinators[index % len(self.coordinators)]
+            chosen = coordinator.place(name, None)
             now = utcnow()
             commit = CommitRecord(
                 id=f"{index:032x}",
@@ -171,7 +190,7 @@ class SimCluster:
             )
             record = RepoRecord(name, now, replicas=chosen.replicas, placement=chosen.nodes)
             master = BranchRecord(name, "master", head=commit.id, created=now)
-            self.stores[self.ids[0]].import_repo(record, [master], [commit])
+            self.stores[coordinator.node_id].import_repo(record, [master], [commit])
 
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(create, range(count)))

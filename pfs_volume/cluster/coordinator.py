@@ -5,8 +5,10 @@ repair that restores placement and copies (``cluster/repair.py``)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 
 from pfs_volume.cluster import placement
+from pfs_volume.cluster.loads import PlacementLoads
 from pfs_volume.cluster.locks import BranchLocks
 from pfs_volume.cluster.membership import NodeRegistry
 from pfs_volume.cluster.repair import DEFAULT_SWEEP_INTERVAL, RepairDriver
@@ -42,6 +44,8 @@ class ClusterCoordinator:
         locks: the branch write locks.
         default_replicas: copies of each commit a repo gets unless it says otherwise.
         sweep_interval: seconds between repair's full sweeps.
+        repos: reads every repo record (``MetadataStore.list_repos``), for the loads a
+            new repo is placed by; without it, plain rendezvous.
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class ClusterCoordinator:
         locks: BranchLocks,
         default_replicas: int = DEFAULT_REPLICAS,
         sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
+        repos: Callable[[], Iterable[placement.Placed]] | None = None,
     ) -> None:
         self.registry = registry
         self.locks = locks
@@ -59,6 +64,7 @@ class ClusterCoordinator:
         self.maintenance: Maintenance | None = None
         self.sweep_interval = sweep_interval
         self.repair: RepairDriver | None = None
+        self.loads = None if repos is None else PlacementLoads(repos)
 
     def attach(self, replicator: Replicator, maintenance: Maintenance) -> None:
         """Hand over the replicator and this node's maintenance, once start-up recovery
@@ -80,10 +86,13 @@ class ClusterCoordinator:
         return self.replicator
 
     def place(self, repo: str, replicas: int | None) -> Placement:
-        """The replica count (default if None) and the live nodes chosen for it."""
+        """The replica count (default if None) and the live nodes chosen for it, by
+        rendezvous bounded by the nodes' loads (``placement.fill``)."""
         count = self.default_replicas if replicas is None else check_replicas(replicas)
         live = [node.id for node in self.registry.live_nodes()]
-        return Placement(count, placement.choose(repo, live, count))
+        if self.loads is None:
+            return Placement(count, placement.choose(repo, live, count))
+        return Placement(count, self.loads.choose(repo, live, count))
 
     def acquire(self, repo: str, branch: str) -> Fence | None:
         """The branch's write lock for this node. Raises Conflict, Unavailable."""

@@ -1,7 +1,7 @@
 """The repair pass's decision (``placement.repair_plan``) against a small model: any
 nodes, any subset of them live, any stored replica sets. After the plan every repo has
 min(replicas, live) holders, all live; a repo whose set is whole and live is left alone;
-the nodes added are the fewest that restore the count, and the most preferred ones."""
+the nodes added are the fewest that restore the count."""
 
 from __future__ import annotations
 
@@ -62,12 +62,8 @@ def test_every_repo_ends_whole_and_live(cluster: tuple[list[str], set[str], list
             # Every live member stays (its data is there), and only the gap is filled.
             assert kept <= set(now)
             assert len(set(now) - kept) == target - len(kept)
-            # The fillers are the most preferred live nodes outside the set.
-            added = set(now) - kept
-            passed_over = live - set(now)
-            for node in added:
-                for other in passed_over:
-                    assert placement.weight(repo.name, node) >= placement.weight(repo.name, other)
+            # Which nodes fill the gaps (rendezvous bounded by load) is
+            # tests/unit/test_placement_balance.py's subject.
         else:
             assert set(now) <= kept, "too many live members: some leave, none join"
         untouched = set(repo.placement) <= live and len(repo.placement) == target
