@@ -56,9 +56,13 @@ cluster_idle.py): every 10 minutes that is under 1% of a core on average."""
 SWEEP_RETRY = 2.0
 """Seconds between attempts at a sweep that failed (etcd unreachable)."""
 RETRY_DELAY = 3.0
-RETRY_LIMIT = 5
-"""A failed item of work is tried again after ``RETRY_DELAY`` seconds, at most this many
-times in all; then the next sweep does it."""
+RETRY_MAX_DELAY = 120.0
+RETRY_LIMIT = 8
+"""A failed item of work is tried again after ``RETRY_DELAY`` seconds, doubling up to
+``RETRY_MAX_DELAY``, at most this many times in all (over about five minutes: a holder cut
+off for a few minutes while etcd still reaches both changes nothing in etcd when it
+comes back, so only a retry brings the copy before the sweep); then the next sweep
+does it."""
 LOCK_SETTLE = 2.0
 """Seconds after this node's write lock appeared before checking whether it is idle:
 the mount or commit that took it is done with it by then, or still holds it."""
@@ -66,6 +70,14 @@ LOCK_CHECK_INTERVAL = 5.0
 """Seconds between checks of the write locks this node holds (only while it holds any):
 a release that failed while etcd was briefly away is retried."""
 MAX_WAIT = 60.0
+WATCH_SILENCE = 30.0
+"""Seconds a watch may go without a word from etcd before it counts as lost (and a sweep
+replaces it); three lease TTLs when that is longer. The repair prefix is never quiet that
+long in a live cluster: every node, this one too, rewrites its key at each lease renewal
+(TTL/3, about 3 s). A frozen etcd member or a proxy that stopped relaying keeps the
+connection open and answers TCP keepalive, so only this notices it; a watch request it
+never answers moves on to the next endpoint after as long. (Should renewals ever stop
+rewriting the node key, this needs another heartbeat.)"""
 
 _Message = tuple[PrefixWatch, list[WatchEvent] | str]
 
@@ -79,7 +91,8 @@ class RepairDriver:
         locks: this node's write locks.
         sweep_interval: seconds between full sweeps.
         watch: makes the watch (endpoints, prefix, start revision and the callbacks are
-            handed in); ``PrefixWatch`` unless a test gives another.
+            handed in, and ``silence_limit`` by name); ``PrefixWatch`` unless a test
+            gives another.
     """
 
     def __init__(
@@ -96,6 +109,8 @@ class RepairDriver:
         self.locks = locks
         self.client = registry.client
         self.prefix = registry.prefix.rstrip("/") + "/"
+        self.watch_silence = max(WATCH_SILENCE, 3.0 * registry.ttl)
+        """Nine lease renewals of this node (``--lease-ttl`` goes up to 300 s)."""
         self.sweep_interval = sweep_interval
         self.model = RepairModel(registry.prefix, replicator.node_id)
         self._make_watch = watch
@@ -188,7 +203,8 @@ class RepairDriver:
                 continue
             del self._pending[work]
             if not self._run(work) and attempts + 1 < RETRY_LIMIT:
-                self._pending[work] = (time.monotonic() + RETRY_DELAY, attempts + 1)
+                delay = min(RETRY_DELAY * 2**attempts, RETRY_MAX_DELAY)
+                self._pending[work] = (time.monotonic() + delay, attempts + 1)
 
     def _run(self, work: Work) -> bool:
         """Do one item of work; False when it failed and is worth another try."""
@@ -263,7 +279,12 @@ class RepairDriver:
             self._inbox.put((holder[0], reason))
 
         watch = self._make_watch(
-            self.client.endpoints, self.prefix, start_revision, on_events, on_lost
+            self.client.endpoints,
+            self.prefix,
+            start_revision,
+            on_events,
+            on_lost,
+            silence_limit=self.watch_silence,
         )
         holder.append(watch)
         self._watch = watch

@@ -89,11 +89,19 @@ class RepairModel:
         self.node_id = node_id
         self.live: set[str] = set()
         self.repos: dict[str, RepoPlacement] = {}
+        self.deleted: set[str] = set()
+        """Repos deleted since the last sweep: this node's purge skips one it mounts, so
+        each mount here that ends asks for another purge while any is left."""
+        self.pruned: set[str] = set()
+        """Repos with commits pruned since the last sweep: a copy mounted here is kept
+        while mounted, so each mount here that ends asks for their copies dropped."""
 
     def reset(self, live: Iterable[str], repos: Iterable[placement.Placed]) -> None:
         """Start over from a full read of the live nodes and the repos."""
         self.live = set(live)
         self.repos = {r.name: RepoPlacement(r.name, r.replicas, tuple(r.placement)) for r in repos}
+        self.deleted = set()
+        self.pruned = set()
 
     def apply(self, event: WatchEvent) -> list[Work]:
         """Take in one change; the work it calls for (none for keys repair ignores)."""
@@ -111,6 +119,11 @@ class RepairModel:
             return [] if event.deleted else self._commit(repo, commit, event)
         if kind == "locks" and not event.deleted:
             return [ReleaseIdleLocks()] if _fields(event).get("node") == self.node_id else []
+        if kind == "local" and event.deleted and (self.deleted or self.pruned):
+            node, _, record = rest.partition("/")
+            if node == self.node_id and record.startswith("mounts/"):
+                work: list[Work] = [PurgeDeleted()] if self.deleted else []
+                return work + [DropPruned(repo) for repo in sorted(self.pruned)]
         return []
 
     def _node(self, node: str, event: WatchEvent) -> list[Work]:
@@ -121,13 +134,24 @@ class RepairModel:
             return [Replace()]
         if not event.deleted and node not in self.live:
             self.live.add(node)
-            return [Replace()]
+            # A node that comes back (a restart, a pause past its lease, a partition
+            # healed) may be the only holder of commits this node tried and failed to
+            # copy while it was away: nothing else would ask again before the sweep.
+            return [Replace(), *(CopyRepo(r.name) for r in self._placed_here())]
         return []
+
+    def _placed_here(self) -> list[RepoPlacement]:
+        return sorted(
+            (r for r in self.repos.values() if self.node_id in r.placement),
+            key=lambda r: r.name,
+        )
 
     def _repo(self, name: str, event: WatchEvent) -> list[Work]:
         before = self.repos.pop(name, None)
         if event.deleted:
+            self.deleted.add(name)
             return [PurgeDeleted()]
+        self.deleted.discard(name)
         fields = _fields(event)
         replicas = fields.get("replicas")
         nodes = fields.get("placement")
@@ -153,6 +177,7 @@ class RepairModel:
         holders = fields.get("holders")
         holders = holders if isinstance(holders, list) else []
         if fields.get("pruned"):
+            self.pruned.add(repo)
             work: list[Work] = [DropPruned(repo)]
             if self.node_id in holders:
                 work.insert(0, Unlist(repo, commit))

@@ -18,10 +18,16 @@ prefix from a dead watch. This module posts the watch itself on the v3 JSON gate
 does, and reports every way it can end.
 
 A quiet watch sends nothing for as long as nothing changes, so a read timeout cannot
-tell a quiet prefix from a lost peer: the connection uses TCP keepalive instead (a peer
-gone without closing it, as in a network partition, is noticed in about
+tell a quiet prefix from a lost peer: the connection uses TCP keepalive (a peer gone
+without closing it, as in a network partition, is noticed in about
 ``KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT`` seconds). An etcd member that
 loses its leader cancels the watch (``hasleader`` metadata, as in ``etcd_transport``).
+Neither notices a member that is frozen (stopped, a paused VM, a hung disk) or a proxy
+in front of etcd that stopped relaying: the kernel still answers keepalive probes, and
+the connection stays open and silent for ever. A caller that knows its prefix changes
+regularly (repair's: every node rewrites its key at each lease renewal) gives
+``silence_limit``: a watch that heard nothing for that long ends as lost, and an
+endpoint that does not answer the watch request within it is passed over for the next.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
+from urllib3.exceptions import ReadTimeoutError
 
 from pfs_volume.meta.etcd_txn import b64, prefix_end
 
@@ -91,7 +98,9 @@ class PrefixWatch:
             thread; what it raises ends the watch (as lost).
         on_lost: called once, on the watch's thread, with the reason, when the watch
             ends for any reason but ``stop`` (connection refused or dropped, etcd
-            restarted, the start revision compacted, an error reply).
+            restarted, the start revision compacted, an error reply, silence).
+        silence_limit: seconds without a byte from etcd after which the watch ends as
+            lost (None: wait for ever; only for a prefix that may be quiet that long).
     """
 
     def __init__(
@@ -101,12 +110,14 @@ class PrefixWatch:
         start_revision: int,
         on_events: EventsCallback,
         on_lost: LostCallback,
+        silence_limit: float | None = None,
     ) -> None:
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.prefix = prefix
         self.start_revision = start_revision
         self.on_events = on_events
         self.on_lost = on_lost
+        self.silence_limit = silence_limit
         self._session = requests.Session()
         self._session.trust_env = False
         self._session.headers.update({"Grpc-Metadata-Hasleader": "true"})
@@ -164,7 +175,7 @@ class PrefixWatch:
                     f"{endpoint}/v3/watch",
                     json=request,
                     stream=True,
-                    timeout=(CONNECT_TIMEOUT, None),
+                    timeout=(CONNECT_TIMEOUT, self.silence_limit),
                 )
             except requests.RequestException as exc:
                 failures.append(f"{endpoint}: {exc}")
@@ -187,15 +198,20 @@ class PrefixWatch:
     def _read(self, response: requests.Response) -> str:
         """Deliver the stream's changes until it ends; why it ended."""
         pending = b""
-        for chunk in response.iter_content(chunk_size=None):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                if not line.strip():
-                    continue
-                ended = self._message(json.loads(line))
-                if ended is not None:
-                    return ended
+        try:
+            for chunk in response.iter_content(chunk_size=None):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    ended = self._message(json.loads(line))
+                    if ended is not None:
+                        return ended
+        except requests.RequestException as exc:
+            if self.silence_limit is not None and _timed_out(exc):
+                return f"silent for over {self.silence_limit:g} s (etcd frozen or cut off?)"
+            raise
         return "the stream ended (etcd closed the connection)"
 
     def _message(self, message: dict[str, Any]) -> str | None:
@@ -224,6 +240,20 @@ def _event(item: dict[str, Any]) -> WatchEvent:
         revision=int(kv.get("mod_revision", 0)),
         version=int(kv.get("version", 0)),
     )
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) is a read timeout."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, (TimeoutError, ReadTimeoutError, requests.Timeout)):
+            return True
+        args = getattr(seen, "args", ())
+        inner = args[0] if args and isinstance(args[0], BaseException) else None
+        seen = inner or seen.__cause__ or seen.__context__
+    return False
 
 
 def _shut(response: requests.Response) -> None:

@@ -71,7 +71,9 @@ def test_lease_renewals_change_nothing_but_a_node_coming_or_going_replaces() -> 
     assert m.apply(put("nodes/b", {"id": "b"}, version=7)) == []
     assert m.apply(delete("nodes/b")) == [Replace()]
     assert m.apply(delete("nodes/b")) == []
-    assert m.apply(put("nodes/b", {"id": "b"}, version=1)) == [Replace()]
+    # A node coming (back): the repos placed here are checked for commits it may hold
+    # that this node failed to copy while it was away (att14).
+    assert m.apply(put("nodes/b", {"id": "b"}, version=1)) == [Replace(), CopyRepo("photos")]
     assert m.live == {"a", "b", "c"}
 
 
