@@ -34,12 +34,12 @@ from pfs_volume.pipelines.runner import JobRunner
 from pfs_volume.pipelines.service import PipelineService
 from pfs_volume.pipelines.uses import PipelineUses
 from pfs_volume.putlog import recover_puts
-from pfs_volume.repos import Coordinator, Maintenance, RepoParts, RepoService, SingleHost, SizeMeter
+from pfs_volume.repos import Coordinator, RepoParts, RepoService, SingleHost, SizeMeter
+from pfs_volume.repos.fsck import FsckReport
 from pfs_volume.transfer import recover_imports
 from pfs_volume.transport import (
     API_CONNECTIONS,
     PLUGIN_CONNECTIONS,
-    TcpServer,
     UnixSocketServer,
     socket_in_use,
 )
@@ -49,7 +49,7 @@ from plugin import create_plugin_app
 
 if TYPE_CHECKING:
     from pfs_volume.cluster.membership import NodeInfo
-    from pfs_volume.cluster.replication import Replicator
+    from pfs_volume.daemon_cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class Daemon:
             # pieces made from those parts, then the front the layers above call.
             coordinator: Coordinator
             if settings.cluster:
+                from pfs_volume.daemon_cluster import Cluster
+
                 self._cluster = Cluster(settings, pool)
                 self.store = self._cluster.store
                 coordinator = self._cluster.coordinator
@@ -170,6 +172,7 @@ class Daemon:
                             self.driver_before,
                         ),
                         nodes,
+                        parts.fsck.check,
                     )
                 ),
                 settings.api_socket,
@@ -330,119 +333,16 @@ class Daemon:
             self._lock_file = None
 
 
-class Cluster:
-    """A node's cluster parts: the etcd store, membership, locks, replication and the
-    node API for peers.
-
-    Args:
-        settings: the node's settings (etcd endpoints, id, address, token).
-        pool: the node's pool.
-    """
-
-    def __init__(self, settings: Settings, pool: BtrfsPool) -> None:
-        from pfs_volume.cluster.coordinator import ClusterCoordinator
-        from pfs_volume.cluster.locks import BranchLocks
-        from pfs_volume.cluster.membership import NodeRegistry
-        from pfs_volume.meta.etcd import EtcdStore
-        from pfs_volume.meta.etcd_client import EtcdClient
-
-        self.settings = settings
-        self.client = EtcdClient(settings.etcd)
-        self.store = EtcdStore(self.client, settings.node_id, prefix=settings.etcd_prefix)
-        self.registry = NodeRegistry(
-            self.client,
-            settings.node_id,
-            settings.advertise.rstrip("/"),
-            pool.space,
-            ttl=settings.lease_ttl,
-            prefix=settings.etcd_prefix,
-        )
-        self.registry.start()
-        self.locks = BranchLocks(self.client, self.registry, prefix=settings.etcd_prefix)
-        self.registry.on_lease_lost(self.locks.forget_all)
-        self.coordinator = ClusterCoordinator(
-            self.registry,
-            self.locks,
-            settings.replicas,
-            settings.repair_sweep,
-            self.store.list_repos,
-        )
-        self.replicator: Replicator | None = None
-        self.maintenance: Maintenance | None = None
-
-    def replicate(self, parts: RepoParts) -> None:
-        """Make the replicator from the commit graph's parts (not started: ``start``
-        hands it to the coordinator after start-up recovery)."""
-        from pfs_volume.cluster.peer import PeerClient
-        from pfs_volume.cluster.replication import Replicator
-
-        self.replicator = Replicator(
-            parts.store,
-            parts.layout,
-            parts.snapshots,
-            parts.refs,
-            parts.maintenance,
-            self.registry,
-            PeerClient(self.settings.cluster_token),
-        )
-        self.maintenance = parts.maintenance
-
-    def start(self) -> TcpServer:
-        """Reconcile holders, serve the node API, start pushing and repairing.
-
-        Raises:
-            StorageError: ``replicate`` was not called first.
-        """
-        from pfs_volume.api.peer import create_peer_app
-
-        if self.replicator is None or self.maintenance is None:
-            raise StorageError("the replicator is made from the commit graph's parts first")
-        replicator = self.replicator
-        self.coordinator.attach(replicator, self.maintenance)
-        replicator.reconcile()
-        host, port = self.settings.listen
-        server = TcpServer(
-            create_peer_app(replicator, self.settings.cluster_token), host, port, "node API"
-        )
-        server.start()
-        self.coordinator.start()
-        return server
-
-    def relock(self, store: MetadataStore) -> None:
-        """Take the write locks of the branches containers here still have mounted (after
-        a restart); a branch another node took meanwhile is logged, and its last unmount
-        here keeps the changes without committing them."""
-        for mount in store.list_mounts():
-            if mount.branch is None:
-                continue
-            try:
-                self.coordinator.acquire(mount.repo, mount.branch)
-            except Conflict as exc:
-                log.error(
-                    "repo=%s branch=%s mount=%s still mounted here, but: %s",
-                    mount.repo,
-                    mount.branch,
-                    mount.id,
-                    exc,
-                )
-
-    def stop(self, leave: bool = True) -> None:
-        """Stop background work; with ``leave``, give the lease back (the node leaves at
-        once and its locks go), else let it expire."""
-        self.coordinator.stop()
-        self.registry.stop(revoke=leave)
-        self.client.close()
-
-
 def api_services(
     repos: RepoService,
     volumes: VolumeService,
     pipelines: PipelineService,
     doctor: Doctor | None = None,
     nodes: Callable[[], list[NodeInfo]] | None = None,
+    fsck: Callable[[bool], FsckReport] | None = None,
 ) -> ApiServices:
     """The services the API serves, over the commit graph, the volumes and the
-    pipelines; ``doctor`` defaults to one without an engine to ask."""
+    pipelines (and ``RepoParts.fsck``); ``doctor`` defaults to one without an engine."""
     return ApiServices(
         repos,
         volumes,
@@ -451,4 +351,5 @@ def api_services(
         pipelines,
         doctor or Doctor(repos, volumes, None, volumes.prefix),
         nodes,
+        fsck,
     )

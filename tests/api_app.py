@@ -32,4 +32,5 @@ def api_app(
     if pipelines is None:
         runner = JobRunner(repos, repos.pool, _no_docker, volumes.prefix)
         pipelines = PipelineService(repos, repos.store, repos.node_id, runner)
-    return create_api_app(api_services(repos, volumes, pipelines, doctor))
+    fsck = repos._parts.fsck.check  # as the daemon hands it over from the parts
+    return create_api_app(api_services(repos, volumes, pipelines, doctor, None, fsck))

@@ -35,7 +35,7 @@ from pfs_volume.history import HistoryService
 from pfs_volume.meta import CommitRecord
 from pfs_volume.names import DEFAULT_BRANCH, check_component, parse_ref
 from pfs_volume.pipelines.service import PipelineService
-from pfs_volume.repos import RepoService
+from pfs_volume.repos import FsckReport, RepoService
 from pfs_volume.request_limits import MAX_STREAMED_BODY, accepts_body
 from pfs_volume.strict_json import loads, read_body
 from pfs_volume.transfer import export_repo, import_repo
@@ -63,6 +63,7 @@ class ApiServices:
     pipelines: PipelineService
     doctor: Doctor
     nodes: Callable[[], list[NodeInfo]] | None = None
+    fsck: Callable[[bool], FsckReport] | None = None
 
 
 def create_api_app(services: ApiServices) -> Flask:
@@ -226,6 +227,19 @@ def create_api_app(services: ApiServices) -> Flask:
     @app.get("/v1/doctor")
     def examine() -> ResponseReturnValue:
         return {"findings": [asdict(f) for f in doctor.examine()]}
+
+    @app.post("/v1/fsck")
+    def fsck() -> ResponseReturnValue:
+        if services.fsck is None:
+            raise Conflict("this daemon was built without a pool check")
+        report = services.fsck(flag("repair"))
+        return {
+            "repair": report.repair,
+            "repos": report.repos,
+            "commits": report.commits,
+            "snapshots": report.snapshots,
+            "problems": [asdict(p) for p in report.problems],
+        }
 
     @app.delete("/v1/mounts/<mount_id>")
     def release_mount(mount_id: str) -> ResponseReturnValue:

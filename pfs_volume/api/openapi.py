@@ -478,6 +478,20 @@ PATHS: dict[str, dict[str, Any]] = {
             _object(findings={"type": "array", "items": _ref("Finding")}),
         ),
     },
+    "/v1/fsck": {
+        "post": _op(
+            "Check the pool against the metadata (repair=true: fix what can be fixed "
+            "without losing data)",
+            _object(
+                repair={"type": "boolean"},
+                repos={"type": "integer"},
+                commits={"type": "integer"},
+                snapshots={"type": "integer"},
+                problems={"type": "array", "items": _ref("Problem")},
+            ),
+            _query("repair", {"type": "string", "enum": ["true", "false"]}),
+        ),
+    },
     "/v1/mounts/{mount_id}": {
         "delete": _op(
             "Release a mount as Docker's Unmount would",
@@ -488,6 +502,13 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 
 SCHEMAS: dict[str, Any] = {
+    "Problem": _object(
+        kind={"type": "string"},
+        repo={"type": "string"},
+        what={"type": "string"},
+        action={"type": "string"},
+        repaired={"type": "boolean"},
+    ),
     "Finding": _object(
         severity={"type": "string", "enum": ["error", "warning", "note"]},
         what={"type": "string"},

@@ -95,6 +95,7 @@ DATUM = Route("GET", "/v1/jobs/{job_id}/datums/{datum_id}")
 MOUNTS = Route("GET", "/v1/mounts")
 MOUNT_RELEASE = Route("DELETE", "/v1/mounts/{mount_id}")
 DOCTOR = Route("GET", "/v1/doctor")
+FSCK = Route("POST", "/v1/fsck")
 
 ROUTES: tuple[Route, ...] = tuple(v for v in dict(globals()).values() if isinstance(v, Route))
 """Every route the client calls (the constants above)."""
@@ -123,11 +124,9 @@ class ApiClient:
         Args:
             method: the HTTP method.
             route: the path, ``/v1/...``.
-            params: the query (None values left out); ``json`` a body to send as JSON,
-                ``data`` a raw body.
+            params: the query (None values left out); ``json`` a JSON body, ``data`` raw.
         Raises:
-            PfsError: (the matching subclass) for an error the daemon reported, or when
-                the daemon cannot be reached.
+            PfsError: (its subclass) for an error the daemon reported, or no daemon reached.
         """
         body = params.pop("json", None)
         raw = params.pop("data", None)
@@ -212,6 +211,10 @@ class ApiClient:
         """The daemon's findings of stuck or suspicious state."""
         return list(self._call(DOCTOR)["findings"])
 
+    def fsck(self, repair: bool) -> dict[str, Any]:
+        """Check the pool against the metadata (with ``repair``, fix what it can)."""
+        return dict(self._call(FSCK, repair=_flag(repair)))
+
     # Repos.
 
     def list_repos(self) -> list[dict[str, Any]]:
@@ -244,11 +247,8 @@ class ApiClient:
 
     def gc(self, repo: str, keep_last: int | None, older_than: str | None) -> dict[str, Any]:
         """Prune old commits' data (and unused datum outputs of pipelines)."""
-        body: dict[str, Any] = {}
-        if keep_last is not None:
-            body["keep_last"] = keep_last
-        if older_than is not None:
-            body["older_than"] = older_than
+        limits = (("keep_last", keep_last), ("older_than", older_than))
+        body = {name: value for name, value in limits if value is not None}
         return dict(self._call(GC, {"repo": repo}, json=body))
 
     # Branches and history.

@@ -45,6 +45,7 @@ VERBS = {
         "node": "cluster:node",
         "mount": "cluster:mount",
         "doctor": "cluster:doctor",
+        "fsck": "fsck:fsck",
     }.items()
 }
 """Each verb of ``pfs`` and where it is defined: only the verb that runs is imported."""

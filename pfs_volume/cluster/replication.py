@@ -4,7 +4,8 @@ Every copy is made the same way: the node that needs a commit pulls its send str
 from a live holder, incremental against the newest ancestor both have, receives it
 straight into ``repos/<repo>/commits/`` and records itself as a holder. A receive that
 does not finish leaves a writable subvolume there, which is deleted at once (or at
-start-up) and is never taken for a commit: only read-only ones are.
+start-up, which finds it by the receive's marker: ``Snapshots.begin_receive``) and is
+never taken for a commit: only read-only ones are.
 
 A push is a request to a replica to pull: the stream still flows from this node to the
 replica, and the receiving side alone decides what it has.
@@ -101,7 +102,7 @@ class Replicator:
                 if listed:
                     return list(commit.holders)
                 if (repo, commit_id) not in self._received:
-                    # A copy nobody accepted (see ``reconcile``): replaced, never trusted.
+                    # A copy nobody accepted (see ``Snapshots.settle_receive``): never trusted.
                     self._discard_unaccepted(repo, commit_id)
                     self._pull(commit, source)
             else:
@@ -110,8 +111,10 @@ class Replicator:
                     # behind if the node dies mid-way is never taken as whole.
                     self.store.remove_holder(repo, commit_id, self.node_id)
                 self._pull(commit, source)
+            failpoint("fetch.after_receive")
             self._received.add((repo, commit_id))
             self.store.add_holder(repo, commit_id, self.node_id)
+            self.snapshots.end_receive(repo, commit_id)
             return sorted({*commit.holders, self.node_id})
 
     def _discard_unaccepted(self, repo: str, commit_id: str) -> None:
@@ -188,6 +191,7 @@ class Replicator:
     def _receive(self, commit: CommitRecord, source: NodeInfo, base: str | None) -> None:
         folder = self.layout.commit_path(commit.repo, commit.id).parent
         folder.mkdir(parents=True, exist_ok=True)
+        self.snapshots.begin_receive(commit.repo, commit.id)
         self.snapshots.discard_partial(commit.repo, commit.id)
         stream = self.peers.stream(source.address, commit.repo, commit.id, base)
         base_path = self.layout.commit_path(commit.repo, base) if base else None
@@ -295,39 +299,6 @@ class Replicator:
         return sorted(holders)
 
     # repair
-
-    def reconcile(self) -> None:
-        """Make holder lists and this pool agree, before serving (start-up).
-
-        A copy counts only once this node is among its commit's holders: a commit made
-        here is recorded with its holder in the same transaction, and a received one is
-        added only after the whole stream arrived. A read-only copy that is not listed is
-        a receive a crash cut off (``btrfs receive`` finishes a snapshot at any clean end
-        of its input, even one its sender never meant): it is deleted when another node
-        holds the commit, and otherwise kept but never served. A listed copy that is
-        missing is unlisted.
-        """
-        for repo in self.store.list_repos():
-            for commit in self.store.list_commits(repo.name):
-                has = self.snapshots.snapshot_on_disk(repo.name, commit.id)
-                listed = self.node_id in commit.holders
-                if has and not listed and commit.holders:
-                    log.warning(
-                        "repo=%s commit=%s copy here was never accepted (an interrupted "
-                        "receive): deleted",
-                        repo.name,
-                        commit.id,
-                    )
-                    self.snapshots.delete(repo.name, commit.id)
-                elif has and not listed:
-                    log.warning(
-                        "repo=%s commit=%s copy here is not recorded and no node holds the "
-                        "commit: kept, not served",
-                        repo.name,
-                        commit.id,
-                    )
-                elif listed and (commit.pruned or not has):
-                    self.store.remove_holder(repo.name, commit.id, self.node_id)
 
     def repair(self) -> tuple[list[str], list[RepoRecord]]:
         """One full pass of repair (the sweep): purge repos deleted elsewhere, re-place

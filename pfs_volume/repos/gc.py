@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.errors import InvalidRequest, PfsError
@@ -17,6 +18,7 @@ from pfs_volume.failpoints import failpoint
 from pfs_volume.meta import MetadataStore
 from pfs_volume.repos.layout import IMPORT_MARKER, PoolLayout, children
 from pfs_volume.repos.locks import RepoLocks
+from pfs_volume.repos.markers import Markers
 from pfs_volume.repos.refs import Refs
 from pfs_volume.repos.snapshots import Snapshots
 from pfs_volume.space import SpaceReserve
@@ -47,6 +49,7 @@ class Collector:
         snapshots: which snapshots are on disk.
         space: the pool's reserve (gc may use it on a full pool).
         clock: returns the current UTC time.
+        markers: the gc markers (default: this pool's).
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class Collector:
         snapshots: Snapshots,
         space: SpaceReserve,
         clock: Callable[[], datetime],
+        markers: Markers | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -73,6 +77,9 @@ class Collector:
         """Deleted repos whose data btrfs would not delete yet (a send read it)."""
         self._pins: dict[tuple[str, str], int] = {}
         self._pending_lock = threading.Lock()
+        self.markers = markers or Markers(layout)
+        self._waiting_gcs: dict[Path, tuple[str, list[str]]] = {}
+        """gc markers kept until the deletions they wait for are drained."""
 
     def gc(
         self,
@@ -119,9 +126,12 @@ class Collector:
             if not doomed:
                 return GcReport([], 0)
             before = self.pool.free_bytes()
+            marker = self.markers.begin_gc(repo, doomed)
+            failpoint("gc.after_marker")
             self.store.mark_pruned(repo, doomed)
             failpoint("gc.after_mark")
             self.delete_pruned(repo, doomed)
+            self._settle_gc(marker, repo, doomed)
             freed = max(0, self.pool.free_bytes() - before)
             log.info(
                 "repo=%s gc pruned %d commit(s), about %d bytes freed", repo, len(doomed), freed
@@ -183,6 +193,32 @@ class Collector:
                     exc,
                 )
 
+    def _settle_gc(self, marker: Path, repo: str, commit_ids: list[str]) -> None:
+        """Remove a gc's marker once none of its deletions is left pending; until then
+        ``drain_pending`` looks at it again."""
+        with self._pending_lock:
+            waiting = any((repo, c) in self._pending_deletions for c in commit_ids)
+            if waiting:
+                self._waiting_gcs[marker] = (repo, commit_ids)
+            else:
+                self._waiting_gcs.pop(marker, None)
+        if not waiting:
+            self.markers.clear(marker)
+
+    def finish_gcs(self) -> list[str]:
+        """Finish the gcs a crash interrupted (start-up): delete the snapshots of the
+        commits their markers list that are pruned (a crash before the marking left the
+        others unpruned; they are kept); the repos. Looks at no other commit. Raises
+        StorageError, Unavailable."""
+        repos = []
+        for marker, repo, commit_ids in self.markers.gcs():
+            records = [self.store.get_commit(repo, c) for c in commit_ids]
+            pruned = [r.id for r in records if r is not None and r.pruned]
+            self.delete_pruned(repo, pruned)
+            self._settle_gc(marker, repo, pruned)
+            repos.append(repo)
+        return repos
+
     def finish_delete(self, name: str) -> None:
         """Delete the data of a repo whose records are gone, then its tombstone.
         Raises StorageError (btrfs refused: a send reads it), Unavailable."""
@@ -243,6 +279,10 @@ class Collector:
                 with self._pending_lock:
                     self._pending_deletions.add((repo, commit_id))
                 log.warning("repo=%s commit=%s pending deletion failed: %s", repo, commit_id, exc)
+        with self._pending_lock:
+            gcs = dict(self._waiting_gcs)
+        for marker, (repo, commit_ids) in gcs.items():
+            self._settle_gc(marker, repo, commit_ids)
         if done or freed:  # space came back: a reserve a full pool took may come back
             self.space.refill(after_deletes=True)
         return done

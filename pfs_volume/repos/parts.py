@@ -14,6 +14,7 @@ from pfs_volume.meta import MetadataStore, utcnow
 from pfs_volume.repos.catalog import Catalog
 from pfs_volume.repos.commits import Commits, new_commit_id
 from pfs_volume.repos.coordinator import Coordinator, SingleHost
+from pfs_volume.repos.fsck import Fsck
 from pfs_volume.repos.gc import Collector
 from pfs_volume.repos.layout import PoolLayout
 from pfs_volume.repos.locks import RepoLocks
@@ -75,6 +76,7 @@ class RepoParts:
     catalog: Catalog
     commits: Commits
     recovery: Recovery
+    fsck: Fsck
     maintenance: NodeMaintenance
     sizes: SizeMeter
 
@@ -154,7 +156,8 @@ class RepoParts:
             collector=collector,
             catalog=catalog,
             commits=commits,
-            recovery=Recovery(store, pool, layout, commits, collector),
+            recovery=Recovery(store, pool, layout, commits, collector, snapshots),
+            fsck=Fsck(store, pool, layout, locks, snapshots, working_copies, collector),
             maintenance=NodeMaintenance(locks, collector),
             sizes=sizes,
         )

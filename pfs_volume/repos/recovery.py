@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.errors import PfsError
@@ -12,6 +11,7 @@ from pfs_volume.meta import MetadataStore
 from pfs_volume.repos.commits import Commits
 from pfs_volume.repos.gc import Collector
 from pfs_volume.repos.layout import PoolLayout
+from pfs_volume.repos.snapshots import Snapshots
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,10 @@ class RecoveryReport:
     abandoned: list[str] = field(default_factory=list)
     purged_repos: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    unknown_snapshots: list[Path] = field(default_factory=list)
+    gcs_finished: list[str] = field(default_factory=list)
+    """Repos whose interrupted gc was finished."""
+    receives: list[str] = field(default_factory=list)
+    """``repo@commit: what was done`` for each receive a crash cut off."""
 
 
 class Recovery:
@@ -37,6 +40,7 @@ class Recovery:
         layout: where repos and imports live.
         commits: settles interrupted commits.
         collector: finishes interrupted deletions and gcs.
+        snapshots: settles interrupted receives.
     """
 
     def __init__(
@@ -46,19 +50,23 @@ class Recovery:
         layout: PoolLayout,
         commits: Commits,
         collector: Collector,
+        snapshots: Snapshots,
     ) -> None:
         self.store = store
         self.pool = pool
         self.layout = layout
         self.commits = commits
         self.collector = collector
+        self.snapshots = snapshots
 
     def recover(self) -> RecoveryReport:
         """Reconcile disk and metadata after a crash; run once before serving.
 
-        Finishes commits whose snapshot was taken, redoes those whose snapshot was not
-        (the working copy still holds the data), finishes interrupted repo deletions and
-        empties ``incoming/``. Snapshots it knows nothing of are reported, never deleted.
+        Looks only at what a crash can have left unfinished, never at every commit:
+        finishes commits whose snapshot was taken and redoes those whose snapshot was not
+        (their intents), finishes interrupted repo deletions (tombstones) and gcs (their
+        markers), settles receives a crash cut off (their markers) and empties
+        ``incoming/``. ``Fsck`` checks everything else, on request.
         """
         report = RecoveryReport()
         for name in self.store.list_deleted_repos():
@@ -84,19 +92,18 @@ class Recovery:
                     exc,
                 )
                 report.failed.append(f"commit {intent.commit.id}: {exc}")
-        for repo in self.store.list_repos():
-            pruned = [c.id for c in self.store.list_commits(repo.name) if c.pruned]
-            self.collector.delete_pruned(repo.name, pruned)  # a gc a crash interrupted
-            folder = self.layout.repo_dir(repo.name) / "commits"
-            if not folder.is_dir():
-                continue
-            for child in folder.iterdir():
-                if self.pool.is_subvolume(child) and not self.pool.info(child).readonly:
-                    # Only an interrupted receive leaves a writable subvolume here.
-                    log.warning("repo=%s partial received snapshot %s deleted", repo.name, child)
-                    self.pool.delete_subvolume(child)
-                    continue
-                if self.store.get_commit(repo.name, child.name) is None:
-                    log.warning("repo=%s snapshot %s has no commit record; kept", repo.name, child)
-                    report.unknown_snapshots.append(child)
+        try:
+            report.gcs_finished = self.collector.finish_gcs()
+        except PfsError as exc:
+            log.error("finishing interrupted gcs failed; retried at the next start: %s", exc)
+            report.failed.append(f"gc: {exc}")
+        for marker, repo, commit_id in self.snapshots.markers.receives():
+            try:
+                done = self.snapshots.settle_receive(repo, commit_id)
+                log.info("repo=%s commit=%s interrupted receive: %s", repo, commit_id, done)
+                report.receives.append(f"{repo}@{commit_id}: {done}")
+                self.snapshots.markers.clear(marker)
+            except PfsError as exc:
+                log.error("repo=%s commit=%s receive not settled: %s", repo, commit_id, exc)
+                report.failed.append(f"receive {repo}@{commit_id}: {exc}")
         return report

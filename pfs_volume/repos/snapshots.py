@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.meta import CommitRecord, MetadataStore
 from pfs_volume.repos.coordinator import Coordinator, SingleHost
 from pfs_volume.repos.layout import PoolLayout
+from pfs_volume.repos.markers import Markers
+
+log = logging.getLogger(__name__)
 
 
 class Snapshots:
@@ -18,15 +22,22 @@ class Snapshots:
         pool: the btrfs pool.
         layout: where snapshots live.
         coordinator: this node's id, and where to fetch a snapshot from.
+        markers: the receive markers (default: this pool's).
     """
 
     def __init__(
-        self, store: MetadataStore, pool: BtrfsPool, layout: PoolLayout, coordinator: Coordinator
+        self,
+        store: MetadataStore,
+        pool: BtrfsPool,
+        layout: PoolLayout,
+        coordinator: Coordinator,
+        markers: Markers | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
         self.layout = layout
         self.coordinator = coordinator
+        self.markers = markers or Markers(layout)
 
     def snapshot_on_disk(self, repo: str, commit_id: str) -> bool:
         """True when a read-only subvolume sits at the commit's place in the pool (a
@@ -82,3 +93,46 @@ class Snapshots:
         path = self.layout.commit_path(repo, commit_id)
         if self.pool.is_subvolume(path):
             self.pool.delete_subvolume(path)
+
+    def begin_receive(self, repo: str, commit_id: str) -> None:
+        """Leave a durable marker before a copy of the commit is received here, so that
+        start-up settles a receive a crash cut off without listing ``commits/``."""
+        self.markers.begin_receive(repo, commit_id)
+
+    def end_receive(self, repo: str, commit_id: str) -> None:
+        """The receive's copy is recorded (or given up): its marker goes."""
+        self.markers.end_receive(repo, commit_id)
+
+    def settle_receive(self, repo: str, commit_id: str) -> str:
+        """Settle one commit a receive was under way for when the daemon stopped; what
+        was done (for the log).
+
+        A writable subvolume there is a partial receive: deleted. A read-only copy this
+        node is not listed as holding is a receive cut off at a clean end of its input:
+        deleted when another node holds the commit, else kept but never served. A copy
+        listed but missing is unlisted. Raises StorageError, Unavailable.
+        """
+        path = self.layout.commit_path(repo, commit_id)
+        record = self.store.get_commit(repo, commit_id)
+        on_disk = self.pool.is_subvolume(path)
+        listed = record is not None and self.coordinator.node_id in record.holders
+        if on_disk and not self.pool.info(path).readonly:
+            if listed:
+                self.store.remove_holder(repo, commit_id, self.coordinator.node_id)
+            self.pool.delete_subvolume(path)
+            return "partial copy deleted"
+        if on_disk and not listed:
+            if record is not None and record.holders:
+                self.pool.delete_subvolume(path)
+                return "copy never accepted: deleted"
+            log.warning(
+                "repo=%s commit=%s copy here is not recorded and no node holds the commit: "
+                "kept, not served",
+                repo,
+                commit_id,
+            )
+            return "copy not recorded: kept"
+        if listed and not on_disk:
+            self.store.remove_holder(repo, commit_id, self.coordinator.node_id)
+            return "listed copy missing: unlisted"
+        return "nothing to do"

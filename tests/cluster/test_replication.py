@@ -8,6 +8,7 @@ import os
 import secrets
 import subprocess
 
+import pytest
 import requests
 
 from pfs_volume.cluster import placement
@@ -131,25 +132,30 @@ def _placed_on_node0_then_node1(stem: str) -> str:
     raise AssertionError("no such name")
 
 
-def test_receiver_killed_mid_transfer_leaves_no_partial_copy(cluster: Cluster) -> None:
+@pytest.mark.parametrize("point", ["fetch.mid_stream", "fetch.after_receive"])
+def test_receiver_killed_mid_transfer_leaves_no_partial_copy(cluster: Cluster, point: str) -> None:
+    """Killed mid-stream (a writable partial copy) or after the receive but before the
+    copy was recorded (a whole read-only one nobody accepted): start-up finds either by
+    the receive's marker and deletes it."""
     a, b, _c = cluster.nodes
     big = repo_placed_on("node0", "big")
     a.cli("repo", "create", big, "--replicas", "1")
     commit = a.write_commit(big, {"blob.bin": os.urandom(24 << 20)})
     digest = a.read_commit(big, commit)
     b.stop()
-    b.env["PFS_FAILPOINTS"] = "fetch.mid_stream"
+    b.env["PFS_FAILPOINTS"] = point
     b.start()
     mount_id = secrets.token_hex(4)
     # The node dies under the request, as intended.
     with contextlib.suppress(requests.RequestException):
         b.mount(b.volume(big, commit), mount_id)
-    b.wait_exit(timeout=30)
+    assert b.wait_exit(timeout=30) == 137  # the failpoint was reached
     b.env.pop("PFS_FAILPOINTS")
     b.start()
     snapshot = b.pool_root / "repos" / big / "commits" / commit
     assert "node1" not in holders(b, big, commit)
     assert not snapshot.exists(), "a partial receive survived the restart"
+    assert not list((b.pool_root / "receiving").iterdir()), "the marker is settled"
     assert b.read_commit(big, commit) == digest
     assert "node1" in holders(b, big, commit)
 

@@ -43,9 +43,26 @@ def test_a_gc_killed_after_marking_is_finished_at_start_up(node: PfsNode) -> Non
     for commit in pruned:
         assert not snapshot(node, "old", commit["id"]).exists()
     assert {p.name for p in snapshot(node, "old", head["id"]).iterdir()} == {"f0", "f1", "f2"}
+    assert list((node.pool_root / "gc").iterdir()) == [], "the marker is settled"
     # The branch goes on from its head.
     commit_files(node, "old", {"f3": "v3"}, "m9")
     assert len(node.cli_json("log", "old")) == 4
+
+
+def test_a_gc_killed_before_marking_prunes_nothing(node: PfsNode) -> None:
+    node.start(env={"PFS_FAILPOINTS": "gc.after_marker"})
+    for index in range(2):
+        commit_files(node, "old", {f"f{index}": f"v{index}"}, f"m{index}")
+    gc = node.cli("gc", "old", "--keep-last", "1", check=False)
+    assert gc.returncode != 0
+    assert node.wait_exit() == 137  # the failpoint was reached: the marker is written
+
+    node.start()
+    log = node.cli_json("log", "old")
+    assert len(log) == 2 and not any(c["pruned"] for c in log)
+    assert all(snapshot(node, "old", c["id"]).is_dir() for c in log)
+    assert list((node.pool_root / "gc").iterdir()) == [], "the marker is settled"
+    assert node.cli_json("fsck")["problems"] == []
 
 
 @pytest.mark.parametrize("point", ["import.after_rename"])

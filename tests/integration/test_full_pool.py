@@ -19,7 +19,8 @@ import pytest
 
 from pfs_volume.doctor import Doctor
 from pfs_volume.errors import InUse
-from pfs_volume.repos import RepoService
+from pfs_volume.repos import PoolLayout, RepoService
+from pfs_volume.repos.markers import Markers
 from pfs_volume.space import reserve_size
 from pfs_volume.transfer import export_repo
 from pfs_volume.volumes import VolumeService
@@ -431,6 +432,7 @@ def test_start_up_makes_the_reserve_once_the_gc_it_finished_freed_space(
 ) -> None:
     first = big_then_small(volumes, repos)
     filler = volumes.mount("pfs/filler", "m3")
+    Markers(PoolLayout(repos.pool.root)).begin_gc("r", [first])
     repos.store.mark_pruned("r", [first])  # a gc killed before it deleted the snapshot
     fill(filler)
     # the next start: recovery deletes it, then the reserve is made

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pytest import MonkeyPatch
+
 from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.meta import CommitIntent, CommitRecord, SqliteStore, utcnow
 from pfs_volume.names import parse_ref
-from pfs_volume.repos import RepoService
+from pfs_volume.repos import PoolLayout, RepoService
+from pfs_volume.repos.markers import Markers
 from pfs_volume.volumes import VolumeService
 
 
@@ -30,14 +33,22 @@ def test_interrupted_repo_delete_is_finished(
     assert (repos.branch_path("kept", "master") / "f").read_text() == "y"
 
 
-def test_unknown_snapshots_are_reported_and_kept(
-    volumes: VolumeService, repos: RepoService, pool: BtrfsPool
+def test_start_up_looks_at_no_commit_and_fsck_reports_unknown_snapshots(
+    volumes: VolumeService, repos: RepoService, pool: BtrfsPool, monkeypatch: MonkeyPatch
 ) -> None:
     head = committed(volumes, "r", "x")
     stray = repos.commit_path("r", "f" * 32)
     pool.snapshot(repos.commit_path("r", head), stray, readonly=True)
-    report = repos.recover()
-    assert report.unknown_snapshots == [stray]
+    looked: list[str] = []
+    for name in ("list_commits", "get_commit"):
+        real = getattr(repos.store, name)
+        monkeypatch.setattr(
+            repos.store, name, lambda *a, _r=real, _n=name: looked.append(_n) or _r(*a)
+        )
+    repos.recover()
+    assert looked == [], "start-up reads no commit record when no crash left work"
+    problems = repos._parts.fsck.check(repair=True).problems
+    assert [(p.kind, p.repaired) for p in problems] == [("snapshot-without-record", False)]
     assert (stray / "f").read_text() == "x", "data pfs does not understand is never deleted"
 
 
@@ -75,8 +86,41 @@ def test_a_gc_interrupted_after_marking_is_finished(
     volumes: VolumeService, repos: RepoService, store: SqliteStore
 ) -> None:
     old = committed(volumes, "r", "one")
-    committed(volumes, "r", "two")
+    kept = committed(volumes, "r", "two")
+    markers = Markers(PoolLayout(repos.pool.root))
+    markers.begin_gc("r", [old, kept])
     store.mark_pruned("r", [old])  # the crash came before the snapshot was deleted
     repos.recover()
     assert not repos.commit_path("r", old).exists()
     assert store.get_commit("r", old).pruned  # type: ignore[union-attr]
+    assert repos.commit_path("r", kept).exists(), "only commits marked pruned go"
+    assert markers.gcs() == []
+
+
+def test_a_gc_interrupted_before_marking_prunes_nothing(
+    volumes: VolumeService, repos: RepoService, store: SqliteStore
+) -> None:
+    old = committed(volumes, "r", "one")
+    committed(volumes, "r", "two")
+    Markers(PoolLayout(repos.pool.root)).begin_gc("r", [old])
+    repos.recover()
+    assert repos.commit_path("r", old).exists()
+    assert not store.get_commit("r", old).pruned  # type: ignore[union-attr]
+
+
+def test_an_interrupted_receive_is_settled_by_its_marker(
+    volumes: VolumeService, repos: RepoService, store: SqliteStore, pool: BtrfsPool
+) -> None:
+    head = committed(volumes, "r", "x")
+    partial = "d" * 32
+    markers = Markers(PoolLayout(repos.pool.root))
+    markers.begin_receive("r", partial)
+    pool.create_subvolume(repos.commit_path("r", partial))  # writable: cut off
+    markers.begin_receive("r", head)  # recorded: nothing to do
+    report = repos.recover()
+    assert sorted(report.receives) == sorted(
+        [f"r@{partial}: partial copy deleted", f"r@{head}: nothing to do"]
+    )
+    assert not repos.commit_path("r", partial).exists()
+    assert (repos.commit_path("r", head) / "f").read_text() == "x"
+    assert markers.receives() == []

@@ -131,6 +131,19 @@ def test_gc_verb(api_socket: str) -> None:
     assert code == 1 and "needs --keep-last N or --older-than" in err
 
 
+def test_fsck_verb(api_socket: str, volumes: VolumeService) -> None:
+    code, out, _ = pfs(api_socket, "fsck")
+    assert code == 0 and out == "checked 1 repo(s), 3 commit(s), 3 snapshot(s): 0 problem(s)\n"
+    stray = volumes.repos.commit_path("photos", "e" * 32)
+    stray.parent.joinpath("partial").mkdir()  # not a subvolume: not fsck's business
+    volumes.repos.pool.create_subvolume(stray)  # writable: a receive cut off
+    code, out, _ = pfs(api_socket, "fsck")
+    assert code == 1 and out.splitlines()[1].startswith("photos: partial-receive: ")
+    assert out.splitlines()[1].endswith("[--repair: deleted]") and stray.exists()
+    code, out, _ = pfs(api_socket, "fsck", "--repair", "--json")
+    assert code == 0 and json.loads(out)["problems"][0]["repaired"] and not stray.exists()
+
+
 def test_export_and_import_verbs(api_socket: str, tmp_path: Path) -> None:
     dump = tmp_path / "photos.pfs"
     code, _, err = pfs(api_socket, "repo", "export", "photos", "-o", str(dump))

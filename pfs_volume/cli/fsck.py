@@ -1,0 +1,43 @@
+"""``pfs fsck``: check this node's pool against the metadata, and repair on request."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pfs_volume.cli.options import api_client, json_option
+from pfs_volume.cli.output import print_json
+
+
+@click.command("fsck")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Fix what can be fixed without losing data (default: report only).",
+)
+@json_option
+def fsck(repair: bool, as_json: bool) -> None:
+    """Check every repo's commits, snapshots and working copies on this node: snapshots
+    without records, records without snapshots, partial receives, pruned snapshots
+    still here, stale working copies, data of deleted repos. Start-up does not look at
+    these (it only finishes what a crash left). Exits 1 when a problem is left."""
+    report = api_client().fsck(repair)
+    problems = report["problems"]
+    if as_json:
+        print_json(report)
+    else:
+        click.echo(
+            f"checked {report['repos']} repo(s), {report['commits']} commit(s), "
+            f"{report['snapshots']} snapshot(s): {len(problems)} problem(s)"
+        )
+        for problem in problems:
+            if problem["repaired"]:
+                done = f"{problem['action']}"
+            elif problem["action"] and problem["action"] != "kept" and not repair:
+                done = f"--repair: {problem['action']}"
+            else:
+                done = problem["action"] or "reported"
+            click.echo(f"{problem['repo']}: {problem['kind']}: {problem['what']} [{done}]")
+    if any(not p["repaired"] for p in problems):
+        sys.exit(1)
