@@ -107,7 +107,8 @@ def repair(
     needs to change."""
     alive = set(live)
     members = list(current)
-    kept = [node for node in members if node in alive]
+    # A record naming a node twice (an old writer, a hand edit) holds one copy there.
+    kept = list(dict.fromkeys(node for node in members if node in alive))
     if len(set(kept)) == len(members) == min(replicas, len(alive)):
         # Whole and live (the common case on every pass): no need to rank all nodes.
         return tuple(sorted(kept))

@@ -74,6 +74,8 @@ while it was paused cannot move a head (DESIGN.md, Cluster).
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -128,6 +130,11 @@ from pfs_volume.meta.records import (
 from pfs_volume.meta.store import MetadataStore
 
 log = logging.getLogger(__name__)
+
+COUNTED_ATTEMPTS = 20 * CAS_ATTEMPTS
+"""Tries of a head move that counts a commit in the repo's total (see ``_swap_head``)."""
+COUNTED_PAUSE_MOST = 0.05
+"""The longest random pause, in seconds, between two of those tries."""
 
 
 FIND_LIMIT = 10
@@ -304,14 +311,19 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
         """Move the head from ``expected`` to ``new`` with ``ops``, in one guarded write
         that also checks the head key's mod revision, the fence, and that the ``absent``
         keys are; ``counted``: and count one more commit in the repo's total, if it has
-        one (again, up to ``CAS_ATTEMPTS`` times, while other branches' commits move it).
+        one (again, up to ``COUNTED_ATTEMPTS`` times, while other branches' commits move it).
 
         Raises:
             NotFound: no such branch. Conflict: the head is not ``expected``, the fence
                 failed, or an ``absent`` key exists; nothing changed.
         """
         key = self.keys.branch(repo, branch)
-        for _ in range(CAS_ATTEMPTS if counted else 1):
+        # Every commit of the repo, on any branch, and every measurement moves its total:
+        # a lost race on the total alone is no conflict of this branch, so it is tried
+        # again, after a short random pause, many more times than other writes are.
+        for attempt in range(COUNTED_ATTEMPTS if counted else 1):
+            if attempt:
+                time.sleep(random.uniform(0, min(COUNTED_PAUSE_MOST, 0.001 * 2 ** min(attempt, 8))))
             found, total = self.client.get_many([key, self.keys.size_total(repo)])
             if found is None:
                 raise errors.no_branch(repo, branch)

@@ -179,18 +179,42 @@ class Fsck:
             elif not record.pruned and self.snapshots.holds(record) and record.id not in on_disk:
                 if record.id in in_flight or record.id in receiving:
                     continue
+                if self._fetched_since(record):
+                    continue
                 done = report.repair and record.id not in mounted
                 if done:
                     self.store.remove_holder(repo, record.id, self.snapshots.coordinator.node_id)
                 what = f"commit {record.id} is recorded as held here, but its snapshot is gone"
                 self._add(report, Problem("missing-snapshot", repo, what, "unlisted", done))
 
+    def _fetched_since(self, record: CommitRecord) -> bool:
+        """True when a fetch may have begun or ended since the records were read: its
+        marker is there, or a whole copy is on disk now (or the commit's record is gone
+        or pruned): a missing snapshot is unlisted only when it is still missing."""
+        if self.snapshots.markers.receiving(record.repo, record.id):
+            return True
+        now = self.store.get_commit(record.repo, record.id)
+        return (
+            now is None
+            or now.pruned
+            or not self.snapshots.holds(now)
+            or self.snapshots.snapshot_on_disk(record.repo, record.id)
+        )
+
     def _unaccepted(self, record: CommitRecord, mounted: set[str], report: FsckReport) -> None:
         if not record.holders:
             what = f"copy of commit {record.id} is not recorded and no node holds it"
             self._add(report, Problem("unaccepted-copy", record.repo, what, "kept"))
             return
+        # A fetch runs under its own lock, not the repo's: one that ended since the
+        # records were read accepted this copy (its holder is recorded before its marker
+        # goes), so the marker is looked at first, then the record as it is now.
         busy = self.snapshots.markers.receiving(record.repo, record.id)
+        if not busy:
+            now = self.store.get_commit(record.repo, record.id)
+            if now is None or self.snapshots.holds(now):
+                return
+            record = now
         done = report.repair and record.id not in mounted and not busy
         if done:
             self.snapshots.delete(record.repo, record.id)
