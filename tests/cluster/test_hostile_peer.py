@@ -219,10 +219,13 @@ class Scene:
         """What no stream may change: the host folder with its canary, /etc, node1's
         pool (every file of every repo) and its subvolumes."""
         pool = self.receiver.pool_root
+        # Left out: receive markers (``receiving/``), which node1's own repair writes and
+        # clears around each of its background tries at the same commit.
+        kept = {k: v for k, v in footprint(pool).items() if k.split("/")[0] != "receiving"}
         return {
             "host": footprint(self.target.host),
             "etc": sorted(os.listdir("/etc")),
-            "pool": footprint(pool),
+            "pool": kept,
             "subvolumes": subvolumes(pool),
         }
 
