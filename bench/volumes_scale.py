@@ -16,8 +16,14 @@ before and after are measured on the same data in the same run.
 Targets: List <= 100 ms at 10,000 volumes; Get flat: its median at 10,000 volumes within
 1.5x of its median at 1,000.
 
+``--cluster`` runs the daemon as node0 of a 2-node cluster (a private single-member etcd,
+``tests/etcd_cluster.py``, and an idle node1 on 127.0.0.3 whose only writes are its
+membership heartbeats, as are node0's own), and spaces the repeated List calls
+``CLUSTER_LIST_GAP`` seconds apart, as Docker's are, so that heartbeats fall between them.
+
 Run as root from the repo root:
     PYTHONPATH=$PWD .venv/bin/python bench/volumes_scale.py [--baseline-tree /tmp/before]
+        [--cluster] [--sizes 1000,10000]
 Setup takes a few minutes (10,000 Create calls and about 1,000 working copies).
 """
 
@@ -27,6 +33,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import shutil
 import tempfile
 import time
@@ -47,6 +54,7 @@ from bench._common import (
     verdict,
     write_results,
 )
+from tests.etcd_cluster import EtcdCluster, free_port
 from tests.pfs_node import PfsNode, unique_driver_name
 
 SIZES = (1_000, 10_000)
@@ -59,6 +67,9 @@ GET_SAMPLE = 200
 LIST_TARGET = 0.100
 GET_GROWTH_TARGET = 1.5
 POOL_SIZE = "4G"
+CLUSTER_LIST_GAP = 2.5
+"""Seconds between List calls with ``--cluster``: more than a lease renewal (TTL/3)."""
+CLUSTER_NODES = (("node0", "127.0.0.2"), ("node1", "127.0.0.3"))
 
 
 def make_repos(node: PfsNode) -> dict[str, list[str]]:
@@ -107,7 +118,9 @@ def create(client: PluginClient, names: list[str]) -> None:
             raise RuntimeError(f"Create {name}: {reply['Err']}")
 
 
-def measure(client: PluginClient, sample: list[str], count: int, changer: str) -> dict[str, Any]:
+def measure(
+    client: PluginClient, sample: list[str], count: int, changer: str, gap: float = 0.0
+) -> dict[str, Any]:
     """List runs, List runs each right after a write (a Mount and Unmount of the
     read-only volume ``changer``: a mount record written and deleted), and Get of every
     sampled name (twice: the first round warms up)."""
@@ -118,7 +131,10 @@ def measure(client: PluginClient, sample: list[str], count: int, changer: str) -
         raw[0] = client.call_raw("VolumeDriver.List", {})
 
     list_all()
-    list_samples = [timed(list_all) for _ in range(LIST_RUNS)]
+    list_samples = []
+    for _ in range(LIST_RUNS):
+        time.sleep(gap)
+        list_samples.append(timed(list_all))
     changed_samples = []
     for run in range(CHANGED_RUNS):
         for call in ("Mount", "Unmount"):
@@ -163,10 +179,32 @@ def main() -> None:
         type=Path,
         help="also time this checkout (e.g. of main) on the same pool and volumes",
     )
+    parser.add_argument(
+        "--cluster", action="store_true", help="node0 of a 2-node cluster with its own etcd"
+    )
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="two volume counts")
     args = parser.parse_args()
+    sizes = tuple(int(n) for n in args.sizes.split(","))
     require_root()
     state = Path(tempfile.mkdtemp(prefix="pfsbench-volumes-"))
     node = PfsNode(state, unique_driver_name("pfsbench"), pool_size=POOL_SIZE)
+    etcd: EtcdCluster | None = None
+    idle: PfsNode | None = None
+    gap = 0.0
+    if args.cluster:
+        etcd = EtcdCluster(state / "etcd", members=1).start()
+        idle = PfsNode(state / "node1", unique_driver_name("pfsidle"), pool_size="1G")
+        token = secrets.token_hex(16)
+        for member, (node_id, host) in zip((node, idle), CLUSTER_NODES, strict=True):
+            member.args += [
+                "--etcd", ",".join(etcd.endpoints),
+                "--node-id", node_id,
+                "--advertise", f"http://{host}:{free_port(host)}",
+                "--cluster-token", token,
+                "--replicas", "1",
+            ]  # fmt: skip
+        idle.start()
+        gap = CLUSTER_LIST_GAP
     codes: dict[str, Path | None] = {"after": None}
     if args.baseline_tree is not None:
         codes = {"before": args.baseline_tree.resolve(), **codes}
@@ -179,11 +217,11 @@ def main() -> None:
         started = time.monotonic()
         commits = make_repos(node)
         names = volume_names(node.driver_name, commits)
-        sample = random.Random(16).sample(names[: SIZES[0]], GET_SAMPLE)
-        changer = next(n for n in names[: SIZES[0]] if "@" in n and "/b" not in n)
+        sample = random.Random(16).sample(names[: sizes[0]], GET_SAMPLE)
+        changer = next(n for n in names[: sizes[0]] if "@" in n and "/b" not in n)
         results["notes_at_start"] = {"load average": load_average()}
         done = 0
-        for size in SIZES:
+        for size in sizes:
             client = PluginClient(node.plugin_socket)
             create(client, names[done:size])
             client.close()
@@ -193,9 +231,9 @@ def main() -> None:
             for label, tree in codes.items():
                 run_code(node, tree)
                 client = PluginClient(node.plugin_socket)
-                results["sizes"][size][label] = measure(client, sample, size, changer)
+                results["sizes"][size][label] = measure(client, sample, size, changer, gap)
                 client.close()
-        report(results, codes)
+        report(results, codes, sizes)
         for by_code in results["sizes"].values():
             listings = {label: m.pop("listing") for label, m in by_code.items()}
             if "before" in listings and listings["before"] != listings["after"]:
@@ -204,15 +242,19 @@ def main() -> None:
         print(f"\nresults: {write_results('volumes_scale', results)}")
     finally:
         node.cleanup()
+        if idle is not None:
+            idle.cleanup()
+        if etcd is not None:
+            etcd.cleanup()
         shutil.rmtree(state, ignore_errors=True)
 
 
-def report(results: dict[str, Any], codes: dict[str, Path | None]) -> None:
-    small, large = SIZES
+def report(results: dict[str, Any], codes: dict[str, Path | None], sizes: tuple[int, ...]) -> None:
+    small, large = sizes
     rows = []
     verdicts: dict[str, Any] = {}
     for label in codes:
-        at = {n: results["sizes"][n][label] for n in SIZES}
+        at = {n: results["sizes"][n][label] for n in sizes}
         list_growth = at[large]["list_median"] / at[small]["list_median"]
         changed_growth = at[large]["list_changed_median"] / at[small]["list_changed_median"]
         get_growth = at[large]["get_median"] / at[small]["get_median"]

@@ -33,12 +33,26 @@ class Cluster:
         from pfs_volume.cluster.coordinator import ClusterCoordinator
         from pfs_volume.cluster.locks import BranchLocks
         from pfs_volume.cluster.membership import NodeRegistry
+        from pfs_volume.cluster.repair import WATCH_SILENCE
         from pfs_volume.meta.etcd import EtcdStore
+        from pfs_volume.meta.etcd_changes import EtcdChanges
         from pfs_volume.meta.etcd_client import EtcdClient
 
         self.settings = settings
         self.client = EtcdClient(settings.etcd)
-        self.store = EtcdStore(self.client, settings.node_id, prefix=settings.etcd_prefix)
+        # List's change token: heartbeats (every node's key, each TTL/3) do not move it.
+        self.changes = EtcdChanges(
+            self.client,
+            settings.etcd_prefix,
+            settings.node_id,
+            silence_limit=max(WATCH_SILENCE, 3.0 * settings.lease_ttl),
+        )
+        self.store = EtcdStore(
+            self.client,
+            settings.node_id,
+            prefix=settings.etcd_prefix,
+            changes=self.changes.token,
+        )
         self.registry = NodeRegistry(
             self.client,
             settings.node_id,
@@ -120,5 +134,6 @@ class Cluster:
         """Stop background work; with ``leave``, give the lease back (the node leaves at
         once and its locks go), else let it expire."""
         self.coordinator.stop()
+        self.changes.stop()
         self.registry.stop(revoke=leave)
         self.client.close()

@@ -53,6 +53,8 @@ locks/<repo>/<branch>                 {node, lease}: the branch's write  cluster
 Every node also watches the whole prefix (``meta/etcd_watch.py``, from the revision its
 last repair sweep started at): changes of ``nodes/``, ``repos/``, ``commits/``, ``gone/``
 and ``locks/`` drive its repair (``cluster/repair.py``); it writes nothing of its own.
+A second watch, of every key, counts the changes List can depend on (all but ``nodes/``,
+``locks/`` and other nodes' ``local/``): ``meta/etcd_changes.py``.
 
 Repos, branches and commits are the cluster's; working copy state, commit intents, mounts,
 Docker volume names and tombstones describe one node's disk and one node's Docker, so
@@ -74,23 +76,17 @@ while it was paused cannot move a head (DESIGN.md, Cluster).
 from __future__ import annotations
 
 import logging
-import random
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import replace
 
 from pfs_volume.errors import Conflict
 from pfs_volume.meta import errors
-from pfs_volume.meta.codec import (
-    branch_fields,
-    commit_from,
-    pick,
-    repo_from,
-)
+from pfs_volume.meta.codec import branch_fields, commit_from, pick, repo_from
 from pfs_volume.meta.etcd_cas import (
-    CAS_ATTEMPTS,
+    COUNTED_ATTEMPTS,
     fence_held,
     guarded_write,
+    pause_before,
     read_modify_write,
 )
 from pfs_volume.meta.etcd_client import (
@@ -131,11 +127,6 @@ from pfs_volume.meta.store import MetadataStore
 
 log = logging.getLogger(__name__)
 
-COUNTED_ATTEMPTS = 20 * CAS_ATTEMPTS
-"""Tries of a head move that counts a commit in the repo's total (see ``_swap_head``)."""
-COUNTED_PAUSE_MOST = 0.05
-"""The longest random pause, in seconds, between two of those tries."""
-
 
 FIND_LIMIT = 10
 """At most this many ids from ``find_commit_ids``: enough to show an ambiguous prefix."""
@@ -150,12 +141,21 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
         node_id: this node's id: the key of its node-local records.
         prefix: the key prefix of every record, so several pfs clusters (or tests) can
             share one etcd.
+        changes: what ``change_token`` says (``EtcdChanges.token``: moves only with
+            writes that can change List); the cluster's revision when not given.
     Raises:
         InvalidName: a node id or prefix that would break the key layout.
     """
 
-    def __init__(self, client: EtcdClient, node_id: str, prefix: str = "/pfs") -> None:
+    def __init__(
+        self,
+        client: EtcdClient,
+        node_id: str,
+        prefix: str = "/pfs",
+        changes: Callable[[], Hashable] | None = None,
+    ) -> None:
         prefix = prefix.rstrip("/")
+        self._changes = changes
         self.keys = EtcdKeys(prefix, node_id)
         self.client = client
         self.node_id = node_id
@@ -311,19 +311,16 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
         """Move the head from ``expected`` to ``new`` with ``ops``, in one guarded write
         that also checks the head key's mod revision, the fence, and that the ``absent``
         keys are; ``counted``: and count one more commit in the repo's total, if it has
-        one (again, up to ``COUNTED_ATTEMPTS`` times, while other branches' commits move it).
+        one (again, up to ``COUNTED_ATTEMPTS`` times after a random pause, while other
+        branches' commits move it: that is no conflict of this branch).
 
         Raises:
             NotFound: no such branch. Conflict: the head is not ``expected``, the fence
                 failed, or an ``absent`` key exists; nothing changed.
         """
         key = self.keys.branch(repo, branch)
-        # Every commit of the repo, on any branch, and every measurement moves its total:
-        # a lost race on the total alone is no conflict of this branch, so it is tried
-        # again, after a short random pause, many more times than other writes are.
         for attempt in range(COUNTED_ATTEMPTS if counted else 1):
-            if attempt:
-                time.sleep(random.uniform(0, min(COUNTED_PAUSE_MOST, 0.001 * 2 ** min(attempt, 8))))
+            pause_before(attempt)
             found, total = self.client.get_many([key, self.keys.size_total(repo)])
             if found is None:
                 raise errors.no_branch(repo, branch)
@@ -440,9 +437,10 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
                 raise Conflict(f"commit {c.id} of repo {c.repo!r} is recorded already") from None
             raise
 
-    def change_token(self) -> int:
-        """The cluster's revision: every write to etcd, by any node, raises it."""
-        return self.client.revision()
+    def change_token(self) -> Hashable:
+        """``changes``'s token, else the cluster's revision (every write to etcd, by any
+        node, raises it)."""
+        return self._changes() if self._changes is not None else self.client.revision()
 
     def close(self) -> None:
         """Nothing to release: the client belongs to whoever made it."""

@@ -13,6 +13,8 @@ so a holder whose lease expired while it was paused cannot write.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -35,6 +37,18 @@ CAS_ATTEMPTS = 16
 """Read-modify-write retries (holders, placement, pruned marks, mount uses) before giving
 up with Busy: each lost race means another writer succeeded, so this many in a row means
 a storm, not bad luck."""
+COUNTED_ATTEMPTS = 20 * CAS_ATTEMPTS
+"""Tries of a head move that counts a commit in the repo's total: every commit of the repo,
+on any branch, moves that total, so a lost race on it alone is no conflict of the branch."""
+COUNTED_PAUSE_MOST = 0.05
+"""The longest random pause, in seconds, between two of those tries."""
+
+
+def pause_before(attempt: int) -> None:
+    """Before try ``attempt`` (0: the first, no pause) of a contended write: a random
+    pause growing from 1 ms to ``COUNTED_PAUSE_MOST``, so racing writers spread out."""
+    if attempt:
+        time.sleep(random.uniform(0, min(COUNTED_PAUSE_MOST, 0.001 * 2 ** min(attempt, 8))))
 
 
 def guarded_write(

@@ -92,7 +92,7 @@ class PrefixWatch:
 
     Args:
         endpoints: etcd client URLs; the first that accepts the watch serves it.
-        prefix: the key prefix.
+        prefix: the key prefix ("" for every key).
         start_revision: the first revision whose changes are delivered.
         on_events: called with each batch of changes, in revision order, on the watch's
             thread; what it raises ends the watch (as lost).
@@ -163,7 +163,7 @@ class PrefixWatch:
     def _watch(self) -> str:
         request = {
             "create_request": {
-                "key": b64(self.prefix),
+                "key": b64(self.prefix or b"\0"),  # the empty prefix: every key
                 "range_end": b64(prefix_end(self.prefix)),
                 "start_revision": self.start_revision,
             }

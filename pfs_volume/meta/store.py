@@ -8,6 +8,7 @@ once (``finish_commit``, ``delete_repo``) say so and do it in one transaction.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from datetime import datetime
 
 from pfs_volume.meta.records import (
@@ -285,10 +286,12 @@ class MetadataStore(ABC):
     # changes
 
     @abstractmethod
-    def change_token(self) -> int:
-        """A number that differs after any write committed since it was read, by this
-        process or (a cluster) any node: equal tokens mean nothing changed in between.
-        Read it before reading what it guards. Raises Unavailable, StorageError."""
+    def change_token(self) -> Hashable:
+        """A value that differs after any write committed since it was read that can
+        change what List shows, by this process or (a cluster) any node: equal tokens mean
+        no such write in between (a cluster's membership heartbeats may leave it as it
+        is). A token never comes back once it moved. Read it before reading what it
+        guards. Raises Unavailable, StorageError."""
 
     @abstractmethod
     def close(self) -> None:

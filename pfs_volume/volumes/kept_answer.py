@@ -6,7 +6,9 @@ two places, and each says when it changed:
 
 * the metadata store: volume names and creation times, repos, branches and their heads,
   commit records and their holders, mounts (``MetadataStore.change_token``: SQLite's
-  count of changed rows, etcd's cluster revision, so another node's writes count too);
+  count of changed rows; in a cluster a count of the writes, by any node, that List can
+  depend on, from a watch checked against etcd's revision at each call, so membership
+  heartbeats leave it alone: ``meta/etcd_changes.py``);
 * this node's pool: whether a working copy or a snapshot is on disk
   (``BtrfsPool.changes``, counted after every subvolume creation, snapshot, deletion
   and move).

@@ -10,7 +10,7 @@ share its working copy; the last one to go commits what changed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -152,7 +152,7 @@ class VolumeService:
         changes (``kept_answer``)."""
         return self._listing.answer()
 
-    def _list_token(self) -> tuple[int, int] | None:
+    def _list_token(self) -> tuple[Hashable, int] | None:
         if self.pool_changes is None:
             return None
         return self.store.change_token(), self.pool_changes()
