@@ -14,6 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ import pytest
 import requests
 
 from pfs_volume.cluster import placement
+from pfs_volume.meta import EtcdClient, EtcdStore
+from pfs_volume.meta.etcd_keys import repo_json
 from tests.etcd_cluster import EtcdCluster, free_port
 from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
 
@@ -194,3 +197,46 @@ def unmount_in_background(
     worker = threading.Thread(target=unmount, daemon=True)
     worker.start()
     return worker, answers
+
+
+class WatchCluster:
+    """Nodes named ``names`` over a one-member etcd, each sweeping once an hour: what
+    they do sooner, the watch did."""
+
+    def __init__(self, root: Path, names: list[str]) -> None:
+        self.etcd = EtcdCluster(root / "etcd", members=1).start()
+        self.client = EtcdClient(self.etcd.endpoints)
+        self.store = EtcdStore(self.client, "tester")
+        token = os.urandom(16).hex()
+        self.names = names
+        self.nodes = []
+        for index, node_id in enumerate(names):
+            node = ClusterNode(
+                root / node_id, node_id, f"127.0.0.{index + 2}", self.etcd.endpoints, token
+            )
+            node.args += ["--repair-sweep", "3600"]
+            self.nodes.append(node)
+            node.start()
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()
+        self.client.close()
+        self.etcd.cleanup()
+
+    def placed_alone_on(self, node_id: str, stem: str) -> str:
+        for index in range(200):
+            name = f"{stem}{index}"
+            if placement.choose(name, self.names, 1) == (node_id,):
+                return name
+        raise AssertionError("no such name")
+
+    def add_replica(self, repo: str, node_id: str) -> None:
+        """Widen a repo's placement straight in etcd: no push asks anyone to copy."""
+        record = self.store.get_repo(repo)
+        assert record is not None
+        wider = tuple(sorted({*record.placement, node_id}))
+        self.client.put(
+            self.store.keys.repo(repo),
+            repo_json(replace(record, replicas=len(wider), placement=wider)),
+        )

@@ -19,10 +19,8 @@ from pathlib import Path
 import pytest
 
 from pfs_volume.cluster import placement
-from pfs_volume.meta import EtcdClient, EtcdStore
 from pfs_volume.meta.etcd_keys import repo_json
-from tests.cluster.conftest import LEASE_TTL, ClusterNode, holders, wait_for
-from tests.etcd_cluster import EtcdCluster
+from tests.cluster.conftest import LEASE_TTL, ClusterNode, WatchCluster, holders, wait_for
 
 pytestmark = pytest.mark.xdist_group("att14-holder-back")
 
@@ -30,31 +28,9 @@ NODES = ["node0", "node1"]
 PROMPTLY = 20.0
 
 
-class TwoNodes:
-    def __init__(self, root: Path) -> None:
-        self.etcd = EtcdCluster(root / "etcd", members=1).start()
-        self.client = EtcdClient(self.etcd.endpoints)
-        self.store = EtcdStore(self.client, "tester")
-        token = os.urandom(16).hex()
-        self.nodes = []
-        for index, node_id in enumerate(NODES):
-            node = ClusterNode(
-                root / node_id, node_id, f"127.0.0.{index + 2}", self.etcd.endpoints, token
-            )
-            node.args += ["--repair-sweep", "3600"]
-            self.nodes.append(node)
-            node.start()
-
-    def cleanup(self) -> None:
-        for node in self.nodes:
-            node.cleanup()
-        self.client.close()
-        self.etcd.cleanup()
-
-
 @pytest.fixture
-def two(tmp_path: Path) -> Iterator[TwoNodes]:
-    made = TwoNodes(tmp_path)
+def two(tmp_path: Path) -> Iterator[WatchCluster]:
+    made = WatchCluster(tmp_path, NODES)
     try:
         yield made
     finally:
@@ -65,7 +41,7 @@ def live(node: ClusterNode) -> list[str]:
     return sorted(n["id"] for n in node.cli_json("node", "list"))
 
 
-def test_a_commit_whose_holder_comes_back_is_copied_promptly(two: TwoNodes) -> None:
+def test_a_commit_whose_holder_comes_back_is_copied_promptly(two: WatchCluster) -> None:
     a, b = two.nodes
     repo = next(
         f"back{i}" for i in range(200) if placement.choose(f"back{i}", NODES, 1) == ("node0",)
@@ -104,7 +80,7 @@ def test_a_commit_whose_holder_comes_back_is_copied_promptly(two: TwoNodes) -> N
 
 
 def test_a_repo_deleted_elsewhere_while_mounted_here_goes_when_the_mount_ends(
-    two: TwoNodes,
+    two: WatchCluster,
 ) -> None:
     """Repo deletion checks only the deleting node's mounts: node1 may still mount it.
     node1's purge skips a repo it mounts, and its unmount changes only a node-local key
@@ -129,7 +105,7 @@ def test_a_repo_deleted_elsewhere_while_mounted_here_goes_when_the_mount_ends(
     )
 
 
-def test_a_pruned_commit_mounted_here_is_dropped_when_the_mount_ends(two: TwoNodes) -> None:
+def test_a_pruned_commit_mounted_here_is_dropped_when_the_mount_ends(two: WatchCluster) -> None:
     """gc on node0 prunes a commit a container on node1 mounts: node1 keeps its copy
     while mounted, and (before the fix) until the next sweep after the mount ended."""
     a, b = two.nodes

@@ -23,7 +23,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from pfs_volume.cluster import repair
 from pfs_volume.cluster.repair import RepairDriver
 from pfs_volume.meta.etcd_client import EtcdClient
 from tests.etcd_cluster import EtcdCluster
+from tests.repair_stubs import Idle, Placed
 
 SILENCE = 3.0
 """The silence limit the test sets (the daemon's is tens of seconds)."""
@@ -154,24 +154,6 @@ class _Replicator:
         self.fetched.append((repo, commit))
 
 
-@dataclass(frozen=True)
-class _Placed:
-    name: str
-    replicas: int
-    placement: tuple[str, ...]
-
-
-class _Nothing:
-    def held_here(self) -> bool:
-        return False
-
-    def held_keys(self) -> list[str]:
-        return []
-
-    def release_idle_locks(self, keys: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
     cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"), members=1)
@@ -199,7 +181,7 @@ def test_a_watch_gone_silent_is_replaced_promptly(
     port = int(etcd.endpoints[0].rsplit(":", 1)[1])
     proxy = FreezableProxy(("127.0.0.1", port))
     replicator = _Replicator(_Registry(_WatchThroughProxy(client, proxy), prefix))
-    driver = RepairDriver(replicator, _Nothing(), _Nothing(), sweep_interval=3600)  # type: ignore[arg-type]
+    driver = RepairDriver(replicator, Idle(), Idle(), sweep_interval=3600)  # type: ignore[arg-type]
     stop = threading.Event()
 
     def heartbeat() -> None:  # what every node's lease renewal does
@@ -221,7 +203,7 @@ def test_a_watch_gone_silent_is_replaced_promptly(
         frozen_at = time.monotonic()
         # A repo placed here, and a commit of it no node pushes: only repair brings it.
         client.put(f"{prefix}/repos/r", '{"name": "r", "replicas": 1, "placement": ["n1"]}')
-        replicator.repos = [_Placed("r", 1, ("n1",))]
+        replicator.repos = [Placed("r", 1, ("n1",))]
         client.put(f"{prefix}/commits/r/{'a' * 32}", '{"holders": ["n2"]}')
         swept = wait_for(lambda: replicator.passes >= 2, PROMPTLY)
         assert swept, (

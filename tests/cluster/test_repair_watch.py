@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from pfs_volume.cluster import placement
-from pfs_volume.meta import EtcdClient, EtcdStore
-from pfs_volume.meta.etcd_keys import repo_json
-from tests.cluster.conftest import ClusterNode, holders, wait_for
-from tests.etcd_cluster import EtcdCluster
+from tests.cluster.conftest import WatchCluster, holders, wait_for
 
 pytestmark = pytest.mark.xdist_group("repair-watch")
 
@@ -28,48 +23,9 @@ PROMPTLY = 10.0
 """Seconds a watch-driven copy may take (a sweep would take an hour)."""
 
 
-class WatchCluster:
-    def __init__(self, root: Path) -> None:
-        self.etcd = EtcdCluster(root / "etcd", members=1).start()
-        self.client = EtcdClient(self.etcd.endpoints)
-        self.store = EtcdStore(self.client, "tester")
-        token = os.urandom(16).hex()
-        self.nodes = []
-        for index, node_id in enumerate(NODES):
-            node = ClusterNode(
-                root / node_id, node_id, f"127.0.0.{index + 2}", self.etcd.endpoints, token
-            )
-            node.args += ["--repair-sweep", "3600"]
-            self.nodes.append(node)
-            node.start()
-
-    def cleanup(self) -> None:
-        for node in self.nodes:
-            node.cleanup()
-        self.client.close()
-        self.etcd.cleanup()
-
-    def placed_alone_on(self, node_id: str, stem: str) -> str:
-        for index in range(200):
-            name = f"{stem}{index}"
-            if placement.choose(name, NODES, 1) == (node_id,):
-                return name
-        raise AssertionError("no such name")
-
-    def add_replica(self, repo: str, node_id: str) -> None:
-        """Widen a repo's placement straight in etcd: no push asks anyone to copy."""
-        record = self.store.get_repo(repo)
-        assert record is not None
-        wider = tuple(sorted({*record.placement, node_id}))
-        self.client.put(
-            self.store.keys.repo(repo),
-            repo_json(replace(record, replicas=len(wider), placement=wider)),
-        )
-
-
 @pytest.fixture(scope="module")
 def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WatchCluster]:
-    made = WatchCluster(tmp_path_factory.mktemp("watch"))
+    made = WatchCluster(tmp_path_factory.mktemp("watch"), NODES)
     try:
         yield made
     finally:

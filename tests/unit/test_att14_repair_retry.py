@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,15 +25,9 @@ from pfs_volume.cluster import repair
 from pfs_volume.cluster.repair import RepairDriver
 from pfs_volume.errors import Unavailable
 from pfs_volume.meta.etcd_watch import WatchEvent
+from tests.repair_stubs import Idle, Placed
 
 PREFIX = "/pfs"
-
-
-@dataclass(frozen=True)
-class Placed:
-    name: str
-    replicas: int
-    placement: tuple[str, ...]
 
 
 class FakeWatch:
@@ -94,17 +87,6 @@ class FlakyReplicator:
         self.fetched.append((repo, commit))
 
 
-class Nothing:
-    def held_here(self) -> bool:
-        return False
-
-    def held_keys(self) -> list[str]:
-        return []
-
-    def release_idle_locks(self, keys: Any) -> None:
-        pass
-
-
 def test_a_copy_failing_past_the_first_retries_is_still_made_before_the_sweep(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -122,8 +104,8 @@ def test_a_copy_failing_past_the_first_retries_is_still_made_before_the_sweep(
 
     driver = RepairDriver(
         replicator,  # type: ignore[arg-type]
-        Nothing(),  # type: ignore[arg-type]
-        Nothing(),  # type: ignore[arg-type]
+        Idle(),  # type: ignore[arg-type]
+        Idle(),  # type: ignore[arg-type]
         sweep_interval=3600,
         watch=make_watch,  # type: ignore[arg-type]
     )
