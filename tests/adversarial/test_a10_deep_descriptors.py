@@ -15,7 +15,6 @@ import io
 import os
 import resource
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +22,13 @@ import pytest
 import requests
 import requests_unixsocket
 
-from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
+from tests.pfs_node import PfsNode
 
 pytestmark = pytest.mark.timeout(120)
 
 DEPTH = 1500
 SYSTEMD_SOFT_LIMIT = 1024
 """The soft RLIMIT_NOFILE systemd gives a service that sets no LimitNOFILE."""
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[PfsNode]:
-    pfs = PfsNode(tmp_path / "state", plugin_dir=PRIVATE_PLUGIN_DIR)
-    try:
-        yield pfs.start()
-    finally:
-        pfs.cleanup()
 
 
 def plant(top: Path, depth: int = DEPTH) -> None:

@@ -14,13 +14,12 @@ ship such trees another way); these tests hold the finding until it is."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.adversarial.test_a10_deep_descriptors import call
-from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
+from tests.pfs_node import PfsNode
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -28,15 +27,6 @@ pytestmark = [
         strict=True, reason="a10 finding: a path over PATH_MAX breaks btrfs send (not fixed)"
     ),
 ]
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[PfsNode]:
-    pfs = PfsNode(tmp_path / "state", plugin_dir=PRIVATE_PLUGIN_DIR)
-    try:
-        yield pfs.start()
-    finally:
-        pfs.cleanup()
 
 
 def plant_long_path(work: Path, levels: int = 20) -> None:

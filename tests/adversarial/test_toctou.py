@@ -30,7 +30,7 @@ import pytest
 import requests
 import requests_unixsocket
 
-from tests.pfs_node import PRIVATE_PLUGIN_DIR, PfsNode
+from tests.pfs_node import PfsNode
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -220,15 +220,6 @@ def host(tmp_path: Path) -> Iterator[Host]:
         made.check()
     finally:
         made.close()
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[PfsNode]:
-    pfs = PfsNode(tmp_path / "state", plugin_dir=PRIVATE_PLUGIN_DIR)
-    try:
-        yield pfs.start()
-    finally:
-        pfs.cleanup()
 
 
 @pytest.fixture
