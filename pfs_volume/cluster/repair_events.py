@@ -105,8 +105,8 @@ class RepairModel:
 
     def apply(self, event: WatchEvent) -> list[Work]:
         """Take in one change; the work it calls for (none for keys repair ignores)."""
-        if not event.key.startswith(self.prefix):
-            return []
+        if not event.key.startswith(self.prefix) or not _utf8(event.key):
+            return []  # a key pfs never writes: not UTF-8 (``etcd_watch._event``)
         kind, _, rest = event.key[len(self.prefix) :].partition("/")
         if kind == "nodes":
             return self._node(rest, event)
@@ -186,6 +186,15 @@ class RepairModel:
         if known is not None and self.node_id in known.placement and self.node_id not in holders:
             return [Fetch(repo, commit)]
         return []
+
+
+def _utf8(key: str) -> bool:
+    """True when the key was UTF-8 (a watch decodes any other byte as a surrogate)."""
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _fields(event: WatchEvent) -> dict[str, Any]:

@@ -24,8 +24,13 @@ Why nothing is missed:
 * A watch starts from ``R + 1`` of a revision R read just before, with a new generation,
   so a token of an earlier watch never comes back. While no watch has delivered up to the
   revision read (not started yet, lost, ended, lagging beyond ``CATCH_UP``) the token is
-  ``("revision", R)``, as the plain revision token was: right, and never equal to a
+  ``("revision", epoch, R)``, as the plain revision token was: right, and never equal to a
   counted one.
+* etcd restored from a backup (or a new cluster at the same endpoints) starts again at a
+  lower revision, with other records: a revision read below one already seen (read or
+  delivered before the call) ends the current watch, whatever state it is in (lost and
+  not replaced yet, or half-open and not aware), and starts a new ``epoch`` that the
+  fallback token carries, so no token of the old history comes back.
 """
 
 from __future__ import annotations
@@ -110,23 +115,46 @@ class EtcdChanges:
         self._generations = 0
         self._started_at = -RESTART_AFTER
         self._stopped = False
+        self._seen = 0
+        """The highest revision read or delivered (of the current history)."""
+        self._epoch = 0
+        """How many times etcd's revision went back (a restore from a backup)."""
 
     def token(self) -> Hashable:
         """Equal tokens mean no relevant write committed in between; read it before
         reading what it guards. Starts a watch when none runs. Raises Unavailable."""
-        revision = self.client.revision()
         with self._changed:
-            current = self._current
-            if (current is None or current.watch is None) and self._may_start():
-                current = self._start(revision)
-            if current is not None:
-                if current.watch is not None:
-                    self._changed.wait_for(
-                        lambda: current.delivered >= revision or current.watch is None, CATCH_UP
-                    )
-                if current.delivered >= revision:
-                    return (current.number, current.count)
-        return ("revision", revision)
+            seen, epoch = self._seen, self._epoch
+        revision = self.client.revision()
+        retired: _Generation | None = None
+        with self._changed:
+            if epoch != self._epoch:  # read across a restore another call noticed
+                return object()  # equal to no other token
+            if revision < seen:  # etcd's history was replaced: no old token stands
+                log.warning("etcd's revision went back from %d to %d", seen, revision)
+                retired, self._current = self._current, None
+                self._epoch += 1
+                self._started_at = -RESTART_AFTER
+                self._seen = revision
+            self._seen = max(self._seen, revision)
+            token = self._token(revision)
+        if retired is not None and retired.watch is not None:
+            retired.watch.stop(timeout=0.0)  # List does not wait: its thread ends alone
+        return token
+
+    def _token(self, revision: int) -> Hashable:
+        """``token`` for the revision it read. Called with the lock held."""
+        current = self._current
+        if (current is None or current.watch is None) and self._may_start():
+            current = self._start(revision)
+        if current is not None:
+            if current.watch is not None:
+                self._changed.wait_for(
+                    lambda: current.delivered >= revision or current.watch is None, CATCH_UP
+                )
+            if current.delivered >= revision:
+                return (current.number, current.count)
+        return ("revision", self._epoch, revision)
 
     def stop(self) -> None:
         """Stop the watch (tokens are the revision from now on)."""
@@ -157,6 +185,8 @@ class EtcdChanges:
             with self._changed:
                 generation.count += count
                 generation.delivered = max(generation.delivered, *(e.revision for e in events))
+                if self._current is generation:
+                    self._seen = max(self._seen, generation.delivered)
                 self._changed.notify_all()
 
         def on_lost(reason: str) -> None:

@@ -234,7 +234,9 @@ class PrefixWatch:
 def _event(item: dict[str, Any]) -> WatchEvent:
     kv = item.get("kv") or {}
     return WatchEvent(
-        key=base64.b64decode(kv.get("key", "")).decode(),
+        # Keys are bytes: another application's need not be UTF-8 (pfs's always are);
+        # one that is not must not end the watch. Other bytes come as surrogates.
+        key=base64.b64decode(kv.get("key", "")).decode(errors="surrogateescape"),
         value=base64.b64decode(kv.get("value", "")),
         deleted=item.get("type") == "DELETE",
         revision=int(kv.get("mod_revision", 0)),

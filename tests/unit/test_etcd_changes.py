@@ -66,7 +66,7 @@ class FakeWatch:
     def start(self) -> FakeWatch:
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         self.stopped = True
 
 
@@ -86,7 +86,7 @@ def test_generations_and_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert changes.token() == first
 
     client.revision_now = 11  # not delivered yet: the revision
-    assert changes.token() == ("revision", 11)
+    assert changes.token() == ("revision", 0, 11)
     watch.on_events([event("/pfs/nodes/node-b", 11)])
     assert changes.token() == first  # a heartbeat
     client.revision_now = 12
@@ -104,4 +104,4 @@ def test_generations_and_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert changes.token() == third
     changes.stop()
     assert FakeWatch.made[-1].stopped
-    assert changes.token() == ("revision", 13)
+    assert changes.token() == ("revision", 0, 13)
