@@ -108,8 +108,9 @@ def test_nothing_moves_when_nothing_died() -> None:
 def repair_before_the_shortcut(
     repo: str, current: tuple[str, ...], live: set[str], replicas: int
 ) -> tuple[str, ...]:
-    """``placement.repair`` as it was before it skipped ranking for a whole, live set."""
-    kept = [node for node in current if node in live]
+    """``placement.repair`` as it was before it skipped ranking for a whole, live set
+    (with a node the record names twice counted once: it holds one copy)."""
+    kept = list(dict.fromkeys(node for node in current if node in live))
     if len(kept) > replicas:
         kept = placement.rank(repo, kept)[:replicas]
     spares = [node for node in placement.rank(repo, live) if node not in kept]
