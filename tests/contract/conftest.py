@@ -21,12 +21,6 @@ BACKENDS = ["sqlite", "etcd"]
 NODE = "node-a"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "backend(name, reason): the test holds for this MetadataStore backend only"
-    )
-
-
 @pytest.fixture(scope="session")
 def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
     """One real single-member etcd for the session, killed at the end."""
