@@ -199,6 +199,22 @@ def unmount_in_background(
     return worker, answers
 
 
+def freeze_a_commit(
+    node: ClusterNode, repo: str, point: str, mount_id: str, name: str, data: bytes
+) -> tuple[threading.Thread, list[dict[str, str]]]:
+    """Restart ``node`` with failpoint ``point`` set to stop, mount ``repo``, write
+    ``name`` into its working copy and start the Unmount that commits it; return once the
+    node is frozen at ``point`` (``unmount_in_background``'s thread and answers)."""
+    node.stop()
+    node.start(env={"PFS_FAILPOINTS": f"{point}=stop"})
+    reply = node.mount(node.volume(repo), mount_id)
+    assert not reply.get("Err"), reply
+    (Path(reply["Mountpoint"]) / name).write_bytes(data)
+    worker, answers = unmount_in_background(node, repo, mount_id)
+    wait_for(node.is_stopped, 30, f"{node.node_id} to stop at {point}")
+    return worker, answers
+
+
 class WatchCluster:
     """Nodes named ``names`` over a one-member etcd, each sweeping once an hour: what
     they do sooner, the watch did."""

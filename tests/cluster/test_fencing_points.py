@@ -14,7 +14,7 @@ from tests.cluster.conftest import (
     LEASE_TTL,
     Cluster,
     ClusterNode,
-    unmount_in_background,
+    freeze_a_commit,
     wait_for,
 )
 
@@ -28,13 +28,7 @@ def test_a_writer_frozen_past_its_lease_loses_and_keeps_its_changes(
 ) -> None:
     a, b, _c = cluster.nodes
     base = a.write_commit("frozen", {"base.txt": b"base\n"})
-    a.stop()
-    a.start(env={"PFS_FAILPOINTS": f"{point}=stop"})
-    reply = a.mount(a.volume("frozen"), "a1")
-    assert not reply.get("Err"), reply
-    (Path(reply["Mountpoint"]) / "from_a.txt").write_bytes(b"stale writer\n")
-    worker, answers = unmount_in_background(a, "frozen", "a1")
-    wait_for(a.is_stopped, 30, "node0 to freeze in its commit")
+    worker, answers = freeze_a_commit(a, "frozen", point, "a1", "from_a.txt", b"stale writer\n")
     wait_for(
         lambda: "node0" not in [n["id"] for n in b.cli_json("node", "list")],
         LEASE_TTL + 15,

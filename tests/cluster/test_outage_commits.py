@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import LEASE_TTL, Cluster, unmount_in_background, wait_for
+from tests.cluster.conftest import (
+    LEASE_TTL,
+    Cluster,
+    freeze_a_commit,
+    wait_for,
+)
 
 pytestmark = pytest.mark.xdist_group("timing-etcd")
 
@@ -20,14 +25,10 @@ def test_etcd_down_during_a_commit_keeps_it_for_recovery_and_loses_nothing(
 ) -> None:
     a, b, _c = cluster.nodes
     base = a.write_commit("outage", {"base.txt": b"base\n"})
-    a.stop()
     # A freezes inside its next commit: snapshot taken and lock checked, head not moved.
-    a.start(env={"PFS_FAILPOINTS": "commit.before_finish=stop"})
-    reply = a.mount(a.volume("outage"), "m1")
-    assert not reply.get("Err"), reply
-    (Path(reply["Mountpoint"]) / "new.txt").write_bytes(b"written before the outage\n")
-    worker, answers = unmount_in_background(a, "outage", "m1")
-    wait_for(a.is_stopped, 30, "node0 to stop inside the commit")
+    worker, answers = freeze_a_commit(
+        a, "outage", "commit.before_finish", "m1", "new.txt", b"written before the outage\n"
+    )
     cluster.etcd.stop_all()
     a.resume()
     worker.join(90)
@@ -114,13 +115,9 @@ def test_a_commit_cut_off_by_an_outage_loses_to_the_writer_that_took_over(
     changes are never lost: the next writable mount there keeps them under detached/."""
     a, b, _c = cluster.nodes
     base = a.write_commit("taken", {"base.txt": b"base\n"})
-    a.stop()
-    a.start(env={"PFS_FAILPOINTS": "commit.before_finish=stop"})
-    reply = a.mount(a.volume("taken"), "m1")
-    assert not reply.get("Err"), reply
-    (Path(reply["Mountpoint"]) / "a.txt").write_bytes(b"node0's work\n")
-    worker, answers = unmount_in_background(a, "taken", "m1")
-    wait_for(a.is_stopped, 30, "node0 to stop inside the commit")
+    worker, answers = freeze_a_commit(
+        a, "taken", "commit.before_finish", "m1", "a.txt", b"node0's work\n"
+    )
     cluster.etcd.stop_all()
     a.resume()
     worker.join(90)
@@ -198,13 +195,7 @@ def test_a_lock_whose_release_met_an_outage_is_given_back_by_repair(cluster: Clu
     (the daemon's Maintenance handed to the cluster) gives it back once etcd returns."""
     a, b, _c = cluster.nodes
     base = a.write_commit("held", {"base.txt": b"base\n"})
-    a.stop()
-    a.start(env={"PFS_FAILPOINTS": "commit.after_finish=stop"})
-    reply = a.mount(a.volume("held"), "m1")
-    assert not reply.get("Err"), reply
-    (Path(reply["Mountpoint"]) / "x.txt").write_bytes(b"x\n")
-    worker, answers = unmount_in_background(a, "held", "m1")
-    wait_for(a.is_stopped, 30, "node0 to stop right after its commit")
+    worker, answers = freeze_a_commit(a, "held", "commit.after_finish", "m1", "x.txt", b"x\n")
     cluster.etcd.stop_all()
     a.resume()
     worker.join(90)
@@ -233,13 +224,7 @@ def test_an_unmount_repeated_after_an_outage_commits_once_and_the_leftover_goes_
     half commit the outage left (its snapshot and intent), touching nothing else."""
     a, b, _c = cluster.nodes
     base = a.write_commit("again", {"base.txt": b"base\n"})
-    a.stop()
-    a.start(env={"PFS_FAILPOINTS": "commit.after_intent=stop"})
-    reply = a.mount(a.volume("again"), "m1")
-    assert not reply.get("Err"), reply
-    (Path(reply["Mountpoint"]) / "n.txt").write_bytes(b"n\n")
-    worker, answers = unmount_in_background(a, "again", "m1")
-    wait_for(a.is_stopped, 30, "node0 to stop after its intent")
+    worker, answers = freeze_a_commit(a, "again", "commit.after_intent", "m1", "n.txt", b"n\n")
     cluster.etcd.stop_all()
     a.resume()
     worker.join(90)
