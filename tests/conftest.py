@@ -5,6 +5,7 @@ the report of a failing test."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
@@ -26,6 +27,8 @@ POOL_SIZE = 512 * 1024**2
 LOG_TAIL = 20_000
 LOGS_KEY = pytest.StashKey[list[tuple[str, Path]]]()
 """Log files to attach to the report of a failing test: (label, path)."""
+FAILED_KEY = pytest.StashKey[bool]()
+"""Set when a phase of the test (set-up, call or teardown so far) failed."""
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -63,10 +66,33 @@ def pytest_runtest_makereport(
     """Attach the tails of the logs a test registered (``attach_log``) to its failure."""
     report = yield
     if report.failed:
+        item.stash[FAILED_KEY] = True
         for label, path in item.stash.get(LOGS_KEY, []):
             text = path.read_text(errors="replace") if path.exists() else "(no log file)"
             report.sections.append((f"{label} (tail)", text[-LOG_TAIL:]))
     return report
+
+
+@pytest.fixture(autouse=True)
+def free_disk_after_passing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
+    """Remove a passing test's tmp_path once every other fixture has been torn down.
+
+    Pool images, etcd data and engine roots add up to about 25 GB a run; pytest would
+    keep them until the run ends (and three runs' worth after that), which filled a CI
+    disk mid-run. A failing test's folder is kept for its post-mortem, and so is any
+    folder something is still mounted under: removing files below a leaked mount would
+    destroy what it holds rather than free the disk.
+    """
+    yield
+    if request.node.stash.get(FAILED_KEY, False) or _mounted_below(tmp_path):
+        return
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _mounted_below(path: Path) -> bool:
+    prefix = str(path.resolve()) + "/"
+    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+        return any(line.split()[4].startswith(prefix) for line in handle)
 
 
 @pytest.fixture
