@@ -165,6 +165,9 @@ def test_daemon_killed_mid_job_fails_it_cleans_up_and_runs_it_again(
     assert not scratch.exists()
 
 
+VOLUMES_GONE_WITHIN = 30.0
+
+
 def test_a_job_leaves_no_docker_volumes_behind(
     pfs: PfsNode, image: str, tmp_path: Path, docker_engine: DockerEngine
 ) -> None:
@@ -178,12 +181,26 @@ def test_a_job_leaves_no_docker_volumes_behind(
     pfs.cli("pipeline", "create", "-f", str(spec))
     [job] = wait_jobs(pfs, "tidied", 1)
     assert job["state"] == "success", job
-    # Listed by driver: an unfiltered ls makes dockerd ask every socket in the host's
-    # plugin folder, and waits ~15 s on each one whose daemon is gone (another test's).
-    listed = docker_engine.docker(
-        "volume", "ls", "-q", "--filter", f"driver={pfs.driver_name}", "--filter", "driver=local"
-    ).stdout.split()
-    assert not [v for v in listed if "tidy@" in v], listed
+    # The job's end is recorded first and its volumes removed right after (a stuck
+    # engine must not hold the end back), so they go within moments of "success", not
+    # before it. Listed by driver: an unfiltered ls makes dockerd ask every socket in the
+    # host's plugin folder, and waits ~15 s on each one whose daemon is gone.
+    deadline = time.monotonic() + VOLUMES_GONE_WITHIN
+    while True:
+        listed = docker_engine.docker(
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            f"driver={pfs.driver_name}",
+            "--filter",
+            "driver=local",
+        ).stdout.split()
+        left = [v for v in listed if "tidy@" in v]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not left, listed
 
 
 # Names no shell loop over a space-separated list survives: a space, a newline, a leading
