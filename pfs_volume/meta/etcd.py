@@ -20,9 +20,9 @@ imports/<repo>                        {node, token, started}: an import  EtcdSto
 log/<repo>/<age>/<id>                 [parents]: the log index, newest   EtcdStore            no
                                       first (``etcd_log``); written
                                       with the commit record
-sizes/<repo>                          {bytes, settled, commits}: the     EtcdStore            no
-                                      running size total and commit
-                                      count (``etcd_sizes``)
+sizes/<repo>[/<branch>]               {bytes, settled, commits}: the     EtcdStore            no
+                                      size total: base + branch parts
+                                      summed (``etcd_sizes``)
 commit_sizes/<repo>/<id>              {bytes}: what the commit wrote     EtcdStore            no
 gone/<repo>                           {deleted, by}: deleted (on any     EtcdStore            no
                                       node) and not created again
@@ -171,7 +171,7 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
             [
                 repo_put,
                 delete_op(self.keys.gone(repo.name)),
-                self.size_start_op(repo.name),
+                *self.size_start_ops(repo.name),
                 *self._branch_ops(repo.name, default_branch),
             ],
         )
@@ -184,7 +184,7 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
         (``RepoNames.import_in_batches``)."""
         records = [put_op(self.keys.commit(repo.name, c.id), commit_json(c)) for c in commits]
         records += [self.log_entry_op(replace(c, repo=repo.name)) for c in commits]
-        records.append(self.size_start_op(repo.name, sum(c.pruned for c in commits), len(commits)))
+        records += self.size_start_ops(repo.name, sum(c.pruned for c in commits), len(commits))
         for branch in branches:
             records += self._branch_ops(repo.name, branch)
         repo_put = put_op(self.keys.repo(repo.name), repo_json(repo))
@@ -229,6 +229,7 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
             delete_prefix_op(self.keys.commits(name)),
             delete_prefix_op(self.keys.log(name)),
             delete_op(self.keys.size_total(name)),
+            delete_prefix_op(self.keys.size_shards(name)),
             delete_prefix_op(self.keys.commit_sizes(name)),
             delete_prefix_op(self.keys.working_copies(name)),
             delete_prefix_op(self.keys.intents(name)),
@@ -311,8 +312,8 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
         """Move the head from ``expected`` to ``new`` with ``ops``, in one guarded write
         that also checks the head key's mod revision, the fence, and that the ``absent``
         keys are; ``counted``: and count one more commit in the repo's total, if it has
-        one (again, up to ``COUNTED_ATTEMPTS`` times after a random pause, while other
-        branches' commits move it: that is no conflict of this branch).
+        one (its branch's part, which the size meter may move too: again, up to
+        ``COUNTED_ATTEMPTS`` times after a random pause; that is no conflict).
 
         Raises:
             NotFound: no such branch. Conflict: the head is not ``expected``, the fence
@@ -321,7 +322,8 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
         key = self.keys.branch(repo, branch)
         for attempt in range(COUNTED_ATTEMPTS if counted else 1):
             pause_before(attempt)
-            found, total = self.client.get_many([key, self.keys.size_total(repo)])
+            sizes = [self.keys.size_total(repo), self.keys.size_shard(repo, branch)]
+            found, base, part = self.client.get_many([key, *sizes])
             if found is None:
                 raise errors.no_branch(repo, branch)
             state = load(found)
@@ -329,10 +331,11 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
                 raise errors.head_moved(repo, branch, state["head"], expected)
             # The head's own text of its creation time stays as it was written.
             writes = [put_op(key, dump({"head": new, "created": state["created"]})), *ops]
-            unchanged = [found]
-            if counted and total is not None:
-                writes, unchanged = [*writes, self.one_more_commit_op(total)], [found, total]
-            if guarded_write(self.client, writes, unchanged=unchanged, absent=absent, fence=fence):
+            unchanged, missing = [found], list(absent)
+            if counted:
+                more, guards, none = self.one_more_commit(repo, branch, base, part)
+                writes, unchanged, missing = writes + more, unchanged + guards, missing + none
+            if guarded_write(self.client, writes, unchanged=unchanged, absent=missing, fence=fence):
                 return
             locks = [] if fence is None else [fence.key]
             now, *rest = self.client.get_many([key, *locks, *absent])

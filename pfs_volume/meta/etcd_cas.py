@@ -37,9 +37,10 @@ CAS_ATTEMPTS = 16
 """Read-modify-write retries (holders, placement, pruned marks, mount uses) before giving
 up with Busy: each lost race means another writer succeeded, so this many in a row means
 a storm, not bad luck."""
-COUNTED_ATTEMPTS = 20 * CAS_ATTEMPTS
-"""Tries of a head move that counts a commit in the repo's total: every commit of the repo,
-on any branch, moves that total, so a lost race on it alone is no conflict of the branch."""
+COUNTED_ATTEMPTS = 4 * CAS_ATTEMPTS
+"""Tries of a head move that counts a commit in its branch's part of the repo's total:
+the size meter measuring that branch's earlier commits moves the part too, so a lost race
+on it alone is no conflict of the branch."""
 COUNTED_PAUSE_MOST = 0.05
 """The longest random pause, in seconds, between two of those tries."""
 

@@ -91,8 +91,17 @@ class EtcdKeys:
         return f"{self.prefix}/log/{check_component(repo, 'repo')}/"
 
     def size_total(self, repo: str) -> str:
-        """A repo's running size total (``etcd_sizes``)."""
+        """A repo's base size total (``etcd_sizes``): what it was created or imported
+        with; its presence says the repo's sizes are kept."""
         return f"{self.prefix}/sizes/{check_component(repo, 'repo')}"
+
+    def size_shards(self, repo: str) -> str:
+        """The prefix of a repo's per-branch size totals (``etcd_sizes``)."""
+        return self.size_total(repo) + "/"
+
+    def size_shard(self, repo: str, branch: str) -> str:
+        """What commits recorded on ``branch`` added to the repo's size total."""
+        return self.size_shards(repo) + check_component(branch, "branch")
 
     def commit_sizes(self, repo: str) -> str:
         """The prefix of a repo's commit sizes."""

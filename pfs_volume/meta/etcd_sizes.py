@@ -1,21 +1,45 @@
 """The etcd store's sizes (``{prefix}/commit_sizes/<repo>/<id>`` and
-``{prefix}/sizes/<repo>``, see the keyspace table in ``meta/etcd.py``): what each commit
-wrote, and each repo's running total ``{bytes, settled, commits}``: the bytes of its
-measured kept commits, how many of its commits are measured or pruned (the unmeasured
-ones are the commit count less it), and how many commit records it has. The total changes
-only in the transaction that records, measures or prunes a commit, each a
-compare-and-swap on the total's mod revision."""
+``{prefix}/sizes/<repo>[/<branch>]``, see the keyspace table in ``meta/etcd.py``): what
+each commit wrote, and each repo's running total ``{bytes, settled, commits}``: the bytes
+of its measured kept commits, how many of its commits are measured or pruned (the
+unmeasured ones are the commit count less it), and how many commit records it has.
+
+The total is kept in parts summed when read: a base (``sizes/<repo>``, what the repo was
+created or imported with; its presence says the repo's sizes are kept) and one part per
+branch (``sizes/<repo>/<branch>``) that the commits recorded on that branch add to. A
+single total was one hot key every commit of the repo had to swap: 8 branches committing
+at once lost most of their tries on it (up to 320 a commit), and gc's pruning gave up
+after 16. Now a commit swaps only its own branch's part, which only that branch's writer
+(one per branch, by the write lock) and the size meter measuring that branch's commits
+move; pruning swaps the parts of the branches whose commits it prunes. Each part changes
+only in the transaction that records, measures or prunes a commit of its branch."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import replace
 
 from pfs_volume.errors import Busy
 from pfs_volume.meta.codec import commit_from
 from pfs_volume.meta.etcd_cas import CAS_ATTEMPTS, guarded_write
-from pfs_volume.meta.etcd_client import MAX_TXN_OPS, EtcdClient, KeyValue, Op, put_op
+from pfs_volume.meta.etcd_client import (
+    MAX_TXN_OPS,
+    EtcdClient,
+    KeyValue,
+    Op,
+    delete_prefix_op,
+    put_op,
+)
 from pfs_volume.meta.etcd_keys import EtcdKeys, commit_json, dump, load
-from pfs_volume.meta.records import RepoSize
+from pfs_volume.meta.records import CommitRecord, RepoSize
+
+ZERO = {"bytes": 0, "settled": 0, "commits": 0}
+
+
+def _added(part: KeyValue | None, **deltas: int) -> dict[str, int]:
+    """A branch's part with ``deltas`` added (a part not there yet counts zero)."""
+    state = dict(ZERO) if part is None else {**ZERO, **load(part)}
+    return {name: state[name] + deltas.get(name, 0) for name in ZERO}
 
 
 class EtcdSizes:
@@ -25,23 +49,33 @@ class EtcdSizes:
     client: EtcdClient
     keys: EtcdKeys
 
-    def size_start_op(self, repo: str, settled: int = 0, commits: int = 0) -> Op:
-        """The write of a new repo's total (with its repo record)."""
+    def size_start_ops(self, repo: str, settled: int = 0, commits: int = 0) -> list[Op]:
+        """The writes of a new repo's total (with its repo record): its base, and no
+        branch parts (a deletion cut short may have left some)."""
         total = {"bytes": 0, "settled": settled, "commits": commits}
-        return put_op(self.keys.size_total(repo), dump(total))
+        return [
+            put_op(self.keys.size_total(repo), dump(total)),
+            delete_prefix_op(self.keys.size_shards(repo)),
+        ]
 
-    def one_more_commit_op(self, total: KeyValue) -> Op:
-        """The write of a total that counts one more commit (with the commit's record,
-        guarded by the total's mod revision)."""
-        state = load(total)
-        return put_op(total.key, dump({**state, "commits": state["commits"] + 1}))
+    def one_more_commit(
+        self, repo: str, branch: str, base: KeyValue | None, part: KeyValue | None
+    ) -> tuple[list[Op], list[KeyValue], list[str]]:
+        """What counts one more commit on ``branch`` in a commit's transaction: its ops,
+        and the keys to guard (unchanged, absent). Nothing when the repo keeps no sizes
+        (``base`` None)."""
+        if base is None:
+            return [], [], []
+        key = self.keys.size_shard(repo, branch)
+        op = put_op(key, dump(_added(part, commits=1)))
+        return [op], [base] + ([part] if part is not None else []), ([key] if part is None else [])
 
     def count_commits(self, repo: str) -> int:
-        """From the repo's total (one key), or for a repo made before totals were kept
-        by counting its records (which costs what the history costs)."""
-        total = self.client.get(self.keys.size_total(repo))
+        """From the repo's total (a base and a part per branch), or for a repo made before
+        totals were kept by counting its records (which costs what the history costs)."""
+        total = self._total(repo)
         if total is not None:
-            return int(load(total)["commits"])
+            return total["commits"]
         return self.client.count_prefix(self.keys.commits(repo))
 
     def record_commit_size(self, repo: str, commit_id: str, size: int) -> bool:
@@ -51,17 +85,19 @@ class EtcdSizes:
             self.keys.size_total(repo),
         ]
         for _ in range(CAS_ATTEMPTS):
-            commit, measured, total = self.client.get_many(keys)
+            commit, measured, base = self.client.get_many(keys)
             if commit is None or measured is not None or load(commit).get("pruned"):
                 return False
             ops = [put_op(keys[1], dump({"bytes": size}))]
-            unchanged = [commit]
-            if total is not None:
-                state = load(total)
-                state.update(bytes=state["bytes"] + size, settled=state["settled"] + 1)
-                ops.append(put_op(keys[2], dump(state)))
-                unchanged.append(total)
-            absent = [keys[1]] + ([keys[2]] if total is None else [])
+            unchanged, absent = [commit], [keys[1]]
+            if base is None:
+                absent.append(keys[2])
+            else:
+                part_key = self.keys.size_shard(repo, commit_from(load(commit), repo).branch)
+                part = self.client.get(part_key)
+                ops.append(put_op(part_key, dump(_added(part, bytes=size, settled=1))))
+                unchanged += [base] + ([part] if part is not None else [])
+                absent += [part_key] if part is None else []
             if guarded_write(self.client, ops, unchanged=unchanged, absent=absent):
                 return True
         raise Busy(f"the size of repo {repo!r} kept changing while commit {commit_id} was measured")
@@ -71,11 +107,18 @@ class EtcdSizes:
         return int(load(found)["bytes"]) if found is not None else None
 
     def repo_size(self, repo: str) -> RepoSize | None:
-        found = self.client.get(self.keys.size_total(repo))
-        if found is None:
+        total = self._total(repo)
+        if total is None:
             return None
-        state = load(found)
-        return RepoSize(int(state["bytes"]), int(state["commits"]) - int(state["settled"]))
+        return RepoSize(total["bytes"], total["commits"] - total["settled"])
+
+    def _total(self, repo: str) -> dict[str, int] | None:
+        """The base and every branch's part summed; None: the repo keeps no sizes."""
+        base = self.client.get(self.keys.size_total(repo))
+        if base is None:
+            return None
+        parts = [load(base), *map(load, self.client.get_prefix(self.keys.size_shards(repo)))]
+        return {name: sum(int(part.get(name, 0)) for part in parts) for name in ZERO}
 
     def mark_pruned(self, repo: str, commit_ids: list[str]) -> None:
         """Mark commits pruned and take them out of the repo's total: in one transaction
@@ -83,35 +126,52 @@ class EtcdSizes:
         some marked (each batch with its total), which is safe: gc marks before it
         deletes, and start-up deletes the snapshots of marked commits."""
         keys = [self.keys.commit(repo, c) for c in dict.fromkeys(commit_ids)]
-        batch = MAX_TXN_OPS - 1  # the total's write goes with each batch
+        batch = MAX_TXN_OPS // 2 - 1  # with each batch: the parts it changes, the base
         for start in range(0, len(keys), batch):
             self._mark_batch(repo, keys[start : start + batch])
 
     def _mark_batch(self, repo: str, keys: list[str]) -> None:
-        sizes = [self.keys.commit_size(repo, key.rsplit("/", 1)[-1]) for key in keys]
         for _ in range(CAS_ATTEMPTS):
-            *found, total = self.client.get_many([*keys, self.keys.size_total(repo)])
+            *found, base = self.client.get_many([*keys, self.keys.size_total(repo)])
             records = [(kv, commit_from(load(kv), repo)) for kv in found if kv is not None]
             todo = [(kv, c) for kv, c in records if not c.pruned]
             if not todo:
                 return
             ops = [put_op(kv.key, commit_json(replace(c, pruned=True))) for kv, c in todo]
             unchanged: list[KeyValue] = [kv for kv, _ in todo]
-            if total is not None:
-                measured = self._sizes(
-                    [s for s in sizes if s.rsplit("/", 1)[-1] in {c.id for _, c in todo}]
-                )
-                state = load(total)
-                state["bytes"] -= sum(measured.values())
-                state["settled"] += len(todo) - len(measured)
-                ops.append(put_op(total.key, dump(state)))
-                unchanged.append(total)
-            if guarded_write(self.client, ops, unchanged=unchanged):
+            absent: list[str] = []
+            if base is not None:
+                more, guards, absent = self._prune_from_parts(repo, [c for _, c in todo])
+                ops, unchanged = ops + more, unchanged + guards + [base]
+            if guarded_write(self.client, ops, unchanged=unchanged, absent=absent):
                 return
         raise Busy(f"commits of repo {repo!r} kept changing while being marked pruned")
 
+    def _prune_from_parts(
+        self, repo: str, commits: list[CommitRecord]
+    ) -> tuple[list[Op], list[KeyValue], list[str]]:
+        """What takes ``commits`` out of their branches' parts of the repo's total: the
+        ops, and the keys to guard (unchanged, absent)."""
+        measured = self._sizes([self.keys.commit_size(repo, c.id) for c in commits])
+        by_branch: dict[str, list[str]] = defaultdict(list)
+        for commit in commits:
+            by_branch[commit.branch].append(self.keys.commit_size(repo, commit.id))
+        part_keys = [self.keys.size_shard(repo, branch) for branch in by_branch]
+        ops, unchanged, absent = [], [], []
+        for key, part, sizes in zip(
+            part_keys, self.client.get_many(part_keys), by_branch.values(), strict=True
+        ):
+            freed = sum(measured.get(size, 0) for size in sizes)
+            unmeasured = sum(size not in measured for size in sizes)
+            ops.append(put_op(key, dump(_added(part, bytes=-freed, settled=unmeasured))))
+            if part is None:
+                absent.append(key)
+            else:
+                unchanged.append(part)
+        return ops, unchanged, absent
+
     def _sizes(self, keys: list[str]) -> dict[str, int]:
-        """The recorded sizes among ``keys`` (commit size keys), by key. Sizes are written
-        once and only with the total, so the total's revision guards them."""
+        """The recorded sizes among ``keys`` (commit size keys), by key. A size is written
+        once and only with its branch's part, so that part's revision guards it."""
         found = self.client.get_many(keys)
         return {kv.key: int(load(kv)["bytes"]) for kv in found if kv is not None}
