@@ -6,8 +6,11 @@ A private daemon (tests/pfs_node.py, a unique driver name) with one repo of --co
 commits (made through the API's file put: one commit each). Then, as separate processes,
 median of --runs, the variants taking turns in every round:
 
-* floor: ``python -c pass`` (the interpreter and site, which every variant pays);
-* pfs: this tree's ``pfs`` console script;
+* floor: ``python -c pass`` (the interpreter and site, which every variant pays), and
+  ``python -S -c pass`` (the interpreter alone: what site costs is the difference);
+* pfs: this tree's ``pfs`` console script (in the dev venv: an editable install);
+* wheel: ``pfs`` from this tree's wheel, installed in a new venv (no dependencies: the
+  client verbs import none), as a system install has it;
 * this tree / old tree: ``python -c 'from pfs_volume.cli.main import main; main()'``
   with PYTHONPATH set to this tree or to --old-tree (default /work/main), so the old
   import path is timed the same way as the new one.
@@ -54,6 +57,8 @@ TARGET = 0.060
 """Seconds: the most a one-call verb's whole process may take."""
 CALLS = ("repo list", "log")
 MAIN = "import sys; from pfs_volume.cli.main import main; sys.exit(main())"
+FLOORS = {"floor": "python -c pass", "floor -S": "python -S -c pass"}
+"""The variants that run no pfs, and how the table names them."""
 
 
 def make_commits(client: ApiClient, count: int) -> float:
@@ -65,16 +70,51 @@ def make_commits(client: ApiClient, count: int) -> float:
     return time.perf_counter() - start
 
 
-def variants(old_tree: Path | None) -> dict[str, tuple[list[str], str | None]]:
+def install_wheel(where: Path) -> Path:
+    """Build this tree's wheel and install it, without its dependencies (the client
+    verbs import none), into a new venv under ``where``, as a system install would put
+    ``pfs`` on PATH (issue 15); that venv's ``pfs`` script."""
+    subprocess.run(
+        [PYTHON, "-m", "pip", "wheel", "-q", "--no-deps", "-w", where / "dist", TREE],
+        check=True,
+        capture_output=True,
+    )
+    wheel = next((where / "dist").glob("pfs-*.whl"))
+    # Without PYTHONPATH: pip would take this tree's pfs.egg-info for pfs installed.
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([PYTHON, "-m", "venv", where / "venv"], check=True, env=clean)
+    pip = where / "venv" / "bin" / "pip"
+    subprocess.run(
+        [pip, "install", "-q", "--no-deps", wheel], check=True, capture_output=True, env=clean
+    )
+    return where / "venv" / "bin" / "pfs"
+
+
+def variants(
+    old_tree: Path | None, wheel_pfs: Path | None
+) -> dict[str, tuple[list[str], str | None]]:
     """Each variant's command prefix and the PYTHONPATH it runs with."""
     found = {
         "floor": ([str(PYTHON), "-c", "pass"], None),
+        "floor -S": ([str(PYTHON), "-S", "-c", "pass"], None),
         "pfs": ([str(PFS)], str(TREE)),
         "this tree": ([str(PYTHON), "-c", MAIN], str(TREE)),
     }
+    if wheel_pfs is not None:
+        found["wheel"] = ([str(wheel_pfs)], None)
     if old_tree is not None:
         found["old tree"] = ([str(PYTHON), "-c", MAIN], str(old_tree))
     return found
+
+
+def runs_here(variant: tuple[list[str], str | None], env: dict[str, str], cwd: Path) -> bool:
+    """Whether a variant's ``pfs --version`` runs with this venv's Python."""
+    prefix, path = variant
+    run_env = {**env, "PYTHONPATH": path} if path else env
+    done = subprocess.run(
+        [*prefix, "--version"], env=run_env, cwd=cwd, capture_output=True, check=False
+    )
+    return done.returncode == 0
 
 
 def run_once(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
@@ -95,8 +135,11 @@ def run_once(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commits", type=int, default=1000, help="commits in the repo")
-    parser.add_argument("--runs", type=int, default=20, help="processes per verb and variant")
+    parser.add_argument("--runs", type=int, default=30, help="processes per verb and variant")
     parser.add_argument("--old-tree", type=Path, default=Path("/work/main"))
+    parser.add_argument(
+        "--no-wheel", action="store_true", help="leave out the wheel installed in a new venv"
+    )
     args = parser.parse_args()
     require_root()
     old_tree = args.old_tree if (args.old_tree / "pfs_volume" / "cli").is_dir() else None
@@ -118,9 +161,15 @@ def main() -> None:
             "repo list": ["repo", "list"],
             "log": ["log", REPO, "--limit", "50"],
         }
-        kinds = variants(old_tree)
-        jobs = [("floor", "--version")]
-        jobs += [(kind, verb) for kind in kinds if kind != "floor" for verb in verbs]
+        wheel_pfs = None if args.no_wheel else install_wheel(state / "wheel")
+        kinds = variants(old_tree, wheel_pfs)
+        if old_tree is not None and not runs_here(kinds["old tree"], env, state):
+            # The old tree's parser (click, say) is not in this venv any more.
+            print(f"  old tree {old_tree} does not run with {PYTHON}: left out")
+            del kinds["old tree"]
+            old_tree = None
+        jobs = [(kind, "--version") for kind in FLOORS]
+        jobs += [(kind, verb) for kind in kinds if kind not in FLOORS for verb in verbs]
         samples: dict[str, dict[str, dict[str, list[float]]]] = {}
         for kind, verb in jobs:
             samples.setdefault(kind, {})[verb] = {"wall": [], "cpu": []}
@@ -129,7 +178,7 @@ def main() -> None:
             shift = round_number % len(jobs)
             for kind, verb in jobs[shift:] + jobs[:shift]:
                 prefix, path = kinds[kind]
-                command = prefix if kind == "floor" else prefix + verbs[verb]
+                command = prefix if kind in FLOORS else prefix + verbs[verb]
                 run_env = {**env, "PYTHONPATH": path} if path else env
                 wall, cpu, out = run_once(command, run_env, state)
                 if round_number < 2:
@@ -186,10 +235,12 @@ def report(
         wall, cpu = by_metric["wall"], by_metric["cpu"]
         return [label, *(fmt_seconds(x) for x in (median(wall), min(wall), median(cpu)))]
 
-    rows = [row("python -c pass", samples["floor"]["--version"])]
+    rows = [row(label, samples[kind]["--version"]) for kind, label in FLOORS.items()]
     for verb in verbs:
         rows += [
-            row(f"{kind}: pfs {verb}", samples[kind][verb]) for kind in samples if kind != "floor"
+            row(f"{kind}: pfs {verb}", samples[kind][verb])
+            for kind in samples
+            if kind not in FLOORS
         ]
     print(table(["process", "wall", "fastest", "cpu"], rows))
     for verb in CALLS:

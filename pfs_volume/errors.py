@@ -10,10 +10,11 @@ translates errors.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing costs a short-lived CLI process (bench/cli_startup.py)
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pfs_volume.pipelines.jobs import DatumResult
 
 
@@ -36,6 +37,14 @@ class InvalidRequest(PfsError):
 
     status = 400
     code = "invalid_request"
+
+
+class UsageError(InvalidRequest):
+    """A command line the parser accepted that its verb cannot run (``pfs repo delete``
+    off a terminal without ``--yes``): the CLI prints it after the verb's usage line and
+    exits 2, as for any bad argument."""
+
+    code = "usage"
 
 
 class StreamRefused(InvalidRequest):

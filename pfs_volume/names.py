@@ -12,8 +12,6 @@ repo's state and is decided by the repo service.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from pfs_volume.errors import InvalidName
 
@@ -42,19 +40,53 @@ _ANONYMOUS = re.compile(r"[0-9a-f]{64}")
 """Docker names an anonymous volume (``-v /data``) with 64 random hex digits."""
 
 
-class Hop(NamedTuple):
+class _Value:
+    """An immutable record, equal to another of its class with equal fields: what a
+    frozen dataclass is, without importing ``dataclasses`` and ``typing``. The CLI
+    parses names in a process of its own, and those imports (``inspect``, ``ast``...)
+    cost it more than its API call (bench/cli_startup.py)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self, *values: object) -> None:
+        for field, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, field, value)
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, field) for field in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Value) or type(other) is not type(self):
+            return False
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._fields()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot set {name}")
+
+
+class Hop(_Value):
     """One step of a ref's walk back: go to parent number ``parent`` (1 is the first,
     the branch's previous head; 2 a merge's merged-in head), ``times`` times."""
 
+    __slots__ = ("parent", "times")
     parent: int
     times: int
+
+    def __init__(self, parent: int, times: int) -> None:
+        super().__init__(parent, times)
 
     def __str__(self) -> str:
         return f"~{self.times}" if self.parent == 1 else f"^{self.parent}"
 
 
-@dataclass(frozen=True)
-class Ref:
+class Ref(_Value):
     """A reference inside a repo: ``base`` (branch name or commit id/prefix), then a walk
     back through parents (``~N``: N first parents; ``^N``: the N-th parent; ``^``: ``^1``).
 
@@ -62,8 +94,12 @@ class Ref:
     working copy; ``master~0`` names master's head commit.
     """
 
+    __slots__ = ("base", "walk")
     base: str
-    walk: tuple[Hop, ...] | None = None
+    walk: tuple[Hop, ...] | None
+
+    def __init__(self, base: str, walk: tuple[Hop, ...] | None = None) -> None:
+        super().__init__(base, walk)
 
     def __str__(self) -> str:
         return self.base + "".join(str(hop) for hop in self.walk or ())
@@ -79,13 +115,16 @@ def back(base: str, generations: int) -> Ref:
     return Ref(base, (Hop(1, generations),))
 
 
-@dataclass(frozen=True)
-class VolumeName:
+class VolumeName(_Value):
     """What a volume name says: a repo, maybe a branch, maybe a ref."""
 
+    __slots__ = ("repo", "branch", "ref")  # noqa: RUF023 - the constructor's order
     repo: str
-    branch: str | None = None
-    ref: Ref | None = None
+    branch: str | None
+    ref: Ref | None
+
+    def __init__(self, repo: str, branch: str | None = None, ref: Ref | None = None) -> None:
+        super().__init__(repo, branch, ref)
 
     def __str__(self) -> str:
         text = self.repo

@@ -12,12 +12,15 @@ import io
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import IO, Any
-from urllib.parse import quote
 
-from pfs_volume.cli.connection import Answer, send
+from pfs_volume.cli.connection import Answer, percent_encode, send
 from pfs_volume.errors import AnswerCutOff, PfsError, error_from_response
+
+# typing and dataclasses cost a short-lived CLI process about as much as its call
+# (bench/cli_startup.py): the annotations below are for mypy only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 REQUEST_TIMEOUT = 120.0
 
@@ -41,16 +44,21 @@ def reading_answer(what: str) -> Iterator[None]:
         ) from exc
 
 
-@dataclass(frozen=True)
 class Route:
     """One route of the API: its HTTP method and its path template (``{repo}``...)."""
 
-    method: str
-    template: str
+    __slots__ = ("method", "template")
+
+    def __init__(self, method: str, template: str) -> None:
+        self.method = method
+        self.template = template
+
+    def __repr__(self) -> str:
+        return f"Route({self.method!r}, {self.template!r})"
 
     def path(self, **parts: str) -> str:
         """The route's path with each ``{part}`` quoted so nothing in it changes the route."""
-        return self.template.format(**{k: quote(v, safe="") for k, v in parts.items()})
+        return self.template.format(**{k: percent_encode(v) for k, v in parts.items()})
 
 
 NODES = Route("GET", "/v1/nodes")

@@ -5,27 +5,23 @@ from __future__ import annotations
 
 import sys
 
-import click
-
-from pfs_volume.cli.options import api_client, json_option
+from pfs_volume.cli.commands import Group, arg, command
+from pfs_volume.cli.options import JSON, api_client
 from pfs_volume.cli.output import print_json, show
 from pfs_volume.cli.tables import short_id, table, when
 
-
-@click.group("node")
-def node() -> None:
-    """Nodes of the cluster: list."""
+node = Group("node", "Nodes of the cluster: list.")
 
 
 @node.command("list")
-@json_option
+@JSON
 def node_list(as_json: bool) -> None:
     """List the live nodes: id, API address, state, free and total pool space."""
     nodes = api_client().list_nodes()
     if as_json:
         print_json(nodes)
         return
-    click.echo(
+    print(
         table(
             ["node", "address", "state", "free", "pool", "since"],
             [
@@ -43,25 +39,23 @@ def node_list(as_json: bool) -> None:
     )
 
 
-@click.group("mount")
-def mount() -> None:
-    """Docker mounts of pfs volumes: list, release."""
+mount = Group("mount", "Docker mounts of pfs volumes: list, release.")
 
 
 @mount.command("list")
-@click.option(
+@arg(
     "--stale",
-    is_flag=True,
+    action="store_true",
     help="Only mounts no container of the Docker engine holds (pfs mount release fixes them).",
 )
-@json_option
+@JSON
 def mount_list(stale: bool, as_json: bool) -> None:
     """List the mounts Docker holds (one per container using a volume)."""
     mounts = api_client().list_mounts(stale)
     if as_json:
         print_json(mounts)
         return
-    click.echo(
+    print(
         table(
             ["mount", "volume", "repo", "branch", "commit", "since"],
             [
@@ -80,8 +74,8 @@ def mount_list(stale: bool, as_json: bool) -> None:
 
 
 @mount.command("release")
-@click.argument("mount_id", metavar="MOUNT_ID")
-@json_option
+@arg("mount_id", metavar="MOUNT_ID")
+@JSON
 def mount_release(mount_id: str, as_json: bool) -> None:
     """Release a mount whose container is gone but Docker never unmounted (after a
     crash): as Docker's Unmount would, the last mount of a branch commits."""
@@ -89,8 +83,8 @@ def mount_release(mount_id: str, as_json: bool) -> None:
     show(result, as_json, f"released mount {result['released']}")
 
 
-@click.command("doctor")
-@json_option
+@command("doctor")
+@JSON
 def doctor(as_json: bool) -> None:
     """Show stuck or suspicious state (mounts no container holds, uncommitted working
     copies, a full pool, a changed driver name), each with the command that fixes it.
@@ -99,10 +93,10 @@ def doctor(as_json: bool) -> None:
     if as_json:
         print_json(findings)
     elif not findings:
-        click.echo("nothing stuck or suspicious")
+        print("nothing stuck or suspicious")
     for finding in [] if as_json else findings:
-        click.echo(f"{finding['severity'].upper():8}{finding['what']}")
+        print(f"{finding['severity'].upper():8}{finding['what']}")
         if finding["fix"]:
-            click.echo(f"{'':8}fix: {finding['fix']}")
+            print(f"{'':8}fix: {finding['fix']}")
     if any(f["severity"] in ("error", "warning") for f in findings):
         sys.exit(1)

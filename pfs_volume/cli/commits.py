@@ -3,21 +3,24 @@ provenance``: reading and making commits."""
 
 from __future__ import annotations
 
-import click
-
-from pfs_volume.cli.options import api_client, json_option
+from pfs_volume.cli.argtypes import whole_number
+from pfs_volume.cli.commands import Group, arg, command
+from pfs_volume.cli.options import JSON, api_client
 from pfs_volume.cli.output import print_json, shown
 from pfs_volume.cli.tables import short_id, table, when
+from pfs_volume.errors import UsageError
 from pfs_volume.names import DEFAULT_BRANCH, parse_ref, parse_repo_branch, parse_repo_ref
 
 
-@click.command("log")
-@click.argument("target", metavar="REPO[/BRANCH]|REPO@REF")
-@click.option("--limit", type=click.IntRange(min=1), help="Show at most this many commits.")
-@click.option(
-    "--first-parent", is_flag=True, help="Follow only first parents (the branch's own line)."
+@command("log")
+@arg("target", metavar="REPO[/BRANCH]|REPO@REF")
+@arg("--limit", type=whole_number(1), metavar="N", help="Show at most this many commits.")
+@arg(
+    "--first-parent",
+    action="store_true",
+    help="Follow only first parents (the branch's own line).",
 )
-@json_option
+@JSON
 def log_(target: str, limit: int | None, first_parent: bool, as_json: bool) -> None:
     """Show commits, newest first, from a branch head (master by default) or a ref, with
     what merges brought (REF~N follows first parents, REF^2 a merge's second)."""
@@ -30,7 +33,7 @@ def log_(target: str, limit: int | None, first_parent: bool, as_json: bool) -> N
     if as_json:
         print_json(commits)
         return
-    click.echo(
+    print(
         table(
             ["commit", "parents", "branch", "created", "origin", "message"],
             [
@@ -48,24 +51,18 @@ def log_(target: str, limit: int | None, first_parent: bool, as_json: bool) -> N
     )
 
 
-class _CommitGroup(click.Group):
-    """``pfs commit REPO/BRANCH -m MSG`` commits; ``pfs commit inspect ...`` inspects."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = ["create", *args]
-        return super().parse_args(ctx, args)
-
-
-@click.group("commit", cls=_CommitGroup)
-def commit() -> None:
-    """Commits: pfs commit REPO/BRANCH -m MSG, or pfs commit inspect REPO@REF."""
+commit = Group(
+    "commit",
+    "Commits: pfs commit REPO/BRANCH -m MSG, or pfs commit inspect REPO@REF.",
+    # ``pfs commit REPO/BRANCH -m MSG`` commits; ``pfs commit inspect ...`` inspects.
+    default="create",
+)
 
 
 @commit.command("create", hidden=True)
-@click.argument("target", metavar="REPO/BRANCH")
-@click.option("--message", "-m", default="", help="The commit message.")
-@json_option
+@arg("target", metavar="REPO/BRANCH")
+@arg("--message", "-m", default="", help="The commit message.")
+@JSON
 def commit_create(target: str, message: str, as_json: bool) -> None:
     """Commit what changed in a branch's working copy, also while containers use it."""
     repo_name, name = parse_repo_branch(target)
@@ -73,14 +70,14 @@ def commit_create(target: str, message: str, as_json: bool) -> None:
     if as_json:
         print_json(result["commit"])
     elif result["commit"] is None:
-        click.echo("nothing changed: no commit made")
+        print("nothing changed: no commit made")
     else:
-        click.echo(f"committed {result['commit']['id']}")
+        print(f"committed {result['commit']['id']}")
 
 
 @commit.command("inspect")
-@click.argument("target", metavar="REPO@REF")
-@json_option
+@arg("target", metavar="REPO@REF")
+@JSON
 def commit_inspect(target: str, as_json: bool) -> None:
     """Show one commit (REF: a branch, a commit id or prefix, optionally ~N)."""
     repo_name, ref = parse_repo_ref(target)
@@ -103,16 +100,16 @@ def commit_inspect(target: str, as_json: bool) -> None:
     ):
         label = key.replace("_", " ").capitalize() + ":"
         value = " ".join(info[key]) if isinstance(info[key], list) else info[key]
-        click.echo(f"{label:9} {value if value not in (None, '') else '-'}")
-    click.echo(f"{'Holders:':9} {', '.join(info['holders']) or '-'}")
+        print(f"{label:9} {value if value not in (None, '') else '-'}")
+    print(f"{'Holders:':9} {', '.join(info['holders']) or '-'}")
     if info.get("dead_holders"):
-        click.echo(f"{'Down:':9} {', '.join(info['dead_holders'])} (holders not live now)")
+        print(f"{'Down:':9} {', '.join(info['dead_holders'])} (holders not live now)")
 
 
-@click.command("diff")
-@click.argument("first", metavar="REPO@A")
-@click.argument("second", metavar="[REPO@B]", required=False)
-@json_option
+@command("diff")
+@arg("first", metavar="REPO@A")
+@arg("second", metavar="REPO@B", nargs="?")
+@JSON
 def diff(first: str, second: str | None, as_json: bool) -> None:
     """What changed from A to B, or in A (against its parent) when B is not given."""
     repo_name, ref_a = parse_repo_ref(first)
@@ -120,7 +117,7 @@ def diff(first: str, second: str | None, as_json: bool) -> None:
     if second is not None:
         other_repo, ref_b = parse_repo_ref(second)
         if other_repo != repo_name:
-            raise click.UsageError("both refs must name the same repo")
+            raise UsageError("both refs must name the same repo")
         start, to = str(ref_a), str(ref_b)
     result = api_client().diff(repo_name, to, start)
     if as_json:
@@ -133,12 +130,12 @@ def diff(first: str, second: str | None, as_json: bool) -> None:
             where = f"{shown(change, 'old_path')} -> {where}"
             if change["modified"]:
                 where += " (modified)"
-        click.echo(f"{marks[change['kind']]}  {where}")
+        print(f"{marks[change['kind']]}  {where}")
 
 
-@click.command("provenance")
-@click.argument("target", metavar="REPO@REF")
-@json_option
+@command("provenance")
+@arg("target", metavar="REPO@REF")
+@JSON
 def provenance(target: str, as_json: bool) -> None:
     """What produced a commit (upstream) and which commits it fed (downstream)."""
     repo_name, ref = parse_repo_ref(target)
@@ -146,10 +143,10 @@ def provenance(target: str, as_json: bool) -> None:
     if as_json:
         print_json(result)
         return
-    click.echo(f"commit {result['commit']}")
-    click.echo("made from:")
+    print(f"commit {result['commit']}")
+    print("made from:")
     for item in result["upstream"] or ["(nothing: not a pipeline's output)"]:
-        click.echo(f"  {item}")
-    click.echo("fed into:")
+        print(f"  {item}")
+    print("fed into:")
     for item in result["downstream"] or ["(nothing yet)"]:
-        click.echo(f"  {item}")
+        print(f"  {item}")

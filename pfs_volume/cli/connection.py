@@ -19,8 +19,6 @@ import os
 import socket
 import stat
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
-from urllib.parse import urlencode, urlsplit
 
 from pfs_volume.errors import AnswerCutOff
 
@@ -30,11 +28,40 @@ MAX_HEAD = 64 * 1024
 """Bytes an answer's status line and headers may take."""
 
 
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+"""The bytes RFC 3986 leaves as they are in a URL (urllib.parse's "always safe")."""
+
+
+def percent_encode(value: str | bytes | int) -> str:
+    """``value`` (a text's UTF-8 bytes) with every byte but the unreserved ones as ``%XX``:
+    ``urllib.parse.quote(value, safe="")``, for path parts and query fields (a unit test
+    holds them equal). Not urllib.parse itself: it imports ``ipaddress``, and the two
+    cost a short-lived CLI process a few milliseconds (bench/cli_startup.py).
+
+    Raises:
+        UnicodeEncodeError: a text that is not valid Unicode (as urllib.parse's).
+    """
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    return "".join(chr(byte) if byte in _UNRESERVED else f"%{byte:02X}" for byte in raw)
+
+
+def query_string(fields: list[tuple[str, str | bytes | int]]) -> str:
+    """A query of ``fields`` as HTML forms send it (a space as ``+``): what
+    ``urllib.parse.urlencode`` gives (a unit test holds them equal)."""
+    return "&".join(
+        f"{percent_encode(k)}={percent_encode(v)}".replace("%20", "+") for k, v in fields
+    )
+
+
 class _NotHttp(ConnectionError):
     """What answered does not speak HTTP/1.1 as the daemon does."""
 
 
-Body = bytes | IO[bytes] | Iterable[bytes] | None
+TYPE_CHECKING = False  # typing costs a short-lived CLI process (bench/cli_startup.py)
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+    Body = bytes | IO[bytes] | Iterable[bytes] | None
 
 
 class Answer:
@@ -199,6 +226,8 @@ def _connect(address: str, timeout: float) -> tuple[socket.socket, str, str]:
             sock.close()
             raise
         return sock, "localhost", ""
+    from urllib.parse import urlsplit  # here: an http:// API is the rare case
+
     url = urlsplit(address)
     port = url.port or (443 if url.scheme == "https" else 80)
     sock = socket.create_connection((url.hostname or "localhost", port), timeout=timeout)
@@ -234,7 +263,7 @@ def send(
     sock, host, prefix = _connect(address, timeout)
     try:
         fields = [(k, v) for k, v in query.items() if v is not None]
-        target = prefix + route + (f"?{urlencode(fields)}" if fields else "")
+        target = prefix + route + (f"?{query_string(fields)}" if fields else "")
         length = _length(body)
         head = {"Host": host, "Accept": "*/*", "Connection": "close", **headers}
         if length is not None and (body is not None or method not in ("GET", "HEAD")):

@@ -8,11 +8,11 @@ import tarfile
 from pathlib import Path
 from typing import IO, cast
 
-import click
-
+from pfs_volume.cli.argtypes import folder
 from pfs_volume.cli.client import reading_answer
-from pfs_volume.cli.options import api_client, json_option
-from pfs_volume.cli.output import print_commit, print_json, show, shown
+from pfs_volume.cli.commands import arg, command
+from pfs_volume.cli.options import JSON, api_client
+from pfs_volume.cli.output import note, print_commit, print_json, show, shown
 from pfs_volume.cli.tables import table
 from pfs_volume.cli.unpack import unpack
 from pfs_volume.errors import PfsError
@@ -22,10 +22,10 @@ from pfs_volume.names import DEFAULT_BRANCH, parse_repo_branch, parse_repo_ref
 CHUNK = 1024 * 1024
 
 
-@click.command("ls")
-@click.argument("target", metavar="REPO@REF")
-@click.argument("path", default="")
-@json_option
+@command("ls")
+@arg("target", metavar="REPO@REF")
+@arg("path", metavar="PATH", nargs="?", default="")
+@JSON
 def ls(target: str, path: str, as_json: bool) -> None:
     """List a folder of a commit (a symlink is listed with its target, not followed)."""
     repo_name, ref = parse_repo_ref(target)
@@ -39,12 +39,12 @@ def ls(target: str, path: str, as_json: bool) -> None:
         if e["kind"] == "symlink":
             name = f"{name} -> {shown(e, 'target')}"
         rows.append([name, e["kind"], e["size"], e["mode"]])
-    click.echo(table(["name", "type", "size", "mode"], rows))
+    print(table(["name", "type", "size", "mode"], rows))
 
 
-@click.command("cat")
-@click.argument("target", metavar="REPO@REF")
-@click.argument("path")
+@command("cat")
+@arg("target", metavar="REPO@REF")
+@arg("path")
 def cat(target: str, path: str) -> None:
     """Write a regular file of a commit to standard output (streamed, any size)."""
     repo_name, ref = parse_repo_ref(target)
@@ -56,15 +56,16 @@ def cat(target: str, path: str) -> None:
     out.flush()
 
 
-@click.command("get")
-@click.argument("target", metavar="REPO@REF")
-@click.argument("path", default="")
-@click.option(
+@command("get")
+@arg("target", metavar="REPO@REF")
+@arg("path", metavar="PATH", nargs="?", default="")
+@arg(
     "-o",
     "--output",
-    "dest",
+    dest="dest",
+    metavar="FOLDER",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=folder,
     help="Folder to write into (made if missing).",
 )
 def get(target: str, path: str, dest: Path) -> None:
@@ -88,13 +89,12 @@ def get(target: str, path: str, dest: Path) -> None:
             "written so far stays there"
         ) from exc
     for line in report.skipped:
-        click.echo(f"pfs: skipped {line}", err=True)
+        note(f"pfs: skipped {line}")
     for line in report.refused:
-        click.echo(f"pfs: refused {line}", err=True)
-    click.echo(
+        note(f"pfs: refused {line}")
+    note(
         f"wrote {report.files} file(s), {report.symlinks} symlink(s) and {report.folders} "
-        f"folder(s) to {printable(str(top))}",
-        err=True,
+        f"folder(s) to {printable(str(top))}"
     )
     if report.refused:
         raise PfsError(
@@ -103,11 +103,11 @@ def get(target: str, path: str, dest: Path) -> None:
         )
 
 
-@click.command("put")
-@click.argument("target", metavar="REPO/BRANCH")
-@click.argument("path")
-@click.option("--message", "-m", default="", help="The commit message.")
-@json_option
+@command("put")
+@arg("target", metavar="REPO/BRANCH")
+@arg("path")
+@arg("--message", "-m", default="", help="The commit message.")
+@JSON
 def put(target: str, path: str, message: str, as_json: bool) -> None:
     """Write standard input to PATH on a branch and commit it (no container needed)."""
     repo_name, name = parse_repo_branch(target)
@@ -125,12 +125,12 @@ def put(target: str, path: str, message: str, as_json: bool) -> None:
         )
 
 
-@click.command("rm")
-@click.argument("target", metavar="REPO/BRANCH")
-@click.argument("path")
-@click.option("-r", "--recursive", is_flag=True, help="Remove a folder and what it holds.")
-@click.option("--message", "-m", default="", help="The commit message.")
-@json_option
+@command("rm")
+@arg("target", metavar="REPO/BRANCH")
+@arg("path")
+@arg("-r", "--recursive", action="store_true", help="Remove a folder and what it holds.")
+@arg("--message", "-m", default="", help="The commit message.")
+@JSON
 def rm(target: str, path: str, recursive: bool, message: str, as_json: bool) -> None:
     """Remove PATH from a branch and commit it (no container needed)."""
     repo_name, name = parse_repo_branch(target)

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import sys
 
-import click
-
-from pfs_volume.cli.options import api_client, json_option
+from pfs_volume.cli.commands import arg, command
+from pfs_volume.cli.options import JSON, api_client
 from pfs_volume.cli.output import print_json
 
 
-@click.command("fsck")
-@click.option(
+@command("fsck")
+@arg(
     "--repair",
-    is_flag=True,
+    action="store_true",
     help="Fix what can be fixed without losing data (default: report only).",
 )
-@json_option
+@JSON
 def fsck(repair: bool, as_json: bool) -> None:
     """Check every repo's commits, snapshots and working copies on this node: snapshots
     without records, records without snapshots, partial receives, pruned snapshots
@@ -27,7 +26,7 @@ def fsck(repair: bool, as_json: bool) -> None:
     if as_json:
         print_json(report)
     else:
-        click.echo(
+        print(
             f"checked {report['repos']} repo(s), {report['commits']} commit(s), "
             f"{report['snapshots']} snapshot(s): {len(problems)} problem(s)"
         )
@@ -38,6 +37,6 @@ def fsck(repair: bool, as_json: bool) -> None:
                 done = f"--repair: {problem['action']}"
             else:
                 done = problem["action"] or "reported"
-            click.echo(f"{problem['repo']}: {problem['kind']}: {problem['what']} [{done}]")
+            print(f"{problem['repo']}: {problem['kind']}: {problem['what']} [{done}]")
     if any(not p["repaired"] for p in problems):
         sys.exit(1)

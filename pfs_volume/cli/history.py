@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import click
-
-from pfs_volume.cli.options import api_client, json_option, repo_and_branch
+from pfs_volume.cli.commands import arg, command
+from pfs_volume.cli.options import JSON, api_client, repo_and_branch
 from pfs_volume.cli.output import print_commit, show
 from pfs_volume.cli.tables import short_id
 from pfs_volume.names import parse_ref
 
 
-@click.command("reset")
-@click.argument("target", metavar="REPO/BRANCH")
-@click.argument("ref", metavar="REF")
-@json_option
+@command("reset")
+@arg("target", metavar="REPO/BRANCH")
+@arg("ref", metavar="REF")
+@JSON
 def reset(target: str, ref: str, as_json: bool) -> None:
     """Move a branch's head to REF (refused while mounted); the old head stays
     reachable by its id."""
@@ -26,10 +25,10 @@ def reset(target: str, ref: str, as_json: bool) -> None:
     )
 
 
-@click.command("revert")
-@click.argument("target", metavar="REPO/BRANCH")
-@click.argument("commit_ref", metavar="COMMIT")
-@json_option
+@command("revert")
+@arg("target", metavar="REPO/BRANCH")
+@arg("commit_ref", metavar="COMMIT")
+@JSON
 def revert(target: str, commit_ref: str, as_json: bool) -> None:
     """Make a new commit on a branch that undoes COMMIT's changes."""
     repo_name, name = repo_and_branch(target)
@@ -37,15 +36,15 @@ def revert(target: str, commit_ref: str, as_json: bool) -> None:
     print_commit(result["commit"], as_json)
 
 
-@click.command("merge")
-@click.argument("source", metavar="REPO/SRC")
-@click.option("--into", "target", required=True, metavar="DST", help="The branch to merge into.")
-@click.option(
+@command("merge")
+@arg("source", metavar="REPO/SRC")
+@arg("--into", dest="target", required=True, metavar="DST", help="The branch to merge into.")
+@arg(
     "--strategy",
-    type=click.Choice(["ours", "theirs"]),
+    choices=["ours", "theirs"],
     help="Settle every conflict: keep DST's version (ours) or SRC's (theirs).",
 )
-@json_option
+@JSON
 def merge(source: str, target: str, strategy: str | None, as_json: bool) -> None:
     """Merge branch SRC into DST: fast-forward when possible, else file by file."""
     repo_name, name = repo_and_branch(source)

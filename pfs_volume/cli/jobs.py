@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 
-import click
-
-from pfs_volume.cli.options import api_client, json_option
-from pfs_volume.cli.output import print_json, show
+from pfs_volume.cli.commands import Group, arg
+from pfs_volume.cli.options import JSON, api_client
+from pfs_volume.cli.output import note, print_json, show
 from pfs_volume.cli.tables import short_id, table
 from pfs_volume.cli.waiting import WAIT_TIMEOUT, wait_until
 from pfs_volume.filenames import printable
@@ -17,14 +16,12 @@ FOLLOW_READ = 3700.0
 one hour, and a datum may print nothing for that long."""
 
 
-@click.group("job")
-def job() -> None:
-    """Jobs: list, inspect, logs, rerun."""
+job = Group("job", "Jobs: list, inspect, logs, rerun.")
 
 
 @job.command("list")
-@click.option("--pipeline", "name", help="Only this pipeline's jobs.")
-@json_option
+@arg("--pipeline", dest="name", help="Only this pipeline's jobs.")
+@JSON
 def job_list(name: str | None, as_json: bool) -> None:
     """List jobs, oldest first: id, pipeline, state, datums run and reused, output."""
     jobs = api_client().list_jobs(name)
@@ -42,23 +39,23 @@ def job_list(name: str | None, as_json: bool) -> None:
         ]
         for j in jobs
     ]
-    click.echo(table(["job", "pipeline", "state", "ran", "reused", "output"], rows))
+    print(table(["job", "pipeline", "state", "ran", "reused", "output"], rows))
 
 
 @job.command("inspect")
-@click.argument("job_id")
-@json_option
+@arg("job_id")
+@JSON
 def job_inspect(job_id: str, as_json: bool) -> None:
     """Show a job: inputs, state, timings, datums, output, error."""
     print_json(api_client().inspect_job(job_id))
 
 
 @job.command("logs")
-@click.argument("job_id")
-@click.option(
+@arg("job_id")
+@arg(
     "--follow",
     "-f",
-    is_flag=True,
+    action="store_true",
     help="Print output as the datums write it, each line after its datum's short id, "
     "until the job ends (a follow lasts at most 1 h; run it again to go on).",
 )
@@ -67,16 +64,16 @@ def job_logs(job_id: str, follow: bool) -> None:
     if follow:
         with api_client().follow_job_logs(job_id, FOLLOW_READ) as response:
             for line in response.iter_lines():
-                click.echo(line.decode(errors="replace"))
+                print(line.decode(errors="replace"), flush=True)
         return
     for datum_id, text in api_client().job_logs(job_id).items():
-        click.echo(f"=== datum {datum_id}")
-        click.echo(text, nl=not text.endswith("\n"))
+        print(f"=== datum {datum_id}")
+        print(text, end="" if text.endswith("\n") else "\n")
 
 
 @job.command("rerun")
-@click.argument("job_id")
-@json_option
+@arg("job_id")
+@JSON
 def job_rerun(job_id: str, as_json: bool) -> None:
     """Run a job again on the same input commits."""
     result = api_client().rerun_job(job_id)
@@ -84,9 +81,9 @@ def job_rerun(job_id: str, as_json: bool) -> None:
 
 
 @job.command("wait")
-@click.argument("job_id")
+@arg("job_id")
 @WAIT_TIMEOUT
-@json_option
+@JSON
 def job_wait(job_id: str, timeout: float | None, as_json: bool) -> None:
     """Wait until a job ends; exit 0 if it succeeded, 1 if it failed or was killed."""
     client = api_client()
@@ -101,19 +98,17 @@ def job_wait(job_id: str, timeout: float | None, as_json: bool) -> None:
     else:
         detail = f": {result['error']}" if result.get("error") else ""
         output = f" (output {result['output']})" if result.get("output") else ""
-        click.echo(f"job {result['id']} {result['state']}{output}{detail}")
+        print(f"job {result['id']} {result['state']}{output}{detail}")
     if result["state"] != "success":
         sys.exit(1)
 
 
-@click.group("datum")
-def datum() -> None:
-    """Datums of a job: list, inspect."""
+datum = Group("datum", "Datums of a job: list, inspect.")
 
 
 @datum.command("list")
-@click.argument("job_id")
-@json_option
+@arg("job_id")
+@JSON
 def datum_list(job_id: str, as_json: bool) -> None:
     """List a job's datums: id, state, tries, seconds, exit code, paths (of a running
     job, those that ended so far)."""
@@ -132,15 +127,15 @@ def datum_list(job_id: str, as_json: bool) -> None:
         ]
         for d in result["datums"]
     ]
-    click.echo(table(["datum", "state", "tries", "seconds", "exit", "paths"], rows))
+    print(table(["datum", "state", "tries", "seconds", "exit", "paths"], rows))
     if result["state"] not in ("success", "failure", "killed"):
-        click.echo(f"(job {result['state']}: datums are listed as they end)", err=True)
+        note(f"(job {result['state']}: datums are listed as they end)")
 
 
 @datum.command("inspect")
-@click.argument("job_id")
-@click.argument("datum_id", metavar="DATUM")
-@json_option
+@arg("job_id")
+@arg("datum_id", metavar="DATUM")
+@JSON
 def datum_inspect(job_id: str, datum_id: str, as_json: bool) -> None:
     """Show one datum of a job (its id or a unique prefix of 4+ hex digits)."""
     found = api_client().inspect_datum(job_id, datum_id)
@@ -149,6 +144,6 @@ def datum_inspect(job_id: str, datum_id: str, as_json: bool) -> None:
         return
     for key in ("id", "state", "tries", "started", "seconds", "exit_code", "error", "job"):
         value = found.get(key)
-        click.echo(f"{key + ':':11} {'-' if value is None or value == '' else value}")
+        print(f"{key + ':':11} {'-' if value is None or value == '' else value}")
     for name, path in sorted(found["paths"].items()):
-        click.echo(f"{'path:':11} {name}:/{printable(path)}")
+        print(f"{'path:':11} {name}:/{printable(path)}")

@@ -1,18 +1,16 @@
 """``pfs``: run the daemon (``pfs serve``) or talk to it (every other verb).
 
-The root group is the one place a ``PfsError`` becomes ``pfs: error: ...`` on stderr and
-exit status 1; the verbs live in a module per group of what ``pfs --help`` shows.
+``main`` is the one place a ``PfsError`` becomes ``pfs: error: ...`` on stderr and exit
+status 1; the verbs live in a module per group of what ``pfs --help`` shows.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
-
-import click
 
 from pfs_volume import __version__
-from pfs_volume.cli.lazy import LazyGroup
+from pfs_volume.cli.commands import Group, run
+from pfs_volume.cli.options import use_api
 from pfs_volume.errors import PfsError
 
 DEFAULT_API = "/run/pfs/api.sock"
@@ -50,34 +48,41 @@ VERBS = {
 }
 """Each verb of ``pfs`` and where it is defined: only the verb that runs is imported."""
 
-
-class PfsGroup(LazyGroup):
-    """The root group: runs a verb and reports the ``PfsError`` it raises."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        """Run the verb ``ctx`` names.
-
-        Raises:
-            SystemExit: (status 1) the verb raised a ``PfsError``, printed on stderr as
-                ``pfs: error: MESSAGE``.
-        """
-        try:
-            return super().invoke(ctx)
-        except PfsError as exc:
-            click.echo(f"pfs: error: {exc}", err=True)
-            sys.exit(1)
-
-
-@click.group(cls=PfsGroup, lazy=VERBS, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--api",
-    envvar="PFS_API",
-    default=DEFAULT_API,
-    show_default=True,
-    help="The daemon's API: a unix socket path or an http:// URL (env PFS_API).",
+PFS = Group(
+    "pfs",
+    "pfs: every Docker volume a versioned data repository.",
+    VERBS,
+    options=[
+        (
+            ("--api",),
+            {
+                "env": "PFS_API",
+                "default": DEFAULT_API,
+                "metavar": "PATH|URL",
+                "help": "The daemon's API: a unix socket path or an http:// URL "
+                "(env PFS_API; default %(default)s).",
+            },
+        ),
+        # The version pfs_volume carries (a unit test holds it to the installed
+        # package's): reading the package metadata costs importlib.metadata, about 25 ms.
+        (("--version",), {"action": "version", "version": f"pfs, version {__version__}"}),
+    ],
+    setup=use_api,
 )
-# The version pfs_volume carries (a unit test holds it to the installed package's):
-# reading the package metadata costs importlib.metadata, about 25 ms here.
-@click.version_option(__version__, package_name="pfs")
-def main(api: str) -> None:
-    """pfs: every Docker volume a versioned data repository."""
+"""The root command."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``pfs`` with ``argv`` (default: the process's arguments); the exit status.
+
+    A ``PfsError`` is printed on stderr as ``pfs: error: MESSAGE`` (status 1); Ctrl-C
+    prints ``Aborted!`` (status 1).
+    """
+    try:
+        return run(PFS, sys.argv[1:] if argv is None else argv)
+    except PfsError as exc:
+        print(f"pfs: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nAborted!", file=sys.stderr)
+        return 1

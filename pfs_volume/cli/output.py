@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
 
-import click
-
-from pfs_volume.filenames import from_wire, printable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def print_json(value: Any) -> None:
     """Print ``value`` as indented JSON."""
-    click.echo(json.dumps(value, indent=2))
+    print(json.dumps(value, indent=2))
 
 
 def show(value: Any, as_json: bool, text: str) -> None:
@@ -20,7 +20,7 @@ def show(value: Any, as_json: bool, text: str) -> None:
     if as_json:
         print_json(value)
     else:
-        click.echo(text)
+        print(text)
 
 
 def print_commit(commit: dict[str, Any], as_json: bool) -> None:
@@ -31,6 +31,9 @@ def print_commit(commit: dict[str, Any], as_json: bool) -> None:
 def shown(item: dict[str, Any], field: str) -> str:
     """A file name of an API answer, for people: control characters and bytes that
     are not UTF-8 escaped (never printed raw)."""
+    # Imported here, by the verbs that list names: filenames imports urllib.parse.
+    from pfs_volume.filenames import from_wire, printable
+
     return printable(from_wire(item[field], item.get(f"{field}_encoding") or "utf-8"))
 
 
@@ -43,4 +46,24 @@ def gone(result: dict[str, Any]) -> str:
 def warn(result: dict[str, Any]) -> None:
     """Print an answer's warnings on stderr (a missing image: pfs never pulls)."""
     for warning in result.get("warnings", ()):
-        click.echo(f"pfs: warning: {warning}", err=True)
+        note(f"pfs: warning: {warning}")
+
+
+def note(text: str, end: str = "\n") -> None:
+    """Print ``text`` on stderr at once (progress and notes, never the answer)."""
+    print(text, file=sys.stderr, end=end, flush=True)
+
+
+def confirm(question: str) -> None:
+    """Ask ``question`` on the terminal; go on only on yes.
+
+    Raises:
+        SystemExit: (status 1, after ``Aborted!``) any answer but y or yes.
+    """
+    try:
+        answer = input(f"{question} [y/N]: ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        note("Aborted!")
+        sys.exit(1)

@@ -3,34 +3,36 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import click
-
-from pfs_volume.cli.options import api_client, json_option
+from pfs_volume.cli.argtypes import existing_file
+from pfs_volume.cli.commands import Group, arg, command
+from pfs_volume.cli.options import JSON, api_client
 from pfs_volume.cli.output import print_json, show, warn
 from pfs_volume.cli.tables import table
 from pfs_volume.cli.waiting import WAIT_TIMEOUT, wait_until
 from pfs_volume.names import parse_repo_ref
 
-SPEC_FILE = click.option(
+TYPE_CHECKING = False  # typing costs a short-lived CLI process (bench/cli_startup.py)
+if TYPE_CHECKING:
+    from pathlib import Path
+
+SPEC_FILE = arg(
     "-f",
     "--file",
-    "spec_path",
+    dest="spec_path",
+    metavar="SPEC",
     required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=existing_file,
     help="The spec, JSON or YAML.",
 )
 
 
-@click.group("pipeline")
-def pipeline() -> None:
-    """Pipelines: containers run on every new commit of their inputs."""
+pipeline = Group("pipeline", "Pipelines: containers run on every new commit of their inputs.")
 
 
 @pipeline.command("create")
 @SPEC_FILE
-@json_option
+@JSON
 def pipeline_create(spec_path: Path, as_json: bool) -> None:
     """Create a pipeline; its first job runs on the current input commits."""
     result = api_client().create_pipeline(spec_path.read_bytes())
@@ -40,8 +42,8 @@ def pipeline_create(spec_path: Path, as_json: bool) -> None:
 
 @pipeline.command("update")
 @SPEC_FILE
-@click.option("--reprocess", is_flag=True, help="Run every datum again (reuse no earlier output).")
-@json_option
+@arg("--reprocess", action="store_true", help="Run every datum again (reuse no earlier output).")
+@JSON
 def pipeline_update(spec_path: Path, reprocess: bool, as_json: bool) -> None:
     """Replace a pipeline's spec (named inside the file)."""
     from pfs_volume.pipelines.spec import parse_spec
@@ -57,8 +59,8 @@ def pipeline_update(spec_path: Path, reprocess: bool, as_json: bool) -> None:
 
 
 @pipeline.command("stop")
-@click.argument("name")
-@json_option
+@arg("name")
+@JSON
 def pipeline_stop(name: str, as_json: bool) -> None:
     """Stop a pipeline: its running job is killed (nothing committed), no job starts."""
     result = api_client().stop_pipeline(name)
@@ -67,8 +69,8 @@ def pipeline_stop(name: str, as_json: bool) -> None:
 
 
 @pipeline.command("start")
-@click.argument("name")
-@json_option
+@arg("name")
+@JSON
 def pipeline_start(name: str, as_json: bool) -> None:
     """Start a stopped pipeline: it runs on its current inputs again."""
     result = api_client().start_pipeline(name)
@@ -76,7 +78,7 @@ def pipeline_start(name: str, as_json: bool) -> None:
 
 
 @pipeline.command("list")
-@json_option
+@JSON
 def pipeline_list(as_json: bool) -> None:
     """List pipelines: name, inputs, image, output."""
     specs = api_client().list_pipelines()
@@ -95,20 +97,20 @@ def pipeline_list(as_json: bool) -> None:
                 f"{spec['output']['repo']}/{spec['output'].get('branch', 'master')}",
             ]
         )
-    click.echo(table(["pipeline", "input", "image", "output"], rows))
+    print(table(["pipeline", "input", "image", "output"], rows))
 
 
 @pipeline.command("inspect")
-@click.argument("name")
-@json_option
+@arg("name")
+@JSON
 def pipeline_inspect(name: str, as_json: bool) -> None:
     """Show a pipeline's spec and its latest jobs."""
     print_json(api_client().inspect_pipeline(name))
 
 
 @pipeline.command("delete")
-@click.argument("name")
-@json_option
+@arg("name")
+@JSON
 def pipeline_delete(name: str, as_json: bool) -> None:
     """Delete a pipeline, stopping its jobs, and the datum outputs and job logs it
     kept; its jobs' records and output commits stay."""
@@ -117,10 +119,10 @@ def pipeline_delete(name: str, as_json: bool) -> None:
     show(result, as_json, f"deleted pipeline {name}{killed}")
 
 
-@click.command("wait")
-@click.argument("target", metavar="REPO@REF")
+@command("wait")
+@arg("target", metavar="REPO@REF")
 @WAIT_TIMEOUT
-@json_option
+@JSON
 def wait(target: str, timeout: float | None, as_json: bool) -> None:
     """Wait until every pipeline downstream of a commit is done with it.
 
@@ -143,10 +145,10 @@ def wait(target: str, timeout: float | None, as_json: bool) -> None:
             [p["pipeline"], p["state"], p["job"] or "", p["output"] or "", p["detail"] or ""]
             for p in result["pipelines"]
         ]
-        click.echo(f"commit {result['commit']}")
+        print(f"commit {result['commit']}")
         if rows:
-            click.echo(table(["pipeline", "state", "job", "output", "detail"], rows))
+            print(table(["pipeline", "state", "job", "output", "detail"], rows))
         else:
-            click.echo("(no pipeline reads it)")
+            print("(no pipeline reads it)")
     if not result["succeeded"]:
         sys.exit(1)

@@ -3,37 +3,38 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
-import click
-
-from pfs_volume.cli.lazy import LazyGroup
-from pfs_volume.cli.options import api_client, json_option
-from pfs_volume.cli.output import gone, print_json, show
+from pfs_volume.cli.argtypes import whole_number
+from pfs_volume.cli.commands import Group, arg, command
+from pfs_volume.cli.options import JSON, api_client
+from pfs_volume.cli.output import confirm, gone, print_json, show
 from pfs_volume.cli.tables import short_id, table, when
+from pfs_volume.errors import UsageError
 
+TYPE_CHECKING = False  # typing costs a short-lived CLI process (bench/cli_startup.py)
+if TYPE_CHECKING:
+    from typing import Any
 
-@click.group(
+repo = Group(
     "repo",
-    cls=LazyGroup,
-    lazy={
+    "Repos: list, inspect, delete.",
+    {
         "export": "pfs_volume.cli.transfer:repo_export",
         "import": "pfs_volume.cli.transfer:repo_import",
     },
 )
-def repo() -> None:
-    """Repos: list, inspect, delete."""
 
 
 @repo.command("create")
-@click.argument("name")
-@click.option("--description", "-d", default="", help="What the repo holds.")
-@click.option(
+@arg("name")
+@arg("--description", "-d", default="", help="What the repo holds.")
+@arg(
     "--replicas",
-    type=int,
+    type=whole_number(1),
+    metavar="N",
     help="Copies of each commit in a cluster (default: the node's --replicas).",
 )
-@json_option
+@JSON
 def repo_create(name: str, description: str, replicas: int | None, as_json: bool) -> None:
     """Create an empty repo (mounting a volume of a new repo does this too)."""
     result = api_client().create_repo(name, description, replicas)
@@ -42,14 +43,14 @@ def repo_create(name: str, description: str, replicas: int | None, as_json: bool
 
 
 @repo.command("list")
-@json_option
+@JSON
 def repo_list(as_json: bool) -> None:
     """List repos."""
     repos = api_client().list_repos()
     if as_json:
         print_json(repos)
         return
-    click.echo(
+    print(
         table(
             ["repo", "created", "description"],
             [[r["name"], when(r["created"]), r["description"]] for r in repos],
@@ -58,51 +59,49 @@ def repo_list(as_json: bool) -> None:
 
 
 @repo.command("inspect")
-@click.argument("name")
-@json_option
+@arg("name")
+@JSON
 def repo_inspect(name: str, as_json: bool) -> None:
     """Show a repo: branches with their heads, commit count, active mounts."""
     info = api_client().inspect_repo(name)
     if as_json:
         print_json(info)
         return
-    click.echo(f"Repo:     {info['name']}")
-    click.echo(f"Created:  {when(info['created'])}")
-    click.echo(f"Commits:  {info['commit_count']}")
-    click.echo(f"Size:     {_size_text(info)}")
-    click.echo(f"Mounts:   {len(info['mounts'])}")
-    click.echo("")
-    click.echo(
-        table(["branch", "head"], [[b["name"], short_id(b["head"])] for b in info["branches"]])
-    )
+    print(f"Repo:     {info['name']}")
+    print(f"Created:  {when(info['created'])}")
+    print(f"Commits:  {info['commit_count']}")
+    print(f"Size:     {_size_text(info)}")
+    print(f"Mounts:   {len(info['mounts'])}")
+    print("")
+    print(table(["branch", "head"], [[b["name"], short_id(b["head"])] for b in info["branches"]]))
 
 
 @repo.command("delete")
-@click.argument("name")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option(
-    "--force", is_flag=True, help="Delete the pipelines that read or write it too (jobs stop)."
+@arg("name")
+@arg("--yes", action="store_true", help="Do not ask for confirmation.")
+@arg(
+    "--force",
+    action="store_true",
+    help="Delete the pipelines that read or write it too (jobs stop).",
 )
-@json_option
+@JSON
 def repo_delete(name: str, yes: bool, force: bool, as_json: bool) -> None:
     """Delete a repo and ALL its data (refused while a volume of it is mounted, or
     while pipelines read or write it unless --force)."""
     if not yes:
         if not sys.stdin.isatty():
-            raise click.UsageError("deleting a repo needs --yes when not run on a terminal")
+            raise UsageError("deleting a repo needs --yes when not run on a terminal")
         also = " and every pipeline that uses it" if force else ""
-        click.confirm(f"Delete repo {name} with all its commits and data{also}?", abort=True)
+        confirm(f"Delete repo {name} with all its commits and data{also}?")
     result = api_client().delete_repo(name, force)
     show(result, as_json, f"deleted repo {result['deleted']}" + gone(result))
 
 
-@click.command("gc")
-@click.argument("repo_name", metavar="REPO")
-@click.option("--keep-last", type=click.IntRange(min=0), help="Keep the N newest commits.")
-@click.option(
-    "--older-than", metavar="DURATION", help="Prune only commits older than this (e.g. 30d, 12h)."
-)
-@json_option
+@command("gc")
+@arg("repo_name", metavar="REPO")
+@arg("--keep-last", type=whole_number(0), metavar="N", help="Keep the N newest commits.")
+@arg("--older-than", metavar="DURATION", help="Prune only commits older than this (e.g. 30d, 12h).")
+@JSON
 def gc(repo_name: str, keep_last: int | None, older_than: str | None, as_json: bool) -> None:
     """Delete the data of old commits that no branch head is; they stay in the log,
     marked pruned. Also deletes every pipeline's kept datum outputs that no job can

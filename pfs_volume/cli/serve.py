@@ -7,8 +7,9 @@ import logging
 import socket
 from pathlib import Path
 
-import click
-
+from pfs_volume.cli.argtypes import file_to_write, folder, integer, number, one_of
+from pfs_volume.cli.commands import arg, command
+from pfs_volume.cli.output import note
 from pfs_volume.config import (
     DEFAULT_API_SOCKET,
     DEFAULT_DRIVER_NAME,
@@ -26,149 +27,139 @@ from pfs_volume.config import (
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-@click.command("serve")
-@click.option(
+@command("serve")
+@arg(
     "--state-dir",
-    envvar="PFS_STATE_DIR",
+    env="PFS_STATE_DIR",
     default=str(DEFAULT_STATE_DIR),
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the pool and metadata live (env PFS_STATE_DIR).",
+    type=folder,
+    help="Where the pool and metadata live (env PFS_STATE_DIR; default: %(default)s).",
 )
-@click.option(
+@arg(
     "--pool-size",
-    envvar="PFS_POOL_SIZE",
+    env="PFS_POOL_SIZE",
     default=DEFAULT_POOL_SIZE,
-    show_default=True,
     help="Size of the sparse pool image made when the state dir is not on btrfs "
-    "(env PFS_POOL_SIZE).",
+    "(env PFS_POOL_SIZE; default: %(default)s).",
 )
-@click.option(
+@arg(
     "--driver-name",
-    envvar="PFS_DRIVER_NAME",
+    env="PFS_DRIVER_NAME",
     default=DEFAULT_DRIVER_NAME,
-    show_default=True,
-    help="Docker volume driver name; also the volume-name prefix (env PFS_DRIVER_NAME).",
+    help="Docker volume driver name; also the volume-name prefix "
+    "(env PFS_DRIVER_NAME; default: %(default)s).",
 )
-@click.option(
+@arg(
     "--api-socket",
-    envvar="PFS_API_SOCKET",
+    env="PFS_API_SOCKET",
     default=str(DEFAULT_API_SOCKET),
-    show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Unix socket of the pfs HTTP API (env PFS_API_SOCKET).",
+    type=file_to_write,
+    help="Unix socket of the pfs HTTP API (env PFS_API_SOCKET; default: %(default)s).",
 )
-@click.option(
+@arg(
     "--plugin-dir",
-    envvar="PFS_PLUGIN_DIR",
+    env="PFS_PLUGIN_DIR",
     default=str(PLUGIN_DIR),
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=folder,
     help="Folder of the plugin socket DRIVER_NAME.sock: Docker looks in the default one; "
     "another serves only clients that call the plugin protocol themselves, such as "
-    "tests (env PFS_PLUGIN_DIR).",
+    "tests (env PFS_PLUGIN_DIR; default: %(default)s).",
 )
-@click.option(
+@arg(
     "--log-level",
-    envvar="PFS_LOG_LEVEL",
+    env="PFS_LOG_LEVEL",
     default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
+    type=one_of("debug", "info", "warning", "error"),
+    metavar="{debug,info,warning,error}",
+    help="How much the daemon logs (env PFS_LOG_LEVEL; default: %(default)s).",
 )
-@click.option(
+@arg(
     "--etcd",
-    envvar="PFS_ETCD",
+    env="PFS_ETCD",
     default="",
     metavar="URL[,URL...]",
     help="Join a cluster coordinated by these etcd endpoints (env PFS_ETCD); without it "
     "the node keeps its metadata in the pool (SQLite).",
 )
-@click.option(
+@arg(
     "--node-id",
-    envvar="PFS_NODE_ID",
+    env="PFS_NODE_ID",
     default=socket.gethostname(),
-    show_default="the host name",
-    help="This node's id in the cluster (env PFS_NODE_ID).",
+    help="This node's id in the cluster (env PFS_NODE_ID; default: the host name).",
 )
-@click.option(
+@arg(
     "--advertise",
-    envvar="PFS_ADVERTISE",
+    env="PFS_ADVERTISE",
     default="",
     metavar="http://HOST:PORT",
     help="Where peers reach this node's API; it is served there (env PFS_ADVERTISE).",
 )
-@click.option(
+@arg(
     "--cluster-token",
-    envvar="PFS_CLUSTER_TOKEN",
+    env="PFS_CLUSTER_TOKEN",
     default="",
     help="Shared secret of the cluster's nodes (env PFS_CLUSTER_TOKEN).",
 )
-@click.option(
+@arg(
     "--replicas",
-    envvar="PFS_REPLICAS",
+    env="PFS_REPLICAS",
     default=2,
-    show_default=True,
-    type=int,
-    help="Copies of each commit a new repo keeps (env PFS_REPLICAS).",
+    type=integer,
+    help="Copies of each commit a new repo keeps (env PFS_REPLICAS; default: %(default)s).",
 )
-@click.option(
+@arg(
     "--docker-host",
-    envvar="PFS_DOCKER_HOST",
+    env="PFS_DOCKER_HOST",
     default="",
     metavar="URL",
     help="The Docker engine pfs serves: pipelines run their containers there, and mount "
     "records are reconciled with its containers (env PFS_DOCKER_HOST; default: "
     "DOCKER_HOST, else the local engine).",
 )
-@click.option(
+@arg(
     "--repair-sweep",
-    envvar="PFS_REPAIR_SWEEP",
+    env="PFS_REPAIR_SWEEP",
     default=600.0,
-    show_default=True,
-    type=float,
+    type=number,
     metavar="SECONDS",
     help="How often a cluster node checks every repo and commit record for copies to "
     "make or drop; between checks it repairs what etcd reports as it changes "
-    "(env PFS_REPAIR_SWEEP).",
+    "(env PFS_REPAIR_SWEEP; default: %(default)s).",
 )
-@click.option(
+@arg(
     "--reconcile-interval",
-    envvar="PFS_RECONCILE_INTERVAL",
+    env="PFS_RECONCILE_INTERVAL",
     default=DEFAULT_RECONCILE_INTERVAL,
-    show_default=True,
-    type=float,
+    type=number,
     metavar="SECONDS",
     help="How often mount records are checked against the engine's containers; a record "
     "no container holds is released as Docker's Unmount would be, committing what changed. "
     "0 turns it off: do that when several engines share this host's pfs socket "
-    "(env PFS_RECONCILE_INTERVAL).",
+    "(env PFS_RECONCILE_INTERVAL; default: %(default)s).",
 )
-@click.option(
+@arg(
     "--reconcile-grace",
-    envvar="PFS_RECONCILE_GRACE",
+    env="PFS_RECONCILE_GRACE",
     default=DEFAULT_RECONCILE_GRACE,
-    show_default=True,
-    type=float,
+    type=number,
     metavar="SECONDS",
     help="How long a new mount record counts as held by a container that is not running "
-    "yet (Docker mounts before it starts) (env PFS_RECONCILE_GRACE).",
+    "yet (Docker mounts before it starts) (env PFS_RECONCILE_GRACE; default: %(default)s).",
 )
-@click.option(
+@arg(
     "--max-jobs",
-    envvar="PFS_MAX_JOBS",
+    env="PFS_MAX_JOBS",
     default=DEFAULT_MAX_JOBS,
-    show_default=True,
-    type=int,
+    type=integer,
     help="Pipeline jobs this node runs at once, across its pipelines; each pipeline runs "
-    "one job at a time (env PFS_MAX_JOBS).",
+    "one job at a time (env PFS_MAX_JOBS; default: %(default)s).",
 )
-@click.option(
+@arg(
     "--lease-ttl",
-    envvar="PFS_LEASE_TTL",
+    env="PFS_LEASE_TTL",
     default=10,
-    show_default=True,
-    type=int,
-    help="Seconds a silent node stays a member (env PFS_LEASE_TTL).",
+    type=integer,
+    help="Seconds a silent node stays a member (env PFS_LEASE_TTL; default: %(default)s).",
 )
 def serve(
     state_dir: Path,
@@ -213,9 +204,8 @@ def serve(
     )
     daemon = Daemon(settings)
     daemon.start()
-    click.echo(
+    note(
         f"pfs serving driver {settings.driver_name!r} on {settings.plugin_socket}, "
-        f"API on {settings.api_socket}, state in {settings.state_dir}",
-        err=True,
+        f"API on {settings.api_socket}, state in {settings.state_dir}"
     )
     daemon.wait()

@@ -5,26 +5,30 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import IO
 
-import click
-
+from pfs_volume.cli.argtypes import existing_file, file_to_write
 from pfs_volume.cli.client import reading_answer
-from pfs_volume.cli.options import api_client, json_option
-from pfs_volume.cli.output import show
+from pfs_volume.cli.commands import arg, command
+from pfs_volume.cli.options import JSON, api_client
+from pfs_volume.cli.output import note, show
+
+TYPE_CHECKING = False  # typing costs a short-lived CLI process (bench/cli_startup.py)
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import IO
 
 CHUNK = 1024 * 1024
 
 
-@click.command("export")
-@click.argument("name")
-@click.option(
+@command("export")
+@arg("name")
+@arg(
     "-o",
     "--output",
-    "dest",
+    dest="dest",
+    metavar="FILE",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=file_to_write,
     help="File to write.",
 )
 def repo_export(name: str, dest: Path) -> None:
@@ -37,27 +41,49 @@ def repo_export(name: str, dest: Path) -> None:
             out.write(chunk)
             written += len(chunk)
             if show_progress:
-                click.echo(f"\rexported {written / 1024**2:,.1f} MiB", nl=False, err=True)
-    click.echo(
+                note(f"\rexported {written / 1024**2:,.1f} MiB", end="")
+    note(
         f"{chr(13) if show_progress else ''}exported repo {name} to {dest} "
-        f"({written / 1024**2:,.1f} MiB)",
-        err=True,
+        f"({written / 1024**2:,.1f} MiB)"
     )
 
 
-@click.command("import")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--as", "name", help="Import under this name (default: the exported one).")
-@json_option
+@command("import")
+@arg("source", metavar="FILE", type=existing_file)
+@arg("--as", dest="name", help="Import under this name (default: the exported one).")
+@JSON
 def repo_import(source: Path, name: str | None, as_json: bool) -> None:
     """Restore a repo from an export file, with identical commit ids and history."""
     size = source.stat().st_size
-    with (
-        open(source, "rb") as raw,
-        click.progressbar(length=size, label="importing", file=sys.stderr) as bar,
-    ):
-        result = api_client().import_repo(_Progress(raw, bar.update), name)
+    progress = _Percent("importing", size, sys.stderr.isatty())
+    with open(source, "rb") as raw:
+        result = api_client().import_repo(_Progress(raw, progress.advance), name)
+    progress.end()
     show(result, as_json, f"imported repo {result['name']}")
+
+
+class _Percent:
+    """Progress on stderr: on a terminal ``LABEL NN%`` rewritten in place as it
+    grows, else the label once."""
+
+    def __init__(self, label: str, total: int, on_terminal: bool) -> None:
+        self.label, self.total, self.on_terminal = label, max(total, 1), on_terminal
+        self.done, self.shown = 0, -1
+        if not on_terminal:
+            note(label)
+
+    def advance(self, count: int) -> None:
+        """Count ``count`` more bytes done."""
+        self.done += count
+        percent = min(100, self.done * 100 // self.total)
+        if self.on_terminal and percent != self.shown:
+            self.shown = percent
+            note(f"\r{self.label} {percent:3d}%", end="")
+
+    def end(self) -> None:
+        """End the progress line."""
+        if self.on_terminal:
+            note("")
 
 
 class _Progress(io.RawIOBase):

@@ -6,14 +6,18 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
 
-import click
+from pfs_volume.cli.argtypes import seconds
+from pfs_volume.cli.commands import arg
+from pfs_volume.cli.output import note
 
-WAIT_TIMEOUT = click.option(
+TYPE_CHECKING = False  # typing costs a short-lived CLI process (bench/cli_startup.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+WAIT_TIMEOUT = arg(
     "--timeout",
-    type=click.FloatRange(min=0),
-    default=None,
+    type=seconds,
     metavar="SECONDS",
     help="Give up after this long (exit 2). Default: wait as long as it takes.",
 )
@@ -49,7 +53,7 @@ def wait_until(
         if done(result):
             return result
         if deadline is not None and time.monotonic() >= deadline:
-            click.echo(f"pfs: {what} is not done after {timeout:g} s", err=True)
+            note(f"pfs: {what} is not done after {timeout:g} s")
             sys.exit(2)
         # Answered at once, not done: the daemon serves its most waits already. Ask
         # again after a pause, never in a tight loop on its socket.

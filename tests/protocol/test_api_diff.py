@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
-from click.testing import CliRunner
-
-from pfs_volume.cli.main import main
 from pfs_volume.volumes import VolumeService
+from tests.cli_run import invoke
 from tests.protocol.conftest import Transport
 
 
@@ -49,11 +47,9 @@ def test_diff_of_a_commit_and_between_two(api_http: Transport, volumes: VolumeSe
 
 
 def test_diff_verb(api_socket: str) -> None:
-    result = CliRunner().invoke(main, ["--api", api_socket, "diff", "photos@master"])
+    result = invoke(["--api", api_socket, "diff", "photos@master"])
     assert result.exit_code == 0 and result.stdout.strip() == "A  b"
-    result = CliRunner().invoke(
-        main, ["--api", api_socket, "diff", "photos@master~1", "photos@master", "--json"]
-    )
+    result = invoke(["--api", api_socket, "diff", "photos@master~1", "photos@master", "--json"])
     assert [c["path"] for c in json.loads(result.stdout)["changes"]] == ["b"]
-    result = CliRunner().invoke(main, ["--api", api_socket, "diff", "photos@master", "x@y"])
+    result = invoke(["--api", api_socket, "diff", "photos@master", "x@y"])
     assert result.exit_code == 2 and "same repo" in result.stderr

@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
-
-from pfs_volume.cli.main import main
 from pfs_volume.names import parse_ref
 from pfs_volume.volumes import VolumeService
+from tests.cli_run import invoke
 from tests.protocol.conftest import Transport
 
 
@@ -106,12 +104,8 @@ def test_bad_merges_are_refused(api_http: Transport, volumes: VolumeService) -> 
 
 
 def test_merge_verb(api_socket: str, tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        main, ["--api", api_socket, "merge", "photos/dev", "--into", "master"]
-    )
+    result = invoke(["--api", api_socket, "merge", "photos/dev", "--into", "master"])
     # dev started at master's head in this fixture, so this is a fast-forward.
     assert result.exit_code == 0 and result.stdout.startswith("fast-forward: photos/master is at ")
-    files = json.loads(
-        CliRunner().invoke(main, ["--api", api_socket, "ls", "photos@master", "--json"]).stdout
-    )
+    files = json.loads(invoke(["--api", api_socket, "ls", "photos@master", "--json"]).stdout)
     assert [e["name"] for e in files] == ["a", "b", "c"]

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from pfs_volume.cli.main import main
 from pfs_volume.names import parse_ref
 from pfs_volume.repos import RepoService
 from pfs_volume.transport import UnixSocketServer
 from pfs_volume.volumes import VolumeService
 from tests.api_app import api_app
+from tests.cli_run import invoke
 from tests.protocol.conftest import Transport
 from tests.trees_model import read_tree
 
@@ -269,11 +268,11 @@ def test_merge_commits_record_both_parents_and_remerge_only_sees_new_changes(
     first_line = [c["id"] for c in _cli(socket, "log", "r", "--first-parent", "--json")]
     assert theirs in everything and theirs not in first_line
     assert set(first_line) < set(everything)
-    text = CliRunner().invoke(main, ["--api", socket, "log", "r", "--limit", "1"]).stdout
+    text = invoke(["--api", socket, "log", "r", "--limit", "1"]).stdout
     header, row = text.splitlines()
     top = repos.get_commit("r", repos.get_branch("r", "master").head or "")
     assert "PARENTS" in header and " ".join(p[:12] for p in top.parents) in row
-    missing = CliRunner().invoke(main, ["--api", socket, "commit", "inspect", "r@master~1^2"])
+    missing = invoke(["--api", socket, "commit", "inspect", "r@master~1^2"])
     assert missing.exit_code != 0 and "parent" in (missing.stdout + missing.stderr)
 
 
@@ -299,7 +298,7 @@ def test_merge_writes_special_files_as_what_they_are(
 
 
 def _cli(socket: str, *args: str) -> Any:
-    result = CliRunner().invoke(main, ["--api", socket, *args])
+    result = invoke(["--api", socket, *args])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 

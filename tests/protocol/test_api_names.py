@@ -10,13 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from pfs_volume.cli.main import main
 from pfs_volume.repos import RepoService
 from pfs_volume.transport import UnixSocketServer
 from pfs_volume.volumes import VolumeService
 from tests.api_app import api_app
+from tests.cli_run import invoke
 from tests.protocol.conftest import Transport
 from tests.protocol.test_api_files_safety import body_of
 
@@ -111,7 +110,7 @@ def served(repos: RepoService, volumes: VolumeService, tmp_path: Path) -> Iterat
 
 
 def pfs(api: str, *args: str, data: bytes | None = None) -> tuple[int, bytes, str]:
-    result = CliRunner().invoke(main, ["--api", api, *args], input=data)
+    result = invoke(["--api", api, *args], input=data)
     return result.exit_code, result.stdout_bytes, result.stderr
 
 

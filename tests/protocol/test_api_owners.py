@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from pfs_volume.cli.main import main
 from pfs_volume.meta import SqliteStore
 from pfs_volume.volumes import VolumeService
+from tests.cli_run import invoke
 from tests.protocol.conftest import Transport
 
 OWNED = (
@@ -41,7 +40,7 @@ def put(http: Transport, repo_branch: str, path: str, data: bytes) -> tuple[int,
 
 
 def pfs(api: str, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, ["--api", api, *args])
+    result = invoke(["--api", api, *args])
     return result.exit_code, result.stdout, result.stderr
 
 

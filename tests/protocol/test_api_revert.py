@@ -6,10 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
-
-from pfs_volume.cli.main import main
 from pfs_volume.volumes import VolumeService
+from tests.cli_run import invoke
 from tests.protocol.conftest import Transport
 
 
@@ -87,7 +85,7 @@ def test_revert_of_the_first_commit_and_while_mounted(
 
 
 def test_revert_verb(api_socket: str) -> None:
-    result = CliRunner().invoke(main, ["--api", api_socket, "revert", "photos/master", "master"])
+    result = invoke(["--api", api_socket, "revert", "photos/master", "master"])
     assert result.exit_code == 0 and result.stdout.startswith("committed ")
-    result = CliRunner().invoke(main, ["--api", api_socket, "ls", "photos@master", "--json"])
+    result = invoke(["--api", api_socket, "ls", "photos@master", "--json"])
     assert [e["name"] for e in json.loads(result.stdout)] == ["a"]

@@ -8,13 +8,12 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from click.testing import CliRunner
 
-from pfs_volume.cli.main import main
 from pfs_volume.meta import RepoSize
 from pfs_volume.repos import SizeMeter
 from pfs_volume.transfer import export_repo, import_repo
 from pfs_volume.volumes import VolumeService
+from tests.cli_run import invoke
 from tests.protocol.conftest import Transport
 from tests.protocol.test_api_gc import send
 
@@ -73,6 +72,6 @@ def test_an_import_is_measured(volumes: VolumeService) -> None:
 
 
 def test_repo_inspect_says_what_the_size_is(api_socket: str) -> None:
-    result = CliRunner().invoke(main, ["--api", api_socket, "repo", "inspect", "photos"])
+    result = invoke(["--api", api_socket, "repo", "inspect", "photos"])
     assert result.exit_code == 0, result.output
     assert "MiB written by its kept commits" in result.output

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from pfs_volume.cli.main import main
 from pfs_volume.volumes import VolumeService
+from tests.cli_run import invoke
 
 
 def pfs(api: str, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, ["--api", api, *args])
+    result = invoke(["--api", api, *args])
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -103,14 +101,11 @@ def test_repo_branch_reset_and_commit_verbs(api_socket: str, volumes: VolumeServ
 
 
 def test_files_verbs(api_socket: str, tmp_path: Path) -> None:
-    runner = CliRunner()
-    result = runner.invoke(
-        main, ["--api", api_socket, "put", "photos/master", "/x/y.txt"], input=b"hello\n"
-    )
+    result = invoke(["--api", api_socket, "put", "photos/master", "/x/y.txt"], input=b"hello\n")
     assert result.exit_code == 0 and result.stdout.startswith("committed ")
     code, out, _ = pfs(api_socket, "ls", "photos@master", "x")
     assert out.splitlines()[1].split() == ["y.txt", "file", "6", "644"]
-    result = runner.invoke(main, ["--api", api_socket, "cat", "photos@master", "x/y.txt"])
+    result = invoke(["--api", api_socket, "cat", "photos@master", "x/y.txt"])
     assert result.exit_code == 0 and result.stdout_bytes == b"hello\n"
     code, _, err = pfs(api_socket, "get", "photos@master", "x", "-o", str(tmp_path / "out"))
     assert code == 0 and (tmp_path / "out" / "x" / "y.txt").read_text() == "hello\n"

@@ -7,17 +7,15 @@ import os
 import stat
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from pfs_volume.cli.main import main
 from pfs_volume.volumes import VolumeService
+from tests.cli_run import invoke
 from tests.protocol.test_api_names import served
 
 __all__ = ["served"]
 
 
 def pfs(api: str, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, ["--api", api, *args])
+    result = invoke(["--api", api, *args])
     return result.exit_code, result.stdout, result.stderr
 
 

@@ -14,11 +14,10 @@ from urllib.parse import quote
 
 import pytest
 import requests_unixsocket
-from click.testing import CliRunner
 
-from pfs_volume.cli.main import main
 from pfs_volume.safepath import closing, open_root, remove_tree
 from pfs_volume.volumes import VolumeService
+from tests.cli_run import invoke
 from tests.protocol.test_api_names import served
 
 __all__ = ["served"]
@@ -32,7 +31,7 @@ takes a few seconds; 39 s was seen at load 13 on 2 cores)."""
 
 def pfs(api: str, *args: str) -> tuple[int, str, str]:
     started = time.monotonic()
-    result = CliRunner().invoke(main, ["--api", api, *args])
+    result = invoke(["--api", api, *args])
     took = time.monotonic() - started
     assert took < SECONDS, f"pfs {' '.join(args)[:60]} took {took:.1f}s"
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception

@@ -1,21 +1,21 @@
 """The CLI's HTTP/1.1 connection (``pfs_volume/cli/connection.py``) and ``ApiClient``'s
 transport against a scripted server on a unix socket: framing both ways, errors,
-timeouts, a daemon that is not there. Also: a verb imports only what it needs."""
+timeouts, a daemon that is not there (what a verb imports: test_cli_imports.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pfs_volume.cli.client import ApiClient
+from pfs_volume.cli.connection import percent_encode, query_string
 from pfs_volume.config import DEFAULT_API_SOCKET
 from pfs_volume.errors import BodyTooLarge, NotFound, PfsError
 
@@ -249,37 +249,6 @@ def test_the_cli_version_is_the_installed_packages() -> None:
     assert version("pfs") == __version__
 
 
-def test_every_lazy_verb_is_the_command_of_its_name() -> None:
-    import click
-
-    from pfs_volume.cli.lazy import load_command
-    from pfs_volume.cli.main import VERBS, main
-
-    for name, where in VERBS.items():
-        assert load_command(where).name == name
-    repo = main.get_command(click.Context(main), "repo")
-    assert isinstance(repo, click.Group)
-    assert {"export", "import", "list"} <= set(repo.list_commands(click.Context(repo)))
-
-
-def test_a_verb_imports_neither_requests_nor_the_other_verbs() -> None:
-    code = (
-        "import sys\n"
-        "from pfs_volume.cli.main import main\n"
-        "main.get_command(None, 'log')\n"
-        "print(' '.join(sorted(sys.modules)))\n"
-    )
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": root}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd="/"
-    )
-    loaded = set(done.stdout.split())
-    assert "pfs_volume.cli.commits" in loaded
-    heavy = {"requests", "http.client", "ssl", "pfs_volume.cli.files", "pfs_volume.config"}
-    assert not heavy & loaded, heavy & loaded
-
-
 def test_an_http_address_is_reached_over_tcp_with_its_path(tmp_path: Path) -> None:
     got: list[bytes] = []
 
@@ -293,3 +262,33 @@ def test_an_http_address_is_reached_over_tcp_with_its_path(tmp_path: Path) -> No
     finally:
         server.close()
     assert got[0].startswith(b"GET /pre/v1/nodes HTTP/1.1\r\nHost: 127.0.0.1:")
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.text(), st.binary(), st.integers()))
+def test_percent_encoding_is_urllib_quote_without_safe_characters(value: str | bytes | int) -> None:
+    from urllib.parse import quote, unquote_to_bytes
+
+    try:
+        expected = quote(value if isinstance(value, str | bytes) else str(value), safe="")
+    except UnicodeEncodeError:  # a lone surrogate: both refuse it
+        with pytest.raises(UnicodeEncodeError):
+            percent_encode(value)
+        return
+    assert percent_encode(value) == expected
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    assert unquote_to_bytes(percent_encode(value)) == raw
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.text(), st.one_of(st.text(), st.binary(), st.integers()))))
+def test_a_query_is_urlencode_s(fields: list[tuple[str, str | bytes | int]]) -> None:
+    from urllib.parse import urlencode
+
+    try:
+        expected = urlencode(fields)
+    except UnicodeEncodeError:  # a lone surrogate: both refuse it
+        with pytest.raises(UnicodeEncodeError):
+            query_string(fields)
+        return
+    assert query_string(fields) == expected
