@@ -5,10 +5,10 @@ pass's own decision; only the bytes of a copy are left out.
 Balance: placement is rendezvous bounded by load (``placement.fill``), so with 1,000
 repos of 2 replicas on 50 nodes (40 each) every node holds within 10 % of the mean, after
 creation and after 5 nodes die and are repaired. ``bench/placement_sim.py`` runs the
-issue's 2,000 repos (80 each), against plain rendezvous (1.238 / 0.750 of the mean);
-the test runs half as many, which halves its set-up (about 25 s of the suite's time). Four nodes create at once, each placing by its own view of the loads
-(read from the records at most ``LOADS_MAX_AGE`` ago), as concurrent creates on
-different hosts would.
+issue's 2,000 repos (80 each) against plain rendezvous (1.238 / 0.750 of the mean); the
+test places half as many, which halves its set-up (about 25 s of the suite's time). Four
+nodes create at once, each placing by its own view of the loads (read from the records
+at most ``LOADS_MAX_AGE`` ago), as concurrent creates on different hosts would.
 """
 
 from __future__ import annotations
