@@ -129,8 +129,10 @@ def run(root: Group, argv: list[str]) -> int:
         SystemExit: (status 2) a bad command line or a ``UsageError``, with the usage of
             the command at fault and what was wrong; (status 0) after ``--help``.
     """
+    # No abbreviations (argparse's default takes --lim for --limit): an option a later
+    # version adds must not change what an old script's shortened word means.
     parser = argparse.ArgumentParser(
-        prog=root.name, description=root.doc, formatter_class=_HelpFormatter
+        prog=root.name, description=root.doc, formatter_class=_HelpFormatter, allow_abbrev=False
     )
     argv = _build(parser, root, list(argv))
     namespace, unknown = parser.parse_known_args(argv)
@@ -180,7 +182,11 @@ def _build(parser: argparse.ArgumentParser, node: Verb | Group, argv: list[str])
     children = parser.add_subparsers(metavar="COMMAND", required=True, title="commands")
     for name in names:
         child = _load(node, name)
-        options: dict[str, Any] = {"description": child.doc, "formatter_class": _HelpFormatter}
+        options: dict[str, Any] = {
+            "description": child.doc,
+            "formatter_class": _HelpFormatter,
+            "allow_abbrev": False,
+        }
         if not child.hidden:  # argparse lists a command given a help text only
             options["help"] = _summary(child.doc)
         sub = children.add_parser(name, **options)

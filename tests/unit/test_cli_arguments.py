@@ -55,6 +55,9 @@ NOWHERE = ["--api", "/nonexistent/pfs.sock"]
             "argument --replicas: 'two' is not a whole number",
         ),
         (["repo", "list", "--limit", "3"], "pfs repo list", "unrecognized arguments: --limit 3"),
+        # No abbreviations: a shortened option is unknown, never taken for a longer one.
+        (["log", "r", "--lim", "3"], "pfs log", "unrecognized arguments: --lim 3"),
+        (["--ap", "/x", "repo", "list"], "pfs", "argument COMMAND: invalid choice: '/x'"),
         (
             ["repo", "lst"],
             "pfs repo",
