@@ -6,10 +6,11 @@ a few ms), and their records written in one import per repo (SQLite, or etcd wit
 ``--cluster``). The pool image is formatted with 4 KiB metadata nodes and single
 metadata, so 100,000 subvolumes take about 0.5 GB of disk instead of several.
 
-Then it times ``pfs serve`` from launch until both sockets answer (the plugin's
-``Plugin.Activate`` and the API's ``/v1/health``), STARTS times, and ``pfs fsck --json``
-once. ``--baseline-tree DIR`` (e.g. ``git archive main | tar -x -C DIR``) times that
-code on the same pool too (it has no fsck).
+Then it times ``pfs serve`` from launch until the plugin answers ``Plugin.Activate``
+(and the API socket answers at all: 503 while starting), and until a volume call
+(``VolumeDriver.List``) succeeds, STARTS times, and ``pfs fsck --json`` once.
+``--baseline-tree DIR`` (e.g. ``git archive main | tar -x -C DIR``) times that code on
+the same pool too (it has no fsck).
 
 Targets: start-up <= 2 s at 100,000 commits on one host, <= 5 s in a cluster.
 
@@ -42,7 +43,6 @@ from bench._common import (
     require_root,
     run,
     table,
-    timed,
     write_results,
 )
 from pfs_volume.btrfs import ioctl
@@ -58,6 +58,8 @@ NODE_ID = "bench-node"
 IMAGE_SIZE = 16 * 1024**3
 TARGETS = {"single host": 2.0, "cluster": 5.0}
 SNAPSHOT_THREADS = 4
+POLL = 0.01
+"""Seconds between List calls while the daemon starts."""
 
 
 def build_pool(state: Path, commits: int) -> dict[str, list[CommitRecord]]:
@@ -129,17 +131,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def time_starts(node: PfsNode, tree: Path | None) -> tuple[list[float], list[float]]:
-    """Seconds from launch until both sockets answer, and the CPU seconds the daemon
-    used until then, STARTS times (the daemon stopped in between)."""
+def time_start(node: PfsNode, env: dict[str, str]) -> tuple[float, float]:
+    """Launch the daemon; seconds until its plugin socket answers ``Plugin.Activate``
+    (and the API socket answers at all), and until a volume call (List) succeeds."""
+    began = time.perf_counter()
+    node.start(env=env, ready=False)
+    activate = time.perf_counter() - began
+    while "Err" in node.plugin("VolumeDriver.List"):
+        time.sleep(POLL)
+    return activate, time.perf_counter() - began
+
+
+def time_starts(node: PfsNode, tree: Path | None) -> tuple[list[float], list[float], list[float]]:
+    """Seconds from launch until the plugin answers Activate, until volume calls
+    succeed, and the CPU seconds the daemon used until then, STARTS times (the daemon
+    stopped in between). Code from before the plugin socket listened first answers
+    both at once."""
     env = {"PYTHONPATH": str(tree or Path.cwd())}
-    samples, cpu = [], []
+    activate, ready, cpu = [], [], []
     for _ in range(STARTS):
-        samples.append(timed(lambda: node.start(env=env)))
+        first, last = time_start(node, env)
+        activate.append(first)
+        ready.append(last)
         assert node.process is not None
         cpu.append(cpu_seconds(node.process.pid))
         node.stop()
-    return samples, cpu
+    return activate, ready, cpu
 
 
 def time_fsck(node: PfsNode) -> tuple[float, dict[str, Any]]:
@@ -193,11 +210,13 @@ def measure(size: int, args: argparse.Namespace, mode: str) -> dict[str, Any]:
         if args.baseline_tree is not None:
             codes = {"before": args.baseline_tree.resolve(), **codes}
         for label, tree in codes.items():
-            samples, cpu = time_starts(node, tree)
+            activate, samples, cpu = time_starts(node, tree)
+            result[f"activate {label}"] = activate
             result[f"start {label}"] = samples
             result[f"cpu {label}"] = cpu
             print(
-                f"    start ({label}): {', '.join(fmt_seconds(s) for s in samples)}; CPU "
+                f"    Activate ({label}): {', '.join(fmt_seconds(s) for s in activate)}; "
+                f"volume calls: {', '.join(fmt_seconds(s) for s in samples)}; CPU "
                 f"{', '.join(fmt_seconds(s) for s in cpu)}",
                 flush=True,
             )
@@ -240,7 +259,9 @@ def main() -> None:
     for size in sizes:
         results["sizes"][size] = measure(size, args, mode)
     rows = []
-    labels = [k for k in results["sizes"][sizes[0]] if k.startswith(("start ", "cpu "))]
+    labels = [
+        k for k in results["sizes"][sizes[0]] if k.startswith(("activate ", "start ", "cpu "))
+    ]
     for label in labels:
         medians = [median(results["sizes"][n][label]) for n in sizes]
         growth = fmt_ratio(medians[-1] / medians[0]) if len(sizes) > 1 else "-"

@@ -1,30 +1,30 @@
 """The node daemon: one state dir, one pool, one store, two sockets.
 
-Start-up order matters for crash safety: take the state dir's lock, mount the pool, open
-the store, reconcile disk and metadata, and only then accept Docker's calls.
+Start-up order matters for crash safety: take the state dir's lock, listen on both
+sockets (answering "starting" to all but Docker's handshake: ``pfs_volume.startup``),
+mount the pool, open the store, reconcile disk and metadata, and only then serve Docker's
+volume calls and the API.
 """
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
-from pfs_volume.api import create_api_app
-from pfs_volume.api.app import ApiServices
+from pfs_volume.api.app import ApiServices, create_api_app
 from pfs_volume.btrfs import BtrfsPool, PoolImage, prepare_pool
 from pfs_volume.cluster import placement
 from pfs_volume.config import Settings
+from pfs_volume.daemon_sockets import Sockets
 from pfs_volume.doctor import Doctor
 from pfs_volume.driver_name import change_words, served_before
-from pfs_volume.errors import Conflict, PfsError, StorageError
+from pfs_volume.errors import PfsError, StorageError
+from pfs_volume.failpoints import failpoint
 from pfs_volume.files import FileService
 from pfs_volume.history import HistoryService
 from pfs_volume.history.journal import recover_merges
@@ -36,16 +36,11 @@ from pfs_volume.pipelines.uses import PipelineUses
 from pfs_volume.putlog import recover_puts
 from pfs_volume.repos import Coordinator, RepoParts, RepoService, SingleHost, SizeMeter
 from pfs_volume.repos.fsck import FsckReport
+from pfs_volume.systemd_notify import notify
 from pfs_volume.transfer import recover_imports
-from pfs_volume.transport import (
-    API_CONNECTIONS,
-    PLUGIN_CONNECTIONS,
-    UnixSocketServer,
-    socket_in_use,
-)
+from pfs_volume.transport import UnixSocketServer
 from pfs_volume.upload import STAGING_FOLDER, StagingArea
-from pfs_volume.volumes import SCOPE, VolumeService
-from plugin import create_plugin_app
+from pfs_volume.volumes import VolumeService
 
 if TYPE_CHECKING:
     from pfs_volume.cluster.membership import NodeInfo
@@ -55,7 +50,6 @@ log = logging.getLogger(__name__)
 
 DOCKER_TIMEOUT = 60
 """Seconds a Docker call of the pipeline runner waits (the docker SDK's default)."""
-LOCK_NAME = "daemon.lock"
 META_NAME = "meta.db"
 
 
@@ -64,11 +58,14 @@ class Daemon:
 
     Args:
         settings: where state, pool and sockets live.
+        sockets: the state dir's lock and both sockets, opened already (``pfs serve``
+            opens them before it imports this module); opened by ``start`` when omitted.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, sockets: Sockets | None = None) -> None:
         self.settings = settings
-        self._lock_file: IO[str] | None = None
+        self._sockets = sockets or Sockets(settings)
+        self.startup = self._sockets.startup
         self._image: PoolImage | None = None
         self._servers: list[UnixSocketServer] = []
         self._stopping = threading.Event()
@@ -81,110 +78,150 @@ class Daemon:
         self.reconciler: MountReconciler | None = None
         self.driver_before: str | None = None
         """The driver name the pool was served under before, when it was another."""
+        self._bringing_up: threading.Thread | None = None
 
     def start(self) -> None:
-        """Lock the state dir, bring up pool and store, reconcile, serve.
+        """Open the sockets (unless ``pfs serve`` did) and bring the node up behind them
+        on a thread of its own (``pfs_volume.startup``: until ready, volume calls and
+        the API answer what it is doing). ``wait`` raises what made start-up fail.
 
         Raises:
             Conflict: another daemon holds the state dir, or serves on a socket.
-            StorageError: the pool cannot be prepared.
+        """
+        if not self._sockets.is_open:
+            self._sockets.open()
+        self._bringing_up = threading.Thread(target=self._bring_up, name="pfs-start")
+        self._bringing_up.start()
+
+    def _bring_up(self) -> None:
+        """Start-up behind the sockets; a failure stops the daemon, which exits with it
+        (``wait``), except an unreachable etcd, which is retried."""
+        try:
+            self._prepare()
+        except BaseException as exc:
+            if isinstance(exc, PfsError):
+                log.error("start-up failed: %s", exc)
+            else:
+                log.exception("start-up failed")
+            self.startup.fail(exc)
+            self._stopping.set()
+
+    def _prepare(self) -> None:
+        """Pool, store, recovery, services; then Docker's calls and the API are served.
+        Returns early, having started nothing more, when the daemon is told to stop."""
+        settings = self.settings
+        self.startup.step("preparing the pool")
+        root, self._image = prepare_pool(settings.state_dir, settings.pool_size)
+        pool = BtrfsPool(root)
+        self.driver_before = served_before(root, settings.driver_name)
+        if self.driver_before is not None:
+            log.warning(change_words(self.driver_before, settings.driver_name))
+        failpoint("start.pool_ready")
+        if settings.cluster:
+            from pfs_volume.daemon_cluster import retrying_etcd
+
+            parts = retrying_etcd(
+                functools.partial(self._open, pool),
+                self._close_store,
+                self.startup,
+                self._stopping,
+                settings.etcd,
+            )
+        else:
+            parts = self._open(pool)
+        repos = self.repos
+        if parts is None or repos is None or self._stopping.is_set():
+            log.info("stopped while starting")
+            return
+        # After recovery, which may have freed space: a full pool stays recoverable.
+        self.startup.step("starting the services")
+        parts.space.start()
+        self._sizes = parts.sizes.start()
+        self.volumes = VolumeService(
+            repos, parts.store, prefix=settings.driver_name, pool_changes=lambda: pool.changes
+        )
+        self.reconciler = self._reconciler(self.volumes)
+        nodes = None
+        if self._cluster is not None:
+            self._servers.append(self._cluster.start())
+            nodes = self._cluster.registry.live_nodes
+        self.pipelines = self._pipelines(repos, pool)
+        repos.on_commit(lambda _commit: self._wake_pipelines())
+        doctor = Doctor(
+            repos, self.volumes, self.reconciler, settings.driver_name, self.driver_before
+        )
+        services = api_services(
+            repos, self.volumes, self.pipelines, doctor, nodes, parts.fsck.check
+        )
+        self.pipelines.start()
+        if self.reconciler is not None:
+            self.reconciler.start()
+        # Docker's calls first: a healthy API promises that volume calls work too.
+        self._sockets.driver.attach(self.volumes)
+        if self._sockets.api is not None:
+            self._sockets.api.replace_app(create_api_app(services))
+        self.startup.ready()
+
+    def _open(self, pool: BtrfsPool, retrying: bool = False) -> RepoParts:
+        """Open the store, build the commit graph's parts and recover what a crash left
+        (``retrying``: the start-up message still says why etcd was not reached).
+
+        Raises:
+            Unavailable: etcd cannot be reached (a cluster node).
         """
         settings = self.settings
-        self._lock_state_dir()
-        try:
-            for path in (settings.plugin_socket, settings.api_socket):
-                if socket_in_use(path):
-                    raise Conflict(f"another process is serving on {path} already")
-            root, self._image = prepare_pool(settings.state_dir, settings.pool_size)
-            pool = BtrfsPool(root)
-            self.driver_before = served_before(root, settings.driver_name)
-            if self.driver_before is not None:
-                log.warning(change_words(self.driver_before, settings.driver_name))
-            # Store and pool first, then the commit graph's parts, then the cluster's
-            # pieces made from those parts, then the front the layers above call.
-            coordinator: Coordinator
-            if settings.cluster:
-                from pfs_volume.daemon_cluster import Cluster
+        # Store and pool first, then the commit graph's parts, then the cluster's
+        # pieces made from those parts, then the front the layers above call.
+        coordinator: Coordinator
+        if settings.cluster:
+            from pfs_volume.daemon_cluster import Cluster
 
-                self._cluster = Cluster(settings, pool)
-                self.store = self._cluster.store
-                coordinator = self._cluster.coordinator
-            else:
-                self.store = SqliteStore(root / META_NAME, settings.node_id)
-                coordinator = SingleHost(settings.node_id)
-            parts = RepoParts.build(
-                self.store, pool, coordinator=coordinator, uses=PipelineUses(self.store)
-            )
-            if self._cluster is not None:
-                self._cluster.replicate(parts)
-            self.repos = RepoService.over(parts)
-            report = self.repos.recover()
-            for name in recover_imports(self.repos):
-                log.info("repo=%s: an import interrupted by a crash was undone", name)
-            for name in recover_puts(self.repos):
-                log.info("branch=%s: a put interrupted by a crash left it clean", name)
-            files, size = StagingArea(root / STAGING_FOLDER).clear()
-            log.info("staging: removed %d upload(s) a crash cut off, %d bytes", files, size)
-            for name in recover_merges(self.repos):
-                log.info("branch=%s: a merge interrupted by a crash was undone", name)
-            log.info(
-                "recovered: %d commit(s) finished, %d redone, %d abandoned, %d repo(s) purged",
-                len(report.finished),
-                len(report.redone),
-                len(report.abandoned),
-                len(report.purged_repos),
-            )
-            # After recovery, which may have freed space: a full pool stays recoverable.
-            parts.space.start()
-            self._sizes = parts.sizes.start()
-            self.volumes = VolumeService(
-                self.repos,
-                self.store,
-                prefix=settings.driver_name,
-                pool_changes=lambda: pool.changes,
-            )
-            self.reconciler = self._reconciler(self.volumes)
-            nodes = None
-            if self._cluster is not None:
-                self._cluster.relock(self.store)
-                peer_server = self._cluster.start()
-                self._servers.append(peer_server)
-                nodes = self._cluster.registry.live_nodes
-            self._serve(
-                create_plugin_app(self.volumes, scope=SCOPE),
-                settings.plugin_socket,
-                "Docker volume plugin",
-                PLUGIN_CONNECTIONS,
-            )
-            self.pipelines = self._pipelines(self.repos, pool)
-            self.repos.on_commit(lambda _commit: self._wake_pipelines())
-            self._serve(
-                create_api_app(
-                    api_services(
-                        self.repos,
-                        self.volumes,
-                        self.pipelines,
-                        Doctor(
-                            self.repos,
-                            self.volumes,
-                            self.reconciler,
-                            settings.driver_name,
-                            self.driver_before,
-                        ),
-                        nodes,
-                        parts.fsck.check,
-                    )
-                ),
-                settings.api_socket,
-                "pfs API",
-                API_CONNECTIONS,
-            )
-            self.pipelines.start()
-            if self.reconciler is not None:
-                self.reconciler.start()
-        except BaseException:
-            self.stop()
-            raise
+            if not retrying:
+                self.startup.step(f"joining the cluster at {', '.join(settings.etcd)}")
+            self._cluster = Cluster(settings, pool)
+            self.store = self._cluster.store
+            coordinator = self._cluster.coordinator
+        else:
+            self.store = SqliteStore(pool.root / META_NAME, settings.node_id)
+            coordinator = SingleHost(settings.node_id)
+        failpoint("start.store_open")
+        parts = RepoParts.build(
+            self.store, pool, coordinator=coordinator, uses=PipelineUses(self.store)
+        )
+        if self._cluster is not None:
+            self._cluster.replicate(parts)
+        self.repos = RepoService.over(parts)
+        self.startup.step("recovering what a crash left unfinished")
+        report = self.repos.recover()
+        for name in recover_imports(self.repos):
+            log.info("repo=%s: an import interrupted by a crash was undone", name)
+        for name in recover_puts(self.repos):
+            log.info("branch=%s: a put interrupted by a crash left it clean", name)
+        files, size = StagingArea(pool.root / STAGING_FOLDER).clear()
+        log.info("staging: removed %d upload(s) a crash cut off, %d bytes", files, size)
+        for name in recover_merges(self.repos):
+            log.info("branch=%s: a merge interrupted by a crash was undone", name)
+        log.info(
+            "recovered: %d commit(s) finished, %d redone, %d abandoned, %d repo(s) purged",
+            len(report.finished),
+            len(report.redone),
+            len(report.abandoned),
+            len(report.purged_repos),
+        )
+        if self._cluster is not None:
+            self._cluster.relock(self.store)
+        return parts
+
+    def _close_store(self) -> None:
+        """Drop a store (and cluster parts) that a failed ``_open`` left: none of it
+        was started beyond its lease."""
+        self.repos = None
+        if self._cluster is not None:
+            self._cluster.stop(leave=False)
+            self._cluster = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
     def _reconciler(self, volumes: VolumeService) -> MountReconciler | None:
         """The mount reconciler (not started), hooked to the volume service's unmatched
@@ -249,35 +286,12 @@ class Daemon:
             max_jobs=self.settings.max_jobs,
         )
 
-    def _serve(self, app: object, path: Path, label: str, connections: int) -> None:
-        """Serve ``app`` on the unix socket ``path``: its own loop, threads and
-        connection limit, so that no client of one socket starves another's."""
-        server = UnixSocketServer(app, path, label, connections)  # type: ignore[arg-type]
-        server.start()
-        self._servers.append(server)
-
-    def _lock_state_dir(self) -> None:
-        state_dir = self.settings.state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(state_dir / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise Conflict(
-                f"another pfs daemon (pid {holder}) is using the state dir {state_dir}; "
-                "stop it first or give another --state-dir"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._lock_file = handle
-
     def wait(self) -> None:
-        """Block until SIGTERM or SIGINT, then stop."""
+        """Block until SIGTERM or SIGINT, or until start-up fails, then stop.
+
+        Raises:
+            PfsError: what made start-up fail.
+        """
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             log.info("signal %d: stopping", signum)
@@ -287,15 +301,27 @@ class Daemon:
         signal.signal(signal.SIGINT, on_signal)
         self._stopping.wait()
         self.stop()
+        failure = self.startup.failure
+        if isinstance(failure, PfsError):
+            raise failure
+        if failure is not None:
+            raise PfsError(f"start-up failed: {failure!r}") from failure
 
     def stop(self) -> None:
         """Stop serving; unmount the pool image when no container has a volume mounted."""
+        notify("STOPPING=1")
+        self._stopping.set()
+        if self._bringing_up is not None:
+            # Start-up notices the stop between its steps: nothing is torn down under it.
+            self._bringing_up.join()
+            self._bringing_up = None
         if self.reconciler is not None:
             self.reconciler.stop()
             self.reconciler = None
         if self.pipelines is not None:
             self.pipelines.stop()
             self.pipelines = None
+        self._sockets.stop_serving()
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
@@ -328,9 +354,7 @@ class Daemon:
                 except StorageError as exc:
                     log.warning("pool left mounted: %s", exc)
             self._image = None
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        self._sockets.unlock()
 
 
 def api_services(

@@ -5,19 +5,55 @@ replication and repair, and the node API peers call. ``daemon.py`` makes one onl
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.config import Settings
-from pfs_volume.errors import Conflict, StorageError
+from pfs_volume.errors import Conflict, StorageError, Unavailable
 from pfs_volume.meta import MetadataStore
 from pfs_volume.repos import Maintenance, RepoParts
+from pfs_volume.startup import Backoff, StartupState
 from pfs_volume.transport import TcpServer
 
 if TYPE_CHECKING:
     from pfs_volume.cluster.replication import Replicator
 
 log = logging.getLogger(__name__)
+
+Opened = TypeVar("Opened")
+
+
+def retrying_etcd(
+    open_once: Callable[[bool], Opened],
+    close: Callable[[], None],
+    startup: StartupState,
+    stopping: threading.Event,
+    endpoints: Sequence[str],
+) -> Opened | None:
+    """``open_once(retrying)`` until it stops raising ``Unavailable``: a node starts
+    while etcd is down, or goes away part-way through recovery, and joins once it is
+    back. Between tries ``close`` drops what the failed one made, and the start-up
+    message says why and when the next try is.
+
+    Returns:
+        What ``open_once`` returned; None when ``stopping`` was set meanwhile.
+    """
+    backoff = Backoff()
+    retrying = False
+    while True:
+        try:
+            return open_once(retrying)
+        except Unavailable as exc:
+            close()
+            wait = backoff.next()
+            startup.waiting(
+                f"pfs cannot reach etcd at {', '.join(endpoints)}: retrying in {wait:g} s; {exc}"
+            )
+            if stopping.wait(wait):
+                return None
+            retrying = True
 
 
 class Cluster:
@@ -61,7 +97,11 @@ class Cluster:
             ttl=settings.lease_ttl,
             prefix=settings.etcd_prefix,
         )
-        self.registry.start()
+        try:
+            self.registry.start()
+        except BaseException:
+            self.client.close()
+            raise
         self.locks = BranchLocks(self.client, self.registry, prefix=settings.etcd_prefix)
         self.registry.on_lease_lost(self.locks.forget_all)
         self.coordinator = ClusterCoordinator(

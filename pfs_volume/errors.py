@@ -112,6 +112,13 @@ class Unavailable(PfsError):
     code = "unavailable"
 
 
+class Starting(Unavailable):
+    """The daemon is up but still starting (preparing its pool, recovering, reaching
+    etcd): the message says what it is doing; try again shortly."""
+
+    code = "starting"
+
+
 class AmbiguousWrite(Unavailable):
     """A write to the metadata store failed after it may have reached the server: it may
     or may not have been applied. Read the state back before deciding what to do."""
@@ -273,6 +280,7 @@ ERRORS_BY_CODE: dict[str, type[PfsError]] = {
         ReadOnly,
         Busy,
         Unavailable,
+        Starting,
         Unauthorized,
         StorageError,
         PoolFull,

@@ -94,6 +94,11 @@ class RoutePolicy:
         self.app = app
         self._render: ErrorBody = app.extensions.get(_RENDER_KEY, api_error_body)
 
+    def follow(self, app: Flask) -> None:
+        """Look routes up in ``app`` from now on (it replaces the app being served)."""
+        self.app = app
+        self._render = app.extensions.get(_RENDER_KEY, api_error_body)
+
     def body_limit(self, method: str, path: str) -> tuple[int, str]:
         """The most bytes a request's body may have, and the route as errors name it.
 

@@ -132,6 +132,15 @@ class UnixSocketServer:
         self._start(server)
         log.info("serving the %s on %s", self.label, self.path)
 
+    def replace_app(self, app: Flask) -> None:
+        """Serve ``app`` from the next request on, on connections open already too (the
+        daemon's API: a start-up app, then the real one once the node is ready)."""
+        self.app = app
+        self._policy.follow(app)
+        if self._server is not None:
+            self._server.application = app
+        log.info("the %s now serves %s", self.label, app.name)
+
     def _start(self, server: Any) -> None:
         self._server = server
         self._thread = threading.Thread(target=self._serve, name=f"pfs-{self.label}", daemon=True)

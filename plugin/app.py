@@ -7,17 +7,18 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache, wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from pfs_volume.errors import InvalidRequest, MalformedRequest, PfsError
-from pfs_volume.meta import rfc3339
 from pfs_volume.request_limits import answers_errors_with
 from pfs_volume.strict_json import loads, read_body
 from plugin import protocol
-from plugin.protocol import Driver, VolumeInfo
+
+if TYPE_CHECKING:
+    from plugin.protocol import Driver, VolumeInfo
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,10 @@ def _mount_id(body: dict[str, Any]) -> str:
 def _created_at(moment: datetime) -> str:
     """``rfc3339``, remembered: List formats every volume's time on every call, and
     ``strftime`` was a fifth of its time at 10,000 volumes."""
+    # Imported here: the plugin socket answers before the metadata layer is imported
+    # (``pfs_volume.daemon_sockets``), and volumes are listed only once pfs is ready.
+    from pfs_volume.meta import rfc3339
+
     return rfc3339(moment)
 
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pfs_volume.volumes import VolumeInfo
+if TYPE_CHECKING:
+    from pfs_volume.volumes import VolumeInfo
 
 CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 IMPLEMENTS = ["VolumeDriver"]
@@ -67,3 +68,13 @@ class Driver(Protocol):
 
 
 __all__ = ["Driver", "VolumeInfo"]
+
+
+def __getattr__(name: str) -> Any:
+    """``VolumeInfo``, imported when first asked for: the daemon serves this protocol
+    before it imports the volume service (``pfs_volume.daemon_sockets``)."""
+    if name == "VolumeInfo":
+        from pfs_volume.volumes import VolumeInfo
+
+        return VolumeInfo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

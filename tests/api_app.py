@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from pfs_volume.api import create_api_app
+from pfs_volume.api.app import create_api_app
 from pfs_volume.daemon import api_services
 from pfs_volume.doctor import Doctor
 from pfs_volume.errors import StorageError

@@ -83,8 +83,9 @@ class PfsNode:
         """Where the node's btrfs pool is mounted."""
         return self.state_dir / "pool"
 
-    def start(self, env: dict[str, str] | None = None) -> PfsNode:
-        """Start the daemon and wait until both sockets answer."""
+    def start(self, env: dict[str, str] | None = None, ready: bool = True) -> PfsNode:
+        """Start the daemon and wait until both sockets answer; with ``ready``, until
+        start-up is over too (the API's health is ok)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         full_env = {**os.environ, **self.env, **(env or {})}
         full_env.pop("PFS_API", None)
@@ -118,11 +119,22 @@ class PfsNode:
                 raise RuntimeError(f"pfs serve exited {self.process.returncode}:\n{self.log()}")
             try:
                 self.plugin("Plugin.Activate")
-                self.api("GET", "/v1/health")
-                return self
+                if self.api("GET", "/v1/health").ok or not ready:
+                    return self
+                time.sleep(0.05)
             except (requests.ConnectionError, OSError):
                 time.sleep(0.05)
         raise RuntimeError(f"pfs serve did not come up in {START_TIMEOUT}s:\n{self.log()}")
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait until start-up is over (the API's health is ok); fail with the log."""
+        deadline = time.monotonic() + timeout
+        while not self.api("GET", "/v1/health").ok:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"pfs serve exited:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pfs serve was not ready in {timeout}s:\n{self.log()}")
+            time.sleep(0.05)
 
     def log(self) -> str:
         """Everything the daemon printed so far."""

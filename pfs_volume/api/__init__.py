@@ -1,5 +1,6 @@
-"""The pfs HTTP API (flask, JSON, under /v1/): translation only, no logic."""
+"""The pfs HTTP API (flask, JSON, under /v1/): translation only, no logic.
 
-from pfs_volume.api.app import create_api_app
-
-__all__ = ["create_api_app"]
+``app.create_api_app`` builds it; ``starting.create_starting_app`` is what the daemon
+serves until it is ready. Nothing is imported here, so that the second costs no import
+of the services the first needs (``pfs_volume.daemon_sockets``).
+"""

@@ -11,7 +11,7 @@ from flask import Flask, Response, jsonify, request, send_file
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from pfs_volume import __version__
+from pfs_volume import package_version
 from pfs_volume.api.openapi import openapi_document
 from pfs_volume.api.pipelines import add_pipeline_routes
 from pfs_volume.api.queries import flag
@@ -42,6 +42,8 @@ from pfs_volume.transfer import export_repo, import_repo
 from pfs_volume.volumes import VolumeService
 
 log = logging.getLogger(__name__)
+VERSION = package_version()
+"""The daemon's version, as ``/v1/health`` reports it."""
 
 MAX_LIMIT = 1_000_000
 
@@ -94,7 +96,7 @@ def create_api_app(services: ApiServices) -> Flask:
 
     @app.get("/v1/health")
     def health() -> ResponseReturnValue:
-        return {"ok": True, "version": __version__}
+        return {"ok": True, "version": VERSION}
 
     @app.get("/v1/openapi.json")
     def openapi() -> ResponseReturnValue:

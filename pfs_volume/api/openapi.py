@@ -105,7 +105,12 @@ SPEC_BODY = {
 }
 
 PATHS: dict[str, dict[str, Any]] = {
-    "/v1/health": {"get": _op("Is the daemon up", _object(ok={"type": "boolean"}))},
+    "/v1/health": {
+        "get": _op(
+            "Is the daemon up, and its version (503 with an error while it starts)",
+            _object(ok={"type": "boolean"}, version={"type": "string"}),
+        )
+    },
     "/v1/openapi.json": {"get": _op("This document", {"type": "object"})},
     "/v1/nodes": {
         "get": _op(

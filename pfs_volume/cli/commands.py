@@ -150,6 +150,16 @@ def run(root: Group, argv: list[str]) -> int:
     return 0
 
 
+def parser_of(verb: Verb, prog: str) -> argparse.ArgumentParser:
+    """The parser ``run`` gives ``verb`` (its environment defaults read now): for checking
+    a command line that something else will run, such as a service unit's."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=verb.doc, formatter_class=_HelpFormatter, allow_abbrev=False
+    )
+    _build(parser, verb, [])
+    return parser
+
+
 def _build(parser: argparse.ArgumentParser, node: Verb | Group, argv: list[str]) -> list[str]:
     """Give ``parser`` the arguments of ``node`` and, for a group, the parsers of the
     children ``argv`` can reach; returns ``argv``, with a group's default command

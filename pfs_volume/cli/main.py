@@ -6,9 +6,10 @@ status 1; the verbs live in a module per group of what ``pfs --help`` shows.
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 
-from pfs_volume import __version__
 from pfs_volume.cli.commands import Group, run
 from pfs_volume.cli.options import use_api
 from pfs_volume.errors import PfsError
@@ -48,6 +49,27 @@ VERBS = {
 }
 """Each verb of ``pfs`` and where it is defined: only the verb that runs is imported."""
 
+
+class VersionAction(argparse.Action):
+    """``--version``: print the CLI's version and the daemon's (``cli.version``), and exit
+    0; the daemon is the one ``--api`` names when given before ``--version``, else
+    PFS_API, else the default."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from pfs_volume.cli.version import version_lines
+
+        address = getattr(namespace, "api", None) or os.environ.get("PFS_API") or DEFAULT_API
+        for line in version_lines(address):
+            print(line)
+        parser.exit(0)
+
+
 PFS = Group(
     "pfs",
     "pfs: every Docker volume a versioned data repository.",
@@ -63,9 +85,15 @@ PFS = Group(
                 "(env PFS_API; default %(default)s).",
             },
         ),
-        # The version pfs_volume carries (a unit test holds it to the installed
-        # package's): reading the package metadata costs importlib.metadata, about 25 ms.
-        (("--version",), {"action": "version", "version": f"pfs, version {__version__}"}),
+        (
+            ("--version",),
+            {
+                "action": VersionAction,
+                "nargs": 0,
+                "default": argparse.SUPPRESS,
+                "help": "Show the CLI's version and that of the daemon it talks to, and exit.",
+            },
+        ),
     ],
     setup=use_api,
 )

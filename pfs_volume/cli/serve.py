@@ -181,7 +181,7 @@ def serve(
     max_jobs: int,
 ) -> None:
     """Run the node daemon (Docker volume plugin and pfs API)."""
-    from pfs_volume.daemon import Daemon
+    from pfs_volume.daemon_sockets import Sockets
 
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     settings = Settings(
@@ -202,7 +202,11 @@ def serve(
         reconcile_grace=reconcile_grace,
         max_jobs=max_jobs,
     )
-    daemon = Daemon(settings)
+    sockets = Sockets(settings).open()
+    # Imported once the sockets answer: importing the services takes most of a second.
+    from pfs_volume.daemon import Daemon
+
+    daemon = Daemon(settings, sockets)
     daemon.start()
     note(
         f"pfs serving driver {settings.driver_name!r} on {settings.plugin_socket}, "

@@ -108,6 +108,13 @@ def test_env_vars_configure_the_daemon_and_sigterm_stops_it_cleanly(
             assert daemon.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "pfs serve did not make its sockets"
             time.sleep(0.05)
+        # The sockets answer at once; volume calls once start-up is over.
+        while subprocess.run(
+            [PFS, "--api", str(api_socket), "repo", "list"], capture_output=True, check=False
+        ).returncode:
+            assert daemon.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "pfs serve did not finish starting"
+            time.sleep(0.1)
         assert fstype_at(state_dir / "pool") == "btrfs"
         assert_sparse(state_dir / "pool.img", 768 * 1024**2)
 

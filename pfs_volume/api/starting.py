@@ -1,0 +1,44 @@
+"""The API of a daemon that is still starting: every route answers 503 with what it is
+doing, so a client can tell "starting" from "not running" (a refused connection).
+
+The socket listens at once rather than once ready: ``pfs --version``, scripts and health
+checks read ``/v1/health`` (its ``version`` and its error) while the node recovers or
+waits for etcd, and a CLI verb says why it cannot run yet instead of "no daemon".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+from flask.typing import ResponseReturnValue
+
+from pfs_volume import package_version
+from pfs_volume.errors import Starting
+from pfs_volume.request_limits import MAX_STREAMED_BODY, accepts_body
+
+
+def create_starting_app(status: Callable[[], str]) -> Flask:
+    """The app served on the API socket until the real one replaces it.
+
+    Args:
+        status: what the daemon is doing now ("pfs is starting: recovering ...").
+    """
+    app = Flask("pfs-api-starting")
+    version = package_version()
+
+    def error() -> dict[str, str]:
+        return {"code": Starting.code, "message": status()}
+
+    @app.get("/v1/health")
+    def health() -> ResponseReturnValue:
+        return {"ok": False, "version": version, "error": error()}, Starting.status
+
+    @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "DELETE"])
+    @app.route("/<path:path>", methods=["GET", "POST", "PUT", "DELETE"])
+    # Any body passes: an upload is told the node is starting, not that it is too long.
+    @accepts_body(MAX_STREAMED_BODY)
+    def anything(path: str) -> ResponseReturnValue:
+        return {"error": error()}, Starting.status
+
+    return app

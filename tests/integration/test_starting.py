@@ -1,0 +1,207 @@
+"""A starting daemon: both sockets answer before anything slow, volume calls and the API
+say what it is doing until it is ready, a crash at any start-up step leaves a node that
+starts again, and a fatal failure behind the sockets still exits non-zero.
+
+Start-up is held at its steps with ``NAME=hold`` failpoints (``pfs_volume.failpoints``):
+only the start-up thread waits, so what the sockets answer meanwhile is seen without any
+timing. The daemons are real ``pfs serve`` processes on their own pool images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pfs_volume.failpoints import KILLED_EXIT
+from tests.pfs_node import PFS, PRIVATE_PLUGIN_DIR, PfsNode
+
+HELD_TIMEOUT = 60.0
+STEPS = ("start.pool_ready", "start.store_open")
+"""The start-up failpoints, in order: the pool is mounted; the store is open (recovery
+comes next)."""
+READ_CALLS = [("VolumeDriver.Get", {"Name": "early"}), ("VolumeDriver.List", {})]
+"""The calls a starting daemon answers with its Err at once (the others wait for it)."""
+
+
+def wait_for_log(node: PfsNode, line: str) -> None:
+    """Wait until the daemon logged ``line`` (a call reached it and waits)."""
+    deadline = time.monotonic() + HELD_TIMEOUT
+    while line not in node.log():
+        assert time.monotonic() < deadline, f"never logged {line!r}:\n{node.log()}"
+        time.sleep(0.05)
+
+
+class HeldStart:
+    """A folder of ``NAME=hold`` failpoints: which step start-up waits at, and its
+    release."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+
+    def env(self, step: str) -> dict[str, str]:
+        """The daemon's environment that holds start-up at ``step``."""
+        return {"PFS_FAILPOINTS": f"{step}=hold", "PFS_FAILPOINTS_HOLD_DIR": str(self.folder)}
+
+    def wait_held(self, step: str, node: PfsNode) -> None:
+        """Wait until start-up reached ``step`` and waits there."""
+        deadline = time.monotonic() + HELD_TIMEOUT
+        while not (self.folder / f"{step}.held").exists():
+            assert node.process is not None and node.process.poll() is None, node.log()
+            assert time.monotonic() < deadline, f"start-up never reached {step}:\n{node.log()}"
+            time.sleep(0.05)
+
+    def release(self, step: str) -> None:
+        """Let start-up go on from ``step``."""
+        (self.folder / step).touch()
+
+
+def exit_code(node: PfsNode, env: dict[str, str] | None = None) -> int:
+    """Start ``node``, which should exit by itself during start-up; its exit status."""
+    with contextlib.suppress(RuntimeError):  # it exited before its sockets answered
+        node.start(env=env, ready=False)
+    return node.wait_exit(timeout=HELD_TIMEOUT)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[PfsNode]:
+    pfs = PfsNode(tmp_path / "state", plugin_dir=PRIVATE_PLUGIN_DIR)
+    try:
+        yield pfs
+    finally:
+        pfs.cleanup()
+
+
+@pytest.fixture
+def held(tmp_path: Path) -> HeldStart:
+    return HeldStart(tmp_path / "hold")
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_the_sockets_answer_at_once_and_volume_calls_say_the_node_is_starting(
+    node: PfsNode, held: HeldStart, step: str
+) -> None:
+    node.start(env=held.env(step), ready=False)
+    held.wait_held(step, node)
+
+    assert node.plugin("Plugin.Activate") == {"Implements": ["VolumeDriver"]}
+    assert node.plugin("VolumeDriver.Capabilities") == {"Capabilities": {"Scope": "local"}}
+    for call, body in READ_CALLS:
+        answer = node.plugin(call, body)
+        assert answer == {"Err": "pfs is starting: preparing the pool"}, (call, answer)
+    # A Create waits for start-up (as Docker's retries did while no socket was there).
+    created: list[Any] = []
+    creating = threading.Thread(
+        target=lambda: created.append(node.plugin("VolumeDriver.Create", {"Name": "early"}))
+    )
+    creating.start()
+    wait_for_log(node, "Create waits for start-up (pfs is starting: preparing the pool)")
+    health = node.api("GET", "/v1/health")
+    assert health.status_code == 503
+    assert health.json()["error"] == {
+        "code": "starting",
+        "message": "pfs is starting: preparing the pool",
+    }
+    assert health.json()["version"]
+    refused = node.cli("repo", "list", check=False)
+    assert refused.returncode == 1
+    assert refused.stderr == "pfs: error: pfs is starting: preparing the pool\n"
+    version = health.json()["version"]
+    assert node.cli("--version").stdout.splitlines() == [
+        f"pfs {version} (CLI)",
+        f"daemon {version} at {node.api_socket} (pfs is starting: preparing the pool)",
+    ]
+
+    held.release(step)
+    creating.join(timeout=HELD_TIMEOUT)
+    assert created == [{}]
+    node.wait_ready()
+    assert [v["Name"] for v in node.plugin("VolumeDriver.List")["Volumes"]] == ["early"]
+    assert node.api("GET", "/v1/health").json() == {"ok": True, "version": version}
+    assert node.cli("--version").stdout.splitlines() == [
+        f"pfs {version} (CLI)",
+        f"daemon {version} at {node.api_socket}",
+    ]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_crash_at_each_start_up_step_leaves_a_node_that_starts_again(
+    node: PfsNode, step: str
+) -> None:
+    node.start()
+    assert node.plugin("VolumeDriver.Create", {"Name": "kept"}) == {}
+    assert node.plugin("VolumeDriver.Mount", {"Name": "kept", "ID": "m1"})["Mountpoint"]
+    Path(node.plugin("VolumeDriver.Path", {"Name": "kept"})["Mountpoint"], "a").write_text("1")
+    assert node.plugin("VolumeDriver.Unmount", {"Name": "kept", "ID": "m1"}) == {}
+    [commit] = node.cli_json("log", "kept")
+    node.stop()
+
+    assert exit_code(node, {"PFS_FAILPOINTS": step}) == KILLED_EXIT
+
+    node.start()
+    assert node.cli_json("log", "kept") == [commit]
+    assert node.cli("cat", f"kept@{commit['id']}", "a").stdout == "1"
+
+
+def test_a_failure_behind_the_sockets_exits_non_zero_with_its_reason(tmp_path: Path) -> None:
+    # A bad setting found only after the sockets listen: a pool image too small to make.
+    node = PfsNode(tmp_path / "state", pool_size="16M", plugin_dir=PRIVATE_PLUGIN_DIR)
+    try:
+        assert exit_code(node) == 1, node.log()
+        assert node.log().splitlines()[-1] == (
+            "pfs: error: pool size 16777216 bytes is too small; at least 268435456 bytes "
+            "(256M) are needed"
+        )
+        assert not node.plugin_socket.exists()
+        assert not node.api_socket.exists()
+    finally:
+        node.cleanup()
+
+
+def test_a_second_daemon_still_fails_at_once_on_a_held_state_dir(
+    node: PfsNode, held: HeldStart
+) -> None:
+    node.start(env=held.env("start.pool_ready"), ready=False)
+    held.wait_held("start.pool_ready", node)
+    second = subprocess.run(
+        [PFS, "serve", "--state-dir", str(node.state_dir), "--driver-name", "pfsother"],
+        capture_output=True,
+        text=True,
+        timeout=HELD_TIMEOUT,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert "another pfs daemon" in second.stderr
+    held.release("start.pool_ready")
+    node.wait_ready()
+
+
+def test_systemd_is_told_ready_once_the_sockets_listen_and_each_step_after(
+    node: PfsNode, held: HeldStart, tmp_path: Path
+) -> None:
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(HELD_TIMEOUT)
+    try:
+        env = {**held.env("start.pool_ready"), "NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+        node.start(env=env, ready=False)
+        held.wait_held("start.pool_ready", node)
+        said = [notify.recv(4096).decode() for _ in range(2)]
+        assert said[0].splitlines()[0] == "READY=1"  # before the pool is ready
+        assert said[1] == "STATUS=pfs is starting: preparing the pool"
+        held.release("start.pool_ready")
+        node.wait_ready()
+        while not (message := notify.recv(4096).decode()).startswith("STATUS=ready"):
+            assert message.startswith("STATUS=pfs is starting: "), message
+        node.stop()
+        assert notify.recv(4096) == b"STOPPING=1"
+    finally:
+        notify.close()
