@@ -61,7 +61,6 @@ class Route:
         return self.template.format(**{k: percent_encode(v) for k, v in parts.items()})
 
 
-HEALTH = Route("GET", "/v1/health")
 NODES = Route("GET", "/v1/nodes")
 REPOS = Route("GET", "/v1/repos")
 REPO_CREATE = Route("POST", "/v1/repos")

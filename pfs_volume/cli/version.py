@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 
 from pfs_volume import package_version
-from pfs_volume.cli.client import HEALTH
 from pfs_volume.cli.connection import send
 
+HEALTH = "/v1/health"
+"""Asked directly, not through ``ApiClient``: its answer while the daemon starts (503,
+with the version and the step) is what ``--version`` shows, not an error to raise."""
 HEALTH_TIMEOUT = 5.0
 """Seconds ``--version`` waits for the daemon: it says "not reachable" after that."""
 
@@ -22,7 +24,7 @@ def version_lines(address: str) -> list[str]:
     (a unix socket path or an ``http://`` URL), or why it is not known."""
     lines = [f"pfs {package_version()} (CLI)"]
     try:
-        with send(address, HEALTH.method, HEALTH.path(), {}, None, {}, HEALTH_TIMEOUT) as answer:
+        with send(address, "GET", HEALTH, {}, None, {}, HEALTH_TIMEOUT) as answer:
             status, content = answer.status_code, answer.content
     except OSError as exc:
         return [*lines, f"daemon: not reachable at {address} ({exc.__class__.__name__}: {exc})"]
