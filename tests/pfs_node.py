@@ -79,6 +79,11 @@ class PfsNode:
         self._session = requests_unixsocket.Session()
 
     @property
+    def listed_driver(self) -> str:
+        """The driver name Docker lists this node's volumes with."""
+        return self.driver_name
+
+    @property
     def pool_root(self) -> Path:
         """Where the node's btrfs pool is mounted."""
         return self.state_dir / "pool"

@@ -263,7 +263,8 @@ class Containers:
         """Remove the Docker volumes of a job's inputs (their data stays: these are
         commits); one still in use by another job stays.
 
-        Only names the engine lists for this driver are removed: removing (or getting)
+        Only names the engine lists for this driver (legacy or managed plugin) are
+        removed: removing (or getting)
         a name the engine does not know makes dockerd ask every volume plugin it has
         ever seen, about 15 s for each whose socket is dead. A listed name is removed
         through the driver the engine recorded for it, asking no other plugin."""
@@ -273,8 +274,11 @@ class Containers:
             for name, ref in job.inputs.items()
             if name in by_name
         }
+        # A managed plugin's volumes are listed under its reference (``pfs:latest``), a
+        # legacy plugin's under its bare name; Docker matches either value.
+        drivers = [self.driver, f"{self.driver}:latest"]
         try:
-            listed = self.docker.api.volumes(filters={"driver": self.driver}).get("Volumes") or []
+            listed = self.docker.api.volumes(filters={"driver": drivers}).get("Volumes") or []
         except Exception as exc:  # the docker SDK raises its own kinds
             log.debug("job=%s volumes not listed: %s", job.id, exc)
             return

@@ -15,6 +15,11 @@ folder, other workers' daemons included (a killed one costs 15 s): list by drive
 
 When a test fails, the tails of its daemon log and of the dockerd log are attached to the
 failure report.
+
+A module that marks its tests ``@pytest.mark.parametrize("pfs", BACKENDS, indirect=True)``
+runs each of them twice: against a legacy daemon (``pfs serve``) and against pfs as a
+managed plugin (``scripts/build-plugin``). The plugin is built and enabled once per
+session and shared: between tests its repos are deleted, as a fresh daemon would start.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import pytest
 
 from tests.docker_engine import DockerEngine
 from tests.e2e.docker_user import DockerUser
+from tests.managed_plugin import LEGACY, MANAGED, ManagedPlugin, build_plugin_dir
 from tests.pfs_node import PfsNode, unique_driver_name
 
 DOCKERD_LOG_TAIL = 5_000
@@ -33,6 +39,11 @@ RECONCILE_OFTEN = ["--reconcile-interval", "1", "--reconcile-grace", "10"]
 """Every end-to-end daemon reconciles its mount records with the engine every second, so
 that every test with containers also checks that no held mount is ever released."""
 TEARDOWN_TIMEOUT = 60.0
+MANAGED_ENV = {"PFS_POOL_SIZE": "2G", "PFS_LOG_LEVEL": "debug"} | {
+    "PFS_RECONCILE_INTERVAL": "1",
+    "PFS_RECONCILE_GRACE": "10",
+}
+"""The plugin's settings: as ``RECONCILE_OFTEN`` for the legacy daemons."""
 
 
 @pytest.hookimpl(wrapper=True)
@@ -52,7 +63,12 @@ def pytest_runtest_makereport(
 @pytest.fixture(scope="session")
 def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
     """A private dockerd for the session (no network, images from local files only)."""
-    engine = DockerEngine(tmp_path_factory.mktemp("docker"))
+    yield from running_engine(tmp_path_factory.mktemp("docker"))
+
+
+def running_engine(root: Path) -> Iterator[DockerEngine]:
+    """A private dockerd in ``root``, stopped when the generator closes."""
+    engine = DockerEngine(root)
     try:
         engine.start()
     except BaseException:
@@ -76,8 +92,42 @@ def driver_name() -> str:
     return unique_driver_name("pfse2e")
 
 
+@pytest.fixture(scope="session")
+def plugin_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The managed plugin's folder (config.json, rootfs), built once a session, and the
+    driver name baked into it."""
+    name = unique_driver_name("pm")  # 17 bytes at most: see scripts/build-plugin
+    return build_plugin_dir(tmp_path_factory.mktemp("plugin") / "build", name), name
+
+
+@pytest.fixture(scope="session")
+def managed_plugin(
+    tmp_path_factory: pytest.TempPathFactory,
+    docker_engine: DockerEngine,
+    plugin_build: tuple[Path, str],
+) -> Iterator[ManagedPlugin]:
+    """pfs as a managed plugin on the session's engine, enabled; removed at the end."""
+    yield from enabled_plugin(docker_engine, plugin_build, tmp_path_factory.mktemp("managed"))
+
+
+def enabled_plugin(
+    engine: DockerEngine, build: tuple[Path, str], state_dir: Path
+) -> Iterator[ManagedPlugin]:
+    """The plugin ``build`` made on ``engine`` and enabled, its API socket in
+    ``state_dir``; removed when the generator closes."""
+    folder, name = build
+    plugin = ManagedPlugin(engine, name, state_dir, MANAGED_ENV)
+    try:
+        plugin.create(folder).enable()
+        yield plugin
+    finally:
+        forget_docker_state(engine, plugin.listed_driver)
+        plugin.remove()
+
+
 @pytest.fixture
 def pfs(
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     docker_engine: DockerEngine,
     driver_name: str,
@@ -86,8 +136,20 @@ def pfs(
     """A fresh pfs daemon in ``tmp_path``; containers and volumes are gone afterwards.
 
     A test may stop or kill the daemon; teardown starts it again first, because Docker
-    waits about 15 s on every call to a driver that does not answer.
+    waits about 15 s on every call to a driver that does not answer. Parametrized with
+    ``MANAGED`` (see the module docstring), it is the session's managed plugin instead,
+    emptied afterwards.
     """
+    if getattr(request, "param", LEGACY) == MANAGED:
+        plugin: ManagedPlugin = request.getfixturevalue("managed_plugin")
+        try:
+            yield plugin
+        finally:
+            plugin.revive()
+            forget_docker_state(docker_engine, plugin.listed_driver)
+            plugin.wait_until_no_mounts(TEARDOWN_TIMEOUT)
+            plugin.forget_repos()
+        return
     node = PfsNode(
         tmp_path / "pfs",
         driver_name=driver_name,

@@ -47,6 +47,12 @@ class DockerUser:
         """The Docker volume driver name (also the volume-name prefix)."""
         return self.node.driver_name
 
+    @property
+    def listed_driver(self) -> str:
+        """The driver name Docker lists a volume with: a managed plugin's has its tag
+        (``NAME:latest``), and ``docker volume ls --filter driver=`` wants it so."""
+        return self.node.listed_driver
+
     def volume(self, name: str) -> str:
         """The full Docker volume name: ``DRIVER/name``."""
         return f"{self.driver}/{name}"
@@ -132,6 +138,6 @@ class DockerUser:
     def docker_volume_names(self) -> list[str]:
         """``docker volume ls`` names of this driver's volumes."""
         done = self.engine.docker(
-            "volume", "ls", "-q", "--filter", f"driver={self.driver}", timeout=RUN_TIMEOUT
+            "volume", "ls", "-q", "--filter", f"driver={self.listed_driver}", timeout=RUN_TIMEOUT
         )
         return done.stdout.split()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.docker_user import MOUNT_POINT, DockerUser
+from tests.managed_plugin import MANAGED
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
@@ -34,10 +35,31 @@ BAD_NAMES = [
 ]
 
 
+ON_THE_MANAGED_PLUGIN = ("dotdot", "unknown-ref")
+"""The names tried against the managed plugin too: its errors travel the same way."""
+
+
 @pytest.mark.parametrize(("template", "expected", "malformed"), BAD_NAMES)
 def test_a_bad_name_is_refused_with_a_clear_error_and_changes_nothing(
     user: DockerUser, template: str, expected: str, malformed: bool
 ) -> None:
+    check_refused(user, template, expected, malformed)
+
+
+@pytest.mark.parametrize("pfs", [MANAGED], indirect=True)
+@pytest.mark.parametrize(
+    ("template", "expected", "malformed"),
+    [case for case in BAD_NAMES if case.id in ON_THE_MANAGED_PLUGIN],
+)
+def test_the_managed_plugin_refuses_a_bad_name_with_a_clear_error(
+    user: DockerUser, template: str, expected: str, malformed: bool
+) -> None:
+    check_refused(user, template, expected, malformed)
+
+
+def check_refused(user: DockerUser, template: str, expected: str, malformed: bool) -> None:
+    """Creating and mounting the name fail with ``expected``, showing the grammar when
+    the name is malformed; nothing changes."""
     user.run("photos", "echo 1 > /data/a")
     repos, commits = user.repos(), user.log("photos")
     volumes = sorted(user.docker_volume_names())

@@ -1,13 +1,19 @@
-"""A daemon killed while a container has a writable volume mounted loses nothing."""
+"""A daemon killed while a container has a writable volume mounted loses nothing: the
+legacy daemon started again, or the managed plugin's process, which Docker restarts."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.e2e.docker_user import DockerUser
+from tests.managed_plugin import BACKENDS
 from tests.pfs_node import PfsNode
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("docker-engine"),
+    pytest.mark.parametrize("pfs", BACKENDS, indirect=True),
+]
 
 
 def test_unmount_after_a_sigkill_and_restart_still_commits(user: DockerUser, pfs: PfsNode) -> None:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.docker_user import DockerUser
+from tests.managed_plugin import BACKENDS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
 
+@pytest.mark.parametrize("pfs", BACKENDS, indirect=True)
 def test_volume_ls_and_inspect_show_repo_branch_head_and_mounts(user: DockerUser) -> None:
     name = user.volume("photos@master")
     user.engine.docker("volume", "create", "--driver", user.driver, name)
 
     fresh = user.inspect_volume("photos@master")
-    assert fresh["Driver"] == user.driver
+    assert fresh["Driver"] == user.listed_driver
     assert fresh["Name"] == name
     assert fresh["Status"]["repo"] == "photos"
     assert fresh["Status"]["branch"] == "master"
@@ -116,6 +118,7 @@ def test_deleting_a_mounted_repo_is_refused_and_changes_nothing(user: DockerUser
     assert user.files("photos", after[0]["id"]) == {"a": "1", "b": "2"}
 
 
+@pytest.mark.parametrize("pfs", BACKENDS, indirect=True)
 def test_anonymous_volumes_are_refused_with_a_clear_error(user: DockerUser) -> None:
     ran = user.engine.run(
         "--volume-driver", user.driver, "-v", "/data", user.image, "true", check=False

@@ -1,14 +1,22 @@
-"""Containers with pfs volumes: what gets committed, to which branch, and when."""
+"""Containers with pfs volumes: what gets committed, to which branch, and when; the core
+flows against both the legacy daemon and the managed plugin."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.e2e.docker_user import MOUNT_POINT, DockerUser
+from tests.managed_plugin import BACKENDS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
+on_both = pytest.mark.parametrize("pfs", BACKENDS, indirect=True)
+"""The core flows run against the managed plugin too (create, run, commit on unmount,
+read-only commits, a branch at a commit); the others only against the legacy daemon:
+the plugin serves the same code, and the suite's time is short."""
 
+
+@on_both
 def test_a_write_to_a_created_volume_makes_one_commit_with_the_file(user: DockerUser) -> None:
     name = user.volume("photos@master")
     user.engine.docker("volume", "create", "--driver", user.driver, name)
@@ -22,6 +30,7 @@ def test_a_write_to_a_created_volume_makes_one_commit_with_the_file(user: Docker
     assert user.files("photos", commits[0]["id"]) == {"a": "hi"}
 
 
+@on_both
 def test_volumes_work_without_create_by_prefix_by_volume_driver_and_by_mount(
     user: DockerUser,
 ) -> None:
@@ -45,6 +54,7 @@ def test_volumes_work_without_create_by_prefix_by_volume_driver_and_by_mount(
     assert user.files("photos", commits[0]["id"]) == {"a": "1", "b": "2", "c": "3"}
 
 
+@on_both
 def test_a_commit_mounts_read_only_by_id_prefix_and_ancestry(user: DockerUser) -> None:
     user.run("photos", "echo 1 > /data/a")
     user.run("photos", "echo 2 > /data/b")
@@ -101,6 +111,7 @@ def test_two_containers_share_one_working_copy_and_the_last_exit_commits(
     assert user.files("photos", commits[0]["id"]) == {"a": "A", "b": "B"}
 
 
+@on_both
 def test_a_branch_at_a_commit_takes_writes_and_master_stays(user: DockerUser) -> None:
     user.run("photos", "echo 1 > /data/a")
     user.run("photos", "echo 2 > /data/b")
