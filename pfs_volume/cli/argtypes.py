@@ -69,8 +69,29 @@ def one_of(*names: str) -> Callable[[str], str]:
     return convert
 
 
+def api_address(text: str) -> str:
+    """The type of ``--api`` (and ``PFS_API``): a unix socket path, or an http(s):// URL
+    whose host and port a connection can be made to (a port out of range, a bracket
+    left open or a host name that is no text made a traceback at the first call)."""
+    if not text.startswith(("http://", "https://")):
+        return text
+    from urllib.parse import urlsplit  # here: an http:// API is the rare case
+
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 - checks the port: a ValueError when it is no port
+        (url.hostname or "localhost").encode("idna")
+    except ValueError as exc:  # UnicodeError included
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a URL the daemon can be reached at ({exc}); give a unix "
+            "socket path or http://HOST[:PORT] (--api, or PFS_API)"
+        ) from None
+    return text
+
+
 def existing_file(text: str) -> Path:
     """The type of a file to read: it must exist and not be a folder."""
+    _named(text, "file")
     if not os.path.exists(text):
         raise argparse.ArgumentTypeError(f"there is no file {text!r}")
     if os.path.isdir(text):
@@ -80,6 +101,7 @@ def existing_file(text: str) -> Path:
 
 def file_to_write(text: str) -> Path:
     """The type of a file to write: it may be missing, but not a folder."""
+    _named(text, "file")
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file")
     return _path(text)
@@ -87,9 +109,17 @@ def file_to_write(text: str) -> Path:
 
 def folder(text: str) -> Path:
     """The type of a folder: it may be missing, but not a file."""
+    _named(text, "folder")
     if os.path.exists(text) and not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a file; give a folder")
     return _path(text)
+
+
+def _named(text: str, kind: str) -> None:
+    """Refuse an empty name: ``Path("")`` is the current folder, so ``-o "$OUT"`` with
+    OUT unset would write there (or fail with a traceback for a file)."""
+    if not text:
+        raise argparse.ArgumentTypeError(f"the name is empty; give a {kind}")
 
 
 def _path(text: str) -> Path:

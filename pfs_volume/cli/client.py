@@ -44,6 +44,28 @@ def reading_answer(what: str) -> Iterator[None]:
         ) from exc
 
 
+@contextlib.contextmanager
+def _utf8_only() -> Iterator[None]:
+    """Build and send a request in this block: a name, id or query value of the command
+    line that is not UTF-8 (the shell passes any bytes; Python holds the others as lone
+    surrogates, which no URL can carry) becomes a ``PfsError`` naming it, never a
+    ``UnicodeEncodeError`` traceback. File paths are sent as bytes and never get here.
+
+    Raises:
+        PfsError: a text that is not UTF-8.
+    """
+    try:
+        yield
+    except UnicodeEncodeError as exc:
+        from pfs_volume.filenames import printable  # imports urllib.parse: the rare case
+
+        text = exc.object if isinstance(exc.object, str) else repr(exc.object)
+        raise PfsError(
+            f"'{printable(text)}' holds bytes that are not UTF-8; names, ids and "
+            "option values must be UTF-8 text (only a file's PATH may hold other bytes)"
+        ) from None
+
+
 class Route:
     """One route of the API: its HTTP method and its path template (``{repo}``...)."""
 
@@ -188,7 +210,8 @@ class ApiClient:
 
     def _call(self, route: Route, parts: dict[str, str] | None = None, **params: Any) -> Any:
         """``request`` on ``route`` with its path ``parts``; the decoded JSON answer."""
-        return self.request(route.method, route.path(**(parts or {})), **params)
+        with _utf8_only():
+            return self.request(route.method, route.path(**(parts or {})), **params)
 
     def _open(
         self,
@@ -199,7 +222,10 @@ class ApiClient:
         **params: Any,
     ) -> Answer:
         """``stream`` on ``route`` with its path ``parts``; the open answer."""
-        return self.stream(route.method, route.path(**parts), data=data, timeout=timeout, **params)
+        with _utf8_only():
+            return self.stream(
+                route.method, route.path(**parts), data=data, timeout=timeout, **params
+            )
 
     # Nodes, mounts, doctor.
 

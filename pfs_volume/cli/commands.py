@@ -22,7 +22,7 @@ from pfs_volume.errors import UsageError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from typing import Any
+    from typing import Any, NoReturn
 
     Argument = tuple[tuple[str, ...], dict[str, Any]]
 
@@ -109,7 +109,8 @@ def command(name: str, hidden: bool = False) -> Callable[[Verb | Callable[..., A
 def arg(*flags: str, **settings: Any) -> Callable[[Verb | Callable[..., Any]], Verb]:
     """Decorator: the verb takes this argument; ``flags`` and ``settings`` are what
     ``ArgumentParser.add_argument`` takes, and ``env="NAME"``: the environment variable
-    ``NAME``, when set, is the default (checked by ``type`` as a typed value would be).
+    ``NAME``, when set and not empty, is the default (checked by ``type`` as a typed
+    value would be).
     Stacked, they read top to bottom."""
 
     def add(target: Verb | Callable[..., Any]) -> Verb:
@@ -131,13 +132,14 @@ def run(root: Group, argv: list[str]) -> int:
     """
     # No abbreviations (argparse's default takes --lim for --limit): an option a later
     # version adds must not change what an old script's shortened word means.
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=root.name, description=root.doc, formatter_class=_HelpFormatter, allow_abbrev=False
     )
     argv = _build(parser, root, list(argv))
     namespace, unknown = parser.parse_known_args(argv)
     values = vars(namespace)
     verb, verb_parser = values.pop(VERB)
+    unknown = [word for word in unknown if word != "--"]  # _arranged's, never a name
     if unknown:  # said by the verb's parser, with its usage (argparse: the root's)
         verb_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if root.setup is not None:
@@ -168,18 +170,24 @@ def _build(parser: argparse.ArgumentParser, node: Verb | Group, argv: list[str])
         if not flags[0].startswith("-"):  # a positional is shown in capitals: REPO, PATH
             settings = {"metavar": flags[0].upper(), **settings}
         if "env" in settings:  # read now, not at import: argparse checks it as typed
+            # Set but empty counts as unset, as it did under click: ``PFS_STATE_DIR=``
+            # (a unit file's blank line, ``docker run -e PFS_API=``) means the default,
+            # not the folder "" (the current one) or a whole number "".
             settings = {k: v for k, v in settings.items() if k != "env"} | {
-                "default": os.environ.get(settings["env"], settings.get("default"))
+                "default": os.environ.get(settings["env"]) or settings.get("default")
             }
         parser.add_argument(*flags, **settings)
     if isinstance(node, Verb):
         parser.set_defaults(**{VERB: (node, parser)})
-        return argv
+        return _arranged(node, parser, argv)
     if not argv:  # a group alone (``pfs``, ``pfs repo``) shows its help
         argv.append("--help")
     if node.default is not None and argv[0] not in (*node.children, "-h", "--help"):
         argv.insert(0, node.default)  # options may come first: pfs commit -m MSG R/B
     at = _next_word(node, argv)
+    if 0 < at <= len(argv) and argv[at - 1] == "--":  # pfs -- repo list: the command
+        del argv[at - 1]  # word follows; argparse would take "--" for the command
+        at -= 1
     word = argv[at] if at < len(argv) else None
     # Only the named child is imported; for --help or an unknown word every child, so
     # that argparse lists them; with no word (``pfs --version``), none.
@@ -205,6 +213,76 @@ def _build(parser: argparse.ArgumentParser, node: Verb | Group, argv: list[str])
         else:
             _build(sub, child, [])
     return argv
+
+
+def _arranged(verb: Verb, parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """The words of ``verb``'s command line as argparse reads them right: its options
+    first, each with its value in the same word, then ``--`` and the positionals.
+
+    As click did, and as git users write: an option may come between positionals
+    (``pfs get R@REF -o DIR PATH``, ``pfs diff A --json B``; argparse gives a positional
+    that may be left out, PATH or B, nothing once an option came between, and then
+    refuses the word that follows), and an option's value is the next word whatever it
+    starts with (``-m "$MSG"`` with MSG ``-wip``; argparse refuses a value that looks
+    like an option). After ``--`` every word is a positional (``pfs cat R@REF -- -x``).
+    A word that starts with '-' and is no option of the verb is left to argparse, which
+    refuses it; it is also remembered, to be named when argparse reports something else
+    first (a positional missing because it was taken for an option).
+    """
+    known, with_value = {"-h", "--help"}, set[str]()
+    strays: list[str] = []
+    for flags, settings in verb.arguments:
+        if flags[0].startswith("-"):
+            known.update(flags)
+            if settings.get("action", "store") == "store":
+                with_value.update(flags)
+    options: list[str] = []
+    positionals: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            positionals.extend(words)
+            break
+        if not word.startswith("-") or word == "-" or _is_number(word):
+            positionals.append(word)
+            continue
+        if word.startswith("--"):
+            flag = word if word in known else word.partition("=")[0]
+        else:
+            flag = word[:2]
+        if flag not in known and " " in word:  # argparse's rule: "-a b" is a positional
+            positionals.append(word)
+            continue
+        options.append(word)
+        if word.startswith("--"):
+            if word not in known:
+                if flag not in known:
+                    strays.append(word)
+            elif word in with_value and (value := next(words, None)) is not None:
+                options[-1] = f"{word}={value}"
+            continue
+        for at in range(1, len(word)):  # -r, -m MSG, -mMSG, -rm MSG
+            short = "-" + word[at]
+            if short not in known:
+                strays.append(word)
+                break
+            if short in with_value:
+                if at == len(word) - 1 and (value := next(words, None)) is not None:
+                    options[-1:] = [*(f"-{c}" for c in word[1:at]), f"{short}={value}"]
+                break
+    if isinstance(parser, _Parser):
+        parser.strays = strays
+    if "--" in positionals:
+        # argparse (3.11) drops a positional "--" after the separator: the verb would
+        # get an empty list for its name.
+        parser.error("'--' cannot be a name here; write it as ./--")
+    return [*options, "--", *positionals] if positionals else options
+
+
+def _is_number(word: str) -> bool:
+    """Whether ``word`` is a negative number (argparse takes it for a positional)."""
+    digits = word[1:].replace(".", "", 1)
+    return digits.isdigit() and not word[1:].endswith(".")
 
 
 def _next_word(group: Group, argv: list[str]) -> int:
@@ -279,6 +357,24 @@ def _paragraphs(doc: str | None) -> str:
     """A docstring's paragraphs, each on one line, a blank line between them."""
     text = (doc or "").strip()
     return "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, naming the unknown options it saw when it reports another
+    mistake first (``pfs cat R@REF -x``: PATH is missing, as ``-x`` is no option)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.strays: list[str] = []
+
+    def error(self, message: str) -> NoReturn:
+        """Exit 2 with the usage and ``message``, and the unknown options if any."""
+        if self.strays and not message.startswith("unrecognized arguments"):
+            message += (
+                f"; no such option: {' '.join(self.strays)} (an argument that starts "
+                "with '-' goes after '--')"
+            )
+        super().error(message)
 
 
 class _HelpFormatter(argparse.HelpFormatter):

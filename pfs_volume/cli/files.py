@@ -48,6 +48,8 @@ def ls(target: str, path: str, as_json: bool) -> None:
 def cat(target: str, path: str) -> None:
     """Write a regular file of a commit to standard output (streamed, any size)."""
     repo_name, ref = parse_repo_ref(target)
+    if sys.stdout is None:  # pfs cat ... >&-
+        raise PfsError("standard output is closed: there is nowhere to write the file")
     response = api_client().file_content(repo_name, str(ref), path)
     out = sys.stdout.buffer
     with reading_answer(f"the file {printable(path)} of {target}"):
@@ -112,6 +114,11 @@ def put(target: str, path: str, message: str, as_json: bool) -> None:
     """Write standard input to PATH on a branch and commit it (no container needed)."""
     repo_name, name = parse_repo_branch(target)
     branch_name = name or DEFAULT_BRANCH
+    if sys.stdin is None:  # pfs put ... <&-
+        raise PfsError(
+            "standard input is closed: give the file's bytes there (pfs put REPO/BRANCH "
+            "PATH < FILE)"
+        )
     result = api_client().put_file(repo_name, branch_name, path, sys.stdin.buffer, message)
     commit, changed = result["commit"], result["changed"]
     if changed:

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from pfs_volume.cli.argtypes import api_address
 from pfs_volume.cli.commands import Group, run
 from pfs_volume.cli.options import use_api
 from pfs_volume.errors import PfsError
@@ -80,6 +81,7 @@ PFS = Group(
             {
                 "env": "PFS_API",
                 "default": DEFAULT_API,
+                "type": api_address,
                 "metavar": "PATH|URL",
                 "help": "The daemon's API: a unix socket path or an http:// URL "
                 "(env PFS_API; default %(default)s).",
@@ -104,13 +106,34 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``pfs`` with ``argv`` (default: the process's arguments); the exit status.
 
     A ``PfsError`` is printed on stderr as ``pfs: error: MESSAGE`` (status 1); Ctrl-C
-    prints ``Aborted!`` (status 1).
+    prints ``Aborted!`` (status 1). A reader that goes away (``pfs log | head``) ends
+    it quietly with status 1, as click did: no traceback, no "Exception ignored".
     """
     try:
-        return run(PFS, sys.argv[1:] if argv is None else argv)
-    except PfsError as exc:
-        print(f"pfs: error: {exc}", file=sys.stderr)
+        try:
+            return run(PFS, sys.argv[1:] if argv is None else argv)
+        except PfsError as exc:
+            print(f"pfs: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\nAborted!", file=sys.stderr)
+            return 1
+        finally:  # here, not at exit: what is still buffered may meet a closed pipe too
+            if sys.stdout is not None:  # None: started with standard output closed
+                sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
         return 1
-    except KeyboardInterrupt:
-        print("\nAborted!", file=sys.stderr)
-        return 1
+
+
+def _stdout_to_devnull() -> None:
+    """Point standard output's file descriptor at /dev/null, so that what Python still
+    holds for it is flushed there at exit instead of failing again (the recipe of the
+    ``signal`` module's documentation, "Note on SIGPIPE")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # not a file (a test's buffer)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

@@ -11,6 +11,8 @@ from pfs_volume.cli.client import reading_answer
 from pfs_volume.cli.commands import arg, command
 from pfs_volume.cli.options import JSON, api_client
 from pfs_volume.cli.output import note, show
+from pfs_volume.errors import PfsError
+from pfs_volume.filenames import printable
 
 TYPE_CHECKING = False  # typing costs a short-lived CLI process (bench/cli_startup.py)
 if TYPE_CHECKING:
@@ -36,15 +38,29 @@ def repo_export(name: str, dest: Path) -> None:
     response = api_client().export_repo(name)
     written = 0
     show_progress = sys.stderr.isatty()
-    with open(dest, "wb") as out, reading_answer(f"the export of repo {name}"):
+    try:
+        out = open(dest, "wb")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:  # a missing folder, no permission: said, not a traceback
+        raise _cannot_write(name, dest, exc) from exc
+    with out, reading_answer(f"the export of repo {name}"):
         for chunk in response.iter_content(CHUNK):
-            out.write(chunk)
+            try:
+                out.write(chunk)
+            except OSError as exc:  # a full disk
+                raise _cannot_write(name, dest, exc) from exc
             written += len(chunk)
             if show_progress:
                 note(f"\rexported {written / 1024**2:,.1f} MiB", end="")
     note(
         f"{chr(13) if show_progress else ''}exported repo {name} to {dest} "
         f"({written / 1024**2:,.1f} MiB)"
+    )
+
+
+def _cannot_write(name: str, dest: Path, exc: OSError) -> PfsError:
+    """The error of an export file that cannot be written."""
+    return PfsError(
+        f"cannot write the export of repo {name} to {printable(str(dest))}: {exc.strerror or exc}"
     )
 
 
