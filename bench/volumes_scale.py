@@ -70,6 +70,8 @@ POOL_SIZE = "4G"
 CLUSTER_LIST_GAP = 2.5
 """Seconds between List calls with ``--cluster``: more than a lease renewal (TTL/3)."""
 CLUSTER_NODES = (("node0", "127.0.0.2"), ("node1", "127.0.0.3"))
+WRITES = {"changed": "mount+unmount", "commit": "commit", "create": "Create"}
+"""The writes List is timed right after, by results key: what each column shows."""
 
 
 def make_repos(node: PfsNode) -> dict[str, list[str]]:
@@ -119,11 +121,20 @@ def create(client: PluginClient, names: list[str]) -> None:
 
 
 def measure(
-    client: PluginClient, sample: list[str], count: int, changer: str, gap: float = 0.0
+    client: PluginClient,
+    node: PfsNode,
+    sample: list[str],
+    count: int,
+    changer: str,
+    label: str,
+    gap: float = 0.0,
 ) -> dict[str, Any]:
-    """List runs, List runs each right after a write (a Mount and Unmount of the
-    read-only volume ``changer``: a mount record written and deleted), and Get of every
-    sampled name (twice: the first round warms up)."""
+    """List runs; List runs each right after a write: a Mount and Unmount of the
+    read-only volume ``changer`` (a mount record written and deleted), a commit on one
+    repo's master by a Mount, a write and the Unmount (its head moves, a snapshot is
+    made: every volume of that repo, a tenth of all, may have changed), a Create of a
+    new branch volume (a volume name, a branch and a working copy; removed again,
+    untimed); and Get of every sampled name (twice: the first round warms up)."""
     raw: list[bytes] = [b""]
 
     def list_all() -> None:
@@ -142,6 +153,36 @@ def measure(
             if reply.get("Err"):
                 raise RuntimeError(f"{call} {changer}: {reply['Err']}")
         changed_samples.append(timed(list_all))
+    commit_samples = []
+    for run in range(CHANGED_RUNS):
+        repo, mount_id = f"scale{run}", f"commit-{label}-{count}-{run}"
+        before = node.api("GET", f"/v1/repos/{repo}/branches").json()
+        head = next(b["head"] for b in before["branches"] if b["name"] == "master")
+        # As a container writes: Mount (the working copy is made if a reset dropped it),
+        # a write, and the Unmount that commits it.
+        mounted = client.call("VolumeDriver.Mount", {"Name": repo, "ID": mount_id})
+        if mounted.get("Err"):
+            raise RuntimeError(f"Mount {repo}: {mounted['Err']}")
+        data = Path(mounted["Mountpoint"]) / "data"
+        data.write_text(f"{label} {count} {run} {secrets.token_hex(8)}\n")
+        client.call("VolumeDriver.Unmount", {"Name": repo, "ID": mount_id})
+        after = node.api("GET", f"/v1/repos/{repo}/branches").json()
+        if next(b["head"] for b in after["branches"] if b["name"] == "master") == head:
+            raise RuntimeError(f"the Unmount of {repo} committed nothing")
+        commit_samples.append(timed(list_all))
+        # Back to where it was (untimed): names made later start at master's head.
+        reset = node.api("POST", f"/v1/repos/{repo}/branches/master/reset", {"ref": head})
+        if reset.status_code != 200:
+            raise RuntimeError(f"reset of {repo}: {reset.text}")
+    create_samples = []
+    for run in range(CHANGED_RUNS):
+        name = f"scale{run}/new-{label}-{run}"
+        reply = client.call("VolumeDriver.Create", {"Name": name})
+        if reply.get("Err"):
+            raise RuntimeError(f"Create {name}: {reply['Err']}")
+        create_samples.append(timed(list_all))
+        client.call("VolumeDriver.Remove", {"Name": name})
+    list_all()
     listed: list[dict[str, Any]] = json.loads(raw[0])["Volumes"]
     if len(listed) != count + REPOS:  # and the repos' own volumes, made first
         raise RuntimeError(f"List gave {len(listed)} volumes, expected {count + REPOS}")
@@ -157,8 +198,12 @@ def measure(
         "list_seconds": list_samples,
         "get_seconds": get_samples,
         "list_changed_seconds": changed_samples,
+        "list_commit_seconds": commit_samples,
+        "list_create_seconds": create_samples,
         "list_median": median(list_samples),
         "list_changed_median": median(changed_samples),
+        "list_commit_median": median(commit_samples),
+        "list_create_median": median(create_samples),
         "get_median": median(get_samples),
         "listed_with_mountpoint": with_mountpoint,
         "listing": sorted((v["Name"], v["Mountpoint"], v.get("CreatedAt")) for v in listed),
@@ -231,7 +276,9 @@ def main() -> None:
             for label, tree in codes.items():
                 run_code(node, tree)
                 client = PluginClient(node.plugin_socket)
-                results["sizes"][size][label] = measure(client, sample, size, changer, gap)
+                results["sizes"][size][label] = measure(
+                    client, node, sample, size, changer, label, gap
+                )
                 client.close()
         report(results, codes, sizes)
         for by_code in results["sizes"].values():
@@ -252,6 +299,7 @@ def main() -> None:
 def report(results: dict[str, Any], codes: dict[str, Path | None], sizes: tuple[int, ...]) -> None:
     small, large = sizes
     rows = []
+    written: list[list[str]] = []
     verdicts: dict[str, Any] = {}
     for label in codes:
         at = {n: results["sizes"][n][label] for n in sizes}
@@ -272,11 +320,21 @@ def report(results: dict[str, Any], codes: dict[str, Path | None], sizes: tuple[
                 fmt_ratio(get_growth),
             ]
         )
+        written.append(
+            [label] + [fmt_seconds(at[n][f"list_{case}_median"]) for case in WRITES for n in sizes]
+        )
         verdicts[label] = {
             "list_growth": list_growth,
             "get_growth": get_growth,
             f"list <= {LIST_TARGET * 1000:.0f} ms at {large:,}": at[large]["list_median"]
             <= LIST_TARGET,
+            **{
+                f"list after a {case} <= {LIST_TARGET * 1000:.0f} ms at {large:,}": at[large][
+                    f"list_{case}_median"
+                ]
+                <= LIST_TARGET
+                for case in WRITES
+            },
             f"get growth <= {GET_GROWTH_TARGET}x for 10x": get_growth <= GET_GROWTH_TARGET,
         }
     header = ["code", f"List {small:,}", f"List {large:,}", "growth"]
@@ -287,6 +345,9 @@ def report(results: dict[str, Any], codes: dict[str, Path | None], sizes: tuple[
         f"write), Get of {GET_SAMPLE} names"
     )
     print(table(header, rows))
+    print(f"\nmedians: List right after a write ({CHANGED_RUNS} runs each)")
+    columns = [f"{WRITES[case]} {n:,}" for case in WRITES for n in sizes]
+    print(table(["code", *columns], written))
     after = verdicts["after"]
     for key, value in after.items():
         if isinstance(value, bool):

@@ -138,7 +138,7 @@ class Daemon:
         parts.space.start()
         self._sizes = parts.sizes.start()
         self.volumes = VolumeService(
-            repos, parts.store, prefix=settings.driver_name, pool_changes=lambda: pool.changes
+            repos, parts.store, prefix=settings.driver_name, pool_changes=pool.changed_paths
         )
         self.reconciler = self._reconciler(self.volumes)
         nodes = None

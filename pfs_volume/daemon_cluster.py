@@ -76,7 +76,8 @@ class Cluster:
 
         self.settings = settings
         self.client = EtcdClient(settings.etcd)
-        # List's change token: heartbeats (every node's key, each TTL/3) do not move it.
+        # List's change log: the repos each write touched; heartbeats (every node's key,
+        # each TTL/3) do not count.
         self.changes = EtcdChanges(
             self.client,
             settings.etcd_prefix,
@@ -87,7 +88,7 @@ class Cluster:
             self.client,
             settings.node_id,
             prefix=settings.etcd_prefix,
-            changes=self.changes.token,
+            changed_since=self.changes.since,
         )
         self.registry = NodeRegistry(
             self.client,

@@ -173,22 +173,29 @@ def _created_at(moment: datetime) -> str:
 
 
 class EncodedList:
-    """List's answer as JSON, encoded once per answer: the driver answers with the same
-    tuple while no volume changed (``VolumeService.list``), and encoding 10,000 volumes
-    cost more than everything else such a List does. Only a tuple is kept by identity (it
-    cannot change); any other sequence is encoded every time."""
+    """List's answer as JSON, encoded once per volume: the driver answers with the same
+    tuple while no volume changed, and after a write with a new tuple that shares every
+    unchanged volume's ``VolumeInfo`` (``VolumeService.list``); encoding 10,000 volumes
+    cost more than everything else such a List does. Each volume's JSON is kept by the
+    identity of its ``VolumeInfo`` while the answer that holds it is kept (so no other
+    object can have its id); an answer that is not a tuple is encoded whole."""
 
     def __init__(self) -> None:
-        self._last: tuple[tuple[VolumeInfo, ...], str] | None = None
+        self._last: tuple[tuple[VolumeInfo, ...], list[str], str] | None = None
 
     def encode(self, volumes: Sequence[VolumeInfo]) -> str:
-        """``{"Volumes": [...]}`` of ``volumes``, as JSON text."""
+        """``{"Volumes": [...]}`` of ``volumes``, as JSON text (as ``json.dumps``)."""
         last = self._last
         if last is not None and last[0] is volumes:
-            return last[1]
-        text = json.dumps({"Volumes": [_volume(info, with_status=False) for info in volumes]})
-        if isinstance(volumes, tuple):
-            self._last = (volumes, text)
+            return last[2]
+        known = (
+            {id(info): part for info, part in zip(last[0], last[1], strict=True)} if last else {}
+        )
+        parts = [
+            known.get(id(info)) or json.dumps(_volume(info, with_status=False)) for info in volumes
+        ]
+        text = '{"Volumes": [' + ", ".join(parts) + "]}"
+        self._last = (volumes, parts, text) if isinstance(volumes, tuple) else None
         return text
 
 

@@ -132,4 +132,4 @@ def repos(store: SqliteStore, pool: BtrfsPool) -> RepoService:
 @pytest.fixture
 def volumes(repos: RepoService, store: SqliteStore, pool: BtrfsPool) -> VolumeService:
     """Wired as the daemon wires it: List's answer kept while nothing changes."""
-    return VolumeService(repos, store, prefix="pfs", pool_changes=lambda: pool.changes)
+    return VolumeService(repos, store, prefix="pfs", pool_changes=pool.changed_paths)

@@ -198,10 +198,10 @@ class PfsNode:
         response = self._session.post(url, data=data, timeout=CALL_TIMEOUT)
         return response.json()
 
-    def api(self, method: str, path: str, **params: Any) -> requests.Response:
-        """Call the pfs HTTP API; the raw response."""
+    def api(self, method: str, path: str, body: Any = None, **params: Any) -> requests.Response:
+        """Call the pfs HTTP API (with ``body`` as JSON, if given); the raw response."""
         url = "http+unix://" + str(self.api_socket).replace("/", "%2F") + path
-        return self._session.request(method, url, params=params, timeout=CALL_TIMEOUT)
+        return self._session.request(method, url, params=params, json=body, timeout=CALL_TIMEOUT)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run the ``pfs`` CLI against this node."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,9 @@ from pfs_volume.safepath import closing, open_root, remove_tree, walk_tree
 BTRFS = "btrfs"
 SUBVOLUME_ROOT_INODE = 256
 """Every btrfs subvolume's root directory has this inode number."""
+CHANGED_PATHS = 4096
+"""How many changes' paths ``changed_paths`` keeps (a reader further behind is told
+that anything may have changed)."""
 
 __all__ = ["BtrfsPool", "SubvolumeInfo"]
 
@@ -37,6 +41,7 @@ class BtrfsPool:
         self.root = root
         self._changes = 0
         self._changes_lock = threading.Lock()
+        self._changed: deque[tuple[int, tuple[Path, ...]]] = deque(maxlen=CHANGED_PATHS)
 
     @property
     def changes(self) -> int:
@@ -47,17 +52,31 @@ class BtrfsPool:
         holder is recorded in the metadata store, after the receive."""
         return self._changes
 
+    def changed_paths(self, since: int) -> tuple[int, list[Path] | None]:
+        """(``changes`` now, the paths the changes counted after ``since`` were made at:
+        a created, snapshotted, deleted or moved subvolume or folder, both ends of a
+        move), read at once; None instead of the paths when they are no longer kept
+        (only the last ``CHANGED_PATHS`` are) or ``since`` is not an earlier count."""
+        with self._changes_lock:
+            now = self._changes
+            if since > now or (
+                since < now and (not self._changed or self._changed[0][0] > since + 1)
+            ):
+                return now, None
+            return now, [p for number, paths in self._changed if number > since for p in paths]
+
     @contextmanager
-    def _changing(self) -> Iterator[None]:
+    def _changing(self, *paths: Path) -> Iterator[None]:
         try:
             yield
         finally:
             with self._changes_lock:
                 self._changes += 1
+                self._changed.append((self._changes, paths))
 
     def create_subvolume(self, path: Path) -> None:
         """Create an empty writable subvolume at ``path`` (its parent must exist)."""
-        with self._changing():
+        with self._changing(path):
             run_command([BTRFS, "subvolume", "create", str(path)])
 
     def snapshot(self, source: Path, target: Path, *, readonly: bool) -> None:
@@ -66,13 +85,13 @@ class BtrfsPool:
         A snapshot flushes the source's dirty data first, so right after a large write it
         costs what that flush costs.
         """
-        with self._changing():
+        with self._changing(target):
             ioctl.snapshot(source, target, readonly=readonly)
 
     def delete_subvolume(self, path: Path) -> None:
         """Delete the subvolume at ``path`` (read-only ones too), with any subvolumes
         nested in it (a container may create one inside its working copy)."""
-        with self._changing():
+        with self._changing(path):
             try:
                 run_command([BTRFS, "subvolume", "delete", str(path)])
             except BtrfsCommandError:
@@ -86,7 +105,7 @@ class BtrfsPool:
     def delete_tree(self, path: Path) -> None:
         """Delete a folder with everything in it, subvolumes (read-only ones too) first;
         at any depth, never following a link (``safepath.remove_tree``)."""
-        with self._changing():
+        with self._changing(path):
             for inner in self._nested_subvolumes(path):
                 self.delete_subvolume(inner)
             with closing(open_root(path.parent)) as parent:
@@ -95,7 +114,7 @@ class BtrfsPool:
     def move(self, source: Path, target: Path) -> None:
         """Rename a subvolume, or a folder holding some, within the pool (counted in
         ``changes``). Raises OSError."""
-        with self._changing():
+        with self._changing(source, target):
             source.rename(target)
 
     def _nested_subvolumes(self, path: Path) -> list[Path]:

@@ -1,5 +1,6 @@
 """Metadata: one interface (``MetadataStore``), backends behind it."""
 
+from pfs_volume.meta.change_log import StoreChanges
 from pfs_volume.meta.etcd import EtcdStore
 from pfs_volume.meta.etcd_client import EtcdClient
 from pfs_volume.meta.records import (
@@ -31,6 +32,7 @@ __all__ = [
     "RepoRecord",
     "RepoSize",
     "SqliteStore",
+    "StoreChanges",
     "VolumeRecord",
     "rfc3339",
     "utcnow",

@@ -53,8 +53,8 @@ locks/<repo>/<branch>                 {node, lease}: the branch's write  cluster
 Every node also watches the whole prefix (``meta/etcd_watch.py``, from the revision its
 last repair sweep started at): changes of ``nodes/``, ``repos/``, ``commits/``, ``gone/``
 and ``locks/`` drive its repair (``cluster/repair.py``); it writes nothing of its own.
-A second watch, of every key, counts the changes List can depend on (all but ``nodes/``,
-``locks/`` and other nodes' ``local/``): ``meta/etcd_changes.py``.
+A second watch, of every key, notes which repo each write List can depend on touched:
+``meta/etcd_changes.py``.
 
 Repos, branches and commits are the cluster's; working copy state, commit intents, mounts,
 Docker volume names and tombstones describe one node's disk and one node's Docker, so
@@ -81,6 +81,7 @@ from dataclasses import replace
 
 from pfs_volume.errors import Conflict
 from pfs_volume.meta import errors
+from pfs_volume.meta.change_log import StoreChanges
 from pfs_volume.meta.codec import branch_fields, commit_from, pick, repo_from
 from pfs_volume.meta.etcd_cas import (
     COUNTED_ATTEMPTS,
@@ -139,10 +140,9 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
         client: the cluster's client; the store uses it and never closes it (whoever
             made it closes it, after everything that shares it is done).
         node_id: this node's id: the key of its node-local records.
-        prefix: the key prefix of every record, so several pfs clusters (or tests) can
-            share one etcd.
-        changes: what ``change_token`` says (``EtcdChanges.token``: moves only with
-            writes that can change List); the cluster's revision when not given.
+        prefix: the key prefix of every record (pfs clusters or tests can share etcd).
+        changed_since: what ``changed_since`` says (``EtcdChanges.since``: its token
+            moves only with writes that can change List); else the cluster's revision.
     Raises:
         InvalidName: a node id or prefix that would break the key layout.
     """
@@ -152,10 +152,10 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
         client: EtcdClient,
         node_id: str,
         prefix: str = "/pfs",
-        changes: Callable[[], Hashable] | None = None,
+        changed_since: Callable[[Hashable | None], StoreChanges] | None = None,
     ) -> None:
         prefix = prefix.rstrip("/")
-        self._changes = changes
+        self._changed_since = changed_since
         self.keys = EtcdKeys(prefix, node_id)
         self.client = client
         self.node_id = node_id
@@ -441,9 +441,13 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
             raise
 
     def change_token(self) -> Hashable:
-        """``changes``'s token, else the cluster's revision (every write to etcd, by any
-        node, raises it)."""
-        return self._changes() if self._changes is not None else self.client.revision()
+        """``changed_since``'s token, else the cluster's revision (any write moves it)."""
+        found = self._changed_since
+        return self.client.revision() if found is None else found(None).cursor
+
+    def changed_since(self, cursor: Hashable | None) -> StoreChanges:
+        found = self._changed_since
+        return super().changed_since(cursor) if found is None else found(cursor)
 
     def close(self) -> None:
         """Nothing to release: the client belongs to whoever made it."""

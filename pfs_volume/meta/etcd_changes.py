@@ -3,9 +3,11 @@ what List shows, and stays put across membership heartbeats.
 
 The cluster's revision moves with every write to etcd, and every node rewrites its
 ``nodes/<id>`` key at each lease renewal (every TTL/3): a token that is the revision moves
-every couple of seconds in an idle cluster, and List's kept answer (``kept_answer``) is
+every couple of seconds in an idle cluster, and List's kept answer (``kept_listing``) is
 almost never reused. Here a watch of the whole keyspace counts the writes that matter
-(``relevant``), and the token is ``(generation, count)`` once the watch has delivered every
+(``relevant``) and notes which repo or volume name each touched (``note_write``, so that
+``since`` can tell List which volumes to work out again), and the token is
+``(generation, count)`` once the watch has delivered every
 change up to the revision read at the call: the revision still comes from etcd on every
 call, so a write that returned before the call, on this node or another, is always in
 what the watch delivered or the token falls back to the revision itself.
@@ -39,8 +41,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import unquote
 
+from pfs_volume.meta.change_log import ChangeLog, StoreChanges
 from pfs_volume.meta.etcd_client import EtcdClient
 from pfs_volume.meta.etcd_watch import PrefixWatch, WatchEvent
 
@@ -59,6 +63,42 @@ another node (List reads this node's volume names and working copy state only)."
 
 ALL_KEYS = ""
 """The watch's prefix: every key (``PrefixWatch`` watches from "\\0" to the end)."""
+
+
+REPO_KINDS = ("repos", "branches", "commits", "log", "sizes", "commit_sizes", "imports", "gone")
+"""Shared key kinds whose second component is the repo they belong to."""
+LOCAL_REPO_KINDS = ("wc", "intents", "deleted")
+"""This node's key kinds (``local/<node>/KIND/<repo>...``) that belong to one repo."""
+UNREAD = ("docs",)
+LOCAL_UNREAD = ("mounts",)
+"""Key kinds List never reads: documents and mount records (a mountpoint is where the
+target is, mounted or not). Their writes move the token but touch no repo."""
+
+
+def note_write(log: ChangeLog, key: str, prefix: str) -> None:
+    """Note in ``log`` a write of ``key`` (a ``relevant`` one): the repo it belongs to,
+    the volume names, nothing (a kind List never reads) or, for a key of a kind not
+    known here, everything."""
+    kind, _, rest = key[len(prefix) + 1 :].partition("/")
+    if kind == "local":
+        kind, _, rest = rest.partition("/")[2].partition("/")
+        if kind == "volumes" and rest:
+            log.note(volumes=(unquote(rest),))
+            return
+        if kind in LOCAL_UNREAD:
+            log.note()
+            return
+        known = kind in LOCAL_REPO_KINDS
+    else:
+        known = kind in REPO_KINDS
+        if kind in UNREAD:
+            log.note()
+            return
+    repo = rest.partition("/")[0]
+    if known and repo:
+        log.note((repo,))
+    else:
+        log.note(everything=True)
 
 
 def relevant(key: str, prefix: str, node_id: str) -> bool:
@@ -81,7 +121,8 @@ class _Generation:
 
     number: int
     delivered: int
-    count: int = 0
+    log: ChangeLog = field(default_factory=ChangeLog)
+    """The relevant changes seen, one number each, and the repos they touched."""
     watch: PrefixWatch | None = None
 
 
@@ -123,13 +164,23 @@ class EtcdChanges:
     def token(self) -> Hashable:
         """Equal tokens mean no relevant write committed in between; read it before
         reading what it guards. Starts a watch when none runs. Raises Unavailable."""
+        return self._read(None).cursor
+
+    def since(self, cursor: Hashable | None) -> StoreChanges:
+        """What changed since ``cursor`` (a token this object gave, or None) and the token
+        of now (``token``), read at once: the repos each relevant write touched, from the
+        watch's log, when both tokens are counts of the same watch; anything otherwise
+        (the watch lost, lagging, restarted, or the token a revision)."""
+        return self._read(cursor)
+
+    def _read(self, cursor: Hashable | None) -> StoreChanges:
         with self._changed:
             seen, epoch = self._seen, self._epoch
         revision = self.client.revision()
         retired: _Generation | None = None
         with self._changed:
             if epoch != self._epoch:  # read across a restore another call noticed
-                return object()  # equal to no other token
+                return StoreChanges(object(), None, None)  # equal to no other token
             if revision < seen:  # etcd's history was replaced: no old token stands
                 log.warning("etcd's revision went back from %d to %d", seen, revision)
                 retired, self._current = self._current, None
@@ -137,13 +188,13 @@ class EtcdChanges:
                 self._started_at = -RESTART_AFTER
                 self._seen = revision
             self._seen = max(self._seen, revision)
-            token = self._token(revision)
+            token = self._token(revision, cursor)
         if retired is not None and retired.watch is not None:
             retired.watch.stop(timeout=0.0)  # List does not wait: its thread ends alone
         return token
 
-    def _token(self, revision: int) -> Hashable:
-        """``token`` for the revision it read. Called with the lock held."""
+    def _token(self, revision: int, cursor: Hashable | None) -> StoreChanges:
+        """``since`` for the revision it read. Called with the lock held."""
         current = self._current
         if (current is None or current.watch is None) and self._may_start():
             current = self._start(revision)
@@ -153,8 +204,11 @@ class EtcdChanges:
                     lambda: current.delivered >= revision or current.watch is None, CATCH_UP
                 )
             if current.delivered >= revision:
-                return (current.number, current.count)
-        return ("revision", self._epoch, revision)
+                found = current.log.changes(
+                    cursor[1] if isinstance(cursor, tuple) and cursor[0] == current.number else None
+                )
+                return StoreChanges((current.number, found.cursor), found.repos, found.volumes)
+        return StoreChanges(("revision", self._epoch, revision), None, None)
 
     def stop(self) -> None:
         """Stop the watch (tokens are the revision from now on)."""
@@ -181,9 +235,10 @@ class EtcdChanges:
         generation = _Generation(self._generations, delivered=revision)
 
         def on_events(events: list[WatchEvent]) -> None:
-            count = sum(relevant(e.key, self.prefix, self.node_id) for e in events)
             with self._changed:
-                generation.count += count
+                for event in events:
+                    if relevant(event.key, self.prefix, self.node_id):
+                        note_write(generation.log, event.key, self.prefix)
                 generation.delivered = max(generation.delivered, *(e.revision for e in events))
                 if self._current is generation:
                     self._seen = max(self._seen, generation.delivered)

@@ -18,7 +18,7 @@ import json
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any
 from pfs_volume.errors import StorageError
 from pfs_volume.failpoints import failpoint
 from pfs_volume.meta import errors
+from pfs_volume.meta.change_log import ChangeLog, StoreChanges
 from pfs_volume.meta.codec import iso_time
 from pfs_volume.meta.records import (
     BranchRecord,
@@ -37,6 +38,7 @@ from pfs_volume.meta.records import (
     RepoRecord,
     RepoSize,
 )
+from pfs_volume.meta.sqlite_changes import track_changes
 from pfs_volume.meta.sqlite_layout import (
     BRANCH_COLUMNS,
     COMMIT_COLUMNS,
@@ -105,6 +107,8 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
             self._db.executescript(SCHEMA)
             self._db.executescript(SIZES_SCHEMA)
             add_missing_columns(self._db, self._node_id)
+            self._log = ChangeLog()
+            track_changes(self._db, self._log)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the metadata store {path}: {exc}") from exc
 
@@ -413,6 +417,11 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
         Taken under the lock that a write transaction holds to its end."""
         with self._lock:
             return self._db.total_changes
+
+    def changed_since(self, cursor: Hashable | None) -> StoreChanges:
+        """From the rows each write changed (``sqlite_changes``), under the write lock."""
+        with self._lock:
+            return self._log.changes(cursor)
 
     def close(self) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from datetime import datetime
 
+from pfs_volume.meta.change_log import StoreChanges
 from pfs_volume.meta.records import (
     BranchRecord,
     CommitIntent,
@@ -292,6 +293,17 @@ class MetadataStore(ABC):
         no such write in between (a cluster's membership heartbeats may leave it as it
         is). A token never comes back once it moved. Read it before reading what it
         guards. Raises Unavailable, StorageError."""
+
+    def changed_since(self, cursor: Hashable | None) -> StoreChanges:
+        """What changed that List shows since ``cursor`` (an earlier answer's, or None),
+        and a cursor for the next call: which repos' records (repo, branches, commits and
+        their holders), and whether the volume names. Read it before reading what it
+        guards, as ``change_token``. This default knows no repos: any change is all.
+        Raises Unavailable, StorageError."""
+        token = self.change_token()
+        if cursor is not None and cursor == token:
+            return StoreChanges(token, frozenset(), frozenset())
+        return StoreChanges(token, None, None)
 
     @abstractmethod
     def close(self) -> None:

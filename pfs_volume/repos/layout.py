@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -51,6 +52,21 @@ class PoolLayout:
     def detached_path(self, repo: str, branch: str, base: str, when: datetime) -> Path:
         """Where a working copy of ``branch`` made from commit ``base`` is set aside."""
         return self.repo_dir(repo) / "detached" / f"{branch}.{base}.{when:%Y%m%dT%H%M%S%f}"
+
+    def repos_at(self, paths: Iterable[Path]) -> frozenset[str] | None:
+        """The repos whose folders hold some of ``paths`` (their first component under
+        ``repos/``), or None when one is ``repos/`` itself or a folder above it (it may
+        hold every repo). Paths elsewhere (``incoming/``, ``retired/``) hold none."""
+        found: set[str] = set()
+        for path in paths:
+            if path.is_relative_to(self.repos_dir):
+                parts = path.relative_to(self.repos_dir).parts
+                if not parts:
+                    return None
+                found.add(parts[0])
+            elif self.repos_dir.is_relative_to(path):
+                return None
+        return frozenset(found)
 
     def retired_path(self, repo: str, when: datetime) -> Path:
         """Where the working copies of a repo deleted elsewhere are moved."""

@@ -96,6 +96,10 @@ class RepoService:
         ``PoolLayout.branch_path``."""
         return self._layout.branch_path(repo, branch)
 
+    def repos_at(self, paths: Iterable[Path]) -> frozenset[str] | None:
+        """The repos whose folders hold some of the paths. See ``PoolLayout.repos_at``."""
+        return self._layout.repos_at(paths)
+
     def commit_path(self, repo: str, commit_id: str) -> Path:
         """Where a commit's read-only snapshot lives. See ``PoolLayout.commit_path``."""
         return self._layout.commit_path(repo, commit_id)

@@ -10,7 +10,7 @@ share its working copy; the last one to go commits what changed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -30,8 +30,8 @@ from pfs_volume.errors import (
 from pfs_volume.meta import MetadataStore, MountRecord, VolumeRecord, rfc3339, utcnow
 from pfs_volume.names import VolumeName
 from pfs_volume.repos import RepoService
-from pfs_volume.volumes.kept_answer import KeptAnswer
-from pfs_volume.volumes.listing import VolumeInfo, volume_infos
+from pfs_volume.volumes.kept_listing import KeptListing, PoolChanges
+from pfs_volume.volumes.listing import VolumeInfo, mountpoints
 from pfs_volume.volumes.targets import Target, VolumeTargets
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,9 @@ class VolumeService:
         prefix: the driver's name prefix, e.g. ``"pfs"``; names under ``PREFIX/`` are
             claimed even before Docker created them.
         clock: returns the current UTC time.
-        pool_changes: the pool's change count (``BtrfsPool.changes``): with it, List's
-            answer is kept while nothing changes (``kept_answer``); without, worked out
-            on every call.
+        pool_changes: the pool's changes (``BtrfsPool.changed_paths``): with them,
+            List's answer is kept and brought up to date by repo (``kept_listing``);
+            without, worked out whole on every call.
     """
 
     def __init__(
@@ -61,15 +61,20 @@ class VolumeService:
         store: MetadataStore,
         prefix: str,
         clock: Callable[[], datetime] = utcnow,
-        pool_changes: Callable[[], int] | None = None,
+        pool_changes: PoolChanges | None = None,
     ) -> None:
         self.repos = repos
         self.store = store
         self.prefix = prefix
         self.targets = VolumeTargets(repos, prefix)
         self.clock = clock
-        self.pool_changes = pool_changes
-        self._listing = KeptAnswer(lambda: volume_infos(repos, store, prefix), self._list_token)
+        self.listing = KeptListing(
+            store,
+            lambda records: mountpoints(repos, store, prefix, records),
+            self.parse,
+            pool_changes,
+            repos.repos_at,
+        )
         self.on_unmatched_unmount: Callable[[], None] | None = None
         """Called when an Unmount names no recorded mount (the daemon asks for a
         reconciliation pass: a record may be left that no Unmount will ever name)."""
@@ -149,13 +154,9 @@ class VolumeService:
 
     def list(self) -> tuple[VolumeInfo, ...]:
         """Docker's List: every remembered volume name; the same tuple while nothing
-        changes (``kept_answer``)."""
-        return self._listing.answer()
-
-    def _list_token(self) -> tuple[Hashable, int] | None:
-        if self.pool_changes is None:
-            return None
-        return self.store.change_token(), self.pool_changes()
+        List shows changes, and only the changed repos' volumes worked out again after
+        a write (``kept_listing``)."""
+        return self.listing.answer()
 
     def path(self, name: str) -> str:
         """Docker's Path: where the volume is, or "" when it has not been made yet."""

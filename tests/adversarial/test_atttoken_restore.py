@@ -18,9 +18,9 @@ import pytest
 from pfs_volume.meta import EtcdClient, EtcdStore, VolumeRecord, etcd_changes
 from pfs_volume.meta.etcd_changes import EtcdChanges
 from pfs_volume.meta.etcd_watch import PrefixWatch
-from pfs_volume.volumes.kept_answer import KeptAnswer
 from tests.contract.test_metadata_store import T0
 from tests.etcd_cluster import EtcdCluster
+from tests.kept_answer import KeptAnswer
 
 HERE = "node-a"
 
@@ -67,7 +67,7 @@ def test_a_restore_from_backup_never_leaves_list_stale(
     make = HalfOpen if watch == "half-open" else PrefixWatch
     watched = EtcdChanges(client, "/pfs", HERE, watch=make)
     try:
-        here = EtcdStore(client, HERE, changes=watched.token)
+        here = EtcdStore(client, HERE, changed_since=watched.since)
         listing = KeptAnswer(lambda: [v.name for v in here.list_volumes()], here.change_token)
         here.add_volume(VolumeRecord("kept", "photos", T0))
         backup = tmp_path / "backup.db"

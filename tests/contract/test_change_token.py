@@ -1,6 +1,6 @@
 """``MetadataStore.change_token``: it moves with every kind of write, by this node or
 (etcd) another, and stays put across reads. Docker's List keeps its answer while it stays
-put (``pfs_volume.volumes.kept_answer``), so a write kind that left it alone would leave
+put (``pfs_volume.volumes.kept_listing``), so a write kind that left it alone would leave
 List stale."""
 
 from __future__ import annotations

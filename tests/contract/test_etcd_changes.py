@@ -13,10 +13,10 @@ import pytest
 
 from pfs_volume.meta import EtcdClient, EtcdStore, VolumeRecord
 from pfs_volume.meta.etcd_changes import EtcdChanges
-from pfs_volume.volumes.kept_answer import KeptAnswer
 from tests.contract.test_change_token import WRITES, _ready
 from tests.contract.test_metadata_store import T0, with_repo
 from tests.etcd_cluster import EtcdCluster
+from tests.kept_answer import KeptAnswer
 
 HERE, THERE = "node-a", "node-b"
 OTHER_NODES_OWN = {
@@ -70,7 +70,7 @@ def test_heartbeats_locks_and_other_nodes_records_leave_it(
 def test_every_write_here_moves_it_before_the_call_returns(
     etcd_client: EtcdClient, etcd_prefix: str, changes: EtcdChanges
 ) -> None:
-    here = EtcdStore(etcd_client, HERE, etcd_prefix, changes=changes.token)
+    here = EtcdStore(etcd_client, HERE, etcd_prefix, changed_since=changes.since)
     _ready(here)
     unmoved = []
     for kind, write in WRITES:
@@ -104,7 +104,7 @@ def test_a_watch_lost_to_an_etcd_restart_never_leaves_list_stale(tmp_path: Path)
     client = EtcdClient(cluster.endpoints)
     watched = EtcdChanges(client, "/pfs", HERE)
     try:
-        here = EtcdStore(client, HERE, changes=watched.token)
+        here = EtcdStore(client, HERE, changed_since=watched.since)
         there = EtcdStore(client, THERE)
         with_repo(there)
         listing = KeptAnswer(lambda: [v.name for v in here.list_volumes()], here.change_token)

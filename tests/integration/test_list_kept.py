@@ -1,4 +1,4 @@
-"""Docker's List keeps its answer between calls (``pfs_volume.volumes.kept_answer``): over
+"""Docker's List keeps its answer between calls (``pfs_volume.volumes.kept_listing``): over
 a real daemon's plugin socket, every change a volume's name, mountpoint or creation time
 depends on shows in the very next List, and each List agrees with Get (which resolves
 afresh) for every volume."""

@@ -11,8 +11,8 @@ import pytest
 
 from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.volumes import VolumeInfo
-from pfs_volume.volumes.kept_answer import KeptAnswer
 from plugin.app import EncodedList
+from tests.kept_answer import KeptAnswer
 
 
 class Source:
@@ -118,3 +118,23 @@ def test_the_plugin_encodes_a_kept_answer_once() -> None:
     encoded.encode(mutable)
     mutable.append(VolumeInfo("b", "", None, {}))
     assert len(json.loads(encoded.encode(mutable))["Volumes"]) == 2
+
+
+def test_the_plugin_encodes_only_the_volumes_a_new_answer_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An answer updated in part shares the unchanged volumes' VolumeInfo: their JSON is
+    reused, and the text is what json.dumps gives for the whole answer."""
+    import plugin.app
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    first = tuple(VolumeInfo(f"v{n}", f"/p/{n}", at, {}) for n in range(100))
+    encoded = EncodedList()
+    encoded.encode(first)
+    encodes = []
+    real = plugin.app._volume
+    monkeypatch.setattr(plugin.app, "_volume", lambda i, **k: encodes.append(i) or real(i, **k))
+    second = (*first[:50], VolumeInfo("v50", "", at, {}), *first[51:])
+    text = encoded.encode(second)
+    assert encodes == [second[50]]
+    assert text == json.dumps({"Volumes": [real(i, with_status=False) for i in second]})

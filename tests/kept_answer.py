@@ -1,17 +1,6 @@
-"""An answer kept between calls for as long as a change token says nothing changed.
-
-Docker calls List on many of its commands and at engine start; at 10,000 volumes working
-the answer out again costs about half a second (``listing``). What List shows comes from
-two places, and each says when it changed:
-
-* the metadata store: volume names and creation times, repos, branches and their heads,
-  commit records and their holders, mounts (``MetadataStore.change_token``: SQLite's
-  count of changed rows; in a cluster a count of the writes, by any node, that List can
-  depend on, from a watch checked against etcd's revision at each call, so membership
-  heartbeats leave it alone: ``meta/etcd_changes.py``);
-* this node's pool: whether a working copy or a snapshot is on disk
-  (``BtrfsPool.changes``, counted after every subvolume creation, snapshot, deletion
-  and move).
+"""An answer kept between calls for as long as a change token says nothing changed: List
+as it was kept before it was brought up to date by repo (``volumes/kept_listing.py``),
+now a test double of a token's reader (``tests/contract/test_etcd_changes.py``).
 
 The token is read BEFORE the answer is worked out and kept with it: a change that ends
 after the read moves the token, so the next call works the answer out again; a change

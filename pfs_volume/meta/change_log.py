@@ -1,0 +1,94 @@
+"""Which repos changed since a point: what lets List update its kept answer in part.
+
+List's answer (``volumes/listing.py``) is made of per-volume parts, and every part
+depends on the records of one repo (the volume's own: its repo record, branches, commits)
+and on that repo's folder in the pool. A store that knows which repo each write touched
+can say which parts to work out again instead of all of them.
+
+``ChangeLog`` numbers the writes it is told of (``note``) and answers, for an earlier
+number, the repos touched after it (``since``). A write that touches something List may
+read but that belongs to no one repo notes ``everything``: ``since`` then answers None
+for any earlier number, and List works everything out again. Noting more than was
+written costs only work; noting less would lose a change, so a writer notes BEFORE its
+write is visible (or while it holds the lock the reader needs), and a reader takes its
+number BEFORE it reads what the number guards.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StoreChanges:
+    """What changed in the metadata store since a cursor (``MetadataStore.changed_since``).
+
+    Attributes:
+        cursor: to hand to the next call; None when the store can tell nothing (nothing
+            may then be kept).
+        repos: the repos whose records changed; None: anything may have changed.
+        volumes: the volume names this node remembers that were added, changed or
+            removed; None: any may have been.
+    """
+
+    cursor: Hashable | None
+    repos: frozenset[str] | None
+    volumes: frozenset[str] | None
+
+    @property
+    def nothing(self) -> bool:
+        """True when nothing List shows changed."""
+        return self.repos == frozenset() and self.volumes == frozenset()
+
+
+class ChangeLog:
+    """The repos and volume names touched by each noted write, by number (not
+    thread-safe: the caller holds the lock its writers hold). Its memory is one entry a
+    repo or volume name ever touched."""
+
+    def __init__(self) -> None:
+        self.number = 0
+        """The number of the last noted write (0: none yet)."""
+        self._repos: OrderedDict[str, int] = OrderedDict()
+        self._volumes: OrderedDict[str, int] = OrderedDict()
+        self._everything = 0
+        self._identity = object()
+
+    def note(
+        self, repos: Iterable[str] = (), volumes: Iterable[str] = (), everything: bool = False
+    ) -> None:
+        """Count one write that touched ``repos`` and ``volumes`` (names), or anything."""
+        self.number += 1
+        for touched, names in ((self._repos, repos), (self._volumes, volumes)):
+            for name in names:
+                touched[name] = self.number
+                touched.move_to_end(name)
+        if everything:
+            self._everything = self.number
+
+    def since(self, number: int) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+        """(the repos, the volume names) touched after write ``number``; (None, None) for
+        anything. Costs what changed, not what is kept: newest first."""
+        if self._everything > number or number > self.number:
+            return None, None
+        return _after(self._repos, number), _after(self._volumes, number)
+
+    def changes(self, cursor: Hashable | None) -> StoreChanges:
+        """``since`` the number in ``cursor`` (one this log gave: else anything changed),
+        with the cursor of now."""
+        repos: frozenset[str] | None = None
+        volumes: frozenset[str] | None = None
+        if isinstance(cursor, tuple) and len(cursor) == 2 and cursor[0] is self._identity:
+            repos, volumes = self.since(cursor[1])
+        return StoreChanges((self._identity, self.number), repos, volumes)
+
+
+def _after(touched: OrderedDict[str, int], number: int) -> frozenset[str]:
+    found: list[str] = []
+    for name, last in reversed(touched.items()):
+        if last <= number:
+            break
+        found.append(name)
+    return frozenset(found)
