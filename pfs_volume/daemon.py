@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
 import threading
 from collections.abc import Callable
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from pfs_volume.api.app import ApiServices, create_api_app
 from pfs_volume.btrfs import BtrfsPool, PoolImage, prepare_pool
 from pfs_volume.cluster import placement
 from pfs_volume.config import Settings
-from pfs_volume.daemon_sockets import Sockets
+from pfs_volume.daemon_sockets import Sockets, stop_on_signals
 from pfs_volume.doctor import Doctor
 from pfs_volume.driver_name import change_words, served_before
 from pfs_volume.errors import PfsError, StorageError
@@ -60,15 +58,22 @@ class Daemon:
         settings: where state, pool and sockets live.
         sockets: the state dir's lock and both sockets, opened already (``pfs serve``
             opens them before it imports this module); opened by ``start`` when omitted.
+        stopping: set to stop the daemon (``pfs serve`` sets it on SIGTERM and SIGINT
+            from before the sockets open: ``stop_on_signals``); its own when omitted.
     """
 
-    def __init__(self, settings: Settings, sockets: Sockets | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sockets: Sockets | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.settings = settings
         self._sockets = sockets or Sockets(settings)
         self.startup = self._sockets.startup
         self._image: PoolImage | None = None
         self._servers: list[UnixSocketServer] = []
-        self._stopping = threading.Event()
+        self._stopping = stopping or threading.Event()
         self._cluster: Cluster | None = None
         self._sizes: SizeMeter | None = None
         self.store: MetadataStore | None = None
@@ -97,6 +102,9 @@ class Daemon:
         """Start-up behind the sockets; a failure stops the daemon, which exits with it
         (``wait``), except an unreachable etcd, which is retried."""
         try:
+            if self._stopping.is_set():  # a signal came while the daemon was imported
+                log.info("stopped before start-up began")
+                return
             self._prepare()
         except BaseException as exc:
             if isinstance(exc, PfsError):
@@ -117,6 +125,9 @@ class Daemon:
         if self.driver_before is not None:
             log.warning(change_words(self.driver_before, settings.driver_name))
         failpoint("start.pool_ready")
+        if self._stopping.is_set():  # a stop does not wait for a recovery first
+            log.info("stopped while starting")
+            return
         if settings.cluster:
             from pfs_volume.daemon_cluster import retrying_etcd
 
@@ -156,10 +167,7 @@ class Daemon:
         self.pipelines.start()
         if self.reconciler is not None:
             self.reconciler.start()
-        # Docker's calls first: a healthy API promises that volume calls work too.
-        self._sockets.driver.attach(self.volumes)
-        if self._sockets.api is not None:
-            self._sockets.api.replace_app(create_api_app(services))
+        self._sockets.serve_ready(self.volumes, create_api_app(services))
         self.startup.ready()
 
     def _open(self, pool: BtrfsPool, retrying: bool = False) -> RepoParts:
@@ -293,12 +301,7 @@ class Daemon:
             PfsError: what made start-up fail.
         """
 
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %d: stopping", signum)
-            self._stopping.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stop_on_signals(self._stopping)
         self._stopping.wait()
         self.stop()
         failure = self.startup.failure
@@ -311,6 +314,8 @@ class Daemon:
         """Stop serving; unmount the pool image when no container has a volume mounted."""
         notify("STOPPING=1")
         self._stopping.set()
+        # Calls waiting for a start-up that will not end are answered why, at once.
+        self.startup.stopping()
         if self._bringing_up is not None:
             # Start-up notices the stop between its steps: nothing is torn down under it.
             self._bringing_up.join()

@@ -13,21 +13,30 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
-from typing import IO
+from types import FrameType
+from typing import IO, TYPE_CHECKING
 
 from pfs_volume.api.starting import create_starting_app
 from pfs_volume.config import Settings
 from pfs_volume.errors import Conflict
-from pfs_volume.startup import PendingDriver, StartupState
+from pfs_volume.startup import READY_WAITERS, PendingDriver, StartupState
 from pfs_volume.systemd_notify import notify
 from pfs_volume.transport import (
     API_CONNECTIONS,
     PLUGIN_CONNECTIONS,
+    THREADS,
     UnixSocketServer,
     socket_in_use,
 )
 from plugin import create_plugin_app
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from pfs_volume.volumes import VolumeService
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,20 @@ LOCK_NAME = "daemon.lock"
 SCOPE = "local"
 """``pfs_volume.volumes.SCOPE``, spelled out: importing the volume service here would
 cost what this module saves (a unit test holds them equal)."""
+
+
+def stop_on_signals(stopping: threading.Event) -> None:
+    """Set ``stopping`` on SIGTERM and SIGINT (from the main thread only). ``pfs serve``
+    does this before its sockets open: a signal while the daemon is still imported (a
+    second or more) would otherwise kill it as it stands, leaving both socket files,
+    and, once start-up began, the pool mounted."""
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
 
 
 class Sockets:
@@ -51,6 +74,8 @@ class Sockets:
         """Docker's driver: answers "starting" until the volume service is attached."""
         self.api: UnixSocketServer | None = None
         """The API socket: its app is replaced by the real one once the node is ready."""
+        self.plugin: UnixSocketServer | None = None
+        """The plugin socket: more threads while starting (``startup.READY_WAITERS``)."""
         self._servers: list[UnixSocketServer] = []
         self._lock_file: IO[str] | None = None
 
@@ -71,11 +96,14 @@ class Sockets:
             for path in (settings.plugin_socket, settings.api_socket):
                 if socket_in_use(path):
                     raise Conflict(f"another process is serving on {path} already")
-            self._serve(
+            # A thread for each call that may wait for start-up, and the usual ones for
+            # every other call (the handshake, List, Get): waits never take them all.
+            self.plugin = self._serve(
                 create_plugin_app(self.driver, scope=SCOPE),
                 settings.plugin_socket,
                 "Docker volume plugin",
                 PLUGIN_CONNECTIONS,
+                THREADS + READY_WAITERS,
             )
             self.api = self._serve(
                 create_starting_app(self.startup.message),
@@ -90,10 +118,22 @@ class Sockets:
         notify("READY=1", f"MAINPID={os.getpid()}")
         return self
 
-    def _serve(self, app: object, path: Path, label: str, connections: int) -> UnixSocketServer:
+    def serve_ready(self, volumes: VolumeService, api: Flask) -> None:
+        """The node is ready: Docker's calls go to ``volumes`` (first: a healthy API
+        promises that volume calls work too), the API socket serves ``api``, and the
+        plugin socket's threads for waiting calls end."""
+        self.driver.attach(volumes)
+        if self.api is not None:
+            self.api.replace_app(api)
+        if self.plugin is not None:
+            self.plugin.set_threads(THREADS)
+
+    def _serve(
+        self, app: object, path: Path, label: str, connections: int, threads: int = THREADS
+    ) -> UnixSocketServer:
         """Serve ``app`` on the unix socket ``path``: its own loop, threads and
         connection limit, so that no client of one socket starves another's."""
-        server = UnixSocketServer(app, path, label, connections)  # type: ignore[arg-type]
+        server = UnixSocketServer(app, path, label, connections, threads)  # type: ignore[arg-type]
         server.start()
         self._servers.append(server)
         return server
@@ -103,7 +143,7 @@ class Sockets:
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
-        self.api = None
+        self.api = self.plugin = None
 
     def unlock(self) -> None:
         """Let another daemon have the state dir (last of all, after the pool)."""

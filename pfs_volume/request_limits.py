@@ -34,6 +34,7 @@ request can take; no pool this daemon makes by default is larger."""
 
 _LIMIT_ATTRIBUTE = "pfs_max_body"
 _RENDER_KEY = "pfs.error_body"
+_REFUSE_KEY = "pfs.body_refusal"
 
 View = TypeVar("View", bound=Callable[..., object])
 ErrorBody = Callable[[PfsError], tuple[str, bytes]]
@@ -72,6 +73,18 @@ def answers_errors_with(app: Flask, render: ErrorBody) -> None:
         app: the app. render: turns an error into (content type, body).
     """
     app.extensions[_RENDER_KEY] = render
+
+
+def refuses_bodies_with(app: Flask, error: Callable[[], PfsError]) -> None:
+    """Declare that a body longer than its route accepts is refused with ``error()``
+    (its own status), rather than as too long: the API of a starting daemon, whose
+    routes accept no body, tells an upload at once that it is starting, before a byte
+    of it is read (waitress would spool all of it first).
+
+    Args:
+        app: the app. error: the error to answer, made when a request is refused.
+    """
+    app.extensions[_REFUSE_KEY] = error
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,9 @@ class RoutePolicy:
                 headers gave one (None: a chunked body that passed the limit).
             limit: the route's limit.
         """
+        refuse = self.app.extensions.get(_REFUSE_KEY)
+        if refuse is not None:
+            return self.refusal(refuse())
         told = f"is {size} bytes long" if size is not None else f"is longer than {limit} bytes"
         return self.refusal(
             BodyTooLarge(

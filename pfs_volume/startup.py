@@ -22,6 +22,12 @@ etcd come after, on a thread of their own. Until the node is ready:
   it when the volume is known to be pfs's, which is what the user needs to read. An
   Unmount refused after the wait leaves its mount record, which the mount reconciler
   releases once the node is ready (DESIGN.md, invariant 9).
+
+A waiting call holds one of the plugin socket's worker threads, so at most
+``READY_WAITERS`` calls wait at once (the socket has that many threads more than usual
+while starting): one more is refused at once, and the handshake, List and Get always
+find a thread free. A start-up that fails, or a stop, ends every wait at once with its
+reason, which Docker shows, rather than a connection closed under the call.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +52,10 @@ FIRST_RETRY = 0.5
 READY_WAIT = 30.0
 """Seconds Create, Remove, Mount, Unmount and Path wait for start-up: Docker's own retry
 window for a plugin it cannot reach, and within its one minute for a plugin call."""
+READY_WAITERS = 32
+"""Calls that wait for start-up at once (each holds a plugin-socket thread): more than
+Docker's own boot starts at once for a handful of pfs containers, and bounded, so that
+waiting calls cannot take every thread of the socket."""
 LONGEST_RETRY = 15.0
 """The longest wait between retries: about a lease TTL, so a node joins soon after etcd
 is back, and a dead etcd costs one log line per this many seconds."""
@@ -68,6 +78,7 @@ class StartupState:
         """What made start-up fail (the daemon then exits), or None."""
         self.seconds: float | None = None
         """How long start-up took, once ready."""
+        self._ended: list[Callable[[], None]] = []
 
     def step(self, doing: str) -> None:
         """Start-up goes on to ``doing`` ("recovering the commit graph")."""
@@ -104,6 +115,22 @@ class StartupState:
         self.failure = failure
         with self._lock:
             self._message = f"pfs failed to start: {failure}"
+        self._end()
+
+    def stopping(self) -> None:
+        """The daemon stops: a start-up still going on will not become ready."""
+        with self._lock:
+            if not self._ready.is_set() and self.failure is None:
+                self._message = f"pfs is stopping ({self._message})"
+        self._end()
+
+    def on_end(self, ended: Callable[[], None]) -> None:
+        """Call ``ended`` when start-up fails or the daemon stops (each at most once)."""
+        self._ended.append(ended)
+
+    def _end(self) -> None:
+        for ended in self._ended:
+            ended()
 
 
 class Backoff:
@@ -128,28 +155,43 @@ class PendingDriver:
     Args:
         state: the start-up whose message a refused call carries.
         wait: seconds a call that changes something waits for start-up (``READY_WAIT``).
+        waiters: how many calls wait at once (``READY_WAITERS``).
     """
 
-    def __init__(self, state: StartupState, wait: float = READY_WAIT) -> None:
+    def __init__(
+        self, state: StartupState, wait: float = READY_WAIT, waiters: int = READY_WAITERS
+    ) -> None:
         self._state = state
         self._wait = wait
         self._volumes: VolumeService | None = None
-        self._attached = threading.Event()
+        self._settled = threading.Event()
+        """Set once the service is attached, or start-up failed or was stopped."""
+        self._waiters = threading.BoundedSemaphore(waiters)
+        self._waiter_count = waiters
+        state.on_end(self._settled.set)
 
     def attach(self, volumes: VolumeService) -> None:
         """The node is ready: serve every call with ``volumes`` from now on."""
         self._volumes = volumes
-        self._attached.set()
+        self._settled.set()
 
     def _service(self, call: str = "") -> VolumeService:
-        """The volume service; ``call`` (named) waits for it up to the wait.
+        """The volume service; ``call`` (named) waits for it up to the wait, unless as
+        many calls wait already as may, or start-up failed or was stopped.
 
         Raises:
             Starting: the node is not ready (still not, after the wait).
         """
-        if call and not self._attached.is_set():
-            log.info("%s waits for start-up (%s)", call, self._state.message())
-            self._attached.wait(self._wait)
+        if call and not self._settled.is_set():
+            if not self._waiters.acquire(blocking=False):
+                raise Starting(
+                    f"{self._state.message()} ({self._waiter_count} calls wait for it already)"
+                )
+            try:
+                log.info("%s waits for start-up (%s)", call, self._state.message())
+                self._settled.wait(self._wait)
+            finally:
+                self._waiters.release()
         volumes = self._volumes
         if volumes is None:
             raise Starting(self._state.message())

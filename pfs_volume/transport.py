@@ -84,15 +84,22 @@ class UnixSocketServer:
         path: the socket file; its folder is created, a stale socket is replaced.
         label: a word for log lines ("plugin", "api").
         connections: the most connections served at once.
+        threads: worker threads (requests served at once); ``set_threads`` changes it.
     """
 
     def __init__(
-        self, app: Flask, path: Path, label: str, connections: int = API_CONNECTIONS
+        self,
+        app: Flask,
+        path: Path,
+        label: str,
+        connections: int = API_CONNECTIONS,
+        threads: int = THREADS,
     ) -> None:
         self.app = app
         self.path = path
         self.label = label
         self.connections = connections
+        self.threads = threads
         self._policy = RoutePolicy(app)
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -103,7 +110,7 @@ class UnixSocketServer:
 
     def _adjustments(self, **more: Any) -> Adjustments:
         return Adjustments(
-            threads=THREADS,
+            threads=self.threads,
             ident="pfs",
             connection_limit=self.connections,
             channel_timeout=IDLE_TIMEOUT,
@@ -140,6 +147,13 @@ class UnixSocketServer:
         if self._server is not None:
             self._server.application = app
         log.info("the %s now serves %s", self.label, app.name)
+
+    def set_threads(self, threads: int) -> None:
+        """Serve ``threads`` requests at once from now on (threads beyond it end as
+        soon as their request is answered)."""
+        self.threads = threads
+        if self._server is not None:
+            self._server.task_dispatcher.set_thread_count(threads)
 
     def _start(self, server: Any) -> None:
         self._server = server

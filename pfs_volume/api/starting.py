@@ -15,7 +15,7 @@ from flask.typing import ResponseReturnValue
 
 from pfs_volume import package_version
 from pfs_volume.errors import Starting
-from pfs_volume.request_limits import MAX_STREAMED_BODY, accepts_body
+from pfs_volume.request_limits import accepts_body, refuses_bodies_with
 
 
 def create_starting_app(status: Callable[[], str]) -> Flask:
@@ -30,14 +30,19 @@ def create_starting_app(status: Callable[[], str]) -> Flask:
     def error() -> dict[str, str]:
         return {"code": Starting.code, "message": status()}
 
+    # No route takes a body: the transport answers a request that sends one (an upload,
+    # a repo import: gigabytes) that the node is starting as soon as its headers are
+    # in, rather than spooling all of it to a temp file first, only to refuse it then.
+    refuses_bodies_with(app, lambda: Starting(status()))
+
     @app.get("/v1/health")
+    @accepts_body(0)
     def health() -> ResponseReturnValue:
         return {"ok": False, "version": version, "error": error()}, Starting.status
 
     @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "PUT", "DELETE"])
     @app.route("/<path:path>", methods=["GET", "POST", "PUT", "DELETE"])
-    # Any body passes: an upload is told the node is starting, not that it is too long.
-    @accepts_body(MAX_STREAMED_BODY)
+    @accepts_body(0)
     def anything(path: str) -> ResponseReturnValue:
         return {"error": error()}, Starting.status
 

@@ -181,7 +181,9 @@ def serve(
     max_jobs: int,
 ) -> None:
     """Run the node daemon (Docker volume plugin and pfs API)."""
-    from pfs_volume.daemon_sockets import Sockets
+    import threading
+
+    from pfs_volume.daemon_sockets import Sockets, stop_on_signals
 
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     settings = Settings(
@@ -202,11 +204,13 @@ def serve(
         reconcile_grace=reconcile_grace,
         max_jobs=max_jobs,
     )
+    stopping = threading.Event()
+    stop_on_signals(stopping)  # before the sockets: none is left by a signal meanwhile
     sockets = Sockets(settings).open()
     # Imported once the sockets answer: importing the services takes most of a second.
     from pfs_volume.daemon import Daemon
 
-    daemon = Daemon(settings, sockets)
+    daemon = Daemon(settings, sockets, stopping)
     daemon.start()
     note(
         f"pfs serving driver {settings.driver_name!r} on {settings.plugin_socket}, "

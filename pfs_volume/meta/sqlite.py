@@ -110,6 +110,8 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
             self._log = ChangeLog()
             track_changes(self._db, self._log)
         except sqlite3.Error as exc:
+            if hasattr(self, "_db"):  # a failed start keeps this frame: the pool stayed busy
+                self._db.close()
             raise StorageError(f"cannot open the metadata store {path}: {exc}") from exc
 
     @contextmanager

@@ -134,3 +134,25 @@ def test_sigterm_while_waiting_for_etcd_stops_cleanly(node: ClusterNode, etcd: E
     assert not node.plugin_socket.exists()
     assert not node.api_socket.exists()
     assert not node.pool_root.is_mount()
+
+
+def test_a_stop_while_etcd_is_down_answers_the_waiting_calls_why(
+    node: ClusterNode, etcd: EtcdCluster
+) -> None:
+    """Docker's Unmount of a container stopped meanwhile gets "pfs is stopping", not a
+    connection closed under it after the sockets' 5 s of grace."""
+    node.start(ready=False)
+    wait_for_retries(node, 1)
+    answers: list[Any] = []
+    unmount = threading.Thread(
+        target=lambda: answers.append(node.plugin("VolumeDriver.Unmount", {"Name": "a", "ID": "m"}))
+    )
+    unmount.start()
+    wait_for_log(node, "Unmount waits for start-up (pfs cannot reach etcd at ")
+    assert node.process is not None
+    node.process.send_signal(signal.SIGTERM)
+    unmount.join(timeout=STOP_TIMEOUT)
+    assert node.process.wait(timeout=STOP_TIMEOUT) == 0, node.log()
+    node.process = None
+    [answer] = answers
+    assert answer["Err"].startswith("pfs is stopping (pfs cannot reach etcd at "), answer

@@ -10,6 +10,8 @@ timing. The daemons are real ``pfs serve`` processes on their own pool images.
 from __future__ import annotations
 
 import contextlib
+import json
+import signal
 import socket
 import subprocess
 import threading
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from pfs_volume.btrfs.pool_image import is_mountpoint
 from pfs_volume.failpoints import KILLED_EXIT
 from tests.pfs_node import PFS, PRIVATE_PLUGIN_DIR, PfsNode
 
@@ -205,3 +208,132 @@ def test_systemd_is_told_ready_once_the_sockets_listen_and_each_step_after(
         assert notify.recv(4096) == b"STOPPING=1"
     finally:
         notify.close()
+
+
+def test_calls_waiting_for_start_up_leave_threads_for_the_handshake_list_and_get(
+    node: PfsNode, held: HeldStart
+) -> None:
+    """Docker boots many containers at once: their Mounts wait for start-up, each on a
+    plugin-socket thread. Activate, List and Get must still be answered (at once, not
+    after the waits: Docker gives List and Get a minute), and a Mount beyond what may
+    wait is refused at once rather than queued behind the waits."""
+    from pfs_volume.startup import READY_WAITERS
+
+    node.start(env=held.env("start.pool_ready"), ready=False)
+    held.wait_held("start.pool_ready", node)
+    answers: dict[int, Any] = {}
+
+    def mount(i: int) -> None:
+        answers[i] = node.plugin("VolumeDriver.Mount", {"Name": f"v{i}", "ID": f"m{i}"})
+
+    waiting = [threading.Thread(target=mount, args=(i,)) for i in range(READY_WAITERS)]
+    for caller in waiting:
+        caller.start()
+    deadline = time.monotonic() + HELD_TIMEOUT
+    while node.log().count("Mount waits for start-up") < READY_WAITERS:
+        assert time.monotonic() < deadline, node.log()
+        time.sleep(0.05)
+    assert node.plugin("Plugin.Activate") == {"Implements": ["VolumeDriver"]}
+    assert node.plugin("VolumeDriver.Capabilities") == {"Capabilities": {"Scope": "local"}}
+    for call, body in READ_CALLS:
+        assert node.plugin(call, body) == {"Err": "pfs is starting: preparing the pool"}
+    assert node.plugin("VolumeDriver.Mount", {"Name": "late", "ID": "m"}) == {
+        "Err": f"pfs is starting: preparing the pool ({READY_WAITERS} calls wait for it already)"
+    }
+    assert answers == {}, "every answer above came while all the Mounts still waited"
+
+    held.release("start.pool_ready")
+    for caller in waiting:
+        caller.join(timeout=HELD_TIMEOUT)
+    assert sorted(answers) == list(range(READY_WAITERS))
+    assert all("Mountpoint" in answer for answer in answers.values()), answers
+
+
+def test_a_failed_start_up_tells_waiting_calls_why_and_leaves_no_pool_mounted(
+    node: PfsNode, held: HeldStart
+) -> None:
+    node.start(env=held.env("start.pool_ready"), ready=False)
+    held.wait_held("start.pool_ready", node)
+    answers: list[Any] = []
+    unmount = threading.Thread(
+        target=lambda: answers.append(
+            node.plugin("VolumeDriver.Unmount", {"Name": "kept", "ID": "m1"})
+        )
+    )
+    unmount.start()
+    wait_for_log(node, "Unmount waits for start-up")
+    (node.pool_root / "meta.db").write_bytes(b"not a database" * 100)  # found next
+    held.release("start.pool_ready")
+
+    assert node.wait_exit(timeout=HELD_TIMEOUT) == 1
+    unmount.join(timeout=HELD_TIMEOUT)
+    reason = f"cannot open the metadata store {node.pool_root}/meta.db: file is not a database"
+    assert answers == [{"Err": f"pfs failed to start: {reason}"}]
+    assert node.log().splitlines()[-1] == f"pfs: error: {reason}"
+    assert not node.plugin_socket.exists() and not node.api_socket.exists()
+    assert not is_mountpoint(node.pool_root), "the pool (and its loop device) stayed"
+
+
+def test_a_sigterm_as_soon_as_the_sockets_answer_stops_cleanly(node: PfsNode) -> None:
+    """The sockets answer before the daemon is imported (a second or more): a SIGTERM
+    then (systemd's stop, an operator's Ctrl-C) stops it as at any other time, rather
+    than killing it with both socket files left and, once start-up began, the pool."""
+    node.start(ready=False)
+    assert node.process is not None
+    node.process.send_signal(signal.SIGTERM)
+    assert node.wait_exit(timeout=HELD_TIMEOUT) == 0, node.log()
+    assert not node.plugin_socket.exists() and not node.api_socket.exists()
+    assert not is_mountpoint(node.pool_root)
+    node.start()  # and it starts again
+    assert node.plugin("VolumeDriver.Create", {"Name": "after"}) == {}
+
+
+@pytest.mark.parametrize("framing", ["Content-Length: 10737418240", "Transfer-Encoding: chunked"])
+def test_an_upload_while_starting_is_told_so_before_its_body_is_sent(
+    node: PfsNode, held: HeldStart, framing: str
+) -> None:
+    """Not after all of it was spooled to a temp file (10 GiB here), only to be
+    refused then: the starting API's routes take no body."""
+    node.start(env=held.env("start.pool_ready"), ready=False)
+    held.wait_held("start.pool_ready", node)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(HELD_TIMEOUT)
+    try:
+        client.connect(str(node.api_socket))
+        client.sendall(
+            f"PUT /v1/repos/r/branches/master/files?path=big HTTP/1.1\r\nHost: pfs\r\n"
+            f"{framing}\r\n\r\n".encode()
+        )
+        first = b"%x\r\n%b\r\n" % (65536, b"x" * 65536) if "chunked" in framing else b"x" * 65536
+        client.sendall(first)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+            piece = client.recv(65536)  # a timeout here: the daemon waits for the body
+            assert piece, answer
+            answer += piece
+    finally:
+        client.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 "), head
+    assert json.loads(body) == {
+        "error": {"code": "starting", "message": "pfs is starting: preparing the pool"}
+    }
+    held.release("start.pool_ready")
+    node.wait_ready()
+
+
+def test_a_sigterm_while_the_pool_is_prepared_does_not_wait_for_recovery(
+    node: PfsNode, held: HeldStart
+) -> None:
+    """Start-up notices the stop between its steps: a stop during the pool's set-up
+    (mkfs, mount) stops there, not after opening the store and a recovery (minutes on
+    a big pool), with systemd's stop timeout running."""
+    node.start(env=held.env("start.pool_ready"), ready=False)
+    held.wait_held("start.pool_ready", node)
+    assert node.process is not None
+    node.process.send_signal(signal.SIGTERM)
+    wait_for_log(node, "signal 15: stopping")
+    held.release("start.pool_ready")
+    assert node.wait_exit(timeout=HELD_TIMEOUT) == 0, node.log()
+    assert "recovering what a crash left unfinished" not in node.log()
+    assert not is_mountpoint(node.pool_root)

@@ -4,7 +4,9 @@ switch of a socket's app while connections stay open."""
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +211,95 @@ def test_a_call_that_changes_something_waits_for_start_up_to_end() -> None:
     caller.join(timeout=60)
     assert answered == ["None"]
     assert volumes.calls == ["create a"]
+
+
+def waiting_call(driver: PendingDriver) -> tuple[threading.Thread, list[str]]:
+    """A Create that waits for start-up on a thread of its own; what it ended with."""
+    ended: list[str] = []
+
+    def create() -> None:
+        try:
+            driver.create("a", {})
+            ended.append("created")
+        except Starting as exc:
+            ended.append(str(exc))
+
+    caller = threading.Thread(target=create)
+    caller.start()
+    return caller, ended
+
+
+@pytest.mark.parametrize(
+    ("end", "told"),
+    [
+        (
+            lambda state: state.fail(Conflict("pool busy")),
+            "pfs failed to start: pool busy",
+        ),
+        (lambda state: state.stopping(), "pfs is stopping (pfs is starting: recovering)"),
+    ],
+)
+def test_a_failed_or_stopped_start_up_answers_its_waiting_calls_at_once(
+    end: Any, told: str
+) -> None:
+    """Not after the wait, nor by a connection closed under them as the sockets stop:
+    Docker shows the reason."""
+    state = StartupState()
+    state.step("recovering")
+    driver = PendingDriver(state, wait=3600.0)
+    caller, ended = waiting_call(driver)
+    end(state)
+    caller.join(timeout=60)
+    assert not caller.is_alive()
+    assert ended == [told]
+    with pytest.raises(Starting, match=re.escape(told)):  # and later calls too, unwaited
+        driver.mount("a", "m1")
+
+
+def test_only_so_many_calls_wait_for_start_up_the_next_is_refused_at_once() -> None:
+    """Each waiting call holds a plugin-socket thread: they must leave some free."""
+    state = StartupState()
+    state.step("recovering")
+    driver = PendingDriver(state, wait=3600.0, waiters=2)
+    callers = [waiting_call(driver) for _ in range(2)]
+    deadline = time.monotonic() + 60
+    while driver._waiters._value:  # type: ignore[attr-defined]  # both wait
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with pytest.raises(Starting, match=r"^pfs is starting: recovering \(2 calls wait"):
+        driver.create("b", {})
+    volumes = CountingVolumes()
+    driver.attach(volumes)  # type: ignore[arg-type]
+    for caller, ended in callers:
+        caller.join(timeout=60)
+        assert ended == ["created"]
+    assert volumes.calls == ["create a", "create a"]
+
+
+def test_the_plugin_socket_has_threads_for_waiting_calls_only_while_starting(
+    tmp_path: Path,
+) -> None:
+    from pfs_volume.config import Settings
+    from pfs_volume.daemon_sockets import Sockets
+    from pfs_volume.startup import READY_WAITERS
+    from pfs_volume.transport import THREADS
+
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        api_socket=tmp_path / "api.sock",
+        plugin_dir=tmp_path / "plugins",
+        driver_name="pfsthreads",
+    )
+    sockets = Sockets(settings).open()
+    try:
+        assert sockets.plugin is not None
+        dispatcher = sockets.plugin._server.task_dispatcher
+        assert len(dispatcher.threads) == THREADS + READY_WAITERS
+        sockets.serve_ready(CountingVolumes(), Flask("ready"))  # type: ignore[arg-type]
+        deadline = time.monotonic() + 60
+        while len(dispatcher.threads) != THREADS:
+            assert time.monotonic() < deadline, len(dispatcher.threads)
+            time.sleep(0.01)
+    finally:
+        sockets.stop_serving()
+        sockets.unlock()
