@@ -1,8 +1,6 @@
 """A client of the pfs HTTP API, over the daemon's unix socket or plain HTTP.
 
-``ApiClient`` has one method per ``/v1`` route the CLI calls; the routes are the
-``Route`` constants below and nowhere else on the client side (a unit test holds them to
-the OpenAPI document). Path parts are quoted once, in ``Route.path``.
+``ApiClient`` has one method per ``/v1`` route the CLI calls (``cli/routes.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +11,8 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 
-from pfs_volume.cli.connection import Answer, percent_encode, send
+from pfs_volume.cli import routes
+from pfs_volume.cli.connection import Answer, send
 from pfs_volume.errors import AnswerCutOff, PfsError, error_from_response
 
 # typing and dataclasses cost a short-lived CLI process about as much as its call
@@ -66,68 +65,6 @@ def _utf8_only() -> Iterator[None]:
         ) from None
 
 
-class Route:
-    """One route of the API: its HTTP method and its path template (``{repo}``...)."""
-
-    __slots__ = ("method", "template")
-
-    def __init__(self, method: str, template: str) -> None:
-        self.method = method
-        self.template = template
-
-    def __repr__(self) -> str:
-        return f"Route({self.method!r}, {self.template!r})"
-
-    def path(self, **parts: str) -> str:
-        """The route's path with each ``{part}`` quoted so nothing in it changes the route."""
-        return self.template.format(**{k: percent_encode(v) for k, v in parts.items()})
-
-
-NODES = Route("GET", "/v1/nodes")
-REPOS = Route("GET", "/v1/repos")
-REPO_CREATE = Route("POST", "/v1/repos")
-REPO = Route("GET", "/v1/repos/{repo}")
-REPO_DELETE = Route("DELETE", "/v1/repos/{repo}")
-REPO_EXPORT = Route("GET", "/v1/repos/{repo}/export")
-IMPORT = Route("POST", "/v1/imports")
-BRANCHES = Route("GET", "/v1/repos/{repo}/branches")
-BRANCH_CREATE = Route("POST", "/v1/repos/{repo}/branches")
-BRANCH_DELETE = Route("DELETE", "/v1/repos/{repo}/branches/{branch}")
-BRANCH_RESET = Route("POST", "/v1/repos/{repo}/branches/{branch}/reset")
-BRANCH_COMMIT = Route("POST", "/v1/repos/{repo}/branches/{branch}/commit")
-BRANCH_REVERT = Route("POST", "/v1/repos/{repo}/branches/{branch}/revert")
-BRANCH_MERGE = Route("POST", "/v1/repos/{repo}/branches/{branch}/merge")
-FILE_PUT = Route("PUT", "/v1/repos/{repo}/branches/{branch}/files")
-FILE_REMOVE = Route("DELETE", "/v1/repos/{repo}/branches/{branch}/files")
-LOG = Route("GET", "/v1/repos/{repo}/log")
-COMMIT = Route("GET", "/v1/repos/{repo}/commits/{ref}")
-COMMIT_FILES = Route("GET", "/v1/repos/{repo}/commits/{ref}/files")
-COMMIT_CONTENT = Route("GET", "/v1/repos/{repo}/commits/{ref}/content")
-COMMIT_TAR = Route("GET", "/v1/repos/{repo}/commits/{ref}/tar")
-COMMIT_WAIT = Route("GET", "/v1/repos/{repo}/commits/{ref}/wait")
-COMMIT_PROVENANCE = Route("GET", "/v1/repos/{repo}/commits/{ref}/provenance")
-GC = Route("POST", "/v1/repos/{repo}/gc")
-DIFF = Route("GET", "/v1/repos/{repo}/diff")
-PIPELINES = Route("GET", "/v1/pipelines")
-PIPELINE_CREATE = Route("POST", "/v1/pipelines")
-PIPELINE = Route("GET", "/v1/pipelines/{name}")
-PIPELINE_UPDATE = Route("PUT", "/v1/pipelines/{name}")
-PIPELINE_DELETE = Route("DELETE", "/v1/pipelines/{name}")
-PIPELINE_STOP = Route("POST", "/v1/pipelines/{name}/stop")
-PIPELINE_START = Route("POST", "/v1/pipelines/{name}/start")
-JOBS = Route("GET", "/v1/jobs")
-JOB = Route("GET", "/v1/jobs/{job_id}")
-JOB_WAIT = Route("GET", "/v1/jobs/{job_id}/wait")
-JOB_LOGS = Route("GET", "/v1/jobs/{job_id}/logs")
-JOB_RERUN = Route("POST", "/v1/jobs/{job_id}/rerun")
-DATUMS = Route("GET", "/v1/jobs/{job_id}/datums")
-DATUM = Route("GET", "/v1/jobs/{job_id}/datums/{datum_id}")
-MOUNTS = Route("GET", "/v1/mounts")
-MOUNT_RELEASE = Route("DELETE", "/v1/mounts/{mount_id}")
-DOCTOR = Route("GET", "/v1/doctor")
-FSCK = Route("POST", "/v1/fsck")
-
-ROUTES: tuple[Route, ...] = tuple(v for v in dict(globals()).values() if isinstance(v, Route))
 """Every route the client calls (the constants above)."""
 
 
@@ -208,14 +145,14 @@ class ApiClient:
             ) from exc
         return response
 
-    def _call(self, route: Route, parts: dict[str, str] | None = None, **params: Any) -> Any:
+    def _call(self, route: routes.Route, parts: dict[str, str] | None = None, **params: Any) -> Any:
         """``request`` on ``route`` with its path ``parts``; the decoded JSON answer."""
         with _utf8_only():
             return self.request(route.method, route.path(**(parts or {})), **params)
 
     def _open(
         self,
-        route: Route,
+        route: routes.Route,
         parts: dict[str, str],
         data: IO[bytes] | io.RawIOBase | None = None,
         timeout: float = REQUEST_TIMEOUT,
@@ -231,94 +168,96 @@ class ApiClient:
 
     def list_nodes(self) -> list[dict[str, Any]]:
         """The live nodes of the cluster."""
-        return list(self._call(NODES)["nodes"])
+        return list(self._call(routes.NODES)["nodes"])
 
     def list_mounts(self, stale: bool) -> list[dict[str, Any]]:
         """The mounts Docker holds; with ``stale``, only those no container holds."""
-        return list(self._call(MOUNTS, stale="true" if stale else "false")["mounts"])
+        return list(self._call(routes.MOUNTS, stale="true" if stale else "false")["mounts"])
 
     def release_mount(self, mount_id: str) -> dict[str, Any]:
         """Release a mount as Docker's Unmount would."""
-        return dict(self._call(MOUNT_RELEASE, {"mount_id": mount_id}))
+        return dict(self._call(routes.MOUNT_RELEASE, {"mount_id": mount_id}))
 
     def doctor(self) -> list[dict[str, Any]]:
         """The daemon's findings of stuck or suspicious state."""
-        return list(self._call(DOCTOR)["findings"])
+        return list(self._call(routes.DOCTOR)["findings"])
 
     def fsck(self, repair: bool) -> dict[str, Any]:
         """Check the pool against the metadata (with ``repair``, fix what it can)."""
-        return dict(self._call(FSCK, repair=_flag(repair)))
+        return dict(self._call(routes.FSCK, repair=_flag(repair)))
 
     # Repos.
 
     def list_repos(self) -> list[dict[str, Any]]:
         """Every repo."""
-        return list(self._call(REPOS)["repos"])
+        return list(self._call(routes.REPOS)["repos"])
 
     def create_repo(self, name: str, description: str, replicas: int | None) -> dict[str, Any]:
         """Create an empty repo; ``replicas`` None keeps the node's default."""
         body: dict[str, Any] = {"name": name, "description": description}
         if replicas is not None:
             body["replicas"] = replicas
-        return dict(self._call(REPO_CREATE, json=body))
+        return dict(self._call(routes.REPO_CREATE, json=body))
 
     def inspect_repo(self, name: str) -> dict[str, Any]:
         """A repo with its branches, commit count, size and mounts."""
-        return dict(self._call(REPO, {"repo": name}))
+        return dict(self._call(routes.REPO, {"repo": name}))
 
     def delete_repo(self, name: str, force: bool) -> dict[str, Any]:
         """Delete a repo (with ``force``, the pipelines that use it too)."""
-        return dict(self._call(REPO_DELETE, {"repo": name}, force=_flag(force)))
+        return dict(self._call(routes.REPO_DELETE, {"repo": name}, force=_flag(force)))
 
     def export_repo(self, name: str) -> Answer:
         """The open answer streaming a repo's export file."""
-        return self._open(REPO_EXPORT, {"repo": name})
+        return self._open(routes.REPO_EXPORT, {"repo": name})
 
     def import_repo(self, data: IO[bytes] | io.RawIOBase, name: str | None) -> dict[str, Any]:
         """Import an export file read from ``data``, under ``name`` when given."""
         query: dict[str, Any] = {"as": name}
-        return dict(self._open(IMPORT, {}, data=data, **query).json())
+        return dict(self._open(routes.IMPORT, {}, data=data, **query).json())
 
     def gc(self, repo: str, keep_last: int | None, older_than: str | None) -> dict[str, Any]:
         """Prune old commits' data (and unused datum outputs of pipelines)."""
         limits = (("keep_last", keep_last), ("older_than", older_than))
         body = {name: value for name, value in limits if value is not None}
-        return dict(self._call(GC, {"repo": repo}, json=body))
+        return dict(self._call(routes.GC, {"repo": repo}, json=body))
 
     # Branches and history.
 
     def list_branches(self, repo: str) -> list[dict[str, Any]]:
         """A repo's branches with their heads."""
-        return list(self._call(BRANCHES, {"repo": repo})["branches"])
+        return list(self._call(routes.BRANCHES, {"repo": repo})["branches"])
 
     def create_branch(self, repo: str, name: str, start: str | None) -> dict[str, Any]:
         """Create a branch at the ref ``start`` (master when None)."""
         body = {"name": name} if start is None else {"name": name, "from": start}
-        return dict(self._call(BRANCH_CREATE, {"repo": repo}, json=body))
+        return dict(self._call(routes.BRANCH_CREATE, {"repo": repo}, json=body))
 
     def delete_branch(self, repo: str, name: str, force: bool) -> dict[str, Any]:
         """Delete a branch (with ``force``, the pipelines that use it too)."""
         parts = {"repo": repo, "branch": name}
-        return dict(self._call(BRANCH_DELETE, parts, force=_flag(force)))
+        return dict(self._call(routes.BRANCH_DELETE, parts, force=_flag(force)))
 
     def reset_branch(self, repo: str, name: str, ref: str) -> dict[str, Any]:
         """Move a branch's head to ``ref``."""
-        return dict(self._call(BRANCH_RESET, {"repo": repo, "branch": name}, json={"ref": ref}))
+        return dict(
+            self._call(routes.BRANCH_RESET, {"repo": repo, "branch": name}, json={"ref": ref})
+        )
 
     def commit(self, repo: str, branch: str, message: str) -> dict[str, Any]:
         """Commit what changed in a branch's working copy."""
         parts = {"repo": repo, "branch": branch}
-        return dict(self._call(BRANCH_COMMIT, parts, json={"message": message}))
+        return dict(self._call(routes.BRANCH_COMMIT, parts, json={"message": message}))
 
     def revert(self, repo: str, branch: str, commit: str) -> dict[str, Any]:
         """Commit on ``branch`` what undoes ``commit``."""
         parts = {"repo": repo, "branch": branch}
-        return dict(self._call(BRANCH_REVERT, parts, json={"commit": commit}))
+        return dict(self._call(routes.BRANCH_REVERT, parts, json={"commit": commit}))
 
     def merge(self, repo: str, into: str, source: str, strategy: str | None) -> dict[str, Any]:
         """Merge branch ``source`` into ``into``; ``strategy`` settles conflicts."""
         body = {"from": source, **({"strategy": strategy} if strategy else {})}
-        return dict(self._call(BRANCH_MERGE, {"repo": repo, "branch": into}, json=body))
+        return dict(self._call(routes.BRANCH_MERGE, {"repo": repo, "branch": into}, json=body))
 
     # Commits.
 
@@ -327,48 +266,48 @@ class ApiClient:
     ) -> list[dict[str, Any]]:
         """Commits from ``ref``, newest first."""
         query: dict[str, Any] = {"ref": ref, "limit": limit, "first_parent": _flag(first_parent)}
-        return list(self._call(LOG, {"repo": repo}, **query)["commits"])
+        return list(self._call(routes.LOG, {"repo": repo}, **query)["commits"])
 
     def inspect_commit(self, repo: str, ref: str) -> dict[str, Any]:
         """One commit."""
-        return dict(self._call(COMMIT, {"repo": repo, "ref": ref}))
+        return dict(self._call(routes.COMMIT, {"repo": repo, "ref": ref}))
 
     def diff(self, repo: str, to: str, start: str | None) -> dict[str, Any]:
         """What changed from ``start`` to ``to`` (in ``to`` when ``start`` is None)."""
         query = {"to": to} if start is None else {"from": start, "to": to}
-        return dict(self._call(DIFF, {"repo": repo}, **query))
+        return dict(self._call(routes.DIFF, {"repo": repo}, **query))
 
     def provenance(self, repo: str, ref: str) -> dict[str, Any]:
         """What produced a commit and which commits it fed."""
-        return dict(self._call(COMMIT_PROVENANCE, {"repo": repo, "ref": ref}))
+        return dict(self._call(routes.COMMIT_PROVENANCE, {"repo": repo, "ref": ref}))
 
     def wait_commit(self, repo: str, ref: str, timeout: float) -> dict[str, Any]:
         """Where the pipelines downstream of a commit are, blocking up to ``timeout`` s
         for them to be done."""
         parts = {"repo": repo, "ref": ref}
-        return dict(self._call(COMMIT_WAIT, parts, timeout=f"{timeout:g}"))
+        return dict(self._call(routes.COMMIT_WAIT, parts, timeout=f"{timeout:g}"))
 
     # Files.
 
     def list_files(self, repo: str, ref: str, path: str) -> list[dict[str, Any]]:
         """The entries of a folder of a commit."""
         parts = {"repo": repo, "ref": ref}
-        return list(self._call(COMMIT_FILES, parts, path=_wire(path))["entries"])
+        return list(self._call(routes.COMMIT_FILES, parts, path=_wire(path))["entries"])
 
     def file_content(self, repo: str, ref: str, path: str) -> Answer:
         """The open answer streaming a regular file of a commit."""
-        return self._open(COMMIT_CONTENT, {"repo": repo, "ref": ref}, path=_wire(path))
+        return self._open(routes.COMMIT_CONTENT, {"repo": repo, "ref": ref}, path=_wire(path))
 
     def file_tar(self, repo: str, ref: str, path: str) -> Answer:
         """The open answer streaming a tar of a folder (or file) of a commit."""
-        return self._open(COMMIT_TAR, {"repo": repo, "ref": ref}, path=_wire(path))
+        return self._open(routes.COMMIT_TAR, {"repo": repo, "ref": ref}, path=_wire(path))
 
     def put_file(
         self, repo: str, branch: str, path: str, data: IO[bytes], message: str
     ) -> dict[str, Any]:
         """Write ``data`` to ``path`` on a branch and commit it."""
         response = self._open(
-            FILE_PUT,
+            routes.FILE_PUT,
             {"repo": repo, "branch": branch},
             data=data,
             path=_wire(path),
@@ -382,7 +321,7 @@ class ApiClient:
         """Remove ``path`` from a branch and commit it."""
         return dict(
             self._call(
-                FILE_REMOVE,
+                routes.FILE_REMOVE,
                 {"repo": repo, "branch": branch},
                 path=_wire(path),
                 recursive="true" if recursive else "false",
@@ -394,65 +333,67 @@ class ApiClient:
 
     def list_pipelines(self) -> list[dict[str, Any]]:
         """Every pipeline's spec."""
-        return list(self._call(PIPELINES)["pipelines"])
+        return list(self._call(routes.PIPELINES)["pipelines"])
 
     def create_pipeline(self, spec: bytes) -> dict[str, Any]:
         """Create a pipeline from its spec file's bytes (JSON or YAML)."""
-        return dict(self._call(PIPELINE_CREATE, data=spec))
+        return dict(self._call(routes.PIPELINE_CREATE, data=spec))
 
     def inspect_pipeline(self, name: str) -> dict[str, Any]:
         """A pipeline's spec and latest jobs."""
-        return dict(self._call(PIPELINE, {"name": name}))
+        return dict(self._call(routes.PIPELINE, {"name": name}))
 
     def update_pipeline(self, name: str, spec: bytes, reprocess: bool) -> dict[str, Any]:
         """Replace a pipeline's spec; ``reprocess`` runs every datum again."""
         parts = {"name": name}
-        return dict(self._call(PIPELINE_UPDATE, parts, data=spec, reprocess=_flag(reprocess)))
+        return dict(
+            self._call(routes.PIPELINE_UPDATE, parts, data=spec, reprocess=_flag(reprocess))
+        )
 
     def delete_pipeline(self, name: str) -> dict[str, Any]:
         """Delete a pipeline."""
-        return dict(self._call(PIPELINE_DELETE, {"name": name}))
+        return dict(self._call(routes.PIPELINE_DELETE, {"name": name}))
 
     def stop_pipeline(self, name: str) -> dict[str, Any]:
         """Stop a pipeline, killing its running job."""
-        return dict(self._call(PIPELINE_STOP, {"name": name}))
+        return dict(self._call(routes.PIPELINE_STOP, {"name": name}))
 
     def start_pipeline(self, name: str) -> dict[str, Any]:
         """Start a stopped pipeline."""
-        return dict(self._call(PIPELINE_START, {"name": name}))
+        return dict(self._call(routes.PIPELINE_START, {"name": name}))
 
     def list_jobs(self, pipeline: str | None) -> list[dict[str, Any]]:
         """Jobs, oldest first; only ``pipeline``'s when given."""
-        return list(self._call(JOBS, pipeline=pipeline)["jobs"])
+        return list(self._call(routes.JOBS, pipeline=pipeline)["jobs"])
 
     def inspect_job(self, job_id: str) -> dict[str, Any]:
         """One job."""
-        return dict(self._call(JOB, {"job_id": job_id}))
+        return dict(self._call(routes.JOB, {"job_id": job_id}))
 
     def wait_job(self, job_id: str, timeout: float) -> dict[str, Any]:
         """A job, once it ended or after ``timeout`` s, whichever comes first."""
-        return dict(self._call(JOB_WAIT, {"job_id": job_id}, timeout=f"{timeout:g}"))
+        return dict(self._call(routes.JOB_WAIT, {"job_id": job_id}, timeout=f"{timeout:g}"))
 
     def rerun_job(self, job_id: str) -> dict[str, Any]:
         """Queue a job again on the same input commits."""
-        return dict(self._call(JOB_RERUN, {"job_id": job_id}))
+        return dict(self._call(routes.JOB_RERUN, {"job_id": job_id}))
 
     def job_logs(self, job_id: str) -> dict[str, str]:
         """Each datum's container output so far, by datum id."""
-        return dict(self._call(JOB_LOGS, {"job_id": job_id})["logs"])
+        return dict(self._call(routes.JOB_LOGS, {"job_id": job_id})["logs"])
 
     def follow_job_logs(self, job_id: str, read_timeout: float) -> Answer:
         """The open answer streaming a job's output lines until it ends; each read
         waits up to ``read_timeout`` s."""
-        return self._open(JOB_LOGS, {"job_id": job_id}, timeout=read_timeout, follow="true")
+        return self._open(routes.JOB_LOGS, {"job_id": job_id}, timeout=read_timeout, follow="true")
 
     def list_datums(self, job_id: str) -> dict[str, Any]:
         """A job's state and the datums that ended so far."""
-        return dict(self._call(DATUMS, {"job_id": job_id}))
+        return dict(self._call(routes.DATUMS, {"job_id": job_id}))
 
     def inspect_datum(self, job_id: str, datum_id: str) -> dict[str, Any]:
         """One datum of a job, by id or unique prefix."""
-        return dict(self._call(DATUM, {"job_id": job_id, "datum_id": datum_id}))
+        return dict(self._call(routes.DATUM, {"job_id": job_id, "datum_id": datum_id}))
 
 
 def _failure(exc: BaseException) -> str:

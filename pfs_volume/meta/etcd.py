@@ -309,16 +309,12 @@ class EtcdStore(EtcdNodeRecords, EtcdDocuments, EtcdCommitLog, EtcdSizes, Metada
         ops: list[Op],
         counted: bool = False,
     ) -> None:
-        """Move the head from ``expected`` to ``new`` with ``ops``, in one guarded write
-        that also checks the head key's mod revision, the fence, and that the ``absent``
-        keys are; ``counted``: and count one more commit in the repo's total, if it has
-        one (its branch's part, which the size meter may move too: again, up to
-        ``COUNTED_ATTEMPTS`` times after a random pause; that is no conflict).
-
-        Raises:
-            NotFound: no such branch. Conflict: the head is not ``expected``, the fence
-                failed, or an ``absent`` key exists; nothing changed.
-        """
+        """Move the head from ``expected`` to ``new`` with ``ops``, in one write guarded
+        by the head's mod revision, the fence and the ``absent`` keys; ``counted``: count
+        the commit in its branch's part of the repo's total too (the size meter moves
+        that part as well: retried, up to ``COUNTED_ATTEMPTS`` times, as no conflict).
+        Raises NotFound (no such branch) or Conflict (the head is not ``expected``, the
+        fence failed, or an ``absent`` key exists), having changed nothing."""
         key = self.keys.branch(repo, branch)
         for attempt in range(COUNTED_ATTEMPTS if counted else 1):
             pause_before(attempt)

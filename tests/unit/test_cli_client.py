@@ -12,7 +12,8 @@ from urllib.parse import unquote
 import pytest
 
 from pfs_volume.api.openapi import openapi_document
-from pfs_volume.cli.client import ROUTES, ApiClient, Route
+from pfs_volume.cli.client import ApiClient
+from pfs_volume.cli.routes import ROUTES, Route
 
 PATHS: dict[str, Any] = openapi_document()["paths"]
 AWKWARD = "a b/c?d#e%"

@@ -55,6 +55,7 @@ OWN = {
     "pfs_volume.cli.main",
     "pfs_volume.cli.options",
     "pfs_volume.cli.output",
+    "pfs_volume.cli.routes",
     "pfs_volume.cli.tables",
     "pfs_volume.errors",
     "pfs_volume.names",
