@@ -20,6 +20,12 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
+NAMES_KEPT = 100_000
+"""How many repo and volume names each (``ChangeLog``) remembers the last write of: a
+daemon that sees ever new names (a volume per CI job) would otherwise keep every one
+for as long as it runs. A name forgotten makes ``since`` answer None for the numbers
+before its last write (more work for List, never a lost change)."""
+
 
 @dataclass(frozen=True)
 class StoreChanges:
@@ -46,9 +52,10 @@ class StoreChanges:
 class ChangeLog:
     """The repos and volume names touched by each noted write, by number (not
     thread-safe: the caller holds the lock its writers hold). Its memory is one entry a
-    repo or volume name ever touched."""
+    repo or volume name touched, up to ``limit`` of each (the oldest forgotten first)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = NAMES_KEPT) -> None:
+        self.limit = limit
         self.number = 0
         """The number of the last noted write (0: none yet)."""
         self._repos: OrderedDict[str, int] = OrderedDict()
@@ -65,6 +72,9 @@ class ChangeLog:
             for name in names:
                 touched[name] = self.number
                 touched.move_to_end(name)
+            while len(touched) > self.limit:
+                _, last = touched.popitem(last=False)
+                self._everything = max(self._everything, last)
         if everything:
             self._everything = self.number
 

@@ -40,6 +40,11 @@ from pfs_volume.meta import MetadataStore, VolumeRecord
 from pfs_volume.names import VolumeName
 from pfs_volume.volumes.listing import VolumeInfo
 
+NAMES_ONE_BY_ONE = 64
+"""At most this many changed volume names are read one by one (``get_volume``); more are
+read in one ``list_volumes``: on etcd each read is a round trip, and a repo deleted with
+10,000 names on this node cost 10,000 of them (seconds) where one read of all is one."""
+
 PoolChanges = Callable[[int], tuple[int, list[Path] | None]]
 """``BtrfsPool.changed_paths``: (the count now, the paths changed after a count)."""
 
@@ -55,6 +60,10 @@ class _Kept:
     by_repo: Mapping[str, tuple[str, ...]]
     infos: Mapping[str, VolumeInfo]
     answer: tuple[VolumeInfo, ...]
+    unsure: frozenset[str] = frozenset()
+    """The names whose mountpoint could not be worked out (a passing failure:
+    ``listing.mountpoints`` said None; shown as ""): the next List works them out again,
+    whatever changed."""
 
 
 @dataclass
@@ -72,7 +81,8 @@ class KeptListing:
 
     Args:
         store: volume names and the change log of records.
-        mountpoints: each record's mountpoint, in order (``listing.mountpoints``).
+        mountpoints: each record's mountpoint, in order (``listing.mountpoints``; None
+            when it could not be worked out now: shown as "", never kept).
         parse: parses a volume name (raises PfsError: a name that does not parse never
             resolves, whatever changes, so it belongs to no repo).
         pool_changes: ``BtrfsPool.changed_paths``; None keeps nothing.
@@ -82,7 +92,7 @@ class KeptListing:
     def __init__(
         self,
         store: MetadataStore,
-        mountpoints: Callable[[Sequence[VolumeRecord]], list[str]],
+        mountpoints: Callable[[Sequence[VolumeRecord]], Sequence[str | None]],
         parse: Callable[[str], VolumeName],
         pool_changes: PoolChanges | None,
         repos_at: Callable[[Iterable[Path]], frozenset[str] | None],
@@ -109,7 +119,7 @@ class KeptListing:
             pool_repos = self.repos_at(paths) if paths else frozenset()
             if pool_repos is None:
                 made = self._whole(changes.cursor, pool_count)
-            elif changes.nothing and not pool_repos:
+            elif changes.nothing and not pool_repos and not kept.unsure:
                 made = replace(kept, store_cursor=changes.cursor, pool_count=pool_count)
                 self.last = ListingWork()
             else:
@@ -124,14 +134,15 @@ class KeptListing:
         records = self.store.list_volumes()
         found = self.mountpoints(records)
         infos = {
-            r.name: VolumeInfo(r.name, m, r.created, {})
+            r.name: VolumeInfo(r.name, m or "", r.created, {})
             for r, m in zip(records, found, strict=True)
         }
         self.last = ListingWork(resolved=len(records), whole=True)
         by_name = {r.name: r for r in records}
         order = tuple(sorted(by_name))  # as ``_update`` keeps it (and the stores list)
         answer = tuple(infos[name] for name in order)
-        return _Kept(cursor, pool_count, order, by_name, self._group(order), infos, answer)
+        unsure = frozenset(r.name for r, m in zip(records, found, strict=True) if m is None)
+        return _Kept(cursor, pool_count, order, by_name, self._group(order), infos, answer, unsure)
 
     def _update(
         self,
@@ -145,7 +156,7 @@ class KeptListing:
         that changed read again (all of them when ``volumes`` is None): new or changed
         ones worked out, gone ones dropped."""
         records, by_repo, infos = dict(kept.records), dict(kept.by_repo), dict(kept.infos)
-        if volumes is None:
+        if volumes is None or len(volumes) > NAMES_ONE_BY_ONE:
             records = {r.name: r for r in self.store.list_volumes()}
             volumes = frozenset(records.keys() | kept.records.keys())
         else:
@@ -157,25 +168,30 @@ class KeptListing:
                     records[name] = record
         changed = {n for n in volumes if records.get(n) != kept.records.get(n)}
         again: set[str] = set()
+        # Each repo's names are made again once, not once a changed name: 10,000 names of
+        # one repo made between two Lists cost 50 million steps that way (17 s).
+        touched: dict[str, set[str]] = {}
         for name in changed:
             if name in records:
                 again.add(name)
             else:
                 del infos[name]
             with contextlib.suppress(PfsError):
-                repo = self.parse(name).repo
-                names = set(by_repo.get(repo, ())) - {name} | ({name} & records.keys())
-                by_repo[repo] = tuple(names)
+                touched.setdefault(self.parse(name).repo, set()).add(name)
+        for repo, names in touched.items():
+            by_repo[repo] = tuple(set(by_repo.get(repo, ())) - names | (names & records.keys()))
         order = tuple(sorted(records)) if changed else kept.order
         for repo in repos:
             again.update(by_repo.get(repo, ()))
+        again.update(kept.unsure & records.keys())
         chosen = [records[name] for name in again]
         found = self.mountpoints(chosen)
         for record, mountpoint in zip(chosen, found, strict=True):
-            infos[record.name] = VolumeInfo(record.name, mountpoint, record.created, {})
+            infos[record.name] = VolumeInfo(record.name, mountpoint or "", record.created, {})
         self.last = ListingWork(resolved=len(chosen))
         answer = tuple(infos[name] for name in order)
-        return _Kept(cursor, pool_count, order, records, by_repo, infos, answer)
+        unsure = frozenset(r.name for r, m in zip(chosen, found, strict=True) if m is None)
+        return _Kept(cursor, pool_count, order, records, by_repo, infos, answer, unsure)
 
     def _group(self, order: Sequence[str]) -> dict[str, tuple[str, ...]]:
         groups: dict[str, list[str]] = {}

@@ -80,3 +80,30 @@ def test_paths_map_to_the_repo_whose_folder_holds_them(tmp_path: Path) -> None:
     assert layout.repos_at([tmp_path / "incoming" / "x", tmp_path / "retired" / "a"]) == set()
     assert layout.repos_at([repos]) is None
     assert layout.repos_at([tmp_path]) is None
+
+
+@given(writes=st.lists(WRITE, max_size=40), limit=st.integers(1, 4))
+def test_a_log_that_forgets_names_never_answers_wrong(
+    writes: list[tuple[frozenset[str], frozenset[str], bool]], limit: int
+) -> None:
+    """Memory stays bounded for a daemon that sees ever new names (a volume per CI job):
+    past ``limit`` names the oldest are forgotten, and ``since`` answers None for the
+    numbers whose answer would have needed them, the right answer for the rest."""
+    log, whole = ChangeLog(limit), ChangeLog()
+    for repos, volumes, everything in writes:
+        log.note(repos, volumes, everything)
+        whole.note(repos, volumes, everything)
+        assert len(log._repos) <= limit and len(log._volumes) <= limit
+    for number in range(len(writes) + 2):
+        found = log.since(number)
+        assert found == (None, None) or found == whole.since(number), number
+    assert log.since(len(writes)) == whole.since(len(writes))
+
+
+def test_new_volume_names_forever_keep_the_log_bounded() -> None:
+    log = ChangeLog(limit=3)
+    for number in range(10):
+        log.note(volumes=(f"ci-{number}",))
+    assert len(log._volumes) == 3
+    assert log.since(6) == (None, None)  # ci-6 (write 7) was forgotten
+    assert log.since(7) == (frozenset(), frozenset({"ci-7", "ci-8", "ci-9"}))
