@@ -24,6 +24,7 @@ PLUGIN_DIR = Path("/run/docker/plugins")
 """Where Docker looks for legacy plugins' sockets."""
 
 _SIZE = re.compile(r"([0-9]+)([KMGT]?)(i?B)?", re.IGNORECASE)
+MAX_SIZE = 2**63 - 1
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
@@ -39,7 +40,10 @@ def parse_size(text: str) -> int:
             f"size {text!r} is not understood; give a number of bytes with an optional "
             "unit K, M, G or T (powers of 1024), e.g. 20G"
         )
-    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+    size = int(match.group(1)) * _UNITS[match.group(2).upper()]
+    if size > MAX_SIZE:  # else an OverflowError deep in the pool's set-up
+        raise InvalidRequest(f"size {text!r} is over {MAX_SIZE} bytes (8 EiB), btrfs's limit")
+    return size
 
 
 _URL = re.compile(r"http://([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):([0-9]{1,5})/?")

@@ -31,6 +31,13 @@ def test_bad_sizes_say_what_is_accepted(text: str) -> None:
         parse_size(text)
 
 
+@pytest.mark.parametrize("text", ["8388608T", "999999999T", "9" * 40])
+def test_sizes_past_btrfs_limit_are_refused_not_an_overflow_later(text: str) -> None:
+    """``PFS_POOL_SIZE=999999999T`` failed the start with a bare OverflowError."""
+    with pytest.raises(InvalidRequest, match="8 EiB"):
+        parse_size(text)
+
+
 def test_plugin_socket_follows_the_driver_name() -> None:
     assert Settings(driver_name="pfsx").plugin_socket == Path("/run/docker/plugins/pfsx.sock")
 
