@@ -16,7 +16,10 @@ from tests.docker_engine import DockerEngine
 from tests.e2e.docker_user import DockerUser
 from tests.pfs_node import unique_driver_name
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
+# Its own group, so its own engine on another worker: Compose looks volumes up by name
+# across every driver, and each socket of a daemon another test killed holds such a
+# lookup about 15 s (225 s in one run), which would all add to the shared engine's chain.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-compose")]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "compose" / "docker-compose.yml"
 COMPOSE_TIMEOUT = 300.0
