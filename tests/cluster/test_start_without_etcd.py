@@ -20,7 +20,7 @@ import pytest
 
 from tests.cluster.conftest import ClusterNode
 from tests.etcd_cluster import EtcdCluster
-from tests.integration.test_starting import HeldStart, wait_for_log
+from tests.integration.test_starting import HeldStart, create_in_background, wait_for_log
 
 WAIT = 60.0
 STOP_TIMEOUT = 20.0
@@ -86,11 +86,7 @@ def test_a_node_started_before_etcd_serves_a_clear_error_and_joins_when_etcd_com
     for call in ("VolumeDriver.Get", "VolumeDriver.List"):
         answer = node.plugin(call, {"Name": "joined"})
         assert unreachable_message(etcd).fullmatch(answer["Err"]), answer
-    created: list[Any] = []
-    creating = threading.Thread(
-        target=lambda: created.append(node.plugin("VolumeDriver.Create", {"Name": "early"}))
-    )
-    creating.start()
+    creating, created = create_in_background(node, "early")
     wait_for_log(node, "Create waits for start-up (pfs cannot reach etcd at ")
     health = node.api("GET", "/v1/health")
     assert health.status_code == 503

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,17 @@ def wait_for_log(node: PfsNode, line: str) -> None:
     while line not in node.log():
         assert time.monotonic() < deadline, f"never logged {line!r}:\n{node.log()}"
         time.sleep(0.05)
+
+
+def create_in_background(node: PfsNode, name: str) -> tuple[threading.Thread, list[Any]]:
+    """A ``VolumeDriver.Create`` of ``name`` sent on a thread of its own (it waits while
+    the node starts); the thread and the list its answer is put in."""
+    created: list[Any] = []
+    creating = threading.Thread(
+        target=lambda: created.append(node.plugin("VolumeDriver.Create", {"Name": name}))
+    )
+    creating.start()
+    return creating, created
 
 
 class HeldStart:
@@ -75,15 +85,6 @@ def exit_code(node: PfsNode, env: dict[str, str] | None = None) -> int:
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[PfsNode]:
-    pfs = PfsNode(tmp_path / "state", plugin_dir=PRIVATE_PLUGIN_DIR)
-    try:
-        yield pfs
-    finally:
-        pfs.cleanup()
-
-
-@pytest.fixture
 def held(tmp_path: Path) -> HeldStart:
     return HeldStart(tmp_path / "hold")
 
@@ -101,11 +102,7 @@ def test_the_sockets_answer_at_once_and_volume_calls_say_the_node_is_starting(
         answer = node.plugin(call, body)
         assert answer == {"Err": "pfs is starting: preparing the pool"}, (call, answer)
     # A Create waits for start-up (as Docker's retries did while no socket was there).
-    created: list[Any] = []
-    creating = threading.Thread(
-        target=lambda: created.append(node.plugin("VolumeDriver.Create", {"Name": "early"}))
-    )
-    creating.start()
+    creating, created = create_in_background(node, "early")
     wait_for_log(node, "Create waits for start-up (pfs is starting: preparing the pool)")
     health = node.api("GET", "/v1/health")
     assert health.status_code == 503
