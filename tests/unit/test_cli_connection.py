@@ -4,7 +4,6 @@ timeouts, a daemon that is not there (what a verb imports: test_cli_imports.py).
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -18,53 +17,15 @@ from pfs_volume.cli.client import ApiClient
 from pfs_volume.cli.connection import percent_encode, query_string
 from pfs_volume.config import DEFAULT_API_SOCKET
 from pfs_volume.errors import BodyTooLarge, NotFound, PfsError
-
-Script = Callable[[socket.socket, bytes], None]
-"""What the server does with a connection, given the request's head."""
-
-
-class _Server:
-    """A unix socket server answering each connection by a script; keeps what it got."""
-
-    def __init__(self, path: Path | None, script: Script) -> None:
-        self.script = script
-        if path is None:  # TCP on the loopback: ``path`` is an http:// URL
-            self.listener = socket.create_server(("127.0.0.1", 0))
-            self.path: Path | str = f"http://127.0.0.1:{self.listener.getsockname()[1]}/pre"
-        else:
-            self.path = path
-            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.listener.bind(str(path))
-            self.listener.listen()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(5)
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    piece = conn.recv(65536)
-                    if not piece:
-                        break
-                    head += piece
-                self.script(conn, head)
-
-    def close(self) -> None:
-        self.listener.close()
+from tests.scripted_server import Script, ScriptedServer, answer_with, json_answer
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[[Script], _Server]]:
-    servers: list[_Server] = []
+def serve(tmp_path: Path) -> Iterator[Callable[[Script], ScriptedServer]]:
+    servers: list[ScriptedServer] = []
 
-    def start(script: Script) -> _Server:
-        servers.append(_Server(tmp_path / f"api{len(servers)}.sock", script))
+    def start(script: Script) -> ScriptedServer:
+        servers.append(ScriptedServer(tmp_path / f"api{len(servers)}.sock", script))
         return servers[-1]
 
     yield start
@@ -72,31 +33,19 @@ def serve(tmp_path: Path) -> Iterator[Callable[[Script], _Server]]:
         server.close()
 
 
-def _answer(raw: bytes) -> Script:
-    def script(conn: socket.socket, head: bytes) -> None:
-        conn.sendall(raw)
-
-    return script
-
-
-def _json_answer(status: int, body: object) -> bytes:
-    data = json.dumps(body).encode()
-    return b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%b" % (status, len(data), data)
-
-
-def test_a_json_answer_is_decoded(serve: Callable[[Script], _Server]) -> None:
-    server = serve(_answer(_json_answer(200, {"repos": [{"name": "a"}]})))
+def test_a_json_answer_is_decoded(serve: Callable[[Script], ScriptedServer]) -> None:
+    server = serve(answer_with(json_answer(200, {"repos": [{"name": "a"}]})))
     assert ApiClient(str(server.path)).request("GET", "/v1/repos") == {"repos": [{"name": "a"}]}
 
 
 def test_the_query_and_a_json_body_go_out_as_requests_sent_them(
-    serve: Callable[[Script], _Server],
+    serve: Callable[[Script], ScriptedServer],
 ) -> None:
     got: list[bytes] = []
 
     def script(conn: socket.socket, head: bytes) -> None:
         got.append(head)
-        conn.sendall(_json_answer(200, {}))
+        conn.sendall(json_answer(200, {}))
 
     server = serve(script)
     client = ApiClient(str(server.path))
@@ -107,10 +56,10 @@ def test_the_query_and_a_json_body_go_out_as_requests_sent_them(
     assert request.endswith(b'\r\n\r\n{"name": "n"}')
 
 
-def test_a_chunked_answer_is_reassembled(serve: Callable[[Script], _Server]) -> None:
+def test_a_chunked_answer_is_reassembled(serve: Callable[[Script], ScriptedServer]) -> None:
     chunks = b"4\r\nab\nc\r\n3;ext=1\r\nd\re\r\n2\r\n\nf\r\n0\r\nTrailer: x\r\n\r\n"
     raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
-    server = serve(_answer(raw))
+    server = serve(answer_with(raw))
     client = ApiClient(str(server.path))
     assert b"".join(client.stream("GET", "/v1/c").iter_content(2)) == b"ab\ncd\re\nf"
     assert list(client.stream("GET", "/v1/c").iter_lines()) == [b"ab", b"cd", b"e", b"f"]
@@ -118,7 +67,7 @@ def test_a_chunked_answer_is_reassembled(serve: Callable[[Script], _Server]) -> 
 
 
 def test_a_chunked_answer_dribbled_byte_by_byte_is_reassembled(
-    serve: Callable[[Script], _Server],
+    serve: Callable[[Script], ScriptedServer],
 ) -> None:
     raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab\ncd\r\n0\r\n\r\n"
 
@@ -132,23 +81,23 @@ def test_a_chunked_answer_dribbled_byte_by_byte_is_reassembled(
 
 
 def test_an_answer_without_length_ends_when_the_daemon_closes(
-    serve: Callable[[Script], _Server],
+    serve: Callable[[Script], ScriptedServer],
 ) -> None:
-    server = serve(_answer(b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 100_000))
+    server = serve(answer_with(b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 100_000))
     assert ApiClient(str(server.path)).stream("GET", "/v1/c").content == b"x" * 100_000
 
 
-def test_an_answer_cut_short_is_an_error(serve: Callable[[Script], _Server]) -> None:
-    server = serve(_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"))
+def test_an_answer_cut_short_is_an_error(serve: Callable[[Script], ScriptedServer]) -> None:
+    server = serve(answer_with(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"))
     with pytest.raises(OSError, match="ended before its body"):
         ApiClient(str(server.path)).stream("GET", "/v1/c").content  # noqa: B018
 
 
 def test_an_error_answer_is_decoded_by_errors_error_from_response(
-    serve: Callable[[Script], _Server],
+    serve: Callable[[Script], ScriptedServer],
 ) -> None:
     body = {"error": {"code": "not_found", "message": "no repo x"}}
-    server = serve(_answer(_json_answer(404, body)))
+    server = serve(answer_with(json_answer(404, body)))
     client = ApiClient(str(server.path))
     with pytest.raises(NotFound, match="no repo x"):
         client.request("GET", "/v1/repos/x")
@@ -156,14 +105,16 @@ def test_an_error_answer_is_decoded_by_errors_error_from_response(
         client.stream("GET", "/v1/repos/x/export")
 
 
-def test_an_answer_that_is_not_json_says_so(serve: Callable[[Script], _Server]) -> None:
-    server = serve(_answer(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 2\r\n\r\nno"))
+def test_an_answer_that_is_not_json_says_so(serve: Callable[[Script], ScriptedServer]) -> None:
+    server = serve(answer_with(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 2\r\n\r\nno"))
     with pytest.raises(PfsError, match=r"answered 502 without JSON"):
         ApiClient(str(server.path)).request("GET", "/v1/repos")
 
 
-def test_what_does_not_speak_http_cannot_be_reached(serve: Callable[[Script], _Server]) -> None:
-    server = serve(_answer(b"SSH-2.0-OpenSSH\r\n"))
+def test_what_does_not_speak_http_cannot_be_reached(
+    serve: Callable[[Script], ScriptedServer],
+) -> None:
+    server = serve(answer_with(b"SSH-2.0-OpenSSH\r\n"))
     with pytest.raises(PfsError, match=r"cannot reach the pfs daemon .* \(ConnectionError\)"):
         ApiClient(str(server.path)).request("GET", "/v1/repos")
 
@@ -176,7 +127,7 @@ def test_a_daemon_that_is_not_there(tmp_path: Path) -> None:
         client.stream("GET", "/v1/repos")
 
 
-def test_a_silent_daemon_times_out(serve: Callable[[Script], _Server]) -> None:
+def test_a_silent_daemon_times_out(serve: Callable[[Script], ScriptedServer]) -> None:
     stop = threading.Event()
     server = serve(lambda conn, head: stop.wait(5))
     try:
@@ -186,7 +137,7 @@ def test_a_silent_daemon_times_out(serve: Callable[[Script], _Server]) -> None:
         stop.set()
 
 
-def test_a_streamed_body_goes_out_chunked(serve: Callable[[Script], _Server]) -> None:
+def test_a_streamed_body_goes_out_chunked(serve: Callable[[Script], ScriptedServer]) -> None:
     got: list[bytes] = []
 
     def script(conn: socket.socket, head: bytes) -> None:
@@ -194,7 +145,7 @@ def test_a_streamed_body_goes_out_chunked(serve: Callable[[Script], _Server]) ->
         while not data.endswith(b"0\r\n\r\n"):
             data += conn.recv(65536)
         got.append(data)
-        conn.sendall(_json_answer(200, {"changed": True}))
+        conn.sendall(json_answer(200, {"changed": True}))
 
     server = serve(script)
     client = ApiClient(str(server.path))
@@ -205,7 +156,7 @@ def test_a_streamed_body_goes_out_chunked(serve: Callable[[Script], _Server]) ->
 
 
 def test_a_regular_file_goes_out_with_its_length(
-    serve: Callable[[Script], _Server], tmp_path: Path
+    serve: Callable[[Script], ScriptedServer], tmp_path: Path
 ) -> None:
     got: list[bytes] = []
 
@@ -214,7 +165,7 @@ def test_a_regular_file_goes_out_with_its_length(
         while not data.endswith(b"0123456789"):
             data += conn.recv(65536)
         got.append(data)
-        conn.sendall(_json_answer(200, {}))
+        conn.sendall(json_answer(200, {}))
 
     source = tmp_path / "f"
     source.write_bytes(b"xx0123456789")
@@ -226,10 +177,10 @@ def test_a_regular_file_goes_out_with_its_length(
 
 
 def test_an_early_refusal_of_a_long_body_is_reported(
-    serve: Callable[[Script], _Server],
+    serve: Callable[[Script], ScriptedServer],
 ) -> None:
     body = {"error": {"code": "body_too_large", "message": "too long"}}
-    server = serve(_answer(_json_answer(413, body)))
+    server = serve(answer_with(json_answer(413, body)))
     zeros = (bytes(1024**2) for _ in range(32))
     with pytest.raises(BodyTooLarge, match="too long"):
         ApiClient(str(server.path)).stream("PUT", "/v1/f", data=zeros)
@@ -254,9 +205,9 @@ def test_an_http_address_is_reached_over_tcp_with_its_path(tmp_path: Path) -> No
 
     def script(conn: socket.socket, head: bytes) -> None:
         got.append(head)
-        conn.sendall(_json_answer(200, {"nodes": []}))
+        conn.sendall(json_answer(200, {"nodes": []}))
 
-    server = _Server(None, script)
+    server = ScriptedServer(None, script)
     try:
         assert ApiClient(str(server.path)).list_nodes() == []
     finally:

@@ -7,15 +7,14 @@ against a scripted API socket; what they import beyond what the interpreter impo
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.scripted_server import ScriptedServer, answer_with, json_answer
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = (
@@ -68,43 +67,13 @@ interpreter itself imports (argparse, json, socket, re and theirs: 41 on Python 
 A new import that pulls in a tree of modules fails this; raise it only knowingly."""
 
 
-class _Api:
-    """A unix socket that answers every request with one JSON body, as the daemon would."""
-
-    def __init__(self, path: Path, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(data), data)
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
-        self.listener.listen()
-        self.path = path
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            with conn:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    piece = conn.recv(65536)
-                    if not piece:
-                        break
-                    head += piece
-                conn.sendall(self.answer)
-
-
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Path]:
-    server = _Api(
-        tmp_path / "api.sock",
-        {
-            "repos": [{"name": "photos", "created": "2026-12-01T10:00:00Z", "description": ""}],
-            "commits": [],
-        },
-    )
+    body = {
+        "repos": [{"name": "photos", "created": "2026-12-01T10:00:00Z", "description": ""}],
+        "commits": [],
+    }
+    server = ScriptedServer(tmp_path / "api.sock", answer_with(json_answer(200, body)))
     yield server.path
     server.listener.close()
 
