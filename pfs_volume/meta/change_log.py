@@ -2,16 +2,19 @@
 
 List's answer (``volumes/listing.py``) is made of per-volume parts, and every part
 depends on the records of one repo (the volume's own: its repo record, branches, commits)
-and on that repo's folder in the pool. A store that knows which repo each write touched
-can say which parts to work out again instead of all of them.
+and on that repo's folder in the pool. A store that knows what each write touched can
+say which parts to work out again instead of all of them: a whole repo, or one ``Part``
+of it (a branch record, a commit record, a working copy, a snapshot), which only the
+volumes that read that part depend on (a commit on master touches master's record and a
+new commit, not the 999 other volumes of the repo).
 
 ``ChangeLog`` numbers the writes it is told of (``note``) and answers, for an earlier
-number, the repos touched after it (``since``). A write that touches something List may
-read but that belongs to no one repo notes ``everything``: ``since`` then answers None
-for any earlier number, and List works everything out again. Noting more than was
-written costs only work; noting less would lose a change, so a writer notes BEFORE its
-write is visible (or while it holds the lock the reader needs), and a reader takes its
-number BEFORE it reads what the number guards.
+number, the repos, parts and volume names touched after it (``since``). A write that
+touches something List may read but that belongs to no one repo notes ``everything``:
+``since`` then answers None for any earlier number, and List works everything out again.
+Noting more than was written costs only work; noting less would lose a change, so a
+writer notes BEFORE its write is visible (or while it holds the lock the reader needs),
+and a reader takes its number BEFORE it reads what the number guards.
 """
 
 from __future__ import annotations
@@ -19,6 +22,23 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+BRANCH = "branch"
+"""A branch's record (its head; the branch there or not)."""
+COMMIT = "commit"
+"""A commit's record (there or not, pruned, its holders); also what every prefix of its id
+matches."""
+COPY = "copy"
+"""A branch's working copy in this node's pool (there or not)."""
+SNAPSHOT = "snapshot"
+"""A commit's snapshot in this node's pool (there or not, read-only or not)."""
+Part = tuple[str, str, str]
+"""One thing of a repo that a volume's mountpoint may depend on: (repo, kind, name), the
+kind one of ``BRANCH``, ``COMMIT``, ``COPY``, ``SNAPSHOT`` and the name a branch's or a
+commit id."""
 
 NAMES_KEPT = 100_000
 """How many repo and volume names each (``ChangeLog``) remembers the last write of: a
@@ -34,25 +54,34 @@ class StoreChanges:
     Attributes:
         cursor: to hand to the next call; None when the store can tell nothing (nothing
             may then be kept).
-        repos: the repos whose records changed; None: anything may have changed.
+        repos: the repos any of whose records may have changed; None: anything may
+            have changed.
         volumes: the volume names this node remembers that were added, changed or
             removed; None: any may have been.
+        parts: the parts of other repos that changed (``Part``); meaningless when
+            ``repos`` is None.
     """
 
     cursor: Hashable | None
     repos: frozenset[str] | None
     volumes: frozenset[str] | None
+    parts: frozenset[Part] = frozenset()
 
     @property
     def nothing(self) -> bool:
         """True when nothing List shows changed."""
-        return self.repos == frozenset() and self.volumes == frozenset()
+        return self.repos == frozenset() and self.volumes == frozenset() and not self.parts
+
+
+Since = tuple[frozenset[str], frozenset[str], frozenset[Part]] | tuple[None, None, None]
+"""``ChangeLog.since``: (repos, volume names, parts), or Nones for anything."""
 
 
 class ChangeLog:
-    """The repos and volume names touched by each noted write, by number (not
+    """The repos, parts and volume names touched by each noted write, by number (not
     thread-safe: the caller holds the lock its writers hold). Its memory is one entry a
-    repo or volume name touched, up to ``limit`` of each (the oldest forgotten first)."""
+    repo, part or volume name touched, up to ``limit`` of each (the oldest forgotten
+    first)."""
 
     def __init__(self, limit: int = NAMES_KEPT) -> None:
         self.limit = limit
@@ -60,15 +89,26 @@ class ChangeLog:
         """The number of the last noted write (0: none yet)."""
         self._repos: OrderedDict[str, int] = OrderedDict()
         self._volumes: OrderedDict[str, int] = OrderedDict()
+        self._parts: OrderedDict[Part, int] = OrderedDict()
         self._everything = 0
         self._identity = object()
 
     def note(
-        self, repos: Iterable[str] = (), volumes: Iterable[str] = (), everything: bool = False
+        self,
+        repos: Iterable[str] = (),
+        volumes: Iterable[str] = (),
+        everything: bool = False,
+        parts: Iterable[Part] = (),
     ) -> None:
-        """Count one write that touched ``repos`` and ``volumes`` (names), or anything."""
+        """Count one write that touched ``repos`` (as a whole), ``volumes`` (names) and
+        ``parts`` of repos, or anything."""
         self.number += 1
-        for touched, names in ((self._repos, repos), (self._volumes, volumes)):
+        touches: tuple[tuple[OrderedDict[Any, int], Iterable[Hashable]], ...] = (
+            (self._repos, repos),
+            (self._volumes, volumes),
+            (self._parts, parts),
+        )
+        for touched, names in touches:
             for name in names:
                 touched[name] = self.number
                 touched.move_to_end(name)
@@ -78,25 +118,29 @@ class ChangeLog:
         if everything:
             self._everything = self.number
 
-    def since(self, number: int) -> tuple[frozenset[str] | None, frozenset[str] | None]:
-        """(the repos, the volume names) touched after write ``number``; (None, None) for
-        anything. Costs what changed, not what is kept: newest first."""
+    def since(self, number: int) -> Since:
+        """(the repos, the volume names, the parts) touched after write ``number``;
+        Nones for anything. Costs what changed, not what is kept: newest first."""
         if self._everything > number or number > self.number:
-            return None, None
-        return _after(self._repos, number), _after(self._volumes, number)
+            return None, None, None
+        return (
+            _after(self._repos, number),
+            _after(self._volumes, number),
+            _after(self._parts, number),
+        )
 
     def changes(self, cursor: Hashable | None) -> StoreChanges:
         """``since`` the number in ``cursor`` (one this log gave: else anything changed),
         with the cursor of now."""
-        repos: frozenset[str] | None = None
-        volumes: frozenset[str] | None = None
+        found: Since = (None, None, None)
         if isinstance(cursor, tuple) and len(cursor) == 2 and cursor[0] is self._identity:
-            repos, volumes = self.since(cursor[1])
-        return StoreChanges((self._identity, self.number), repos, volumes)
+            found = self.since(cursor[1])
+        repos, volumes, parts = found
+        return StoreChanges((self._identity, self.number), repos, volumes, parts or frozenset())
 
 
-def _after(touched: OrderedDict[str, int], number: int) -> frozenset[str]:
-    found: list[str] = []
+def _after(touched: OrderedDict[T, int], number: int) -> frozenset[T]:
+    found: list[T] = []
     for name, last in reversed(touched.items()):
         if last <= number:
             break

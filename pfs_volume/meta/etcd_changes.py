@@ -5,10 +5,10 @@ The cluster's revision moves with every write to etcd, and every node rewrites i
 ``nodes/<id>`` key at each lease renewal (every TTL/3): a token that is the revision moves
 every couple of seconds in an idle cluster, and List's kept answer (``kept_listing``) is
 almost never reused. Here a watch of the whole keyspace counts the writes that matter
-(``relevant``) and notes which repo or volume name each touched (``note_write``, so that
-``since`` can tell List which volumes to work out again), and the token is
-``(generation, count)`` once the watch has delivered every
-change up to the revision read at the call: the revision still comes from etcd on every
+(``relevant``) and notes which repo, part of a repo or volume name each touched
+(``note_write``, so that ``since`` can tell List which volumes to work out again), and
+the token is ``(generation, count)`` once the watch has delivered every change up to
+the revision read at the call: the revision still comes from etcd on every
 call, so a write that returned before the call, on this node or another, is always in
 what the watch delivered or the token falls back to the revision itself.
 
@@ -44,7 +44,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from pfs_volume.meta.change_log import ChangeLog, StoreChanges
+from pfs_volume.meta.change_log import BRANCH, COMMIT, ChangeLog, StoreChanges
 from pfs_volume.meta.etcd_client import EtcdClient
 from pfs_volume.meta.etcd_watch import PrefixWatch, WatchEvent
 
@@ -65,37 +65,43 @@ ALL_KEYS = ""
 """The watch's prefix: every key (``PrefixWatch`` watches from "\\0" to the end)."""
 
 
-REPO_KINDS = ("repos", "branches", "commits", "log", "sizes", "commit_sizes", "imports", "gone")
-"""Shared key kinds whose second component is the repo they belong to."""
-LOCAL_REPO_KINDS = ("wc", "intents", "deleted")
+REPO_KINDS = ("repos", "imports", "gone")
+"""Shared key kinds whose second component is the repo they belong to as a whole."""
+PART_KINDS = {"branches": BRANCH, "commits": COMMIT}
+"""Shared key kinds ``KIND/<repo>/<name>`` that are one part of a repo (``Part``)."""
+LOCAL_REPO_KINDS = ("deleted",)
 """This node's key kinds (``local/<node>/KIND/<repo>...``) that belong to one repo."""
-UNREAD = ("docs",)
-LOCAL_UNREAD = ("mounts",)
-"""Key kinds List never reads: documents and mount records (a mountpoint is where the
-target is, mounted or not). Their writes move the token but touch no repo."""
+LOCAL_PART_KINDS = {"wc": BRANCH}
+"""This node's key kinds ``local/<node>/KIND/<repo>/<name>`` that are one part of a repo
+(a branch's working copy state is read with its record)."""
+UNREAD = ("docs", "log", "sizes", "commit_sizes")
+LOCAL_UNREAD = ("mounts", "intents")
+"""Key kinds List never reads what it shows from: documents, the log's index, sizes,
+mount records (a mountpoint is where the target is, mounted or not) and commit intents
+(a commit being made is not in the log until its record is). Their writes move the
+token but touch no repo."""
 
 
 def note_write(log: ChangeLog, key: str, prefix: str) -> None:
-    """Note in ``log`` a write of ``key`` (a ``relevant`` one): the repo it belongs to,
-    the volume names, nothing (a kind List never reads) or, for a key of a kind not
-    known here, everything."""
+    """Note in ``log`` a write of ``key`` (a ``relevant`` one): the repo or the part of a
+    repo it belongs to, the volume names, nothing (a kind List never reads) or, for a key
+    of a kind not known here, everything."""
     kind, _, rest = key[len(prefix) + 1 :].partition("/")
     if kind == "local":
         kind, _, rest = rest.partition("/")[2].partition("/")
         if kind == "volumes" and rest:
             log.note(volumes=(unquote(rest),))
             return
-        if kind in LOCAL_UNREAD:
-            log.note()
-            return
-        known = kind in LOCAL_REPO_KINDS
+        unread, whole, parts = kind in LOCAL_UNREAD, kind in LOCAL_REPO_KINDS, LOCAL_PART_KINDS
     else:
-        known = kind in REPO_KINDS
-        if kind in UNREAD:
-            log.note()
-            return
-    repo = rest.partition("/")[0]
-    if known and repo:
+        unread, whole, parts = kind in UNREAD, kind in REPO_KINDS, PART_KINDS
+    if unread:
+        log.note()
+        return
+    repo, _, name = rest.partition("/")
+    if kind in parts and repo and name and "/" not in name:
+        log.note(parts=((repo, parts[kind], name),))
+    elif (whole or kind in parts) and repo:
         log.note((repo,))
     else:
         log.note(everything=True)
@@ -207,7 +213,9 @@ class EtcdChanges:
                 found = current.log.changes(
                     cursor[1] if isinstance(cursor, tuple) and cursor[0] == current.number else None
                 )
-                return StoreChanges((current.number, found.cursor), found.repos, found.volumes)
+                return StoreChanges(
+                    (current.number, found.cursor), found.repos, found.volumes, found.parts
+                )
         return StoreChanges(("revision", self._epoch, revision), None, None)
 
     def stop(self) -> None:

@@ -1,4 +1,5 @@
-"""The SQLite store's change log for List (``change_log``): which repos each write touched.
+"""The SQLite store's change log for List (``change_log``): which repos, parts of repos
+(a branch or commit record) and volume names each write touched.
 
 Temporary triggers (they live with the connection, nothing is written to the file) call
 back into Python for every row inserted, updated or deleted, inside the write's
@@ -17,22 +18,19 @@ from __future__ import annotations
 
 import sqlite3
 
-from pfs_volume.meta.change_log import ChangeLog
+from pfs_volume.meta.change_log import BRANCH, COMMIT, ChangeLog
 
-REPO_COLUMN = {
-    "repos": "name",
-    "branches": "repo",
-    "commits": "repo",
-    "intents": "repo",
-    "deleted_repos": "name",
-    "commit_sizes": "repo",
-    "repo_sizes": "repo",
-}
-"""Tables whose rows belong to one repo, and the column that names it."""
+REPO_COLUMN = {"repos": "name", "deleted_repos": "name"}
+"""Tables whose rows stand for a whole repo, and the column that names it."""
+PART_COLUMNS = {"branches": (BRANCH, "name"), "commits": (COMMIT, "id")}
+"""Tables whose rows are one part of a repo (column ``repo``): the part's kind and the
+column that names it (both in the table's key)."""
 VOLUME_NAMES = "volumes"
-UNREAD = ("mounts", "documents")
-"""Tables List never reads: mount records (a mountpoint is where the target is, mounted
-or not) and documents (pipeline specs and the like)."""
+UNREAD = ("mounts", "documents", "intents", "commit_sizes", "repo_sizes")
+"""Tables List never reads what it shows from: mount records (a mountpoint is where the
+target is, mounted or not), documents (pipeline specs and the like), commit intents (a
+commit being made is not in the log until its record is) and sizes (``repo_sizes`` also
+holds the commit count, which only chooses how List reads, never what it finds)."""
 EVENTS = ("INSERT", "UPDATE", "DELETE")
 
 
@@ -41,6 +39,11 @@ def track_changes(db: sqlite3.Connection, log: ChangeLog) -> None:
     lives. Call with the store's lock held (or before the store is shared)."""
     db.create_function("pfs_repo_changed", 1, lambda repo: log.note((str(repo),)))
     db.create_function("pfs_volume_changed", 1, lambda name: log.note(volumes=(str(name),)))
+    db.create_function(
+        "pfs_part_changed",
+        3,
+        lambda repo, kind, name: log.note(parts=((str(repo), str(kind), str(name)),)),
+    )
     db.create_function("pfs_all_changed", 0, lambda: log.note(everything=True))
     tables = [
         row[0]
@@ -64,6 +67,12 @@ def _calls(table: str, event: str) -> str:
     rows = {"INSERT": ("NEW",), "UPDATE": ("OLD", "NEW"), "DELETE": ("OLD",)}[event]
     if table == VOLUME_NAMES:
         return "".join(f"SELECT pfs_volume_changed({row}.name);" for row in rows)
+    part = PART_COLUMNS.get(table)
+    if part is not None:
+        kind, name = part
+        return "".join(
+            f"SELECT pfs_part_changed({row}.repo, '{kind}', {row}.\"{name}\");" for row in rows
+        )
     column = REPO_COLUMN.get(table)
     if column is None:
         return "SELECT pfs_all_changed();"

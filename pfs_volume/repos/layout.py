@@ -13,6 +13,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
+from pfs_volume.meta.change_log import COPY, SNAPSHOT, Part
+
+PLACES = {"branches": COPY, "commits": SNAPSHOT}
+"""The folders of a repo's folder whose entries are one part each (see the table above)."""
 IMPORT_MARKER = ".pfs-import"
 """In a repo folder that an import moved into place before its records were written."""
 
@@ -53,20 +57,26 @@ class PoolLayout:
         """Where a working copy of ``branch`` made from commit ``base`` is set aside."""
         return self.repo_dir(repo) / "detached" / f"{branch}.{base}.{when:%Y%m%dT%H%M%S%f}"
 
-    def repos_at(self, paths: Iterable[Path]) -> frozenset[str] | None:
-        """The repos whose folders hold some of ``paths`` (their first component under
-        ``repos/``), or None when one is ``repos/`` itself or a folder above it (it may
-        hold every repo). Paths elsewhere (``incoming/``, ``retired/``) hold none."""
-        found: set[str] = set()
+    def parts_at(self, paths: Iterable[Path]) -> tuple[frozenset[str], frozenset[Part]] | None:
+        """What ``paths`` are to List: (the repos whose folders hold some of them
+        anywhere but at a working copy's or a snapshot's own place, the working copies
+        and snapshots among them as ``Part``); None when one is ``repos/`` itself or a
+        folder above it (it may hold every repo). Paths elsewhere (``incoming/``,
+        ``retired/``) are neither."""
+        repos: set[str] = set()
+        parts: set[Part] = set()
         for path in paths:
             if path.is_relative_to(self.repos_dir):
-                parts = path.relative_to(self.repos_dir).parts
-                if not parts:
+                place = path.relative_to(self.repos_dir).parts
+                if not place:
                     return None
-                found.add(parts[0])
+                if len(place) == 3 and place[1] in PLACES:
+                    parts.add((place[0], PLACES[place[1]], place[2]))
+                else:
+                    repos.add(place[0])
             elif self.repos_dir.is_relative_to(path):
                 return None
-        return frozenset(found)
+        return frozenset(repos), frozenset(parts)
 
     def retired_path(self, repo: str, when: datetime) -> Path:
         """Where the working copies of a repo deleted elsewhere are moved."""

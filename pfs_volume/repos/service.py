@@ -22,6 +22,7 @@ from pfs_volume.meta import (
     RepoRecord,
     utcnow,
 )
+from pfs_volume.meta.change_log import Part
 from pfs_volume.names import Ref
 from pfs_volume.repos.catalog import RepoSummary, Reset
 from pfs_volume.repos.commits import new_commit_id
@@ -45,9 +46,8 @@ class RepoService:
         clock: returns the current UTC time (injected so tests can fix it).
         new_id: returns a fresh commit id.
         coordinator: placement, write locks and replication (default: a single host).
-        uses: which pipelines read or write a repo's branches (default: none); a
-            pipeline's output branch is written by its jobs only, and a repo or branch
-            a pipeline names is not deleted under it.
+        uses: which pipelines read or write a repo's branches (default: none): a
+            pipeline's output is written by its jobs only, and what it names is kept.
     """
 
     def __init__(
@@ -96,9 +96,9 @@ class RepoService:
         ``PoolLayout.branch_path``."""
         return self._layout.branch_path(repo, branch)
 
-    def repos_at(self, paths: Iterable[Path]) -> frozenset[str] | None:
-        """The repos whose folders hold some of the paths. See ``PoolLayout.repos_at``."""
-        return self._layout.repos_at(paths)
+    def parts_at(self, paths: Iterable[Path]) -> tuple[frozenset[str], frozenset[Part]] | None:
+        """What the paths are to List. See ``PoolLayout.parts_at``."""
+        return self._layout.parts_at(paths)
 
     def commit_path(self, repo: str, commit_id: str) -> Path:
         """Where a commit's read-only snapshot lives. See ``PoolLayout.commit_path``."""

@@ -13,15 +13,24 @@ disk). Both sources say which repos changed since a cursor:
   know), and which volume names were added, changed or removed (each read again
   alone: reading all 10,000 costs what resolving them does);
 * this node's pool (``BtrfsPool.changed_paths``): the paths of every subvolume creation,
-  snapshot, deletion and move, mapped to the repos whose folder holds them
-  (``RepoService.repos_at``), or "anything" when they are no longer kept.
+  snapshot, deletion and move, mapped to the working copies and snapshots they are, or
+  to the repos whose folder holds them (``RepoService.parts_at``), or "anything" when
+  they are no longer kept.
+
+Most writes change one part of one repo (``change_log.Part``): a commit on master moves
+master's record and adds a commit record and a snapshot. Each kept mountpoint remembers
+the parts it was worked out from (``listing.OnceReads``), so only the volumes that read
+a changed part are worked out again: ``R`` and ``R@master`` after a commit on master,
+not the repo's other 999 volumes (``R/b7``, ``R@1a2b3c``), nor a name of a commit
+prefix unless the new commit's id starts with that prefix.
 
 Both cursors are read BEFORE anything they guard: a write that ends after the read is
 after the cursor, so the next call sees it; one that ended before it is in what this
-call reads. Then only the volumes of the repos that changed (and the names that came or
-changed) are worked out again, by the same code as a whole listing; when either source
-says "anything", or there is no kept answer, everything is. So the answer is always
-what a whole listing would give at that moment (``tests/integration/test_list_model.py``).
+call reads. Then only the volumes that read a changed part, those of the repos that
+changed as a whole (and the names that came or changed) are worked out again, by the
+same code as a whole listing; when either source says "anything", or there is no kept
+answer, everything is. So the answer is always what a whole listing would give at that
+moment (``tests/integration/test_list_model.py``).
 
 No lock: calls at once each work their answer out from the kept one they read, and the
 one kept last is right for its own cursors (each was read before its work, and a call
@@ -37,8 +46,9 @@ from pathlib import Path
 
 from pfs_volume.errors import PfsError
 from pfs_volume.meta import MetadataStore, VolumeRecord
+from pfs_volume.meta.change_log import COMMIT, Part
 from pfs_volume.names import VolumeName
-from pfs_volume.volumes.listing import VolumeInfo
+from pfs_volume.volumes.listing import ANY, PREFIX, VolumeInfo
 
 NAMES_ONE_BY_ONE = 64
 """At most this many changed volume names are read one by one (``get_volume``); more are
@@ -47,6 +57,15 @@ read in one ``list_volumes``: on etcd each read is a round trip, and a repo dele
 
 PoolChanges = Callable[[int], tuple[int, list[Path] | None]]
 """``BtrfsPool.changed_paths``: (the count now, the paths changed after a count)."""
+PoolParts = Callable[[Iterable[Path]], tuple[frozenset[str], frozenset[Part]] | None]
+"""``RepoService.parts_at``: (whole repos, parts) the paths are; None: any."""
+Mountpoints = Callable[
+    [Sequence[VolumeRecord]], tuple[Sequence[str | None], Sequence[frozenset[Part]]]
+]
+"""``listing.mountpoints``: each record's mountpoint and the parts it was worked out
+from."""
+Readers = Mapping[str, Mapping[tuple[str, str], frozenset[str]]]
+"""By repo, by (kind, name) of a part: the volume names that read it."""
 
 
 @dataclass(frozen=True)
@@ -60,10 +79,14 @@ class _Kept:
     by_repo: Mapping[str, tuple[str, ...]]
     infos: Mapping[str, VolumeInfo]
     answer: tuple[VolumeInfo, ...]
-    unsure: frozenset[str] = frozenset()
+    unsure: frozenset[str]
     """The names whose mountpoint could not be worked out (a passing failure:
     ``listing.mountpoints`` said None; shown as ""): the next List works them out again,
     whatever changed."""
+    reads: Mapping[str, frozenset[Part]]
+    """By volume name: the parts its mountpoint was worked out from."""
+    readers: Readers
+    """``reads`` the other way round."""
 
 
 @dataclass
@@ -81,27 +104,28 @@ class KeptListing:
 
     Args:
         store: volume names and the change log of records.
-        mountpoints: each record's mountpoint, in order (``listing.mountpoints``; None
-            when it could not be worked out now: shown as "", never kept).
+        mountpoints: each record's mountpoint, in order, and the parts it was worked out
+            from (``listing.mountpoints``; None when it could not be worked out now:
+            shown as "", never kept).
         parse: parses a volume name (raises PfsError: a name that does not parse never
             resolves, whatever changes, so it belongs to no repo).
         pool_changes: ``BtrfsPool.changed_paths``; None keeps nothing.
-        repos_at: the repos whose folders hold some of the paths (None: any repo).
+        parts_at: the whole repos and the parts that pool paths are (None: any).
     """
 
     def __init__(
         self,
         store: MetadataStore,
-        mountpoints: Callable[[Sequence[VolumeRecord]], Sequence[str | None]],
+        mountpoints: Mountpoints,
         parse: Callable[[str], VolumeName],
         pool_changes: PoolChanges | None,
-        repos_at: Callable[[Iterable[Path]], frozenset[str] | None],
+        parts_at: PoolParts,
     ) -> None:
         self.store = store
         self.mountpoints = mountpoints
         self.parse = parse
         self.pool_changes = pool_changes
-        self.repos_at = repos_at
+        self.parts_at = parts_at
         self.last = ListingWork()
         self._kept: _Kept | None = None
 
@@ -116,23 +140,22 @@ class KeptListing:
         if kept is None or changes.cursor is None or changes.repos is None or paths is None:
             made = self._whole(changes.cursor, pool_count)
         else:
-            pool_repos = self.repos_at(paths) if paths else frozenset()
-            if pool_repos is None:
+            in_pool = self.parts_at(paths) if paths else (frozenset(), frozenset())
+            if in_pool is None:
                 made = self._whole(changes.cursor, pool_count)
-            elif changes.nothing and not pool_repos and not kept.unsure:
+            elif changes.nothing and in_pool == (frozenset(), frozenset()) and not kept.unsure:
                 made = replace(kept, store_cursor=changes.cursor, pool_count=pool_count)
                 self.last = ListingWork()
             else:
-                made = self._update(
-                    kept, changes.cursor, pool_count, changes.repos | pool_repos, changes.volumes
-                )
+                repos, parts = changes.repos | in_pool[0], changes.parts | in_pool[1]
+                made = self._update(kept, changes.cursor, pool_count, repos, parts, changes.volumes)
         if changes.cursor is not None:
             self._kept = made
         return made.answer
 
     def _whole(self, cursor: Hashable, pool_count: int) -> _Kept:
         records = self.store.list_volumes()
-        found = self.mountpoints(records)
+        found, depends = self.mountpoints(records)
         infos = {
             r.name: VolumeInfo(r.name, m or "", r.created, {})
             for r, m in zip(records, found, strict=True)
@@ -142,7 +165,12 @@ class KeptListing:
         order = tuple(sorted(by_name))  # as ``_update`` keeps it (and the stores list)
         answer = tuple(infos[name] for name in order)
         unsure = frozenset(r.name for r, m in zip(records, found, strict=True) if m is None)
-        return _Kept(cursor, pool_count, order, by_name, self._group(order), infos, answer, unsure)
+        by_repo = self._group(order)
+        reads = {r.name: d for r, d in zip(records, depends, strict=True)}
+        readers = {repo: _readers(names, reads) for repo, names in by_repo.items()}
+        return _Kept(
+            cursor, pool_count, order, by_name, by_repo, infos, answer, unsure, reads, readers
+        )
 
     def _update(
         self,
@@ -150,11 +178,12 @@ class KeptListing:
         cursor: Hashable,
         pool_count: int,
         repos: frozenset[str],
+        parts: frozenset[Part],
         volumes: frozenset[str] | None,
     ) -> _Kept:
-        """``kept`` with the volumes of ``repos`` worked out again, and the volume names
-        that changed read again (all of them when ``volumes`` is None): new or changed
-        ones worked out, gone ones dropped."""
+        """``kept`` with the volumes of ``repos`` and those that read ``parts`` worked
+        out again, and the volume names that changed read again (all of them when
+        ``volumes`` is None): new or changed ones worked out, gone ones dropped."""
         records, by_repo, infos = dict(kept.records), dict(kept.by_repo), dict(kept.infos)
         if volumes is None or len(volumes) > NAMES_ONE_BY_ONE:
             records = {r.name: r for r in self.store.list_volumes()}
@@ -183,15 +212,31 @@ class KeptListing:
         order = tuple(sorted(records)) if changed else kept.order
         for repo in repos:
             again.update(by_repo.get(repo, ()))
-        again.update(kept.unsure & records.keys())
+        for part in parts:
+            again.update(_reading(kept.readers.get(part[0], {}), part))
+        again.update(kept.unsure)
+        again &= records.keys()
         chosen = [records[name] for name in again]
-        found = self.mountpoints(chosen)
-        for record, mountpoint in zip(chosen, found, strict=True):
+        found, depends = self.mountpoints(chosen)
+        reads = dict(kept.reads)
+        read_again: set[str] = set(touched)
+        for record, mountpoint, read in zip(chosen, found, depends, strict=True):
             infos[record.name] = VolumeInfo(record.name, mountpoint or "", record.created, {})
+            if reads.get(record.name) != read:
+                reads[record.name] = read
+                with contextlib.suppress(PfsError):
+                    read_again.add(self.parse(record.name).repo)
+        for name in changed - records.keys():
+            reads.pop(name, None)
+        readers = dict(kept.readers)
+        for repo in read_again:
+            readers[repo] = _readers(by_repo.get(repo, ()), reads)
         self.last = ListingWork(resolved=len(chosen))
         answer = tuple(infos[name] for name in order)
         unsure = frozenset(r.name for r, m in zip(chosen, found, strict=True) if m is None)
-        return _Kept(cursor, pool_count, order, records, by_repo, infos, answer, unsure)
+        return _Kept(
+            cursor, pool_count, order, records, by_repo, infos, answer, unsure, reads, readers
+        )
 
     def _group(self, order: Sequence[str]) -> dict[str, tuple[str, ...]]:
         groups: dict[str, list[str]] = {}
@@ -199,3 +244,27 @@ class KeptListing:
             with contextlib.suppress(PfsError):
                 groups.setdefault(self.parse(name).repo, []).append(name)
         return {repo: tuple(names) for repo, names in groups.items()}
+
+
+def _readers(
+    names: Iterable[str], reads: Mapping[str, frozenset[Part]]
+) -> dict[tuple[str, str], frozenset[str]]:
+    """``_Kept.readers`` of one repo, from its names' reads."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for name in names:
+        for _, kind, what in reads.get(name, ()):
+            found.setdefault((kind, what), set()).add(name)
+    return {key: frozenset(names) for key, names in found.items()}
+
+
+def _reading(readers: Mapping[tuple[str, str], frozenset[str]], part: Part) -> set[str]:
+    """The names of one repo (``readers``) whose mountpoint a change of ``part`` may
+    change: those that read it, those that read anything of the repo (``ANY``) and, for
+    a commit, those that read a prefix of its id (it may now match, or no longer)."""
+    _, kind, name = part
+    found = set(readers.get((kind, name), ()))
+    found.update(readers.get((ANY, ""), ()))
+    if kind == COMMIT:
+        for length in range(1, len(name) + 1):
+            found.update(readers.get((PREFIX, name[:length]), ()))
+    return found

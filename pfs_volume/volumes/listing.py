@@ -7,15 +7,15 @@ resolved by the same code (``VolumeTargets``) over a view of the commit graph th
 each thing once for the whole listing: a repo record, a repo's branches (one query), a
 commit record, whether a working copy or snapshot is on disk. Nothing is kept here
 between calls: ``VolumeService`` keeps the answer and, after a write, hands here only the
-volumes of the repos whose records or pool folder changed (``kept_listing``), so whatever
-changed a mountpoint (a working copy made or retired, a commit fetched or pruned, a repo
-or branch deleted here or on another node) shows in the next List.
+volumes that read what changed (``kept_listing``: each name's reads are noted here, by
+``OnceReads``), so whatever changed a mountpoint (a working copy made or retired, a
+commit fetched or pruned, a repo or branch deleted here or on another node) shows in the
+next List.
 """
 
 from __future__ import annotations
 
 import bisect
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from pfs_volume.errors import Busy, InvalidName, NotFound, PfsError, StorageError, Unavailable
 from pfs_volume.meta import BranchRecord, CommitRecord, MetadataStore, VolumeRecord
+from pfs_volume.meta.change_log import BRANCH, COMMIT, COPY, SNAPSHOT, Part
 from pfs_volume.names import Ref, VolumeName, is_commit_prefix
 from pfs_volume.repos import RepoService
 from pfs_volume.volumes.targets import VolumeTargets
@@ -36,6 +37,11 @@ PREFETCH_COMMITS = 1000
 first time a listing needs one of them: on etcd each record read is a round trip, and a
 List after a commit resolves every volume of that repo again (its commits, and the
 prefixes that name them, about 40 reads for a repo of 20 commits: 0.2 s)."""
+PREFIX = "prefix"
+"""A part read by a commit prefix (``OnceReads.matching``): the set of the repo's commits
+whose ids start with it, which a ``COMMIT`` part of such an id changes."""
+ANY = "any"
+"""A part that any change of the repo changes (``OnceReads.resolve_commit``'s walks)."""
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -53,7 +59,7 @@ class VolumeInfo:
 def volume_infos(repos: RepoService, store: MetadataStore, prefix: str) -> tuple[VolumeInfo, ...]:
     """Every remembered volume with its mountpoint (``mountpoints``), as List reports it."""
     volumes = store.list_volumes()
-    found = mountpoints(repos, store, prefix, volumes)
+    found, _ = mountpoints(repos, store, prefix, volumes)
     return tuple(
         VolumeInfo(v.name, m or "", v.created, {}) for v, m in zip(volumes, found, strict=True)
     )
@@ -65,38 +71,62 @@ PASSING_FAILURES = (Unavailable, StorageError, Busy)
 
 def mountpoints(
     repos: RepoService, store: MetadataStore, prefix: str, volumes: Sequence[VolumeRecord]
-) -> list[str | None]:
+) -> tuple[list[str | None], list[frozenset[Part]]]:
     """Each volume's mountpoint, in order: its target's path when it exists in the pool
     now, "" when it does not or when the name means nothing now (an error); None when it
     could not be worked out now (``PASSING_FAILURES``: List shows "" and must not keep
-    that, the next List works it out again)."""
-    targets = VolumeTargets(repos, prefix, reads=OnceReads(repos, store))
+    that, the next List works it out again). And the parts of its repo that each
+    mountpoint was worked out from (``OnceReads.read``): while none of them changes, nor
+    the repo as a whole, the mountpoint stays what it is."""
+    reads = OnceReads(repos, store)
+    targets = VolumeTargets(repos, prefix, reads=reads)
     found: list[str | None] = [""] * len(volumes)
+    depends: list[frozenset[Part]] = [frozenset()] * len(volumes)
     # Names that differ only by the driver's prefix mean the same: resolved once.
     meaning: dict[VolumeName, str | None] = {}
+    read: dict[VolumeName, frozenset[Part]] = {}
     # Shorter names first: a commit prefix that matched one commit answers for the longer
     # prefixes after it (``OnceReads.matching``). The order changes no answer.
     for index in sorted(range(len(volumes)), key=lambda i: len(volumes[i].name)):
-        with contextlib.suppress(PfsError):
+        try:
             parsed = targets.parse(volumes[index].name)
-            if parsed not in meaning:
-                meaning[parsed] = ""
-                try:
-                    meaning[parsed] = targets.existing_path(targets.resolve_parsed(parsed))
-                except PASSING_FAILURES:
-                    meaning[parsed] = None
-            found[index] = meaning[parsed]
-    return found
+        except PfsError:
+            continue  # a name that does not parse never means anything
+        if parsed not in meaning:
+            reads.read = set()
+            meaning[parsed] = _existing_path(targets, parsed)
+            read[parsed] = frozenset(reads.read)
+        found[index] = meaning[parsed]
+        depends[index] = read[parsed]
+    return found, depends
+
+
+def _existing_path(targets: VolumeTargets, parsed: VolumeName) -> str | None:
+    """``mountpoints`` of one name: "" when it means nothing now, None when that could
+    not be worked out now."""
+    try:
+        return targets.existing_path(targets.resolve_parsed(parsed))
+    except PASSING_FAILURES:
+        return None
+    except PfsError:
+        return ""
 
 
 class OnceReads:
     """The reads of ``TargetReads``, each made once per object: a repo's branches come
     in one query, and a commit, a working copy or a snapshot is looked at once however
-    many names lead to it. Meant to live for one listing."""
+    many names lead to it. Meant to live for one listing.
+
+    Every call also notes in ``read`` the part of the repo its answer comes from (as
+    ``Part``, whether it was read now or earlier): a branch's record (there or not), a
+    commit's record, every commit whose id starts with a prefix (``PREFIX``, a name
+    matched by ``commit_matches``), a working copy, a snapshot, or anything of the repo
+    (``ANY``: a walk along parents reads many commits)."""
 
     def __init__(self, repos: RepoService, store: MetadataStore) -> None:
         self.repos = repos
         self.store = store
+        self.read: set[Part] = set()
         self._ids: dict[tuple[str, str], list[str]] = {}
         self._paths: dict[tuple[str, str | None, str | None], Path] = {}
         self._repos: dict[str, bool] = {}
@@ -112,6 +142,7 @@ class OnceReads:
         return _once(self._repos, name, lambda: self.repos.repo_exists(name))
 
     def find_branch(self, repo: str, name: str) -> BranchRecord | None:
+        self.read.add((repo, BRANCH, name))
         branches = _once(
             self._branches, repo, lambda: {b.name: b for b in self.repos.list_branches(repo)}
         )
@@ -137,6 +168,7 @@ class OnceReads:
                 raise InvalidName(f"the commit prefix {ref.base!r} is ambiguous in {repo!r}")
             raise NotFound(f"repo {repo!r} has no branch or commit {ref.base!r}")
         key = (repo, str(ref))
+        self.read.add((repo, ANY, ""))
         found = _once(self._refs, key, lambda: _or_error(self.repos.resolve_commit, repo, ref))
         if isinstance(found, PfsError):
             raise found
@@ -149,6 +181,7 @@ class OnceReads:
         """The ids of the repo's commits that start with ``prefix`` (up to the store's
         limit, enough to tell one from many). Once a shorter prefix matched at most one
         commit, it answers for every longer one: their matches are among its."""
+        self.read.add((repo, PREFIX, prefix))
         every = self._sorted_ids(repo)
         if every is not None:  # the ids from the first that sorts at or after prefix
             found = []
@@ -174,6 +207,7 @@ class OnceReads:
 
     def is_working_copy(self, repo: str, branch: str) -> bool:
         key = (repo, branch)
+        self.read.add((repo, COPY, branch))
         return _once(self._copies, key, lambda: self.repos.is_working_copy(repo, branch))
 
     def snapshot_exists(self, repo: str, commit_id: str) -> bool:
@@ -188,6 +222,7 @@ class OnceReads:
                 and self.repos.snapshot_on_disk(repo, commit_id)
             )
 
+        self.read.update(((repo, COMMIT, commit_id), (repo, SNAPSHOT, commit_id)))
         return _once(self._snapshots, (repo, commit_id), look)
 
     def _all_commits(self, repo: str) -> dict[str, CommitRecord] | None:
@@ -219,6 +254,7 @@ class OnceReads:
         return _once(self._commits, key, lambda: _or_none(self.repos.get_commit, repo, commit_id))
 
     def _commit(self, repo: str, commit_id: str) -> CommitRecord:
+        self.read.add((repo, COMMIT, commit_id))
         record = self._record(repo, commit_id)
         if record is None:
             raise NotFound(f"repo {repo!r} has no commit {commit_id}")

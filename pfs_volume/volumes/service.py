@@ -73,7 +73,7 @@ class VolumeService:
             lambda records: mountpoints(repos, store, prefix, records),
             self.parse,
             pool_changes,
-            repos.repos_at,
+            repos.parts_at,
         )
         self.on_unmatched_unmount: Callable[[], None] | None = None
         """Called when an Unmount names no recorded mount (the daemon asks for a

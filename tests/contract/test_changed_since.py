@@ -14,7 +14,7 @@ import pytest
 from pfs_volume.meta import EtcdClient, EtcdStore, MetadataStore, SqliteStore, VolumeRecord
 from pfs_volume.meta.etcd_changes import EtcdChanges
 from tests.contract.test_change_token import WRITES, _ready
-from tests.contract.test_metadata_store import T0
+from tests.contract.test_metadata_store import T0, cid
 
 TOUCHES: dict[str, set[str]] = {
     "create_repo": {"other"},
@@ -23,20 +23,38 @@ TOUCHES: dict[str, set[str]] = {
     "add_volume": {"volume photos/dev"},
     "delete_volume": {"volume photos"},
     "delete_repo": {"photos", "volume photos/dev"},
+    "create_branch": {"photos branch dev"},
+    "delete_branch": {"photos branch old"},
+    "move_head": {"photos branch master"},
+    "set_clean_generation": {"photos branch master"},
+    "add_holder": {f"photos commit {cid(1)}"},
+    "remove_holder": {f"photos commit {cid(2)}"},
+    "mark_pruned": {f"photos commit {cid(2)}"},
+    "finish_commit": {f"photos commit {cid(3)}", "photos branch master"},
 }
-"""What each write must name (any other names repo ``photos``); writes List never reads
-(mounts, documents) need name nothing; "volume N": the volume name N."""
+"""What each write must name (any other names repo ``photos``): a repo as a whole, "R
+KIND NAME" a part of repo R (``Part``; the repo as a whole names it too), "volume N" the
+volume name N. Writes List never reads (mounts, documents, commit intents) need name
+nothing."""
 UNREAD = {"add_mount", "use_mount", "unuse_mount", "delete_mount", "put_document"}
-UNREAD |= {"delete_document"}
+UNREAD |= {"delete_document", "begin_commit", "abandon_commit"}
 
 
 def named(store: MetadataStore, cursor: object) -> tuple[object, set[str] | None]:
-    """(the cursor of now, what changed since ``cursor``: repos and "volume N" for each
-    volume name, or None for anything)."""
+    """(the cursor of now, what changed since ``cursor``: repos, "R KIND NAME" for each
+    part (``Part``), and "volume N" for each volume name, or None for anything)."""
     found = store.changed_since(cursor)
     if found.repos is None or found.volumes is None:
         return found.cursor, None
-    return found.cursor, set(found.repos) | {f"volume {name}" for name in found.volumes}
+    parts = {" ".join(part) for part in found.parts}
+    return found.cursor, set(found.repos) | parts | {f"volume {n}" for n in found.volumes}
+
+
+def covers(found: set[str] | None, expected: set[str]) -> bool:
+    """True when ``found`` (``named``) names all of ``expected`` (``TOUCHES``)."""
+    return found is not None and all(
+        name in found or name.partition(" ")[0] in found for name in expected
+    )
 
 
 @pytest.fixture
@@ -70,7 +88,7 @@ def test_every_write_names_what_it_touched(watched: Callable[[str], MetadataStor
         write(store)
         cursor_after, found = named(store, cursor)
         expected = TOUCHES.get(kind, {"photos"}) if kind not in UNREAD else set()
-        if found is None or not expected <= found:
+        if not covers(found, expected):
             wrong.append(f"{kind} named {found}, not {expected}")
         cursor = cursor_after
     assert wrong == []
@@ -89,7 +107,7 @@ def test_another_nodes_writes_name_their_repo(watched: Callable[[str], MetadataS
         local = local or kind in ("forget_deleted_repo", "add_volume", "delete_volume")
         expected = set() if kind in UNREAD or local else TOUCHES.get(kind, {"photos"})
         expected -= {"volume photos/dev"}  # another node's volume names are its own
-        if found is None or not expected <= found:
+        if not covers(found, expected):
             wrong.append(f"{kind} named {found}, not {expected}")
         cursor = cursor_after
     assert wrong == []

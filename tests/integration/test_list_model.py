@@ -37,6 +37,7 @@ from pfs_volume.meta import (
     VolumeRecord,
     utcnow,
 )
+from pfs_volume.meta.change_log import Part
 from pfs_volume.meta.etcd_changes import EtcdChanges
 from pfs_volume.names import parse_ref
 from pfs_volume.repos import RepoService
@@ -247,7 +248,9 @@ def landing_in_list(
     or after it resolves the names."""
     resolve = volumes.listing.mountpoints
 
-    def during(records: Sequence[VolumeRecord]) -> list[str]:
+    def during(
+        records: Sequence[VolumeRecord],
+    ) -> tuple[Sequence[str | None], Sequence[frozenset[Part]]]:
         if where == "before":
             run(step)
         found = resolve(records)

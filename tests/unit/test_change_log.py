@@ -10,30 +10,36 @@ from hypothesis import strategies as st
 
 from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.btrfs.pool import CHANGED_PATHS
-from pfs_volume.meta.change_log import ChangeLog
+from pfs_volume.meta.change_log import BRANCH, COMMIT, COPY, SNAPSHOT, ChangeLog, Part, Since
 from pfs_volume.repos.layout import PoolLayout
 
 NAMES = st.frozensets(st.sampled_from(["a", "b", "c", "d"]), max_size=3)
-WRITE = st.tuples(NAMES, NAMES, st.integers(0, 9).map(lambda n: n == 0))
+PARTS = st.frozensets(
+    st.tuples(
+        st.sampled_from(["a", "b"]), st.sampled_from([BRANCH, COMMIT]), st.sampled_from("xy")
+    ),
+    max_size=3,
+)
+WRITE = st.tuples(NAMES, NAMES, st.integers(0, 9).map(lambda n: n == 0), PARTS)
+Write = tuple[frozenset[str], frozenset[str], bool, frozenset[Part]]
 
 
-@given(writes=st.lists(WRITE, max_size=40), data=st.data())
-def test_since_is_the_union_of_the_writes_after(
-    writes: list[tuple[frozenset[str], frozenset[str], bool]], data: st.DataObject
-) -> None:
+@given(writes=st.lists(WRITE, max_size=40))
+def test_since_is_the_union_of_the_writes_after(writes: list[Write]) -> None:
     log = ChangeLog()
-    for repos, volumes, everything in writes:
-        log.note(repos, volumes, everything)
+    for repos, volumes, everything, parts in writes:
+        log.note(repos, volumes, everything, parts)
     assert log.number == len(writes)
     for number in range(len(writes) + 2):
         later = writes[number:]
-        expected: tuple[frozenset[str] | None, frozenset[str] | None]
-        if number > len(writes) or any(everything for _, _, everything in later):
-            expected = (None, None)
+        expected: Since
+        if number > len(writes) or any(write[2] for write in later):
+            expected = (None, None, None)
         else:
             expected = (
-                frozenset().union(*(r for r, _, _ in later)),
-                frozenset().union(*(v for _, v, _ in later)),
+                frozenset().union(*(write[0] for write in later)),
+                frozenset().union(*(write[1] for write in later)),
+                frozenset().union(*(write[3] for write in later)),
             )
         assert log.since(number) == expected, number
 
@@ -72,31 +78,41 @@ def test_the_pool_forgets_paths_beyond_its_history(pool: BtrfsPool) -> None:
     assert pool.changed_paths(start + 1)[1] is not None
 
 
-def test_paths_map_to_the_repo_whose_folder_holds_them(tmp_path: Path) -> None:
+def test_paths_map_to_the_working_copies_snapshots_and_repos_they_are(tmp_path: Path) -> None:
     layout = PoolLayout(tmp_path)
     repos = tmp_path / "repos"
-    assert layout.repos_at([]) == frozenset()
-    assert layout.repos_at([repos / "a" / "branches" / "m", repos / "b"]) == {"a", "b"}
-    assert layout.repos_at([tmp_path / "incoming" / "x", tmp_path / "retired" / "a"]) == set()
-    assert layout.repos_at([repos]) is None
-    assert layout.repos_at([tmp_path]) is None
+    assert layout.parts_at([]) == (frozenset(), frozenset())
+    assert layout.parts_at([repos / "a" / "branches" / "m", repos / "b"]) == (
+        {"b"},
+        {("a", COPY, "m")},
+    )
+    assert layout.parts_at([repos / "a" / "commits" / "c1"]) == (set(), {("a", SNAPSHOT, "c1")})
+    # Anything else in a repo's folder is the whole repo: its folders, a set-aside copy,
+    # something below a working copy's place.
+    for inside in ("", "branches", "commits", "detached/m.c1.x", "branches/m/deeper"):
+        assert layout.parts_at([repos / "a" / inside]) == ({"a"}, set()), inside
+    assert layout.parts_at([tmp_path / "incoming" / "x", tmp_path / "retired" / "a"]) == (
+        set(),
+        set(),
+    )
+    assert layout.parts_at([repos]) is None
+    assert layout.parts_at([tmp_path]) is None
 
 
 @given(writes=st.lists(WRITE, max_size=40), limit=st.integers(1, 4))
-def test_a_log_that_forgets_names_never_answers_wrong(
-    writes: list[tuple[frozenset[str], frozenset[str], bool]], limit: int
-) -> None:
+def test_a_log_that_forgets_names_never_answers_wrong(writes: list[Write], limit: int) -> None:
     """Memory stays bounded for a daemon that sees ever new names (a volume per CI job):
     past ``limit`` names the oldest are forgotten, and ``since`` answers None for the
     numbers whose answer would have needed them, the right answer for the rest."""
     log, whole = ChangeLog(limit), ChangeLog()
-    for repos, volumes, everything in writes:
-        log.note(repos, volumes, everything)
-        whole.note(repos, volumes, everything)
+    for repos, volumes, everything, parts in writes:
+        log.note(repos, volumes, everything, parts)
+        whole.note(repos, volumes, everything, parts)
         assert len(log._repos) <= limit and len(log._volumes) <= limit
+        assert len(log._parts) <= limit
     for number in range(len(writes) + 2):
         found = log.since(number)
-        assert found == (None, None) or found == whole.since(number), number
+        assert found == (None, None, None) or found == whole.since(number), number
     assert log.since(len(writes)) == whole.since(len(writes))
 
 
@@ -105,5 +121,5 @@ def test_new_volume_names_forever_keep_the_log_bounded() -> None:
     for number in range(10):
         log.note(volumes=(f"ci-{number}",))
     assert len(log._volumes) == 3
-    assert log.since(6) == (None, None)  # ci-6 (write 7) was forgotten
-    assert log.since(7) == (frozenset(), frozenset({"ci-7", "ci-8", "ci-9"}))
+    assert log.since(6) == (None, None, None)  # ci-6 (write 7) was forgotten
+    assert log.since(7) == (frozenset(), frozenset({"ci-7", "ci-8", "ci-9"}), frozenset())

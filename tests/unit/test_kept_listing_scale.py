@@ -50,10 +50,10 @@ def test_many_names_of_one_repo_made_between_two_lists() -> None:
     store = Names()
     listing = KeptListing(
         store,  # type: ignore[arg-type]
-        lambda records: [f"/pool/{r.name}" for r in records],
+        lambda records: ([f"/pool/{r.name}" for r in records], [frozenset()] * len(records)),
         lambda name: parse_volume_name(name, "pfs"),
         lambda since: (0, []),
-        lambda paths: frozenset(),
+        lambda paths: (frozenset(), frozenset()),
     )
     store.add(["r"])
     assert [v.name for v in listing.answer()] == ["r"]
