@@ -33,7 +33,7 @@ from pfs_volume.errors import (
 from pfs_volume.failpoints import failpoint
 from pfs_volume.frames import encode_frames
 from pfs_volume.meta import CommitRecord, MetadataStore, RepoRecord
-from pfs_volume.repos import KeyedLocks, Maintenance, PoolLayout
+from pfs_volume.repos import Maintenance, PoolLayout
 from pfs_volume.repos.refs import Refs
 from pfs_volume.repos.snapshots import Snapshots
 
@@ -78,7 +78,6 @@ class Replicator:
         self.registry = registry
         self.peers = peers
         self.node_id = registry.node_id
-        self._fetch_locks = KeyedLocks()
         self._pushes: queue.Queue[CommitRecord | None] = queue.Queue()
         self._received: set[tuple[str, str]] = set()
         """Commits this process received whole (their end frame seen)."""
@@ -95,7 +94,7 @@ class Replicator:
             StreamRefused: every holder's stream would reach outside the commit.
             Unavailable: every holder failed or etcd is unreachable.
         """
-        with self._fetch_locks.hold(repo, commit_id, timeout=FETCH_LOCK_TIMEOUT):
+        with self.snapshots.receives.hold(repo, commit_id, timeout=FETCH_LOCK_TIMEOUT):
             commit = self.refs.require_data(self.refs.get_commit(repo, commit_id))
             listed = self.node_id in commit.holders
             if self.snapshots.snapshot_on_disk(repo, commit_id):

@@ -159,13 +159,17 @@ class Fsck:
             report.snapshots += 1
             record = records.get(name)
             if not self.pool.info(path).readonly:
-                # A receive may have begun since the markers were read: looked at again.
-                busy = name in mounted or self.snapshots.markers.receiving(repo, name)
-                done = report.repair and not busy
-                if done:
-                    self.pool.delete_subvolume(path)
+                # A receive may have begun since the markers were read: looked at again,
+                # and none may begin before this ends.
+                with self.snapshots.receives.try_hold(repo, name) as free:
+                    busy = not free or name in mounted
+                    busy = busy or self.snapshots.markers.receiving(repo, name)
+                    done = report.repair and not busy
+                    if done:
+                        self.pool.delete_subvolume(path)
                 what = f"writable subvolume {path} (a receive cut off)"
-                self._add(report, Problem("partial-receive", repo, what, "deleted", done))
+                action = "deleted" if free else "kept: a fetch of it is under way"
+                self._add(report, Problem("partial-receive", repo, what, action, done))
             elif record is None:
                 what = f"snapshot {path} has no commit record"
                 self._add(report, Problem("snapshot-without-record", repo, what, "kept"))
@@ -179,11 +183,13 @@ class Fsck:
             elif not record.pruned and self.snapshots.holds(record) and record.id not in on_disk:
                 if record.id in in_flight or record.id in receiving:
                     continue
-                if self._fetched_since(record):
-                    continue
-                done = report.repair and record.id not in mounted
-                if done:
-                    self.store.remove_holder(repo, record.id, self.snapshots.coordinator.node_id)
+                with self.snapshots.receives.try_hold(repo, record.id) as free:
+                    if not free or self._fetched_since(record):
+                        continue
+                    done = report.repair and record.id not in mounted
+                    if done:
+                        node = self.snapshots.coordinator.node_id
+                        self.store.remove_holder(repo, record.id, node)
                 what = f"commit {record.id} is recorded as held here, but its snapshot is gone"
                 self._add(report, Problem("missing-snapshot", repo, what, "unlisted", done))
 
@@ -206,20 +212,23 @@ class Fsck:
             what = f"copy of commit {record.id} is not recorded and no node holds it"
             self._add(report, Problem("unaccepted-copy", record.repo, what, "kept"))
             return
-        # A fetch runs under its own lock, not the repo's: one that ended since the
-        # records were read accepted this copy (its holder is recorded before its marker
-        # goes), so the marker is looked at first, then the record as it is now.
-        busy = self.snapshots.markers.receiving(record.repo, record.id)
-        if not busy:
-            now = self.store.get_commit(record.repo, record.id)
-            if now is None or self.snapshots.holds(now):
-                return
-            record = now
-        done = report.repair and record.id not in mounted and not busy
-        if done:
-            self.snapshots.delete(record.repo, record.id)
+        # A fetch runs under the commit's receive lock, not the repo's: one that ended
+        # since the records were read accepted this copy (its holder is recorded before
+        # its marker goes), so the marker is looked at first, then the record as it is
+        # now; and none may begin (and find this copy, or lay its own) before this ends.
+        with self.snapshots.receives.try_hold(record.repo, record.id) as free:
+            busy = not free or self.snapshots.markers.receiving(record.repo, record.id)
+            if not busy:
+                now = self.store.get_commit(record.repo, record.id)
+                if now is None or self.snapshots.holds(now):
+                    return
+                record = now
+            done = report.repair and record.id not in mounted and not busy
+            if done:
+                self.snapshots.delete(record.repo, record.id)
         what = f"copy of commit {record.id} was never accepted (held by {record.holders})"
-        self._add(report, Problem("unaccepted-copy", record.repo, what, "deleted", done))
+        action = "deleted" if not busy else "kept: a fetch of it is under way"
+        self._add(report, Problem("unaccepted-copy", record.repo, what, action, done))
 
     def _pruned(self, record: CommitRecord, mounted: set[str], report: FsckReport) -> None:
         done = report.repair and record.id not in mounted

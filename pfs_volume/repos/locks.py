@@ -48,6 +48,19 @@ class KeyedLocks:
         finally:
             lock.release()
 
+    @contextmanager
+    def try_hold(self, *key: str) -> Iterator[bool]:
+        """Hold the lock of ``key`` for the ``with`` block if it is free now (True),
+        else hold nothing (False)."""
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.RLock())
+        held = lock.acquire(blocking=False)
+        try:
+            yield held
+        finally:
+            if held:
+                lock.release()
+
 
 class RepoLocks:
     """The branch and repo locks of one node, and how deep each branch's cluster write

@@ -9,6 +9,7 @@ from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.meta import CommitRecord, MetadataStore
 from pfs_volume.repos.coordinator import Coordinator, SingleHost
 from pfs_volume.repos.layout import PoolLayout
+from pfs_volume.repos.locks import KeyedLocks
 from pfs_volume.repos.markers import Markers
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ class Snapshots:
         self.layout = layout
         self.coordinator = coordinator
         self.markers = markers or Markers(layout)
+        self.receives = KeyedLocks()
+        """One lock per commit (repo, id), held by whatever receives its snapshot into
+        this pool (a fetch) and by whatever deletes or unlists a copy it finds unaccepted,
+        cut off or missing (``pfs fsck``): neither undoes what the other is doing."""
 
     def snapshot_on_disk(self, repo: str, commit_id: str) -> bool:
         """True when a read-only subvolume sits at the commit's place in the pool (a
