@@ -106,6 +106,11 @@ class EtcdSizes:
         found = self.client.get(self.keys.commit_size(repo, commit_id))
         return int(load(found)["bytes"]) if found is not None else None
 
+    def commit_sizes(self, repo: str) -> dict[str, int]:
+        prefix = self.keys.commit_sizes(repo)
+        found = self.client.get_prefix(prefix)
+        return {kv.key.removeprefix(prefix): int(load(kv)["bytes"]) for kv in found}
+
     def repo_size(self, repo: str) -> RepoSize | None:
         total = self._total(repo)
         if total is None:

@@ -36,7 +36,6 @@ from pfs_volume.meta.records import (
     CommitRecord,
     Fence,
     RepoRecord,
-    RepoSize,
 )
 from pfs_volume.meta.sqlite_changes import track_changes
 from pfs_volume.meta.sqlite_layout import (
@@ -60,9 +59,9 @@ from pfs_volume.meta.sqlite_layout import (
 from pfs_volume.meta.sqlite_local import SqliteNodeRecords
 from pfs_volume.meta.sqlite_sizes import (
     SIZES_SCHEMA,
+    SqliteSizes,
     count_one_more,
     drop_sizes,
-    record_size,
     start_total,
     take_out_pruned,
 )
@@ -74,7 +73,7 @@ BATCH = 500
 BUSY_TIMEOUT = 30.0
 
 
-class SqliteStore(SqliteNodeRecords, MetadataStore):
+class SqliteStore(SqliteNodeRecords, SqliteSizes, MetadataStore):
     """MetadataStore in a SQLite database file.
 
     Args:
@@ -348,18 +347,6 @@ class SqliteStore(SqliteNodeRecords, MetadataStore):
             (repo, prefix, prefix + "g"),
         )
         return [row[0] for row in rows]
-
-    def record_commit_size(self, repo: str, commit_id: str, size: int) -> bool:
-        with self._write() as db:
-            return record_size(db, repo, commit_id, size)
-
-    def commit_size(self, repo: str, commit_id: str) -> int | None:
-        rows = self._read("SELECT bytes FROM commit_sizes WHERE repo=? AND id=?", (repo, commit_id))
-        return int(rows[0][0]) if rows else None
-
-    def repo_size(self, repo: str) -> RepoSize | None:
-        rows = self._read("SELECT bytes, commits - settled FROM repo_sizes WHERE repo=?", (repo,))
-        return RepoSize(int(rows[0][0]), int(rows[0][1])) if rows else None
 
     def count_commits(self, repo: str) -> int:
         """From the repo's total, or for a repo made before totals were kept by counting

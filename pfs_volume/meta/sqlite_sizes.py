@@ -2,11 +2,16 @@
 running total (``repo_sizes``: the bytes of its measured kept commits; ``settled``, how
 many of its commits are measured or pruned, so that the unmeasured ones are the commit
 count less it; and ``commits``, the count, so that no query counts the history).
-Functions on a connection inside the caller's transaction."""
+Functions on a connection inside the caller's transaction, and the store's size methods
+(``SqliteSizes``)."""
 
 from __future__ import annotations
 
 import sqlite3
+from contextlib import AbstractContextManager
+from typing import Any
+
+from pfs_volume.meta.records import RepoSize
 
 SIZES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS commit_sizes (
@@ -64,3 +69,30 @@ def drop_sizes(db: sqlite3.Connection, repo: str) -> None:
     """A deleted repo's sizes."""
     db.execute("DELETE FROM commit_sizes WHERE repo=?", (repo,))
     db.execute("DELETE FROM repo_sizes WHERE repo=?", (repo,))
+
+
+class SqliteSizes:
+    """The SQLite store's size methods (a part of ``SqliteStore``, which provides
+    ``_write`` and ``_read``)."""
+
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def record_commit_size(self, repo: str, commit_id: str, size: int) -> bool:
+        with self._write() as db:
+            return record_size(db, repo, commit_id, size)
+
+    def commit_size(self, repo: str, commit_id: str) -> int | None:
+        rows = self._read("SELECT bytes FROM commit_sizes WHERE repo=? AND id=?", (repo, commit_id))
+        return int(rows[0][0]) if rows else None
+
+    def commit_sizes(self, repo: str) -> dict[str, int]:
+        rows = self._read("SELECT id, bytes FROM commit_sizes WHERE repo=?", (repo,))
+        return {str(commit_id): int(size) for commit_id, size in rows}
+
+    def repo_size(self, repo: str) -> RepoSize | None:
+        rows = self._read("SELECT bytes, commits - settled FROM repo_sizes WHERE repo=?", (repo,))
+        return RepoSize(int(rows[0][0]), int(rows[0][1])) if rows else None

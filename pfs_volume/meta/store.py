@@ -179,6 +179,12 @@ class MetadataStore(ABC):
         """The commit's recorded size, or None (not measured)."""
 
     @abstractmethod
+    def commit_sizes(self, repo: str) -> dict[str, int]:
+        """Every recorded size of the repo's commits, by commit id (a commit not in it is
+        not measured), read at once: one range read (etcd: of ``commit_sizes/<repo>/``,
+        paged as every range), never one per commit."""
+
+    @abstractmethod
     def repo_size(self, repo: str) -> RepoSize | None:
         """The repo's running total; None for an unknown repo or one made before sizes
         were kept. ``create_repo`` and ``import_repo`` start it, ``mark_pruned`` takes

@@ -1,12 +1,16 @@
 """Commit sizes and each repo's running total (``record_commit_size``, ``commit_size``,
-``repo_size``), kept by ``create_repo``, ``import_repo``, ``mark_pruned`` and
+``commit_sizes``, ``repo_size``), kept by ``create_repo``, ``import_repo``, ``mark_pruned`` and
 ``delete_repo``, on both backends."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
+
+import pytest
 
 from pfs_volume.meta import CommitIntent, EtcdStore, MetadataStore, RepoSize, SqliteStore
+from pfs_volume.meta import etcd_client as etcd_client_module
 from pfs_volume.meta.etcd_client import MAX_TXN_OPS
 from tests.contract.test_metadata_store import (
     branch_record,
@@ -32,6 +36,40 @@ def test_sizes_add_up_once_per_commit(store: MetadataStore) -> None:
     assert store.commit_size("photos", cid(3)) is None
     assert store.repo_size("photos") == RepoSize(120, 1)
     assert store.repo_size("nothing") is None
+
+
+def test_commit_sizes_reads_every_size_of_a_repo_at_once(
+    store: MetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commits = [commit_record(n) for n in range(20)] + [commit_record(20, pruned=True)]
+    store.import_repo(repo_record(), [branch_record()], commits)
+    with_repo(store, "photos2")  # a name the first one is a prefix of
+    store.import_repo(
+        repo_record("photo"), [branch_record("photo")], [commit_record(1, repo="photo")]
+    )
+    store.record_commit_size("photo", cid(1), 555)
+    assert store.commit_sizes("photos") == {}
+    measured = {cid(n): n * 10 for n in range(0, 20) if n % 4 != 3}
+    for commit_id, size in measured.items():
+        assert store.record_commit_size("photos", commit_id, size)
+    store.record_commit_size("photos", cid(20), 7)  # pruned: not recorded
+    store.mark_pruned("photos", [cid(0)])  # its size stays recorded
+    posts: list[str] = []
+    if isinstance(store, EtcdStore):
+        # Pages of 8: the read of 15 sizes takes a few range reads, not one per commit.
+        monkeypatch.setattr(etcd_client_module, "PAGE_SIZE", 8)
+        post = store.client._post
+
+        def counted(path: str, payload: dict[str, Any], deadline: float) -> dict[str, Any]:
+            posts.append(path)
+            return post(path, payload, deadline)
+
+        monkeypatch.setattr(store.client, "_post", counted)
+    assert store.commit_sizes("photos") == measured
+    if isinstance(store, EtcdStore):
+        assert 0 < len(posts) <= len(measured) // 8 + 1, posts
+    assert store.commit_sizes("photos2") == {} and store.commit_sizes("nothing") == {}
+    assert store.commit_sizes("photo") == {cid(1): 555}
 
 
 def test_pruning_takes_commits_out_of_the_total(store: MetadataStore) -> None:
@@ -60,6 +98,7 @@ def test_delete_repo_drops_its_sizes(store: MetadataStore) -> None:
     store.record_commit_size("photos", cid(1), 10)
     store.delete_repo("photos")
     assert store.repo_size("photos") is None and store.commit_size("photos", cid(1)) is None
+    assert store.commit_sizes("photos") == {}
     store.forget_deleted_repo("photos")
     with_repo(store)
     assert store.repo_size("photos") == RepoSize(0, 0)
