@@ -23,11 +23,20 @@ under its repo lock. The problems it finds, and what ``repair`` does about each:
 * ``data-of-deleted-repo``: a repo folder whose repo was deleted. Deleted.
 * ``folder-without-repo``: a repo folder with no repo record and no deletion recorded.
   Reported only.
+* ``unmeasured-commit``: kept commits held here, with their snapshots on disk, that have
+  no size recorded and that the size meter is not about to measure (dropped from its
+  queue, left when the daemon stopped, or a measurement failed): ``repo inspect`` leaves
+  them out of the repo's size. One problem per repo for those measurable here (the
+  parent's snapshot is here too, or there is no parent): measured, in up to
+  ``MEASURE_BUDGET`` seconds per check (the next one goes on). One for those that are
+  not (the parent pruned or not held here), with how many for which reason: kept.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from pfs_volume.btrfs import BtrfsPool
@@ -36,10 +45,17 @@ from pfs_volume.meta import CommitRecord, MetadataStore
 from pfs_volume.repos.gc import Collector
 from pfs_volume.repos.layout import IMPORT_MARKER, PoolLayout, children
 from pfs_volume.repos.locks import RepoLocks
+from pfs_volume.repos.sizes import SizeMeter
 from pfs_volume.repos.snapshots import Snapshots
 from pfs_volume.repos.working_copies import WorkingCopies
 
 log = logging.getLogger(__name__)
+
+MEASURE_BUDGET = 60.0
+"""Seconds one ``check(repair=True)`` spends measuring commits, so that its answer comes
+within the 120 s the CLI waits; the commits left are measured by the next one."""
+EXAMPLES = 3
+"""Commit ids a problem about many commits names."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,21 @@ class FsckReport:
     problems: list[Problem] = field(default_factory=list)
 
 
+@dataclass
+class Unmeasured:
+    """A repo's kept commits here without a size: those measurable here, oldest first,
+    and the ids of the others by why not."""
+
+    measurable: list[CommitRecord] = field(default_factory=list)
+    not_measurable: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+
+def _examples(ids: list[str]) -> str:
+    """A few of ``ids``, for a problem's text."""
+    shown = ", ".join(ids[:EXAMPLES])
+    return f"{shown}, ..." if len(ids) > EXAMPLES else shown
+
+
 class Fsck:
     """The full consistency check of one node's pool.
 
@@ -83,6 +114,7 @@ class Fsck:
         snapshots: which snapshots this node holds, and its receives in flight.
         working_copies: sets stale working copies aside.
         collector: deletes pruned snapshots and deleted repos' data.
+        sizes: the size meter (measures commits that have no size).
     """
 
     def __init__(
@@ -94,6 +126,7 @@ class Fsck:
         snapshots: Snapshots,
         working_copies: WorkingCopies,
         collector: Collector,
+        sizes: SizeMeter,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -102,6 +135,7 @@ class Fsck:
         self.snapshots = snapshots
         self.working_copies = working_copies
         self.collector = collector
+        self.sizes = sizes
 
     def check(self, repair: bool = False) -> FsckReport:
         """Check every repo's records against this pool; with ``repair``, fix what can
@@ -115,11 +149,14 @@ class Fsck:
         for folder in sorted(children(self.layout.repos_dir)):
             if folder.name not in repos and not (folder / IMPORT_MARKER).exists():
                 self._folder_without_repo(folder.name, report)
+        deadline = time.monotonic() + MEASURE_BUDGET
         for name in sorted(repos):
             report.repos += 1
             with self.locks.repo_lock(name):
-                self._check_repo(name, report)
+                unmeasured = self._check_repo(name, report)
             self._check_working_copies(name, report)  # takes the branch lock first
+            # Outside the repo lock: measuring takes what the commits' changes take.
+            self._check_sizes(name, unmeasured, deadline, report)
         return report
 
     def _add(self, report: FsckReport, problem: Problem) -> None:
@@ -145,7 +182,7 @@ class Fsck:
         what = f"the data of deleted repo {name} is still in the pool"
         self._add(report, Problem("data-of-deleted-repo", name, what, "deleted", done))
 
-    def _check_repo(self, repo: str, report: FsckReport) -> None:
+    def _check_repo(self, repo: str, report: FsckReport) -> Unmeasured:
         records = {c.id: c for c in self.store.list_commits(repo)}
         report.commits += len(records)
         in_flight = {i.commit.id for i in self.store.list_intents() if i.commit.repo == repo}
@@ -192,6 +229,73 @@ class Fsck:
                         self.store.remove_holder(repo, record.id, node)
                 what = f"commit {record.id} is recorded as held here, but its snapshot is gone"
                 self._add(report, Problem("missing-snapshot", repo, what, "unlisted", done))
+        return self._unmeasured(repo, records, on_disk)
+
+    def _unmeasured(
+        self, repo: str, records: dict[str, CommitRecord], on_disk: set[str]
+    ) -> Unmeasured:
+        """The kept commits whose snapshots are here (``on_disk``: held here, whole) with
+        no size recorded and not queued to the meter; the sizes in one read."""
+        found = Unmeasured()
+        kept = [records[c] for c in on_disk if not records[c].pruned]
+        if not kept:
+            return found
+        sizes = self.store.commit_sizes(repo)
+        queued = self.sizes.queued(repo)
+        for record in sorted(kept, key=lambda c: (c.created, c.id)):
+            if record.id in sizes or record.id in queued:
+                continue
+            parent = records.get(record.parent) if record.parent else None
+            if record.parent is None or (parent and not parent.pruned and parent.id in on_disk):
+                found.measurable.append(record)
+            elif parent is None:
+                found.not_measurable["its parent has no record"].append(record.id)
+            elif parent.pruned:
+                found.not_measurable["its parent was pruned"].append(record.id)
+            else:
+                found.not_measurable["its parent's snapshot is not on this node"].append(record.id)
+        return found
+
+    def _check_sizes(
+        self, repo: str, found: Unmeasured, deadline: float, report: FsckReport
+    ) -> None:
+        if found.not_measurable:
+            ids = [c for group in found.not_measurable.values() for c in group]
+            why = "; ".join(f"{len(c)}: {reason}" for reason, c in found.not_measurable.items())
+            what = (
+                f"{len(ids)} commit(s) have no size and cannot be measured here ({why}): "
+                f"{_examples(ids)}"
+            )
+            self._add(report, Problem("unmeasured-commit", repo, what, "kept"))
+        if not found.measurable:
+            return
+        action, done = "measured", False
+        if report.repair:
+            measured, error = self._measure(found.measurable, deadline)
+            done = measured == len(found.measurable)
+            if not done:
+                action = f"measured {measured} of {len(found.measurable)}: {error}"
+        ids = [c.id for c in found.measurable]
+        what = f"{len(ids)} commit(s) have no size recorded: {_examples(ids)}"
+        self._add(report, Problem("unmeasured-commit", repo, what, action, done))
+
+    def _measure(self, commits: list[CommitRecord], deadline: float) -> tuple[int, str]:
+        """Measure ``commits`` (each recorded as it is measured) until ``deadline``: how
+        many were, and why the others were not ("" when all were)."""
+        measured, error = 0, ""
+        for commit in commits:
+            if time.monotonic() > deadline:
+                return measured, error or "out of time, the next pfs fsck --repair goes on"
+            try:
+                if self.sizes.measure(commit) is None:
+                    error = error or f"the snapshot of {commit.id} or its parent went meanwhile"
+                    continue
+            except (PfsError, OSError) as exc:
+                log.warning("repo=%s commit=%s not measured: %s", commit.repo, commit.id, exc)
+                error = error or f"{commit.id}: {exc}"
+                continue
+            measured += 1
+        return measured, error
 
     def _fetched_since(self, record: CommitRecord) -> bool:
         """True when a fetch may have begun or ended since the records were read: its

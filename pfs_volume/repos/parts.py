@@ -157,7 +157,7 @@ class RepoParts:
             catalog=catalog,
             commits=commits,
             recovery=Recovery(store, pool, layout, commits, collector, snapshots),
-            fsck=Fsck(store, pool, layout, locks, snapshots, working_copies, collector),
+            fsck=Fsck(store, pool, layout, locks, snapshots, working_copies, collector, sizes),
             maintenance=NodeMaintenance(locks, collector),
             sizes=sizes,
         )

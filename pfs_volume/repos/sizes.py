@@ -6,8 +6,9 @@ by one worker thread after the commit landed, so a commit costs no more than bef
 store keeps the repo's running total in the same transaction as each size
 (``MetadataStore.record_commit_size``). A commit whose parent's snapshot is not here
 (pruned, or not held by this node) is left unmeasured, as are commits lost from the queue
-when the daemon stops: ``repo inspect`` counts them. Only a started meter measures (the
-daemon starts it, and closes it before it unmounts the pool).
+when the daemon stops: ``repo inspect`` counts them, and ``pfs fsck --repair`` measures
+those it can (``measure``). Only a started meter measures in the background (the daemon
+starts it, and closes it before it unmounts the pool).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class SizeMeter:
         self.layout = layout
         self._queue: queue.Queue[CommitRecord] = queue.Queue(QUEUE_SIZE)
         self._lock = threading.Lock()
+        self._pending: set[tuple[str, str]] = set()  # (repo, id): queued or being measured
         self._worker: threading.Thread | None = None
         self._running = False
 
@@ -67,10 +69,10 @@ class SizeMeter:
         dropped = 0
         while True:
             try:
-                self._queue.get_nowait()
+                commit = self._queue.get_nowait()
             except queue.Empty:
                 break
-            self._queue.task_done()
+            self._done(commit)
             dropped += 1
         if dropped:
             log.info("%d commit(s) left unmeasured at close", dropped)
@@ -80,12 +82,35 @@ class SizeMeter:
         """Queue a commit this node just made (a commit listener: quick, never raises)."""
         if not self._running:
             return
-        try:
-            self._queue.put_nowait(commit)
-        except queue.Full:
+        if not self._put(commit):
             log.warning("repo=%s commit=%s left unmeasured: queue full", commit.repo, commit.id)
             return
         self._start_worker()
+
+    def _put(self, commit: CommitRecord) -> bool:
+        """Queue a commit; False when the queue is full. It is pending before it is
+        queued: the worker may take it at once."""
+        with self._lock:
+            self._pending.add((commit.repo, commit.id))
+        try:
+            self._queue.put_nowait(commit)
+        except queue.Full:
+            with self._lock:
+                self._pending.discard((commit.repo, commit.id))
+            return False
+        return True
+
+    def _done(self, commit: CommitRecord) -> None:
+        """A queued commit measured, failed or dropped."""
+        with self._lock:
+            self._pending.discard((commit.repo, commit.id))
+        self._queue.task_done()
+
+    def queued(self, repo: str) -> set[str]:
+        """The ids of the repo's commits queued or being measured (``pfs fsck`` leaves
+        them to the meter)."""
+        with self._lock:
+            return {commit_id for name, commit_id in self._pending if name == repo}
 
     def _start_worker(self) -> None:
         with self._lock:
@@ -102,9 +127,7 @@ class SizeMeter:
         kept = sorted((c for c in commits if not c.pruned), key=lambda c: c.created)
         left = 0
         for commit in kept:
-            try:
-                self._queue.put_nowait(replace(commit, repo=repo))
-            except queue.Full:
+            if not self._put(replace(commit, repo=repo)):
                 left += 1
         if left:
             log.warning("repo=%s: %d imported commits left unmeasured: queue full", repo, left)
@@ -152,4 +175,4 @@ class SizeMeter:
             except (PfsError, OSError) as exc:
                 log.warning("repo=%s commit=%s left unmeasured: %s", commit.repo, commit.id, exc)
             finally:
-                self._queue.task_done()
+                self._done(commit)

@@ -132,6 +132,7 @@ def test_fsck_repair_keeps_a_copy_a_fetch_accepted_while_it_looked(tmp_path: Pat
         snapshots,
         cast(Any, None),
         cast(Any, None),
+        cast(Any, None),
     )
     report = fsck.check(repair=True)
     assert pool.deleted == [], report.problems

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,16 @@ def fsck(node: PfsNode, *args: str) -> dict[str, Any]:
     return report
 
 
+def measured(node: PfsNode, repo: str, timeout: float = 30.0) -> tuple[int, int]:
+    """``repo inspect``'s size and unmeasured count, once the meter measured it all."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = node.cli_json("repo", "inspect", repo)
+        if shown["size_unmeasured_commits"] == 0 or time.monotonic() > deadline:
+            return shown["size"], shown["size_unmeasured_commits"]
+        time.sleep(0.2)
+
+
 def kinds(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(p["repo"], p["kind"]): p for p in report["problems"]}
 
@@ -47,6 +58,8 @@ def test_fsck_reports_and_repairs_each_problem_and_start_up_looks_at_none(
         for index in range(2):
             commit_files(node, repo, f"{repo}{index}", f"m-{repo}{index}")
     assert fsck(node)["problems"] == []
+    for repo in ("a", "b", "c"):  # else the meter's queue goes when the daemon stops
+        assert measured(node, repo)[1] == 0
     commits = {r: [c["id"] for c in node.cli_json("log", r)] for r in ("a", "b", "c")}
     root = node.pool_root / "repos"
     # a: a snapshot with no record (kept), a partial receive (deleted), a commit whose
