@@ -19,8 +19,9 @@ from pfs_volume.cli.output import print_json
 def fsck(repair: bool, as_json: bool) -> None:
     """Check every repo's commits, snapshots and working copies on this node: snapshots
     without records, records without snapshots, partial receives, pruned snapshots
-    still here, stale working copies, data of deleted repos. Start-up does not look at
-    these (it only finishes what a crash left). Exits 1 when a problem is left."""
+    still here, stale working copies, data of deleted repos, commits with no size
+    recorded (--repair measures them). Start-up does not look at these (it only
+    finishes what a crash left). Exits 1 when a problem is left."""
     report = api_client().fsck(repair)
     problems = report["problems"]
     if as_json:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_fsck import measured
 from tests.pfs_node import PfsNode
 
 
@@ -53,6 +54,9 @@ def test_a_gc_killed_before_marking_prunes_nothing(node: PfsNode) -> None:
     node.start(env={"PFS_FAILPOINTS": "gc.after_marker"})
     for index in range(2):
         commit_files(node, "old", {f"f{index}": f"v{index}"}, f"m{index}")
+    # Measured before the kill: fsck would rightly report a commit the kill left
+    # unmeasured (``unmeasured-commit``).
+    assert measured(node, "old")[1] == 0
     gc = node.cli("gc", "old", "--keep-last", "1", check=False)
     assert gc.returncode != 0
     assert node.wait_exit() == 137  # the failpoint was reached: the marker is written

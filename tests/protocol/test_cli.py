@@ -127,6 +127,13 @@ def test_gc_verb(api_socket: str) -> None:
 
 
 def test_fsck_verb(api_socket: str, volumes: VolumeService) -> None:
+    # No size meter runs here (the daemon starts it): the commits have no size yet.
+    code, out, _ = pfs(api_socket, "fsck")
+    line = out.splitlines()[1]
+    assert code == 1 and line.startswith("photos: unmeasured-commit: 3 commit(s) have no size")
+    assert line.endswith("[--repair: measured]")
+    code, out, _ = pfs(api_socket, "fsck", "--repair")
+    assert code == 0 and out.splitlines()[1].endswith("[measured]")
     code, out, _ = pfs(api_socket, "fsck")
     assert code == 0 and out == "checked 1 repo(s), 3 commit(s), 3 snapshot(s): 0 problem(s)\n"
     stray = volumes.repos.commit_path("photos", "e" * 32)
