@@ -157,6 +157,7 @@ def fsck_of(tmp_path: Path, readonly: bool, holders: tuple[str, ...]) -> tuple[F
         snapshots,
         cast(Any, None),
         cast(Any, None),
+        cast(Any, None),
     )
     return fsck, pool
 
