@@ -157,10 +157,16 @@ def bytes_written(parent: Path | None, child: Path, *, timeout: float = CHANGES_
     """The bytes of file data ``child`` wrote over ``parent``: the lengths of the ranges
     its listing shows written (``update_extent``; a reflinked ``clone`` shares data
     and is not counted); with no parent, the sizes of all its regular files (walked, as
-    ``changes`` does). Raises BtrfsCommandError as ``dump_lines``."""
+    ``changes`` does). Raises BtrfsCommandError as ``dump_lines`` (the walk too, past
+    ``timeout``)."""
     if parent is None:
         total = 0
+        deadline = time.monotonic() + timeout
         for _folder, fd, name in walk_tree(child):
+            if time.monotonic() > deadline:
+                raise BtrfsCommandError(
+                    ["walk", str(child)], -1, f"the walk took longer than {timeout:.0f} s"
+                )
             info = os.lstat(name, dir_fd=fd)
             if stat.S_ISREG(info.st_mode):
                 total += info.st_size

@@ -157,15 +157,16 @@ class EtcdSizes:
     ) -> tuple[list[Op], list[KeyValue], list[str]]:
         """What takes ``commits`` out of their branches' parts of the repo's total: the
         ops, and the keys to guard (unchanged, absent)."""
-        measured = self._sizes([self.keys.commit_size(repo, c.id) for c in commits])
         by_branch: dict[str, list[str]] = defaultdict(list)
         for commit in commits:
             by_branch[commit.branch].append(self.keys.commit_size(repo, commit.id))
         part_keys = [self.keys.size_shard(repo, branch) for branch in by_branch]
+        # The parts first, then the sizes: a size recorded after the parts were read
+        # moved its part, and the guard fails; one recorded before is in what is read.
+        parts = self.client.get_many(part_keys)
+        measured = self._sizes([self.keys.commit_size(repo, c.id) for c in commits])
         ops, unchanged, absent = [], [], []
-        for key, part, sizes in zip(
-            part_keys, self.client.get_many(part_keys), by_branch.values(), strict=True
-        ):
+        for key, part, sizes in zip(part_keys, parts, by_branch.values(), strict=True):
             freed = sum(measured.get(size, 0) for size in sizes)
             unmeasured = sum(size not in measured for size in sizes)
             ops.append(put_op(key, dump(_added(part, bytes=-freed, settled=unmeasured))))

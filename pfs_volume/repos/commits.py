@@ -86,6 +86,7 @@ class Commits:
         self.clock = clock
         self.new_id = new_id
         self._commit_listeners: list[Callable[[CommitRecord], None]] = []
+        self._starting_listeners: list[Callable[[CommitRecord], None]] = []
 
     def commit_working_copy(
         self,
@@ -193,6 +194,12 @@ class Commits:
                 repo, branch, message=message, origin=origin, provenance=provenance, job=job
             )
 
+    def on_commit_starting(self, listener: Callable[[CommitRecord], None]) -> None:
+        """Call ``listener`` with each commit this node is about to make, before its
+        record can be seen (quick, never raising; a failure is logged); ``on_commit``'s
+        listeners follow once it is made."""
+        self._starting_listeners.append(listener)
+
     def on_commit(self, listener: Callable[[CommitRecord], None]) -> None:
         """Call ``listener`` after each commit this node makes (it must be quick and
         must not raise; a failure is logged)."""
@@ -257,6 +264,11 @@ class Commits:
         )
         intent = CommitIntent(commit=commit, mount_id=mount_id)
         self.store.begin_commit(intent)
+        for listener in self._starting_listeners:
+            try:
+                listener(commit)
+            except Exception:
+                log.exception("repo=%s commit=%s: a commit listener failed", repo, commit.id)
         failpoint("commit.after_intent")
         snapshot = self.layout.commit_path(repo, commit.id)
         try:

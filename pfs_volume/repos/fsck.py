@@ -38,6 +38,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pfs_volume.btrfs import BtrfsPool
 from pfs_volume.errors import InUse, PfsError
@@ -199,6 +200,8 @@ class Fsck:
                 # A receive may have begun since the markers were read: looked at again,
                 # and none may begin before this ends.
                 with self.snapshots.receives.try_hold(repo, name) as free:
+                    if free and not self._still_writable(path):
+                        continue  # a fetch ended meanwhile: its copy is whole, or gone
                     busy = not free or name in mounted
                     busy = busy or self.snapshots.markers.receiving(repo, name)
                     done = report.repair and not busy
@@ -240,8 +243,8 @@ class Fsck:
         kept = [records[c] for c in on_disk if not records[c].pruned]
         if not kept:
             return found
+        queued = self.sizes.queued(repo)  # first: see ``SizeMeter.queued``
         sizes = self.store.commit_sizes(repo)
-        queued = self.sizes.queued(repo)
         for record in sorted(kept, key=lambda c: (c.created, c.id)):
             if record.id in sizes or record.id in queued:
                 continue
@@ -284,11 +287,15 @@ class Fsck:
         many were, and why the others were not ("" when all were)."""
         measured, error = 0, ""
         for commit in commits:
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return measured, error or "out of time, the next pfs fsck --repair goes on"
             try:
-                if self.sizes.measure(commit) is None:
-                    error = error or f"the snapshot of {commit.id} or its parent went meanwhile"
+                if self.sizes.measure(commit, timeout=left) is None:
+                    error = error or (
+                        f"{commit.id} or its parent went meanwhile (deleted, pruned or "
+                        "measured by another)"
+                    )
                     continue
             except (PfsError, OSError) as exc:
                 log.warning("repo=%s commit=%s not measured: %s", commit.repo, commit.id, exc)
@@ -296,6 +303,11 @@ class Fsck:
                 continue
             measured += 1
         return measured, error
+
+    def _still_writable(self, path: Path) -> bool:
+        """True when ``path`` is a writable subvolume now (a receive cut off), looked at
+        again under the commit's receive lock."""
+        return self.pool.is_subvolume(path) and not self.pool.info(path).readonly
 
     def _fetched_since(self, record: CommitRecord) -> bool:
         """True when a fetch may have begun or ended since the records were read: its

@@ -137,7 +137,8 @@ class RepoParts:
             clock,
             new_id,
         )
-        sizes = SizeMeter(store, layout)
+        sizes = SizeMeter(store, layout, after_send=collector.drain_pending)
+        commits.on_commit_starting(sizes.expect)
         commits.on_commit(sizes.measure_later)
         return cls(
             store=store,

@@ -19,9 +19,10 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
-from pfs_volume.btrfs.changes import bytes_written
+from pfs_volume.btrfs.changes import CHANGES_TIMEOUT, bytes_written
 from pfs_volume.errors import PfsError
 from pfs_volume.meta import CommitRecord, MetadataStore
 from pfs_volume.repos.layout import PoolLayout
@@ -34,6 +35,10 @@ NICENESS = 10
 """The worker's nice value (Linux: per thread)."""
 CLOSE_TIMEOUT = 30.0
 """Seconds ``close`` waits for a measurement under way."""
+EXPECTED_FOR = 60.0
+"""Seconds a commit about to be made counts as queued (``expect``)."""
+EXPECTED_KEPT = 1_000
+"""How many such commits are kept before the expired ones are dropped."""
 IDLE_EXIT = 5.0
 """Seconds the worker waits for work before it ends (the next commit starts another)."""
 
@@ -44,14 +49,23 @@ class SizeMeter:
     Args:
         store: the metadata store (where sizes and totals go).
         layout: where the snapshots are.
+        after_send: called after each measurement's ``btrfs send`` (the collector's
+            ``drain_pending``: a deletion the send held up is finished then).
     """
 
-    def __init__(self, store: MetadataStore, layout: PoolLayout) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        layout: PoolLayout,
+        after_send: Callable[[], object] | None = None,
+    ) -> None:
         self.store = store
         self.layout = layout
+        self.after_send = after_send
         self._queue: queue.Queue[CommitRecord] = queue.Queue(QUEUE_SIZE)
         self._lock = threading.Lock()
         self._pending: set[tuple[str, str]] = set()  # (repo, id): queued or being measured
+        self._expected: dict[tuple[str, str], float] = {}  # (repo, id): about to be queued
         self._worker: threading.Thread | None = None
         self._running = False
 
@@ -78,6 +92,23 @@ class SizeMeter:
             log.info("%d commit(s) left unmeasured at close", dropped)
         return self.wait_idle(timeout)
 
+    def expect(self, commit: CommitRecord) -> None:
+        """Count a commit this node is about to make as queued already, from before its
+        record can be seen until ``measure_later`` queues it (``EXPECTED_FOR`` seconds
+        at most: a commit that fails is never queued): ``pfs fsck`` never finds it
+        unsized and not queued in between (a commit-starting listener: quick)."""
+        if not self._running:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if len(self._expected) >= EXPECTED_KEPT:
+                self._expected = {
+                    key: since
+                    for key, since in self._expected.items()
+                    if now - since < EXPECTED_FOR
+                }
+            self._expected[(commit.repo, commit.id)] = now
+
     def measure_later(self, commit: CommitRecord) -> None:
         """Queue a commit this node just made (a commit listener: quick, never raises)."""
         if not self._running:
@@ -92,6 +123,7 @@ class SizeMeter:
         queued: the worker may take it at once."""
         with self._lock:
             self._pending.add((commit.repo, commit.id))
+            self._expected.pop((commit.repo, commit.id), None)
         try:
             self._queue.put_nowait(commit)
         except queue.Full:
@@ -107,10 +139,18 @@ class SizeMeter:
         self._queue.task_done()
 
     def queued(self, repo: str) -> set[str]:
-        """The ids of the repo's commits queued or being measured (``pfs fsck`` leaves
-        them to the meter)."""
+        """The ids of the repo's commits queued, being measured or about to be queued
+        (``expect``): ``pfs fsck`` leaves them to the meter. Read it before the sizes:
+        a commit it does not name was measured (and its size recorded) before, or its
+        record was not there yet when the commits were read."""
+        now = time.monotonic()
         with self._lock:
-            return {commit_id for name, commit_id in self._pending if name == repo}
+            expected = {
+                commit_id
+                for (name, commit_id), since in self._expected.items()
+                if name == repo and now - since < EXPECTED_FOR
+            }
+            return expected | {commit_id for name, commit_id in self._pending if name == repo}
 
     def _start_worker(self) -> None:
         with self._lock:
@@ -144,15 +184,22 @@ class SizeMeter:
                 self._queue.all_tasks_done.wait(remaining)
         return True
 
-    def measure(self, commit: CommitRecord) -> int | None:
-        """Measure one commit now and record its size; the size, or None when its
-        parent's snapshot is not here to measure against."""
+    def measure(self, commit: CommitRecord, timeout: float = CHANGES_TIMEOUT) -> int | None:
+        """Measure one commit now, within ``timeout`` seconds, and record its size; the
+        size, or None when its parent's snapshot is not here to measure against or the
+        store took no size for it (its commit is pruned or gone, or was measured
+        already). Raises BtrfsCommandError (past ``timeout`` too)."""
         child = self.layout.commit_path(commit.repo, commit.id)
         parent = self.layout.commit_path(commit.repo, commit.parent) if commit.parent else None
         if not child.is_dir() or (parent is not None and not parent.is_dir()):
             return None
-        size = bytes_written(parent, child)
-        self.store.record_commit_size(commit.repo, commit.id, size)
+        try:
+            size = bytes_written(parent, child, timeout=timeout)
+        finally:
+            if self.after_send is not None:
+                self.after_send()
+        if not self.store.record_commit_size(commit.repo, commit.id, size):
+            return None
         return size
 
     def _run(self) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 
 from pfs_volume.btrfs import changes as changes_module
+from pfs_volume.errors import BtrfsCommandError
 from pfs_volume.meta import EtcdClient, EtcdStore, MetadataStore, RepoSize, SqliteStore
 from pfs_volume.repos import RepoService
 from pfs_volume.repos import fsck as fsck_module
@@ -240,9 +241,13 @@ def test_the_measure_budget_bounds_a_slow_measurement(
     monkeypatch.setattr(fsck_module, "MEASURE_BUDGET", 0.5)
     real = changes_module.bytes_written
 
-    def slow_listing(parent: Path | None, child: Path, **kwargs: Any) -> int:
-        time.sleep(3)  # stands for a slow send: the listing is what takes the time
-        return real(parent, child, **kwargs)
+    def slow_listing(parent: Path | None, child: Path, *, timeout: float = 600.0) -> int:
+        # Stands for a slow send (3 s) under the deadline it is given, as dump_lines is.
+        if timeout < 3:
+            time.sleep(timeout)
+            raise BtrfsCommandError(["btrfs", "send"], -1, f"took longer than {timeout} s")
+        time.sleep(3)
+        return real(parent, child, timeout=timeout)
 
     monkeypatch.setattr(sizes_module, "bytes_written", slow_listing)
     started = time.monotonic()
@@ -316,3 +321,12 @@ def test_two_fsck_repairs_and_the_meter_at_once_count_each_size_once(
     assert set(sizes) == set(made)
     assert store.repo_size("twice") == RepoSize(sum(sizes.values()), 0)
     assert sum(sizes.values()) == 40 * KIB
+
+
+def test_a_root_commits_walk_stops_at_its_deadline(tmp_path: Path) -> None:
+    """A root commit is measured by a walk (no send): it too ends at its deadline."""
+    for n in range(50):
+        (tmp_path / f"f{n}").write_bytes(b"x")
+    assert changes_module.bytes_written(None, tmp_path) == 50
+    with pytest.raises(BtrfsCommandError, match="longer than"):
+        changes_module.bytes_written(None, tmp_path, timeout=-1)
