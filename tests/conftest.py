@@ -10,12 +10,20 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from pfs_volume.btrfs import BtrfsPool, prepare_pool
 from pfs_volume.meta import SqliteStore
 from pfs_volume.pipelines.uses import PipelineUses
 from pfs_volume.repos import RepoService
 from pfs_volume.volumes import VolumeService
+
+settings.register_profile("pfs", deadline=None)
+settings.load_profile("pfs")
+"""No per-example time limit: the suite runs 4 workers on 2 cores beside btrfs, etcd and
+Docker, and an example that waits 400 ms for a core is not a failure (speed lives in
+``bench/``)."""
+
 
 WORKERS = 4
 """pytest-xdist workers for a run (``-n auto`` in setup.cfg): most tests wait on daemons,

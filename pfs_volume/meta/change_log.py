@@ -90,6 +90,8 @@ class ChangeLog:
         self._repos: OrderedDict[str, int] = OrderedDict()
         self._volumes: OrderedDict[str, int] = OrderedDict()
         self._parts: OrderedDict[Part, int] = OrderedDict()
+        self._evicted: OrderedDict[str, int] = OrderedDict()
+        """The repos of forgotten parts, with the number of the last such part's write."""
         self._everything = 0
         self._identity = object()
 
@@ -113,7 +115,16 @@ class ChangeLog:
                 touched[name] = self.number
                 touched.move_to_end(name)
             while len(touched) > self.limit:
-                _, last = touched.popitem(last=False)
+                forgotten, last = touched.popitem(last=False)
+                if touched is self._parts:
+                    # A part forgotten stands for its whole repo from then on (a gc or
+                    # repo delete of many commits between two Lists): its numbers come
+                    # in order, so ``_evicted`` stays ordered as ``_after`` needs.
+                    self._evicted[forgotten[0]] = last
+                    self._evicted.move_to_end(forgotten[0])
+                    if len(self._evicted) <= self.limit:
+                        continue
+                    _, last = self._evicted.popitem(last=False)
                 self._everything = max(self._everything, last)
         if everything:
             self._everything = self.number
@@ -124,7 +135,7 @@ class ChangeLog:
         if self._everything > number or number > self.number:
             return None, None, None
         return (
-            _after(self._repos, number),
+            _after(self._repos, number) | _after(self._evicted, number),
             _after(self._volumes, number),
             _after(self._parts, number),
         )

@@ -167,6 +167,8 @@ class OnceReads:
             if len(ids) > 1:
                 raise InvalidName(f"the commit prefix {ref.base!r} is ambiguous in {repo!r}")
             raise NotFound(f"repo {repo!r} has no branch or commit {ref.base!r}")
+        if ref.plain:  # neither a branch nor a commit prefix: nothing (the branch is read)
+            raise NotFound(f"repo {repo!r} has no branch or commit {ref.base!r}")
         key = (repo, str(ref))
         self.read.add((repo, ANY, ""))
         found = _once(self._refs, key, lambda: _or_error(self.repos.resolve_commit, repo, ref))
