@@ -335,7 +335,7 @@ def cluster_volumes(
 
 
 @settings(
-    max_examples=max(EXAMPLES // 2, 3),
+    max_examples=max(EXAMPLES // 4, 3),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
