@@ -11,7 +11,12 @@ to in its driver list for as long as it runs, and each later ``docker volume ls`
 driver-less ``docker run -v NAME`` then waits about 15 s for every such driver that is
 gone. With one name, the next test's daemon answers on the very socket Docker already
 knows. An unfiltered ``docker volume ls`` also asks every socket in the host's plugin
-folder, other workers' daemons included (a killed one costs 15 s): list by driver.
+folder, other workers' daemons included (a killed one costs 15 s): list by driver. Even
+a ``docker volume ls`` by driver reads that folder and adds every legacy driver that
+answers there to the engine's list for good, so the end-to-end modules that run legacy
+daemons under engines of their own (Compose, engine changes) are in the shared engine's
+group as well: beside it, their drivers joined its list, and once gone, held each name
+looked up without a driver 15 s apiece (45 to 60 s a lookup in one run).
 
 When a test fails, the tails of its daemon log and of the dockerd log are attached to the
 failure report.
@@ -20,6 +25,14 @@ A module that marks its tests ``@pytest.mark.parametrize("pfs", BACKENDS, indire
 runs each of them twice: against a legacy daemon (``pfs serve``) and against pfs as a
 managed plugin (``scripts/build-plugin``). The plugin is built and enabled once per
 session and shared: between tests its repos are deleted, as a fresh daemon would start.
+Every managed run goes to a group of its own (``MANAGED_GROUP``, with
+test_managed_plugin.py), so to another worker and another session engine than the legacy
+runs: the plugin is built once a run, not once on each of two workers, and the shared
+engine's chain, the longest of the run, does not carry it. It also keeps the managed runs
+off an engine that knows the legacy driver: between legacy tests its socket is gone, and
+every name looked up without a driver waited 15 s on it (the managed run of the lookups
+by prefix took 33 s). A managed plugin's socket is in /run/docker/plugins/ID/, which no
+other engine reads.
 """
 
 from __future__ import annotations
@@ -35,6 +48,12 @@ from tests.managed_plugin import LEGACY, MANAGED, ManagedPlugin, build_plugin_di
 from tests.pfs_node import PfsNode, unique_driver_name
 
 DOCKERD_LOG_TAIL = 5_000
+ENGINE_GROUP = "docker-engine"
+"""The xdist group of the end-to-end modules on the session engine."""
+MANAGED_GROUP = "managed-plugin"
+"""Added to ``ENGINE_GROUP`` for every test run against the managed plugin: xdist names
+a test's group after all its ``xdist_group`` marks, so these run as
+``docker-engine_managed-plugin``, apart from the legacy runs of the same modules."""
 RECONCILE_OFTEN = ["--reconcile-interval", "1", "--reconcile-grace", "10"]
 """Every end-to-end daemon reconciles its mount records with the engine every second, so
 that every test with containers also checks that no held mount is ever released."""
@@ -44,6 +63,16 @@ MANAGED_ENV = {"PFS_POOL_SIZE": "2G", "PFS_LOG_LEVEL": "debug"} | {
     "PFS_RECONCILE_GRACE": "10",
 }
 """The plugin's settings: as ``RECONCILE_OFTEN`` for the legacy daemons."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put every managed run in the managed group (before xdist reads the groups)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("pfs") == MANAGED:
+            item.add_marker(pytest.mark.xdist_group(ENGINE_GROUP))
+            item.add_marker(pytest.mark.xdist_group(MANAGED_GROUP))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -8,21 +8,37 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.docker_engine import DockerEngine
+from tests.e2e.conftest import running_engine
 from tests.e2e.docker_user import DockerUser
 from tests.pfs_node import unique_driver_name
 
-# Its own group, so its own engine on another worker: Compose looks volumes up by name
-# across every driver, and each socket of a daemon another test killed holds such a
-# lookup about 15 s (225 s in one run), which would all add to the shared engine's chain.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-compose")]
+# Its own engine: Compose looks volumes up by name across every driver, and the shared
+# engine knows drivers that are gone (each held such a lookup about 15 s: 225 s in one
+# run). In the shared engine's group all the same, so one after another with its tests:
+# while its daemon answers, another engine's `docker volume ls` would find its socket in
+# Docker's folder and keep its driver for good, to wait on it once it is gone.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("docker-engine")]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "compose" / "docker-compose.yml"
 COMPOSE_TIMEOUT = 300.0
+
+
+@pytest.fixture(scope="module")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
+    """This module's own engine."""
+    yield from running_engine(tmp_path_factory.mktemp("docker"))
+
+
+@pytest.fixture(scope="module")
+def image(docker_engine: DockerEngine) -> str:
+    """The busybox image on this module's engine."""
+    return docker_engine.busybox_image()
 
 
 class Compose:

@@ -4,9 +4,11 @@ across a plugin restart still commits; repos move to a legacy daemon and back on
 state dir. (A SIGKILLed plugin process: test_daemon_crash.)
 
 These tests restart and kill things, and take a minute and a half together, so they
-run on an engine and plugin of their own, in an xdist group of their own: on another
-worker than the other end-to-end modules, at the same time. (The plugin's socket is in
-its own folder, /run/docker/plugins/ID, where no other engine's name lookups look.)
+run on an engine and plugin of their own, in the managed group (tests/e2e/conftest.py,
+``MANAGED_GROUP``), with the managed runs of the core flows: on another worker than the
+legacy end-to-end modules, at the same time, from the same plugin build. (The plugin's
+socket is in its own folder, /run/docker/plugins/ID, where no other engine's name
+lookups look.)
 """
 
 from __future__ import annotations
