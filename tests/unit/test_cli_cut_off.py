@@ -56,8 +56,12 @@ def cut_off_api(request: pytest.FixtureRequest) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     finally:
+        # A close alone leaves accept() blocked (the join then waited its 5 s each time);
+        # a shutdown wakes it.
+        listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         worker.join(5)
+        assert not worker.is_alive()
 
 
 @pytest.mark.parametrize(
