@@ -166,7 +166,9 @@ class ManagedPlugin(PfsNode):
 
     def pid(self) -> int | None:
         """The plugin's ``pfs serve`` process, if it runs: the one that runs the plugin's
-        ``pfs`` with the plugin's driver name (a container's /proc/PID/root shows "/")."""
+        ``pfs`` with the plugin's driver name (a container's /proc/PID/root shows "/"), in
+        the plugin's cgroup (named after its id): another engine on the host may run a
+        plugin of the same name and build."""
         wanted = f"PFS_DRIVER_NAME={self.driver_name}".encode()
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
@@ -176,9 +178,10 @@ class ManagedPlugin(PfsNode):
                 if PFS_IN_PLUGIN.encode() not in argv[:2]:
                     continue
                 environ = Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0")
+                cgroup = Path(f"/proc/{entry.name}/cgroup").read_text()
             except OSError:
                 continue
-            if wanted in environ:
+            if wanted in environ and self.id in cgroup:
                 return int(entry.name)
         return None
 
