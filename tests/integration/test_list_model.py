@@ -303,7 +303,7 @@ def exercised() -> Iterator[None]:
 
 
 @settings(
-    max_examples=EXAMPLES,
+    max_examples=max(EXAMPLES // 2, 3),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
