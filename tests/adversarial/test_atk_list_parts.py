@@ -9,18 +9,19 @@ Run: .venv/bin/pytest -p no:randomly tests/adversarial/test_atk_list_parts.py
 from __future__ import annotations
 
 import secrets
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 import pytest
 
-from pfs_volume.meta import StoreChanges, VolumeRecord
-from pfs_volume.meta.change_log import BRANCH, COPY, ChangeLog, Part
+from pfs_volume.meta import VolumeRecord
+from pfs_volume.meta.change_log import BRANCH, COPY, Part
 from pfs_volume.names import parse_volume_name
 from pfs_volume.repos import RepoService
 from pfs_volume.volumes import VolumeService, kept_listing
 from pfs_volume.volumes.kept_listing import KeptListing
 from pfs_volume.volumes.listing import volume_infos
+from tests.unit.test_kept_listing_scale import Names
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -41,28 +42,6 @@ def commit(repos: RepoService, repo: str, branch: str) -> None:
 # 1. One Create (or Remove) costs List a rebuild of the repo's whole readers index.
 
 
-class _Names:
-    """Volume names and their change log: the part of a MetadataStore List reads."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, VolumeRecord] = {}
-        self.log = ChangeLog()
-
-    def add(self, names: Iterable[str]) -> None:
-        for name in names:
-            self.records[name] = VolumeRecord(name, "r", WHEN)
-            self.log.note(volumes=(name,))
-
-    def changed_since(self, cursor: Hashable | None) -> StoreChanges:
-        return self.log.changes(cursor)
-
-    def list_volumes(self) -> list[VolumeRecord]:
-        return [self.records[name] for name in sorted(self.records)]
-
-    def get_volume(self, name: str) -> VolumeRecord | None:
-        return self.records.get(name)
-
-
 def _branch_reads(records: list[VolumeRecord]) -> tuple[list[str], list[frozenset[Part]]]:
     """``listing.mountpoints`` of ``r/<branch>`` names: each reads its own branch's
     record and working copy (as ``OnceReads`` notes them)."""
@@ -79,7 +58,7 @@ def test_one_create_costs_a_rebuild_of_its_repos_readers(monkeypatch: pytest.Mon
     every repo of a touched name), 10,000 x parts frozenset work on every such List:
     measured 166 to 567 ms a List on this machine, against 20 to 40 ms before 959ea4a;
     as much as the whole listing the kept answer is there to save."""
-    store = _Names()
+    store = Names()
     listing = KeptListing(
         store,  # type: ignore[arg-type]
         _branch_reads,

@@ -115,6 +115,15 @@ class Coordinator:
     node_id: str = HERE
 
 
+def fsck_over(store: Store, pool: Pool, layout: PoolLayout, snapshots: Snapshots) -> Fsck:
+    """fsck of these stand-ins (no working copies, collector or size meter are used)."""
+    nothing = cast(Any, None)
+    return Fsck(
+        cast(Any, store), cast(Any, pool), layout, cast(Any, Locks()), snapshots, nothing,
+        nothing, nothing,
+    )  # fmt: skip
+
+
 def test_fsck_repair_keeps_a_copy_a_fetch_accepted_while_it_looked(tmp_path: Path) -> None:
     layout = PoolLayout(tmp_path)
     pool = Pool()
@@ -124,16 +133,7 @@ def test_fsck_repair_keeps_a_copy_a_fetch_accepted_while_it_looked(tmp_path: Pat
     snapshots.begin_receive("r", COMMIT)
     (layout.repo_dir("r") / "commits" / COMMIT).mkdir(parents=True)
     (layout.repo_dir("r") / "branches").mkdir()
-    fsck = Fsck(
-        cast(Any, store),
-        cast(Any, pool),
-        layout,
-        cast(Any, Locks()),
-        snapshots,
-        cast(Any, None),
-        cast(Any, None),
-        cast(Any, None),
-    )
+    fsck = fsck_over(store, pool, layout, snapshots)
     report = fsck.check(repair=True)
     assert pool.deleted == [], report.problems
     assert (layout.repo_dir("r") / "commits" / COMMIT).is_dir()
@@ -149,17 +149,7 @@ def fsck_of(tmp_path: Path, readonly: bool, holders: tuple[str, ...]) -> tuple[F
     store.record = replace(store.record, holders=holders)
     snapshots.store = cast(Any, store)
     (layout.repo_dir("r") / "branches").mkdir(parents=True)
-    fsck = Fsck(
-        cast(Any, store),
-        cast(Any, pool),
-        layout,
-        cast(Any, Locks()),
-        snapshots,
-        cast(Any, None),
-        cast(Any, None),
-        cast(Any, None),
-    )
-    return fsck, pool
+    return fsck_over(store, pool, layout, snapshots), pool
 
 
 @contextmanager
