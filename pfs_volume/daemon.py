@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 
 DOCKER_TIMEOUT = 60
 """Seconds a Docker call of the pipeline runner waits (the docker SDK's default)."""
+SIGNAL_CHECK = 0.5
+"""Seconds between the main thread's looks for a SIGTERM or SIGINT that reached another
+thread (``wait``)."""
 META_NAME = "meta.db"
 
 
@@ -302,7 +306,13 @@ class Daemon:
         """
 
         stop_on_signals(self._stopping)
-        self._stopping.wait()
+        # Python runs a signal's handler on the main thread only, and a wait with no
+        # timeout there ends only for a signal the kernel hands to that very thread. The
+        # kernel may hand SIGTERM to any thread (it did, now and then, while the size
+        # meter started its btrfs processes): the handler then stayed pending, and the
+        # daemon ran on until systemd's or Docker's SIGKILL. A wait in slices lets it run.
+        while not self._stopping.wait(SIGNAL_CHECK):
+            pass
         self.stop()
         failure = self.startup.failure
         if isinstance(failure, PfsError):
@@ -313,6 +323,7 @@ class Daemon:
     def stop(self) -> None:
         """Stop serving; unmount the pool image when no container has a volume mounted."""
         notify("STOPPING=1")
+        began = time.monotonic()
         self._stopping.set()
         # Calls waiting for a start-up that will not end are answered why, at once.
         self.startup.stopping()
@@ -330,8 +341,8 @@ class Daemon:
         for server in reversed(self._servers):
             server.stop()
         self._servers.clear()
-        if self._sizes is not None:  # before the store and the pool go away
-            self._sizes.close()
+        if self._sizes is not None and not self._sizes.close():  # before the store, the pool
+            log.warning("the size meter's measurement did not end: the pool may stay busy")
         try:
             mounted = len(self.store.list_mounts()) if self.store is not None else 0
         except PfsError as exc:
@@ -360,6 +371,7 @@ class Daemon:
                     log.warning("pool left mounted: %s", exc)
             self._image = None
         self._sockets.unlock()
+        log.info("stopped in %.2f s", time.monotonic() - began)
 
 
 def api_services(
