@@ -24,6 +24,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -38,9 +39,12 @@ log = logging.getLogger(__name__)
 BTRFS = "btrfs"
 CHANGES_TIMEOUT = 600.0
 """Seconds one listing may take, both processes together (a large change is slow)."""
+CANCEL_CHECK = 0.2
+"""Seconds between looks at a listing's ``cancel`` while it waits for output."""
 READ_SIZE = 64 * 1024
 DUMP_COMMAND = [BTRFS, "receive", "--dump"]
 PATH_MAX = os.pathconf("/", "PC_PATH_MAX")
+CANCELLED = "cancelled"
 
 
 def _send_command(parent: Path | None, child: Path) -> list[str]:
@@ -50,7 +54,11 @@ def _send_command(parent: Path | None, child: Path) -> list[str]:
 
 
 def dump_lines(
-    parent: Path | None, child: Path, *, timeout: float = CHANGES_TIMEOUT
+    parent: Path | None,
+    child: Path,
+    *,
+    timeout: float = CHANGES_TIMEOUT,
+    cancel: threading.Event | None = None,
 ) -> Generator[str, None, None]:
     """Yield the ``btrfs receive --dump`` listing of what turns ``parent`` into ``child``.
 
@@ -61,12 +69,14 @@ def dump_lines(
         parent: a read-only snapshot, or None to list all of ``child``.
         child: a read-only snapshot on the same file system.
         timeout: seconds for the whole listing.
+        cancel: once set, the listing is abandoned (both commands killed).
     Yields:
         The listing's lines without their line ends (bytes that are not UTF-8 are
         kept as surrogate escapes; the dump escapes paths, but not xattr values).
     Raises:
         BtrfsCommandError: when either command fails (both stderrs are in the
-            message), cannot be started, or the listing takes longer than ``timeout``.
+            message), cannot be started, or the listing takes longer than ``timeout``
+            or is cancelled.
     """
     send_args = _send_command(parent, child)
     shown = [*send_args, "|", *DUMP_COMMAND]
@@ -97,7 +107,7 @@ def dump_lines(
             sender.stdout.close()
         assert dumper.stdout is not None
         try:
-            unfinished = yield from _lines(dumper.stdout, deadline, shown, timeout)
+            unfinished = yield from _lines(dumper.stdout, deadline, shown, timeout, cancel)
             for process in (dumper, sender):
                 try:
                     process.wait(timeout=max(deadline - time.monotonic(), 0.0))
@@ -153,12 +163,18 @@ def changes(parent: Path | None, child: Path, *, timeout: float = CHANGES_TIMEOU
     return changes_from_dump(lines, metadata_changed=check)
 
 
-def bytes_written(parent: Path | None, child: Path, *, timeout: float = CHANGES_TIMEOUT) -> int:
+def bytes_written(
+    parent: Path | None,
+    child: Path,
+    *,
+    timeout: float = CHANGES_TIMEOUT,
+    cancel: threading.Event | None = None,
+) -> int:
     """The bytes of file data ``child`` wrote over ``parent``: the lengths of the ranges
     its listing shows written (``update_extent``; a reflinked ``clone`` shares data
     and is not counted); with no parent, the sizes of all its regular files (walked, as
     ``changes`` does). Raises BtrfsCommandError as ``dump_lines`` (the walk too, past
-    ``timeout``)."""
+    ``timeout`` or once ``cancel`` is set)."""
     if parent is None:
         total = 0
         deadline = time.monotonic() + timeout
@@ -167,12 +183,14 @@ def bytes_written(parent: Path | None, child: Path, *, timeout: float = CHANGES_
                 raise BtrfsCommandError(
                     ["walk", str(child)], -1, f"the walk took longer than {timeout:.0f} s"
                 )
+            if cancel is not None and cancel.is_set():
+                raise BtrfsCommandError(["walk", str(child)], -1, CANCELLED)
             info = os.lstat(name, dir_fd=fd)
             if stat.S_ISREG(info.st_mode):
                 total += info.st_size
         return total
     total = 0
-    for line in dump_lines(parent, child, timeout=timeout):
+    for line in dump_lines(parent, child, timeout=timeout, cancel=cancel):
         if line.startswith("update_extent"):
             found = _EXTENT_LENGTH.search(line)
             total += int(found.group(1)) if found else 0
@@ -220,17 +238,26 @@ def _lstat_under(root: Path, path: str) -> os.stat_result:
 
 
 def _lines(
-    stream: IO[bytes], deadline: float, shown: list[str], timeout: float
+    stream: IO[bytes],
+    deadline: float,
+    shown: list[str],
+    timeout: float,
+    cancel: threading.Event | None,
 ) -> Generator[str, None, str]:
-    """Yield the stream's complete lines as they come, raising once ``deadline`` passes;
-    return the text after the last line end (held back until the commands succeeded)."""
+    """Yield the stream's complete lines as they come, raising once ``deadline`` passes
+    or ``cancel`` is set; return the text after the last line end (held back until the
+    commands succeeded)."""
     partial = b""
     with selectors.DefaultSelector() as selector:
         selector.register(stream, selectors.EVENT_READ)
         while True:
+            if cancel is not None and cancel.is_set():
+                raise BtrfsCommandError(shown, -1, CANCELLED)
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
+            if remaining <= 0:
                 raise _timed_out(shown, timeout)
+            if not selector.select(remaining if cancel is None else min(remaining, CANCEL_CHECK)):
+                continue
             chunk = os.read(stream.fileno(), READ_SIZE)
             if not chunk:
                 break

@@ -6,8 +6,9 @@ by one worker thread after the commit landed, so a commit costs no more than bef
 store keeps the repo's running total in the same transaction as each size
 (``MetadataStore.record_commit_size``). A commit whose parent's snapshot is not here
 (pruned, or not held by this node) is left unmeasured, as are commits lost from the queue
-when the daemon stops: ``repo inspect`` counts them, and ``pfs fsck --repair`` measures
-those it can (``measure``). Only a started meter measures in the background (the daemon
+or being measured when the daemon stops (a stop does not wait for a slow ``btrfs send``:
+its processes are killed): ``repo inspect`` counts them, and ``pfs fsck --repair``
+measures those it can (``measure``). Only a started meter measures in the background (the daemon
 starts it, and closes it before it unmounts the pool).
 """
 
@@ -33,8 +34,10 @@ QUEUE_SIZE = 10_000
 """Commits waiting to be measured; more are left unmeasured (and logged)."""
 NICENESS = 10
 """The worker's nice value (Linux: per thread)."""
-CLOSE_TIMEOUT = 30.0
-"""Seconds ``close`` waits for a measurement under way."""
+CLOSE_TIMEOUT = 5.0
+"""Seconds ``close`` waits for the measurement under way to end once abandoned (its
+btrfs processes are killed within ``changes.CANCEL_CHECK``; the collector's
+``drain_pending`` still runs after it)."""
 EXPECTED_FOR = 60.0
 """Seconds a commit about to be made counts as queued (``expect``)."""
 EXPECTED_KEPT = 1_000
@@ -68,6 +71,7 @@ class SizeMeter:
         self._expected: dict[tuple[str, str], float] = {}  # (repo, id): about to be queued
         self._worker: threading.Thread | None = None
         self._running = False
+        self._closing = threading.Event()
 
     def start(self) -> SizeMeter:
         """Measure from now on (until ``close``); before, commits stay unmeasured. The
@@ -77,9 +81,11 @@ class SizeMeter:
         return self
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> bool:
-        """Stop measuring: drop what is queued (it stays unmeasured) and wait up to
-        ``timeout`` for a measurement under way; False when it is still running."""
+        """Stop measuring: drop what is queued and abandon a measurement under way (each
+        stays unmeasured, for ``pfs fsck --repair``), then wait up to ``timeout`` for
+        the worker to be idle; False when it is still busy."""
         self._running = False
+        self._closing.set()
         dropped = 0
         while True:
             try:
@@ -184,17 +190,23 @@ class SizeMeter:
                 self._queue.all_tasks_done.wait(remaining)
         return True
 
-    def measure(self, commit: CommitRecord, timeout: float = CHANGES_TIMEOUT) -> int | None:
+    def measure(
+        self,
+        commit: CommitRecord,
+        timeout: float = CHANGES_TIMEOUT,
+        cancel: threading.Event | None = None,
+    ) -> int | None:
         """Measure one commit now, within ``timeout`` seconds, and record its size; the
         size, or None when its parent's snapshot is not here to measure against or the
         store took no size for it (its commit is pruned or gone, or was measured
-        already). Raises BtrfsCommandError (past ``timeout`` too)."""
+        already). Raises BtrfsCommandError (past ``timeout`` too, and once ``cancel``
+        is set: the worker's measurements end so when the meter is closed)."""
         child = self.layout.commit_path(commit.repo, commit.id)
         parent = self.layout.commit_path(commit.repo, commit.parent) if commit.parent else None
         if not child.is_dir() or (parent is not None and not parent.is_dir()):
             return None
         try:
-            size = bytes_written(parent, child, timeout=timeout)
+            size = bytes_written(parent, child, timeout=timeout, cancel=cancel)
         finally:
             if self.after_send is not None:
                 self.after_send()
@@ -217,7 +229,7 @@ class SizeMeter:
                         return
                 continue
             try:
-                size = self.measure(commit)
+                size = self.measure(commit, cancel=self._closing)
                 log.debug("repo=%s commit=%s wrote %s bytes", commit.repo, commit.id, size)
             except (PfsError, OSError) as exc:
                 log.warning("repo=%s commit=%s left unmeasured: %s", commit.repo, commit.id, exc)

@@ -241,13 +241,15 @@ def test_the_measure_budget_bounds_a_slow_measurement(
     monkeypatch.setattr(fsck_module, "MEASURE_BUDGET", 0.5)
     real = changes_module.bytes_written
 
-    def slow_listing(parent: Path | None, child: Path, *, timeout: float = 600.0) -> int:
+    def slow_listing(
+        parent: Path | None, child: Path, *, timeout: float = 600.0, cancel: Any = None
+    ) -> int:
         # Stands for a slow send (3 s) under the deadline it is given, as dump_lines is.
         if timeout < 3:
             time.sleep(timeout)
             raise BtrfsCommandError(["btrfs", "send"], -1, f"took longer than {timeout} s")
         time.sleep(3)
-        return real(parent, child, timeout=timeout)
+        return real(parent, child, timeout=timeout, cancel=cancel)
 
     monkeypatch.setattr(sizes_module, "bytes_written", slow_listing)
     started = time.monotonic()

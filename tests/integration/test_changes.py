@@ -6,15 +6,23 @@ import os
 import random
 import shutil
 import stat
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from pfs_volume.btrfs import BtrfsPool
+from pfs_volume.btrfs import changes as changes_module
 from pfs_volume.btrfs.changes import changes, dump_lines
 from pfs_volume.diff import Change
 from pfs_volume.errors import BtrfsCommandError
+from pfs_volume.meta import CommitRecord
+from pfs_volume.repos.layout import PoolLayout
+from pfs_volume.repos.sizes import SizeMeter
 
 
 def working_copy(pool: BtrfsPool, name: str = "work") -> Path:
@@ -178,6 +186,51 @@ def test_leaving_the_listing_early_stops_both_commands(pool: BtrfsPool) -> None:
     assert "btrfs" in child_commands()
     lines.close()
     assert "btrfs" not in child_commands()
+
+
+def a_send_that_never_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``btrfs send`` stands still (a slow send on a loaded host): ``receive --dump``
+    waits for a stream that does not come."""
+    monkeypatch.setattr(changes_module, "_send_command", lambda _parent, _child: ["sleep", "600"])
+
+
+def test_a_cancelled_listing_stops_both_commands_at_once(
+    pool: BtrfsPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = working_copy(pool)
+    a = commit(pool, work, "A")
+    b = commit(pool, work, "B")
+    a_send_that_never_ends(monkeypatch)
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    began = time.monotonic()
+    with pytest.raises(BtrfsCommandError, match="cancelled"):
+        list(dump_lines(a, b, cancel=cancel))
+    assert time.monotonic() - began < 5.0
+    assert child_commands() == []
+
+
+def test_closing_the_size_meter_abandons_a_measurement_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon's stop closes the meter: it does not wait for the send (up to its
+    600 s timeout), the commit stays unmeasured for ``pfs fsck --repair``."""
+    layout = PoolLayout(tmp_path)
+    parent = CommitRecord("a" * 32, "r", "master", None, datetime.now(UTC), "m", "test")
+    child = replace(parent, id="b" * 32, parent=parent.id)
+    for record in (parent, child):
+        layout.commit_path("r", record.id).mkdir(parents=True)
+    a_send_that_never_ends(monkeypatch)
+    meter = SizeMeter(cast(Any, None), layout).start()
+    meter.measure_later(child)
+    deadline = time.monotonic() + 30
+    while "sleep" not in child_commands():
+        assert time.monotonic() < deadline, "the measurement never started"
+        time.sleep(0.05)
+    began = time.monotonic()
+    assert meter.close(), "the measurement was still under way"
+    assert time.monotonic() - began < 5.0
+    assert child_commands() == []
 
 
 def child_commands() -> list[str]:

@@ -28,7 +28,7 @@ class Blocking:
         self.go = threading.Event()
         self.calls = 0
 
-    def __call__(self, record: CommitRecord) -> int | None:
+    def __call__(self, record: CommitRecord, cancel: threading.Event | None = None) -> int | None:
         self.calls += 1
         self.started.set()
         assert self.go.wait(10)
