@@ -37,6 +37,9 @@ pytestmark = pytest.mark.timeout(60)
 CALL_TIMEOUT = 15.0
 SWAP_SECONDS = 2.0
 MAX_SWAPS = 20_000
+MIN_RUNS = 6
+"""Calls a test makes while the container swaps, at the least (each asserts more than 5)."""
+HAMMER_SECONDS = 30.0
 RENAME_EXCHANGE = 2
 AT_FDCWD = -100
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -126,15 +129,27 @@ class Swapper:
         assert not self._thread.is_alive()
         assert not self.failure, self.failure
 
+    def another_round(self) -> None:
+        """Swap for another ``SWAP_SECONDS`` (the calls were too slow to meet enough)."""
+        self._thread.join(timeout=10)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         deadline = time.monotonic() + SWAP_SECONDS
         a, b = self.work / "d", self.work / "d.tmp"
+        done = 0
         try:
-            while not self.stop.is_set() and self.swaps < MAX_SWAPS and time.monotonic() < deadline:
+            while not self.stop.is_set() and done < MAX_SWAPS and time.monotonic() < deadline:
                 if exchange(a, b):
                     self.swaps += 1
+                    done += 1
                     # Spread the swaps over the whole time, so the calls meet them.
-                    ahead = self.swaps / MAX_SWAPS * SWAP_SECONDS - (deadline - time.monotonic())
+                    ahead = done / MAX_SWAPS * SWAP_SECONDS - (deadline - time.monotonic())
                     if ahead > SWAP_SECONDS - 0.1:
                         time.sleep(0.001)
                 if self.pauses and random.random() < 0.02:
@@ -276,9 +291,16 @@ def link_instead(path: Path, target: Path) -> None:
 
 
 def hammer(ops: list[Callable[[], object]], swapper: Swapper, before: Callable[[], None]) -> int:
-    """Run the operations in a random order until the container stops; how many ran."""
+    """Run the operations in a random order until the container stops, and for more
+    rounds of swaps while fewer than ``MIN_RUNS`` ran (a loaded machine makes each call
+    slow), at most ``HAMMER_SECONDS``; how many ran."""
     runs = 0
-    while not swapper.stop.is_set() and swapper._thread.is_alive():
+    give_up = time.monotonic() + HAMMER_SECONDS
+    while not swapper.stop.is_set():
+        if not swapper.running:
+            if runs >= MIN_RUNS or time.monotonic() > give_up:
+                break
+            swapper.another_round()
         op = random.choice(ops)
         before()
         op()
