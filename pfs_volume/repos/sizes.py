@@ -77,6 +77,7 @@ class SizeMeter:
         """Measure from now on (until ``close``); before, commits stay unmeasured. The
         daemon starts it; whoever starts it must close it before the pool goes away (a
         measurement holds the pool busy). Returns self."""
+        self._closing.clear()
         self._running = True
         return self
 
