@@ -24,7 +24,7 @@ import requests
 
 from pfs_volume.config import PLUGIN_DIR
 from tests.docker_engine import DockerEngine
-from tests.pfs_node import PfsNode
+from tests.pfs_node import PfsNode, end_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "scripts" / "build-plugin"
@@ -281,11 +281,6 @@ class LocalRegistry:
 
     def stop(self) -> None:
         """Stop it (by its pid)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
+        if self.process is not None:
+            end_process(self.process)
         self.process = None

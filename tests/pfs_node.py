@@ -171,14 +171,8 @@ class PfsNode:
 
     def stop(self) -> None:
         """SIGTERM the daemon and wait for it."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
+        if self.process is not None:
+            end_process(self.process, signal.SIGCONT, signal.SIGTERM)
         self.process = None
 
     def cleanup(self) -> None:
@@ -233,3 +227,17 @@ class PfsNode:
     def cli_json(self, *args: str) -> Any:
         """Run a CLI verb with ``--json`` and decode its output."""
         return json.loads(self.cli(*args, "--json").stdout)
+
+
+def end_process(process: subprocess.Popen[Any], *signals: int) -> None:
+    """Send ``signals`` (SIGTERM by default) to a process still running, wait up to 30 s
+    for it to end, then kill it."""
+    if process.poll() is not None:
+        return
+    for number in signals or (signal.SIGTERM,):
+        process.send_signal(number)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)

@@ -167,7 +167,10 @@ class KeptListing:
         unsure = frozenset(r.name for r, m in zip(records, found, strict=True) if m is None)
         by_repo = self._group(order)
         reads = {r.name: d for r, d in zip(records, depends, strict=True)}
-        readers = {repo: _readers(names, reads) for repo, names in by_repo.items()}
+        moves = _Moves()
+        for name, read in reads.items():
+            moves.note(name, frozenset(), read)
+        readers = moves.applied({})
         return _Kept(
             cursor, pool_count, order, by_name, by_repo, infos, answer, unsure, reads, readers
         )
@@ -281,17 +284,6 @@ class _Moves:
             else:
                 made.pop(repo, None)
         return made
-
-
-def _readers(
-    names: Iterable[str], reads: Mapping[str, frozenset[Part]]
-) -> dict[tuple[str, str], frozenset[str]]:
-    """``_Kept.readers`` of one repo, from its names' reads."""
-    found: dict[tuple[str, str], set[str]] = {}
-    for name in names:
-        for _, kind, what in reads.get(name, ()):
-            found.setdefault((kind, what), set()).add(name)
-    return {key: frozenset(names) for key, names in found.items()}
 
 
 def _reading(readers: Mapping[tuple[str, str], frozenset[str]], part: Part) -> set[str]:

@@ -9,7 +9,6 @@ Run: .venv/bin/pytest -p no:randomly tests/adversarial/test_atk_list_parts.py
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 import pytest
@@ -69,16 +68,15 @@ def test_one_create_costs_a_rebuild_of_its_repos_readers(monkeypatch: pytest.Mon
     store.add(f"r/b{k}" for k in range(10_000))
     listing.answer()
     scanned: list[int] = []
-    real = kept_listing._readers
+    real = kept_listing._Moves.note
 
     def counting(
-        names: Iterable[str], reads: Mapping[str, frozenset[Part]]
-    ) -> dict[tuple[str, str], frozenset[str]]:
-        names = tuple(names)
-        scanned.append(len(names))
-        return real(names, reads)
+        moves: kept_listing._Moves, name: str, before: frozenset[Part], after: frozenset[Part]
+    ) -> None:
+        scanned.append(1)  # one name's reads looked at
+        real(moves, name, before, after)
 
-    monkeypatch.setattr(kept_listing, "_readers", counting)
+    monkeypatch.setattr(kept_listing._Moves, "note", counting)
     store.add(["r/new"])
     listing.answer()
     assert listing.last.resolved == 1
